@@ -1,0 +1,47 @@
+# dockyard: `make demo` runs the main job, `make test` runs the whole suite.
+# Both bootstrap from nothing on a fresh Debian machine (as root).
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEBS    := runc crun zookeeper busybox-static docker-registry skopeo iproute2 procps
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow bench bootstrap debs clean
+
+demo: bootstrap
+	$(BIN)/python -m framework.local.demo
+
+test: bootstrap
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: bootstrap
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: bootstrap
+	$(BIN)/python -m bench
+
+bootstrap: debs $(STAMP)
+
+# Install only the Debian packages that are missing, so a warm machine pays nothing.
+debs:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@dpkg-query -W -f='$${Status}' python3-venv 2>/dev/null | grep -q "ok installed" || \
+	  $(PYTHON) -m venv --help >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv)
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) *.egg-info

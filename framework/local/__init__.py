@@ -1,0 +1,1 @@
+"""The embedded Mesos-compatible cluster: master, agent and the `up` supervisor."""

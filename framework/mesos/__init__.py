@@ -1,0 +1,1 @@
+"""The Mesos v1 HTTP API: framing, messages, resources, drivers, detection."""

@@ -1,0 +1,33 @@
+"""dockyard: a Mesos framework for running your own PaaS."""
+from setuptools import find_packages, setup
+
+setup(
+    name="dockyard",
+    version="0.1.0",
+    description="A Mesos framework: Marathon-style services and Metronome-style jobs "
+    "in layered OCI containers, with an embedded single-machine cluster.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["framework*", "scheduler*", "executor*"]),
+    py_modules=["dockyard"],
+    install_requires=[
+        "addict>=2.4",
+        "kazoo>=2.9",
+        "prometheus-client>=0.17",
+        "starlette>=0.37",
+        "uvicorn>=0.29",
+        "httpx>=0.27",
+        "PyYAML>=6.0",
+        "pydantic>=2.6",
+        "click>=8.1",
+        "rich>=13.7",
+        "croniter>=2.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "marathon==0.13.0",
+        ],
+    },
+    entry_points={"console_scripts": ["dockyard = dockyard:main"]},
+)

@@ -1,0 +1,57 @@
+"""A real ZooKeeper server (Debian's `zookeeper` package) on a loopback port."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .procs import Process, free_port, wait_for
+
+CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+
+
+def available() -> bool:
+    return Path("/usr/share/java/zookeeper.jar").exists() and shutil.which("java") is not None
+
+
+def _ruok(port: int) -> bool:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"ruok")
+        return sock.recv(16) == b"imok"
+
+
+class ZooKeeper:
+    """Standalone ZooKeeper; `restart()` keeps its data, as a real restart does."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.process: Process | None = None
+
+    @property
+    def hosts(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, path: str = "/mesos") -> str:
+        return f"zk://{self.hosts}{path}"
+
+    def start(self) -> "ZooKeeper":
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        self.process = Process(
+            ["java", "-Dzookeeper.4lw.commands.whitelist=ruok,stat", "-Xmx256m", "-cp", CLASSPATH,
+             "org.apache.zookeeper.server.ZooKeeperServerMain", str(self.port), str(data)],
+            self.workdir / "zookeeper.log",
+        )
+        wait_for(lambda: _ruok(self.port), timeout=60, what=f"ZooKeeper on {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
