@@ -1,0 +1,50 @@
+"""The seam between running a task (task_runner) and isolating it (a launcher).
+
+The task runner drives a task's states; a launcher starts its process, either on
+the host (a command task) or inside a layered container (a task with an image).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass
+class LaunchSpec:
+    task_id: str
+    command: dict  # Mesos CommandInfo JSON (shell/value/arguments/environment/user)
+    env: dict[str, str]  # the final environment: MESOS_*, PORT0..., the task's own
+    sandbox: Path  # the task's sandbox on the host; stdout/stderr files live here
+    resources: dict[str, float] = field(default_factory=dict)  # cpus, mem, disk, gpus
+    ports: list[int] = field(default_factory=list)
+    container: dict | None = None  # Mesos ContainerInfo JSON; None for a command task
+    work_dir: Path = Path("/var/lib/dockyard")  # the agent's work dir (images, runtime state)
+
+
+@dataclass
+class ExitInfo:
+    exit_code: int | None  # None when the task was killed by a signal
+    signal: int | None
+    reason: str | None  # a Mesos reason such as "REASON_CONTAINER_LIMITATION_MEMORY"
+    message: str  # "Command exited with status 3", "Command terminated with signal SIGKILL"
+
+
+class Running(Protocol):
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        """The task's exit, or None if it is still running after `timeout` seconds."""
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to every process of the task."""
+
+    def stats(self) -> dict:
+        """Resource usage in Mesos's ResourceStatistics shape."""
+
+    def destroy(self) -> None:
+        """Kill what is left and remove every trace; safe to call twice."""
+
+
+class Launcher(Protocol):
+    def launch(self, spec: LaunchSpec) -> Running: ...

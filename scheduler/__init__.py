@@ -1,0 +1,1 @@
+"""The dockyard framework scheduler: specs, placement, task lifecycle, jobs, services, API."""
