@@ -10,6 +10,7 @@ import sys
 
 LOCAL_COMMANDS = {"master", "agent", "up", "status"}
 EXECUTOR_COMMANDS = {"image"}
+LAB_COMMANDS = {"lab"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         return executor_main(args[1:])
     if command in LOCAL_COMMANDS:
         from framework.local.cli import cli
+    elif command in LAB_COMMANDS:
+        from framework.local.lab.cli import cli
     elif command in EXECUTOR_COMMANDS:
         from executor.cli import cli
     else:

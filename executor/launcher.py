@@ -48,3 +48,24 @@ class Running(Protocol):
 
 class Launcher(Protocol):
     def launch(self, spec: LaunchSpec) -> Running: ...
+
+
+def has_image(container: dict | None) -> bool:
+    """True when a ContainerInfo names an image (MESOS `mesos.image` or DOCKER `docker.image`)."""
+    if not container:
+        return False
+    return bool((container.get("mesos") or {}).get("image") or (container.get("docker") or {}).get("image"))
+
+
+def launcher_for(spec: LaunchSpec) -> Launcher:
+    """The container launcher for a task with an image, the host launcher otherwise.
+
+    Imports are lazy: a command task never pays for the container machinery.
+    """
+    if has_image(spec.container):
+        from executor.containers.launcher import ContainerLauncher  # type: ignore[import-not-found]
+
+        return ContainerLauncher()
+    from executor.host import HostLauncher
+
+    return HostLauncher()

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints machine-readable JSON, comparing against a baseline in the same run."""

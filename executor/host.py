@@ -1,0 +1,179 @@
+"""The plain host launcher: a task is a process group on the host, nothing more.
+
+Used for command tasks without an image. The task gets its own session (so its
+process group can be signalled as one), the final environment, the sandbox as
+its working directory and `stdout`/`stderr` files there. Mesos CommandInfo
+semantics: `shell` (default true) runs `/bin/sh -c value`; otherwise `value` is
+the program and `arguments` the full argv. Standard library only: this module is
+on the executor's start-up path.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from executor.launcher import ExitInfo, LaunchSpec
+
+
+def command_argv(command: dict) -> tuple[str, list[str]]:
+    """(program, argv) as Mesos execs a CommandInfo: argv[0] comes from `arguments`."""
+    value = command.get("value") or ""
+    if command.get("shell", True):
+        return "/bin/sh", ["sh", "-c", value]
+    if not value:
+        raise ValueError("CommandInfo with shell=false needs a value")
+    return value, list(command.get("arguments") or [value])
+
+
+def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
+    """`base` plus the CommandInfo's own variables (VALUE type; secrets are not supported)."""
+    env = dict(base)
+    for variable in (command.get("environment") or {}).get("variables") or []:
+        if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
+            env[variable["name"]] = str(variable.get("value", ""))
+    return env
+
+
+def exit_info(status: int) -> ExitInfo:
+    """Translate a Popen return code (negative = signal) into the Mesos wording."""
+    if status < 0:
+        number = -status
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
+        return ExitInfo(None, number, None, f"Command terminated with signal {name}")
+    return ExitInfo(status, None, None, f"Command exited with status {status}")
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of `root` (children that left the process group included)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_stats(pids: list[int]) -> dict:
+    """ResourceStatistics from /proc for a set of processes (cgroups give better numbers)."""
+    user = system = 0.0
+    rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        user += int(fields[11]) / _CLOCK_TICKS
+        system += int(fields[12]) / _CLOCK_TICKS
+        rss += int(fields[21]) * _PAGE_SIZE
+    return {
+        "timestamp": time.time(),
+        "cpus_user_time_secs": round(user, 3),
+        "cpus_system_time_secs": round(system, 3),
+        "mem_rss_bytes": rss,
+        "processes": len(pids),
+    }
+
+
+class HostProcess:
+    """A running host task: its leader's Popen plus the process group it leads."""
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._exit: ExitInfo | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        if self._exit is not None:
+            return self._exit
+        if self._pidfd is not None and timeout is not None:
+            ready, _, _ = select.select([self._pidfd], [], [], max(timeout, 0.0))
+            if not ready:
+                return None
+        try:
+            status = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._exit = exit_info(status)
+        self._close_pidfd()
+        return self._exit
+
+    def signal(self, sig: int) -> None:
+        """Signal the process group, and with SIGKILL every descendant that left it."""
+        tree = descendants(self.pid) if sig == signal.SIGKILL and self._exit is None else []
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in tree:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stats(self) -> dict:
+        pids = [self.pid, *descendants(self.pid)] if self._exit is None else []
+        return proc_stats(pids)
+
+    def destroy(self) -> None:
+        """Kill whatever is left of the task's processes; reap the leader."""
+        self.signal(signal.SIGKILL)
+        if self._exit is None:
+            try:
+                self._exit = exit_info(self.popen.wait(10))
+            except subprocess.TimeoutExpired:
+                pass
+        self._close_pidfd()
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+class HostLauncher:
+    """Start a task as a host process group in its sandbox."""
+
+    def launch(self, spec: LaunchSpec) -> HostProcess:
+        spec.sandbox.mkdir(parents=True, exist_ok=True)
+        program, argv = command_argv(spec.command)
+        env = command_env(spec.env, spec.command)
+        user = spec.command.get("user")
+        kwargs: dict = {}
+        if user and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name:
+            kwargs["user"] = user
+        with open(Path(spec.sandbox) / "stdout", "ab") as out, open(Path(spec.sandbox) / "stderr", "ab") as err:
+            popen = subprocess.Popen(
+                argv, executable=program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
+            )
+        return HostProcess(popen)

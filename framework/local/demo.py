@@ -1,0 +1,150 @@
+"""`make demo`: an embedded cluster with a sample service and a sample job, and where to look.
+
+It starts `dockyard up --agents 2`, deploys `examples/web-service.json` through the
+Marathon API and runs `examples/hello-job.json` through the Metronome API, prints
+where everything listens, and keeps the cluster up until Ctrl-C.
+
+It speaks to the scheduler over HTTP only: `framework/` imports nothing from the
+scheduler, the demo included.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+class DemoError(RuntimeError):
+    """The demo could not bring something up; the message says what and where to look."""
+
+
+def call(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        payload = response.read()
+    return json.loads(payload) if payload.strip() else None
+
+
+def wait(what: str, probe, timeout: float, supervisor: subprocess.Popen) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if supervisor.poll() is not None:
+            raise DemoError(f"`dockyard up` exited with {supervisor.returncode} while waiting for {what}")
+        try:
+            value = probe()
+            if value:
+                return value
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.25)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def step(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold: bool) -> int:
+    scheduler = f"http://127.0.0.1:{scheduler_port}"
+    master = f"http://127.0.0.1:{master_port}"
+    log_path = work_dir / "up.log"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    step(f"starting an embedded cluster: 1 master, {agents} agents, the scheduler (log: {log_path})")
+    log = open(log_path, "ab")
+    supervisor = subprocess.Popen(
+        [sys.executable, str(REPO / "dockyard.py"), "up", "--agents", str(agents),
+         "--work-dir", str(work_dir), "--master-port", str(master_port),
+         "--scheduler-port", str(scheduler_port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        wait("the master", lambda: call("GET", f"{master}/health") is None or True, 60, supervisor)
+        wait(f"{agents} agents to register",
+             lambda: len(call("GET", f"{master}/state")["slaves"]) >= agents, 60, supervisor)
+        wait("the scheduler", lambda: urllib.request.urlopen(f"{scheduler}/ping", timeout=2), 60, supervisor)
+
+        service = json.loads((EXAMPLES / "web-service.json").read_text())
+        step(f"deploying the service {service['id']} ({service['instances']} instances, HTTP health checks)")
+        call("PUT", f"{scheduler}/v2/apps/{service['id'].lstrip('/')}?force=true", service)
+        job = json.loads((EXAMPLES / "hello-job.json").read_text())
+        step(f"submitting the job {job['id']} and starting a run")
+        call("PUT", f"{scheduler}/v1/jobs/{job['id']}", job)
+        run_info = call("POST", f"{scheduler}/v1/jobs/{job['id']}/runs")
+
+        app = wait("the service to be healthy", lambda: _healthy(scheduler, service), 90, supervisor)
+        finished = wait("the job run to finish", lambda: _run_done(scheduler, job["id"], run_info["id"]),
+                        60, supervisor)
+        print()
+        print(f"  master      {master}/state          (operator API: POST {master}/api/v1)")
+        print(f"  scheduler   {scheduler}/v2/apps     (Marathon API) and {scheduler}/v1/jobs (Metronome API)")
+        for task in app["tasks"]:
+            print(f"  service     http://{task['host']}:{task['ports'][0]}/   ({task['id']})")
+        print(f"  job run     {job['id']} {run_info['id']}: {finished['status']}")
+        print()
+        print("  try:  .venv/bin/dockyard status")
+        print("        .venv/bin/dockyard app list")
+        print(f"        .venv/bin/dockyard job runs {job['id']}")
+        print(f"        .venv/bin/dockyard job logs {job['id']} {run_info['id']}")
+        print()
+        if not hold:
+            return 0
+        step("the cluster stays up; press Ctrl-C to stop it")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        supervisor.wait()
+        return supervisor.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    except DemoError as error:
+        print(f"demo failed: {error}\n(see {log_path})", file=sys.stderr)
+        return 1
+    finally:
+        step("stopping the cluster")
+        if supervisor.poll() is None:
+            os.killpg(supervisor.pid, signal.SIGINT)
+            try:
+                supervisor.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(supervisor.pid, signal.SIGKILL)
+        log.close()
+
+
+def _healthy(scheduler: str, service: dict) -> dict | None:
+    app = call("GET", f"{scheduler}/v2/apps/{service['id'].lstrip('/')}?embed=app.tasks")["app"]
+    return app if app.get("tasksHealthy", 0) >= service["instances"] else None
+
+
+def _run_done(scheduler: str, job_id: str, run_id: str) -> dict | None:
+    runs = call("GET", f"{scheduler}/v1/jobs/{job_id}?embed=history")["history"]
+    for finished in runs.get("successfulFinishedRuns", []) + runs.get("failedFinishedRuns", []):
+        if finished["id"] == run_id:
+            return {"status": "SUCCESS" if finished in runs.get("successfulFinishedRuns", []) else "FAILED"}
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".dockyard" / "demo")
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--master-port", type=int, default=5050)
+    parser.add_argument("--scheduler-port", type=int, default=8080)
+    parser.add_argument("--no-hold", action="store_true", help="stop once the demo has been shown")
+    args = parser.parse_args(argv)
+    return run(args.work_dir, args.agents, args.master_port, args.scheduler_port, hold=not args.no_hold)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
