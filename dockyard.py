@@ -13,9 +13,35 @@ EXECUTOR_COMMANDS = {"image"}
 LAB_COMMANDS = {"lab"}
 
 
+USAGE = """usage: dockyard COMMAND [ARGS]...
+
+Run your own PaaS on Apache Mesos: Marathon-style services and Metronome-style
+jobs in layered OCI containers, on a real Mesos cluster or an embedded one.
+
+Cluster (embedded, Mesos-compatible):
+  up          run a master, N agents and the scheduler on this machine
+  status      show agents, resources, frameworks and tasks
+  master      run an embedded master (scheduler and operator APIs on :5050)
+  agent       run an embedded agent (executor and files APIs on :5051)
+  lab         a multi-node lab in network namespaces on this machine
+
+Framework:
+  scheduler   run the dockyard scheduler (Marathon and Metronome APIs on :8080)
+  app         deploy and manage services (Marathon apps)
+  task        list, kill and read the logs of tasks
+  job         run and manage batch jobs (Metronome jobs)
+  image       pull, push, load and inspect OCI images on this agent
+
+Run `dockyard COMMAND --help` for a command's options.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else ""
+    if command in ("", "-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if command else 2
     if command == "executor":
         from executor.main import main as executor_main
 

@@ -14,10 +14,10 @@ import pwd
 import select
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from executor.launcher import ExitInfo, LaunchSpec
+from framework.proctree import descendants, statistics
 
 
 def command_argv(command: dict) -> tuple[str, list[str]]:
@@ -49,55 +49,6 @@ def exit_info(status: int) -> ExitInfo:
             name = str(number)
         return ExitInfo(None, number, None, f"Command terminated with signal {name}")
     return ExitInfo(status, None, None, f"Command exited with status {status}")
-
-
-def descendants(root: int) -> list[int]:
-    """Every live descendant of `root` (children that left the process group included)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def proc_stats(pids: list[int]) -> dict:
-    """ResourceStatistics from /proc for a set of processes (cgroups give better numbers)."""
-    user = system = 0.0
-    rss = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        user += int(fields[11]) / _CLOCK_TICKS
-        system += int(fields[12]) / _CLOCK_TICKS
-        rss += int(fields[21]) * _PAGE_SIZE
-    return {
-        "timestamp": time.time(),
-        "cpus_user_time_secs": round(user, 3),
-        "cpus_system_time_secs": round(system, 3),
-        "mem_rss_bytes": rss,
-        "processes": len(pids),
-    }
 
 
 class HostProcess:
@@ -142,7 +93,7 @@ class HostProcess:
 
     def stats(self) -> dict:
         pids = [self.pid, *descendants(self.pid)] if self._exit is None else []
-        return proc_stats(pids)
+        return statistics(pids)
 
     def destroy(self) -> None:
         """Kill whatever is left of the task's processes; reap the leader."""

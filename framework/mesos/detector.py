@@ -58,7 +58,7 @@ def static_address(uri: str) -> str:
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported master URI scheme: {uri!r}")
         host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" and not parts.port else DEFAULT_PORT)
+        port = parts.port or DEFAULT_PORT
     else:
         host, _, port_text = uri.rpartition(":") if ":" in uri else (uri, "", "")
         port = int(port_text) if port_text else DEFAULT_PORT

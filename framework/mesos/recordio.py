@@ -20,9 +20,10 @@ def encode(record: bytes) -> bytes:
 class Decoder:
     """Incremental decoder: feed it bytes, get back the records completed so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_record: int = 256 * 1024 * 1024) -> None:
         self._buffer = bytearray()
         self._length: int | None = None
+        self._max_record = max_record
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
@@ -35,9 +36,12 @@ class Decoder:
                         raise RecordIOError("record length header too long")
                     return records
                 header = bytes(self._buffer[:newline])
-                if not header.isdigit():
+                if not header.isdigit() or len(header) > MAX_HEADER:
                     raise RecordIOError(f"bad record length {header[:MAX_HEADER]!r}")
-                self._length = int(header)
+                length = int(header)
+                if length > self._max_record:
+                    raise RecordIOError(f"record of {length} bytes exceeds {self._max_record}")
+                self._length = length
                 del self._buffer[: newline + 1]
             if len(self._buffer) < self._length:
                 return records

@@ -1,0 +1,1 @@
+"""Tests of the Mesos v1 HTTP API layer: framing, detection, drivers."""

@@ -1,0 +1,1 @@
+"""Layered containers: overlay roots, OCI bundles, runc/crun, cgroup limits, clean-up."""

@@ -1,0 +1,244 @@
+"""The OCI runtime spec (config.json) for a task: process, mounts, namespaces, security.
+
+Semantics follow Mesos (CommandInfo, ContainerInfo volumes, the sandbox at
+/mnt/mesos/sandbox) and Docker/OCI for the image config (Env, WorkingDir, User,
+Entrypoint, Cmd). Pure functions: no runtime is called here.
+"""
+from __future__ import annotations
+
+import resource
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from executor.containers.rootfs import secure_join
+from framework.errors import ContainerError
+
+SANDBOX = "/mnt/mesos/sandbox"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The default capability set of container runtimes (containerd/Docker); everything
+# else is dropped from every set.
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+
+MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# The default seccomp profile: allow, except the syscalls Docker's default profile
+# refuses to unprivileged containers (kernel modules, keyrings, clocks, namespaces
+# escapes, kexec, BPF, perf, swap, reboot...). They fail with EPERM.
+DENIED_SYSCALLS = ["acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
+                   "delete_module", "finit_module", "get_kernel_syms", "get_mempolicy", "init_module",
+                   "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie",
+                   "mbind", "move_pages", "name_to_handle_at", "nfsservctl", "open_by_handle_at",
+                   "perf_event_open", "personality", "pivot_root", "process_vm_readv", "process_vm_writev",
+                   "ptrace", "query_module", "quotactl", "reboot", "request_key", "set_mempolicy",
+                   "setns", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl", "umount",
+                   "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
+                   "mount", "fsopen", "fsmount", "fsconfig", "fspick", "move_mount", "open_tree"]
+
+
+def seccomp_profile() -> dict:
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+    }
+
+
+@dataclass
+class Volume:
+    container_path: str
+    host_path: Path
+    read_only: bool
+
+
+@dataclass
+class ProcessSpec:
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    groups: list[int] = field(default_factory=list)
+
+
+def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
+    """`base` plus the CommandInfo's own VALUE variables."""
+    env = dict(base)
+    for variable in (command.get("environment") or {}).get("variables") or []:
+        if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
+            env[variable["name"]] = str(variable.get("value", ""))
+    return env
+
+
+def command_args(command: dict, image_config: dict) -> list[str]:
+    """argv as Mesos runs a CommandInfo in an image.
+
+    shell (default): `/bin/sh -c value`, Entrypoint/Cmd ignored. shell=false with a
+    value: that program with `arguments[1:]` (arguments carry argv[0], as in Mesos).
+    shell=false without a value: Entrypoint + (`arguments` if given, else Cmd) as in Docker.
+    """
+    config = image_config.get("config") or {}
+    value = command.get("value") or ""
+    arguments = list(command.get("arguments") or [])
+    if command.get("shell", True) and value:
+        return ["/bin/sh", "-c", value]
+    if value:
+        return [value] + arguments[1:]
+    entrypoint = list(config.get("Entrypoint") or [])
+    cmd = arguments or list(config.get("Cmd") or [])
+    args = entrypoint + cmd
+    if not args:
+        raise ContainerError("the task has no command and the image has no Entrypoint or Cmd")
+    return args
+
+
+def _passwd(rootfs: Path, name: str) -> list[list[str]]:
+    try:
+        text = secure_join(rootfs, f"/etc/{name}").read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int], str]:
+    """(uid, gid, extra gids, home) for a Docker `User` (name, uid, `u:g`), read inside the image."""
+    user = user or "0"
+    name, _, group = user.partition(":")
+    passwd = _passwd(rootfs, "passwd")
+    groups = _passwd(rootfs, "group")
+    uid = gid = None
+    home = "/"
+    username = None
+    for entry in passwd:
+        if len(entry) >= 6 and (entry[0] == name or entry[2] == name):
+            uid, gid, home, username = int(entry[2]), int(entry[3]), entry[5] or "/", entry[0]
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise ContainerError(f"user {name!r} is not in the image's /etc/passwd")
+        uid, gid = int(name), 0 if int(name) == 0 else int(name)
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            match = [g for g in groups if len(g) >= 3 and g[0] == group]
+            if not match:
+                raise ContainerError(f"group {group!r} is not in the image's /etc/group")
+            gid = int(match[0][2])
+    extra = []
+    if username:
+        extra = [int(g[2]) for g in groups
+                 if len(g) >= 4 and username in g[3].split(",") and g[2].isdigit() and int(g[2]) != gid]
+    return uid, int(gid or 0), extra, home
+
+
+def process_spec(command: dict, env: dict[str, str], image_config: dict, rootfs: Path) -> ProcessSpec:
+    """The container's process: args, merged env (image, then task), cwd, user."""
+    config = image_config.get("config") or {}
+    merged: dict[str, str] = {}
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        merged[key] = value
+    merged.update(command_env(env, command))
+    merged["MESOS_SANDBOX"] = SANDBOX
+    merged.setdefault("PATH", DEFAULT_PATH)
+    user = config.get("User") or ""
+    task_user = command.get("user")
+    if task_user and any(e and e[0] == task_user for e in _passwd(rootfs, "passwd")):
+        user = task_user
+    uid, gid, groups, home = resolve_user(rootfs, user)
+    merged.setdefault("HOME", home)
+    cwd = config.get("WorkingDir") or SANDBOX
+    return ProcessSpec(command_args(command, image_config), [f"{k}={v}" for k, v in merged.items()],
+                       cwd, uid, gid, groups)
+
+
+def volumes_from(container: dict | None, sandbox: Path) -> list[Volume]:
+    """Mesos `volumes` (snake_case) or Marathon's (camelCase): host or sandbox-relative paths."""
+    found = []
+    for item in (container or {}).get("volumes") or []:
+        container_path = item.get("container_path") or item.get("containerPath")
+        host = item.get("host_path") or item.get("hostPath")
+        if not container_path:
+            raise ContainerError("a volume needs a container path")
+        if not host:
+            host = container_path  # Mesos: a sandbox volume named by its container path
+            if host.startswith("/"):
+                raise ContainerError(f"volume {container_path}: no host path given")
+        mode = str(item.get("mode") or "RW").upper()
+        host_path = Path(host) if host.startswith("/") else sandbox / host
+        if not host.startswith("/"):
+            resolved = host_path.resolve()
+            if not resolved.is_relative_to(sandbox.resolve()):
+                raise ContainerError(f"volume {container_path}: {host!r} leaves the sandbox")
+            resolved.mkdir(parents=True, exist_ok=True)
+        elif not host_path.exists():
+            raise ContainerError(f"volume {container_path}: host path {host} does not exist")
+        target = container_path if container_path.startswith("/") else f"{SANDBOX}/{container_path}"
+        found.append(Volume(target, host_path, mode == "RO"))
+    return found
+
+
+def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volumes: list[Volume],
+                   network: str = "host", hostname: str | None = None,
+                   nofile: int | None = None) -> dict:
+    """The whole config.json. `network`: "host" (default) or "none" (loopback only)."""
+    namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
+    if network == "none":
+        namespaces.append({"type": "network"})
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        {"destination": SANDBOX, "type": "bind", "source": str(sandbox), "options": ["rbind", "rw", "nosuid"]},
+    ]
+    if network == "host":
+        for name in ("resolv.conf", "hosts"):
+            if Path(f"/etc/{name}").is_file():
+                mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": f"/etc/{name}",
+                               "options": ["rbind", "ro", "nosuid", "nodev"]})
+    for volume in volumes:
+        mounts.append({"destination": volume.container_path, "type": "bind", "source": str(volume.host_path),
+                       "options": ["rbind", "ro" if volume.read_only else "rw", "nosuid"]})
+    caps = list(DEFAULT_CAPS)
+    if nofile is None:  # raising the hard limit needs CAP_SYS_RESOURCE, which we may lack
+        nofile = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    return {
+        "ociVersion": "1.0.2-dev",
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": hostname or (socket.gethostname() if network == "host" else "dockyard"),
+        "process": {
+            "terminal": False,
+            "user": {"uid": process.uid, "gid": process.gid, "additionalGids": process.groups},
+            "args": process.args,
+            "env": process.env,
+            "cwd": process.cwd,
+            "capabilities": {"bounding": caps, "effective": caps if process.uid == 0 else [],
+                             "permitted": caps if process.uid == 0 else [], "inheritable": [], "ambient": []},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": True,
+        },
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": cgroups_path,
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "maskedPaths": MASKED,
+            "readonlyPaths": READONLY,
+            "seccomp": seccomp_profile(),
+        },
+    }

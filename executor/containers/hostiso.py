@@ -1,0 +1,103 @@
+"""Isolation for command tasks (no image): host filesystem, own cgroup and PID namespace.
+
+The host launcher (`executor/host.py`) keeps starting the process; this adds:
+
+    iso = HostIsolation.create(spec)                # cgroup with the task's limits
+    argv = iso.wrap(argv)                           # unshare --pid --fork --mount-proc ...
+    Popen(argv, preexec_fn=iso.enter, ...)          # the child joins the cgroup before exec
+    iso.started(popen.pid); iso.annotate(exit_info) # OOM/disk limitation -> Mesos reason
+    iso.stats(); iso.signal(sig); iso.destroy()     # cgroup readings; kill all; clean up
+
+The record under `<work_dir>/containers/<id>/state.json` lets `executor/cleanup.py`
+remove the cgroup after a crash, like any container.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal as signals
+from pathlib import Path
+
+from executor.containers.launcher import LimitWatcher, new_container_id, teardown
+from executor.containers.state import write_json
+from executor.launcher import ExitInfo, LaunchSpec
+from framework import cgroups
+
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+
+
+class HostIsolation:
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.work_dir = Path(spec.work_dir)
+        self.id = new_container_id(self.work_dir, spec.task_id)
+        self.dir = self.work_dir / "containers" / self.id
+        self.group = cgroups.Cgroup.for_task(self.id)
+        self.watcher: LimitWatcher | None = None
+        self.destroyed = False
+        self.record = {"id": self.id, "task_id": spec.task_id, "kind": "host", "work_dir": str(self.work_dir),
+                       "dir": str(self.dir), "sandbox": str(spec.sandbox), "layers": [],
+                       "cgroup": {"paths": self.group.paths, "extra": [str(p) for p in self.group.extra]}}
+
+    @classmethod
+    def available(cls) -> bool:
+        """Root, cgroups and unshare present: otherwise host tasks run unisolated."""
+        if os.geteuid() != 0 or not os.path.exists(UNSHARE):
+            return False
+        try:
+            cgroups.detect()
+        except Exception:
+            return False
+        return True
+
+    @classmethod
+    def create(cls, spec: LaunchSpec, pids: int = 4096) -> "HostIsolation":
+        self = cls(spec)
+        write_json(self.dir / "state.json", self.record)
+        self.group.create(cgroups.Limits.from_resources(spec.resources or {}, pids))
+        return self
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """A new PID namespace (the task is its init), /proc remounted, killed with its parent."""
+        return [UNSHARE, "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
+
+    def enter(self) -> None:
+        """preexec_fn: move the forked child into the cgroup before it execs."""
+        self.group.add(0)
+
+    def started(self, pid: int) -> None:
+        self.record["runner_pid"] = pid
+        write_json(self.dir / "state.json", self.record)
+        disk = (self.spec.resources or {}).get("disk")
+        self.watcher = LimitWatcher(self.group, [Path(self.spec.sandbox)], int(disk * 1048576) if disk else None,
+                                    (self.spec.resources or {}).get("mem"),
+                                    lambda limitation: self.group.kill(signals.SIGKILL)).start()
+
+    def annotate(self, info: ExitInfo) -> ExitInfo:
+        """The exit with a Mesos limitation reason when a limit, not the task, ended it."""
+        if self.watcher is None:
+            return info
+        self.watcher.stop()
+        limitation = self.watcher.limitation or self.watcher.check_memory()
+        if limitation is None:
+            return info
+        reason, message = limitation
+        return ExitInfo(info.exit_code, info.signal, reason, f"{message} ({info.message})")
+
+    def signal(self, sig: int) -> None:
+        self.group.kill(sig)
+
+    def stats(self) -> dict:
+        stats = self.group.stats()
+        if self.watcher is not None and self.watcher.disk_limit:
+            stats["disk_used_bytes"] = self.watcher.disk_used
+            stats["disk_limit_bytes"] = self.watcher.disk_limit
+        return stats
+
+    def destroy(self) -> None:
+        if self.destroyed:
+            return
+        if self.watcher is not None:
+            self.watcher.stop()
+        teardown(self.record)
+        self.destroyed = True

@@ -1,0 +1,437 @@
+"""ContainerLauncher: a task with an image runs in a layered container under runc/crun.
+
+launch():  image (pulled if missing) -> cgroup with limits -> overlay rootfs
+           (shared layers + upper dir in the sandbox) -> config.json -> `runtime run`.
+destroy(): kill -> wait -> runtime delete -> unmount -> remove cgroup -> remove
+           upper dir, bundle and state (one ordered, idempotent path, also used by
+           clean-up after a crash, from the persisted state file).
+A watcher thread turns an OOM kill or a full disk into a Mesos limitation reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal as signals
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from executor.containers import bundle
+from executor.containers.rootfs import mount_overlay, unmount
+from executor.containers.runtime import Runtime, last_error
+from executor.containers.state import State, check_move, read_json, write_json
+from executor.launcher import ExitInfo, LaunchSpec
+from framework import cgroups
+from framework.errors import ContainerError, DockyardError, ImagePullError
+
+MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
+DISK = "REASON_CONTAINER_LIMITATION_DISK"
+DEFAULT_PIDS = 4096
+START_TIMEOUT = 60.0
+
+
+def work_tag(work_dir: Path) -> str:
+    """A short tag of the agent's work dir in every id we make, so clean-up only takes ours."""
+    return hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:6]
+
+
+def new_container_id(work_dir: Path, task_id: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:32].strip("._-") or "task"
+    return f"dy-{work_tag(work_dir)}-{slug}-{uuid.uuid4().hex[:6]}"
+
+
+def image_name(container: dict | None) -> tuple[str | None, dict]:
+    """(image reference, extra) from a Mesos ContainerInfo (MESOS or DOCKER type)."""
+    if not container:
+        return None, {}
+    image = (container.get("mesos") or {}).get("image") or {}
+    docker = image.get("docker") or {}
+    if docker.get("name"):
+        return docker["name"], {"credential": docker.get("credential"), "cached": image.get("cached", True)}
+    if (container.get("docker") or {}).get("image"):
+        d = container["docker"]
+        return d["image"], {"credential": d.get("credential"), "cached": not d.get("force_pull_image", False)}
+    return None, {}
+
+
+def network_mode(container: dict | None) -> str:
+    """"host" (Mesos default) or "none" (own network namespace with loopback only)."""
+    container = container or {}
+    if str((container.get("docker") or {}).get("network", "")).upper() == "NONE":
+        return "none"
+    for info in container.get("network_infos") or []:
+        if str(info.get("name", "")).lower() == "none":
+            return "none"
+    if str((container.get("dockyard") or {}).get("network", "")).lower() == "none":
+        return "none"
+    return "host"
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes allocated below `path` (hard links counted once), without following symlinks."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [str(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    key = (info.st_dev, info.st_ino)
+                    if info.st_nlink > 1:
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                    total += info.st_blocks * 512
+        except OSError:
+            continue
+    return total
+
+
+def describe_exit(status: int) -> ExitInfo:
+    """The runtime's status as Mesos words it: >128 means init died of signal status-128."""
+    if status < 0:
+        number = -status
+    elif status > 128 and status - 128 < 65:
+        number = status - 128
+    else:
+        return ExitInfo(status, None, None, f"Command exited with status {status}")
+    try:
+        name = signals.Signals(number).name
+    except ValueError:
+        name = str(number)
+    return ExitInfo(None, number, None, f"Command terminated with signal {name}")
+
+
+class LimitWatcher:
+    """Polls a cgroup's OOM counter and the task's disk usage; calls `on_limit` once."""
+
+    def __init__(self, group: cgroups.Cgroup, disk_paths: list[Path], disk_limit: int | None,
+                 mem_mb: float | None, on_limit, interval: float = 0.2, disk_interval: float = 0.5) -> None:
+        self.group = group
+        self.disk_paths = disk_paths
+        self.disk_limit = disk_limit
+        self.mem_mb = mem_mb
+        self.on_limit = on_limit
+        self.interval = interval
+        self.disk_interval = disk_interval
+        self.disk_used = 0
+        self.limitation: tuple[str, str] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"limits-{id(self)}", daemon=True)
+
+    def start(self) -> "LimitWatcher":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(5)
+
+    def check_memory(self) -> tuple[str, str] | None:
+        if self.group.oom_kills() > 0:
+            used = self.group.stats().get("mem_total_bytes", 0)
+            return MEMORY, (f"Memory limit exceeded: Requested: {self.mem_mb:g}MB, the kernel OOM-killed "
+                            f"a task process (usage at kill {used / 1048576:.0f}MB)"
+                            if self.mem_mb else "Memory limit exceeded: the kernel OOM-killed a task process")
+        return None
+
+    def check_disk(self) -> tuple[str, str] | None:
+        if not self.disk_limit:
+            return None
+        self.disk_used = sum(disk_usage(p) for p in self.disk_paths)
+        if self.disk_used > self.disk_limit:
+            return DISK, (f"Disk usage ({self.disk_used / 1048576:.1f}MB) exceeds quota "
+                          f"({self.disk_limit / 1048576:.1f}MB) on the sandbox and root filesystem")
+        return None
+
+    def _loop(self) -> None:
+        next_disk = 0.0
+        while not self._stop.wait(self.interval):
+            found = self.check_memory()
+            if found is None and time.monotonic() >= next_disk:
+                found = self.check_disk()
+                next_disk = time.monotonic() + self.disk_interval
+            if found is not None:
+                self.limitation = found
+                self.on_limit(found)
+                return
+
+
+def teardown(record: dict, wait_for: subprocess.Popen | None = None) -> None:
+    """Remove everything a container record names, in order; safe to repeat.
+
+    kill -> wait -> runtime delete -> unmount -> remove cgroup -> remove upper dir,
+    bundle and the record itself (last, so a crash half-way is retried next time).
+    """
+    errors: list[str] = []
+    group = None
+    if record.get("cgroup"):
+        spec = record["cgroup"]
+        try:
+            layout = cgroups.detect()
+            group = cgroups.Cgroup(spec["paths"], layout, [Path(p) for p in spec.get("extra", [])])
+        except DockyardError as error:
+            errors.append(str(error))
+    if group is not None:
+        group.kill(signals.SIGKILL)
+    runner = record.get("runner_pid")
+    if wait_for is not None:
+        try:
+            wait_for.wait(15)
+        except subprocess.TimeoutExpired:
+            wait_for.kill()
+            wait_for.wait(5)
+    elif runner and _same_process(runner, record.get("runner_start")):
+        try:
+            os.kill(runner, signals.SIGKILL)
+        except ProcessLookupError:
+            pass
+    runtime = None
+    if record.get("runtime"):
+        try:
+            runtime = Runtime(record["runtime"], Path(record["work_dir"]))
+            runtime.delete(record["id"])
+        except DockyardError as error:
+            errors.append(str(error))
+    directory = Path(record["dir"])
+    try:
+        unmount(directory)
+    except DockyardError as error:
+        errors.append(str(error))
+    if group is not None:
+        try:
+            group.remove()
+        except DockyardError as error:
+            errors.append(str(error))
+    if record.get("upper_root"):
+        shutil.rmtree(record["upper_root"], ignore_errors=True)
+    if errors:
+        raise ContainerError(f"clean-up of {record['id']} incomplete: {'; '.join(errors)}")
+    for child in directory.iterdir() if directory.exists() else []:
+        if child.name != "state.json":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() and not child.is_symlink() \
+                else child.unlink(missing_ok=True)
+    (directory / "state.json").unlink(missing_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+        return data[data.rfind(b")") + 2:].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _same_process(pid: int, start: str | None) -> bool:
+    """The pid is alive and is still the process we started (PID reuse guard)."""
+    return start is not None and _start_time(pid) == start
+
+
+class Container:
+    """A running container (the `Running` protocol)."""
+
+    def __init__(self, spec: LaunchSpec, runtime_name: str = "runc") -> None:
+        self.spec = spec
+        self.work_dir = Path(spec.work_dir)
+        self.id = new_container_id(self.work_dir, spec.task_id)
+        self.dir = self.work_dir / "containers" / self.id
+        self.bundle = self.dir / "bundle"
+        self.rootfs = self.bundle / "rootfs"
+        self.upper_root = Path(spec.sandbox) / ".rootfs"
+        self.runtime = Runtime(runtime_name, self.work_dir)
+        self.state = State.NEW
+        self.pid = 0
+        self.group: cgroups.Cgroup | None = None
+        self.popen: subprocess.Popen | None = None
+        self.watcher: LimitWatcher | None = None
+        self.image = None
+        self.layers: list[str] = []
+        self._exit: ExitInfo | None = None
+        self._lock = threading.RLock()
+        self._record: dict = {}
+
+    # -- state --------------------------------------------------------------
+    def _move(self, target: State) -> None:
+        if check_move(self.state, target):
+            self.state = target
+            self._save()
+
+    def _save(self) -> None:
+        self._record.update({
+            "id": self.id, "task_id": self.spec.task_id, "kind": "image", "state": self.state.value,
+            "work_dir": str(self.work_dir), "dir": str(self.dir), "runtime": self.runtime.name,
+            "upper_root": str(self.upper_root), "sandbox": str(self.spec.sandbox), "layers": self.layers,
+            "image": getattr(self.image, "name", None), "pid": self.pid,
+            "cgroup": ({"paths": self.group.paths, "extra": [str(p) for p in self.group.extra]}
+                       if self.group else None),
+        })
+        if self.state != State.DESTROYED:
+            write_json(self.dir / "state.json", self._record)
+
+    # -- start --------------------------------------------------------------
+    def start(self, store) -> "Container":
+        name, extra = image_name(self.spec.container)
+        if not name:
+            raise ContainerError("the task's ContainerInfo names no image")
+        credential = extra.get("credential") or {}
+        from executor.images.registry import Credentials
+        creds = Credentials(credential["principal"], credential.get("secret", "")) \
+            if credential.get("principal") else None
+        if not extra.get("cached", True) and store.resolve(name) is not None:
+            store.pull(name, credentials=creds)
+        self.image, layer_dirs = store.prepare(name, credentials=creds)
+        self.layers = [d.name for d in layer_dirs]
+        self._save()  # the layers are now referenced: prune leaves them alone
+        try:
+            self._prepare(layer_dirs)
+            self._run()
+        except BaseException as error:
+            try:
+                self.destroy()
+            except DockyardError:
+                pass
+            if isinstance(error, DockyardError):
+                raise
+            raise ContainerError(f"container for {self.spec.task_id} failed to start: {error}") from error
+        return self
+
+    def _prepare(self, layer_dirs: list[Path]) -> None:
+        resources = self.spec.resources or {}
+        limits = cgroups.Limits.from_resources(resources, DEFAULT_PIDS)
+        self.group = cgroups.Cgroup.for_task(self.id)
+        self._save()
+        self.group.create(limits)
+        upper, work = self.upper_root / "upper", self.upper_root / "work"
+        self.upper_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.upper_root, 0o700)
+        mount_overlay(layer_dirs, upper, work, self.rootfs)
+        process = bundle.process_spec(self.spec.command, self.spec.env, self.image.config, self.rootfs)
+        volumes = bundle.volumes_from(self.spec.container, Path(self.spec.sandbox))
+        config = bundle.runtime_config(process, Path(self.spec.sandbox), self.group.runtime_path(), volumes,
+                                       network_mode(self.spec.container))
+        write_json(self.bundle / "config.json", config)
+        self._move(State.PREPARED)
+
+    def _run(self) -> None:
+        sandbox = Path(self.spec.sandbox)
+        pid_file = self.dir / "init.pid"
+        log = self.dir / "runtime.log"
+        with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
+            self.popen = self.runtime.run(self.id, self.bundle, out, err, pid_file, log)
+        self._record["runner_pid"] = self.popen.pid
+        self._record["runner_start"] = _start_time(self.popen.pid)
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.0005
+        while True:
+            if pid_file.exists():
+                text = pid_file.read_text().strip()
+                if text:
+                    self.pid = int(text)
+                    break
+            if self.popen.poll() is not None:
+                message = last_error(log) or f"{self.runtime.name} exited with {self.popen.returncode}"
+                raise ContainerError(f"{self.runtime.name} could not start the container: {message}")
+            if time.monotonic() > deadline:
+                raise ContainerError(f"{self.runtime.name} did not start the container in {START_TIMEOUT:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        self._move(State.RUNNING)
+        resources = self.spec.resources or {}
+        disk = resources.get("disk")
+        self.watcher = LimitWatcher(self.group, [sandbox], int(disk * 1048576) if disk else None,
+                                    resources.get("mem"), self._on_limit).start()
+
+    def _on_limit(self, limitation: tuple[str, str]) -> None:
+        if self.group is not None:
+            self.group.kill(signals.SIGKILL)
+
+    # -- the Running protocol -----------------------------------------------
+    def wait(self, timeout: float | None = None) -> ExitInfo | None:
+        if self._exit is not None:
+            return self._exit
+        assert self.popen is not None
+        try:
+            status = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        with self._lock:
+            if self._exit is None:
+                self._exit = self._outcome(status)
+                if self.state == State.RUNNING:
+                    self._move(State.STOPPED)
+        return self._exit
+
+    def _outcome(self, status: int) -> ExitInfo:
+        info = describe_exit(status)
+        if self.watcher is not None:
+            self.watcher.stop()
+            limitation = self.watcher.limitation or self.watcher.check_memory()
+            if limitation is None and self.watcher.disk_limit:
+                limitation = self.watcher.check_disk()
+            if limitation is not None:
+                reason, message = limitation
+                return ExitInfo(info.exit_code, info.signal, reason, f"{message} ({info.message})")
+        return info
+
+    def signal(self, sig: int) -> None:
+        """Every process of the task, read from its cgroup (faster than `runtime kill`)."""
+        if self.group is not None and self.state == State.RUNNING:
+            self.group.kill(sig)
+
+    def stats(self) -> dict:
+        stats = self.group.stats() if self.group is not None else {"timestamp": time.time()}
+        disk = (self.spec.resources or {}).get("disk")
+        if disk:
+            stats["disk_limit_bytes"] = int(disk * 1048576)
+        if self.watcher is not None:
+            stats["disk_used_bytes"] = self.watcher.disk_used
+        return stats
+
+    def destroy(self) -> None:
+        with self._lock:
+            if self.state == State.DESTROYED:
+                return
+            if self.watcher is not None:
+                self.watcher.stop()
+            if self.state == State.RUNNING:
+                if self.group is not None:
+                    self.group.kill(signals.SIGKILL)
+                self.wait(15)
+            self._save()
+            teardown(self._record, wait_for=self.popen)
+            self.state = State.DESTROYED
+
+
+class ContainerLauncher:
+    """The `Launcher` for tasks with an image. Runtime: ContainerInfo `dockyard.runtime`,
+    else $DOCKYARD_RUNTIME, else runc."""
+
+    def __init__(self, runtime: str | None = None, budget_bytes: int | None = None) -> None:
+        self.runtime = runtime
+        self.budget_bytes = budget_bytes
+
+    def launch(self, spec: LaunchSpec) -> Container:
+        from executor.images.store import ImageStore
+
+        runtime = (self.runtime or ((spec.container or {}).get("dockyard") or {}).get("runtime")
+                   or os.environ.get("DOCKYARD_RUNTIME") or "runc")
+        Path(spec.sandbox).mkdir(parents=True, exist_ok=True)
+        store = ImageStore(spec.work_dir, budget_bytes=self.budget_bytes)
+        try:
+            return Container(spec, runtime).start(store)
+        except ImagePullError:
+            raise

@@ -1,0 +1,1 @@
+"""OCI images on an agent: a content-addressed store, a registry client, safe extraction."""

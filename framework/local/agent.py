@@ -1,0 +1,751 @@
+"""`dockyard agent`: the embedded Mesos agent.
+
+It registers with the master (docs/internal-protocol.md), launches executors the
+way a Mesos agent does (sandbox layout, `MESOS_*` environment, executor API),
+relays their status updates to the master until acknowledged, and reports
+executors that exit. One asyncio loop owns all of this state; HTTP handlers
+(agent_http.py) only translate and call in here.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from framework.local import checkpoint, sandbox
+from framework.local.agent_link import VERSION, MasterLink
+from framework.mesos import recordio
+from framework.mesos.messages import TERMINAL_STATES, dumps, new_uuid
+from framework.mesos.resources import Resources, attribute_value
+from framework.proctree import descendants, kill_tree, statistics
+
+log = logging.getLogger(__name__)
+
+COMPLETED_KEPT = 200  # completed tasks/executors/frameworks kept for /state
+_SCRIPT = Path(__file__).resolve().parents[2] / "dockyard.py"
+
+
+def dockyard_argv(*args: str) -> list[str]:
+    """argv running `dockyard ARGS` with this Python, from this checkout when there is one."""
+    if _SCRIPT.exists():
+        return [sys.executable, str(_SCRIPT), *args]
+    return [sys.executable, "-m", "dockyard", *args]
+
+
+@dataclass
+class AgentConfig:
+    master: str
+    ip: str = "127.0.0.1"
+    port: int = 5051
+    work_dir: Path = Path("/tmp/dockyard-agent")
+    resources: Resources = field(default_factory=Resources)
+    attributes: list[dict] = field(default_factory=list)
+    hostname: str = "localhost"
+    executor_command: list[str] = field(default_factory=lambda: dockyard_argv("executor"))
+    registration_timeout: float = 60.0  # --executor-registration-timeout
+    shutdown_grace: float = 5.0  # --executor-shutdown-grace-period
+    recovery_timeout: float = 900.0
+    subscription_backoff_max: float = 2.0
+    cleanup: bool = True
+
+
+@dataclass
+class TaskRecord:
+    info: dict
+    framework_id: str
+    executor_id: str
+    state: str = "TASK_STAGING"
+    delivered: bool = False  # LAUNCH sent to the executor
+    statuses: list[dict] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.info["task_id"]["value"]
+
+
+@dataclass
+class ExecutorRecord:
+    info: dict
+    framework_id: str
+    container_id: str
+    directory: Path
+    command_executor: bool
+    launched: float = field(default_factory=time.time)
+    process: asyncio.subprocess.Process | None = None
+    stream: asyncio.Queue | None = None  # events to the subscribed executor; None: not subscribed
+    queued: list[dict] = field(default_factory=list)  # LAUNCH / LAUNCH_GROUP events awaiting SUBSCRIBE
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    completed: collections.deque = field(default_factory=lambda: collections.deque(maxlen=COMPLETED_KEPT))
+    terminating: str | None = None  # why the agent is ending it (a Mesos reason), if it is
+    terminated: bool = False
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.info["executor_id"]["value"]
+
+
+@dataclass
+class FrameworkRecord:
+    info: dict
+    executors: dict[str, ExecutorRecord] = field(default_factory=dict)
+    completed: collections.deque = field(default_factory=lambda: collections.deque(maxlen=COMPLETED_KEPT))
+
+    @property
+    def id(self) -> str:
+        return self.info["id"]["value"]
+
+    @property
+    def checkpoint(self) -> bool:
+        return bool(self.info.get("checkpoint", False))
+
+    @property
+    def partition_aware(self) -> bool:
+        return any(c.get("type") == "PARTITION_AWARE" for c in self.info.get("capabilities") or [])
+
+
+class ExecutorCallError(Exception):
+    """An executor API call the agent refuses; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def raw_wait_status(returncode: int) -> int:
+    """asyncio's returncode back to the raw waitpid() value Mesos reports in FAILURE."""
+    return -returncode if returncode < 0 else (returncode & 0xFF) << 8
+
+
+def event(kind: str, **payload: Any) -> bytes:
+    body: dict[str, Any] = {"type": kind}
+    if payload:
+        body[kind.lower()] = payload
+    return recordio.encode(dumps(body))
+
+
+class Agent:
+    """The agent's state and everything that changes it; single-threaded (asyncio)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.address = sandbox.AgentAddress(config.ip, config.port)
+        self.frameworks: dict[str, FrameworkRecord] = {}
+        self.completed_frameworks: collections.deque = collections.deque(maxlen=COMPLETED_KEPT)
+        self.pending_updates: dict[str, dict] = {}  # uuid -> UPDATE call not yet ACKed by the master
+        self.start_time = time.time()
+        self.counters: collections.Counter = collections.Counter()
+        self.link = MasterLink(config.master, registration=self._registration_call,
+                               on_record=self._on_master_record, on_registered=self._on_registered)
+        self._exit_waiters: set[asyncio.Task] = set()
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.link.agent_id
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.cleanup:
+            await self._cleanup_leftovers()
+        await self.link.start()
+
+    async def stop(self) -> None:
+        """Graceful shutdown: end every executor, then tell the master we are gone."""
+        for framework in list(self.frameworks.values()):
+            for executor in list(framework.executors.values()):
+                self._destroy(executor, "REASON_AGENT_REMOVED")
+        if self._exit_waiters:
+            await asyncio.wait(self._exit_waiters, timeout=5.0)
+        await self.link.stop(unregister=True)
+
+    async def _cleanup_leftovers(self) -> None:
+        """Run `dockyard executor --cleanup WORK_DIR` once (mounts, cgroups a crash left)."""
+        argv = [*self.config.executor_command, "--cleanup", str(self.config.work_dir)]
+        try:
+            process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+            code = await asyncio.wait_for(process.wait(), 120)
+        except (OSError, asyncio.TimeoutError) as error:
+            log.warning("executor clean-up %s failed: %s", argv, error)
+            return
+        if code != 0:
+            log.warning("executor clean-up %s exited with %s", argv, code)
+
+    # -- registration ---------------------------------------------------------------------
+    def agent_info(self) -> dict:
+        info: dict[str, Any] = {
+            "hostname": self.config.hostname, "port": self.config.port,
+            "resources": self.config.resources.to_json(), "attributes": self.config.attributes,
+        }
+        if self.agent_id:
+            info["id"] = {"value": self.agent_id}
+        return info
+
+    def _registration_call(self, agent_id: str | None) -> dict:
+        base = {"agent_info": self.agent_info(), "ip": self.config.ip, "version": VERSION}
+        if agent_id is None:
+            return {"type": "REGISTER", **base}
+        frameworks, executors, tasks = [], [], []
+        for framework in self.frameworks.values():
+            frameworks.append(framework.info)
+            for executor in framework.executors.values():
+                if executor.terminated:
+                    continue
+                if not executor.command_executor:
+                    executors.append({"framework_id": {"value": framework.id}, "executor_info": executor.info})
+                for task in executor.tasks.values():
+                    tasks.append({
+                        "task_id": task.info["task_id"], "framework_id": {"value": framework.id},
+                        "executor_id": {"value": executor.id}, "name": task.info.get("name", ""),
+                        "state": task.state, "resources": task.info.get("resources", []),
+                        "labels": task.info.get("labels", {}),
+                    })
+        updates = [{"framework_id": call["framework_id"], "status": call["status"],
+                    "latest_state": call["latest_state"]} for call in self.pending_updates.values()]
+        return {"type": "REREGISTER", "agent_id": {"value": agent_id}, **base, "frameworks": frameworks,
+                "executors": executors, "tasks": tasks, "updates": updates}
+
+    async def _on_registered(self, kind: str, body: dict) -> None:
+        agent_id = body["agent_id"]["value"]
+        meta = sandbox.meta_dir(self.config.work_dir, agent_id)
+        checkpoint.write_json(meta / "slave.info", {**self.agent_info(), "id": {"value": agent_id}})
+        checkpoint.write_json(self.config.work_dir / "meta" / "slaves" / "latest.json", {"agent_id": agent_id})
+        if kind == "REGISTERED":
+            # A fresh registration: whatever we ran belongs to an identity the master dropped.
+            self.pending_updates.clear()
+        self.counters["registrations"] += 1
+
+    # -- records from the master ------------------------------------------------------------
+    async def _on_master_record(self, record: dict) -> None:
+        kind = record.get("type")
+        body = record.get(str(kind).lower(), {}) or {}
+        self.counters[f"master_records/{kind}"] += 1
+        if kind == "RUN_TASK":
+            self.run_task(body["framework_info"], body["task"])
+        elif kind == "RUN_TASK_GROUP":
+            self.run_task_group(body["framework_info"], body["executor"], body["task_group"])
+        elif kind == "KILL_TASK":
+            self.kill_task(body["framework_id"]["value"], body["task_id"]["value"], body.get("kill_policy"))
+        elif kind == "SHUTDOWN_EXECUTOR":
+            framework = self.frameworks.get(body["framework_id"]["value"])
+            executor = framework.executors.get(body["executor_id"]["value"]) if framework else None
+            if executor is not None:
+                self.shutdown_executor(executor, "TASK_KILLED")
+        elif kind == "SHUTDOWN_FRAMEWORK":
+            self.shutdown_framework(body["framework_id"]["value"])
+        elif kind == "ACKNOWLEDGE":
+            self.pending_updates.pop(body.get("uuid", ""), None)
+        elif kind == "MESSAGE":
+            framework = self.frameworks.get(body["framework_id"]["value"])
+            executor = framework.executors.get(body["executor_id"]["value"]) if framework else None
+            if executor is not None and executor.stream is not None:
+                executor.stream.put_nowait(event("MESSAGE", data=body.get("data", "")))
+        elif kind == "UPDATE_FRAMEWORK":
+            info = body.get("framework_info", {})
+            framework = self.frameworks.get(info.get("id", {}).get("value", ""))
+            if framework is not None:
+                framework.info = info
+        elif kind == "SHUTDOWN":
+            log.warning("master shut this agent down: %s", body.get("message", ""))
+            for framework in list(self.frameworks.values()):
+                self.shutdown_framework(framework.id)
+            self.link.forget_id()
+            self.link.reconnect()
+        elif kind != "HEARTBEAT":
+            log.warning("unknown record from the master: %s", kind)
+
+    # -- launching ------------------------------------------------------------------------------
+    def _framework(self, info: dict) -> FrameworkRecord:
+        framework_id = info["id"]["value"]
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            framework = self.frameworks[framework_id] = FrameworkRecord(info)
+            if framework.checkpoint and self.agent_id:
+                meta = sandbox.meta_dir(self.config.work_dir, self.agent_id) / "frameworks" / framework_id
+                checkpoint.write_json(meta / "framework.info", info)
+        else:
+            framework.info = info
+        return framework
+
+    def command_executor_info(self, framework_id: str, task: dict) -> dict:
+        """The executor Mesos synthesises for a command task: executor_id = task id."""
+        task_id = task["task_id"]["value"]
+        command = task.get("command", {})
+        shown = command.get("value", "") if command.get("shell", True) else shlex.join(
+            command.get("arguments") or [command.get("value", "")])
+        return {
+            "executor_id": {"value": task_id},
+            "framework_id": {"value": framework_id},
+            "name": f"Command Executor (Task: {task_id}) (Command: sh -c '{shown[:64]}')",
+            "source": task_id,
+            "command": {"shell": False, "value": self.config.executor_command[0],
+                        "arguments": list(self.config.executor_command)},
+            "resources": [],
+        }
+
+    def run_task(self, framework_info: dict, task: dict) -> None:
+        framework = self._framework(framework_info)
+        command_task = "executor" not in task
+        info = self.command_executor_info(framework.id, task) if command_task else task["executor"]
+        executor = self._executor_for(framework, info, command_task)
+        record = TaskRecord(task, framework.id, executor.id)
+        executor.tasks[record.id] = record
+        self._checkpoint_task(framework, executor, record)
+        self._deliver(executor, [record], event("LAUNCH", task=task))
+
+    def run_task_group(self, framework_info: dict, executor_info: dict, group: dict) -> None:
+        framework = self._framework(framework_info)
+        info = dict(executor_info)
+        if not info.get("command"):
+            # A DEFAULT executor: ours stands in for mesos-default-executor.
+            info["command"] = {"shell": False, "value": self.config.executor_command[0],
+                               "arguments": list(self.config.executor_command)}
+        executor = self._executor_for(framework, info, command_task=False)
+        records = []
+        for task in group.get("tasks", []):
+            record = TaskRecord(task, framework.id, executor.id)
+            executor.tasks[record.id] = record
+            self._checkpoint_task(framework, executor, record)
+            records.append(record)
+        self._deliver(executor, records, event("LAUNCH_GROUP", task_group=group))
+
+    def _executor_for(self, framework: FrameworkRecord, info: dict, command_task: bool) -> ExecutorRecord:
+        executor_id = info["executor_id"]["value"]
+        executor = framework.executors.get(executor_id)
+        if executor is not None and not executor.terminated and executor.terminating is None:
+            return executor
+        container_id = str(uuid.uuid4())
+        assert self.agent_id is not None
+        directory = sandbox.executor_dir(self.config.work_dir, self.agent_id, framework.id, executor_id,
+                                         container_id)
+        executor = ExecutorRecord(info, framework.id, container_id, directory, command_task)
+        framework.executors[executor_id] = executor
+        self.counters["executors_launched"] += 1
+        if framework.checkpoint:
+            meta = sandbox.executor_meta_dir(self.config.work_dir, self.agent_id, framework.id, executor_id)
+            checkpoint.write_json(meta / "executor.info", info)
+        self._spawn(framework, executor)
+        return executor
+
+    def _deliver(self, executor: ExecutorRecord, records: list[TaskRecord], launch: bytes) -> None:
+        if executor.stream is not None:
+            for record in records:
+                record.delivered = True
+            executor.stream.put_nowait(launch)
+        else:
+            executor.queued.append({"event": launch, "tasks": [r.id for r in records]})
+
+    def _spawn(self, framework: FrameworkRecord, executor: ExecutorRecord) -> None:
+        """Start the executor process; its exit is watched by `_watch`."""
+        command = executor.info.get("command") or {}
+        command_env = {v["name"]: str(v.get("value", ""))
+                       for v in (command.get("environment") or {}).get("variables") or []
+                       if v.get("type", "VALUE") == "VALUE" and "name" in v}
+        grace_nanos = (executor.info.get("shutdown_grace_period") or {}).get("nanoseconds")
+        grace = float(grace_nanos) / 1e9 if grace_nanos is not None else self.config.shutdown_grace
+        env = sandbox.executor_environment(
+            framework_id=framework.id, executor_id=executor.id, directory=executor.directory,
+            agent_id=self.agent_id or "", address=self.address, checkpoint=framework.checkpoint,
+            shutdown_grace=grace, work_dir=self.config.work_dir,
+            recovery_timeout=self.config.recovery_timeout,
+            subscription_backoff_max=self.config.subscription_backoff_max, command_env=command_env)
+        if executor.command_executor:
+            env["DOCKYARD_COMMAND_EXECUTOR"] = "1"
+        task = asyncio.create_task(self._run_executor(framework, executor, command, env))
+        self._exit_waiters.add(task)
+        task.add_done_callback(self._exit_waiters.discard)
+        loop = asyncio.get_running_loop()
+        executor.timers.append(loop.call_later(self.config.registration_timeout,
+                                               self._registration_timed_out, executor))
+
+    async def _run_executor(self, framework: FrameworkRecord, executor: ExecutorRecord, command: dict,
+                            env: dict[str, str]) -> None:
+        executor.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(executor.directory / "stdout", "ab") as out, open(executor.directory / "stderr", "ab") as err:
+                if command.get("shell", True):
+                    process = await asyncio.create_subprocess_shell(
+                        command.get("value", ""), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+                        env=env, cwd=executor.directory, start_new_session=True)
+                else:
+                    argv = list(command.get("arguments") or [command.get("value", "")])
+                    process = await asyncio.create_subprocess_exec(
+                        *argv, executable=command.get("value") or None, stdin=asyncio.subprocess.DEVNULL,
+                        stdout=out, stderr=err, env=env, cwd=executor.directory, start_new_session=True)
+        except OSError as error:
+            log.warning("executor %s failed to start: %s", executor.id, error)
+            self._executor_gone(framework, executor, None, "REASON_CONTAINER_LAUNCH_FAILED",
+                                f"Failed to launch container: {error}")
+            return
+        executor.process = process
+        if framework.checkpoint and self.agent_id:
+            meta = sandbox.executor_meta_dir(self.config.work_dir, self.agent_id, framework.id, executor.id)
+            checkpoint.write_json(meta / "runs" / executor.container_id / "pids" / "forked.pid.json",
+                                  {"pid": process.pid})
+        if executor.terminating is not None:  # destroyed while it was starting
+            kill_tree(process.pid)
+        returncode = await process.wait()
+        self._executor_gone(framework, executor, raw_wait_status(returncode), None, None)
+
+    def _registration_timed_out(self, executor: ExecutorRecord) -> None:
+        if executor.stream is None and not executor.terminated and executor.terminating is None:
+            log.warning("executor %s did not subscribe within %.0fs: destroying it", executor.id,
+                        self.config.registration_timeout)
+            self._destroy(executor, "REASON_EXECUTOR_REGISTRATION_TIMEOUT")
+
+    # -- killing --------------------------------------------------------------------------------
+    def kill_task(self, framework_id: str, task_id: str, kill_policy: dict | None) -> None:
+        framework = self.frameworks.get(framework_id)
+        found = self._find_task(framework, task_id) if framework else None
+        if found is None:
+            state = "TASK_DROPPED" if framework is not None and framework.partition_aware else "TASK_LOST"
+            self._agent_update(framework_id, None, task_id, state, "Cannot find task", None)
+            return
+        executor, task = found
+        if not task.delivered:
+            # Not yet at the executor: Mesos kills it right here.
+            executor.queued = [q for q in executor.queued if task_id not in q["tasks"]]
+            self._agent_update(framework_id, executor, task_id, "TASK_KILLED",
+                               "Killed before delivery to the executor", "REASON_TASK_KILLED_DURING_LAUNCH")
+            if not executor.tasks and not executor.queued:
+                self.shutdown_executor(executor, "TASK_KILLED")
+            return
+        payload: dict[str, Any] = {"task_id": {"value": task_id}}
+        if kill_policy:
+            payload["kill_policy"] = kill_policy
+        if executor.stream is not None:
+            executor.stream.put_nowait(event("KILL", **payload))
+        else:
+            self.shutdown_executor(executor, "TASK_KILLED")
+
+    def shutdown_executor(self, executor: ExecutorRecord, task_state: str = "TASK_KILLED") -> None:
+        """SHUTDOWN to the executor; destroy it when its grace period is over."""
+        if executor.terminated or executor.terminating is not None:
+            return
+        executor.terminating = "SHUTDOWN"
+        if executor.stream is not None:
+            executor.stream.put_nowait(event("SHUTDOWN"))
+            nanos = (executor.info.get("shutdown_grace_period") or {}).get("nanoseconds")
+            grace = float(nanos) / 1e9 if nanos is not None else self.config.shutdown_grace
+            loop = asyncio.get_running_loop()
+            executor.timers.append(loop.call_later(grace, self._destroy, executor, "SHUTDOWN"))
+        else:
+            self._destroy(executor, "SHUTDOWN")
+
+    def shutdown_framework(self, framework_id: str) -> None:
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            return
+        for executor in list(framework.executors.values()):
+            executor.terminating = None  # let shutdown_executor run even if already asked
+            self.shutdown_executor(executor)
+            executor.terminating = "FRAMEWORK_REMOVED"
+        self.pending_updates = {k: v for k, v in self.pending_updates.items()
+                                if v["framework_id"]["value"] != framework_id}
+
+    def _destroy(self, executor: ExecutorRecord, why: str) -> None:
+        """Kill the executor and everything it started (our stand-in for a container)."""
+        if executor.terminated:
+            return
+        executor.terminating = executor.terminating if why == "SHUTDOWN" and executor.terminating else why
+        if executor.stream is not None:
+            executor.stream.put_nowait(None)
+        if executor.process is not None and executor.process.returncode is None:
+            kill_tree(executor.process.pid)
+
+    # -- the executor API -------------------------------------------------------------------------
+    def lookup(self, framework_id: str, executor_id: str) -> tuple[FrameworkRecord, ExecutorRecord]:
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            raise ExecutorCallError(400, "Framework cannot be found")
+        executor = framework.executors.get(executor_id)
+        if executor is None or executor.terminated:
+            raise ExecutorCallError(400, "Executor cannot be found")
+        return framework, executor
+
+    def subscribe(self, framework_id: str, executor_id: str, subscribe: dict) -> asyncio.Queue:
+        """Attach an executor's event stream; returns the queue the response drains."""
+        framework, executor = self.lookup(framework_id, executor_id)
+        if executor.terminating is not None:
+            raise ExecutorCallError(400, "Executor is terminating")
+        if executor.stream is not None:
+            executor.stream.put_nowait(None)  # close the older connection
+        queue: asyncio.Queue = asyncio.Queue()
+        executor.stream = queue
+        for timer in executor.timers:
+            timer.cancel()
+        executor.timers.clear()
+        for update in subscribe.get("unacknowledged_updates") or []:
+            status = update.get("status", {})
+            if status.get("uuid") and status["uuid"] not in self.pending_updates:
+                try:
+                    self.update(framework_id, executor_id, status, acknowledge=False)
+                except ExecutorCallError as error:
+                    log.warning("dropping a replayed update of %s: %s", executor_id, error.message)
+        listed = {t.get("task_id", {}).get("value") for t in subscribe.get("unacknowledged_tasks") or []}
+        for task in list(executor.tasks.values()):
+            if task.delivered and task.state == "TASK_STAGING" and task.id not in listed:
+                state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"
+                self._agent_update(framework_id, executor, task.id, state,
+                                   "Task launched during agent restart", "REASON_AGENT_RESTARTED")
+        queue.put_nowait(event("SUBSCRIBED", executor_info=executor.info, framework_info=framework.info,
+                               agent_info=self.agent_info(), container_id={"value": executor.container_id}))
+        for launch in executor.queued:
+            for task_id in launch["tasks"]:
+                if task_id in executor.tasks:
+                    executor.tasks[task_id].delivered = True
+            queue.put_nowait(launch["event"])
+        executor.queued.clear()
+        self.counters["executor_subscriptions"] += 1
+        return queue
+
+    def unsubscribed(self, executor: ExecutorRecord, queue: asyncio.Queue) -> None:
+        """The executor's connection closed."""
+        if executor.stream is queue:
+            executor.stream = None
+
+    def require_subscribed(self, framework_id: str, executor_id: str) -> ExecutorRecord:
+        _, executor = self.lookup(framework_id, executor_id)
+        if executor.stream is None:
+            raise ExecutorCallError(403, "Executor is not subscribed")
+        return executor
+
+    def update(self, framework_id: str, executor_id: str, status: dict, acknowledge: bool = True) -> None:
+        """An executor's status update: store it, ACKNOWLEDGE it, forward it to the master."""
+        framework, executor = self.lookup(framework_id, executor_id)
+        task_id = status["task_id"]["value"]
+        task = executor.tasks.get(task_id)
+        status = dict(status)
+        status["agent_id"] = {"value": self.agent_id}
+        status["executor_id"] = {"value": executor_id}
+        status.setdefault("timestamp", time.time())
+        latest = status["state"]
+        if task is not None:
+            task.state = latest
+            task.statuses.append({"state": latest, "timestamp": status["timestamp"]})
+            if latest in TERMINAL_STATES:
+                executor.completed.append(executor.tasks.pop(task_id))
+            self._checkpoint_task(framework, executor, task)
+        self._forward(framework_id, status, latest, task_id)
+        if acknowledge and executor.stream is not None:
+            executor.stream.put_nowait(event("ACKNOWLEDGED", task_id=status["task_id"], uuid=status["uuid"]))
+        self.counters[f"status_updates/{latest}"] += 1
+
+    def message(self, framework_id: str, executor_id: str, data: str) -> None:
+        self.link.send(executor_id, {"type": "MESSAGE", "framework_id": {"value": framework_id},
+                                     "executor_id": {"value": executor_id}, "data": data})
+
+    # -- updates the agent makes itself -------------------------------------------------------------
+    def _agent_update(self, framework_id: str, executor: ExecutorRecord | None, task_id: str, state: str,
+                      message: str, reason: str | None) -> asyncio.Event:
+        status: dict[str, Any] = {
+            "task_id": {"value": task_id}, "state": state, "source": "SOURCE_AGENT", "message": message,
+            "uuid": new_uuid(), "timestamp": time.time(), "agent_id": {"value": self.agent_id},
+        }
+        if reason:
+            status["reason"] = reason
+        if executor is not None:
+            status["executor_id"] = {"value": executor.id}
+            task = executor.tasks.get(task_id)
+            if task is not None:
+                task.state = state
+                task.statuses.append({"state": state, "timestamp": status["timestamp"]})
+                if state in TERMINAL_STATES:
+                    executor.completed.append(executor.tasks.pop(task_id))
+        self.counters[f"status_updates/{state}"] += 1
+        return self._forward(framework_id, status, state, task_id)
+
+    def _forward(self, framework_id: str, status: dict, latest: str, task_id: str) -> asyncio.Event:
+        call = {"type": "UPDATE", "framework_id": {"value": framework_id}, "status": status,
+                "latest_state": latest}
+        self.pending_updates[status["uuid"]] = call
+        return self.link.send(task_id, call)
+
+    def _executor_gone(self, framework: FrameworkRecord, executor: ExecutorRecord, wait_status: int | None,
+                       reason: str | None, message: str | None) -> None:
+        """The executor process ended (or never started): fail its live tasks, tell the master."""
+        if executor.terminated:
+            return
+        executor.terminated = True
+        for timer in executor.timers:
+            timer.cancel()
+        if executor.stream is not None:
+            executor.stream.put_nowait(None)
+            executor.stream = None
+        if executor.process is not None:
+            kill_tree(executor.process.pid)  # whatever it left behind
+        why = executor.terminating
+        if reason is None:
+            reason = why if why and why.startswith("REASON_") else "REASON_EXECUTOR_TERMINATED"
+        if message is None:
+            message = {"REASON_EXECUTOR_REGISTRATION_TIMEOUT": "Executor did not register within "
+                       f"{self.config.registration_timeout:g}secs"}.get(reason, "Executor terminated")
+        sent = []
+        if why != "FRAMEWORK_REMOVED":
+            state = "TASK_KILLED" if why == "SHUTDOWN" else "TASK_FAILED"
+            for task in list(executor.tasks.values()):
+                sent.append(self._agent_update(framework.id, executor, task.id, state, message, reason))
+        framework.executors.pop(executor.id, None)
+        framework.completed.append(executor)
+        if not framework.executors:
+            self.frameworks.pop(framework.id, None)
+            self.completed_frameworks.append(framework)
+        if wait_status is None:
+            wait_status = 1 << 8
+        call = {"type": "EXECUTOR_EXITED", "framework_id": {"value": framework.id},
+                "executor_id": {"value": executor.id}, "status": wait_status}
+        if why == "FRAMEWORK_REMOVED":
+            return
+        task = asyncio.create_task(self._after(sent, executor.id, call))
+        self._exit_waiters.add(task)
+        task.add_done_callback(self._exit_waiters.discard)
+
+    async def _after(self, sent: list[asyncio.Event], key: str, call: dict) -> None:
+        """EXECUTOR_EXITED goes out once the master has the task updates it follows."""
+        if sent:
+            await asyncio.wait([asyncio.create_task(e.wait()) for e in sent], timeout=10.0)
+        self.link.send(key, call)
+
+    def _find_task(self, framework: FrameworkRecord, task_id: str) -> tuple[ExecutorRecord, TaskRecord] | None:
+        executor = framework.executors.get(task_id)  # command tasks: executor id = task id
+        if executor is not None and task_id in executor.tasks:
+            return executor, executor.tasks[task_id]
+        for executor in framework.executors.values():
+            if task_id in executor.tasks:
+                return executor, executor.tasks[task_id]
+        return None
+
+    def _checkpoint_task(self, framework: FrameworkRecord, executor: ExecutorRecord, task: TaskRecord) -> None:
+        if not framework.checkpoint or not self.agent_id:
+            return
+        meta = sandbox.executor_meta_dir(self.config.work_dir, self.agent_id, framework.id, executor.id)
+        path = meta / "runs" / executor.container_id / "tasks" / task.id / "task.json"
+        checkpoint.write_json(path, {"info": task.info, "state": task.state})
+
+    # -- views ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """The legacy agent `/state` JSON."""
+        return {
+            "version": VERSION,
+            "id": self.agent_id or "",
+            "pid": self.address.pid,
+            "hostname": self.config.hostname,
+            "start_time": self.start_time,
+            "master_hostname": (self.link.master or "").split(":")[0],
+            "resources": self.config.resources.flat(),
+            "attributes": {a["name"]: attribute_value(a) for a in self.config.attributes},
+            "flags": {"master": self.config.master, "work_dir": str(self.config.work_dir),
+                      "port": str(self.config.port), "hostname": self.config.hostname,
+                      "executor_registration_timeout": f"{self.config.registration_timeout:g}secs",
+                      "executor_shutdown_grace_period": f"{self.config.shutdown_grace:g}secs"},
+            "frameworks": [self._framework_json(f) for f in self.frameworks.values()],
+            "completed_frameworks": [self._framework_json(f) for f in self.completed_frameworks],
+        }
+
+    def _framework_json(self, framework: FrameworkRecord) -> dict:
+        info = framework.info
+        return {
+            "id": framework.id, "name": info.get("name", ""), "user": info.get("user", ""),
+            "hostname": info.get("hostname", ""), "role": info.get("role", "*"),
+            "checkpoint": framework.checkpoint,
+            "executors": [self._executor_json(e) for e in framework.executors.values()],
+            "completed_executors": [self._executor_json(e) for e in framework.completed],
+        }
+
+    def _executor_json(self, executor: ExecutorRecord) -> dict:
+        def task_json(task: TaskRecord) -> dict:
+            return {
+                "id": task.id, "name": task.info.get("name", ""), "framework_id": task.framework_id,
+                "executor_id": "" if executor.command_executor else executor.id,
+                "slave_id": self.agent_id or "", "state": task.state,
+                "resources": Resources(task.info.get("resources", [])).flat(),
+                "statuses": task.statuses, "labels": task.info.get("labels", {}).get("labels", []),
+            }
+        queued = {t for q in executor.queued for t in q["tasks"]}
+        return {
+            "id": executor.id, "name": executor.info.get("name", ""),
+            "source": executor.info.get("source", ""), "container": executor.container_id,
+            "directory": str(executor.directory),
+            "resources": (Resources(executor.info.get("resources", []))
+                          + sum((Resources(t.info.get("resources", [])) for t in executor.tasks.values()),
+                                Resources())).flat(),
+            "tasks": [task_json(t) for t in executor.tasks.values() if t.id not in queued],
+            "queued_tasks": [task_json(t) for t in executor.tasks.values() if t.id in queued],
+            "completed_tasks": [task_json(t) for t in executor.completed],
+        }
+
+    def monitor_statistics(self) -> list[dict]:
+        """`/monitor/statistics`: usage per live executor (its whole process tree)."""
+        out = []
+        for framework in self.frameworks.values():
+            for executor in framework.executors.values():
+                if executor.process is None or executor.terminated:
+                    continue
+                pids = [executor.process.pid, *descendants(executor.process.pid)]
+                stats = container_statistics(executor.container_id, pids)
+                limits = Resources(executor.info.get("resources", [])) + sum(
+                    (Resources(t.info.get("resources", [])) for t in executor.tasks.values()), Resources())
+                stats["cpus_limit"] = limits.scalar("cpus")
+                stats["mem_limit_bytes"] = int(limits.scalar("mem") * 1024 * 1024)
+                out.append({
+                    "executor_id": executor.id, "executor_name": executor.info.get("name", ""),
+                    "framework_id": framework.id, "source": executor.info.get("source", ""),
+                    "container_id": executor.container_id, "statistics": stats,
+                })
+        return out
+
+    def summary(self) -> dict[str, float]:
+        """Numbers for /metrics and /metrics/snapshot."""
+        tasks: collections.Counter = collections.Counter()
+        executors = 0
+        for framework in self.frameworks.values():
+            for executor in framework.executors.values():
+                executors += 1
+                for task in executor.tasks.values():
+                    tasks[task.state] += 1
+        return {
+            "slave/registered": 1.0 if self.link.registered.is_set() else 0.0,
+            "slave/uptime_secs": time.time() - self.start_time,
+            "slave/frameworks_active": float(len(self.frameworks)),
+            "slave/executors_running": float(executors),
+            "slave/tasks_staging": float(tasks["TASK_STAGING"]),
+            "slave/tasks_starting": float(tasks["TASK_STARTING"]),
+            "slave/tasks_running": float(tasks["TASK_RUNNING"]),
+            "slave/tasks_killing": float(tasks["TASK_KILLING"]),
+            "slave/status_updates_pending": float(len(self.pending_updates)),
+            **{f"slave/{name}": float(value) for name, value in self.counters.items()},
+        }
+
+
+def container_statistics(container_id: str, pids: list[int]) -> dict:
+    """Cgroup numbers when framework/cgroups.py knows the container, /proc otherwise."""
+    try:
+        from framework import cgroups  # type: ignore[attr-defined]
+
+        reader = getattr(cgroups, "container_statistics", None)
+        if reader is not None:
+            found = reader(container_id)
+            if found:
+                return dict(found)
+    except ImportError:
+        pass
+    return statistics(pids)
+
+
+def default_hostname() -> str:
+    return os.uname().nodename
+
+
+def install_signal_logging() -> None:
+    """SIGPIPE from a closed stdout must not kill an agent running under a supervisor."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)

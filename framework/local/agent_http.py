@@ -1,0 +1,165 @@
+"""The agent's HTTP surface: executor API, files API, /state, monitor, health, metrics.
+
+Handlers translate HTTP to calls on `Agent` and back; the rules live there.
+The executor API answers as the real agent does (reference §3, §8.12).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import AsyncIterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from framework.local.agent import Agent, ExecutorCallError
+from framework.local.files_api import FilesApi
+from framework.mesos.messages import valid_uuid
+
+log = logging.getLogger(__name__)
+
+CALL_TYPES = {"SUBSCRIBE", "UPDATE", "MESSAGE", "HEARTBEAT"}
+
+
+def text(status: int, message: str) -> PlainTextResponse:
+    return PlainTextResponse(message, status_code=status)
+
+
+def validate_call(call: dict) -> str | None:
+    """Mesos's validateExecutorCall: the reason a call is malformed, or None."""
+    kind = call.get("type")
+    if kind not in CALL_TYPES:
+        return "Expecting 'type' to be present"
+    if not (call.get("executor_id") or {}).get("value"):
+        return "Expecting 'executor_id' to be present"
+    if not (call.get("framework_id") or {}).get("value"):
+        return "Expecting 'framework_id' to be present"
+    if kind == "SUBSCRIBE" and not isinstance(call.get("subscribe", {}), dict):
+        return "Expecting 'subscribe' to be present"
+    if kind == "MESSAGE" and "message" not in call:
+        return "Expecting 'message' to be present"
+    if kind == "UPDATE":
+        update = call.get("update")
+        if not isinstance(update, dict) or not isinstance(update.get("status"), dict):
+            return "Expecting 'update' to be present"
+        status = update["status"]
+        if not (status.get("task_id") or {}).get("value") or not status.get("state"):
+            return "Missing required fields in 'update.status'"
+        if "uuid" not in status:
+            return "Expecting 'uuid' to be present"
+        if not valid_uuid(status["uuid"]):
+            return "Not a valid UUID"
+        if status.get("source", "SOURCE_MASTER") != "SOURCE_EXECUTOR":
+            return f"Received Call from executor with invalid source {status.get('source', 'SOURCE_MASTER')}"
+        if status["state"] == "TASK_STAGING":
+            return "Received TASK_STAGING from executor"
+        executor_id = (status.get("executor_id") or {}).get("value")
+        if executor_id is not None and executor_id != call["executor_id"]["value"]:
+            return "ExecutorID in Call does not match ExecutorID in TaskStatus"
+    return None
+
+
+class AgentMetrics:
+    """Prometheus collector reading the agent's numbers at scrape time."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self):  # noqa: ANN201 - prometheus-client's protocol
+        for name, value in self.agent.summary().items():
+            metric = "dockyard_agent_" + name.removeprefix("slave/").replace("/", "_").lower()
+            yield GaugeMetricFamily(metric, f"Mesos agent metric {name}", value=value)
+
+
+def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
+    files = FilesApi(agent.config.work_dir)
+    registry = CollectorRegistry()
+    registry.register(AgentMetrics(agent))
+
+    async def executor_api(request: Request) -> Response:
+        if request.method != "POST":
+            return text(405, "Expecting 'POST'")
+        content_type = request.headers.get("content-type")
+        if content_type is None:
+            return text(400, "Expecting 'Content-Type' to be present")
+        if content_type != "application/json":
+            return text(415, f"Expecting 'Content-Type' of application/json")
+        accept = request.headers.get("accept", "*/*")
+        if not any(a.strip().split(";")[0] in ("*/*", "application/*", "application/json")
+                   for a in accept.split(",")):
+            return text(406, "Expecting 'Accept' to allow application/json")
+        try:
+            call = json.loads(await request.body())
+            if not isinstance(call, dict):
+                raise ValueError("not an object")
+        except ValueError as error:
+            return text(400, f"Failed to parse body into Call: {error}")
+        problem = validate_call(call)
+        if problem:
+            return text(400, f"Failed to validate executor::Call: {problem}")
+        if call["type"] == "HEARTBEAT":
+            return Response(status_code=202)
+        framework_id, executor_id = call["framework_id"]["value"], call["executor_id"]["value"]
+        try:
+            if call["type"] == "SUBSCRIBE":
+                queue = agent.subscribe(framework_id, executor_id, call.get("subscribe") or {})
+                _, executor = agent.lookup(framework_id, executor_id)
+                return StreamingResponse(stream(executor, queue), media_type="application/json")
+            agent.require_subscribed(framework_id, executor_id)
+            if call["type"] == "UPDATE":
+                agent.update(framework_id, executor_id, call["update"]["status"])
+            else:
+                agent.message(framework_id, executor_id, call["message"].get("data", ""))
+        except ExecutorCallError as error:
+            return text(error.status, error.message)
+        return Response(status_code=202)
+
+    async def stream(executor, queue: asyncio.Queue) -> AsyncIterator[bytes]:  # noqa: ANN001
+        try:
+            while True:
+                record = await queue.get()
+                if record is None:
+                    return
+                batch = [record]
+                while not queue.empty():  # coalesce what is ready into one chunk
+                    more = queue.get_nowait()
+                    if more is None:
+                        yield b"".join(batch)
+                        return
+                    batch.append(more)
+                yield b"".join(batch)
+        finally:
+            agent.unsubscribed(executor, queue)
+
+    async def state(request: Request) -> Response:
+        return JSONResponse(agent.state())
+
+    async def monitor(request: Request) -> Response:
+        return JSONResponse(agent.monitor_statistics())
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    async def snapshot(request: Request) -> Response:
+        return JSONResponse(agent.summary())
+
+    routes = [
+        Route("/api/v1/executor", executor_api, methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/slave(1)/api/v1/executor", executor_api, methods=["GET", "POST", "PUT", "DELETE"]),
+        Route("/files/browse", files.browse), Route("/files/browse.json", files.browse),
+        Route("/files/read", files.read), Route("/files/read.json", files.read),
+        Route("/files/download", files.download), Route("/files/download.json", files.download),
+        Route("/state", state), Route("/state.json", state), Route("/slave(1)/state", state),
+        Route("/monitor/statistics", monitor), Route("/monitor/statistics.json", monitor),
+        Route("/health", health), Route("/slave(1)/health", health),
+        Route("/metrics", metrics), Route("/metrics/snapshot", snapshot),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,252 @@
+"""The agent's side of the internal agent<->master protocol (docs/internal-protocol.md).
+
+`MasterLink` keeps one registration stream open to the leading master: REGISTER
+(or REREGISTER with everything the agent runs), then reads the master's records
+in order and hands them to the agent. It PINGs, notices a silent master (no
+HEARTBEAT for 3 intervals), follows 307s and the zk:// detector, and reconnects
+with back-off. Calls go out through ordered lanes: updates of one task always
+take the same lane, so they reach the master in order, while different tasks
+do not wait on each other.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+from framework.mesos import recordio
+from framework.mesos.detector import MasterDetector, detect
+from framework.mesos.messages import dumps, loads
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.11.0"
+LANES = 4
+RETRY_SECONDS = 1.0
+BACKOFF_MAX = 5.0
+
+
+class NotRegistered(Exception):
+    """The master answered 404: it does not know this agent; REREGISTER."""
+
+
+class Lanes:
+    """Ordered delivery of agent calls; a failed POST is retried until it lands."""
+
+    def __init__(self, post: Callable[[dict], Awaitable[int]], registered: asyncio.Event) -> None:
+        self._post = post
+        self._registered = registered
+        self._queues = [asyncio.Queue[tuple[dict, asyncio.Event, int]]() for _ in range(LANES)]
+        self._epoch = 0
+        self._workers: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._run(queue)) for queue in self._queues]
+
+    def submit(self, key: str, call: dict) -> asyncio.Event:
+        """Queue `call` on the lane of `key`; the Event is set once the master took it."""
+        done = asyncio.Event()
+        self._queues[zlib.crc32(key.encode()) % LANES].put_nowait((call, done, self._epoch))
+        return done
+
+    def reset(self) -> None:
+        """A (re)registration call carries every pending update: drop what is queued."""
+        self._epoch += 1
+
+    async def _run(self, queue: asyncio.Queue) -> None:
+        while True:
+            call, done, epoch = await queue.get()
+            while epoch == self._epoch:
+                await self._registered.wait()
+                if epoch != self._epoch:
+                    break
+                try:
+                    status = await self._post(call)
+                except (httpx.HTTPError, OSError) as error:
+                    log.debug("posting %s failed: %s; retrying", call.get("type"), error)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
+                if status == 202 or status == 404 or 400 <= status < 500:
+                    break  # taken; or the stream is being re-established, carrying it
+                await asyncio.sleep(RETRY_SECONDS)
+            done.set()
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+
+
+class MasterLink:
+    """Registration, the master's stream, pings and outgoing calls."""
+
+    def __init__(self, master: str, *, registration: Callable[[str | None], dict],
+                 on_record: Callable[[dict], Awaitable[None]],
+                 on_registered: Callable[[str, dict], Awaitable[None]]) -> None:
+        self.master_uri = master
+        self._registration = registration  # agent_id|None -> REGISTER or REREGISTER call
+        self._on_record = on_record
+        self._on_registered = on_registered
+        self.agent_id: str | None = None
+        self.master: str | None = None  # host:port of the master we talk to
+        self.master_info: dict = {}
+        self.ping_interval = 5.0
+        self.registered = asyncio.Event()
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=32))
+        self.lanes = Lanes(self._post, self.registered)
+        self._detector: MasterDetector | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stream_task: asyncio.Task | None = None
+        self._leader_changed = asyncio.Event()
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._detector = await asyncio.to_thread(detect, self.master_uri)
+        self._detector.on_change(lambda _leader: loop.call_soon_threadsafe(self._leader_changed.set))
+        self.lanes.start()
+        self._tasks = [asyncio.create_task(self._connect_loop()), asyncio.create_task(self._ping_loop())]
+
+    async def stop(self, unregister: bool = False) -> None:
+        self._closing = True
+        if unregister and self.agent_id and self.master:
+            try:
+                await self._post({"type": "UNREGISTER", "agent_id": {"value": self.agent_id}}, timeout=3.0)
+            except (httpx.HTTPError, OSError):
+                pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.lanes.stop()
+        await self.client.aclose()
+        if self._detector is not None:
+            await asyncio.to_thread(self._detector.close)
+
+    def forget_id(self) -> None:
+        """The master refused us (SHUTDOWN): register afresh next time."""
+        self.agent_id = None
+
+    def reconnect(self) -> None:
+        """Drop the stream; the connect loop re-registers."""
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+
+    # -- calls --------------------------------------------------------------------------
+    def send(self, key: str, call: dict) -> asyncio.Event:
+        """Queue a call (UPDATE, EXECUTOR_EXITED, MESSAGE) for ordered, retried delivery."""
+        return self.lanes.submit(key, call)
+
+    async def _post(self, call: dict, timeout: float | None = None) -> int:
+        if not self.master:
+            raise httpx.ConnectError("no master")
+        if self.agent_id is not None and "agent_id" not in call:
+            call = {**call, "agent_id": {"value": self.agent_id}}
+        response = await self.client.post(
+            f"http://{self.master}/internal/agent", content=dumps(call),
+            headers={"Content-Type": "application/json"},
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+        if response.status_code == 404:
+            log.warning("master does not know agent %s: re-registering", self.agent_id)
+            self.reconnect()
+        elif response.status_code >= 400:
+            log.warning("master refused %s: %s %s", call.get("type"), response.status_code, response.text)
+        return response.status_code
+
+    # -- loops --------------------------------------------------------------------------
+    async def _ping_loop(self) -> None:
+        while True:
+            await self.registered.wait()
+            await asyncio.sleep(self.ping_interval)
+            if not self.registered.is_set() or self.agent_id is None:
+                continue
+            try:
+                await self._post({"type": "PING", "agent_id": {"value": self.agent_id}}, timeout=self.ping_interval)
+            except (httpx.HTTPError, OSError) as error:
+                log.info("ping to master %s failed: %s", self.master, error)
+
+    async def _connect_loop(self) -> None:
+        backoff = 0.1
+        redirect: str | None = None
+        while not self._closing:
+            assert self._detector is not None
+            self._leader_changed.clear()
+            leader = redirect or self._detector.leader()
+            redirect = None
+            if leader is None:
+                try:
+                    await asyncio.wait_for(self._leader_changed.wait(), BACKOFF_MAX)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self.master = leader
+            self._stream_task = asyncio.create_task(self._stream(leader))
+            watcher = asyncio.create_task(self._leader_changed.wait())
+            done, _ = await asyncio.wait({self._stream_task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            watcher.cancel()
+            if self._stream_task not in done:
+                self._stream_task.cancel()
+            try:
+                result = await self._stream_task
+            except asyncio.CancelledError:
+                if self._closing:
+                    raise
+                result = None
+            except Exception as error:  # connection refused, reset, bad record: reconnect
+                log.info("master stream to %s ended: %s", leader, error)
+                result = None
+            self.registered.clear()
+            if isinstance(result, str):
+                redirect, backoff = result, 0.1
+                continue
+            if result is True:
+                backoff = 0.1  # the stream worked for a while; come back quickly
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _stream(self, master: str) -> bool | str:
+        """One registration stream. Returns a redirect target, or whether it registered."""
+        call = self._registration(self.agent_id)
+        self.lanes.reset()  # the call carries every unacknowledged update; later ones queue anew
+        timeout = httpx.Timeout(10.0, read=None)
+        async with self.client.stream("POST", f"http://{master}/internal/agent", content=dumps(call),
+                                      headers={"Content-Type": "application/json"}, timeout=timeout) as response:
+            if response.status_code == 307:
+                location = response.headers.get("location", "")
+                return location.lstrip("/").split("/", 1)[0] or False
+            if response.status_code != 200:
+                body = (await response.aread()).decode(errors="replace")
+                log.warning("master %s refused %s: %s %s", master, call["type"], response.status_code, body)
+                if response.status_code == 404:
+                    self.agent_id = None
+                return False
+            decoder = recordio.Decoder()
+            chunks = response.aiter_raw().__aiter__()
+            registered = False
+            while True:
+                silence = self.ping_interval * 3 if registered else 30.0
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), silence)
+                except StopAsyncIteration:
+                    log.info("master %s closed the stream", master)
+                    return registered
+                except asyncio.TimeoutError:
+                    log.warning("master %s silent for %.0fs: reconnecting", master, silence)
+                    return registered
+                for record in decoder.feed(chunk):
+                    event = loads(record).to_dict()
+                    kind = event.get("type")
+                    if kind in ("REGISTERED", "REREGISTERED"):
+                        body = event.get(kind.lower(), {})
+                        self.agent_id = body["agent_id"]["value"]
+                        self.master_info = body.get("master_info", {})
+                        self.ping_interval = float(body.get("ping_interval_seconds", 5.0))
+                        registered = True
+                        await self._on_registered(kind, body)
+                        self.registered.set()
+                        log.info("%s with master %s as %s", kind.lower(), master, self.agent_id)
+                    else:
+                        await self._on_record(event)

@@ -1,0 +1,89 @@
+"""`dockyard agent` on the command line: flags into an AgentConfig, then serve.
+
+Flags are read once here (docs/architecture.md lists them) and passed down as
+one typed config.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from framework.local.agent import Agent, AgentConfig, default_hostname
+from framework.local.machine import agent_resources
+from framework.mesos.resources import parse_attributes
+
+log = logging.getLogger(__name__)
+
+
+def serve(config: AgentConfig, log_level: str = "info") -> None:
+    """Run the agent's HTTP server and its master link on one asyncio loop until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from framework.local.agent_http import build_app
+
+    agent = Agent(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):  # noqa: ANN001, ANN202
+        await agent.start()
+        try:
+            yield
+        finally:
+            await agent.stop()
+
+    app = build_app(agent, lifespan=lifespan)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.ip, port=config.port, log_level=log_level, access_log=False,
+        lifespan="on", timeout_graceful_shutdown=3, loop="asyncio", http="h11"))
+    asyncio.run(server.serve())
+
+
+@click.command("agent")
+@click.option("--master", required=True, help="HOST:PORT or zk://host:port/path of the master")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=5051, show_default=True, type=int)
+@click.option("--work-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="sandboxes, checkpoints, image store")
+@click.option("--resources", default=None,
+              help='e.g. "cpus:4;mem:4096;disk:10000;ports:[31000-32000]"; what is left out is detected')
+@click.option("--attributes", default="", help='e.g. "rack:a;zone:z1"')
+@click.option("--hostname", default=None, help="name advertised to the master [machine's name]")
+@click.option("--executor-command", default=None,
+              help="command of the executor for command tasks [this Python: dockyard executor]")
+@click.option("--executor-registration-timeout", default=60.0, show_default=True, type=float,
+              help="seconds an executor has to SUBSCRIBE")
+@click.option("--executor-shutdown-grace-period", default=5.0, show_default=True, type=float,
+              help="seconds between SHUTDOWN and killing an executor")
+@click.option("--no-cleanup", is_flag=True, help="skip `dockyard executor --cleanup` at start")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
+                  hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
+                  executor_shutdown_grace_period: float, no_cleanup: bool, log_level: str) -> None:
+    """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to the master is noise
+    work_dir = work_dir.resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        total = agent_resources(resources, work_dir)
+        parsed_attributes = parse_attributes(attributes) if attributes else []
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    config = AgentConfig(
+        master=master, ip=ip, port=port, work_dir=work_dir, resources=total, attributes=parsed_attributes,
+        hostname=hostname or default_hostname(),
+        registration_timeout=executor_registration_timeout, shutdown_grace=executor_shutdown_grace_period,
+        cleanup=not no_cleanup,
+    )
+    if executor_command:
+        config.executor_command = shlex.split(executor_command)
+    log.info("agent %s:%d resources %s", ip, port, total)
+    serve(config, log_level)

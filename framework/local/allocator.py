@@ -1,0 +1,320 @@
+"""The embedded master's allocator: weighted DRF over roles, then frameworks.
+
+Pure bookkeeping, no I/O and no clock of its own (the caller passes `now`), so
+it can be unit-tested and benchmarked alone. It mirrors what a framework can
+observe of Mesos's hierarchical allocator: each cycle walks the agents; for each
+agent, roles in DRF order, then that role's frameworks in DRF order; the first
+framework that wants the agent's free resources for the role gets all of them
+(one offer per agent and role). Offered and used resources both count as
+allocated, as in Mesos; they return through `recover`.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from framework.mesos.resources import UNRESERVED, Resources
+
+# Mesos's default --min_allocatable_resources is "cpus:0.01|mem:32": either suffices.
+MIN_CPUS = 0.01
+MIN_MEM = 32.0
+MAX_REFUSE_SECONDS = 365 * 86400.0
+DRF_NAMES = ("cpus", "mem", "disk", "gpus")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Resources of one agent given to one framework for one role: becomes one offer."""
+
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: Resources
+
+
+@dataclass
+class _Filter:
+    refused: Resources
+    expires: float
+
+
+@dataclass
+class _Agent:
+    agent_id: str
+    total: Resources
+    free: Resources
+    reserved_roles: frozenset[str]
+    active: bool = True
+    allocations: dict[tuple[str, str], Resources] = field(default_factory=dict)
+
+
+@dataclass
+class _Framework:
+    framework_id: str
+    roles: tuple[str, ...]
+    active: bool = True
+    suppressed: set[str] = field(default_factory=set)
+    # role -> scalar name -> allocated amount (DRF input)
+    allocated: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Allocator:
+    """DRF allocator state; the master drives it from its single event loop."""
+
+    def __init__(self, *, seed: int | None = None, shuffle: bool = True) -> None:
+        self._agents: dict[str, _Agent] = {}
+        self._frameworks: dict[str, _Framework] = {}
+        self._filters: dict[tuple[str, str, str], list[_Filter]] = {}
+        self._role_allocated: dict[str, dict[str, float]] = {}
+        self._role_weights: dict[str, float] = {}
+        self._total: dict[str, float] = {}
+        self._random = random.Random(seed)
+        self._shuffle = shuffle
+
+    # -- agents ------------------------------------------------------------------
+    def add_agent(self, agent_id: str, total: Resources,
+                  used: dict[tuple[str, str], Resources] | None = None) -> None:
+        """Add an agent; `used` maps (framework_id, role) to resources its tasks hold."""
+        if agent_id in self._agents:
+            self.remove_agent(agent_id)
+        agent = _Agent(agent_id, total, total, frozenset(total.roles() - {UNRESERVED}))
+        self._agents[agent_id] = agent
+        self._add_total(total, +1)
+        for (framework_id, role), resources in (used or {}).items():
+            self._allocate(agent, framework_id, role, resources)
+
+    def remove_agent(self, agent_id: str) -> None:
+        agent = self._agents.pop(agent_id, None)
+        if agent is None:
+            return
+        for (framework_id, role), resources in list(agent.allocations.items()):
+            self._account(framework_id, role, resources, -1)
+        self._add_total(agent.total, -1)
+        for key in [k for k in self._filters if k[2] == agent_id]:
+            del self._filters[key]
+
+    def set_agent_active(self, agent_id: str, active: bool) -> None:
+        if agent_id in self._agents:
+            self._agents[agent_id].active = active
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
+    # -- frameworks --------------------------------------------------------------
+    def add_framework(self, framework_id: str, roles: Iterable[str], *, active: bool = True,
+                      suppressed: Iterable[str] = ()) -> None:
+        existing = self._frameworks.get(framework_id)
+        if existing is not None:
+            existing.roles = tuple(roles)
+            existing.active = active
+            existing.suppressed = set(suppressed)
+            for role in existing.roles:
+                self._role_allocated.setdefault(role, {})
+            return
+        fw = _Framework(framework_id, tuple(roles), active, set(suppressed))
+        self._frameworks[framework_id] = fw
+        for role in fw.roles:
+            self._role_allocated.setdefault(role, {})
+
+    def remove_framework(self, framework_id: str) -> None:
+        """Forget a framework and free everything it held on every agent."""
+        for agent in self._agents.values():
+            for key in [k for k in agent.allocations if k[0] == framework_id]:
+                resources = agent.allocations.pop(key)
+                agent.free = agent.free + resources
+                self._account(framework_id, key[1], resources, -1)
+        self._frameworks.pop(framework_id, None)
+        for key in [k for k in self._filters if k[0] == framework_id]:
+            del self._filters[key]
+
+    def set_framework_active(self, framework_id: str, active: bool) -> None:
+        fw = self._frameworks.get(framework_id)
+        if fw is not None:
+            fw.active = active
+
+    def suppress(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        fw = self._frameworks.get(framework_id)
+        if fw is not None:
+            fw.suppressed |= set(roles or fw.roles)
+
+    def revive(self, framework_id: str, roles: Iterable[str] = ()) -> None:
+        """Unsuppress the roles (all when empty) and drop their filters."""
+        fw = self._frameworks.get(framework_id)
+        if fw is None:
+            return
+        targets = set(roles or fw.roles)
+        fw.suppressed -= targets
+        for key in [k for k in self._filters if k[0] == framework_id and k[1] in targets]:
+            del self._filters[key]
+
+    def suppressed_roles(self, framework_id: str) -> set[str]:
+        fw = self._frameworks.get(framework_id)
+        return set(fw.suppressed) if fw else set()
+
+    # -- resources flowing back --------------------------------------------------
+    def recover(self, framework_id: str, agent_id: str, role: str, resources: Resources,
+                *, refuse_seconds: float | None = None, now: float = 0.0) -> None:
+        """Return resources (declined, unused or freed by a finished task).
+
+        `refuse_seconds` > 0 installs a filter: offers of this agent to this
+        framework and role that are a subset of `resources` are withheld until then.
+        """
+        agent = self._agents.get(agent_id)
+        if agent is None or resources.empty:
+            return
+        key = (framework_id, role)
+        held = agent.allocations.get(key)
+        if held is None:
+            return
+        if not held.contains(resources):
+            resources = held - (held - resources)  # never give back more than was held
+        left = held - resources
+        if left.empty:
+            del agent.allocations[key]
+        else:
+            agent.allocations[key] = left
+        agent.free = agent.free + resources
+        self._account(framework_id, role, resources, -1)
+        if refuse_seconds and refuse_seconds > 0:
+            refuse_seconds = min(refuse_seconds, MAX_REFUSE_SECONDS)
+            self._filters.setdefault((framework_id, role, agent_id), []).append(
+                _Filter(resources, now + refuse_seconds))
+
+    def add_used(self, framework_id: str, agent_id: str, role: str, resources: Resources) -> None:
+        """Count resources as allocated without an offer (tasks an agent reports)."""
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            self._allocate(agent, framework_id, role, resources)
+
+    # -- the cycle -----------------------------------------------------------------
+    def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
+        """Run one allocation cycle over all agents (or the given ones)."""
+        if agent_ids is None:
+            agents = [a for a in self._agents.values() if a.active and not a.free.empty]
+        else:
+            agents = [a for a in (self._agents.get(i) for i in agent_ids)
+                      if a is not None and a.active and not a.free.empty]
+        if not agents or not self._frameworks:
+            return []
+        if self._shuffle:
+            self._random.shuffle(agents)
+        total = {k: v for k, v in self._total.items() if k in DRF_NAMES and v > 0}
+        role_members: dict[str, list[_Framework]] = {}
+        for fw in self._frameworks.values():
+            if not fw.active:
+                continue
+            for role in fw.roles:
+                if role not in fw.suppressed:
+                    role_members.setdefault(role, []).append(fw)
+        if not role_members:
+            return []
+        fw_share: dict[tuple[str, str], float] = {}
+        for role, members in role_members.items():
+            for fw in members:
+                fw_share[(fw.framework_id, role)] = _share(fw.allocated.get(role, {}), total)
+            members.sort(key=lambda f, r=role: (fw_share[(f.framework_id, r)], f.framework_id))
+        role_share = {role: _share(self._role_allocated.get(role, {}), total)
+                      / self._role_weights.get(role, 1.0) for role in role_members}
+        roles = sorted(role_members, key=lambda r: (role_share[r], r))
+        filters = self._filters
+        results: list[Allocation] = []
+        for agent in agents:
+            for role in roles:
+                if agent.free.empty:
+                    break
+                if agent.reserved_roles:
+                    available = agent.free.allocatable_to(role)
+                else:
+                    available = agent.free
+                if available.empty or not _allocatable(available):
+                    continue
+                members = role_members[role]
+                for index, fw in enumerate(members):
+                    fkey = (fw.framework_id, role, agent.agent_id)
+                    if fkey in filters and self._filtered(fkey, available, now):
+                        continue
+                    self._allocate(agent, fw.framework_id, role, available)
+                    results.append(Allocation(fw.framework_id, agent.agent_id, role, available))
+                    fw_share[(fw.framework_id, role)] = _share(fw.allocated.get(role, {}), total)
+                    _resort(members, index, fw_share, role)
+                    role_share[role] = (_share(self._role_allocated.get(role, {}), total)
+                                        / self._role_weights.get(role, 1.0))
+                    if len(roles) > 1:
+                        roles.sort(key=lambda r: (role_share[r], r))
+                    break
+        return results
+
+    # -- introspection (metrics, tests) ----------------------------------------------
+    def total(self) -> dict[str, float]:
+        return dict(self._total)
+
+    def allocated(self, framework_id: str) -> dict[str, dict[str, float]]:
+        fw = self._frameworks.get(framework_id)
+        return {r: dict(v) for r, v in fw.allocated.items()} if fw else {}
+
+    def free(self, agent_id: str) -> Resources:
+        agent = self._agents.get(agent_id)
+        return agent.free if agent else Resources()
+
+    # -- internals -------------------------------------------------------------------
+    def _filtered(self, key: tuple[str, str, str], available: Resources, now: float) -> bool:
+        live = [f for f in self._filters[key] if f.expires > now]
+        if not live:
+            del self._filters[key]
+            return False
+        self._filters[key] = live
+        return any(f.refused.contains(available) for f in live)
+
+    def _allocate(self, agent: _Agent, framework_id: str, role: str, resources: Resources) -> None:
+        key = (framework_id, role)
+        held = agent.allocations.get(key)
+        agent.allocations[key] = resources if held is None else held + resources
+        agent.free = agent.free - resources
+        self._account(framework_id, role, resources, +1)
+
+    def _account(self, framework_id: str, role: str, resources: Resources, sign: int) -> None:
+        scalars = resources.scalars()
+        fw = self._frameworks.get(framework_id)
+        targets = [self._role_allocated.setdefault(role, {})]
+        if fw is not None:
+            targets.append(fw.allocated.setdefault(role, {}))
+        for target in targets:
+            for name, value in scalars.items():
+                left = target.get(name, 0.0) + sign * value
+                target[name] = left if left > 1e-9 else 0.0
+
+    def _add_total(self, resources: Resources, sign: int) -> None:
+        for name, value in resources.scalars().items():
+            left = self._total.get(name, 0.0) + sign * value
+            self._total[name] = left if left > 1e-9 else 0.0
+
+
+def _share(allocated: dict[str, float], total: dict[str, float]) -> float:
+    """DRF dominant share: the largest fraction of any resource held."""
+    best = 0.0
+    for name, amount in allocated.items():
+        cap = total.get(name)
+        if cap:
+            fraction = amount / cap
+            if fraction > best:
+                best = fraction
+    return best
+
+
+def _resort(members: list[_Framework], index: int, shares: dict[tuple[str, str], float],
+            role: str) -> None:
+    """Move the framework at `index` (whose share just grew) to its sorted place."""
+    fw = members.pop(index)
+    key = (shares[(fw.framework_id, role)], fw.framework_id)
+    position = index
+    while position < len(members):
+        other = members[position]
+        if (shares[(other.framework_id, role)], other.framework_id) > key:
+            break
+        position += 1
+    members.insert(position, fw)
+
+
+def _allocatable(resources: Resources) -> bool:
+    return resources.scalar("cpus") >= MIN_CPUS or resources.scalar("mem") >= MIN_MEM

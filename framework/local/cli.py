@@ -1,0 +1,22 @@
+"""`dockyard master|agent|up|status`: the embedded cluster's command group."""
+from __future__ import annotations
+
+import click
+
+from framework.local.agent_main import agent_command
+from framework.local.master_main import master_command
+from framework.local.master_main import master_command
+from framework.local.status import status_command
+from framework.local.supervisor import up_command
+
+
+@click.group()
+def cli() -> None:
+    """The embedded Mesos-compatible cluster."""
+
+
+cli.add_command(master_command)
+cli.add_command(master_command)
+cli.add_command(agent_command)
+cli.add_command(up_command)
+cli.add_command(status_command)

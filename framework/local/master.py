@@ -1,0 +1,1210 @@
+"""The embedded master's state and behaviour: frameworks, agents, offers, tasks.
+
+One asyncio event loop owns a `Master`; every method runs on that loop, so no
+locks. HTTP handlers (`master_http.py`) parse a request, call one method here,
+and render what it returns; the internal agent protocol is documented in
+docs/internal-protocol.md. Behaviour follows the real Mesos master as recorded
+in the team's protocol reference (section numbers in comments refer to it).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid as uuidlib
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from framework.mesos import recordio
+from framework.mesos.messages import TERMINAL_STATES, dumps
+from framework.mesos.resources import Resources
+from framework.local import validation
+from framework.local.allocator import Allocator
+
+log = logging.getLogger("dockyard.master")
+
+VERSION = "1.11.0"
+MAX_COMPLETED_FRAMEWORKS = 50
+MAX_COMPLETED_TASKS = 1000
+MAX_UPDATE_RETRY = 600.0
+DEFAULT_REFUSE_SECONDS = 5.0
+
+
+@dataclass
+class MasterConfig:
+    ip: str = "127.0.0.1"
+    port: int = 5050
+    work_dir: str = "."
+    hostname: str | None = None
+    zk: str | None = None
+    allocation_interval: float = 1.0
+    heartbeat_interval: float = 15.0
+    status_update_retry: float = 10.0
+    agent_ping_interval: float = 5.0
+    agent_ping_timeout: float = 75.0
+    # Delay that batches prompt allocations (freed resources, subscribe, revive).
+    allocation_batch: float = 0.002
+
+
+class Stream:
+    """One open RecordIO stream: a scheduler subscription or an agent connection."""
+
+    def __init__(self, stream_id: str | None = None) -> None:
+        self.id = stream_id or str(uuidlib.uuid4())
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    def send(self, event: dict[str, Any]) -> None:
+        if not self.closed:
+            self.queue.put_nowait(recordio.encode(dumps(event)))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+
+class HttpError(Exception):
+    """A call refused with an HTTP status (the handler renders it)."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Task:
+    task_id: str
+    framework_id: str
+    agent_id: str
+    executor_id: str | None
+    name: str
+    role: str
+    resources: Resources
+    info: dict[str, Any]
+    state: str = "TASK_STAGING"
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    status_update_state: str | None = None
+    status_update_uuid: str | None = None
+    pending: deque[dict[str, Any]] = field(default_factory=deque)
+    seen_uuids: set[str] = field(default_factory=set)
+    retry: asyncio.TimerHandle | None = None
+    retry_delay: float = 0.0
+    released: bool = False
+    unreachable_time: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def latest_status(self) -> dict[str, Any] | None:
+        return self.statuses[-1] if self.statuses else None
+
+
+@dataclass
+class Executor:
+    executor_id: str
+    framework_id: str
+    agent_id: str
+    info: dict[str, Any]
+    role: str
+    resources: Resources
+
+
+@dataclass
+class Framework:
+    id: str
+    info: dict[str, Any]
+    roles: tuple[str, ...]
+    capabilities: set[str]
+    registered_time: float
+    stream: Stream | None = None
+    active: bool = True
+    recovered: bool = False
+    reregistered_time: float | None = None
+    unregistered_time: float | None = None
+    failover_timer: asyncio.TimerHandle | None = None
+    offers: set[str] = field(default_factory=set)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    unreachable_tasks: dict[str, Task] = field(default_factory=dict)
+    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS))
+    executors: dict[tuple[str, str], Executor] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    offer_counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def connected(self) -> bool:
+        return self.stream is not None and not self.stream.closed
+
+    @property
+    def partition_aware(self) -> bool:
+        return "PARTITION_AWARE" in self.capabilities
+
+    @property
+    def multi_role(self) -> bool:
+        return "MULTI_ROLE" in self.capabilities
+
+
+@dataclass
+class Agent:
+    id: str
+    info: dict[str, Any]
+    ip: str
+    port: int
+    hostname: str
+    total: Resources
+    version: str
+    registered_time: float
+    last_seen: float
+    stream: Stream | None = None
+    reregistered_time: float | None = None
+    tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
+    executors: dict[tuple[str, str], Executor] = field(default_factory=dict)
+
+    @property
+    def connected(self) -> bool:
+        return self.stream is not None and not self.stream.closed
+
+    @property
+    def pid(self) -> str:
+        return f"slave(1)@{self.ip}:{self.port}"
+
+
+@dataclass
+class Offer:
+    id: str
+    framework_id: str
+    agent_id: str
+    role: str
+    resources: Resources
+
+
+def _id(value: str) -> dict[str, str]:
+    return {"value": value}
+
+
+def _val(obj: Any) -> str | None:
+    return obj.get("value") if isinstance(obj, dict) and isinstance(obj.get("value"), str) else None
+
+
+def ip_as_int(ip: str) -> int:
+    """MasterInfo.ip: the IPv4 address in network order, read as a host-order uint32."""
+    try:
+        return int.from_bytes(socket.inet_aton(ip), "little")
+    except OSError:
+        return 0
+
+
+class Master:
+    """The embedded master's whole state; the HTTP layer calls into it."""
+
+    def __init__(self, config: MasterConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.id = str(uuidlib.uuid4())
+        self.hostname = config.hostname or config.ip
+        self.info = {
+            "id": self.id, "ip": ip_as_int(config.ip), "port": config.port,
+            "pid": f"master@{config.ip}:{config.port}", "hostname": self.hostname,
+            "version": VERSION,
+            "address": {"hostname": self.hostname, "ip": config.ip, "port": config.port},
+            "capabilities": [{"type": "AGENT_UPDATE"}, {"type": "AGENT_DRAINING"},
+                             {"type": "QUOTA_V2"}],
+        }
+        self.allocator = Allocator()
+        self.frameworks: dict[str, Framework] = {}
+        self.completed_frameworks: OrderedDict[str, Framework] = OrderedDict()
+        self.agents: dict[str, Agent] = {}
+        self.unreachable_agents: dict[str, float] = {}
+        self.offers: dict[str, Offer] = {}
+        self.start_time = time.time()
+        self.elected_time: float | None = None
+        # Leadership: standalone masters lead; with ZooKeeper the contender sets these.
+        self.leading = config.zk is None
+        self.leader_info: dict[str, Any] | None = self.info if self.leading else None
+        if self.leading:
+            self.elected_time = self.start_time
+        self._next_framework = 0
+        self._next_offer = 0
+        self._next_agent = 0
+        self._allocation_handle: asyncio.TimerHandle | None = None
+        self._allocation_all = False
+        self._allocation_agents: set[str] = set()
+        self.counters: Counter[str] = Counter()
+        self.allocation_runs = 0
+
+    # ------------------------------------------------------------------ helpers
+    def now(self) -> float:
+        return time.time()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_event_loop()
+
+    def _send(self, fw: Framework, event: dict[str, Any]) -> None:
+        if fw.stream is not None and not fw.stream.closed:
+            fw.stream.send(event)
+            fw.events[event["type"]] += 1
+            self.counters[f"events/{event['type']}"] += 1
+
+    def _to_agent(self, agent: Agent | None, kind: str, payload: dict[str, Any]) -> None:
+        if agent is not None and agent.stream is not None:
+            agent.stream.send({"type": kind, kind.lower(): payload})
+
+    def _fw_state(self, fw: Framework | None, state: str) -> str:
+        """Partition-aware-only states become TASK_LOST for other frameworks."""
+        if fw is not None and not fw.partition_aware and state in (
+                "TASK_DROPPED", "TASK_UNREACHABLE", "TASK_GONE", "TASK_GONE_BY_OPERATOR",
+                "TASK_UNKNOWN"):
+            return "TASK_LOST"
+        return state
+
+    def _master_update(self, fw: Framework, task_id: str, state: str, reason: str | None,
+                       message: str, agent_id: str | None = None,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a master-generated update (no uuid: never retried, never ACKed)."""
+        status: dict[str, Any] = {"task_id": _id(task_id), "state": self._fw_state(fw, state),
+                                  "source": "SOURCE_MASTER", "message": message,
+                                  "timestamp": self.now()}
+        if reason:
+            status["reason"] = reason
+        if agent_id:
+            status["agent_id"] = _id(agent_id)
+        if extra:
+            status.update(extra)
+        self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+        return status
+
+    # ------------------------------------------------------------ allocation
+    def request_allocation(self, agent_ids: Iterable[str] | None = None) -> None:
+        """Allocate soon (batched): freed resources must not wait a whole interval."""
+        if agent_ids is None:
+            self._allocation_all = True
+        else:
+            self._allocation_agents.update(agent_ids)
+        if self._allocation_handle is None:
+            try:
+                loop = self._loop()
+            except RuntimeError:
+                return
+            self._allocation_handle = loop.call_later(self.config.allocation_batch,
+                                                      self._run_batched_allocation)
+
+    def _run_batched_allocation(self) -> None:
+        self._allocation_handle = None
+        agents = None if self._allocation_all else list(self._allocation_agents)
+        self._allocation_all = False
+        self._allocation_agents.clear()
+        self.allocate(agents)
+
+    def allocate(self, agent_ids: list[str] | None = None) -> int:
+        """One allocation cycle; turns allocations into offers. Returns offers made."""
+        if not self.leading:
+            return 0
+        self.allocation_runs += 1
+        allocations = self.allocator.allocate(self.clock(), agent_ids)
+        by_framework: dict[str, list[dict[str, Any]]] = {}
+        for allocation in allocations:
+            fw = self.frameworks.get(allocation.framework_id)
+            agent = self.agents.get(allocation.agent_id)
+            if fw is None or agent is None or not fw.connected:
+                self.allocator.recover(allocation.framework_id, allocation.agent_id,
+                                       allocation.role, allocation.resources)
+                continue
+            offer_id = f"{self.id}-O{self._next_offer}"
+            self._next_offer += 1
+            offer = Offer(offer_id, fw.id, agent.id, allocation.role, allocation.resources)
+            self.offers[offer_id] = offer
+            fw.offers.add(offer_id)
+            fw.offer_counts["sent"] += 1
+            by_framework.setdefault(fw.id, []).append(self._render_offer(fw, agent, offer))
+        for framework_id, offers in by_framework.items():
+            self._send(self.frameworks[framework_id],
+                       {"type": "OFFERS", "offers": {"offers": offers}})
+        return len(allocations)
+
+    def _render_offer(self, fw: Framework, agent: Agent, offer: Offer) -> dict[str, Any]:
+        role = offer.role if fw.multi_role else None
+        rendered: dict[str, Any] = {
+            "id": _id(offer.id), "framework_id": _id(fw.id), "agent_id": _id(agent.id),
+            "hostname": agent.hostname,
+            "url": {"scheme": "http",
+                    "address": {"hostname": agent.hostname, "ip": agent.ip, "port": agent.port},
+                    "path": "/slave(1)"},
+            "resources": offer.resources.to_json(allocation_role=role),
+            "attributes": agent.info.get("attributes") or [],
+            "executor_ids": [_id(e.executor_id) for (fid, _), e in agent.executors.items()
+                             if fid == fw.id],
+        }
+        if role is not None:
+            rendered["allocation_info"] = {"role": role}
+        return rendered
+
+    def _drop_offer(self, offer: Offer, *, rescind: bool, refuse_seconds: float | None = None
+                    ) -> None:
+        self.offers.pop(offer.id, None)
+        fw = self.frameworks.get(offer.framework_id)
+        if fw is not None:
+            fw.offers.discard(offer.id)
+            if rescind:
+                fw.offer_counts["rescinded"] += 1
+                self._send(fw, {"type": "RESCIND", "rescind": {"offer_id": _id(offer.id)}})
+        self.allocator.recover(offer.framework_id, offer.agent_id, offer.role, offer.resources,
+                               refuse_seconds=refuse_seconds, now=self.clock())
+
+    # ------------------------------------------------------------- scheduler API
+    def subscribe(self, call: dict[str, Any]) -> Stream:
+        """SUBSCRIBE (§1.4): a stream that starts with SUBSCRIBED or carries one ERROR."""
+        subscribe = call["subscribe"]
+        info = dict(subscribe["framework_info"])
+        suppressed = list(subscribe.get("suppressed_roles") or [])
+        stream = Stream()
+        self.counters["calls/SUBSCRIBE"] += 1
+        error = validation.validate_framework_info(info, suppressed)
+        framework_id = _val(info.get("id"))
+        if error is None and framework_id in self.completed_frameworks:
+            error = "Framework has been removed"
+        fw = self.frameworks.get(framework_id) if framework_id else None
+        if error is None and fw is not None and fw.info.get("principal") != info.get("principal"):
+            error = "Changing framework's principal is not allowed"
+        if error is not None:
+            stream.send({"type": "ERROR", "error": {"message": error}})
+            stream.close()
+            return stream
+        now = self.now()
+        if fw is None:
+            if framework_id is None:
+                framework_id = f"{self.id}-{self._next_framework:04d}"
+                self._next_framework += 1
+            info["id"] = _id(framework_id)
+            info.setdefault("failover_timeout", 0.0)
+            info.setdefault("checkpoint", False)
+            fw = Framework(framework_id, info, validation.framework_roles(info),
+                           validation.capabilities(info), now)
+            self.frameworks[framework_id] = fw
+        else:
+            if fw.stream is not None and not fw.stream.closed:
+                fw.stream.send({"type": "ERROR", "error": {"message": "Framework failed over"}})
+                fw.stream.close()
+            for offer_id in list(fw.offers):
+                offer = self.offers.get(offer_id)
+                if offer is not None:
+                    self._drop_offer(offer, rescind=False)
+            if fw.failover_timer is not None:
+                fw.failover_timer.cancel()
+                fw.failover_timer = None
+            # user and checkpoint cannot change on re-subscription
+            for key in ("user", "checkpoint"):
+                if key in fw.info:
+                    info[key] = fw.info[key]
+            info["id"] = _id(fw.id)
+            info.setdefault("failover_timeout", 0.0)
+            fw.info = info
+            fw.roles = validation.framework_roles(info)
+            fw.capabilities = validation.capabilities(info)
+            fw.reregistered_time = now
+            fw.recovered = False
+        fw.stream = stream
+        fw.active = True
+        fw.unregistered_time = None
+        fw.calls["SUBSCRIBE"] += 1
+        self.allocator.add_framework(fw.id, fw.roles, active=True, suppressed=suppressed)
+        self._send(fw, {"type": "SUBSCRIBED", "subscribed": {
+            "framework_id": _id(fw.id),
+            "heartbeat_interval_seconds": float(self.config.heartbeat_interval),
+            "master_info": self.info}})
+        self._send(fw, {"type": "HEARTBEAT"})
+        for task in list(fw.tasks.values()):
+            if task.pending:
+                self._forward(task, reset=True)
+        for agent_id in {t.agent_id for t in fw.tasks.values()}:
+            self._to_agent(self.agents.get(agent_id), "UPDATE_FRAMEWORK",
+                           {"framework_info": fw.info})
+        self.request_allocation()
+        return stream
+
+    def stream_closed(self, stream: Stream) -> None:
+        """A scheduler's connection ended: deactivate, start the failover timer (§1.4)."""
+        stream.closed = True
+        for fw in self.frameworks.values():
+            if fw.stream is stream:
+                self._disconnect(fw)
+                return
+
+    def _disconnect(self, fw: Framework) -> None:
+        fw.stream = None
+        fw.active = False
+        fw.unregistered_time = self.now()
+        self.allocator.set_framework_active(fw.id, False)
+        for offer_id in list(fw.offers):
+            offer = self.offers.get(offer_id)
+            if offer is not None:
+                self._drop_offer(offer, rescind=False)
+        timeout = float(fw.info.get("failover_timeout") or 0.0)
+        if timeout <= 0:
+            self.remove_framework(fw)
+        else:
+            fw.failover_timer = self._loop().call_later(timeout, self._failover_expired, fw.id)
+        self.request_allocation()
+
+    def _failover_expired(self, framework_id: str) -> None:
+        fw = self.frameworks.get(framework_id)
+        if fw is not None and not fw.connected:
+            log.info("framework %s did not fail over in time: removing it", framework_id)
+            self.remove_framework(fw)
+
+    def lookup(self, framework_id: str, stream_id: str | None) -> Framework:
+        """Checks 9-12 of §1.1 for every call but SUBSCRIBE."""
+        fw = self.frameworks.get(framework_id)
+        if fw is None:
+            raise HttpError(400, "Framework cannot be found")
+        if not fw.connected:
+            raise HttpError(403, "Framework is not subscribed")
+        if stream_id is None:
+            raise HttpError(400, "All non-subscribe calls should include the "
+                                 "'Mesos-Stream-Id' header")
+        if stream_id != fw.stream.id:  # type: ignore[union-attr]
+            raise HttpError(400, f"The stream ID '{stream_id}' included in this request "
+                                 f"didn't match the stream ID currently associated with "
+                                 f"framework ID {framework_id}")
+        return fw
+
+    def call(self, fw: Framework, call: dict[str, Any]) -> tuple[int, Any]:
+        """Run a validated scheduler call for a subscribed framework: (status, body)."""
+        kind = call["type"]
+        fw.calls[kind] += 1
+        self.counters[f"calls/{kind}"] += 1
+        if kind == "TEARDOWN":
+            self.remove_framework(fw)
+        elif kind == "ACCEPT":
+            self.accept(fw, call["accept"])
+        elif kind == "DECLINE":
+            self.decline(fw, call["decline"])
+        elif kind == "REVIVE":
+            roles = (call.get("revive") or {}).get("roles") or []
+            self.allocator.revive(fw.id, roles)
+            self.request_allocation()
+        elif kind == "SUPPRESS":
+            roles = (call.get("suppress") or {}).get("roles") or []
+            self.allocator.suppress(fw.id, roles)
+        elif kind == "KILL":
+            self.kill(fw, call["kill"])
+        elif kind == "SHUTDOWN":
+            shutdown = call["shutdown"]
+            agent = self.agents.get(_val(shutdown["agent_id"]) or "")
+            self._to_agent(agent, "SHUTDOWN_EXECUTOR", {
+                "framework_id": _id(fw.id), "executor_id": shutdown["executor_id"]})
+        elif kind == "ACKNOWLEDGE":
+            self.acknowledge(fw, call["acknowledge"])
+        elif kind == "RECONCILE":
+            self.reconcile(fw, call["reconcile"].get("tasks") or [])
+        elif kind == "MESSAGE":
+            message = call["message"]
+            agent = self.agents.get(_val(message["agent_id"]) or "")
+            self.counters["messages/framework_to_executor"] += 1
+            self._to_agent(agent, "MESSAGE", {"framework_id": _id(fw.id),
+                                              "executor_id": message["executor_id"],
+                                              "data": message["data"]})
+        elif kind == "UPDATE_FRAMEWORK":
+            return self.update_framework(fw, call["update_framework"])
+        elif kind == "UNKNOWN":
+            return 501, "Received 'UNKNOWN' call"
+        # REQUEST, inverse offers, operation calls: accepted, nothing to do here.
+        return 202, None
+
+    def update_framework(self, fw: Framework, update: dict[str, Any]) -> tuple[int, Any]:
+        info = dict(update["framework_info"])
+        suppressed = list(update.get("suppressed_roles") or [])
+        error = validation.validate_framework_info(info, suppressed)
+        if error:
+            return 400, error
+        for key in ("user", "principal", "checkpoint"):
+            if info.get(key) != fw.info.get(key) and not (
+                    key == "checkpoint" and not info.get(key) and not fw.info.get(key)):
+                return 400, f"Updating 'FrameworkInfo.{key}' is unsupported"
+        info.setdefault("failover_timeout", 0.0)
+        fw.info = info
+        fw.roles = validation.framework_roles(info)
+        fw.capabilities = validation.capabilities(info)
+        self.allocator.add_framework(fw.id, fw.roles, active=True, suppressed=suppressed)
+        for offer_id in list(fw.offers):
+            offer = self.offers[offer_id]
+            if offer.role not in fw.roles:
+                self._drop_offer(offer, rescind=True)
+        self.request_allocation()
+        return 200, None
+
+    # ------------------------------------------------------------ ACCEPT / DECLINE
+    def _refuse_seconds(self, filters: Any) -> float:
+        try:
+            value = float((filters or {}).get("refuse_seconds", DEFAULT_REFUSE_SECONDS))
+        except (TypeError, ValueError, AttributeError):
+            return DEFAULT_REFUSE_SECONDS
+        return DEFAULT_REFUSE_SECONDS if value < 0 else value
+
+    def decline(self, fw: Framework, decline: dict[str, Any]) -> None:
+        refuse = self._refuse_seconds(decline.get("filters"))
+        for offer_id in (_val(o) for o in decline.get("offer_ids") or []):
+            offer = self.offers.get(offer_id or "")
+            if offer is not None and offer.framework_id == fw.id:
+                fw.offer_counts["declined"] += 1
+                self._drop_offer(offer, rescind=False, refuse_seconds=refuse)
+
+    def _validate_offers(self, fw: Framework, offer_ids: list[str]) -> str | None:
+        if not offer_ids:
+            return "No offers specified"
+        if len(set(offer_ids)) != len(offer_ids):
+            dup = next(o for o in offer_ids if offer_ids.count(o) > 1)
+            return f"Duplicate offer {dup} in offer list"
+        for offer_id in offer_ids:
+            if offer_id not in self.offers:
+                return f"Offer {offer_id} is no longer valid"
+        offers = [self.offers[o] for o in offer_ids]
+        for offer in offers:
+            if offer.framework_id != fw.id:
+                return (f"Offer {offer.id} has invalid framework {offer.framework_id} "
+                        f"while framework {fw.id} is expected")
+        roles = {o.role for o in offers}
+        if len(roles) > 1:
+            return "Aggregated offers must be allocated to the same role"
+        agents = {o.agent_id for o in offers}
+        if len(agents) > 1:
+            return "Aggregated offers must belong to one single agent"
+        if offers[0].agent_id not in self.agents:
+            return f"Agent {offers[0].agent_id} is not available"
+        return None
+
+    def accept(self, fw: Framework, accept: dict[str, Any]) -> None:
+        """ACCEPT (§1.5, §8.3, §8.5): validate offers, run operations in order."""
+        offer_ids = [_val(o) or "" for o in accept.get("offer_ids") or []]
+        operations = accept.get("operations") or []
+        error = self._validate_offers(fw, offer_ids)
+        if error is not None:
+            # Every still-valid offer named is discarded, without RESCIND (§8.10).
+            for offer_id in dict.fromkeys(offer_ids):
+                offer = self.offers.get(offer_id)
+                if offer is not None:
+                    self._drop_offer(offer, rescind=False)
+            state = "TASK_DROPPED" if fw.partition_aware else "TASK_LOST"
+            for operation in operations:
+                for task in _operation_tasks(operation):
+                    self._master_update(fw, _val(task.get("task_id")) or "", state,
+                                        "REASON_INVALID_OFFERS",
+                                        f"Task launched with invalid offers: {error}",
+                                        agent_id=_val(task.get("agent_id")))
+            self.request_allocation()
+            return
+        offers = [self.offers.pop(o) for o in offer_ids]
+        for offer in offers:
+            fw.offers.discard(offer.id)
+            fw.offer_counts["accepted"] += 1
+        agent = self.agents[offers[0].agent_id]
+        role = offers[0].role
+        available = Resources()
+        for offer in offers:
+            available = available + offer.resources
+        launched: set[str] = set()
+        for operation in operations:
+            kind = operation.get("type")
+            if kind == "LAUNCH":
+                available = self._launch(fw, agent, role, operation, available, launched)
+            elif kind == "LAUNCH_GROUP":
+                available = self._launch_group(fw, agent, role, operation, available, launched)
+            else:
+                log.info("ignoring unsupported offer operation %s", kind)
+        refuse = self._refuse_seconds(accept.get("filters"))
+        if not available.empty:
+            self.allocator.recover(fw.id, agent.id, role, available, refuse_seconds=refuse,
+                                   now=self.clock())
+
+    def _launch(self, fw: Framework, agent: Agent, role: str, operation: dict[str, Any],
+                available: Resources, launched: set[str]) -> Resources:
+        for task in (operation.get("launch") or {}).get("task_infos") or []:
+            task = dict(task)
+            task_id = _val(task.get("task_id")) or ""
+            executor = task.get("executor")
+            if isinstance(executor, dict) and "framework_id" not in executor:
+                task["executor"] = executor = {**executor, "framework_id": _id(fw.id)}
+            executor_id = _val(executor.get("executor_id")) if isinstance(executor, dict) else None
+            if operation.get("id"):
+                error: str | None = "The `id` field is not supported for LAUNCH operations"
+                consumed = Resources()
+            else:
+                error, consumed = validation.validate_task(
+                    task, agent_id=agent.id, known_task=task_id in fw.tasks or task_id in launched,
+                    has_executor=executor_id is not None and (fw.id, executor_id) in agent.executors,
+                    offered=available, framework_id=fw.id)
+            if error is not None:
+                self._master_update(fw, task_id, "TASK_ERROR", "REASON_TASK_INVALID", error,
+                                    agent_id=_val(task.get("agent_id")))
+                continue
+            available = available - consumed
+            launched.add(task_id)
+            task_resources = Resources(task.get("resources") or [])
+            if executor_id is not None and (fw.id, executor_id) not in agent.executors:
+                self._add_executor(fw, agent, executor, role,
+                                   Resources(executor.get("resources") or []))
+            self._add_task(fw, agent, task, role, task_resources,
+                           executor_id if executor_id is not None else None)
+            self._to_agent(agent, "RUN_TASK", {"framework_info": fw.info, "task": task})
+        return available
+
+    def _launch_group(self, fw: Framework, agent: Agent, role: str, operation: dict[str, Any],
+                      available: Resources, launched: set[str]) -> Resources:
+        group = operation.get("launch_group") or {}
+        executor = dict(group.get("executor") or {})
+        tasks = [dict(t) for t in (group.get("task_group") or {}).get("tasks") or []]
+        executor_id = _val(executor.get("executor_id")) or ""
+        existing = agent.executors.get((fw.id, executor_id))
+        if operation.get("id"):
+            error: str | None = "The `id` field is not supported for LAUNCH_GROUP operations"
+            consumed = Resources()
+        else:
+            error, consumed = validation.validate_task_group(
+                executor, tasks, agent_id=agent.id, known_tasks=set(fw.tasks) | launched,
+                existing_executor=existing.info if existing else None, offered=available,
+                framework_id=fw.id)
+        if error is not None:
+            for task in tasks:
+                self._master_update(fw, _val(task.get("task_id")) or "", "TASK_ERROR",
+                                    "REASON_TASK_GROUP_INVALID", error,
+                                    agent_id=_val(task.get("agent_id")))
+            return available
+        available = available - consumed
+        if existing is None:
+            self._add_executor(fw, agent, executor, role, Resources(executor.get("resources") or []))
+        for task in tasks:
+            task["executor"] = executor  # the group executor is copied into each task
+            launched.add(_val(task["task_id"]) or "")
+            self._add_task(fw, agent, task, role, Resources(task.get("resources") or []),
+                           executor_id)
+        self._to_agent(agent, "RUN_TASK_GROUP", {"framework_info": fw.info, "executor": executor,
+                                                 "task_group": {"tasks": tasks}})
+        return available
+
+    def _add_executor(self, fw: Framework, agent: Agent, info: dict[str, Any], role: str,
+                      resources: Resources) -> Executor:
+        executor_id = _val(info.get("executor_id")) or ""
+        executor = Executor(executor_id, fw.id, agent.id, info, role, resources)
+        agent.executors[(fw.id, executor_id)] = executor
+        fw.executors[(agent.id, executor_id)] = executor
+        return executor
+
+    def _add_task(self, fw: Framework, agent: Agent, info: dict[str, Any], role: str,
+                  resources: Resources, executor_id: str | None, state: str = "TASK_STAGING"
+                  ) -> Task:
+        task_id = _val(info.get("task_id")) or ""
+        task = Task(task_id, fw.id, agent.id, executor_id, str(info.get("name", "")), role,
+                    resources, info, state=state)
+        fw.tasks[task_id] = task
+        agent.tasks.add((fw.id, task_id))
+        return task
+
+    # ------------------------------------------------------------ kill / reconcile
+    def kill(self, fw: Framework, kill: dict[str, Any]) -> None:
+        task_id = _val(kill.get("task_id")) or ""
+        task = fw.tasks.get(task_id)
+        if task is not None and not task.terminal:
+            payload: dict[str, Any] = {"framework_id": _id(fw.id), "task_id": _id(task_id)}
+            if "kill_policy" in kill:
+                payload["kill_policy"] = kill["kill_policy"]
+            self._to_agent(self.agents.get(task.agent_id), "KILL_TASK", payload)
+            return
+        if task is not None:
+            return  # terminal, waiting for its ACK: nothing to kill
+        # Unknown task: answered as an explicit reconciliation of that task (§8.4).
+        self.reconcile(fw, [{"task_id": kill["task_id"], **(
+            {"agent_id": kill["agent_id"]} if "agent_id" in kill else {})}])
+
+    def reconcile(self, fw: Framework, tasks: list[dict[str, Any]]) -> None:
+        """Explicit and implicit reconciliation (§6.1); answers carry no uuid."""
+        if not tasks:
+            for task in list(fw.tasks.values()) + list(fw.unreachable_tasks.values()):
+                self._reconcile_known(fw, task)
+            return
+        for entry in tasks:
+            task_id = _val(entry.get("task_id")) or ""
+            agent_id = _val(entry.get("agent_id"))
+            task = fw.tasks.get(task_id) or fw.unreachable_tasks.get(task_id)
+            if task is not None:
+                self._reconcile_known(fw, task)
+            elif agent_id is not None and agent_id in self.agents:
+                self._master_update(fw, task_id, "TASK_GONE", "REASON_RECONCILIATION",
+                                    "Reconciliation: Task is unknown to the agent",
+                                    agent_id=agent_id)
+            elif agent_id is not None and agent_id in self.unreachable_agents:
+                self._master_update(
+                    fw, task_id, "TASK_UNREACHABLE", "REASON_RECONCILIATION",
+                    "Reconciliation: Task is unreachable", agent_id=agent_id,
+                    extra={"unreachable_time": {"nanoseconds": int(
+                        self.unreachable_agents[agent_id] * 1e9)}})
+            else:
+                self._master_update(fw, task_id, "TASK_UNKNOWN", "REASON_RECONCILIATION",
+                                    "Reconciliation: Task is unknown", agent_id=agent_id)
+
+    def _reconcile_known(self, fw: Framework, task: Task) -> None:
+        state = task.status_update_state or task.state
+        extra: dict[str, Any] = {}
+        if task.executor_id:
+            extra["executor_id"] = _id(task.executor_id)
+        latest = task.latest_status()
+        if latest is not None and "healthy" in latest:
+            extra["healthy"] = latest["healthy"]
+        if task.unreachable_time is not None:
+            extra["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
+        self._master_update(fw, task.task_id, state, "REASON_RECONCILIATION",
+                            "Reconciliation: Latest task state", agent_id=task.agent_id,
+                            extra=extra)
+
+    # ------------------------------------------------------------ status updates
+    def _forward(self, task: Task, reset: bool = False) -> None:
+        """Send the oldest unacknowledged update of `task`; retry until ACKed."""
+        if not task.pending:
+            return
+        fw = self.frameworks.get(task.framework_id)
+        status = task.pending[0]
+        task.status_update_state = status["state"]
+        task.status_update_uuid = status.get("uuid")
+        if fw is not None:
+            self._send(fw, {"type": "UPDATE", "update": {"status": status}})
+        if task.retry is not None:
+            task.retry.cancel()
+        if reset or task.retry_delay <= 0:
+            task.retry_delay = self.config.status_update_retry
+        else:
+            task.retry_delay = min(task.retry_delay * 2, MAX_UPDATE_RETRY)
+        task.retry = self._loop().call_later(task.retry_delay, self._retry, task,
+                                             status.get("uuid"))
+
+    def _retry(self, task: Task, uuid: str | None) -> None:
+        task.retry = None
+        if task.pending and task.pending[0].get("uuid") == uuid:
+            self._forward(task)
+
+    def acknowledge(self, fw: Framework, ack: dict[str, Any]) -> None:
+        agent_id = _val(ack.get("agent_id")) or ""
+        task_id = _val(ack.get("task_id")) or ""
+        uuid = str(ack.get("uuid"))
+        agent = self.agents.get(agent_id)
+        task = fw.tasks.get(task_id)
+        if agent is None or task is None or not task.pending or \
+                task.pending[0].get("uuid") != uuid:
+            self.counters["invalid_status_update_acknowledgements"] += 1
+            if agent is not None:
+                self._to_agent(agent, "ACKNOWLEDGE", {"framework_id": _id(fw.id),
+                                                       "task_id": _id(task_id), "uuid": uuid})
+            return
+        self.counters["valid_status_update_acknowledgements"] += 1
+        status = task.pending.popleft()
+        if task.retry is not None:
+            task.retry.cancel()
+            task.retry = None
+        task.retry_delay = 0.0
+        self._to_agent(agent, "ACKNOWLEDGE", {"framework_id": _id(fw.id),
+                                               "task_id": _id(task_id), "uuid": uuid})
+        if status["state"] in TERMINAL_STATES and not task.pending:
+            self._remove_task(fw, task)
+        else:
+            self._forward(task)
+
+    def _release(self, task: Task) -> None:
+        """Give a task's resources back to the allocator (once), and re-offer promptly."""
+        if task.released:
+            return
+        task.released = True
+        self.allocator.recover(task.framework_id, task.agent_id, task.role, task.resources)
+        self.request_allocation([task.agent_id])
+
+    def _remove_task(self, fw: Framework, task: Task, completed: bool = True) -> None:
+        self._release(task)
+        if task.retry is not None:
+            task.retry.cancel()
+            task.retry = None
+        fw.tasks.pop(task.task_id, None)
+        fw.unreachable_tasks.pop(task.task_id, None)
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.tasks.discard((fw.id, task.task_id))
+        if completed:
+            fw.completed_tasks.append(task)
+
+    # ------------------------------------------------------------ framework removal
+    def remove_framework(self, fw: Framework) -> None:
+        """TEARDOWN / failover timeout: kill everything it runs, remember it as completed."""
+        log.info("removing framework %s", fw.id)
+        if fw.failover_timer is not None:
+            fw.failover_timer.cancel()
+            fw.failover_timer = None
+        for offer_id in list(fw.offers):
+            offer = self.offers.get(offer_id)
+            if offer is not None:
+                self._drop_offer(offer, rescind=False)
+        agent_ids = {t.agent_id for t in fw.tasks.values()} | {a for a, _ in fw.executors}
+        for agent_id in agent_ids:
+            self._to_agent(self.agents.get(agent_id), "SHUTDOWN_FRAMEWORK",
+                           {"framework_id": _id(fw.id)})
+        for task in list(fw.tasks.values()):
+            if not task.terminal:
+                task.state = "TASK_KILLED"
+            task.pending.clear()
+            self._remove_task(fw, task)
+        for agent_id, executor_id in list(fw.executors):
+            agent = self.agents.get(agent_id)
+            if agent is not None:
+                agent.executors.pop((fw.id, executor_id), None)
+        fw.executors.clear()
+        self.allocator.remove_framework(fw.id)
+        if fw.stream is not None:
+            fw.stream.close()
+            fw.stream = None
+        fw.active = False
+        fw.unregistered_time = fw.unregistered_time or self.now()
+        self.frameworks.pop(fw.id, None)
+        self.completed_frameworks[fw.id] = fw
+        while len(self.completed_frameworks) > MAX_COMPLETED_FRAMEWORKS:
+            self.completed_frameworks.popitem(last=False)
+        self.request_allocation()
+
+    # ------------------------------------------------------------ agents (internal API)
+    def agent_register(self, call: dict[str, Any]) -> Stream:
+        info = dict(call.get("agent_info") or {})
+        if not info.get("hostname"):
+            raise HttpError(400, "Missing 'agent_info.hostname'")
+        ip = str(call.get("ip") or info["hostname"])
+        port = int(info.get("port", 5051))
+        try:
+            total = Resources(info.get("resources") or [])
+        except (ValueError, KeyError, TypeError) as error:
+            raise HttpError(400, f"Invalid agent resources: {error}") from error
+        for agent in list(self.agents.values()):
+            if agent.ip == ip and agent.port == port:
+                log.info("agent %s re-registered as new at %s:%s: removing the old one",
+                         agent.id, ip, port)
+                self.remove_agent(agent, "Agent restarted without its state")
+        agent_id = f"{self.id}-S{self._next_agent}"
+        self._next_agent += 1
+        info["id"] = _id(agent_id)
+        info["port"] = port
+        now = self.now()
+        agent = Agent(agent_id, info, ip, port, str(info["hostname"]), total,
+                      str(call.get("version") or VERSION), now, self.clock(), Stream())
+        self.agents[agent_id] = agent
+        self.allocator.add_agent(agent_id, total)
+        agent.stream.send({"type": "REGISTERED", "registered": self._agent_welcome(agent)})  # type: ignore[union-attr]
+        log.info("registered agent %s at %s:%s (%s)", agent_id, ip, port, total)
+        self.request_allocation([agent_id])
+        return agent.stream  # type: ignore[return-value]
+
+    def _agent_welcome(self, agent: Agent) -> dict[str, Any]:
+        return {"agent_id": _id(agent.id), "master_info": self.info,
+                "ping_interval_seconds": float(self.config.agent_ping_interval)}
+
+    def agent_reregister(self, call: dict[str, Any]) -> Stream:
+        agent_id = _val(call.get("agent_id")) or _val((call.get("agent_info") or {}).get("id"))
+        if not agent_id:
+            raise HttpError(400, "Missing 'agent_id'")
+        info = dict(call.get("agent_info") or {})
+        info["id"] = _id(agent_id)
+        try:
+            total = Resources(info.get("resources") or [])
+        except (ValueError, KeyError, TypeError) as error:
+            raise HttpError(400, f"Invalid agent resources: {error}") from error
+        existing = self.agents.get(agent_id)
+        if existing is not None:
+            # Known agent (its connection dropped): keep our view, swap the stream.
+            if existing.stream is not None:
+                existing.stream.close()
+            existing.stream = Stream()
+            existing.last_seen = self.clock()
+            existing.reregistered_time = self.now()
+            self.allocator.set_agent_active(agent_id, True)
+            reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
+                        for t in call.get("tasks") or []}
+            existing.stream.send({"type": "REREGISTERED",
+                                  "reregistered": self._agent_welcome(existing)})
+            for fid, tid in list(existing.tasks):
+                fw = self.frameworks.get(fid)
+                task = fw.tasks.get(tid) if fw else None
+                if fw is None or task is None or (fid, tid) in reported or task.terminal:
+                    continue
+                if task.state == "TASK_STAGING" and not task.statuses:
+                    continue  # RUN_TASK may still be on its way
+                self._master_update(fw, tid, "TASK_GONE", "REASON_RECONCILIATION",
+                                    "Reconciliation: task unknown to the agent", agent_id)
+                task.state = "TASK_LOST"
+                self._remove_task(fw, task)
+            for update in call.get("updates") or []:
+                self._agent_update(existing, update)
+            self.request_allocation([agent_id])
+            return existing.stream
+        ip = str(call.get("ip") or info.get("hostname") or "")
+        port = int(info.get("port", 5051))
+        now = self.now()
+        agent = Agent(agent_id, info, ip, port, str(info.get("hostname") or ip), total,
+                      str(call.get("version") or VERSION), now, self.clock(), Stream(),
+                      reregistered_time=now)
+        self.unreachable_agents.pop(agent_id, None)
+        for fw_info in call.get("frameworks") or []:
+            fid = _val(fw_info.get("id"))
+            if fid and fid not in self.frameworks and fid not in self.completed_frameworks:
+                # Known only through the agent (e.g. after master failover): inactive
+                # until the scheduler re-subscribes with this id.
+                fw = Framework(fid, dict(fw_info), validation.framework_roles(fw_info),
+                               validation.capabilities(fw_info), now, active=False,
+                               recovered=True)
+                self.frameworks[fid] = fw
+                self.allocator.add_framework(fid, fw.roles, active=False)
+        used: dict[tuple[str, str], Resources] = {}
+        shutdown: set[str] = set()
+        for entry in call.get("executors") or []:
+            fid = _val(entry.get("framework_id")) or ""
+            exec_info = entry.get("executor_info") or {}
+            fw = self.frameworks.get(fid)
+            if fw is None:
+                shutdown.add(fid)
+                continue
+            role = fw.roles[0] if fw.roles else "*"
+            resources = Resources(exec_info.get("resources") or [])
+            self._add_executor(fw, agent, exec_info, role, resources)
+            used[(fid, role)] = used.get((fid, role), Resources()) + resources
+        for entry in call.get("tasks") or []:
+            fid = _val(entry.get("framework_id")) or ""
+            fw = self.frameworks.get(fid)
+            if fw is None:
+                shutdown.add(fid)
+                continue
+            resources = Resources(entry.get("resources") or [])
+            role = _task_role(entry, fw)
+            task = fw.unreachable_tasks.pop(_val(entry.get("task_id")) or "", None)
+            state = str(entry.get("state") or "TASK_RUNNING")
+            if task is not None:
+                task.state = state
+                task.unreachable_time = None
+                task.released = False
+                fw.tasks[task.task_id] = task
+                agent.tasks.add((fid, task.task_id))
+            else:
+                task = self._add_task(fw, agent, entry, role, resources,
+                                      _val(entry.get("executor_id")) or
+                                      (None if "command" in entry else _val(entry.get("task_id"))),
+                                      state=state)
+            if task.terminal:
+                task.released = True
+            else:
+                used[(fid, role)] = used.get((fid, role), Resources()) + resources
+        self.agents[agent_id] = agent
+        self.allocator.add_agent(agent_id, total, used)
+        agent.stream.send({"type": "REREGISTERED",  # type: ignore[union-attr]
+                           "reregistered": self._agent_welcome(agent)})
+        for fid in shutdown:
+            self._to_agent(agent, "SHUTDOWN_FRAMEWORK", {"framework_id": _id(fid)})
+        for update in call.get("updates") or []:
+            self._agent_update(agent, update)
+        log.info("re-registered agent %s at %s:%s", agent_id, ip, port)
+        self.request_allocation([agent_id])
+        return agent.stream  # type: ignore[return-value]
+
+    def agent_stream_closed(self, stream: Stream) -> None:
+        """The agent's connection dropped: no offers for it until it re-registers."""
+        stream.closed = True
+        for agent in self.agents.values():
+            if agent.stream is stream:
+                agent.stream = None
+                self.allocator.set_agent_active(agent.id, False)
+                for offer in [o for o in self.offers.values() if o.agent_id == agent.id]:
+                    self._drop_offer(offer, rescind=True)
+                return
+
+    def agent_call(self, call: dict[str, Any]) -> None:
+        """PING, UPDATE, EXECUTOR_EXITED, MESSAGE, UNREGISTER from a registered agent."""
+        agent = self.agents.get(_val(call.get("agent_id")) or "")
+        if agent is None:
+            raise HttpError(404, "Agent is not registered")
+        agent.last_seen = self.clock()
+        kind = call.get("type")
+        if kind == "PING":
+            return
+        if kind == "UPDATE":
+            self._agent_update(agent, call)
+        elif kind == "EXECUTOR_EXITED":
+            self._executor_exited(agent, call)
+        elif kind == "MESSAGE":
+            fw = self.frameworks.get(_val(call.get("framework_id")) or "")
+            if fw is not None:
+                self.counters["messages/executor_to_framework"] += 1
+                self._send(fw, {"type": "MESSAGE", "message": {
+                    "agent_id": _id(agent.id), "executor_id": call.get("executor_id"),
+                    "data": call.get("data", "")}})
+        elif kind == "UNREGISTER":
+            self.remove_agent(agent, "Agent shut down", unreachable=False)
+        else:
+            raise HttpError(400, f"Unknown agent call type {kind!r}")
+
+    def _agent_update(self, agent: Agent, call: dict[str, Any]) -> None:
+        status = dict(call.get("status") or {})
+        uuid = status.get("uuid")
+        task_id = _val(status.get("task_id"))
+        if not uuid or not task_id or "state" not in status:
+            raise HttpError(400, "UPDATE needs status.task_id, status.state and status.uuid")
+        fid = _val(call.get("framework_id")) or ""
+        fw = self.frameworks.get(fid)
+        if fw is None:
+            if fid in self.completed_frameworks:
+                self._to_agent(agent, "ACKNOWLEDGE", {"framework_id": _id(fid),
+                                                       "task_id": _id(task_id), "uuid": uuid})
+                self._to_agent(agent, "SHUTDOWN_FRAMEWORK", {"framework_id": _id(fid)})
+            return
+        task = fw.tasks.get(task_id)
+        if task is None:
+            task = fw.unreachable_tasks.pop(task_id, None)
+            if task is not None:
+                fw.tasks[task_id] = task
+                agent.tasks.add((fid, task_id))
+            else:
+                role = fw.roles[0] if fw.roles else "*"
+                executor_id = _val(status.get("executor_id"))
+                task = self._add_task(fw, agent, {"task_id": _id(task_id), "name": task_id},
+                                      role, Resources(), executor_id)
+                task.released = True
+        if uuid in task.seen_uuids:
+            return
+        task.seen_uuids.add(uuid)
+        status["agent_id"] = _id(agent.id)
+        self.counters["messages/status_update"] += 1
+        latest = str(call.get("latest_state") or status["state"])
+        task.state = latest
+        task.statuses.append({k: v for k, v in status.items() if k not in ("data",)})
+        if latest in TERMINAL_STATES:
+            self._release(task)
+        task.pending.append(status)
+        if len(task.pending) == 1:
+            self._forward(task, reset=True)
+
+    def _executor_exited(self, agent: Agent, call: dict[str, Any]) -> None:
+        fid = _val(call.get("framework_id")) or ""
+        executor_id = _val(call.get("executor_id")) or ""
+        executor = agent.executors.pop((fid, executor_id), None)
+        fw = self.frameworks.get(fid)
+        if executor is not None:
+            if fw is not None:
+                fw.executors.pop((agent.id, executor_id), None)
+            self.allocator.recover(fid, agent.id, executor.role, executor.resources)
+            self.request_allocation([agent.id])
+            if fw is not None:
+                failure: dict[str, Any] = {"agent_id": _id(agent.id),
+                                           "executor_id": _id(executor_id)}
+                if "status" in call:
+                    failure["status"] = int(call["status"])
+                self._send(fw, {"type": "FAILURE", "failure": failure})
+
+    def remove_agent(self, agent: Agent, message: str, unreachable: bool = True) -> None:
+        """Agent gone (ping timeout, replaced, shut down): its tasks are lost (§2, §8.16)."""
+        log.info("removing agent %s: %s", agent.id, message)
+        self.agents.pop(agent.id, None)
+        for offer in [o for o in self.offers.values() if o.agent_id == agent.id]:
+            self._drop_offer(offer, rescind=True)
+        now = self.now()
+        for fid, tid in list(agent.tasks):
+            fw = self.frameworks.get(fid)
+            task = fw.tasks.get(tid) if fw else None
+            if fw is None or task is None:
+                continue
+            task.pending.clear()
+            if task.retry is not None:
+                task.retry.cancel()
+                task.retry = None
+            if task.terminal:
+                self._remove_task(fw, task)
+                continue
+            state = "TASK_UNREACHABLE" if unreachable else "TASK_GONE"
+            extra = {"unreachable_time": {"nanoseconds": int(now * 1e9)}} if unreachable else {}
+            if task.executor_id and task.executor_id != task.task_id:
+                extra["executor_id"] = _id(task.executor_id)
+            self._master_update(fw, tid, state, "REASON_AGENT_REMOVED",
+                                f"Agent {agent.hostname} removed: {message}", agent.id,
+                                extra=extra)
+            task.state = self._fw_state(fw, state)
+            task.status_update_state = task.state
+            task.status_update_uuid = None
+            fw.tasks.pop(tid, None)
+            if unreachable and fw.partition_aware:
+                task.unreachable_time = now
+                fw.unreachable_tasks[tid] = task
+            else:
+                fw.completed_tasks.append(task)
+        for (fid, executor_id) in list(agent.executors):
+            fw = self.frameworks.get(fid)
+            if fw is not None:
+                fw.executors.pop((agent.id, executor_id), None)
+        agent.executors.clear()
+        agent.tasks.clear()
+        self.allocator.remove_agent(agent.id)
+        if unreachable:
+            self.unreachable_agents[agent.id] = now
+        for fw in self.frameworks.values():
+            self._send(fw, {"type": "FAILURE", "failure": {"agent_id": _id(agent.id)}})
+        if agent.stream is not None:
+            agent.stream.close()
+            agent.stream = None
+        self.request_allocation()
+
+    def check_agents(self) -> None:
+        """Remove agents that have not been heard of for the ping timeout."""
+        deadline = self.clock() - self.config.agent_ping_timeout
+        for agent in list(self.agents.values()):
+            if agent.last_seen < deadline:
+                self.remove_agent(agent, "health check timed out")
+
+    # ------------------------------------------------------------ leadership
+    def set_leader(self, leader_info: dict[str, Any] | None) -> None:
+        """Called by the ZooKeeper contender when the leading master changes."""
+        self.leader_info = leader_info
+        leading = leader_info is not None and leader_info.get("id") == self.id
+        if leading and not self.leading:
+            self.elected_time = time.time()
+            log.info("elected leading master")
+        self.leading = leading
+
+    # ------------------------------------------------------------ introspection
+    def all_tasks(self) -> Iterable[Task]:
+        for fw in self.frameworks.values():
+            yield from fw.tasks.values()
+
+    def used_by_agent(self, agent: Agent) -> Resources:
+        used = Resources()
+        for fid, tid in agent.tasks:
+            fw = self.frameworks.get(fid)
+            task = fw.tasks.get(tid) if fw else None
+            if task is not None and not task.released:
+                used = used + task.resources
+        for executor in agent.executors.values():
+            used = used + executor.resources
+        return used
+
+    def offered_on_agent(self, agent_id: str) -> Resources:
+        out = Resources()
+        for offer in self.offers.values():
+            if offer.agent_id == agent_id:
+                out = out + offer.resources
+        return out
+
+
+def _operation_tasks(operation: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = operation.get("type")
+    if kind == "LAUNCH":
+        return list((operation.get("launch") or {}).get("task_infos") or [])
+    if kind == "LAUNCH_GROUP":
+        return list(((operation.get("launch_group") or {}).get("task_group") or {})
+                    .get("tasks") or [])
+    return []
+
+
+def _task_role(task: dict[str, Any], fw: Framework) -> str:
+    for resource in task.get("resources") or []:
+        role = (resource.get("allocation_info") or {}).get("role")
+        if role:
+            return str(role)
+    return fw.roles[0] if fw.roles else "*"

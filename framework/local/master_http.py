@@ -1,0 +1,321 @@
+"""The embedded master's HTTP edge: Starlette routes, content negotiation, streams.
+
+Handlers stay thin: check the request the way the real master does (§0, §1.1),
+call one `Master` method, render. The order of the checks is the real master's,
+because frameworks observe it (a 400 versus a 403 tells them different things).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, AsyncIterator, Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from framework.mesos import recordio
+from framework.mesos.messages import dumps
+from framework.local import operator, validation
+from framework.local.master import HttpError, Master, Stream
+
+log = logging.getLogger("dockyard.master.http")
+
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+HEARTBEAT = recordio.encode(dumps({"type": "HEARTBEAT"}))
+
+
+def _text(status: int, message: str = "") -> Response:
+    return Response(message, status_code=status, media_type="text/plain; charset=utf-8")
+
+
+def _accepts_json(request: Request) -> bool:
+    """True when `Accept` is absent or allows application/json."""
+    header = request.headers.get("accept")
+    if header is None or not header.strip():
+        return True
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        quality = 1.0
+        for param in fields[1:]:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and media in (JSON, "application/*", "*/*"):
+            return True
+    return False
+
+
+async def _read_json(request: Request) -> Any:
+    """Step 4 of §1.1: Content-Type exactly application/json, then a parsable body."""
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        raise HttpError(400, "Expecting 'Content-Type' to be present")
+    if ctype == PROTOBUF:
+        raise HttpError(415, "The embedded master speaks application/json only")
+    if ctype != JSON:
+        raise HttpError(415, f"Expecting 'Content-Type' of {JSON} or {PROTOBUF}")
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise HttpError(400, f"Failed to parse body into JSON: {error}") from error
+
+
+class MasterHttp:
+    """Routes of one master; `create_app` wires them into Starlette."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(operator.MasterCollector(master))  # type: ignore[arg-type]
+
+    # -- leadership ----------------------------------------------------------------
+    def _not_leader(self, request: Request) -> Response | None:
+        """Step 1 of §1.1: 307 to the leader (protocol-relative), 503 when none is known."""
+        if self.master.leading:
+            return None
+        leader = self.master.leader_info
+        if leader is None:
+            return _text(503, "No leader elected")
+        location = f"//{leader['hostname']}:{leader['port']}{request.url.path}"
+        return Response(status_code=307, headers={"Location": location})
+
+    # -- scheduler API -------------------------------------------------------------
+    async def scheduler(self, request: Request) -> Response:
+        redirect = self._not_leader(request)
+        if redirect is not None:
+            return redirect
+        if request.method != "POST":
+            return Response(f"Expecting 'POST', received '{request.method}'", status_code=405,
+                            headers={"Allow": "POST"}, media_type="text/plain; charset=utf-8")
+        try:
+            call = validation.parse_call(await _read_json(request))
+        except HttpError as error:
+            return _text(error.status, error.message)
+        except validation.CallError as error:
+            return _text(400, str(error))
+        problem = validation.validate_call(call)
+        if problem is not None:
+            return _text(400, f"Failed to validate scheduler::Call: {problem}")
+        if call["type"] == "SUBSCRIBE":
+            if not _accepts_json(request):
+                return _text(406, f"Expecting 'Accept' to allow '{JSON}' or '{PROTOBUF}'")
+            if "mesos-stream-id" in request.headers:
+                return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' "
+                                  "header")
+            stream = self.master.subscribe(call)
+            return self._stream(stream, self.master.config.heartbeat_interval,
+                                self.master.stream_closed, {"Mesos-Stream-Id": stream.id})
+        try:
+            fw = self.master.lookup(call["framework_id"]["value"],
+                                    request.headers.get("mesos-stream-id"))
+        except HttpError as error:
+            return _text(error.status, error.message)
+        status, body = self.master.call(fw, call)
+        if body is None:
+            return Response(status_code=status)
+        return _text(status, str(body))
+
+    def _stream(self, stream: Stream, heartbeat: float, closed: Callable[[Stream], None],
+                headers: dict[str, str]) -> StreamingResponse:
+        return StreamingResponse(_records(stream, heartbeat, closed), status_code=200,
+                                 media_type=JSON, headers=headers)
+
+    # -- internal agent protocol -----------------------------------------------------
+    async def agent(self, request: Request) -> Response:
+        redirect = self._not_leader(request)
+        if redirect is not None:
+            return redirect
+        if request.method != "POST":
+            return _text(405, "Expecting 'POST'")
+        try:
+            body = await _read_json(request)
+            if not isinstance(body, dict):
+                raise HttpError(400, "Expecting a JSON object")
+            kind = body.get("type")
+            if kind == "REGISTER":
+                stream = self.master.agent_register(body)
+            elif kind == "REREGISTER":
+                stream = self.master.agent_reregister(body)
+            else:
+                self.master.agent_call(body)
+                return Response(status_code=202)
+        except HttpError as error:
+            return _text(error.status, error.message)
+        return self._stream(stream, self.master.config.agent_ping_interval,
+                            self.master.agent_stream_closed, {})
+
+    # -- operator API ----------------------------------------------------------------
+    async def operator_api(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _text(405, f"Expecting 'POST', received '{request.method}'")
+        try:
+            body = await _read_json(request)
+        except HttpError as error:
+            return _text(error.status, error.message)
+        if not _accepts_json(request):
+            return _text(406, f"Expecting 'Accept' to allow '{JSON}' or '{PROTOBUF}'")
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind is None:
+            return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
+        if kind == "TEARDOWN":
+            fid = ((body.get("teardown") or {}).get("framework_id") or {}).get("value")
+            fw = self.master.frameworks.get(fid or "")
+            if fw is None:
+                return _text(400, f"Framework {fid} not found")
+            self.master.remove_framework(fw)
+            return Response(status_code=200)
+        answer = operator.operator_call(self.master, str(kind))
+        if answer is None:
+            return _text(501, f"Operator call {kind} is not served by the embedded master")
+        return JSONResponse(answer)
+
+    # -- plain endpoints ---------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse(operator.version())
+
+    async def state(self, request: Request) -> Response:
+        return JSONResponse(operator.legacy_state(self.master))
+
+    async def frameworks(self, request: Request) -> Response:
+        state = operator.legacy_state(self.master)
+        return JSONResponse({k: state[k] for k in ("frameworks", "completed_frameworks",
+                                                    "unregistered_frameworks")})
+
+    async def slaves(self, request: Request) -> Response:
+        state = operator.legacy_state(self.master)
+        return JSONResponse({"slaves": state["slaves"], "recovered_slaves": []})
+
+    async def tasks(self, request: Request) -> Response:
+        tasks = []
+        for fw in self.master.frameworks.values():
+            tasks.extend(operator.legacy_task(t) for t in fw.tasks.values())
+            tasks.extend(operator.legacy_task(t) for t in fw.completed_tasks)
+        return JSONResponse({"tasks": tasks})
+
+    async def redirect(self, request: Request) -> Response:
+        leader = self.master.leader_info
+        if leader is None:
+            return _text(503, "No leader elected")
+        return Response(status_code=307,
+                        headers={"Location": f"//{leader['hostname']}:{leader['port']}"})
+
+    async def teardown(self, request: Request) -> Response:
+        form = await request.form()
+        fid = str(form.get("frameworkId") or "")
+        fw = self.master.frameworks.get(fid)
+        if fw is None:
+            return _text(400, f"No framework found with specified ID '{fid}'")
+        self.master.remove_framework(fw)
+        return Response(status_code=200)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def metrics_snapshot(self, request: Request) -> Response:
+        return JSONResponse(operator.snapshot(self.master))
+
+
+async def _records(stream: Stream, heartbeat: float,
+                   closed: Callable[[Stream], None]) -> AsyncIterator[bytes]:
+    """A stream's records, with a HEARTBEAT whenever `heartbeat` seconds pass quietly."""
+    loop = asyncio.get_running_loop()
+    next_beat = loop.time() + heartbeat
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(stream.queue.get(),
+                                              timeout=max(0.0, next_beat - loop.time()))
+            except asyncio.TimeoutError:
+                next_beat = loop.time() + heartbeat
+                yield HEARTBEAT
+                continue
+            if item is None:
+                return
+            chunks = [item]
+            done = False
+            while not stream.queue.empty():
+                more = stream.queue.get_nowait()
+                if more is None:
+                    done = True
+                    break
+                chunks.append(more)
+            yield b"".join(chunks)
+            if done:
+                return
+    finally:
+        closed(stream)
+
+
+def create_app(master: Master, background: Callable[[], Any] | None = None) -> Starlette:
+    """The master's ASGI app; `background` (a coroutine function) runs for its lifetime."""
+    http = MasterHttp(master)
+    any_method = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    routes = []
+    for prefix in ("", "/master"):
+        routes += [
+            Route(f"{prefix}/api/v1/scheduler", http.scheduler, methods=any_method),
+            Route(f"{prefix}/api/v1", http.operator_api, methods=any_method),
+            Route(f"{prefix}/internal/agent", http.agent, methods=any_method),
+            Route(f"{prefix}/health", http.health, methods=["GET", "HEAD"]),
+            Route(f"{prefix}/state", http.state, methods=["GET"]),
+            Route(f"{prefix}/state.json", http.state, methods=["GET"]),
+            Route(f"{prefix}/frameworks", http.frameworks, methods=["GET"]),
+            Route(f"{prefix}/slaves", http.slaves, methods=["GET"]),
+            Route(f"{prefix}/tasks", http.tasks, methods=["GET"]),
+            Route(f"{prefix}/redirect", http.redirect, methods=["GET"]),
+            Route(f"{prefix}/teardown", http.teardown, methods=["POST"]),
+        ]
+    routes += [
+        Route("/version", http.version, methods=["GET"]),
+        Route("/metrics", http.metrics, methods=["GET"]),
+        Route("/metrics/snapshot", http.metrics_snapshot, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(background()) if background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def run_timers(master: Master) -> None:
+    """The master's clock-driven work: allocation every interval, agent liveness."""
+    loop = asyncio.get_running_loop()
+    next_allocation = loop.time() + master.config.allocation_interval
+    check_every = max(0.05, min(master.config.agent_ping_interval,
+                                master.config.agent_ping_timeout / 4))
+    next_check = loop.time() + check_every
+    while True:
+        await asyncio.sleep(max(0.0, min(next_allocation, next_check) - loop.time()))
+        now = loop.time()
+        try:
+            if now >= next_allocation:
+                next_allocation = now + master.config.allocation_interval
+                master.allocate()
+            if now >= next_check:
+                next_check = now + check_every
+                if master.leading:
+                    master.check_agents()
+        except Exception:  # a bug in one cycle must not stop the master's clock
+            log.exception("master timer failed")

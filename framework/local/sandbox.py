@@ -1,0 +1,72 @@
+"""Where a Mesos agent puts things, and the environment it gives an executor.
+
+Layout (as Mesos): `<work_dir>/slaves/<agent_id>/frameworks/<fid>/executors/<eid>/runs/<container_id>/`
+for sandboxes; `<work_dir>/meta/...` for checkpoints (same shape, JSON files).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from framework.mesos.messages import seconds_to_duration
+
+
+def executor_dir(work_dir: Path, agent_id: str, framework_id: str, executor_id: str, container_id: str) -> Path:
+    return (work_dir / "slaves" / agent_id / "frameworks" / framework_id / "executors" / executor_id
+            / "runs" / container_id)
+
+
+def meta_dir(work_dir: Path, agent_id: str) -> Path:
+    return work_dir / "meta" / "slaves" / agent_id
+
+
+def executor_meta_dir(work_dir: Path, agent_id: str, framework_id: str, executor_id: str) -> Path:
+    return meta_dir(work_dir, agent_id) / "frameworks" / framework_id / "executors" / executor_id
+
+
+@dataclass(frozen=True)
+class AgentAddress:
+    ip: str
+    port: int
+
+    @property
+    def pid(self) -> str:
+        return f"slave(1)@{self.ip}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+def executor_environment(*, framework_id: str, executor_id: str, directory: Path, agent_id: str,
+                         address: AgentAddress, checkpoint: bool, shutdown_grace: float,
+                         work_dir: Path, recovery_timeout: float = 900.0,
+                         subscription_backoff_max: float = 2.0, http_command_executor: bool = True,
+                         command_env: dict[str, str] | None = None,
+                         inherit: dict[str, str] | None = None) -> dict[str, str]:
+    """The executor's environment, as reference §3 lists it, plus dockyard's own."""
+    env = dict(os.environ if inherit is None else inherit)
+    env.update({
+        "MESOS_FRAMEWORK_ID": framework_id,
+        "MESOS_EXECUTOR_ID": executor_id,
+        "MESOS_DIRECTORY": str(directory),
+        "MESOS_SANDBOX": str(directory),
+        "MESOS_SLAVE_ID": agent_id,
+        "MESOS_SLAVE_PID": address.pid,
+        "MESOS_AGENT_ENDPOINT": address.endpoint,
+        "MESOS_CHECKPOINT": "1" if checkpoint else "0",
+        "MESOS_HTTP_COMMAND_EXECUTOR": "1" if http_command_executor else "0",
+        "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": seconds_to_duration(shutdown_grace),
+        "LIBPROCESS_PORT": "0",
+        "DOCKYARD_WORK_DIR": str(work_dir),
+    })
+    if checkpoint:
+        env["MESOS_RECOVERY_TIMEOUT"] = seconds_to_duration(recovery_timeout)
+        env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = seconds_to_duration(subscription_backoff_max)
+    else:
+        env.pop("MESOS_RECOVERY_TIMEOUT", None)
+        env.pop("MESOS_SUBSCRIPTION_BACKOFF_MAX", None)
+    if command_env:
+        env.update(command_env)
+    return env

@@ -1,0 +1,325 @@
+"""Checks the embedded master makes on scheduler calls, FrameworkInfo and tasks.
+
+Pure functions returning an error message (or None), worded like the real
+master's so that frameworks (and their logs) see what Mesos would tell them.
+The caller decides how the error travels: 400, an ERROR event, or TASK_ERROR.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from framework.mesos.messages import valid_uuid
+from framework.mesos.resources import Resources
+
+CALL_TYPES = frozenset({
+    "UNKNOWN", "SUBSCRIBE", "TEARDOWN", "ACCEPT", "DECLINE", "ACCEPT_INVERSE_OFFERS",
+    "DECLINE_INVERSE_OFFERS", "REVIVE", "KILL", "SHUTDOWN", "ACKNOWLEDGE",
+    "ACKNOWLEDGE_OPERATION_STATUS", "RECONCILE", "RECONCILE_OPERATIONS", "MESSAGE",
+    "REQUEST", "SUPPRESS", "UPDATE_FRAMEWORK",
+})
+# Calls whose payload must be present, with the payload's field name.
+PAYLOADS = {
+    "ACCEPT": "accept", "DECLINE": "decline", "ACCEPT_INVERSE_OFFERS": "accept_inverse_offers",
+    "DECLINE_INVERSE_OFFERS": "decline_inverse_offers", "KILL": "kill", "SHUTDOWN": "shutdown",
+    "ACKNOWLEDGE": "acknowledge", "RECONCILE": "reconcile", "MESSAGE": "message",
+    "REQUEST": "request", "ACKNOWLEDGE_OPERATION_STATUS": "acknowledge_operation_status",
+    "RECONCILE_OPERATIONS": "reconcile_operations", "UPDATE_FRAMEWORK": "update_framework",
+}
+# Required protobuf fields per payload (proto2 `required`), checked at parse time.
+REQUIRED = {
+    "subscribe": ("framework_info",),
+    "kill": ("task_id",),
+    "shutdown": ("executor_id", "agent_id"),
+    "acknowledge": ("agent_id", "task_id", "uuid"),
+    "message": ("agent_id", "executor_id", "data"),
+    "update_framework": ("framework_info",),
+}
+FRAMEWORK_INFO_REQUIRED = ("user", "name")
+CAPABILITIES = frozenset({
+    "REVOCABLE_RESOURCES", "TASK_KILLING_STATE", "GPU_RESOURCES", "SHARED_RESOURCES",
+    "PARTITION_AWARE", "MULTI_ROLE", "RESERVATION_REFINEMENT", "REGION_AWARE",
+})
+MIN_EXECUTOR_CPUS = 0.01
+MIN_EXECUTOR_MEM = 32.0
+
+
+class CallError(ValueError):
+    """A call the master refuses with 400; the message is the response body."""
+
+
+def _id_value(obj: Any) -> str | None:
+    if isinstance(obj, Mapping) and isinstance(obj.get("value"), str):
+        return obj["value"]
+    return None
+
+
+def parse_call(body: Any) -> dict[str, Any]:
+    """Protobuf-like parse of a scheduler Call: unknown `type` dropped, required fields checked."""
+    if not isinstance(body, dict):
+        raise CallError("Failed to convert JSON into Call protobuf: expected an object")
+    call = dict(body)
+    if call.get("type") not in CALL_TYPES:
+        call.pop("type", None)  # unknown enum on an optional field: unset
+    missing: list[str] = []
+    if "framework_id" in call and _id_value(call["framework_id"]) is None:
+        missing.append("framework_id.value")
+    for payload, fields in REQUIRED.items():
+        if payload in call:
+            value = call[payload]
+            if not isinstance(value, dict):
+                raise CallError(f"Failed to convert JSON into Call protobuf: "
+                                f"'{payload}' is not an object")
+            missing.extend(f"{payload}.{f}" for f in fields if f not in value)
+    for key in ("subscribe", "update_framework"):
+        info = call.get(key, {}).get("framework_info") if isinstance(call.get(key), dict) else None
+        if isinstance(info, dict):
+            missing.extend(f"{key}.framework_info.{f}" for f in FRAMEWORK_INFO_REQUIRED
+                           if f not in info)
+    reconcile = call.get("reconcile")
+    if isinstance(reconcile, dict):
+        for i, task in enumerate(reconcile.get("tasks") or []):
+            if not isinstance(task, dict) or _id_value(task.get("task_id")) is None:
+                missing.append(f"reconcile.tasks[{i}].task_id")
+    if missing:
+        raise CallError("Failed to convert JSON into Call protobuf: Missing required fields: "
+                        + ", ".join(missing))
+    return call
+
+
+def validate_call(call: Mapping[str, Any]) -> str | None:
+    """The master's scheduler::Call validation (step 5 of the request checks)."""
+    kind = call.get("type")
+    if kind is None:
+        return "Expecting 'type' to be present"
+    if kind == "SUBSCRIBE":
+        subscribe = call.get("subscribe")
+        if not isinstance(subscribe, dict):
+            return "Expecting 'subscribe' to be present"
+        info_id = _id_value(subscribe["framework_info"].get("id"))
+        if info_id != _id_value(call.get("framework_id")):
+            return "'framework_id' differs from 'subscribe.framework_info.id'"
+        return None
+    if _id_value(call.get("framework_id")) is None:
+        return "Expecting 'framework_id' to be present"
+    payload = PAYLOADS.get(kind)
+    if payload and not isinstance(call.get(payload), dict):
+        return f"Expecting '{payload}' to be present"
+    if kind == "ACKNOWLEDGE" and not valid_uuid(str(call["acknowledge"]["uuid"])):
+        return "Not a valid UUID"
+    if kind == "UPDATE_FRAMEWORK":
+        info_id = _id_value(call["update_framework"]["framework_info"].get("id"))
+        if info_id != _id_value(call.get("framework_id")):
+            return "'framework_id' differs from 'update_framework.framework_info.id'"
+    return None
+
+
+def invalid_id(value: str) -> str | None:
+    """Client-chosen ids: non-empty, <= 255 chars, not `.`/`..`, no `/`, `\\`, control chars."""
+    if not value:
+        return "ID must not be empty"
+    if len(value) > 255:
+        return "ID must not be greater than 255 characters"
+    if value in (".", ".."):
+        return "'.' and '..' are not allowed"
+    if any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value):
+        return "'/', '\\' and control characters are not allowed"
+    return None
+
+
+def invalid_role(role: str) -> str | None:
+    if not role:
+        return "Empty role name is invalid"
+    if role in (".", ".."):
+        return f"Role '{role}' cannot be '.' or '..'"
+    if role.startswith("-"):
+        return f"Role '{role}' cannot start with '-'"
+    if any(c.isspace() for c in role):
+        return f"Role '{role}' cannot contain whitespace"
+    return None
+
+
+def capabilities(info: Mapping[str, Any]) -> set[str]:
+    return {c.get("type") for c in info.get("capabilities") or [] if isinstance(c, dict)} - {None}
+
+
+def framework_roles(info: Mapping[str, Any]) -> tuple[str, ...]:
+    if "MULTI_ROLE" in capabilities(info):
+        return tuple(info.get("roles") or ())
+    return (info.get("role") or "*",)
+
+
+def validate_framework_info(info: Mapping[str, Any], suppressed: list[str]) -> str | None:
+    """FrameworkInfo problems the master reports as an ERROR event (then closes)."""
+    caps = capabilities(info)
+    framework_id = _id_value(info.get("id"))
+    if framework_id is not None:
+        error = invalid_id(framework_id)
+        if error:
+            return f"Invalid FrameworkID: {error}"
+    multi = "MULTI_ROLE" in caps
+    if info.get("roles") and not multi:
+        return "'FrameworkInfo.roles' is set but MULTI_ROLE capability is not specified"
+    if multi and "role" in info:
+        return "'FrameworkInfo.role' must not be set when MULTI_ROLE capability is specified"
+    roles = framework_roles(info)
+    if len(set(roles)) != len(roles):
+        return f"'FrameworkInfo.roles' contains duplicate items"
+    for role in roles:
+        error = invalid_role(role)
+        if error:
+            return f"Invalid role: {error}"
+    timeout = info.get("failover_timeout", 0.0)
+    try:
+        timeout_value = float(timeout)
+    except (TypeError, ValueError):
+        return "Invalid failover_timeout"
+    if not math.isfinite(timeout_value) or timeout_value < 0 or timeout_value > 2**63 / 1e9:
+        return f"Invalid failover_timeout: {timeout}"
+    extra = set(suppressed) - set(roles)
+    if extra:
+        return (f"Suppressed roles {sorted(extra)} are not contained in the "
+                f"set of roles {sorted(roles)}")
+    return None
+
+
+def _grace_negative(policy: Any) -> bool:
+    try:
+        return int(policy["grace_period"]["nanoseconds"]) < 0
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _resources_of(obj: Mapping[str, Any]) -> Resources:
+    return Resources(obj.get("resources") or [])
+
+
+def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
+                  has_executor: bool, offered: Resources,
+                  framework_id: str) -> tuple[str | None, Resources]:
+    """A LAUNCH task, in the master's order. Returns (error, resources it consumes)."""
+    task_id = _id_value(task.get("task_id")) or ""
+    error = invalid_id(task_id)
+    if error:
+        return f"TaskID '{task_id}' contains invalid characters", Resources()
+    if known_task:
+        return f"Task has duplicate ID: {task_id}", Resources()
+    task_agent = _id_value(task.get("agent_id")) or ""
+    if task_agent != agent_id:
+        return (f"Task uses invalid agent {task_agent} while agent {agent_id} is expected",
+                Resources())
+    if _grace_negative(task.get("kill_policy")):
+        return "Task's 'kill_policy.grace_period' must be non-negative", Resources()
+    if not task.get("resources"):
+        return "Task uses no resources", Resources()
+    try:
+        total = _resources_of(task)
+    except (ValueError, KeyError, TypeError) as error_:
+        return f"Task uses invalid resources: {error_}", Resources()
+    executor = task.get("executor")
+    if (executor is not None) == ("command" in task):
+        return ("Task should have at least one (but not both) of CommandInfo or "
+                "ExecutorInfo present"), Resources()
+    if isinstance(executor, dict):
+        error = _validate_executor(executor, framework_id)
+        if error:
+            return error, Resources()
+        if executor.get("type") not in (None, "CUSTOM"):
+            return "'ExecutorInfo.type' must be 'CUSTOM'", Resources()
+        if "command" not in executor:
+            return "'ExecutorInfo.command' must be set", Resources()
+        if not has_executor:
+            try:
+                total = total + _resources_of(executor)
+            except (ValueError, KeyError, TypeError) as error_:
+                return f"Executor uses invalid resources: {error_}", Resources()
+    if not offered.contains(total):
+        return (f"Total resources {total} required by task and its executor is more than "
+                f"available {offered}"), Resources()
+    return None, total
+
+
+def _validate_executor(executor: Mapping[str, Any], framework_id: str) -> str | None:
+    kind = executor.get("type")
+    if kind == "DEFAULT" and "command" in executor:
+        return "'ExecutorInfo.command' must not be set for 'DEFAULT' executor"
+    if kind == "CUSTOM" and "command" not in executor:
+        return "'ExecutorInfo.command' must be set for 'CUSTOM' executor"
+    executor_id = _id_value(executor.get("executor_id"))
+    if executor_id is None:
+        return "'ExecutorInfo.executor_id' must be set"
+    error = invalid_id(executor_id)
+    if error:
+        return f"ExecutorID '{executor_id}' contains invalid characters"
+    fid = _id_value(executor.get("framework_id"))
+    if fid is None:
+        return "'ExecutorInfo.framework_id' must be set"
+    if fid != framework_id:
+        return (f"ExecutorInfo has an invalid FrameworkID (Actual: {fid} vs Expected: "
+                f"{framework_id})")
+    if _grace_negative({"grace_period": executor.get("shutdown_grace_period")}):
+        return "ExecutorInfo's 'shutdown_grace_period' must be non-negative"
+    return None
+
+
+def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, Any]], *,
+                        agent_id: str, known_tasks: set[str], existing_executor: Any,
+                        offered: Resources, framework_id: str) -> tuple[str | None, Resources]:
+    """A LAUNCH_GROUP, in the master's order. Returns (error, resources it consumes)."""
+    if not tasks:
+        return "Task group is empty", Resources()
+    seen: set[str] = set()
+    total = Resources()
+    for task in tasks:
+        task_id = _id_value(task.get("task_id")) or ""
+        if invalid_id(task_id):
+            return f"TaskID '{task_id}' contains invalid characters", Resources()
+        if task_id in known_tasks or task_id in seen:
+            return f"Task has duplicate ID: {task_id}", Resources()
+        seen.add(task_id)
+        task_agent = _id_value(task.get("agent_id")) or ""
+        if task_agent != agent_id:
+            return (f"Task uses invalid agent {task_agent} while agent {agent_id} is expected",
+                    Resources())
+        if _grace_negative(task.get("kill_policy")):
+            return "Task's 'kill_policy.grace_period' must be non-negative", Resources()
+        if not task.get("resources"):
+            return "Task uses no resources", Resources()
+        if "executor" in task and task["executor"] != executor:
+            return (f"The `ExecutorInfo` of task '{task_id}' is different from executor "
+                    f"'{_id_value(executor.get('executor_id'))}'"), Resources()
+        try:
+            total = total + _resources_of(task)
+        except (ValueError, KeyError, TypeError) as error_:
+            return f"Task uses invalid resources: {error_}", Resources()
+    error = _validate_executor(executor, framework_id)
+    if error:
+        return error, Resources()
+    if "type" not in executor:
+        return "'ExecutorInfo.type' must be set", Resources()
+    if executor["type"] not in ("DEFAULT", "CUSTOM"):
+        return "Unknown executor type", Resources()
+    if existing_executor is not None and existing_executor != executor:
+        return "ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID",\
+            Resources()
+    try:
+        executor_resources = _resources_of(executor)
+    except (ValueError, KeyError, TypeError) as error_:
+        return f"Executor uses invalid resources: {error_}", Resources()
+    executor_id = _id_value(executor.get("executor_id"))
+    cpus = executor_resources.scalar("cpus")
+    if cpus < MIN_EXECUTOR_CPUS:
+        return (f"Executor '{executor_id}' uses less CPUs ({cpus if cpus else 'None'}) than "
+                f"the minimum required ({MIN_EXECUTOR_CPUS})"), Resources()
+    mem = executor_resources.scalar("mem")
+    if mem < MIN_EXECUTOR_MEM:
+        return (f"Executor '{executor_id}' uses less memory ({mem if mem else 'None'}) than "
+                f"the minimum required (32MB)"), Resources()
+    if "disk" not in executor_resources.names():
+        return f"Executor '{executor_id}' uses no disk", Resources()
+    if existing_executor is None:
+        total = total + executor_resources
+    if not offered.contains(total):
+        return (f"Total resources {total} required by task group and its executor are more "
+                f"than available {offered}"), Resources()
+    return None, total

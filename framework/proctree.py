@@ -1,0 +1,87 @@
+"""Process trees from /proc: who descends from whom, and what they use.
+
+Standard library only: the executor imports it too. cgroups (framework/cgroups.py)
+give better numbers when a task has one; this is the fallback for host processes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # Fields after the command name, which may itself hold spaces and parentheses.
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of `root`, including those that left its process group."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(root: int, sig: int = signal.SIGKILL) -> None:
+    """Signal `root`, its process group and every descendant (and their groups)."""
+    pids = [root, *descendants(root)]
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            pass
+    own_group = os.getpgrp()
+    for group in groups - {own_group}:
+        try:
+            os.killpg(group, sig)
+        except OSError:
+            pass
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def statistics(pids: list[int]) -> dict:
+    """Mesos ResourceStatistics fields that /proc can answer for a set of processes."""
+    user = system = 0.0
+    rss = 0
+    threads = 0
+    alive = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        alive += 1
+        user += int(fields[11]) / _CLOCK_TICKS
+        system += int(fields[12]) / _CLOCK_TICKS
+        threads += int(fields[17])
+        rss += int(fields[21]) * _PAGE_SIZE
+    return {
+        "timestamp": time.time(),
+        "cpus_user_time_secs": round(user, 3),
+        "cpus_system_time_secs": round(system, 3),
+        "mem_rss_bytes": rss,
+        "processes": alive,
+        "threads": threads,
+    }

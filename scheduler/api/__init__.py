@@ -1,0 +1,1 @@
+"""The scheduler's REST API: Metronome v1 (jobs), Marathon v2 (services), OpenAPI, metrics."""

@@ -1,0 +1,129 @@
+"""Error rendering and request helpers shared by every API module.
+
+Errors keep Marathon's shape (`{"message", "details"?}`) because existing
+clients parse it: 400 "Invalid JSON", 422 "Object is not valid" with a
+`details` entry per field path, 404 and 409 with a message.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+import yaml
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from framework.errors import ConflictError, DockyardError, SpecError
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(DockyardError):
+    """An answer other than success, raised by handlers and rendered by `guard`."""
+
+    def __init__(self, status: int, message: str, details: list[dict] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+        self.extra = extra
+
+
+def error_response(status: int, message: str, details: list[dict] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"message": message, **extra}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def invalid(path: str, *errors: str) -> ApiError:
+    return ApiError(422, "Object is not valid", [{"path": path, "errors": list(errors)}])
+
+
+def render_error(error: Exception) -> JSONResponse:
+    """Translate the domain's errors at the boundary; anything else is a 500."""
+    if isinstance(error, ApiError):
+        return error_response(error.status, error.message, error.details, **error.extra)
+    details = getattr(error, "details", None)
+    if isinstance(error, SpecError):
+        if error.field == "/" and error.message.startswith("Invalid JSON"):
+            return error_response(400, "Invalid JSON", [{"path": "/", "errors": [error.message]}])
+        return error_response(422, "Object is not valid",
+                              details or [{"path": error.field, "errors": [error.message]}])
+    kind = type(error).__name__
+    if kind == "NotFound":
+        return error_response(404, str(error))
+    if kind == "Conflict" or isinstance(error, ConflictError):
+        return error_response(409, str(error))
+    return error_response(500, f"{kind}: {error}")
+
+
+def guard(handler: Handler) -> Handler:
+    """Wrap a handler so every domain error becomes Marathon's error answer."""
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as error:  # rendered, never swallowed: the client sees the reason
+            response = render_error(error)
+            if response.status_code >= 500:
+                import logging
+
+                logging.getLogger(__name__).exception("%s %s failed", request.method, request.url.path)
+            return response
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    wrapped.__dict__.update(handler.__dict__)
+    return wrapped
+
+
+def describe(summary: str, request: type | None = None, response: type | None = None,
+             status: int = 200) -> Callable[[Handler], Handler]:
+    """Attach OpenAPI facts to a handler (read by `scheduler.api.app.openapi`)."""
+    def mark(handler: Handler) -> Handler:
+        handler.__dict__["openapi"] = {"summary": summary, "request": request, "response": response,
+                                       "status": status}
+        return handler
+    return mark
+
+
+async def body_document(request: Request) -> Any:
+    """The request body as JSON or YAML; 400 "Invalid JSON" when it is neither."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": ["empty body"]}])
+    kind = request.headers.get("content-type", "")
+    try:
+        if "yaml" in kind:
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except ValueError:
+        pass
+    except yaml.YAMLError as error:
+        raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": [str(error)]}]) from None
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        document = None
+    if not isinstance(document, (dict, list)):
+        raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": ["error.expected.jsobject"]}])
+    return document
+
+
+def flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() in ("1", "true", "yes")
+
+
+def embeds(request: Request) -> set[str]:
+    """`embed=a&embed=b` or `embed=a,b`, prefixes like `job.` dropped."""
+    out = set()
+    for value in request.query_params.getlist("embed"):
+        for item in value.split(","):
+            item = item.strip()
+            out.add(item.split(".", 1)[1] if "." in item else item)
+    return out
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking domain code (locks, store I/O) off the event loop."""
+    return await run_in_threadpool(fn, *args, **kwargs)

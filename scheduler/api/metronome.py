@@ -1,0 +1,184 @@
+"""Metronome v1 REST API: `/v1/jobs`, runs and schedules. Handlers only translate.
+
+Shapes follow Metronome's RAML: a job is its JobSpec (plus embeds), a run is
+`{id, jobId, status, createdAt, completedAt, tasks}`; dockyard adds fields a
+client may ignore (`waiting`, `reason`, task `exitCode`, `agentUrl`, `sandbox`).
+PUT on a job that does not exist creates it (the demo and scripts rely on it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from scheduler.api.common import ApiError, body_document, describe, embeds, flag, guard, in_thread
+from scheduler.api.sandbox import resolve_sandboxes
+from scheduler.jobs.manager import JobManager
+from scheduler.jobs.specs import JobSpec, Schedule, parse_job, parse_schedule
+
+
+def job_view(jobs: JobManager, spec: JobSpec, embed: set[str]) -> dict:
+    out = spec.dump()
+    out.setdefault("schedules", [])
+    out["schedules"] = [jobs.schedule_view(spec.id, s) for s in spec.schedules]
+    if "activeRuns" in embed:
+        out["activeRuns"] = [r.to_api() for r in jobs.active_runs(spec.id)]
+    if "history" in embed:
+        out["history"] = jobs.history(spec.id)
+    if "historySummary" in embed:
+        out["historySummary"] = jobs.history_summary(spec.id)
+    return out
+
+
+def routes(ctx: Any) -> list[Route]:
+    jobs: JobManager = ctx.jobs
+
+    @guard
+    @describe("List jobs (embed=activeRuns|schedules|history|historySummary)")
+    async def list_jobs(request: Request) -> Response:
+        embed = embeds(request)
+        specs = sorted(jobs.jobs.values(), key=lambda s: s.id)
+        return JSONResponse([job_view(jobs, s, embed) for s in specs])
+
+    @guard
+    @describe("Create a job", request=JobSpec, response=JobSpec, status=201)
+    async def create_job(request: Request) -> Response:
+        spec = parse_job(await body_document(request))
+        spec = await in_thread(jobs.create_job, spec)
+        return JSONResponse(job_view(jobs, spec, set()), status_code=201)
+
+    @guard
+    @describe("Show a job", response=JobSpec)
+    async def get_job(request: Request) -> Response:
+        spec = jobs.get_job(request.path_params["job_id"])
+        return JSONResponse(job_view(jobs, spec, embeds(request)))
+
+    @guard
+    @describe("Replace (or create) a job", request=JobSpec, response=JobSpec)
+    async def put_job(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        document = await body_document(request)
+        if isinstance(document, dict):
+            document.setdefault("id", job_id)
+            if document["id"] != job_id:
+                raise ApiError(422, "Object is not valid",
+                               [{"path": "/id", "errors": [f"must match the URL ({job_id})"]}])
+        spec = await in_thread(jobs.put_job, parse_job(document))
+        return JSONResponse(job_view(jobs, spec, set()))
+
+    @guard
+    @describe("Delete a job (stopCurrentJobRuns=true stops its active runs)")
+    async def delete_job(request: Request) -> Response:
+        await in_thread(jobs.delete_job, request.path_params["job_id"], flag(request, "stopCurrentJobRuns"))
+        return JSONResponse({})
+
+    @guard
+    @describe("List a job's active runs (all=true adds the kept finished runs)")
+    async def list_runs(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        jobs.get_job(job_id)
+        runs = jobs.active_runs(job_id)
+        if flag(request, "all"):
+            runs = jobs.finished_runs(job_id) + runs
+        return JSONResponse([r.to_api() for r in runs])
+
+    @guard
+    @describe("Start a run now", status=201)
+    async def start_run(request: Request) -> Response:
+        run = await in_thread(jobs.start_run, request.path_params["job_id"])
+        return JSONResponse(run.to_api(), status_code=201)
+
+    @guard
+    @describe("Show a run: task states, exit codes, where the logs are")
+    async def get_run(request: Request) -> Response:
+        run = jobs.get_run(request.path_params["job_id"], request.path_params["run_id"])
+        await in_thread(resolve_sandboxes, ctx, run)
+        return JSONResponse(run.to_api())
+
+    @guard
+    @describe("Find a run by id alone")
+    async def find_run(request: Request) -> Response:
+        run = jobs.find_run(request.path_params["run_id"])
+        await in_thread(resolve_sandboxes, ctx, run)
+        return JSONResponse(run.to_api())
+
+    @guard
+    @describe("Stop a run (its tasks are killed; the run ends FAILED)")
+    async def stop_run(request: Request) -> Response:
+        run = await in_thread(jobs.stop_run, request.path_params["job_id"], request.path_params["run_id"])
+        return JSONResponse(run.to_api())
+
+    @guard
+    @describe("List a job's schedules")
+    async def list_schedules(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        spec = jobs.get_job(job_id)
+        return JSONResponse([jobs.schedule_view(job_id, s) for s in spec.schedules])
+
+    @guard
+    @describe("Add a schedule", request=Schedule, response=Schedule, status=201)
+    async def create_schedule(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        schedule = parse_schedule(await body_document(request))
+        await in_thread(jobs.upsert_schedule, job_id, schedule, True)
+        return JSONResponse(jobs.schedule_view(job_id, schedule), status_code=201)
+
+    @guard
+    @describe("Show a schedule", response=Schedule)
+    async def get_schedule(request: Request) -> Response:
+        job_id, sid = request.path_params["job_id"], request.path_params["schedule_id"]
+        for schedule in jobs.get_job(job_id).schedules:
+            if schedule.id == sid:
+                return JSONResponse(jobs.schedule_view(job_id, schedule))
+        raise ApiError(404, f"Schedule '{sid}' of job '{job_id}' does not exist")
+
+    @guard
+    @describe("Replace a schedule", request=Schedule, response=Schedule)
+    async def put_schedule(request: Request) -> Response:
+        job_id, sid = request.path_params["job_id"], request.path_params["schedule_id"]
+        document = await body_document(request)
+        if isinstance(document, dict):
+            document.setdefault("id", sid)
+        schedule = parse_schedule(document)
+        if schedule.id != sid:
+            raise ApiError(422, "Object is not valid", [{"path": "/id", "errors": [f"must match the URL ({sid})"]}])
+        await in_thread(jobs.upsert_schedule, job_id, schedule, False)
+        return JSONResponse(jobs.schedule_view(job_id, schedule))
+
+    @guard
+    @describe("Delete a schedule")
+    async def delete_schedule(request: Request) -> Response:
+        await in_thread(jobs.delete_schedule, request.path_params["job_id"], request.path_params["schedule_id"])
+        return JSONResponse({})
+
+    @guard
+    @describe("Runs waiting for offers, and why")
+    async def queue(request: Request) -> Response:
+        out = []
+        for run in jobs.active_runs():
+            pending = [t.id for t in run.tasks if t.status == "PENDING"]
+            if pending:
+                out.append({"jobId": run.job_id, "runId": run.id, "tasks": pending, "waiting": run.waiting})
+        return JSONResponse(out)
+
+    job = "/v1/jobs/{job_id}"
+    return [
+        Route("/v1/jobs", list_jobs, methods=["GET"]),
+        Route("/v1/jobs", create_job, methods=["POST"]),
+        Route(job, get_job, methods=["GET"]),
+        Route(job, put_job, methods=["PUT"]),
+        Route(job, delete_job, methods=["DELETE"]),
+        Route(job + "/runs", list_runs, methods=["GET"]),
+        Route(job + "/runs", start_run, methods=["POST"]),
+        Route(job + "/runs/{run_id}", get_run, methods=["GET"]),
+        Route(job + "/runs/{run_id}/actions/stop", stop_run, methods=["POST"]),
+        Route(job + "/schedules", list_schedules, methods=["GET"]),
+        Route(job + "/schedules", create_schedule, methods=["POST"]),
+        Route(job + "/schedules/{schedule_id}", get_schedule, methods=["GET"]),
+        Route(job + "/schedules/{schedule_id}", put_schedule, methods=["PUT"]),
+        Route(job + "/schedules/{schedule_id}", delete_schedule, methods=["DELETE"]),
+        Route("/v1/runs/{run_id}", find_run, methods=["GET"]),
+        Route("/v1/queue", queue, methods=["GET"]),
+    ]

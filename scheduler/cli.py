@@ -1,0 +1,388 @@
+"""`dockyard scheduler | job ...` (and `app ...`, `task ...` from scheduler/cli_apps.py).
+
+The job commands are REST clients of a running scheduler (`--url` or
+`DOCKYARD_URL`); task output is read from the agent's `/files/read` API,
+so `job run --wait` works from any machine that reaches the cluster.
+Rich tables for people, `--json` for scripts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+FINISHED = {"SUCCESS", "FAILED"}
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+@click.group()
+def cli() -> None:
+    """dockyard: a Mesos framework for services and batch jobs."""
+
+
+# -- dockyard scheduler -------------------------------------------------------------
+
+@cli.command()
+@click.option("--master", default="127.0.0.1:5050", show_default=True, help="HOST:PORT or zk://...")
+@click.option("--ip", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--data-dir", default=".dockyard/scheduler", show_default=True)
+@click.option("--zk", default=None, help="zk://hosts/path: keep state in ZooKeeper, elect a leader")
+@click.option("--name", default="dockyard", show_default=True, help="framework name")
+@click.option("--executor-command", default=None, help="how agents start the warm executor")
+@click.option("--warm-executor/--command-tasks", default=False, show_default=True,
+              help="launch tasks through one warm dockyard executor per agent, or as plain command tasks")
+@click.option("--job-history", default=50, show_default=True, type=int, help="finished runs kept per job")
+@click.option("--clock-file", default=None, hidden=True, help="tests only: read 'now' from this file")
+def scheduler(master: str, ip: str, port: int, data_dir: str, zk: str | None, name: str,
+              executor_command: str | None, warm_executor: bool, job_history: int,
+              clock_file: str | None) -> None:
+    """Run the framework scheduler (REST API on --port)."""
+    from scheduler.context import SchedulerConfig
+    from scheduler.main import serve
+
+    config = SchedulerConfig(master=master, ip=ip, port=port, data_dir=data_dir, zk=zk, name=name,
+                             executor_command=executor_command, warm_executor=warm_executor,
+                             job_history=job_history, clock_file=clock_file)
+    sys.exit(serve(config))
+
+
+# -- REST helpers ---------------------------------------------------------------------
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(timeout=30)
+
+    def call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+        try:
+            response = self.client.request(method, self.url + path, json=body, params=params)
+        except httpx.HTTPError as error:
+            raise click.ClickException(f"cannot reach the scheduler at {self.url}: {error}") from None
+        if response.status_code >= 400:
+            try:
+                payload = response.json()
+                message = payload.get("message", response.text)
+                for detail in payload.get("details") or []:
+                    message += f"\n  {detail.get('path')}: {'; '.join(detail.get('errors', []))}"
+            except ValueError:
+                message = response.text
+            raise click.ClickException(f"{response.status_code}: {message}")
+        return response.json() if response.content.strip() else None
+
+
+url_option = click.option("--url", envvar="DOCKYARD_URL", default=DEFAULT_URL, show_default=True,
+                          help="the scheduler's REST API")
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+
+
+def load_spec(path: str) -> dict:
+    import yaml
+
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        document = json.loads(text)
+    except ValueError:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise click.ClickException(f"{path}: neither JSON nor YAML: {error}") from None
+    if not isinstance(document, dict) or "id" not in document:
+        raise click.ClickException(f"{path}: a job spec is an object with an 'id'")
+    return document
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+# -- reading task output from the agent -------------------------------------------------
+
+class LogTail:
+    """Follows one sandbox file through the agent's /files/read, from an offset."""
+
+    def __init__(self, client: httpx.Client, agent_url: str, path: str) -> None:
+        self.client = client
+        self.agent_url = agent_url
+        self.path = path
+        self.offset = 0
+
+    def read(self) -> str:
+        chunks = []
+        while True:
+            try:
+                response = self.client.get(f"{self.agent_url}/files/read",
+                                           params={"path": self.path, "offset": self.offset,
+                                                   "length": 1 << 20})
+            except httpx.HTTPError:
+                return "".join(chunks)
+            if response.status_code != 200:
+                return "".join(chunks)
+            data = response.json().get("data", "")
+            if not data:
+                return "".join(chunks)
+            self.offset += len(data.encode("utf-8", errors="replace"))
+            chunks.append(data)
+
+
+def _tails(client: httpx.Client, task: dict, cache: dict) -> list[tuple[str, LogTail]]:
+    if not task.get("sandbox") or not task.get("agentUrl"):
+        return []
+    key = task["id"]
+    if key not in cache:
+        cache[key] = [(name, LogTail(client, task["agentUrl"], f"{task['sandbox']}/{name}"))
+                      for name in ("stdout", "stderr")]
+    return cache[key]
+
+
+def _pump(tails: list[tuple[str, LogTail]]) -> None:
+    for name, tail in tails:
+        text = tail.read()
+        if text:
+            stream = sys.stdout if name == "stdout" else sys.stderr
+            stream.write(text)
+            stream.flush()
+
+
+def run_exit_code(run: dict) -> int:
+    """The exit code `job run --wait` ends with: the tasks' last attempts' codes."""
+    latest: dict[int, dict] = {}
+    for task in run.get("tasks", []):
+        latest[task.get("index", 0)] = task
+    codes = [t.get("exitCode") for t in latest.values()]
+    nonzero = [c for c in codes if c not in (None, 0)]
+    if nonzero:
+        return int(nonzero[0])
+    if run.get("status") == "SUCCESS":
+        return 0
+    return 1 if not any(c is not None for c in codes) or run.get("status") == "FAILED" else 0
+
+
+def follow_run(api: Api, job_id: str, run_id: str, as_json: bool, show_states: bool = True,
+               stream_logs: bool = True, poll: float = 0.2) -> dict:
+    """Show state changes and stream output until the run finishes; returns the final run."""
+    seen: dict[str, str] = {}
+    tails: dict[str, list] = {}
+    waiting = ""
+    with httpx.Client(timeout=10) as files:
+        while True:
+            run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
+            for task in run.get("tasks", []):
+                if show_states and seen.get(task["id"]) != task["status"]:
+                    seen[task["id"]] = task["status"]
+                    line = f"[{time.strftime('%H:%M:%S')}] {task['id']} {task['status']}"
+                    if task.get("host"):
+                        line += f" on {task['host']}"
+                    if task.get("exitCode") is not None:
+                        line += f" (exit {task['exitCode']})"
+                    elif task.get("message") and task["status"] not in ("TASK_RUNNING", "TASK_STARTING"):
+                        line += f": {task['message']}"
+                    err_console.print(line, style="dim")
+                if stream_logs:
+                    _pump(_tails(files, task, tails))
+            if show_states and run.get("waiting") and run["waiting"] != waiting:
+                waiting = run["waiting"]
+                err_console.print(f"waiting for resources: {waiting}", style="yellow")
+            if run.get("status") in FINISHED:
+                if stream_logs:  # the last bytes written before the task exited
+                    for task in run.get("tasks", []):
+                        _pump(_tails(files, task, tails))
+                return run
+            time.sleep(poll)
+
+
+# -- dockyard job ... ----------------------------------------------------------------
+
+@cli.group()
+def job() -> None:
+    """Batch jobs (Metronome API)."""
+
+
+@job.command("run")
+@click.argument("file")
+@click.option("--wait", is_flag=True, help="show the task's states and output; exit with its exit code")
+@url_option
+@json_option
+def job_run(file: str, wait: bool, url: str, as_json: bool) -> None:
+    """Submit the job in FILE (JSON or YAML) and start a run."""
+    api = Api(url)
+    spec = load_spec(file)
+    api.call("PUT", f"/v1/jobs/{spec['id']}", spec)
+    run = api.call("POST", f"/v1/jobs/{spec['id']}/runs")
+    if not wait:
+        if as_json:
+            emit(run)
+        else:
+            console.print(f"started run {run['id']} of job {spec['id']}")
+        return
+    if not as_json:
+        err_console.print(f"run {run['id']} of job {spec['id']} submitted", style="dim")
+    final = follow_run(api, spec["id"], run["id"], as_json, show_states=not as_json, stream_logs=not as_json)
+    code = run_exit_code(final)
+    if as_json:
+        emit(final)
+    else:
+        style = "green" if final["status"] == "SUCCESS" else "red"
+        message = f"run {final['id']} {final['status']}"
+        if final.get("reason"):
+            message += f": {final['reason']}"
+        err_console.print(message, style=style)
+    sys.exit(code)
+
+
+@job.command("list")
+@url_option
+@json_option
+def job_list(url: str, as_json: bool) -> None:
+    """List jobs with their schedules and run counts."""
+    jobs = Api(url).call("GET", "/v1/jobs", params={"embed": ["activeRuns", "historySummary"]})
+    if as_json:
+        emit(jobs)
+        return
+    table = Table("ID", "CMD", "SCHEDULES", "ACTIVE", "SUCCESS", "FAILED", "LAST SUCCESS")
+    for item in jobs:
+        summary = item.get("historySummary", {})
+        table.add_row(item["id"], (item["run"].get("cmd") or " ".join(item["run"].get("args") or []))[:40],
+                      ", ".join(s["cron"] for s in item.get("schedules", [])) or "-",
+                      str(len(item.get("activeRuns", []))), str(summary.get("successCount", 0)),
+                      str(summary.get("failureCount", 0)), summary.get("lastSuccessAt") or "-")
+    console.print(table)
+
+
+@job.command("show")
+@click.argument("job_id")
+@url_option
+@json_option
+def job_show(job_id: str, url: str, as_json: bool) -> None:
+    """Show a job's spec, schedules and active runs."""
+    data = Api(url).call("GET", f"/v1/jobs/{job_id}", params={"embed": ["activeRuns", "historySummary"]})
+    if as_json:
+        emit(data)
+        return
+    run = data["run"]
+    console.print(f"[bold]{data['id']}[/bold]  {data.get('description', '')}")
+    console.print(f"  cmd: {run.get('cmd') or run.get('args')}")
+    console.print(f"  cpus {run['cpus']}  mem {run['mem']}  disk {run['disk']}  instances {run.get('instances', 1)}"
+                  f"  restart {run['restart']['policy']}")
+    for schedule in data.get("schedules", []):
+        console.print(f"  schedule {schedule['id']}: {schedule['cron']} ({schedule['timezone']}), "
+                      f"{schedule['concurrencyPolicy']}, {'enabled' if schedule['enabled'] else 'disabled'}, "
+                      f"next {schedule.get('nextRunAt', '-')}")
+    for dependency in data.get("dependencies", []):
+        console.print(f"  after: {dependency['id']}")
+    summary = data.get("historySummary", {})
+    console.print(f"  runs: {summary.get('successCount', 0)} succeeded, {summary.get('failureCount', 0)} failed;"
+                  f" {len(data.get('activeRuns', []))} active")
+
+
+@job.command("history")
+@click.argument("job_id")
+@url_option
+@json_option
+def job_history(job_id: str, url: str, as_json: bool) -> None:
+    """Success and failure counts and the kept finished runs."""
+    data = Api(url).call("GET", f"/v1/jobs/{job_id}", params={"embed": "history"})["history"]
+    if as_json:
+        emit(data)
+        return
+    console.print(f"successes {data['successCount']} (last {data.get('lastSuccessAt') or '-'}), "
+                  f"failures {data['failureCount']} (last {data.get('lastFailureAt') or '-'})")
+    table = Table("RUN", "RESULT", "CREATED", "FINISHED")
+    rows = [(r, "SUCCESS") for r in data.get("successfulFinishedRuns", [])] + \
+           [(r, "FAILED") for r in data.get("failedFinishedRuns", [])]
+    for item, result in sorted(rows, key=lambda x: x[0]["finishedAt"] or "", reverse=True):
+        table.add_row(item["id"], result, item["createdAt"], item["finishedAt"])
+    console.print(table)
+
+
+@job.command("runs")
+@click.argument("job_id")
+@url_option
+@json_option
+def job_runs(job_id: str, url: str, as_json: bool) -> None:
+    """Active and kept runs of a job."""
+    runs = Api(url).call("GET", f"/v1/jobs/{job_id}/runs", params={"all": "true"})
+    if as_json:
+        emit(runs)
+        return
+    table = Table("RUN", "STATUS", "CREATED", "COMPLETED", "TASKS", "EXIT", "NOTE")
+    for run in sorted(runs, key=lambda r: r["createdAt"], reverse=True):
+        exits = ",".join(str(t["exitCode"]) for t in run["tasks"] if t.get("exitCode") is not None)
+        table.add_row(run["id"], run["status"], run["createdAt"], run.get("completedAt") or "-",
+                      str(len(run["tasks"])), exits or "-", run.get("reason") or run.get("waiting") or "")
+    console.print(table)
+
+
+@job.command("stop")
+@click.argument("job_id")
+@click.argument("run_id")
+@url_option
+@json_option
+def job_stop(job_id: str, run_id: str, url: str, as_json: bool) -> None:
+    """Stop a run: its tasks are killed."""
+    run = Api(url).call("POST", f"/v1/jobs/{job_id}/runs/{run_id}/actions/stop")
+    emit(run) if as_json else console.print(f"run {run_id}: {run['status']}")
+
+
+@job.command("delete")
+@click.argument("job_id")
+@click.option("--force", is_flag=True, help="stop its active runs too")
+@url_option
+def job_delete(job_id: str, force: bool, url: str) -> None:
+    """Delete a job."""
+    Api(url).call("DELETE", f"/v1/jobs/{job_id}", params={"stopCurrentJobRuns": str(force).lower()})
+    console.print(f"deleted {job_id}")
+
+
+@job.command("logs")
+@click.argument("ids", nargs=-1, required=True)
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the run finishes")
+@url_option
+def job_logs(ids: tuple[str, ...], follow: bool, url: str) -> None:
+    """Print a run's stdout and stderr: `job logs RUN` or `job logs JOB RUN`."""
+    api = Api(url)
+    if len(ids) == 1:
+        run = api.call("GET", f"/v1/runs/{ids[0]}")
+    elif len(ids) == 2:
+        run = api.call("GET", f"/v1/jobs/{ids[0]}/runs/{ids[1]}")
+    else:
+        raise click.UsageError("give RUN or JOB RUN")
+    if follow and run["status"] not in FINISHED:
+        follow_run(api, run["jobId"], run["id"], as_json=False, show_states=False)
+        return
+    with httpx.Client(timeout=10) as files:
+        tails: dict[str, list] = {}
+        for task in run.get("tasks", []):
+            if not task.get("sandbox"):
+                err_console.print(f"{task['id']}: no sandbox yet ({task['status']})", style="yellow")
+                continue
+            _pump(_tails(files, task, tails))
+
+
+def _register_optional() -> None:
+    """Add the services engineer's `app`/`task` commands once scheduler/cli_apps.py exists."""
+    try:
+        from scheduler import cli_apps
+    except ImportError:
+        return
+    register = getattr(cli_apps, "register", None)
+    if callable(register):
+        register(cli)
+        return
+    for name in ("app", "task"):
+        command = getattr(cli_apps, name, None)
+        if isinstance(command, click.Command):
+            cli.add_command(command, name)
+
+
+_register_optional()

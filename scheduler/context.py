@@ -1,0 +1,41 @@
+"""What every part of a running scheduler shares, built once by `scheduler.main`.
+
+Handlers and workloads receive this instead of importing globals, so a test
+can build a context around a real store and a driver of its choosing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from framework.store import Store
+from scheduler.core import Core
+from scheduler.events import EventBus
+
+
+@dataclass
+class SchedulerConfig:
+    master: str = "127.0.0.1:5050"
+    ip: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = ".dockyard/scheduler"
+    zk: str | None = None
+    name: str = "dockyard"
+    executor_command: str | None = None
+    warm_executor: bool = False
+    job_history: int = 50
+    clock_file: str | None = None
+
+
+@dataclass
+class Context:
+    config: SchedulerConfig
+    store: Store
+    core: Core
+    events: EventBus
+    clock: Callable[[], float] = time.time
+    jobs: Any = None        # scheduler.jobs.manager.JobManager
+    services: Any = None    # scheduler.services.ServiceManager, when present
+    driver: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)

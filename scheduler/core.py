@@ -1,0 +1,560 @@
+"""The scheduler core: the launch queue, offers, kills, reconciliation, owners' statuses.
+
+Workloads (jobs, services) never see offers. They `submit` TaskRequests and
+hear back through an owner callback. The core owns the only copy of each
+task's `TaskRecord` (scheduler/tasks.py), persists every change before it is
+acknowledged to Mesos, and speaks to the master through a pymesos-shaped driver.
+
+Threading: driver callbacks only enqueue (scheduler/framework.py); one core
+thread handles them in order, so offer handling and status handling never
+race. Workload calls (`submit`, `kill`) take the core lock and may nudge the
+driver (REVIVE). Owner callbacks run on the core thread *without* the lock
+held, so an owner may call back into the core (a retry submits a new task).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shlex
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from framework.errors import MesosError
+from framework.store import Store
+from framework.mesos.messages import encode_data
+from scheduler.requests import TaskRequest
+from scheduler.tasks import IllegalTransition, State, TaskRecord
+
+log = logging.getLogger(__name__)
+
+from scheduler.placement.pipeline import place as _place
+from scheduler.placement.views import AgentView, Placed
+
+OwnerCallback = Callable[[TaskRecord, dict], None]
+REPO = Path(__file__).resolve().parents[1]
+TASKS_KEY = "/tasks"
+FRAMEWORK_ID_KEY = "/framework/id"
+
+TASKS_LAUNCHED = Counter("dockyard_scheduler_tasks_launched", "Tasks sent to Mesos in an ACCEPT")
+STATUS_UPDATES = Counter("dockyard_scheduler_status_updates", "Status updates received", ["state"])
+OFFERS = Counter("dockyard_scheduler_offers", "Offers handled", ["outcome"])
+PENDING = Gauge("dockyard_scheduler_tasks_pending", "Tasks waiting for an offer")
+QUEUE_LATENCY = Histogram("dockyard_scheduler_queue_seconds", "Submit to launch, seconds",
+                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+
+def default_executor_command() -> str:
+    """How an agent starts our warm executor: this interpreter and this checkout."""
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(REPO / 'dockyard.py'))} executor"
+
+
+@dataclass
+class CoreConfig:
+    framework_name: str = "dockyard"
+    # None: plain command tasks (the agent synthesises an executor per task).
+    executor_command: str | None = None
+    executor_id: str = "dockyard-warm"
+    strategy: str = "binpack"
+    idle_refuse_seconds: float = 3600.0   # nothing waits: REVIVE will clear the filter
+    busy_refuse_seconds: float = 1.0      # work waits but did not fit this offer
+    stuck_refuse_seconds: float = 30.0    # every rejection was unresolvable
+    max_requests_per_round: int = 2000    # bound placement work per offer round
+    reconcile_delay: float = 3.0          # explicit reconciliation gets this long first
+    reconcile_interval: float = 600.0     # periodic implicit reconciliation
+    keep_terminal: int = 20000            # terminal records kept in memory and store
+
+
+def _value(obj: Any, default: str | None = None) -> str | None:
+    if isinstance(obj, dict):
+        return obj.get("value", default)
+    return default
+
+
+def agent_view(offers: list[dict]) -> AgentView:
+    """What one agent offers (all its offers summed), in placement's terms."""
+    first = offers[0]
+    cpus = mem = disk = gpus = 0.0
+    ranges: list[tuple[int, int]] = []
+    role = "*"
+    for offer in offers:
+        for resource in offer.get("resources") or []:
+            name = resource.get("name")
+            if resource.get("role") and resource.get("role") != "*":
+                role = resource["role"]
+            if resource.get("type") == "SCALAR" or "scalar" in resource:
+                value = float((resource.get("scalar") or {}).get("value", 0.0))
+                if name == "cpus":
+                    cpus += value
+                elif name == "mem":
+                    mem += value
+                elif name == "disk":
+                    disk += value
+                elif name == "gpus":
+                    gpus += value
+            elif name == "ports":
+                for item in (resource.get("ranges") or {}).get("range") or []:
+                    ranges.append((int(item["begin"]), int(item["end"])))
+    attributes: dict[str, str] = {}
+    for attribute in first.get("attributes") or []:
+        kind = attribute.get("type")
+        if kind == "TEXT":
+            attributes[attribute["name"]] = str((attribute.get("text") or {}).get("value", ""))
+        elif kind == "SCALAR":
+            attributes[attribute["name"]] = f"{(attribute.get('scalar') or {}).get('value', 0):g}"
+        else:
+            attributes[attribute["name"]] = str(attribute.get("text", {}).get("value", ""))
+    return AgentView(agent_id=_value(first.get("agent_id")) or "", hostname=first.get("hostname", ""),
+                     attributes=attributes, cpus=cpus, mem=mem, disk=disk, gpus=gpus,
+                     port_ranges=sorted(ranges), role=role)
+
+
+def agent_url(offer: dict) -> str | None:
+    """The agent's HTTP base URL from an offer (for `/files/read` later)."""
+    url = offer.get("url") or {}
+    address = url.get("address") or {}
+    host = address.get("ip") or address.get("hostname") or offer.get("hostname")
+    port = address.get("port")
+    if not host or not port:
+        return None
+    return f"{url.get('scheme', 'http')}://{host}:{port}"
+
+
+def _scalar(name: str, value: float, role: str) -> dict:
+    return {"name": name, "type": "SCALAR", "scalar": {"value": round(float(value), 3)}, "role": role}
+
+
+def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: dict | None) -> dict:
+    """The Mesos TaskInfo for a request placed on an agent with these ports."""
+    resources = [_scalar("cpus", request.cpus, request.role), _scalar("mem", request.mem, request.role)]
+    if request.disk:
+        resources.append(_scalar("disk", request.disk, request.role))
+    if request.gpus:
+        resources.append(_scalar("gpus", request.gpus, request.role))
+    if ports:
+        resources.append({"name": "ports", "type": "RANGES", "role": request.role,
+                          "ranges": {"range": [{"begin": p, "end": p} for p in ports]}})
+    command = dict(request.command)
+    variables = list((command.get("environment") or {}).get("variables") or [])
+    variables += [{"name": k, "value": v} for k, v in request.env.items()]
+    variables += [{"name": f"PORT{i}", "value": str(p)} for i, p in enumerate(ports)]
+    if ports:
+        variables.append({"name": "PORT", "value": str(ports[0])})
+        variables.append({"name": "PORTS", "value": ",".join(map(str, ports))})
+    if variables:
+        command["environment"] = {"variables": variables}
+    info: dict[str, Any] = {
+        "name": request.name,
+        "task_id": {"value": request.task_id},
+        "agent_id": {"value": agent_id},
+        "resources": resources,
+        "kill_policy": {"grace_period": {"nanoseconds": int(request.kill_grace_seconds * 1e9)}},
+    }
+    if request.labels:
+        info["labels"] = {"labels": [{"key": k, "value": v} for k, v in request.labels.items()]}
+    if request.container:
+        info["container"] = request.container
+    if request.health_check:
+        info["health_check"] = request.health_check
+    if executor is not None:
+        # Mesos allows a command or an executor, not both: the warm executor reads the
+        # task's CommandInfo from `data` (JSON, base64 as every bytes field).
+        import json
+
+        info["executor"] = executor
+        info["data"] = encode_data(json.dumps({"command": command}).encode())
+    else:
+        info["command"] = command
+    return info
+
+
+class Core:
+    """Launch queue, offer handling, kill and reconciliation; the only writer of task records."""
+
+    def __init__(self, store: Store, config: CoreConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config or CoreConfig()
+        self.clock = clock
+        self.driver: Any = None
+        self.framework_id: str | None = None
+        self._lock = threading.RLock()
+        self._records: dict[str, TaskRecord] = {}
+        self._pending: OrderedDict[str, TaskRequest] = OrderedDict()
+        self._submitted_at: dict[str, float] = {}
+        self._terminal_order: deque[str] = deque()
+        self._owners: list[tuple[str, OwnerCallback]] = []
+        self._reports: dict[str, Any] = {}
+        self._suppressed = False
+        self._agents: dict[str, dict] = {}  # agent_id -> {"hostname", "url"}
+        self._capacity: dict[str, list[float]] = {}  # agent_id -> most ever offered
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._reconcile_timer: threading.Timer | None = None
+        self.subscribed = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def load(self) -> int:
+        """Read persisted records (after a restart); returns how many were live."""
+        live = 0
+        with self._lock:
+            raw, _ = self.store.get(FRAMEWORK_ID_KEY)
+            self.framework_id = raw.decode() if raw else None
+            for task_id in self.store.children(TASKS_KEY):
+                raw, version = self.store.get(f"{TASKS_KEY}/{task_id}")
+                if raw is None:
+                    continue
+                record = TaskRecord.from_json(raw, version)
+                self._records[task_id] = record
+                if record.terminal:
+                    self._terminal_order.append(task_id)
+                else:
+                    live += 1
+        return live
+
+    def attach(self, driver: Any) -> None:
+        self.driver = driver
+
+    def start(self) -> None:
+        """Start the core thread that handles driver events in order."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="scheduler-core", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._events.put(("stop", None))
+        if self._reconcile_timer:
+            self._reconcile_timer.cancel()
+        if self._thread:
+            self._thread.join(5)
+
+    def post(self, kind: str, payload: Any) -> None:
+        """Hand a driver event to the core thread (the Mesos edge calls this)."""
+        self._events.put((kind, payload))
+
+    def _loop(self) -> None:
+        handlers = {
+            "subscribed": self.handle_subscribed, "offers": self.handle_offers,
+            "rescinded": lambda payload: None, "status": self.handle_status,
+            "agent_lost": self.handle_agent_lost, "disconnected": self.handle_disconnected,
+            "reconcile_implicit": lambda payload: self.reconcile_implicit(),
+            "executor_lost": lambda payload: None,
+        }
+        while not self._stopping.is_set():
+            kind, payload = self._events.get()
+            if kind == "stop":
+                return
+            try:
+                handlers[kind](payload)
+            except Exception:  # one bad event must not stop the scheduler
+                log.exception("core failed handling %s", kind)
+
+    # -- owners and queries ------------------------------------------------------
+
+    def add_owner(self, prefix: str, callback: OwnerCallback) -> None:
+        """Tasks whose owner starts with `prefix` report to `callback(record, status)`."""
+        with self._lock:
+            self._owners.append((prefix, callback))
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            return self._records.get(task_id)
+
+    def tasks(self, owner_prefix: str = "") -> list[TaskRecord]:
+        with self._lock:
+            return [r for r in self._records.values() if r.owner.startswith(owner_prefix)]
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def placement_report(self, owner: str) -> Any | None:
+        """Why the owner's waiting tasks did not fit in the last offer round (or None)."""
+        with self._lock:
+            return self._reports.get(owner)
+
+    def agent(self, agent_id: str) -> dict | None:
+        with self._lock:
+            return self._agents.get(agent_id)
+
+    # -- workload calls ----------------------------------------------------------
+
+    def submit(self, request: TaskRequest) -> TaskRecord:
+        """Queue a task; it launches at the next offer that fits."""
+        with self._lock:
+            record = self._records.get(request.task_id)
+            if record is not None and record.state != State.PENDING:
+                raise ValueError(f"task {request.task_id} already exists ({record.state.value})")
+            if record is None:
+                now = self.clock()
+                record = TaskRecord(task_id=request.task_id, owner=request.owner, name=request.name,
+                                    created_at=now, history=[(State.PENDING.value, now)])
+                self._persist(record)
+                self._records[request.task_id] = record
+            self._pending[request.task_id] = request
+            self._submitted_at[request.task_id] = time.monotonic()
+            PENDING.set(len(self._pending))
+            self._update_suppression()
+            return record
+
+    def withdraw(self, task_id: str, message: str = "Withdrawn before launch") -> bool:
+        """Drop a task that has not launched yet; its owner hears TASK_KILLED."""
+        with self._lock:
+            if self._pending.pop(task_id, None) is None:
+                return False
+            self._submitted_at.pop(task_id, None)
+            PENDING.set(len(self._pending))
+            self._reports.pop(self._records[task_id].owner, None)
+            self._update_suppression()
+        self._apply({"task_id": {"value": task_id}, "state": State.KILLED.value,
+                     "message": message, "source": "SOURCE_SCHEDULER"})
+        return True
+
+    def kill(self, task_id: str) -> bool:
+        """Kill a task wherever it is: withdrawn if still queued, KILL sent to Mesos otherwise."""
+        if self.withdraw(task_id, "Killed before launch"):
+            return True
+        with self._lock:
+            record = self._records.get(task_id)
+            if record is None or record.terminal:
+                return False
+            agent_id = record.agent_id
+        self._driver_call("killTask", {"value": task_id}, {"value": agent_id} if agent_id else None)
+        return True
+
+    # -- Mesos events (core thread) ----------------------------------------------------
+
+    def handle_subscribed(self, payload: dict) -> None:
+        """After every (re)subscribe: fresh offer state, then explicit reconciliation."""
+        with self._lock:
+            new_id = payload.get("framework_id")
+            if new_id and new_id != self.framework_id:
+                self.framework_id = new_id
+                self.store.put(FRAMEWORK_ID_KEY, new_id.encode())  # the next start fails over to it
+            self._suppressed = False
+            live = [r for r in self._records.values()
+                    if not r.terminal and r.state != State.PENDING]
+        self.subscribed.set()
+        if live:
+            self._driver_call("reconcileTasks", [
+                {"task_id": {"value": r.task_id},
+                 **({"agent_id": {"value": r.agent_id}} if r.agent_id else {})} for r in live])
+        self._schedule_implicit_reconcile(self.config.reconcile_delay)
+        with self._lock:
+            self._update_suppression()
+
+    def handle_disconnected(self, payload: Any = None) -> None:
+        self.subscribed.clear()
+
+    def reconcile_implicit(self) -> None:
+        self._driver_call("reconcileTasks", [])
+        self._schedule_implicit_reconcile(self.config.reconcile_interval)
+
+    def _schedule_implicit_reconcile(self, delay: float) -> None:
+        if self._reconcile_timer:
+            self._reconcile_timer.cancel()
+        self._reconcile_timer = threading.Timer(delay, self.post, args=("reconcile_implicit", None))
+        self._reconcile_timer.daemon = True
+        self._reconcile_timer.start()
+
+    def handle_offers(self, offers: list[dict]) -> None:
+        """Place waiting tasks on these offers; accept what fits, decline the rest."""
+        by_agent: dict[str, list[dict]] = {}
+        for offer in offers:
+            by_agent.setdefault(_value(offer.get("agent_id")) or "", []).append(offer)
+        launches: list[tuple[list[dict], list[dict]]] = []
+        declines: list[dict] = []
+        with self._lock:
+            for agent_id, agent_offers in by_agent.items():
+                first = agent_offers[0]
+                self._agents[agent_id] = {"hostname": first.get("hostname"), "url": agent_url(first),
+                                          "attributes": agent_view(agent_offers).attributes}
+            if not self._pending:
+                refuse = self.config.idle_refuse_seconds
+                declines = [o["id"] for o in offers]
+                OFFERS.labels("declined_idle").inc(len(offers))
+            else:
+                views = [self._with_totals(agent_view(group)) for group in by_agent.values()]
+                requests = list(self._first_pending(self.config.max_requests_per_round))
+                placed = [Placed(owner=r.owner, agent_id=r.agent_id or "", hostname=r.hostname or "",
+                                 attributes=(self._agents.get(r.agent_id or "") or {}).get("attributes", {}))
+                          for r in self._records.values() if not r.terminal and r.state != State.PENDING]
+                plan = _place(requests, views, placed, self.config.strategy)
+                chosen: dict[str, list[dict]] = {}
+                now = self.clock()
+                for assignment in plan.assignments:
+                    request = assignment.request
+                    record = self._records[request.task_id]
+                    record.move(State.LAUNCHED, now)
+                    record.agent_id = assignment.agent_id
+                    record.hostname = by_agent[assignment.agent_id][0].get("hostname")
+                    record.ports = list(assignment.ports)
+                    record.executor_id = (self.config.executor_id if self.config.executor_command
+                                          else request.task_id)
+                    self._persist(record)
+                    self._pending.pop(request.task_id, None)
+                    started = self._submitted_at.pop(request.task_id, None)
+                    if started is not None:
+                        QUEUE_LATENCY.observe(time.monotonic() - started)
+                    self._reports.pop(request.owner, None)
+                    chosen.setdefault(assignment.agent_id, []).append(
+                        task_info(request, assignment.agent_id, assignment.ports, self._executor_info()))
+                for owner, report in plan.reports.items():
+                    if getattr(report, "unplaced", 1):
+                        self._reports[owner] = report
+                refuse = self._refuse_seconds(plan)
+                for agent_id, agent_offers in by_agent.items():
+                    ids = [o["id"] for o in agent_offers]
+                    if agent_id in chosen:
+                        launches.append((ids, chosen[agent_id]))
+                        OFFERS.labels("accepted").inc(len(ids))
+                    else:
+                        declines.extend(ids)
+                        OFFERS.labels("declined").inc(len(ids))
+                TASKS_LAUNCHED.inc(len(plan.assignments))
+                PENDING.set(len(self._pending))
+            self._update_suppression()
+        filters = {"refuse_seconds": refuse}
+        for ids, infos in launches:
+            operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
+            if not self._driver_call("acceptOffers", ids, operations, filters):
+                for info in infos:  # the master never got them: say so, owners decide
+                    self._apply({"task_id": info["task_id"], "state": State.DROPPED.value,
+                                 "message": "ACCEPT call failed", "source": "SOURCE_SCHEDULER"})
+        if declines:
+            self._driver_call("declineOffer", declines, filters)
+
+    def _refuse_seconds(self, plan: Any) -> float:
+        if not self._pending:
+            return self.config.idle_refuse_seconds
+        waiting = [plan.reports[r.owner] for r in getattr(plan, "unplaced", []) if r.owner in plan.reports]
+        if waiting and not any(getattr(r, "resolvable", True) for r in waiting):
+            return self.config.stuck_refuse_seconds
+        return self.config.busy_refuse_seconds
+
+    def _with_totals(self, view: AgentView) -> AgentView:
+        """Offers carry free resources only; the most an agent ever offered stands in for its
+        capacity, which lets placement tell "full now" from "never big enough"."""
+        seen = self._capacity.setdefault(view.agent_id, [0.0, 0.0, 0.0, 0.0])
+        seen[:] = [max(seen[0], view.cpus), max(seen[1], view.mem), max(seen[2], view.disk),
+                   max(seen[3], view.gpus)]
+        view.total_cpus, view.total_mem, view.total_disk, view.total_gpus = seen
+        return view
+
+    def _first_pending(self, limit: int) -> Iterable[TaskRequest]:
+        for index, request in enumerate(self._pending.values()):
+            if index >= limit:
+                return
+            yield request
+
+    def _executor_info(self) -> dict | None:
+        if not self.config.executor_command:
+            return None
+        info = {"executor_id": {"value": self.config.executor_id}, "type": "CUSTOM",
+                "name": f"{self.config.framework_name} warm executor",
+                "command": {"value": self.config.executor_command, "shell": True}}
+        if self.framework_id:
+            info["framework_id"] = {"value": self.framework_id}
+        return info
+
+    def handle_status(self, status: dict) -> None:
+        """Store the update, tell the owner, then acknowledge (never the other way round)."""
+        self._apply(status)
+        if status.get("uuid"):
+            self._driver_call("acknowledgeStatusUpdate", status)
+
+    def handle_agent_lost(self, agent_id: str) -> None:
+        """Mesos sends TASK_LOST for the agent's tasks itself; forget how to reach it."""
+        with self._lock:
+            self._agents.pop(agent_id, None)
+
+    def _apply(self, status: dict) -> TaskRecord | None:
+        task_id = _value(status.get("task_id")) or ""
+        state = status.get("state", "")
+        STATUS_UPDATES.labels(state).inc()
+        with self._lock:
+            record = self._records.get(task_id)
+            if record is None:
+                orphan = state not in {s.value for s in State if s.terminal}
+            else:
+                healthy_before = record.healthy
+                try:
+                    changed = record.apply_status(status, self.clock())
+                except IllegalTransition as error:
+                    log.warning("%s (ignored)", error)
+                    return None
+                except ValueError:
+                    log.warning("task %s: unknown state %r ignored", task_id, state)
+                    return None
+                if not changed and record.healthy == healthy_before:
+                    return record
+                self._persist(record)
+                if record.terminal:
+                    self._terminal_order.append(task_id)
+                    self._collect_garbage()
+                callbacks = [cb for prefix, cb in self._owners if record.owner.startswith(prefix)]
+        if record is None:
+            if orphan:  # running but unknown to us (a lost store, a stale leader): kill it
+                log.warning("killing unknown task %s (%s)", task_id, state)
+                self._driver_call("killTask", {"value": task_id}, status.get("agent_id"))
+            return None
+        for callback in callbacks:
+            try:
+                callback(record, dict(status))
+            except Exception:
+                log.exception("owner callback for %s failed", task_id)
+        return record
+
+    def _collect_garbage(self) -> None:
+        while len(self._terminal_order) > self.config.keep_terminal:
+            old = self._terminal_order.popleft()
+            record = self._records.get(old)
+            if record is not None and record.terminal:
+                del self._records[old]
+                self.store.delete(f"{TASKS_KEY}/{old}")
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _persist(self, record: TaskRecord) -> None:
+        record.version = self.store.put(f"{TASKS_KEY}/{record.task_id}", record.to_json())
+
+    def _update_suppression(self) -> None:
+        """SUPPRESS when nothing waits, REVIVE as soon as something does (lock held)."""
+        if self.driver is None or not self.subscribed.is_set():
+            return
+        if self._pending and self._suppressed:
+            self._suppressed = False
+            self._driver_call("reviveOffers")
+        elif not self._pending and not self._suppressed:
+            self._suppressed = True
+            self._driver_call("suppressOffers")
+
+    def _driver_call(self, name: str, *args: Any) -> bool:
+        if self.driver is None:
+            log.warning("no driver: %s dropped", name)
+            return False
+        try:
+            getattr(self.driver, name)(*args)
+            return True
+        except MesosError as error:
+            log.warning("%s failed: %s", name, error)
+            return False
+        except TypeError:
+            # pymesos's killTask takes only the task id
+            if name == "killTask":
+                try:
+                    self.driver.killTask(args[0])
+                    return True
+                except MesosError as error:
+                    log.warning("%s failed: %s", name, error)
+            raise

@@ -1,0 +1,1 @@
+"""Metronome-compatible batch jobs: specs, runs, retries, schedules, dependencies."""

@@ -1,0 +1,581 @@
+"""The jobs workload: job definitions, runs, retries, deadlines, schedules, dependencies.
+
+The manager holds the state and does the I/O; the decisions come from pure
+functions (`runs.task_ended`, `schedules.decide`, `dependencies.*`). Its clock
+is injected: the ticker asks it for "now", so a test that owns the clock owns
+every schedule, backoff and deadline.
+
+Store layout: `/jobs/<id>` (the spec), `/jobs/<id>/state` (history and
+schedule bookkeeping), `/jobs/<id>/runs/<run-id>` (active and kept runs).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from framework.errors import DockyardError, SpecError
+from framework.store import Store
+from scheduler.core import Core
+from scheduler.jobs import dependencies, schedules
+from scheduler.jobs.runs import (ACTIVE, FAILED, INITIAL, STARTING, SUCCESS, JobRun, RunTask, new_run_id,
+                                 task_ended, task_id_for)
+from scheduler.jobs.specs import JobSpec, Schedule, SpecInvalid, timestamp
+from scheduler.placement.constraints import parse_one
+from scheduler.requests import TaskRequest
+from scheduler.tasks import State, TaskRecord
+
+log = logging.getLogger(__name__)
+OWNER_PREFIX = "job:"
+
+
+class NotFound(DockyardError):
+    """A job, run or schedule that does not exist (404)."""
+
+
+class Conflict(DockyardError):
+    """The request clashes with current state (409)."""
+
+
+@dataclass
+class JobState:
+    """Per job bookkeeping that outlives runs: history and schedule cursors."""
+
+    success_count: int = 0
+    failure_count: int = 0
+    last_success_at: float | None = None
+    last_failure_at: float | None = None
+    last_triggered_at: float | None = None      # last run start (dependency rule)
+    schedule_checked: dict[str, float] = field(default_factory=dict)  # sid -> checked up to
+    schedule_stats: dict[str, dict] = field(default_factory=dict)     # sid -> fired/skipped/missed
+    finished: list[dict] = field(default_factory=list)  # [{id, status, createdAt, finishedAt}]
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "JobState":
+        return cls(**json.loads(raw))
+
+
+def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRequest:
+    """What the core launches for one instance of a run."""
+    r = spec.run
+    if r.cmd:
+        command: dict[str, Any] = {"value": r.cmd, "shell": True}
+    elif r.args:
+        command = {"value": r.args[0], "arguments": list(r.args), "shell": False}
+    else:
+        command = {"shell": False}
+    if r.user:
+        command["user"] = r.user
+    if r.artifacts:
+        command["uris"] = [{"value": a.uri, "executable": a.executable, "extract": a.extract,
+                            "cache": a.cache} for a in r.artifacts]
+    container = None
+    image = r.docker.image if r.docker else (r.ucr.image.id if r.ucr else None)
+    if image or r.volumes:
+        container = {"type": "MESOS", "volumes": [
+            {"container_path": v.container_path, "host_path": v.host_path, "mode": v.mode}
+            for v in r.volumes]}
+        if image:
+            force = bool(r.docker.force_pull_image if r.docker else r.ucr.image.force_pull)
+            container["mesos"] = {"image": {"type": "DOCKER", "docker": {"name": image}, "cached": not force}}
+    env = dict(r.env)
+    env.update({"DOCKYARD_JOB_ID": spec.id, "DOCKYARD_RUN_ID": run.id,
+                "DOCKYARD_INSTANCE_INDEX": str(index), "DOCKYARD_INSTANCES": str(run.instances),
+                "DOCKYARD_ATTEMPT": str(attempt)})
+    return TaskRequest(
+        task_id=task_id_for(run, index, attempt), owner=run.owner,
+        name=f"{spec.id}.{index}" if run.instances > 1 else spec.id,
+        cpus=r.cpus, mem=r.mem, disk=r.disk, gpus=r.gpus,
+        constraints=[parse_one(c.dump()) for c in r.placement.constraints],
+        command=command, container=container, kill_grace_seconds=r.task_kill_grace_period_seconds,
+        labels={**spec.labels, "dockyard.job": spec.id, "dockyard.run": run.id}, env=env,
+    )
+
+
+class JobManager:
+    def __init__(self, store: Store, core: Core, clock: Callable[[], float] = time.time,
+                 history_limit: int = 50, tick_seconds: float = 0.25) -> None:
+        self.store = store
+        self.core = core
+        self.clock = clock
+        self.history_limit = history_limit
+        self.tick_seconds = tick_seconds
+        self._lock = threading.RLock()
+        self.jobs: dict[str, JobSpec] = {}
+        self.states: dict[str, JobState] = {}
+        self.active: dict[str, JobRun] = {}                  # run id -> run
+        self.kept: dict[str, deque[JobRun]] = {}             # job id -> finished runs kept
+        self._by_task: dict[str, str] = {}                   # task id -> run id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.changed = threading.Condition(self._lock)       # notified whenever a run moves
+        core.add_owner(OWNER_PREFIX, self.on_task_status)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read jobs and runs back after a restart; relaunch what never reached Mesos."""
+        with self._lock:
+            for job_id in self.store.children("/jobs"):
+                raw, _ = self.store.get(f"/jobs/{job_id}")
+                if raw is None:
+                    continue
+                self.jobs[job_id] = JobSpec.model_validate_json(raw)
+                state_raw, _ = self.store.get(f"/jobs/{job_id}/state")
+                self.states[job_id] = JobState.from_json(state_raw) if state_raw else JobState()
+                kept: list[JobRun] = []
+                for run_id in self.store.children(f"/jobs/{job_id}/runs"):
+                    run_raw, _ = self.store.get(f"/jobs/{job_id}/runs/{run_id}")
+                    if run_raw is None:
+                        continue
+                    run = JobRun.from_json(run_raw)
+                    if run.finished:
+                        kept.append(run)
+                    else:
+                        self.active[run.id] = run
+                        for task in run.tasks:
+                            self._by_task[task.id] = run.id
+                kept.sort(key=lambda r: r.completed_at or 0)
+                self.kept[job_id] = deque(kept)
+            for run in list(self.active.values()):
+                self._recover_run(run)
+
+    def _recover_run(self, run: JobRun) -> None:
+        spec = self.jobs.get(run.job_id)
+        if spec is None:
+            return
+        for index in range(run.instances):
+            task = run.latest(index)
+            if task is None or index in run.succeeded or index in run.retry_at:
+                continue
+            record = self.core.get(task.id)
+            if record is None or record.state == State.PENDING:
+                self.core.submit(task_request(spec, run, index, task.attempt))
+            elif record.terminal and not State(task.status).terminal:
+                self.on_task_status(record, {"state": record.state.value, "message": record.message})
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._ticker, name="jobs-ticker", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(self.tick_seconds):
+            try:
+                self.tick()
+            except Exception:  # a bad tick must not stop schedules for ever
+                log.exception("jobs tick failed")
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def _check_dependencies(self, spec: JobSpec) -> None:
+        for index, dependency in enumerate(spec.dependencies):
+            if dependency.id not in self.jobs and dependency.id != spec.id:
+                raise SpecInvalid([{"path": f"/dependencies/{index}/id",
+                                    "errors": [f"job {dependency.id!r} does not exist"]}])
+        graph = {job_id: [d.id for d in job.dependencies] for job_id, job in self.jobs.items()}
+        graph[spec.id] = [d.id for d in spec.dependencies]
+        cycle = dependencies.find_cycle(graph)
+        if cycle:
+            raise SpecInvalid([{"path": "/dependencies",
+                                "errors": ["dependency cycle: " + " -> ".join(cycle)]}])
+
+    def create_job(self, spec: JobSpec) -> JobSpec:
+        with self._lock:
+            if spec.id in self.jobs:
+                raise Conflict(f"Job with id {spec.id} already exists")
+            return self._save_job(spec)
+
+    def put_job(self, spec: JobSpec) -> JobSpec:
+        with self._lock:
+            return self._save_job(spec)
+
+    def _save_job(self, spec: JobSpec) -> JobSpec:
+        self._check_dependencies(spec)
+        now = self.clock()
+        state = self.states.get(spec.id) or JobState()
+        for schedule in spec.schedules:
+            state.schedule_checked.setdefault(schedule.id, now)  # new schedules look forward only
+        for sid in list(state.schedule_checked):
+            if sid not in {s.id for s in spec.schedules}:
+                del state.schedule_checked[sid]
+        self.store.put(f"/jobs/{spec.id}", spec.model_dump_json(by_alias=True).encode())
+        self.store.put(f"/jobs/{spec.id}/state", state.to_json())
+        self.jobs[spec.id] = spec
+        self.states[spec.id] = state
+        self.kept.setdefault(spec.id, deque())
+        return spec
+
+    def get_job(self, job_id: str) -> JobSpec:
+        with self._lock:
+            spec = self.jobs.get(job_id)
+            if spec is None:
+                raise NotFound(f"Job '{job_id}' does not exist")
+            return spec
+
+    def delete_job(self, job_id: str, stop_runs: bool = False) -> None:
+        with self._lock:
+            self.get_job(job_id)
+            children = [j for j, s in self.jobs.items() if any(d.id == job_id for d in s.dependencies)]
+            if children:
+                raise Conflict(f"Job '{job_id}' is a dependency of {', '.join(sorted(children))}")
+            active = [r for r in self.active.values() if r.job_id == job_id]
+            if active and not stop_runs:
+                raise Conflict(f"Job '{job_id}' has {len(active)} active run(s); "
+                               "use stopCurrentJobRuns=true")
+            for run in active:
+                self._finish(run, FAILED, "stopped: job deleted")
+            del self.jobs[job_id]
+            self.states.pop(job_id, None)
+            self.kept.pop(job_id, None)
+            self.store.delete(f"/jobs/{job_id}")
+
+    # -- schedules -------------------------------------------------------------------
+
+    def upsert_schedule(self, job_id: str, schedule: Schedule, create: bool) -> Schedule:
+        with self._lock:
+            spec = self.get_job(job_id)
+            existing = [s for s in spec.schedules if s.id == schedule.id]
+            if create and existing:
+                raise Conflict(f"Schedule '{schedule.id}' of job '{job_id}' already exists")
+            if not create and not existing:
+                raise NotFound(f"Schedule '{schedule.id}' of job '{job_id}' does not exist")
+            others = [s for s in spec.schedules if s.id != schedule.id]
+            self._save_job(spec.model_copy(update={"schedules": others + [schedule]}))
+            return schedule
+
+    def delete_schedule(self, job_id: str, schedule_id: str) -> None:
+        with self._lock:
+            spec = self.get_job(job_id)
+            if not any(s.id == schedule_id for s in spec.schedules):
+                raise NotFound(f"Schedule '{schedule_id}' of job '{job_id}' does not exist")
+            self._save_job(spec.model_copy(update={
+                "schedules": [s for s in spec.schedules if s.id != schedule_id]}))
+
+    # -- runs --------------------------------------------------------------------------
+
+    def start_run(self, job_id: str, trigger: str = "api") -> JobRun:
+        """Start a run now: one task per instance, queued with the core."""
+        with self._lock:
+            spec = self.get_job(job_id)
+            now = self.clock()
+            run = JobRun(id=new_run_id(now), job_id=job_id, created_at=now,
+                         instances=spec.run.instances, trigger=trigger)
+            deadline = spec.run.restart.active_deadline_seconds
+            if deadline:
+                run.deadline_at = now + deadline
+            for index in range(run.instances):
+                run.tasks.append(RunTask(id=task_id_for(run, index, 1), index=index, attempt=1,
+                                         created_at=now))
+            self.active[run.id] = run
+            for task in run.tasks:
+                self._by_task[task.id] = run.id
+            state = self.states[job_id]
+            state.last_triggered_at = now
+            self._save_run(run)
+            self.store.put(f"/jobs/{job_id}/state", state.to_json())
+            for index in range(run.instances):
+                self.core.submit(task_request(spec, run, index, 1))
+            self.changed.notify_all()
+            return run
+
+    def get_run(self, job_id: str, run_id: str) -> JobRun:
+        with self._lock:
+            self.get_job(job_id)
+            run = self.active.get(run_id)
+            if run is not None and run.job_id == job_id:
+                return run
+            for kept in self.kept.get(job_id, ()):
+                if kept.id == run_id:
+                    return kept
+            raise NotFound(f"Run '{run_id}' of job '{job_id}' does not exist")
+
+    def find_run(self, run_id: str) -> JobRun:
+        """A run by id alone (run ids are unique across jobs)."""
+        with self._lock:
+            if run_id in self.active:
+                return self.active[run_id]
+            for runs in self.kept.values():
+                for run in runs:
+                    if run.id == run_id:
+                        return run
+        raise NotFound(f"Run '{run_id}' does not exist")
+
+    def active_runs(self, job_id: str | None = None) -> list[JobRun]:
+        with self._lock:
+            return [r for r in self.active.values() if job_id is None or r.job_id == job_id]
+
+    def finished_runs(self, job_id: str) -> list[JobRun]:
+        with self._lock:
+            return list(self.kept.get(job_id, ()))
+
+    def stop_run(self, job_id: str, run_id: str, reason: str = "stopped by request") -> JobRun:
+        with self._lock:
+            run = self.get_run(job_id, run_id)
+            if not run.finished:
+                self._finish(run, FAILED, reason)
+            return run
+
+    # -- statuses from the core --------------------------------------------------------
+
+    def on_task_status(self, record: TaskRecord, status: dict) -> None:
+        """Owner callback: keep the run's view of its task, and move the run."""
+        with self._lock:
+            run_id = self._by_task.get(record.task_id)
+            run = self.active.get(run_id or "")
+            if run is None:
+                self._late_update(record)
+                return
+            task = run.task(record.task_id)
+            if task is None:
+                return
+            self._copy(record, task)
+            spec = self.jobs.get(run.job_id)
+            if record.terminal and spec is not None:
+                outcome = task_ended(run, spec.run, task, record.state.value, record.message, self.clock())
+                self._by_task.pop(record.task_id, None)
+                if outcome.action == "success":
+                    run.succeeded.append(task.index)
+                    self._finish(run, SUCCESS, "")
+                elif outcome.action == "instance_done":
+                    run.succeeded.append(task.index)
+                    self._save_run(run)
+                elif outcome.action == "retry":
+                    run.retry_at[task.index] = outcome.retry_at or self.clock()
+                    run.reason = outcome.reason
+                    self._save_run(run)
+                elif outcome.action == "fail":
+                    self._finish(run, FAILED, outcome.reason)
+            elif record.state == State.RUNNING and run.status != ACTIVE:
+                run.status = ACTIVE
+                run.waiting = ""
+                self._save_run(run)
+            elif record.state in (State.LAUNCHED, State.STAGING, State.STARTING) and run.status == INITIAL:
+                run.status = STARTING
+                run.waiting = ""
+            self.changed.notify_all()
+
+    def _late_update(self, record: TaskRecord) -> None:
+        """A status for a finished run's task (e.g. TASK_KILLED after a stop): keep it visible."""
+        for runs in self.kept.values():
+            for run in runs:
+                task = run.task(record.task_id)
+                if task is not None:
+                    self._copy(record, task)
+                    if record.terminal:
+                        self._save_run(run)
+                    return
+
+    def _copy(self, record: TaskRecord, task: RunTask) -> None:
+        task.status = record.state.value if record.state != State.LAUNCHED else "TASK_STAGING"
+        task.started_at = record.started_at
+        task.completed_at = record.finished_at
+        task.exit_code = record.exit_code
+        task.agent_id = record.agent_id
+        task.host = record.hostname
+        task.message = record.message
+        if record.agent_id:
+            agent = self.core.agent(record.agent_id)
+            if agent:
+                task.agent_url = agent.get("url")
+
+    # -- the ticker: retries, deadlines, launch delays, waiting reasons, schedules ----
+
+    def tick(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        with self._lock:
+            for run in list(self.active.values()):
+                self._tick_run(run, now)
+            for job_id, spec in list(self.jobs.items()):
+                for schedule in spec.schedules:
+                    self._tick_schedule(spec, schedule, now)
+
+    def _tick_run(self, run: JobRun, now: float) -> None:
+        spec = self.jobs.get(run.job_id)
+        if spec is None:
+            return
+        if run.deadline_at is not None and now >= run.deadline_at:
+            self._finish(run, FAILED, f"activeDeadlineSeconds ({spec.run.restart.active_deadline_seconds}s) "
+                                      "exceeded: killed")
+            return
+        for index, when in sorted(run.retry_at.items()):
+            if now >= when:
+                del run.retry_at[index]
+                previous = run.latest(index)
+                attempt = (previous.attempt if previous else 0) + 1
+                task = RunTask(id=task_id_for(run, index, attempt), index=index, attempt=attempt,
+                               created_at=now)
+                run.tasks.append(task)
+                self._by_task[task.id] = run.id
+                self._save_run(run)
+                self.core.submit(task_request(spec, run, index, attempt))
+        waiting = []
+        for task in run.tasks:
+            if task.status != "PENDING":
+                continue
+            if now - task.created_at > spec.run.max_launch_delay:
+                self._finish(run, FAILED, f"instance {task.index} not launched within maxLaunchDelay "
+                                          f"({spec.run.max_launch_delay}s)" + (f": {run.waiting}" if run.waiting else ""))
+                return
+            report = self.core.placement_report(run.owner)
+            if report is not None:
+                waiting.append(_describe_report(report))
+        text = "; ".join(sorted(set(waiting)))
+        if text != run.waiting:
+            run.waiting = text
+            self.changed.notify_all()
+
+    def _tick_schedule(self, spec: JobSpec, schedule: Schedule, now: float) -> None:
+        state = self.states[spec.id]
+        since = state.schedule_checked.get(schedule.id, now)
+        if now <= since:
+            return
+        active = [r for r in self.active.values() if r.job_id == spec.id]
+        decision = schedules.decide(schedule, since, now, len(active))
+        state.schedule_checked[schedule.id] = now
+        if decision.action == "none":
+            return
+        stats = state.schedule_stats.setdefault(schedule.id, {"fired": 0, "skipped": 0, "missed": 0})
+        stats["missed"] += decision.missed
+        if decision.missed:
+            log.warning("job %s schedule %s: %d fire(s) missed", spec.id, schedule.id, decision.missed)
+        if decision.action == "skip":
+            stats["skipped"] += 1
+            stats["lastSkippedAt"] = decision.fire_at
+            stats["lastSkipReason"] = decision.reason
+        elif decision.action in ("start", "replace"):
+            if decision.action == "replace":
+                for run in active:
+                    self._finish(run, FAILED, "replaced by a newer scheduled run (REPLACE)")
+            stats["fired"] += 1
+            stats["lastFiredAt"] = decision.fire_at
+            self.store.put(f"/jobs/{spec.id}/state", state.to_json())
+            self.start_run(spec.id, trigger=f"schedule:{schedule.id}")
+            return
+        self.store.put(f"/jobs/{spec.id}/state", state.to_json())
+        self.changed.notify_all()
+
+    def next_fire(self, job_id: str, schedule: Schedule) -> float | None:
+        if not schedule.enabled:
+            return None
+        with self._lock:
+            since = self.states[job_id].schedule_checked.get(schedule.id, self.clock())
+        return schedules.next_fire(schedule, since)
+
+    # -- finishing ---------------------------------------------------------------------
+
+    def _finish(self, run: JobRun, status: str, reason: str) -> None:
+        """The one place a run ends: kill what is left, record history, start dependents."""
+        if run.finished:
+            return
+        now = self.clock()
+        run.status = status
+        run.completed_at = now
+        run.reason = reason if status == FAILED else ""
+        run.retry_at.clear()
+        run.waiting = ""
+        self.active.pop(run.id, None)
+        state = self.states.get(run.job_id)
+        if state is not None:
+            if status == SUCCESS:
+                state.success_count += 1
+                state.last_success_at = now
+            else:
+                state.failure_count += 1
+                state.last_failure_at = now
+            state.finished.append({"id": run.id, "status": status, "createdAt": run.created_at,
+                                   "finishedAt": now})
+            del state.finished[:-self.history_limit]
+            self.store.put(f"/jobs/{run.job_id}/state", state.to_json())
+        self._save_run(run)
+        kept = self.kept.setdefault(run.job_id, deque())
+        kept.append(run)
+        while len(kept) > self.history_limit:
+            old = kept.popleft()
+            self.store.delete(f"/jobs/{old.job_id}/runs/{old.id}")
+        for task in run.tasks:
+            if not State(task.status).terminal:
+                self.core.kill(task.id)
+        self.changed.notify_all()
+        if status == SUCCESS:
+            self._start_dependents(run.job_id)
+
+    def _start_dependents(self, job_id: str) -> None:
+        graph = {j: [d.id for d in s.dependencies] for j, s in self.jobs.items()}
+        last_success = {j: s.last_success_at or float("-inf") for j, s in self.states.items()}
+        last_triggered = {j: s.last_triggered_at or float("-inf") for j, s in self.states.items()}
+        for child in dependencies.ready_children(graph, job_id, last_success, last_triggered):
+            self.start_run(child, trigger=f"dependency:{job_id}")
+
+    def _save_run(self, run: JobRun) -> None:
+        self.store.put(f"/jobs/{run.job_id}/runs/{run.id}", run.to_json())
+
+    # -- API views ------------------------------------------------------------------
+
+    def history(self, job_id: str) -> dict:
+        with self._lock:
+            state = self.states.get(job_id) or JobState()
+            summary = self.history_summary(job_id)
+            def entry(item: dict) -> dict:
+                return {"id": item["id"], "createdAt": timestamp(item["createdAt"]),
+                        "finishedAt": timestamp(item["finishedAt"])}
+            summary["successfulFinishedRuns"] = [entry(i) for i in reversed(state.finished)
+                                                 if i["status"] == SUCCESS]
+            summary["failedFinishedRuns"] = [entry(i) for i in reversed(state.finished)
+                                             if i["status"] == FAILED]
+            return summary
+
+    def history_summary(self, job_id: str) -> dict:
+        with self._lock:
+            state = self.states.get(job_id) or JobState()
+            return {"successCount": state.success_count, "failureCount": state.failure_count,
+                    "lastSuccessAt": timestamp(state.last_success_at),
+                    "lastFailureAt": timestamp(state.last_failure_at)}
+
+    def schedule_view(self, job_id: str, schedule: Schedule) -> dict:
+        out = schedule.dump()
+        nxt = self.next_fire(job_id, schedule)
+        if nxt is not None:
+            out["nextRunAt"] = timestamp(nxt)
+        stats = self.states.get(job_id, JobState()).schedule_stats.get(schedule.id)
+        if stats:
+            out["stats"] = {k: (timestamp(v) if k.endswith("At") else v) for k, v in stats.items()}
+        return out
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block until `predicate()` holds (checked whenever a run moves), or the timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(min(left, 1.0))
+            return True
+
+
+def _describe_report(report: Any) -> str:
+    """One line from a placement report (the pipeline's or the interim one)."""
+    for attr in ("explain", "summary", "describe", "message"):
+        value = getattr(report, attr, None)
+        if callable(value):
+            return str(value())
+        if isinstance(value, str):
+            return value
+    return str(report)
+
+
+def ensure_spec_error(error: Exception) -> SpecError:
+    return error if isinstance(error, SpecError) else SpecError("/", str(error))

@@ -1,0 +1,276 @@
+"""Metronome job and schedule specs: pydantic models whose errors name the field.
+
+Field names and limits follow Metronome's JSON schemas (jobspec, schedulespec)
+so existing job files keep working; dockyard's own additions are few and
+named plainly: `run.instances` (an array job: N tasks, each told its index)
+and `run.restart.backoffSeconds` (the first retry delay, doubling after).
+JSON and YAML are both accepted; every error becomes a `/path` and a message.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from framework.errors import SpecError
+from scheduler.placement.constraints import ConstraintError, parse_one
+
+JOB_ID = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+SCHEDULE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+class SpecInvalid(SpecError):
+    """A spec failed validation; `details` is Marathon's `[{"path", "errors"}]` list."""
+
+    def __init__(self, details: list[dict]) -> None:
+        first = details[0] if details else {"path": "/", "errors": ["invalid"]}
+        super().__init__(first["path"], "; ".join(first["errors"]))
+        self.details = details
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    def dump(self) -> dict:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class RestartPolicy(str, Enum):
+    NEVER = "NEVER"
+    ON_FAILURE = "ON_FAILURE"
+
+
+class Restart(Model):
+    policy: RestartPolicy = RestartPolicy.NEVER
+    active_deadline_seconds: int | None = Field(None, alias="activeDeadlineSeconds", ge=1)
+    backoff_seconds: float = Field(1.0, alias="backoffSeconds", ge=0, le=3600)
+
+
+class ConstraintSpec(Model):
+    attribute: str = Field(min_length=1)
+    operator: str
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _known_operator(self) -> "ConstraintSpec":
+        try:
+            parse_one({"attribute": self.attribute, "operator": self.operator, "value": self.value})
+        except ConstraintError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+
+class Placement(Model):
+    constraints: list[ConstraintSpec] = Field(default_factory=list)
+
+
+class Docker(Model):
+    image: str = Field(min_length=1)
+    force_pull_image: bool = Field(False, alias="forcePullImage")
+    privileged: bool = False
+    parameters: list[dict] = Field(default_factory=list)
+
+
+class UcrImage(Model):
+    id: str = Field(min_length=1)
+    kind: str = "docker"
+    force_pull: bool = Field(False, alias="forcePull")
+
+
+class Ucr(Model):
+    image: UcrImage
+
+
+class Artifact(Model):
+    uri: str = Field(min_length=1)
+    executable: bool = False
+    extract: bool = True
+    cache: bool = False
+
+
+class Volume(Model):
+    container_path: str = Field(alias="containerPath", min_length=1)
+    host_path: str | None = Field(None, alias="hostPath")
+    mode: str = "RW"
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("RO", "RW"):
+            raise ValueError("must be RO or RW")
+        return value
+
+
+class Run(Model):
+    cmd: str | None = None
+    args: list[str] | None = None
+    cpus: float = Field(1.0, ge=0.01)
+    mem: float = Field(128.0, ge=32)
+    disk: float = Field(0.0, ge=0)
+    gpus: float = Field(0.0, ge=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    docker: Docker | None = None
+    ucr: Ucr | None = None
+    volumes: list[Volume] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    placement: Placement = Field(default_factory=Placement)
+    restart: Restart = Field(default_factory=Restart)
+    max_launch_delay: int = Field(3600, alias="maxLaunchDelay", ge=1)
+    task_kill_grace_period_seconds: float = Field(3.0, alias="taskKillGracePeriodSeconds", ge=0)
+    user: str | None = None
+    instances: int = Field(1, ge=1, le=10000)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _plain_env(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if isinstance(item, dict):
+                    raise ValueError(f"{name}: secrets are not supported; give a string value")
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> "Run":
+        if not self.cmd and not self.args and not self.docker and not self.ucr:
+            raise ValueError("one of cmd, args, docker or ucr is required")
+        if self.docker and self.ucr:
+            raise ValueError("docker and ucr are mutually exclusive")
+        return self
+
+
+class ConcurrencyPolicy(str, Enum):
+    ALLOW = "ALLOW"
+    FORBID = "FORBID"
+    REPLACE = "REPLACE"
+
+
+class Schedule(Model):
+    id: str = "default"
+    cron: str
+    timezone: str = "UTC"
+    starting_deadline_seconds: int = Field(900, alias="startingDeadlineSeconds", ge=1)
+    concurrency_policy: ConcurrencyPolicy = Field(ConcurrencyPolicy.ALLOW, alias="concurrencyPolicy")
+    enabled: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not SCHEDULE_ID.match(value):
+            raise ValueError("must be lowercase letters, digits and dashes")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"not a valid 5-field cron expression: {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class Dependency(Model):
+    id: str
+
+
+class JobSpec(Model):
+    id: str
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    run: Run
+    schedules: list[Schedule] = Field(default_factory=list)
+    dependencies: list[Dependency] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not JOB_ID.match(value):
+            raise ValueError("must be dot-separated lowercase letters, digits and dashes")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_schedules(self) -> "JobSpec":
+        ids = [s.id for s in self.schedules]
+        if len(ids) != len(set(ids)):
+            raise ValueError("schedule ids must be unique")
+        if any(d.id == self.id for d in self.dependencies):
+            raise ValueError("a job cannot depend on itself")
+        return self
+
+
+def _path(location: tuple) -> str:
+    parts = []
+    for item in location:
+        if isinstance(item, str) and item in ("function-after", "function-before") or item == "":
+            continue
+        parts.append(str(item))
+    return "/" + "/".join(parts)
+
+
+def details_from(error: ValidationError, prefix: str = "") -> list[dict]:
+    """Marathon's error details from pydantic's: one entry per path, messages kept."""
+    grouped: dict[str, list[str]] = {}
+    for item in error.errors(include_url=False):
+        location = tuple(x for x in item["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        message = item["msg"].removeprefix("Value error, ")
+        grouped.setdefault(prefix + _path(location) if location else prefix or "/", []).append(message)
+    return [{"path": path, "errors": messages} for path, messages in grouped.items()]
+
+
+def load_document(raw: bytes | str | dict) -> Any:
+    """JSON or YAML text (or an already parsed dict); raises SpecError('/', ...) when neither."""
+    if isinstance(raw, dict):
+        return raw
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SpecError("/", f"Invalid JSON or YAML: {error}") from None
+
+
+def parse_job(raw: bytes | str | dict) -> JobSpec:
+    document = load_document(raw)
+    if not isinstance(document, dict):
+        raise SpecInvalid([{"path": "/", "errors": ["a job must be an object"]}])
+    try:
+        return JobSpec.model_validate(document)
+    except ValidationError as error:
+        raise SpecInvalid(details_from(error)) from None
+
+
+def parse_schedule(raw: bytes | str | dict) -> Schedule:
+    document = load_document(raw)
+    if not isinstance(document, dict):
+        raise SpecInvalid([{"path": "/", "errors": ["a schedule must be an object"]}])
+    try:
+        return Schedule.model_validate(document)
+    except ValidationError as error:
+        raise SpecInvalid(details_from(error)) from None
+
+
+def timestamp(seconds: float | None) -> str | None:
+    """Marathon's time format: ISO-8601 UTC with milliseconds."""
+    if seconds is None:
+        return None
+    from datetime import timezone
+
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,0 +1,336 @@
+"""The placement pipeline: source -> feasibility filters -> scoring -> selection.
+
+`place()` is pure: requests, agents (their offers) and the tasks already running in,
+a `Plan` out. This module alone decides the order of the chain:
+
+1. *Source.* Agents in a fixed order. A fit index (a max-tree over free cpus and
+   mem) jumps straight to the next agent that can hold the request, so a nearly
+   full cluster is not rescanned for every instance; a per-ask cursor skips agents
+   that already said no for good this round (every rejection except GROUP_BY's is
+   monotone while free resources only shrink and counts only grow).
+2. *Filters* (`feasible.py`), cheapest and most telling first: role, then the static
+   constraints (ineligible agents are "filtered", as in Nomad, before anyone calls
+   them "exhausted"), the counting constraints, scalar resources, ports. Filters
+   that cannot apply to an ask (no constraints, no ports) are left out of its chain.
+3. *Scoring* (`scoring.py`): the first `limit` feasible candidates are scored
+   (bin-pack by default, spread on request) and the best is taken; ties go to the
+   earlier agent (first-fit order).
+4. *Reports.* When an ask finds no agent, one full scan explains why (every agent,
+   every reason); its remaining identical requests only bump a coalesced count.
+
+Per round, the counts the counting constraints need are computed once from
+`placed` and updated by +1 per placement.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from scheduler.placement import scoring
+from scheduler.placement.constraints import FieldCounts, Operator, field_value
+from scheduler.placement.feasible import (
+    AgentSlot,
+    Ask,
+    CountingConstraintFilter,
+    Filter,
+    PortFilter,
+    Rejection,
+    ResourceFilter,
+    RoleFilter,
+    StaticConstraintFilter,
+)
+from scheduler.placement.report import PlacementReport
+from scheduler.placement.views import AgentView, Assignment, Placed
+from scheduler.requests import TaskRequest
+
+DEFAULT_LIMIT = {"binpack": 3, "spread": 4, "firstfit": 1}
+# Offer refusal the core may use: long when no waiting task could use the agent even
+# if the cluster changed, short when something may free up.
+REFUSE_UNRESOLVABLE_SECONDS = 300.0
+REFUSE_DEFAULT_SECONDS = 5.0
+EXPLAIN_SAMPLE = 500  # agents looked at to explain an ask that fits nowhere
+_EPS = 1e-9
+
+_ROLE = RoleFilter()
+_STATIC = StaticConstraintFilter()
+_COUNTING = CountingConstraintFilter()
+_RESOURCES = ResourceFilter()
+_PORTS = PortFilter()
+
+
+@dataclass
+class Plan:
+    assignments: list[Assignment] = field(default_factory=list)
+    reports: dict[str, PlacementReport] = field(default_factory=dict)
+    unplaced: list[TaskRequest] = field(default_factory=list)
+    decision_seconds: list[float] = field(default_factory=list)  # one per request
+
+    def used_agents(self) -> set[str]:
+        return {a.agent_id for a in self.assignments}
+
+    def refuse_seconds(self) -> float:
+        """How long an unused offer may be declined for (Mesos filter refuse_seconds)."""
+        waiting = [self.reports[r.owner] for r in self.unplaced if r.owner in self.reports]
+        if waiting and not any(report.resolvable for report in waiting):
+            return REFUSE_UNRESOLVABLE_SECONDS
+        return REFUSE_DEFAULT_SECONDS
+
+
+class FitIndex:
+    """Max-tree over agents' free cpus and mem: 'first agent at or after i that fits'."""
+
+    def __init__(self, slots: list[AgentSlot]) -> None:
+        self.n = len(slots)
+        size = 1
+        while size < max(self.n, 1):
+            size *= 2
+        self.size = size
+        self.cpu = [-1.0] * (2 * size)
+        self.mem = [-1.0] * (2 * size)
+        for slot in slots:
+            self.cpu[size + slot.index] = slot.cpus
+            self.mem[size + slot.index] = slot.mem
+        for node in range(size - 1, 0, -1):
+            self.cpu[node] = max(self.cpu[2 * node], self.cpu[2 * node + 1])
+            self.mem[node] = max(self.mem[2 * node], self.mem[2 * node + 1])
+
+    def update(self, slot: AgentSlot) -> None:
+        node = self.size + slot.index
+        cpu, mem = self.cpu, self.mem
+        cpu[node], mem[node] = slot.cpus, slot.mem
+        node //= 2
+        while node:
+            left, right = 2 * node, 2 * node + 1
+            c = cpu[left] if cpu[left] > cpu[right] else cpu[right]
+            m = mem[left] if mem[left] > mem[right] else mem[right]
+            if cpu[node] == c and mem[node] == m:
+                break
+            cpu[node], mem[node] = c, m
+            node //= 2
+
+    def next_fit(self, start: int, cpus: float, mem: float) -> int:
+        """The smallest index >= start whose free cpus and mem cover the need, or -1.
+
+        Walks right from the leaf: a node whose maxima fit is descended (left first);
+        one that does not fit is skipped with its whole subtree.
+        """
+        if start >= self.n:
+            return -1
+        cpus -= _EPS
+        mem -= _EPS
+        cpu, memory, size = self.cpu, self.mem, self.size
+        node = start + size
+        while True:
+            if cpu[node] >= cpus and memory[node] >= mem:
+                if node >= size:
+                    return node - size
+                node = 2 * node
+                continue
+            while node & 1:
+                node >>= 1
+            if node == 0:
+                return -1
+            node += 1
+
+
+def _chain(ask: Ask) -> list[Filter]:
+    """The filters that can say no to this ask, in pipeline order (PreFilter skip)."""
+    chain: list[Filter] = [_ROLE]
+    if any(c.static for c in ask.constraints):
+        chain.append(_STATIC)
+    if ask.counting:
+        chain.append(_COUNTING)
+    chain.append(_RESOURCES)
+    if ask.port_need:
+        chain.append(_PORTS)
+    return chain
+
+
+def _prepare(requests: Iterable[TaskRequest], slots: list[AgentSlot],
+             placed: Iterable[Placed]) -> list[Ask]:
+    """Group identical requests and precompute their constraint counters once."""
+    asks: dict[tuple, Ask] = {}
+    owner_fields: dict[str, set[str]] = {}
+    group_by_fields: set[str] = set()
+    for request in requests:
+        key = Ask.key(request)
+        ask = asks.get(key)
+        if ask is None:
+            for c in request.constraints:
+                if c.counting:
+                    owner_fields.setdefault(request.owner, set()).add(c.field)
+                    if c.operator is Operator.GROUP_BY:
+                        group_by_fields.add(c.field)
+            ask = asks[key] = Ask(request, {}, {})
+        ask.requests.append(request)
+    # Counters per owner, shared by that owner's asks of different shapes.
+    counts: dict[str, dict[str, FieldCounts]] = {
+        owner: {f: FieldCounts() for f in fields} for owner, fields in owner_fields.items()
+    }
+    if counts:
+        for task in placed:
+            per_field = counts.get(task.owner)
+            if per_field:
+                for fieldname, field_counts in per_field.items():
+                    field_counts.add(field_value(fieldname, task.hostname, task.attributes))
+    known = {
+        f: len({v for s in slots if (v := field_value(f, s.hostname, s.attributes)) is not None})
+        for f in group_by_fields
+    }
+    for ask in asks.values():
+        ask.counts = counts.get(ask.owner, {})
+        ask.known_values = known
+    return list(asks.values())
+
+
+def _monotone(rejection: Rejection, ask: Ask) -> bool:
+    """Whether the agent stays rejected for this ask for the rest of the round."""
+    return not (rejection.reason.value == "UnfulfilledConstraint"
+                and any(c.operator is Operator.GROUP_BY for c in ask.counting))
+
+
+def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Placed],
+          strategy: str = "binpack", *, limit: int | None = None,
+          explain_sample: int = EXPLAIN_SAMPLE,
+          clock: Callable[[], float] = time.perf_counter) -> Plan:
+    """Decide where each request runs this round; explain those that cannot run."""
+    if strategy not in scoring.STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {scoring.STRATEGIES}")
+    limit = limit or DEFAULT_LIMIT[strategy]
+    scorer = scoring.SCORERS[strategy]
+    plan = Plan()
+    slots = [AgentSlot(i, view) for i, view in enumerate(agents)]
+    index = FitIndex(slots)
+    asks = _prepare(requests, slots, placed)
+    if strategy == "binpack":
+        # Big rocks first: placing the largest asks first leaves less fragmentation.
+        asks.sort(key=lambda a: -(a.cpus / 8.0 + a.mem / 16384.0))
+    rotation = 0  # spread: where the next search starts
+    for ask in asks:
+        report = plan.reports.get(ask.owner)
+        if report is None:
+            report = plan.reports[ask.owner] = PlacementReport(ask.owner)
+        ask_started = clock()
+        chain = _chain(ask)
+        cursor = 0
+        failed = False
+        for request in ask.requests:
+            started = clock()
+            if failed:
+                report.unplaced += 1
+                report.coalesced_failures += 1
+                plan.unplaced.append(request)
+                plan.decision_seconds.append(clock() - started)
+                continue
+            candidates: list[tuple[float, int, AgentSlot, dict[str, float]]] = []
+            if strategy == "spread":
+                search = _wrapped(index, rotation, ask)
+            else:
+                search = _forward(index, cursor, ask)
+            contiguous = strategy != "spread"
+            for position in search:
+                if contiguous:
+                    cursor = position  # everything before it was skipped or refused for good
+                slot = slots[position]
+                rejection = None
+                for f in chain:
+                    rejection = f.check(ask, slot)
+                    if rejection is not None:
+                        break
+                if rejection is None:
+                    contiguous = False
+                    scores = scorer(ask, slot)
+                    candidates.append((scoring.final(scores), -position, slot, scores))
+                    if len(candidates) >= limit:
+                        break
+                else:
+                    report.reject(slot.agent_id, slot.hostname, rejection)
+                    if contiguous and _monotone(rejection, ask):
+                        cursor = position + 1
+                    else:
+                        contiguous = False
+            if not candidates:
+                failed = True
+                _explain(report, chain, ask, slots, explain_sample)
+                report.unplaced += 1
+                plan.unplaced.append(request)
+                plan.decision_seconds.append(clock() - started)
+                continue
+            final, _, chosen, scores = max(candidates, key=lambda c: (c[0], c[1]))
+            for total, _, slot, item_scores in candidates:
+                report.accept(slot.agent_id, item_scores, total)
+            ports = chosen.take(ask)
+            index.update(chosen)
+            ask.record(chosen)
+            report.placed += 1
+            plan.assignments.append(Assignment(request, chosen.agent_id, chosen.hostname, ports, scores))
+            if strategy == "spread":
+                rotation = chosen.index + 1
+            plan.decision_seconds.append(clock() - started)
+        report.seconds += clock() - ask_started
+    return plan
+
+
+def _forward(index: FitIndex, start: int, ask: Ask, probe: int = 256) -> Iterator[int]:
+    """Agents from `start` on that can hold the ask's cpus and mem, in order.
+
+    Looks at the next few leaves directly (cheap where the cluster has room) and
+    asks the tree only to jump over a full stretch.
+    """
+    cpu, mem, size, n = index.cpu, index.mem, index.size, index.n
+    cpus, memory = ask.cpus - _EPS, ask.mem - _EPS
+    position = start
+    while position < n:
+        stop = min(position + probe, n)
+        while position < stop:
+            if cpu[size + position] >= cpus and mem[size + position] >= memory:
+                yield position
+            position += 1
+        if position < n:
+            position = index.next_fit(position, ask.cpus, ask.mem)
+            if position < 0:
+                return
+
+
+def _wrapped(index: FitIndex, start: int, ask: Ask) -> Iterator[int]:
+    start = start % index.n if index.n else 0
+    for position in _forward(index, start, ask):
+        yield position
+    position = index.next_fit(0, ask.cpus, ask.mem)
+    while 0 <= position < start:
+        yield position
+        position = index.next_fit(position + 1, ask.cpus, ask.mem)
+
+
+def _explain(report: PlacementReport, chain: list[Filter], ask: Ask, slots: list[AgentSlot],
+             sample: int = 0) -> None:
+    """Look at the agents once, with every reason, for an ask that found none.
+
+    Large clusters are sampled evenly (`sample` agents at most; Marathon's
+    summary also covers only the last offers): an explanation must not cost
+    more than the placements it explains.
+    """
+    if sample and len(slots) > sample:
+        step = len(slots) / sample
+        slots = [slots[int(i * step)] for i in range(sample)]
+        report.sampled = True
+    report.evaluated = report.filtered = report.exhausted = 0
+    report.by_reason.clear()
+    report.filtered_by.clear()
+    report.exhausted_by.clear()
+    report.unused.clear()
+    report.explained = True
+    resolvable = False
+    for slot in slots:
+        rejection = None
+        for f in chain:
+            rejection = f.check(ask, slot)
+            if rejection is not None:
+                break
+        if rejection is None:  # only possible for GROUP_BY balancing races
+            resolvable = True
+            continue
+        report.reject(slot.agent_id, slot.hostname, rejection)
+        resolvable = resolvable or rejection.resolvable
+    report.resolvable = resolvable

@@ -1,0 +1,1 @@
+"""Conformance: third-party Mesos clients against the embedded cluster."""

@@ -1,0 +1,102 @@
+"""pymesos 0.3.15, an independent Mesos client, end to end on the embedded cluster.
+
+pymesos cannot be installed on Python 3.11+ (its http-parser dependency does not
+build), so it runs in a cached Python 3.10 virtualenv (`.venv-pymesos/`) as
+separate processes: a pymesos scheduler launching a task on a pymesos executor.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.cluster import Cluster
+from tests.support.procs import REPO, Process, wait_for
+
+PYTHON310 = Path("/root/.pyenv/versions/3.10.13/bin/python3.10")
+VENV = REPO / ".venv-pymesos"
+APPS = Path(__file__).parent / "pymesos_apps"
+
+
+def pymesos_python() -> Path:
+    """The 3.10 venv's python with pymesos==0.3.15, created on first use."""
+    python = VENV / "bin" / "python"
+    check = [str(python), "-c", "import pymesos, sys; sys.exit(pymesos.__VERSION__ != '0.3.15')"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    if not PYTHON310.exists():
+        pytest.skip(f"pymesos needs Python <= 3.10 and {PYTHON310} is absent")
+    subprocess.run([str(PYTHON310), "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "pymesos==0.3.15"], check=True, timeout=600)
+    subprocess.run(check, check=True)
+    return python
+
+
+@pytest.fixture(scope="module")
+def python310() -> Path:
+    return pymesos_python()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with Cluster(tmp_path_factory.mktemp("pymesos-cluster"), agents=1).start() as running:
+        yield running
+
+
+def events(process: Process) -> list[dict]:
+    found = []
+    for line in process.output().splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def test_pymesos_scheduler_and_executor_end_to_end(cluster: Cluster, python310: Path,
+                                                   tmp_path: Path) -> None:
+    executor_command = f"{python310} {APPS / 'executor.py'}"
+    scheduler = Process([str(python310), str(APPS / "scheduler.py"), cluster.master_address,
+                         executor_command], tmp_path / "pymesos-scheduler.log",
+                        env={"PYTHONPATH": ""})
+    try:
+        def finished() -> bool:
+            if not scheduler.alive() and not any(e["event"] == "stopped" for e in events(scheduler)):
+                raise AssertionError(f"pymesos scheduler died:\n{scheduler.output()[-3000:]}")
+            return any(e["event"] == "stopped" for e in events(scheduler))
+
+        try:
+            wait_for(finished, timeout=45, interval=0.1, what="pymesos scheduler to finish")
+        except TimeoutError as error:
+            raise AssertionError(f"{error}\n--- pymesos ---\n{scheduler.output()[-4000:]}\n"
+                                 f"{cluster.logs()}") from None
+        wait_for(lambda: not scheduler.alive(), timeout=15, what="pymesos scheduler exit")
+    finally:
+        scheduler.stop()
+
+    seen = events(scheduler)
+    kinds = [e["event"] for e in seen]
+    assert "error" not in kinds, seen
+    registered = next(e for e in seen if e["event"] == "registered")
+    assert registered["framework_id"] and registered["port"] == cluster.master_ports[0]
+    assert "offers" in kinds and "launched" in kinds
+    updates = [e for e in seen if e["event"] == "update"]
+    states = [u["state"] for u in updates]
+    assert "TASK_RUNNING" in states and states[-1] == "TASK_FINISHED", seen
+    running = next(u for u in updates if u["state"] == "TASK_RUNNING")
+    assert running["source"] == "SOURCE_EXECUTOR" and running["has_uuid"]
+    assert running["data"] == "running"
+    assert updates[-1]["message"] == "done by pymesos"
+    message = next(e for e in seen if e["event"] == "message")
+    assert message == {"event": "message", "executor_id": "pymesos-executor", "data": "got: hello executor"}
+
+    # stop() without failover sent TEARDOWN: the framework is completed, the agent survived
+    # the pymesos executor's shutdown (it SIGKILLs its own process group).
+    state = cluster.state()
+    assert registered["framework_id"] in {f["id"] for f in state.get("completed_frameworks", [])}
+    assert registered["framework_id"] not in {f["id"] for f in state.get("frameworks", [])}
+    assert all(agent is not None and agent.alive() for agent in cluster.agents)

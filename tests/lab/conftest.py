@@ -1,0 +1,91 @@
+"""Fixtures for lab tests: a unique lab name and subnet, and a check that nothing is left."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from framework.local.lab import lab as labs
+from tests.support.procs import REPO
+
+STANDIN = f"{sys.executable} {REPO / 'tests' / 'lab' / 'standin_role.py'}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Root-marked lab tests cannot run as another user: skip them with the reason."""
+    if os.geteuid() == 0:
+        return
+    for item in items:
+        if "root" in item.keywords and "tests/lab" in str(item.fspath):
+            item.add_marker(pytest.mark.skip(reason="needs root: network namespaces"))
+
+
+class Lab:
+    """A lab under test, driven through the real `dockyard lab` command line."""
+
+    def __init__(self, root: Path) -> None:
+        self.name = "t" + secrets.token_hex(3)
+        self.root = root
+        self.subnet = f"10.213.{100 + secrets.randbelow(100)}.0/24"
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess:
+        argv = [sys.executable, str(REPO / "dockyard.py"), "lab", "--name", self.name,
+                "--root", str(self.root), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} -> {done.returncode}\n"
+                                 f"stdout: {done.stdout}\nstderr: {done.stderr}")
+        return done
+
+    def up(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess:
+        return self.run("up", "--subnet", self.subnet, *args, **kwargs)  # type: ignore[arg-type]
+
+    def status(self) -> dict:
+        return json.loads(self.run("status", "--json").stdout)
+
+    def node(self, name: str) -> dict:
+        return next(node for node in self.status()["nodes"] if node["name"] == name)
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (our labs' paths are unique)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def assert_clean(lab: Lab) -> None:
+    """Nothing of the lab remains: namespaces, links, /etc/netns files, processes, files."""
+    assert labs.leftovers(lab.name) == {"netns": [], "links": [], "etc": []}
+    assert processes_mentioning(str(lab.dir)) == []
+    assert not (lab.dir / "state.json").exists()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """A lab name that is torn down (and checked clean) whatever the test did."""
+    under_test = Lab(tmp_path / "labs")
+    yield under_test
+    under_test.run("down", timeout=120, check=False)
+    assert_clean(under_test)

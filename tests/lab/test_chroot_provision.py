@@ -1,0 +1,104 @@
+"""node.sh, the whole Vagrant provisioning of a node, run in a Debian chroot.
+
+The root filesystem is built once with debootstrap (Debian's own bootstrap,
+from the Debian archive the host uses) and cached; each run gets a throw-away
+overlay on top. It stops short of what needs a VM: systemd is not PID 1 in a
+chroot, so units are written and checked but not started. Slow: the first run
+debootstraps, every run installs packages and dockyard with pip.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.procs import REPO
+
+CACHE = Path(os.environ.get("DOCKYARD_TEST_CACHE", "/var/cache/dockyard-tests"))
+ROOTFS = CACHE / "rootfs-bookworm"
+MIRROR = "http://deb.debian.org/debian"
+
+pytestmark = [pytest.mark.slow, pytest.mark.root,
+              pytest.mark.skipif(shutil.which("debootstrap") is None,
+                                 reason="debootstrap is not installed (make debs adds it)")]
+
+
+def run(*argv: str, timeout: float = 1200, **kwargs: object) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          **kwargs)  # type: ignore[call-overload]
+    assert done.returncode == 0, f"{argv}: {done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def cached_rootfs() -> Path:
+    """debootstrap once; a marker file says the tree is complete."""
+    marker = ROOTFS / ".dockyard-complete"
+    if marker.exists():
+        return ROOTFS
+    partial = CACHE / "rootfs-bookworm.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    run("debootstrap", "--variant=minbase", "bookworm", str(partial), MIRROR, timeout=1800)
+    (partial / ".dockyard-complete").touch()
+    shutil.rmtree(ROOTFS, ignore_errors=True)
+    partial.rename(ROOTFS)
+    return ROOTFS
+
+
+@pytest.fixture
+def chroot(tmp_path: Path) -> Iterator[Path]:
+    """An overlay of the cached rootfs with /proc, /dev and the checkout at /vagrant."""
+    lower = cached_rootfs()
+    upper, work, merged = (tmp_path / name for name in ("upper", "work", "merged"))
+    for folder in (upper, work, merged):
+        folder.mkdir()
+    mounts: list[Path] = []
+    try:
+        run("mount", "-t", "overlay", "overlay", "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged))
+        mounts.append(merged)
+        for source, target, options in (("proc", "proc", ["-t", "proc"]),
+                                        ("/dev", "dev", ["--rbind"]),
+                                        (str(REPO), "vagrant", ["--bind"])):
+            (merged / target).mkdir(exist_ok=True)
+            run("mount", *options, source, str(merged / target))
+            mounts.append(merged / target)
+        shutil.copy("/etc/resolv.conf", merged / "etc/resolv.conf")
+        yield merged
+    finally:
+        for point in reversed(mounts):
+            subprocess.run(["umount", "-R", "-l", str(point)], capture_output=True, timeout=60)
+    assert str(merged) not in Path("/proc/self/mountinfo").read_text()
+
+
+def in_chroot(root: Path, *argv: str, env: dict[str, str] | None = None,
+              timeout: float = 1500) -> subprocess.CompletedProcess:
+    base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root", "LANG": "C.UTF-8"}
+    return run("chroot", str(root), *argv, env={**base, **(env or {})}, timeout=timeout)
+
+
+def test_node_sh_provisions_an_agent_node(chroot: Path) -> None:
+    settings = {"DOCKYARD_NODE": "agent1", "DOCKYARD_IP": "192.168.56.11",
+                "DOCKYARD_CONTROL_IP": "192.168.56.10", "DOCKYARD_ZK": "1",
+                "DOCKYARD_MESOS": "auto", "DOCKYARD_SRC": "/vagrant",
+                "DOCKYARD_HOSTS": "control=192.168.56.10 agent1=192.168.56.11"}
+    done = in_chroot(chroot, "bash", "/vagrant/vagrant/provision/node.sh", "agent", env=settings)
+    assert "agent1 runs the embedded Mesos master/agent" in done.stdout
+    assert "192.168.56.10\tcontrol" in (chroot / "etc/hosts").read_text()
+    unit = (chroot / "etc/systemd/system/dockyard-agent.service").read_text()
+    assert "ExecStart=/usr/local/lib/dockyard/run-role.sh agent /etc/dockyard/agent.env" in unit
+    argv = in_chroot(chroot, "/usr/local/lib/dockyard/run-role.sh", "--print", "agent",
+                     "/etc/dockyard/agent.env").stdout.split()
+    assert argv[:4] == ["dockyard", "agent", "--master", "zk://192.168.56.10:2181/mesos"]
+    assert "node:agent1" in argv
+    # dockyard is installed from the checkout, with the packages the executor needs.
+    in_chroot(chroot, "dockyard", "--help")
+    in_chroot(chroot, "/opt/dockyard/bin/python", "-c",
+              "import framework.local, scheduler, executor, kazoo, addict")
+    for binary in ("runc", "crun", "busybox"):
+        in_chroot(chroot, "sh", "-c", f"command -v {binary}")

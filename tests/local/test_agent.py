@@ -1,0 +1,310 @@
+"""The embedded agent end to end: real master, agent, executors and tasks.
+
+The framework side is raw v1 HTTP (tests/support/framework.py), so every field a
+scheduler would see is checked as it arrives.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from framework.mesos.messages import valid_uuid
+from tests.support.cluster import Cluster
+from tests.support.framework import RawFramework, command_task
+from tests.support.procs import dockyard, wait_for
+
+from .conftest import REGISTRATION_TIMEOUT
+
+
+def agent_url(cluster: Cluster) -> str:
+    return f"http://{cluster.agent_address(0)}"
+
+
+def custom_executor(command: str, executor_id: str | None = None) -> dict:
+    return {"executor_id": {"value": executor_id or f"exec-{uuid.uuid4().hex[:8]}"}, "type": "CUSTOM",
+            "command": {"value": command},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                          {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+
+
+def dockyard_executor(executor_id: str, idle_seconds: float = 30) -> dict:
+    """Our own executor as a custom one: what a scheduler reuses to run many tasks warm."""
+    argv = dockyard("executor")
+    info = custom_executor("", executor_id)
+    info["command"] = {"shell": False, "value": argv[0], "arguments": argv, "environment": {"variables": [
+        {"name": "DOCKYARD_EXECUTOR_IDLE_TIMEOUT", "value": str(idle_seconds)}]}}
+    return info
+
+
+def executor_sandbox(cluster: Cluster, executor_id: str) -> Path:
+    def find() -> Path | None:
+        state = httpx.get(f"{agent_url(cluster)}/state").json()
+        for framework in state["frameworks"] + state["completed_frameworks"]:
+            for executor in framework["executors"] + framework["completed_executors"]:
+                if executor["id"] == executor_id:
+                    return Path(executor["directory"])
+        return None
+
+    return wait_for(find, 10, what=f"executor {executor_id} in the agent's /state")  # type: ignore[return-value]
+
+
+# -- command tasks ------------------------------------------------------------------------------
+
+def test_command_task_exit_3_fails_and_exit_0_finishes(framework: RawFramework) -> None:
+    offer = framework.offer()
+    framework.launch(offer, [command_task("exit 3", task_id="exit-3"), command_task("exit 0", task_id="exit-0")])
+    framework.wait_terminal("exit-3")
+    framework.wait_terminal("exit-0")
+    failed = framework.updates("exit-3")
+    assert [u["state"] for u in failed] == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    assert failed[-1]["message"] == "Command exited with status 3"
+    assert "reason" not in failed[-1]
+    for update in failed:
+        assert valid_uuid(update["uuid"])
+        assert update["executor_id"] == {"value": "exit-3"}
+        assert update["source"] == "SOURCE_EXECUTOR"
+        assert update["agent_id"] == offer["agent_id"]
+    assert [u["state"] for u in framework.updates("exit-0")] == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+
+
+def test_kill_with_grace_escalates_to_sigkill(framework: RawFramework, cluster: Cluster) -> None:
+    offer = framework.offer()
+    task = command_task("trap 'echo got TERM' TERM; while true; do sleep 0.05; done", task_id="trapper",
+                        kill_policy={"grace_period": {"nanoseconds": 10_000_000_000}})
+    framework.launch(offer, [task])
+    framework.wait_state("trapper", "TASK_RUNNING")
+    sandbox = executor_sandbox(cluster, "trapper")
+    time.sleep(0.2)  # the shell installs its trap after it starts; the marker below is what is checked
+    begun = time.monotonic()
+    framework.kill("trapper", offer["agent_id"], grace=1.0)  # the KILL's policy overrides the task's
+    killed = framework.wait_terminal("trapper")
+    elapsed = time.monotonic() - begun
+    assert killed["state"] == "TASK_KILLED"
+    assert killed["message"] == "Command terminated with signal SIGKILL"
+    assert 1.0 <= elapsed < 5.0
+    assert [u["state"] for u in framework.updates("trapper")][-2:] == ["TASK_KILLING", "TASK_KILLED"]
+    wait_for(lambda: "got TERM" in (sandbox / "stdout").read_text(), 5, what="the trap to have run")
+
+
+def test_task_group_shares_a_default_executor_and_fails_together(framework: RawFramework,
+                                                                 cluster: Cluster) -> None:
+    offer = framework.offer()
+    executor = {"executor_id": {"value": "group-exec"}, "type": "DEFAULT",
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+    framework.launch_group(offer, executor, [
+        command_task("echo from-a; sleep 0.3; exit 1", task_id="group-a"),
+        command_task("sleep 60", task_id="group-b"),
+    ])
+    assert framework.wait_terminal("group-a")["state"] == "TASK_FAILED"
+    assert framework.wait_terminal("group-b")["state"] == "TASK_KILLED"
+    running = framework.wait_state("group-a", "TASK_RUNNING")
+    assert running["executor_id"] == {"value": "group-exec"}
+    labels = {label["key"]: label["value"] for label in running["labels"]["labels"]}
+    assert labels["dockyard.sandbox"] == "tasks/group-a"
+    sandbox = executor_sandbox(cluster, "group-exec")
+    assert (sandbox / "tasks" / "group-a" / "stdout").read_text() == "from-a\n"
+
+
+def test_warm_executor_runs_many_tasks_in_one_process(framework: RawFramework, cluster: Cluster) -> None:
+    executor = dockyard_executor("warm-exec")
+    ids = [f"warm-{i}" for i in range(6)]
+    for batch in (ids[:3], ids[3:]):
+        offer = framework.offer()
+        tasks = []
+        for task_id in batch:
+            # A task for a custom executor has no `command`: ours reads it from `data`.
+            task = command_task("", task_id=task_id)
+            del task["command"]
+            task["executor"] = executor
+            task["data"] = base64.b64encode(json.dumps({"command": {"value": f"echo {task_id}"}}).encode()).decode()
+            tasks.append(task)
+        framework.launch(offer, tasks)
+        for task_id in batch:
+            assert framework.wait_terminal(task_id)["state"] == "TASK_FINISHED"
+    sandbox = executor_sandbox(cluster, "warm-exec")
+    for task_id in ids:
+        assert (sandbox / "tasks" / task_id / "stdout").read_text() == f"{task_id}\n"
+    state = httpx.get(f"{agent_url(cluster)}/state").json()
+    ours = [f for f in state["frameworks"] if f["id"] == framework.framework_id]
+    assert len(ours) == 1 and [e["id"] for e in ours[0]["executors"]] == ["warm-exec"]
+    assert {t["id"] for t in ours[0]["executors"][0]["completed_tasks"]} == set(ids)
+
+
+# -- executors that go wrong ------------------------------------------------------------------------
+
+def test_executor_that_cannot_start_fails_its_task_and_reports_failure(framework: RawFramework) -> None:
+    offer = framework.offer()
+    task = command_task("true", task_id="orphan")
+    del task["command"]
+    task["executor"] = custom_executor("/nonexistent/executor", "broken-exec")
+    framework.launch(offer, [task])
+    failed = framework.wait_terminal("orphan")
+    assert failed["state"] == "TASK_FAILED"
+    assert failed["reason"] == "REASON_EXECUTOR_TERMINATED"
+    assert failed["source"] == "SOURCE_AGENT"
+    assert valid_uuid(failed["uuid"])
+    failure = framework.wait_event(lambda e: e["type"] == "FAILURE" and "executor_id" in e["failure"])
+    assert failure["failure"]["executor_id"] == {"value": "broken-exec"}
+    assert failure["failure"]["status"] == 127 << 8  # raw waitpid: sh's "command not found"
+
+
+def test_executor_environment_and_registration_timeout(framework: RawFramework, cluster: Cluster) -> None:
+    offer = framework.offer()
+    task = command_task("true", task_id="silent")
+    del task["command"]
+    task["executor"] = custom_executor("env > env.txt; exec sleep 60", "silent-exec")
+    framework.launch(offer, [task])
+    sandbox = executor_sandbox(cluster, "silent-exec")
+    env_file = sandbox / "env.txt"
+    wait_for(lambda: env_file.exists() and "MESOS_SANDBOX" in env_file.read_text(), 5, what="env.txt")
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    agent_id = offer["agent_id"]["value"]
+    assert env["MESOS_FRAMEWORK_ID"] == framework.framework_id
+    assert env["MESOS_EXECUTOR_ID"] == "silent-exec"
+    assert env["MESOS_DIRECTORY"] == env["MESOS_SANDBOX"] == str(sandbox)
+    assert str(sandbox).startswith(str(cluster.workdir / "agent0" / "slaves" / agent_id / "frameworks"
+                                       / framework.framework_id / "executors" / "silent-exec" / "runs"))
+    assert env["MESOS_SLAVE_ID"] == agent_id
+    assert env["MESOS_SLAVE_PID"] == f"slave(1)@{cluster.agent_address(0)}"
+    assert env["MESOS_AGENT_ENDPOINT"] == cluster.agent_address(0)
+    assert env["MESOS_CHECKPOINT"] == "0"
+    assert "MESOS_RECOVERY_TIMEOUT" not in env and "MESOS_SUBSCRIPTION_BACKOFF_MAX" not in env
+    assert env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] == "5secs"
+    assert env["MESOS_HTTP_COMMAND_EXECUTOR"] in ("0", "1")
+    assert env["DOCKYARD_WORK_DIR"] == str(cluster.workdir / "agent0")
+
+    # Known but never subscribed: UPDATE is 403, as on a real agent.
+    status = {"task_id": {"value": "silent"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR",
+              "uuid": "AAAAAAAAQAAAAAAAAAAAAA=="}
+    response = post_executor_call(cluster, {"type": "UPDATE", "framework_id": {"value": framework.framework_id},
+                                            "executor_id": {"value": "silent-exec"}, "update": {"status": status}})
+    assert response.status_code == 403, response.text
+
+    failed = framework.wait_terminal("silent", timeout=REGISTRATION_TIMEOUT + 10)
+    assert failed["state"] == "TASK_FAILED"
+    assert failed["reason"] == "REASON_EXECUTOR_REGISTRATION_TIMEOUT"
+    assert failed["source"] == "SOURCE_AGENT"
+
+
+def test_checkpointing_framework_gets_recovery_environment(cluster: Cluster) -> None:
+    client = RawFramework(cluster.master_address, name="checkpointer", checkpoint=True).start()
+    try:
+        offer = client.offer()
+        task = command_task("true", task_id="ckpt")
+        del task["command"]
+        task["executor"] = custom_executor("env > env.txt", "ckpt-exec")
+        client.launch(offer, [task])
+        assert client.wait_terminal("ckpt")["reason"] == "REASON_EXECUTOR_TERMINATED"
+        env_file = executor_sandbox(cluster, "ckpt-exec") / "env.txt"
+        env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+        assert env["MESOS_CHECKPOINT"] == "1"
+        assert env["MESOS_RECOVERY_TIMEOUT"] == "15mins"
+        assert env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] == "2secs"
+        meta = cluster.workdir / "agent0" / "meta" / "slaves" / offer["agent_id"]["value"] / "frameworks"
+        assert json.loads((meta / client.framework_id / "framework.info").read_text())["checkpoint"] is True
+    finally:
+        client.stop()
+
+
+# -- the executor API's answers ------------------------------------------------------------------------
+
+def post_executor_call(cluster: Cluster, body: dict | str, content_type: str = "application/json",
+                       path: str = "/api/v1/executor") -> httpx.Response:
+    content = body if isinstance(body, str) else json.dumps(body)
+    return httpx.post(f"{agent_url(cluster)}{path}", content=content, headers={"Content-Type": content_type})
+
+
+def test_executor_api_rejects_bad_calls_like_mesos(cluster: Cluster, framework: RawFramework) -> None:
+    ids = {"framework_id": {"value": framework.framework_id}, "executor_id": {"value": "nobody"}}
+    good_status = {"task_id": {"value": "t"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR",
+                   "uuid": "AAAAAAAAQAAAAAAAAAAAAA=="}
+    assert post_executor_call(cluster, {"type": "HEARTBEAT", **ids}).status_code == 202
+    unknown = post_executor_call(cluster, {"type": "SUBSCRIBE", **ids, "subscribe": {}})
+    assert unknown.status_code == 400
+    update = post_executor_call(cluster, {"type": "UPDATE", "framework_id": {"value": "no-such-framework"},
+                                          "executor_id": {"value": "e"}, "update": {"status": good_status}})
+    assert (update.status_code, update.text) == (400, "Framework cannot be found")
+    for broken in ({k: v for k, v in good_status.items() if k != "source"},
+                   {**good_status, "state": "TASK_STAGING"},
+                   {k: v for k, v in good_status.items() if k != "uuid"},
+                   {**good_status, "uuid": "bm90IGEgdXVpZA=="}):
+        response = post_executor_call(cluster, {"type": "UPDATE", **ids, "update": {"status": broken}},
+                                      path="/slave(1)/api/v1/executor")
+        assert response.status_code == 400, broken
+    assert post_executor_call(cluster, {"type": "HEARTBEAT", **ids},
+                              content_type="application/json; charset=utf-8").status_code == 415
+    assert post_executor_call(cluster, "{not json").status_code == 400
+    assert httpx.get(f"{agent_url(cluster)}/api/v1/executor").status_code == 405
+
+
+# -- files, state, monitoring ----------------------------------------------------------------------------
+
+def test_files_api_reads_a_task_stdout_and_refuses_outside_paths(framework: RawFramework,
+                                                                 cluster: Cluster) -> None:
+    framework.launch(framework.offer(), [command_task("echo hello from the sandbox", task_id="talker")])
+    assert framework.wait_terminal("talker")["state"] == "TASK_FINISHED"
+    sandbox = executor_sandbox(cluster, "talker")
+    base = agent_url(cluster)
+    listing = httpx.get(f"{base}/files/browse", params={"path": str(sandbox)}).json()
+    names = {Path(entry["path"]).name: entry for entry in listing}
+    assert {"stdout", "stderr"} <= set(names)
+    assert names["stdout"]["mode"].startswith("-rw")
+    content = "hello from the sandbox\n"
+    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout")}).json() == {
+        "data": "", "offset": len(content)}
+    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout"), "offset": 0}).json() == {
+        "data": content, "offset": 0}
+    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout"), "offset": 6,
+                                                   "length": 4}).json() == {"data": "from", "offset": 6}
+    assert httpx.get(f"{base}/files/download", params={"path": str(sandbox / "stdout")}).text == content
+    assert httpx.get(f"{base}/files/read", params={"path": "/etc/passwd", "offset": 0}).status_code == 403
+    escape = f"{sandbox}/../../../../../../../../../../etc/passwd"
+    assert httpx.get(f"{base}/files/read", params={"path": escape, "offset": 0}).status_code == 403
+    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "missing")}).status_code == 404
+
+
+def test_state_monitor_health_and_metrics(framework: RawFramework, cluster: Cluster) -> None:
+    framework.launch(framework.offer(), [command_task("sleep 30", task_id="sleeper")])
+    framework.wait_state("sleeper", "TASK_RUNNING")
+    base = agent_url(cluster)
+    assert httpx.get(f"{base}/health").status_code == 200
+    state = httpx.get(f"{base}/state").json()
+    assert state["hostname"] == "agent0"
+    assert state["resources"]["cpus"] == 4
+    assert state["pid"] == f"slave(1)@{cluster.agent_address(0)}"
+    tasks = [t for f in state["frameworks"] for e in f["executors"] for t in e["tasks"]]
+    assert any(t["id"] == "sleeper" and t["state"] == "TASK_RUNNING" for t in tasks)
+    stats = httpx.get(f"{base}/monitor/statistics").json()
+    mine = [s for s in stats if s["executor_id"] == "sleeper"]
+    assert mine and mine[0]["framework_id"] == framework.framework_id
+    assert mine[0]["statistics"]["mem_rss_bytes"] > 0 and "cpus_user_time_secs" in mine[0]["statistics"]
+    metrics = httpx.get(f"{base}/metrics").text
+    assert "dockyard_agent_tasks_running" in metrics
+    framework.kill("sleeper")
+    assert framework.wait_terminal("sleeper")["state"] == "TASK_KILLED"
+
+
+# -- losing the agent -----------------------------------------------------------------------------------
+
+def test_agent_killed_hard_has_its_tasks_lost(tmp_path: Path) -> None:
+    with Cluster(tmp_path, agents=1, master_args=["--agent-ping-interval", "0.2",
+                                                  "--agent-ping-timeout", "1.5"]).start() as cluster:
+        client = RawFramework(cluster.master_address).start()
+        try:
+            client.launch(client.offer(), [command_task("sleep 60", task_id="doomed")])
+            client.wait_state("doomed", "TASK_RUNNING")
+            cluster.kill_agent(0)
+            lost = client.wait_terminal("doomed", timeout=15)
+            assert lost["state"] == "TASK_LOST"
+            assert lost["source"] == "SOURCE_MASTER"
+            assert lost["reason"] == "REASON_AGENT_REMOVED"
+            assert "uuid" not in lost
+        finally:
+            client.stop()

@@ -1,0 +1,674 @@
+"""The embedded master over real HTTP, against the conformance cases of reference §8.
+
+Each test starts a real `dockyard master` process and speaks raw HTTP to it;
+agents are fake but real clients of the internal agent protocol.
+"""
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+from framework.mesos.messages import new_uuid
+from tests.support.mesos_http import (JSON_HEADERS, FakeAgent, Framework, Master, launch,
+                                      task_info)
+from tests.support.procs import Process, dockyard, free_port, http_ok, wait_for
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+PARTITION_AWARE = {"user": "tester", "name": "pa", "capabilities": [{"type": "PARTITION_AWARE"}]}
+MULTI_ROLE = {"user": "tester", "name": "mr", "roles": ["dev"],
+              "capabilities": [{"type": "MULTI_ROLE"}]}
+
+
+StartMaster = Callable[..., Master]
+
+
+@pytest.fixture
+def start_master(tmp_path: Path) -> Iterator[StartMaster]:
+    procs: list[tuple[Process, Master]] = []
+
+    def start(*flags: str, port: int | None = None) -> Master:
+        port = port or free_port()
+        proc = Process(dockyard("master", "--ip", "127.0.0.1", "--port", str(port),
+                                "--work-dir", str(tmp_path / f"master-{port}"),
+                                "--allocation-interval", "0.2", *flags),
+                       tmp_path / f"master-{port}.log")
+        base = f"http://127.0.0.1:{port}"
+        client = Master(base)
+        procs.append((proc, client))
+        wait_for(lambda: http_ok(base + "/health") or not proc.alive(), timeout=20,
+                 what="master /health")
+        assert proc.alive(), proc.output()
+        return client
+
+    yield start
+    for proc, client in procs:
+        client.close()
+        proc.stop()
+
+
+@pytest.fixture
+def master(start_master: StartMaster) -> Master:
+    return start_master("--status-update-retry", "0.4")
+
+
+# --------------------------------------------------------------------------- §8.1 stream
+def test_subscribe_stream_starts_with_subscribed_then_heartbeat(master: Master) -> None:
+    stream = master.subscribe({"user": "tester", "name": "fw"})
+    assert stream.status == 200
+    assert stream.headers["content-type"] == "application/json"
+    assert stream.headers["transfer-encoding"] == "chunked"
+    assert UUID_RE.match(stream.headers["mesos-stream-id"])
+    first = stream.next()
+    assert first["type"] == "SUBSCRIBED"
+    subscribed = first["subscribed"]
+    assert subscribed["heartbeat_interval_seconds"] == 15.0
+    info = subscribed["master_info"]
+    assert subscribed["framework_id"]["value"] == f"{info['id']}-0000"
+    assert info["version"] == "1.11.0" and info["ip"] == 16777343
+    assert info["address"]["ip"] == "127.0.0.1"
+    assert stream.next()["type"] == "HEARTBEAT"
+    # exact framing: the decoder consumed `<len>\n<json>` records with nothing between
+    assert stream.raw_records[1] == b'{"type":"HEARTBEAT"}'
+    stream.close()
+
+
+def test_heartbeat_interval_flag(start_master: StartMaster) -> None:
+    master = start_master("--heartbeat-interval", "0.2")
+    fw = Framework(master)
+    assert fw.stream.seen[0]["subscribed"]["heartbeat_interval_seconds"] == 0.2
+    fw.stream.wait_for("HEARTBEAT")
+    fw.stream.wait_for("HEARTBEAT", timeout=2)
+    fw.close()
+
+
+def test_version_and_health(master: Master) -> None:
+    version = master.get("/version").json()["version"]
+    assert [int(p) for p in version.split(".")] == [1, 11, 0]
+    for path in ("/health", "/master/health"):
+        response = master.get(path)
+        assert response.status_code == 200 and response.content == b""
+
+
+# --------------------------------------------------------------------------- §8.7 negotiation
+def test_content_negotiation(master: Master) -> None:
+    body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "n"}}}
+    assert master.post("/api/v1/scheduler", body, headers={
+        "Content-Type": "application/json; charset=utf-8"}).status_code == 415
+    assert master.post("/api/v1/scheduler", body, headers={
+        "Content-Type": "text/plain"}).status_code == 415
+    assert master.client.post(master.base + "/api/v1/scheduler",
+                              content=b"{}").status_code == 400  # no Content-Type
+    assert master.post("/api/v1/scheduler", None, raw=b"{not json").status_code == 400
+    assert master.post("/api/v1/scheduler", body, headers={
+        "Content-Type": "application/json", "Accept": "text/plain"}).status_code == 406
+    assert master.get("/api/v1/scheduler").status_code == 405
+    bogus = master.post("/api/v1/scheduler", {"type": "BOGUS", "framework_id": {"value": "x"}})
+    assert bogus.status_code == 400
+    assert "Expecting 'type' to be present" in bogus.text
+    # header names are case-insensitive
+    ok = master.subscribe({"user": "u", "name": "n"},
+                          headers={"content-type": "application/json", "accept": "*/*"})
+    assert ok.status == 200
+    ok.close()
+
+
+# --------------------------------------------------------------------------- §8.6 subscribe
+def test_subscribe_edge_cases(master: Master) -> None:
+    mismatch = master.post("/api/v1/scheduler", {
+        "type": "SUBSCRIBE", "framework_id": {"value": "a"},
+        "subscribe": {"framework_info": {"user": "u", "name": "n", "id": {"value": "b"}}}})
+    assert mismatch.status_code == 400
+    assert "'framework_id' differs from 'subscribe.framework_info.id'" in mismatch.text
+    no_user = master.post("/api/v1/scheduler", {
+        "type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": "n"}}})
+    assert no_user.status_code == 400 and "user" in no_user.text
+
+    roles = master.subscribe({"user": "u", "name": "n", "roles": ["a"]})
+    assert roles.status == 200
+    error = roles.next()
+    assert error["type"] == "ERROR" and "MULTI_ROLE" in error["error"]["message"]
+    assert roles.ended.wait(5)
+
+    unknown_id = "5a8b0e1c-0000-4000-8000-000000000000-0007"
+    adopted = master.subscribe({"user": "u", "name": "n", "id": {"value": unknown_id}},
+                               framework_id=unknown_id)
+    assert adopted.next()["subscribed"]["framework_id"]["value"] == unknown_id
+
+    second = master.subscribe({"user": "u", "name": "n", "id": {"value": unknown_id},
+                               "failover_timeout": 60}, framework_id=unknown_id)
+    assert second.next()["type"] == "SUBSCRIBED"
+    failed_over = adopted.wait_for("ERROR")
+    assert failed_over["error"]["message"] == "Framework failed over"
+    assert adopted.ended.wait(5)
+    adopted.close()
+    second.close()
+
+
+def test_teardown_closes_stream_and_forgets_framework(master: Master) -> None:
+    fw = Framework(master)
+    assert fw.call("TEARDOWN").status_code == 202
+    assert fw.stream.ended.wait(5)
+    again = master.subscribe({**fw.info, "id": {"value": fw.id}}, framework_id=fw.id)
+    event = again.next()
+    assert event == {"type": "ERROR", "error": {"message": "Framework has been removed"}}
+    assert again.ended.wait(5)
+    state = master.get("/master/state").json()
+    assert [f["id"] for f in state["completed_frameworks"]] == [fw.id]
+    assert state["frameworks"] == []
+
+
+# --------------------------------------------------------------------------- §8.2 stream ids
+def test_stream_id_rules(master: Master) -> None:
+    fw = Framework(master, {"user": "u", "name": "n", "failover_timeout": 60})
+    decline = {"type": "DECLINE", "framework_id": {"value": fw.id},
+               "decline": {"offer_ids": [{"value": "nope"}]}}
+    assert master.call(decline).status_code == 400
+    assert master.call(decline, stream_id=str(uuidlib.uuid4())).status_code == 400
+    assert master.call(decline, stream_id=fw.stream.stream_id).status_code == 202
+    sub_with_header = master.post("/api/v1/scheduler", {
+        "type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "n"}}},
+        headers={**JSON_HEADERS, "Mesos-Stream-Id": fw.stream.stream_id})
+    assert sub_with_header.status_code == 400
+    never_seen = dict(decline, framework_id={"value": "never-seen-0000"})
+    response = master.call(never_seen, stream_id=fw.stream.stream_id)
+    assert response.status_code == 400 and "Framework cannot be found" in response.text
+
+    old_stream_id = fw.stream.stream_id
+    second = master.subscribe({**fw.info, "id": {"value": fw.id}}, framework_id=fw.id)
+    assert second.next()["type"] == "SUBSCRIBED"
+    assert master.call(decline, stream_id=old_stream_id).status_code == 400
+    assert master.call(decline, stream_id=second.stream_id).status_code == 202
+    second.close()  # disconnect: inactive, inside failover_timeout
+    wait_for(lambda: master.call(decline, stream_id=second.stream_id).status_code == 403,
+             what="403 for a disconnected framework")
+    fw.close()
+
+
+# --------------------------------------------------------------------------- offers
+def test_offer_shape_and_one_offer_per_agent(master: Master) -> None:
+    agent = FakeAgent(master, attributes=[{"name": "rack", "type": "TEXT",
+                                           "text": {"value": "r1"}}])
+    info = master.get("/version")  # noqa: F841 - warm connection
+    fw = Framework(master)
+    offers = fw.offers()
+    assert len(offers) == 1
+    offer = offers[0]
+    mid = fw.stream.seen[0]["subscribed"]["master_info"]["id"]
+    assert re.fullmatch(rf"{mid}-O\d+", offer["id"]["value"])
+    assert offer["agent_id"]["value"] == agent.id and re.fullmatch(rf"{mid}-S\d+", agent.id)
+    assert offer["framework_id"]["value"] == fw.id
+    assert offer["hostname"] == "agent1"
+    assert offer["url"] == {"scheme": "http", "path": "/slave(1)", "address": {
+        "hostname": "agent1", "ip": "127.0.0.1", "port": 5051}}
+    cpus = next(r for r in offer["resources"] if r["name"] == "cpus")
+    assert cpus == {"name": "cpus", "type": "SCALAR", "scalar": {"value": 4.0}, "role": "*"}
+    assert "allocation_info" not in offer
+    assert offer["attributes"] == [{"name": "rack", "type": "TEXT", "text": {"value": "r1"}}]
+    agent.close()
+    fw.close()
+
+
+def test_multi_role_offers_carry_allocation_info(master: Master) -> None:
+    FakeAgent(master)
+    fw = Framework(master, MULTI_ROLE)
+    offer = fw.offers()[0]
+    assert offer["allocation_info"] == {"role": "dev"}
+    assert all(r["allocation_info"] == {"role": "dev"} for r in offer["resources"])
+
+
+def test_drf_spreads_agents_between_frameworks(master: Master) -> None:
+    first, second = Framework(master), Framework(master)
+    FakeAgent(master, hostname="a1", port=5001)
+    FakeAgent(master, hostname="a2", port=5002)
+    got_first = {o["hostname"] for o in first.offers()}
+    got_second = {o["hostname"] for o in second.offers()}
+    assert len(got_first) == 1 and len(got_second) == 1 and got_first != got_second
+
+
+# --------------------------------------------------------------------------- §8.10 filters
+def test_decline_filters_and_revive(master: Master) -> None:
+    FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    # refuse_seconds 0: back at the next allocation
+    fw.call("DECLINE", decline={"offer_ids": [offer["id"]], "filters": {"refuse_seconds": 0}})
+    offer = fw.offers(timeout=3)[0]
+    # default filter (5 s): withheld; REVIVE clears it at once
+    assert fw.call("DECLINE", decline={"offer_ids": [offer["id"]]}).status_code == 202
+    assert not [e for e in fw.stream.drain(quiet=1.0) if e["type"] == "OFFERS"]
+    assert fw.call("REVIVE", revive={"roles": []}).status_code == 202
+    offer = fw.offers(timeout=2)[0]
+    # SUPPRESS: no offers even without a filter
+    fw.call("SUPPRESS", suppress={})
+    fw.call("DECLINE", decline={"offer_ids": [offer["id"]], "filters": {"refuse_seconds": 0}})
+    assert not [e for e in fw.stream.drain(quiet=0.8) if e["type"] == "OFFERS"]
+    fw.call("REVIVE")
+    fw.offers(timeout=2)
+    # unknown offer: accepted and ignored
+    assert fw.call("DECLINE", decline={"offer_ids": [{"value": "nope"}]}).status_code == 202
+
+
+# --------------------------------------------------------------------------- §8.3 invalid offers
+def test_accept_invalid_offers(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    pa = Framework(master, PARTITION_AWARE)
+    offer = fw.offers()[0]
+    # unknown offer
+    response = fw.call("ACCEPT", accept={"offer_ids": [{"value": "gone"}],
+                                         "operations": [launch([task_info("t1", agent.id)])]})
+    assert response.status_code == 202
+    status = fw.update("t1")
+    assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_INVALID_OFFERS"
+    assert status["source"] == "SOURCE_MASTER" and "uuid" not in status
+    assert status["message"].startswith(
+        "Task launched with invalid offers: Offer gone is no longer valid")
+    # partition-aware framework, naming another framework's (valid) offer
+    pa.call("ACCEPT", accept={"offer_ids": [offer["id"]],
+                              "operations": [launch([task_info("t2", agent.id)])]})
+    status = pa.update("t2")
+    assert status["state"] == "TASK_DROPPED" and status["reason"] == "REASON_INVALID_OFFERS"
+    # ...which discarded that offer (no RESCIND): using it now is invalid too
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]],
+                              "operations": [launch([task_info("t3", agent.id)])]})
+    status = fw.update("t3")
+    assert status["message"].endswith(f"Offer {offer['id']['value']} is no longer valid")
+    assert not [e for e in fw.stream.seen if e["type"] == "RESCIND"]
+    # duplicate ids in one ACCEPT
+    new = (fw.offers(timeout=3) if not any(e["type"] == "OFFERS" for e in pa.stream.drain(0.3))
+           else None)
+    if new:
+        fw.call("ACCEPT", accept={"offer_ids": [new[0]["id"], new[0]["id"]],
+                                  "operations": [launch([task_info("t4", agent.id)])]})
+        assert "Duplicate offer" in fw.update("t4")["message"]
+
+
+# --------------------------------------------------------------------------- §8.5 task validation
+def test_launch_validation_errors(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    executor = {"executor_id": {"value": "e"}, "command": {"value": "x"}}
+    cases = [
+        task_info("big", agent.id, cpus=64),
+        task_info("wrong-agent", "someone-else"),
+        {**task_info("nores", agent.id), "resources": []},
+        {**task_info("both", agent.id), "executor": executor},
+        {k: v for k, v in task_info("neither", agent.id).items() if k != "command"},
+        task_info("grace", agent.id, kill_policy={"grace_period": {"nanoseconds": -1}}),
+        task_info("ok", agent.id),
+        task_info("ok", agent.id),  # duplicate of the one just launched
+    ]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [launch(cases)],
+                              "filters": {"refuse_seconds": 0}})
+    messages = {}
+    for _ in range(len(cases) - 1):
+        status = fw.update()
+        assert status["state"] == "TASK_ERROR" and status["reason"] == "REASON_TASK_INVALID"
+        assert status["source"] == "SOURCE_MASTER" and "uuid" not in status
+        messages[status["task_id"]["value"]] = status["message"]
+    assert set(messages) == {"big", "wrong-agent", "nores", "both", "neither", "grace", "ok"}
+    assert messages["big"].startswith("Total resources") and "more than available" in \
+        messages["big"]
+    assert "Task has duplicate ID: ok" == messages["ok"]
+    assert "invalid agent" in messages["wrong-agent"]
+    assert messages["nores"] == "Task uses no resources"
+    assert "not both" in messages["both"] and "not both" in messages["neither"]
+    # the valid task went to the agent
+    run = agent.stream.wait_for("RUN_TASK")
+    assert run["run_task"]["task"]["task_id"]["value"] == "ok"
+    assert run["run_task"]["framework_info"]["id"]["value"] == fw.id
+
+    # LAUNCH_GROUP without ExecutorInfo.framework_id: every task REASON_TASK_GROUP_INVALID
+    offer = fw.offers(timeout=3)[0]
+    group = {"type": "LAUNCH_GROUP", "launch_group": {
+        "executor": {"type": "DEFAULT", "executor_id": {"value": "gx"},
+                     "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                                   {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                                   {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]},
+        "task_group": {"tasks": [task_info("g1", agent.id), task_info("g2", agent.id)]}}}
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [group]})
+    for _ in range(2):
+        status = fw.update()
+        assert status["state"] == "TASK_ERROR"
+        assert status["reason"] == "REASON_TASK_GROUP_INVALID"
+        assert status["message"] == "'ExecutorInfo.framework_id' must be set"
+
+
+def test_launch_group_reaches_agent(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    executor = {"type": "DEFAULT", "executor_id": {"value": "gx"}, "framework_id": {"value": fw.id},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                              {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]}
+    tasks = [{k: v for k, v in task_info(t, agent.id).items()} for t in ("g1", "g2")]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [{
+        "type": "LAUNCH_GROUP", "launch_group": {"executor": executor,
+                                                 "task_group": {"tasks": tasks}}}]})
+    run = agent.stream.wait_for("RUN_TASK_GROUP")["run_task_group"]
+    assert run["executor"]["executor_id"] == {"value": "gx"}
+    assert [t["task_id"]["value"] for t in run["task_group"]["tasks"]] == ["g1", "g2"]
+    assert all(t["executor"] == executor for t in run["task_group"]["tasks"])
+
+
+# --------------------------------------------------------------------------- updates & ACK
+def _running_task(master: Master, agent: FakeAgent, fw: Framework, task_id: str = "t1") -> str:
+    offer = fw.offers()[0]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]],
+                              "operations": [launch([task_info(task_id, agent.id)])]})
+    agent.stream.wait_for("RUN_TASK")
+    response, uuid = agent.update(fw.id, task_id, "TASK_RUNNING",
+                                  executor_id={"value": task_id})
+    assert response.status_code == 202
+    return uuid
+
+
+def test_status_updates_are_forwarded_retried_and_acknowledged(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    uuid = _running_task(master, agent, fw)
+    status = fw.update("t1")
+    assert status["uuid"] == uuid and status["state"] == "TASK_RUNNING"
+    assert status["agent_id"] == {"value": agent.id}
+    assert status["source"] == "SOURCE_EXECUTOR"
+    # not acknowledged: sent again (retry base 0.4 s in this master)
+    again = fw.update("t1", timeout=3)
+    assert again["uuid"] == uuid
+    ack = {"agent_id": {"value": agent.id}, "task_id": {"value": "t1"}, "uuid": uuid}
+    assert fw.call("ACKNOWLEDGE", acknowledge=ack).status_code == 202
+    acked = agent.stream.wait_for("ACKNOWLEDGE")["acknowledge"]
+    assert acked["uuid"] == uuid and acked["task_id"] == {"value": "t1"}
+    # terminal update frees the resources at once: re-offered without waiting for ACK
+    _, done_uuid = agent.update(fw.id, "t1", "TASK_FINISHED")
+    assert fw.update("t1")["state"] == "TASK_FINISHED"
+    tasks = master.operator("GET_TASKS")["get_tasks"]
+    assert [t["state"] for t in tasks["tasks"]] == ["TASK_FINISHED"]
+    fw.call("ACKNOWLEDGE", acknowledge={**ack, "uuid": done_uuid})
+    wait_for(lambda: master.operator("GET_TASKS")["get_tasks"]["completed_tasks"],
+             what="task completed after its terminal ACK")
+
+
+def test_freed_resources_are_reoffered_promptly(start_master: StartMaster) -> None:
+    master = start_master("--allocation-interval", "30")
+    agent = FakeAgent(master, resources=[
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": 128}}])
+    fw = Framework(master)
+    offer = fw.offers()[0]  # prompt on subscribe, not after 30 s
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]],
+                              "operations": [launch([task_info("t1", agent.id, cpus=1,
+                                                               mem=128)])]})
+    agent.stream.wait_for("RUN_TASK")
+    agent.update(fw.id, "t1", "TASK_FINISHED")
+    fw.update("t1")
+    offers = fw.offers(timeout=2)
+    assert offers[0]["resources"][0]["scalar"]["value"] == 1.0
+
+
+def test_acknowledge_validation(master: Master) -> None:
+    fw = Framework(master)
+    bad = fw.call("ACKNOWLEDGE", acknowledge={"agent_id": {"value": "a"},
+                                              "task_id": {"value": "t"}, "uuid": "AAAA"})
+    assert bad.status_code == 400 and "Not a valid UUID" in bad.text
+    before = master.get("/metrics/snapshot").json()[
+        "master/invalid_status_update_acknowledgements"]
+    ok = fw.call("ACKNOWLEDGE", acknowledge={"agent_id": {"value": "unknown"},
+                                             "task_id": {"value": "t"}, "uuid": new_uuid()})
+    assert ok.status_code == 202
+    after = master.get("/metrics/snapshot").json()["master/invalid_status_update_acknowledgements"]
+    assert after == before + 1
+
+
+# --------------------------------------------------------------------------- §8.4 / §8.9
+def test_kill_and_reconcile_unknown_tasks(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    pa = Framework(master, PARTITION_AWARE)
+    fw.call("KILL", kill={"task_id": {"value": "ghost"}})
+    status = fw.update("ghost")
+    assert (status["state"], status["reason"], status["message"]) == (
+        "TASK_LOST", "REASON_RECONCILIATION", "Reconciliation: Task is unknown")
+    assert "uuid" not in status and status["source"] == "SOURCE_MASTER"
+    pa.call("KILL", kill={"task_id": {"value": "ghost"}})
+    assert pa.update("ghost")["state"] == "TASK_UNKNOWN"
+    pa.call("KILL", kill={"task_id": {"value": "ghost"}, "agent_id": {"value": agent.id}})
+    status = pa.update("ghost")
+    assert status["state"] == "TASK_GONE"
+    assert status["message"] == "Reconciliation: Task is unknown to the agent"
+    fw.call("RECONCILE", reconcile={"tasks": [{"task_id": {"value": "other"}}]})
+    assert fw.update("other")["state"] == "TASK_LOST"
+    pa.call("RECONCILE", reconcile={"tasks": [{"task_id": {"value": "other"}}]})
+    assert pa.update("other")["state"] == "TASK_UNKNOWN"
+
+
+def test_implicit_reconciliation_reports_each_task_once(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    uuid = _running_task(master, agent, fw)
+    fw.update("t1")
+    fw.call("ACKNOWLEDGE", acknowledge={"agent_id": {"value": agent.id},
+                                        "task_id": {"value": "t1"}, "uuid": uuid})
+    agent.stream.wait_for("ACKNOWLEDGE")
+    fw.stream.drain(quiet=0.2)
+    fw.call("RECONCILE", reconcile={"tasks": []})
+    updates = [e["update"]["status"] for e in fw.stream.drain(quiet=0.5) if e["type"] == "UPDATE"]
+    assert len(updates) == 1
+    status = updates[0]
+    assert status["state"] == "TASK_RUNNING" and status["reason"] == "REASON_RECONCILIATION"
+    assert status["source"] == "SOURCE_MASTER" and "uuid" not in status
+    assert status["message"] == "Reconciliation: Latest task state"
+    # KILL of a known task goes to its agent
+    fw.call("KILL", kill={"task_id": {"value": "t1"}})
+    kill = agent.stream.wait_for("KILL_TASK")["kill_task"]
+    assert kill == {"framework_id": {"value": fw.id}, "task_id": {"value": "t1"}}
+
+
+# --------------------------------------------------------------------------- agents
+def test_agent_loss_loses_tasks_and_rescinds_offers(start_master: StartMaster) -> None:
+    master = start_master("--agent-ping-timeout", "1", "--agent-ping-interval", "0.2")
+    keeper = FakeAgent(master, hostname="busy", port=5001)
+    fw = Framework(master)
+    pa = Framework(master, PARTITION_AWARE)
+    offers = {o["hostname"]: o for o in fw.offers()}
+    if "busy" not in offers:  # DRF gave the agent to the other framework: swap roles
+        fw, pa = pa, fw
+        offers = {o["hostname"]: o for o in fw.offers()}
+    fw.call("ACCEPT", accept={"offer_ids": [offers["busy"]["id"]],
+                              "operations": [launch([task_info("t1", keeper.id)])]})
+    keeper.stream.wait_for("RUN_TASK")
+    keeper.update(fw.id, "t1", "TASK_RUNNING")
+    fw.update("t1")
+    # a second, idle agent whose offer will be rescinded
+    idle = FakeAgent(master, hostname="idle", port=5002)
+    other = pa if fw.info is not PARTITION_AWARE else fw
+    idle_offer = other.offers(timeout=3)[0]
+    assert idle_offer["hostname"] == "idle"
+    # neither agent pings: both removed after ~1 s
+    lost = fw.update("t1", timeout=5)
+    expected = "TASK_UNREACHABLE" if fw.info is PARTITION_AWARE else "TASK_LOST"
+    assert lost["state"] == expected and lost["reason"] == "REASON_AGENT_REMOVED"
+    assert "uuid" not in lost
+    fw.stream.wait_for(lambda e: e["type"] == "FAILURE" and
+                       e["failure"]["agent_id"]["value"] == keeper.id)
+    other.stream.wait_for(lambda e: e["type"] == "RESCIND" and
+                          e["rescind"]["offer_id"] == idle_offer["id"], timeout=5)
+    assert keeper.post("PING").status_code == 404
+
+
+def test_agent_reregistration_is_adopted_by_a_fresh_master(master: Master) -> None:
+    fid = "0a0b0c0d-0000-4000-8000-000000000000-0000"
+    framework_info = {"user": "tester", "name": "old", "id": {"value": fid}}
+    agent = FakeAgent(master, agent_id="old-master-S3", reregister={
+        "frameworks": [framework_info],
+        "tasks": [{"task_id": {"value": "t9"}, "framework_id": {"value": fid},
+                   "name": "t9", "state": "TASK_RUNNING",
+                   "resources": task_info("t9", "x", cpus=1)["resources"]}]})
+    assert agent.id == "old-master-S3"
+    tasks = master.operator("GET_TASKS")["get_tasks"]["tasks"]
+    assert [(t["task_id"]["value"], t["state"]) for t in tasks] == [("t9", "TASK_RUNNING")]
+    fw = Framework(master, framework_info, framework_id=None)
+    assert fw.id == fid
+    offer = fw.offers()[0]
+    cpus = next(r for r in offer["resources"] if r["name"] == "cpus")
+    assert cpus["scalar"]["value"] == 3.0  # the running task keeps its cpu
+    fw.call("RECONCILE", reconcile={"tasks": [{"task_id": {"value": "t9"}}]})
+    assert fw.update("t9")["state"] == "TASK_RUNNING"
+
+
+def test_executor_exit_is_a_failure_event(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    executor = {"executor_id": {"value": "ex"}, "command": {"value": "run-executor"},
+                "resources": task_info("x", "x")["resources"]}
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [launch([
+        task_info("t1", agent.id, executor=executor)])]})
+    run = agent.stream.wait_for("RUN_TASK")["run_task"]
+    assert run["task"]["executor"]["framework_id"] == {"value": fw.id}  # filled by the master
+    assert agent.post("EXECUTOR_EXITED", framework_id={"value": fw.id},
+                      executor_id={"value": "ex"}, status=256).status_code == 202
+    failure = fw.stream.wait_for("FAILURE")["failure"]
+    assert failure == {"agent_id": {"value": agent.id}, "executor_id": {"value": "ex"},
+                       "status": 256}
+
+
+def test_framework_message_both_ways(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    fw.call("MESSAGE", message={"agent_id": {"value": agent.id}, "executor_id": {"value": "e"},
+                                "data": "aGk="})
+    message = agent.stream.wait_for("MESSAGE")["message"]
+    assert message["data"] == "aGk=" and message["executor_id"] == {"value": "e"}
+    agent.post("MESSAGE", framework_id={"value": fw.id}, executor_id={"value": "e"}, data="eW8=")
+    event = fw.stream.wait_for("MESSAGE")["message"]
+    assert event == {"agent_id": {"value": agent.id}, "executor_id": {"value": "e"},
+                     "data": "eW8="}
+
+
+def test_teardown_shuts_the_framework_down_on_agents(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    _running_task(master, agent, fw)
+    fw.call("TEARDOWN")
+    shutdown = agent.stream.wait_for("SHUTDOWN_FRAMEWORK")["shutdown_framework"]
+    assert shutdown == {"framework_id": {"value": fw.id}}
+
+
+def test_disconnect_without_failover_timeout_removes_framework(master: Master) -> None:
+    fw = Framework(master)
+    fw.close()
+    wait_for(lambda: master.get("/state").json()["completed_frameworks"],
+             what="framework removed on disconnect (failover_timeout 0)")
+
+
+# --------------------------------------------------------------------------- operator views
+def test_operator_api_and_legacy_state(master: Master) -> None:
+    empty = master.operator("GET_STATE")["get_state"]
+    assert empty["get_tasks"]["tasks"] == [] and empty["get_tasks"]["completed_tasks"] == []
+    assert empty["get_tasks"]["unreachable_tasks"] == []
+    assert empty["get_frameworks"]["frameworks"] == []
+    assert empty["get_frameworks"]["completed_frameworks"] == []
+    assert empty["get_agents"]["agents"] == [] and empty["get_agents"]["recovered_agents"] == []
+    assert master.operator("GET_HEALTH") == {"type": "GET_HEALTH",
+                                             "get_health": {"healthy": True}}
+    assert master.operator("GET_VERSION")["get_version"]["version_info"]["version"] == "1.11.0"
+    assert master.operator("GET_MASTER")["get_master"]["master_info"]["port"]
+    assert master.post("/api/v1", {"type": "GET_STATE"}, headers={
+        "Content-Type": "application/json", "Accept": "text/html"}).status_code == 406
+
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    _running_task(master, agent, fw)
+    fw.update("t1")
+    agents = master.operator("GET_AGENTS")["get_agents"]["agents"]
+    assert agents[0]["agent_info"]["id"] == {"value": agent.id} and agents[0]["active"]
+    frameworks = master.operator("GET_FRAMEWORKS")["get_frameworks"]["frameworks"]
+    assert frameworks[0]["framework_info"]["id"] == {"value": fw.id}
+
+    state = master.get("/master/state").json()
+    assert state["version"] == "1.11.0" and state["activated_slaves"] == 1
+    assert state["leader_info"]["id"] == state["id"]
+    slave = state["slaves"][0]
+    assert slave["resources"] == {"cpus": 4.0, "mem": 4096.0, "disk": 1000.0, "gpus": 0.0,
+                                  "ports": "[31000-32000]"}
+    assert slave["used_resources"]["cpus"] == 0.1
+    task = state["frameworks"][0]["tasks"][0]
+    assert task["id"] == "t1" and task["slave_id"] == agent.id
+    assert task["framework_id"] == fw.id and task["state"] == "TASK_RUNNING"
+    assert master.get("/state").json()["id"] == state["id"]
+
+
+def test_metrics(master: Master) -> None:
+    FakeAgent(master)
+    fw = Framework(master)
+    fw.offers()
+    text = master.get("/metrics").text
+    assert "dockyard_master_agents 1.0" in text
+    assert "dockyard_master_frameworks 1.0" in text
+    assert 'dockyard_master_scheduler_calls_total{type="SUBSCRIBE"} 1.0' in text
+    assert 'dockyard_master_cpus{kind="total"} 4.0' in text
+    snap = master.get("/metrics/snapshot").json()
+    assert snap["master/slaves_active"] == 1 and snap["master/cpus_total"] == 4.0
+    assert snap["master/outstanding_offers"] == 1
+    assert snap[f"master/frameworks/test-framework/{fw.id}/offers/sent"] == 1
+
+
+# --------------------------------------------------------------------------- §4 / §8.15 ZooKeeper
+def test_zookeeper_registration_and_redirects(start_master: StartMaster, zk) -> None:
+    from kazoo.client import KazooClient
+    import json
+
+    path = f"/mesos-{uuidlib.uuid4().hex[:8]}"
+    url = zk.url(path)
+    first_port, second_port = free_port(), free_port()
+    first = start_master("--zk", url, port=first_port)
+    wait_for(lambda: first.get("/metrics/snapshot").json()["master/elected"] == 1.0,
+             what="first master elected")
+    second = start_master("--zk", url, port=second_port)
+    client = KazooClient(hosts=zk.hosts)
+    client.start(timeout=15)
+    try:
+        children = wait_for(lambda: sorted(client.get_children(path))
+                            if len(client.get_children(path)) == 2 else None,
+                            what="two json.info_ nodes")
+        assert all(re.fullmatch(r"json\.info_\d{10}", c) for c in children)
+        leader = json.loads(client.get(f"{path}/{children[0]}")[0])
+        assert leader["address"] == {"hostname": "127.0.0.1", "ip": "127.0.0.1",
+                                     "port": first_port}
+        assert leader["version"] == "1.11.0" and leader["pid"].startswith("master@")
+        assert client.exists(f"{path}/{children[0]}").ephemeralOwner != 0
+
+        body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "n"}}}
+        wait_for(lambda: second.post("/api/v1/scheduler", body).status_code == 307,
+                 what="non-leader redirect")
+        response = second.post("/api/v1/scheduler", body)
+        assert response.headers["location"] == f"//127.0.0.1:{first_port}/api/v1/scheduler"
+        leader_ok = first.subscribe({"user": "u", "name": "n"})
+        assert leader_ok.status == 200
+        leader_ok.close()
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_no_leader_answers_503(start_master: StartMaster, tmp_path: Path) -> None:
+    port = free_port()
+    # a ZooKeeper that is not there: the master starts, never leads, answers 503
+    proc = Process(dockyard("master", "--port", str(port), "--work-dir", str(tmp_path / "nz"),
+                            "--zk", f"zk://127.0.0.1:{free_port()}/mesos"),
+                   tmp_path / "nz.log")
+    try:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=20,
+                 what="master without ZooKeeper")
+        response = httpx.post(f"http://127.0.0.1:{port}/api/v1/scheduler",
+                              headers=JSON_HEADERS, content=b"{}")
+        assert response.status_code == 503
+    finally:
+        proc.stop()

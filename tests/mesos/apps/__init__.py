@@ -1,0 +1,1 @@
+"""Small programs the Mesos driver tests run as executors."""

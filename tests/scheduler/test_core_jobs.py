@@ -1,0 +1,239 @@
+"""The core and the jobs manager together, driven by Mesos events the test writes.
+
+The driver is a recorder (the Mesos edge is tested against real processes in
+tests/jobs); the clock is the test's. Everything else is real: the embedded
+store, the state machine, placement, the jobs manager.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework.store import open_store
+from scheduler.core import Core, CoreConfig
+from scheduler.jobs.manager import JobManager
+from scheduler.jobs.specs import SpecInvalid, parse_job
+from scheduler.tasks import State
+
+
+class RecordingDriver:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.calls: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any) -> None:
+            record = self.core.get(args[0]["task_id"]["value"]) if name == "acknowledgeStatusUpdate" else None
+            if record is not None:  # the store must already hold the update being acknowledged
+                raw, _ = self.core.store.get(f"/tasks/{record.task_id}")
+                assert json.loads(raw)["state"] == args[0]["state"]
+            self.calls.append((name, args))
+        return call
+
+    def named(self, name: str) -> list[tuple]:
+        return [args for call, args in self.calls if call == name]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def offer(n: int, agent: str = "S1", cpus: float = 4, mem: float = 4096) -> dict:
+    return {"id": {"value": f"O{n}"}, "agent_id": {"value": agent}, "hostname": agent.lower(),
+            "url": {"scheme": "http", "address": {"ip": "127.0.0.1", "port": 5051}},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+                          {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
+                          {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31010}]}}]}
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    clock = Clock()
+    store = open_store(tmp_path)
+    core = Core(store, CoreConfig(), clock=clock)
+    driver = RecordingDriver(core)
+    core.attach(driver)
+    core.handle_subscribed({"framework_id": "F1"})
+    jobs = JobManager(store, core, clock=clock)
+    return clock, core, driver, jobs
+
+
+def launched(driver: RecordingDriver) -> list[dict]:
+    out = []
+    for ids, operations, filters in driver.named("acceptOffers"):
+        for operation in operations:
+            out.extend(operation["launch"]["task_infos"])
+    return out
+
+
+def status(task_id: str, state: str, message: str = "") -> dict:
+    return {"task_id": {"value": task_id}, "state": state, "message": message,
+            "agent_id": {"value": "S1"}, "uuid": base64.b64encode(b"0123456789abcdef").decode()}
+
+
+def finish(core: Core, task_id: str, state: str, message: str = "") -> None:
+    for step in ("TASK_STARTING", "TASK_RUNNING", state):
+        core.handle_status(status(task_id, step, message if step == state else ""))
+
+
+def test_idle_scheduler_suppresses_and_declines_long(world) -> None:
+    clock, core, driver, jobs = world
+    assert driver.named("suppressOffers")
+    core.handle_offers([offer(1)])
+    ids, filters = driver.named("declineOffer")[-1]
+    assert filters["refuse_seconds"] >= 3600
+
+
+def test_submit_revives_and_launch_acks_after_store(world) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "hello", "run": {"cmd": "echo hi", "cpus": 0.5, "mem": 64}}))
+    run = jobs.start_run("hello")
+    assert driver.named("reviveOffers")
+    core.handle_offers([offer(1)])
+    [info] = launched(driver)
+    assert info["command"]["value"] == "echo hi"
+    env = {v["name"]: v["value"] for v in info["command"]["environment"]["variables"]}
+    assert env["DOCKYARD_INSTANCE_INDEX"] == "0" and env["DOCKYARD_RUN_ID"] == run.id
+    finish(core, info["task_id"]["value"], "TASK_FINISHED", "Command exited with status 0")
+    assert len(driver.named("acknowledgeStatusUpdate")) == 3
+    assert run.status == "SUCCESS" and run.tasks[0].exit_code == 0
+    assert jobs.history_summary("hello")["successCount"] == 1
+    assert core.get(info["task_id"]["value"]).state == State.FINISHED
+
+
+def test_on_failure_retries_with_backoff_then_succeeds(world) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "flaky", "run": {"cmd": "x", "cpus": 0.1, "mem": 32,
+                                                       "restart": {"policy": "ON_FAILURE", "backoffSeconds": 2}}}))
+    run = jobs.start_run("flaky")
+    for attempt, delay in ((1, 2.0), (2, 4.0)):
+        core.handle_offers([offer(attempt)])
+        task_id = launched(driver)[-1]["task_id"]["value"]
+        assert task_id.endswith(f".0.{attempt}")
+        finish(core, task_id, "TASK_FAILED", "Command exited with status 1")
+        assert run.status != "FAILED" and run.retry_at[0] == pytest.approx(clock.now + delay)
+        jobs.tick(clock.now + delay - 0.1)
+        assert len(run.tasks) == attempt  # not yet
+        clock.now += delay
+        jobs.tick()
+        assert len(run.tasks) == attempt + 1
+    core.handle_offers([offer(9)])
+    finish(core, launched(driver)[-1]["task_id"]["value"], "TASK_FINISHED")
+    assert run.status == "SUCCESS" and [t.attempt for t in run.tasks] == [1, 2, 3]
+
+
+def test_never_policy_fails_once_with_exit_code(world) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "bad", "run": {"cmd": "exit 7", "cpus": 0.1, "mem": 32}}))
+    run = jobs.start_run("bad")
+    core.handle_offers([offer(1)])
+    task_id = launched(driver)[-1]["task_id"]["value"]
+    finish(core, task_id, "TASK_FAILED", "Command exited with status 7")
+    core.handle_status(status(task_id, "TASK_FAILED", "Command exited with status 7"))  # a resend
+    assert run.status == "FAILED" and run.tasks[0].exit_code == 7
+    assert jobs.history_summary("bad")["failureCount"] == 1
+
+
+def test_active_deadline_kills_at_the_deadline(world) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "slow", "run": {"cmd": "sleep 100", "cpus": 0.1, "mem": 32,
+                                                      "restart": {"activeDeadlineSeconds": 5}}}))
+    run = jobs.start_run("slow")
+    core.handle_offers([offer(1)])
+    task_id = launched(driver)[-1]["task_id"]["value"]
+    core.handle_status(status(task_id, "TASK_RUNNING"))
+    jobs.tick(clock.now + 4.9)
+    assert run.status == "ACTIVE" and not driver.named("killTask")
+    clock.now += 5
+    jobs.tick()
+    assert run.status == "FAILED" and "activeDeadlineSeconds" in run.reason
+    assert driver.named("killTask")[0][0] == {"value": task_id}
+    core.handle_status(status(task_id, "TASK_KILLED"))
+    assert run.tasks[0].status == "TASK_KILLED" and jobs.history_summary("slow")["failureCount"] == 1
+
+
+def test_array_job_instances_see_their_index(world) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "arr", "run": {"cmd": "echo $DOCKYARD_INSTANCE_INDEX", "cpus": 0.1,
+                                                     "mem": 32, "instances": 3}}))
+    run = jobs.start_run("arr")
+    core.handle_offers([offer(1)])
+    infos = launched(driver)
+    indexes = sorted(int({v["name"]: v["value"] for v in i["command"]["environment"]["variables"]}
+                         ["DOCKYARD_INSTANCE_INDEX"]) for i in infos)
+    assert indexes == [0, 1, 2]
+    for info in infos[:2]:
+        finish(core, info["task_id"]["value"], "TASK_FINISHED")
+    assert run.status == "ACTIVE"
+    finish(core, infos[2]["task_id"]["value"], "TASK_FINISHED")
+    assert run.status == "SUCCESS"
+
+
+def test_unplaceable_run_says_why(world) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "huge", "run": {"cmd": "true", "cpus": 0.1, "mem": 1_000_000}}))
+    run = jobs.start_run("huge")
+    core.handle_offers([offer(1)])
+    assert not launched(driver)
+    jobs.tick()
+    assert "mem" in run.waiting.lower() or "memory" in run.waiting.lower(), run.waiting
+
+
+def test_dependency_cycle_is_refused_and_diamond_runs_in_order(world) -> None:
+    clock, core, driver, jobs = world
+    for job_id, parents in (("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"])):
+        jobs.create_job(parse_job({"id": job_id, "run": {"cmd": job_id, "cpus": 0.1, "mem": 32},
+                                   "dependencies": [{"id": p} for p in parents]}))
+    with pytest.raises(SpecInvalid) as caught:
+        jobs.put_job(parse_job({"id": "a", "run": {"cmd": "a", "cpus": 0.1, "mem": 32},
+                                "dependencies": [{"id": "d"}]}))
+    assert caught.value.details[0]["path"] == "/dependencies"
+    order = []
+    jobs.start_run("a")
+    for _ in range(4):
+        core.handle_offers([offer(len(order) + 1)])
+        infos = launched(driver)[len(order):]
+        for info in infos:
+            order.append(info["command"]["value"])
+        for info in infos:
+            finish(core, info["task_id"]["value"], "TASK_FINISHED")
+            clock.now += 1
+    assert order[0] == "a" and set(order[1:3]) == {"b", "c"} and order[3] == "d"
+
+
+def test_explicit_then_implicit_reconciliation_after_subscribe(world, tmp_path: Path) -> None:
+    clock, core, driver, jobs = world
+    jobs.create_job(parse_job({"id": "r", "run": {"cmd": "sleep 9", "cpus": 0.1, "mem": 32}}))
+    jobs.start_run("r")
+    core.handle_offers([offer(1)])
+    task_id = launched(driver)[-1]["task_id"]["value"]
+    # a restarted scheduler: a new core and manager over the same store
+    core2 = Core(core.store, CoreConfig(reconcile_delay=0.01), clock=clock)
+    assert core2.load() == 1 and core2.framework_id == "F1"
+    driver2 = RecordingDriver(core2)
+    core2.attach(driver2)
+    jobs2 = JobManager(core.store, core2, clock=clock)
+    jobs2.load()
+    core2.handle_subscribed({"framework_id": "F1"})
+    [tasks] = driver2.named("reconcileTasks")[0]
+    assert tasks == [{"task_id": {"value": task_id}, "agent_id": {"value": "S1"}}]
+    core2.reconcile_implicit()
+    assert driver2.named("reconcileTasks")[-1] == ([],)
+    core2.handle_status({"task_id": {"value": task_id}, "state": "TASK_LOST", "agent_id": {"value": "S1"}})
+    assert jobs2.finished_runs("r")[0].status == "FAILED"
+    core2.stop()
+
+
+def test_unknown_running_task_is_killed(world) -> None:
+    clock, core, driver, jobs = world
+    core.handle_status(status("stranger", "TASK_RUNNING"))
+    assert driver.named("killTask")[0][0] == {"value": "stranger"}
+    assert driver.named("acknowledgeStatusUpdate")

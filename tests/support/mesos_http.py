@@ -1,0 +1,244 @@
+"""Raw Mesos v1 HTTP for tests: calls, and RecordIO event streams read in a thread."""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+import httpx
+
+from framework.mesos.recordio import Decoder
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class EventStream:
+    """The records of one streaming response, decoded as they arrive.
+
+    `next()` pops the next event; `wait_for(pred)` skips to the first matching
+    one (skipped events stay in `seen`). `ended` is set when the server closed.
+    """
+
+    def __init__(self, client: httpx.Client, method: str, url: str, body: Any,
+                 headers: dict[str, str] | None = None) -> None:
+        self._client = client
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.ended = threading.Event()
+        self._ready = threading.Event()
+        self._closing = False
+        self.status: int | None = None
+        self.headers: httpx.Headers | None = None
+        self.body: bytes = b""
+        self.raw_records: list[bytes] = []
+        self._thread = threading.Thread(target=self._run, args=(method, url, body, headers),
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise TimeoutError(f"no response from {url}")
+
+    def _run(self, method: str, url: str, body: Any, headers: dict[str, str] | None) -> None:
+        try:
+            with self._client.stream(method, url, content=json.dumps(body).encode(),
+                                     headers=headers or JSON_HEADERS,
+                                     timeout=httpx.Timeout(10, read=None)) as response:
+                self.status = response.status_code
+                self.headers = response.headers
+                self._ready.set()
+                if response.status_code != 200:
+                    self.body = response.read()
+                    return
+                decoder = Decoder()
+                for chunk in response.iter_raw():
+                    for record in decoder.feed(chunk):
+                        self.raw_records.append(record)
+                        self._events.put(json.loads(record))
+        except (httpx.HTTPError, OSError):
+            if not self._closing:
+                raise
+        finally:
+            self._ready.set()
+            self.ended.set()
+            self._events.put(None)
+
+    @property
+    def stream_id(self) -> str:
+        assert self.headers is not None
+        return self.headers["mesos-stream-id"]
+
+    def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        event = self._events.get(timeout=timeout)
+        if event is None:
+            self._events.put(None)
+            raise EOFError("stream ended")
+        self.seen.append(event)
+        return event
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool] | str,
+                 timeout: float = 10.0) -> dict[str, Any]:
+        if isinstance(predicate, str):
+            kind = predicate
+            predicate = lambda e: e.get("type") == kind  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching event; seen {[e.get('type') for e in self.seen]}")
+            try:
+                event = self.next(timeout=left)
+            except queue.Empty:
+                continue
+            if predicate(event):
+                return event
+
+    def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
+        """Events that arrive until `quiet` seconds pass with none (for "nothing else" checks)."""
+        out = []
+        while True:
+            try:
+                event = self._events.get(timeout=quiet)
+            except queue.Empty:
+                return out
+            if event is None:
+                self._events.put(None)
+                return out
+            self.seen.append(event)
+            out.append(event)
+
+    def close(self) -> None:
+        self._closing = True
+        self._client.close()
+
+
+class Master:
+    """A client of one master's HTTP endpoints."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
+        self.client = httpx.Client(timeout=10)
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
+             raw: bytes | None = None) -> httpx.Response:
+        return self.client.post(self.base + path, headers=headers or JSON_HEADERS,
+                                content=raw if raw is not None else json.dumps(body).encode())
+
+    def call(self, body: Any, stream_id: str | None = None, **extra: str) -> httpx.Response:
+        headers = dict(JSON_HEADERS)
+        if stream_id is not None:
+            headers["Mesos-Stream-Id"] = stream_id
+        headers.update(extra)
+        return self.post("/api/v1/scheduler", body, headers=headers)
+
+    def subscribe(self, framework_info: dict[str, Any], framework_id: str | None = None,
+                  headers: dict[str, str] | None = None, **subscribe: Any) -> EventStream:
+        body: dict[str, Any] = {"type": "SUBSCRIBE",
+                                "subscribe": {"framework_info": framework_info, **subscribe}}
+        if framework_id is not None:
+            body["framework_id"] = {"value": framework_id}
+        return EventStream(httpx.Client(), "POST", self.base + "/api/v1/scheduler", body,
+                           headers=headers)
+
+    def operator(self, kind: str, **payload: Any) -> dict[str, Any]:
+        response = self.post("/api/v1", {"type": kind, **payload})
+        response.raise_for_status()
+        return response.json()
+
+    def get(self, path: str) -> httpx.Response:
+        return self.client.get(self.base + path)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Framework:
+    """A subscribed framework: its id, stream and helpers for calls."""
+
+    def __init__(self, master: Master, info: dict[str, Any] | None = None,
+                 **subscribe: Any) -> None:
+        self.master = master
+        self.info = info or {"user": "tester", "name": "test-framework"}
+        self.stream = master.subscribe(self.info, **subscribe)
+        assert self.stream.status == 200, (self.stream.status, self.stream.body)
+        subscribed = self.stream.wait_for("SUBSCRIBED")
+        self.id: str = subscribed["subscribed"]["framework_id"]["value"]
+
+    def call(self, kind: str, **payload: Any) -> httpx.Response:
+        return self.master.call({"type": kind, "framework_id": {"value": self.id}, **payload},
+                                stream_id=self.stream.stream_id)
+
+    def offers(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        return self.stream.wait_for("OFFERS", timeout)["offers"]["offers"]
+
+    def update(self, task_id: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        def match(event: dict[str, Any]) -> bool:
+            return event.get("type") == "UPDATE" and (
+                task_id is None or event["update"]["status"]["task_id"]["value"] == task_id)
+        return self.stream.wait_for(match, timeout)["update"]["status"]
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class FakeAgent:
+    """A real client of the master's internal agent protocol (docs/internal-protocol.md)."""
+
+    def __init__(self, master: Master, hostname: str = "agent1", port: int = 5051,
+                 resources: list[dict[str, Any]] | None = None,
+                 attributes: list[dict[str, Any]] | None = None,
+                 agent_id: str | None = None, reregister: dict[str, Any] | None = None) -> None:
+        from framework.mesos.resources import Resources
+
+        self.master = master
+        self.resources = resources if resources is not None else Resources.parse(
+            "cpus:4;mem:4096;disk:1000;ports:[31000-32000]").to_json()
+        info: dict[str, Any] = {"hostname": hostname, "port": port, "resources": self.resources,
+                                "attributes": attributes or []}
+        if agent_id is None:
+            body: dict[str, Any] = {"type": "REGISTER", "agent_info": info, "ip": "127.0.0.1",
+                                    "version": "1.11.0"}
+        else:
+            info["id"] = {"value": agent_id}
+            body = {"type": "REREGISTER", "agent_id": {"value": agent_id}, "agent_info": info,
+                    "ip": "127.0.0.1", "version": "1.11.0", **(reregister or {})}
+        self.stream = EventStream(httpx.Client(), "POST", master.base + "/internal/agent", body)
+        assert self.stream.status == 200, (self.stream.status, self.stream.body)
+        first = self.stream.next()
+        payload = first.get("registered") or first.get("reregistered")
+        self.id: str = payload["agent_id"]["value"]
+
+    def post(self, kind: str, **payload: Any) -> httpx.Response:
+        return self.master.post("/internal/agent",
+                                {"type": kind, "agent_id": {"value": self.id}, **payload})
+
+    def update(self, framework_id: str, task_id: str, state: str, uuid: str | None = None,
+               **status: Any) -> tuple[httpx.Response, str]:
+        from framework.mesos.messages import new_uuid
+
+        uuid = uuid or new_uuid()
+        body = {"task_id": {"value": task_id}, "state": state, "source": "SOURCE_EXECUTOR",
+                "uuid": uuid, "timestamp": time.time(), **status}
+        response = self.post("UPDATE", framework_id={"value": framework_id}, status=body,
+                             latest_state=state)
+        return response, uuid
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def task_info(task_id: str, agent_id: str, cpus: float = 0.1, mem: float = 32,
+              **extra: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": task_id, "task_id": {"value": task_id}, "agent_id": {"value": agent_id},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+                      {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}}],
+    }
+    if "executor" not in extra:
+        info["command"] = {"value": "true"}
+    info.update(extra)
+    return info
+
+
+def launch(task_infos: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "LAUNCH", "launch": {"task_infos": task_infos}}
