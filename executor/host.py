@@ -54,9 +54,10 @@ def exit_info(status: int) -> ExitInfo:
 class HostProcess:
     """A running host task: its leader's Popen plus the process group it leads."""
 
-    def __init__(self, popen: subprocess.Popen) -> None:
+    def __init__(self, popen: subprocess.Popen, isolation=None) -> None:
         self.popen = popen
         self.pid = popen.pid
+        self.isolation = isolation  # executor.containers.hostiso.HostIsolation, or None
         self._exit: ExitInfo | None = None
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)
@@ -75,6 +76,8 @@ class HostProcess:
         except subprocess.TimeoutExpired:
             return None
         self._exit = exit_info(status)
+        if self.isolation is not None:  # an OOM or disk kill becomes a Mesos limitation reason
+            self._exit = self.isolation.annotate(self._exit)
         self._close_pidfd()
         return self._exit
 
@@ -90,8 +93,12 @@ class HostProcess:
                 os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+        if self.isolation is not None:
+            self.isolation.signal(sig)  # everything in the task's cgroup
 
     def stats(self) -> dict:
+        if self.isolation is not None:
+            return self.isolation.stats()
         pids = [self.pid, *descendants(self.pid)] if self._exit is None else []
         return statistics(pids)
 
@@ -104,6 +111,8 @@ class HostProcess:
             except subprocess.TimeoutExpired:
                 pass
         self._close_pidfd()
+        if self.isolation is not None:
+            self.isolation.destroy()  # cgroup and record
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -122,9 +131,19 @@ class HostLauncher:
         kwargs: dict = {}
         if user and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name:
             kwargs["user"] = user
+        isolation = None
+        if os.environ.get("DOCKYARD_HOST_ISOLATION", "0") == "1":
+            from executor.containers.hostiso import HostIsolation
+
+            if HostIsolation.available():  # own cgroup + PID namespace, as Mesos isolates command tasks
+                isolation = HostIsolation.create(spec)
+                argv, program = isolation.wrap(argv, program, kwargs.pop("user", None)), None
+                kwargs["preexec_fn"] = isolation.enter
         with open(Path(spec.sandbox) / "stdout", "ab") as out, open(Path(spec.sandbox) / "stderr", "ab") as err:
             popen = subprocess.Popen(
                 argv, executable=program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                 cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
             )
-        return HostProcess(popen)
+        if isolation is not None:
+            isolation.started(popen.pid)
+        return HostProcess(popen, isolation)

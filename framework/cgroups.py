@@ -312,9 +312,17 @@ class Cgroup:
             return _keyed(_read(self.dir("") / "memory.events")).get("oom_kill", 0)
         if "memory" not in self.paths:
             return 0
-        control = _keyed(_read(self.dir("memory") / "memory.oom_control"))
-        if "oom_kill" in control:
-            return control["oom_kill"]
+        # v1 counts a kill in the victim's own memcg, not in the ancestor whose limit was
+        # hit: sum the whole subtree (the runtime's child cgroup included).
+        total = 0
+        found = False
+        for directory, _dirs, _files in os.walk(self.dir("memory")):
+            control = _keyed(_read(Path(directory) / "memory.oom_control"))
+            if "oom_kill" in control:
+                found = True
+                total += control["oom_kill"]
+        if found:
+            return total
         # Kernels before 4.13 have no counter: a full cgroup that failed to charge says so.
         usage = int(_read(self.dir("memory") / "memory.max_usage_in_bytes", "0") or 0)
         limit = int(_read(self.dir("memory") / "memory.limit_in_bytes", "0") or 0)

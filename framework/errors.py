@@ -42,3 +42,7 @@ class StoreError(DockyardError):
 
 class ConflictError(StoreError):
     """A versioned write lost a race: somebody else wrote first."""
+
+
+class LeadershipError(DockyardError):
+    """Leader election could not be joined or read (ZooKeeper unreachable)."""

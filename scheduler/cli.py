@@ -40,7 +40,7 @@ def cli() -> None:
 @click.option("--zk", default=None, help="zk://hosts/path: keep state in ZooKeeper, elect a leader")
 @click.option("--name", default="dockyard", show_default=True, help="framework name")
 @click.option("--executor-command", default=None, help="how agents start the warm executor")
-@click.option("--warm-executor/--command-tasks", default=False, show_default=True,
+@click.option("--warm-executor/--command-tasks", default=True, show_default=True,
               help="launch tasks through one warm dockyard executor per agent, or as plain command tasks")
 @click.option("--job-history", default=50, show_default=True, type=int, help="finished runs kept per job")
 @click.option("--clock-file", default=None, hidden=True, help="tests only: read 'now' from this file")

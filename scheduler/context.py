@@ -23,7 +23,7 @@ class SchedulerConfig:
     zk: str | None = None
     name: str = "dockyard"
     executor_command: str | None = None
-    warm_executor: bool = False
+    warm_executor: bool = True
     job_history: int = 50
     clock_file: str | None = None
 

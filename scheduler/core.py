@@ -47,8 +47,10 @@ TASKS_LAUNCHED = Counter("dockyard_scheduler_tasks_launched", "Tasks sent to Mes
 STATUS_UPDATES = Counter("dockyard_scheduler_status_updates", "Status updates received", ["state"])
 OFFERS = Counter("dockyard_scheduler_offers", "Offers handled", ["outcome"])
 PENDING = Gauge("dockyard_scheduler_tasks_pending", "Tasks waiting for an offer")
-QUEUE_LATENCY = Histogram("dockyard_scheduler_queue_seconds", "Submit to launch, seconds",
-                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+_FINE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+QUEUE_LATENCY = Histogram("dockyard_scheduler_queue_seconds", "Submit to launch, seconds", buckets=_FINE)
+OFFER_ROUND = Histogram("dockyard_scheduler_offer_round_seconds",
+                        "Offers received to ACCEPT/DECLINE sent, seconds", buckets=_FINE)
 
 
 def default_executor_command() -> str:
@@ -200,6 +202,12 @@ class Core:
         self._stopping = threading.Event()
         self._reconcile_timer: threading.Timer | None = None
         self.subscribed = threading.Event()
+        # -- issue 6 (HA) reconciliation gate: after every (re)subscribe, nothing is launched or
+        # killed until each known live task has been answered for (explicit reconciliation).
+        self.reconciled = threading.Event()
+        self._unreconciled: set[str] = set()
+        self._deferred_kills: list[tuple[dict, dict | None]] = []
+        self._explicit_backoff = 1.0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -248,6 +256,7 @@ class Core:
             "rescinded": lambda payload: None, "status": self.handle_status,
             "agent_lost": self.handle_agent_lost, "disconnected": self.handle_disconnected,
             "reconcile_implicit": lambda payload: self.reconcile_implicit(),
+            "reconcile_explicit": lambda payload: self._reconcile_explicit(),  # issue 6 gate
             "executor_lost": lambda payload: None,
         }
         while not self._stopping.is_set():
@@ -329,7 +338,7 @@ class Core:
             if record is None or record.terminal:
                 return False
             agent_id = record.agent_id
-        self._driver_call("killTask", {"value": task_id}, {"value": agent_id} if agent_id else None)
+        self._kill_or_hold({"value": task_id}, {"value": agent_id} if agent_id else None)  # issue 6 gate
         return True
 
     # -- Mesos events (core thread) ----------------------------------------------------
@@ -344,7 +353,15 @@ class Core:
             self._suppressed = False
             live = [r for r in self._records.values()
                     if not r.terminal and r.state != State.PENDING]
+            self._unreconciled = {r.task_id for r in live}  # issue 6 gate: closed until answered
+            self._explicit_backoff = 1.0
+            if live:
+                self.reconciled.clear()
         self.subscribed.set()
+        if not live:
+            self._open_gate()
+        else:
+            self._schedule_explicit_retry()
         if live:
             self._driver_call("reconcileTasks", [
                 {"task_id": {"value": r.task_id},
@@ -355,6 +372,52 @@ class Core:
 
     def handle_disconnected(self, payload: Any = None) -> None:
         self.subscribed.clear()
+
+    # -- issue 6 (HA): the reconciliation gate ------------------------------------------
+
+    def _reconcile_explicit(self) -> None:
+        """Ask again for tasks nobody answered for (the master stays silent about tasks on
+        agents that have not re-registered yet); back off up to 30 s."""
+        with self._lock:
+            waiting = [self._records[t] for t in self._unreconciled if t in self._records]
+        if not waiting:
+            return
+        log.info("reconciling %d task(s) still unanswered", len(waiting))
+        self._driver_call("reconcileTasks", [
+            {"task_id": {"value": r.task_id}, **({"agent_id": {"value": r.agent_id}} if r.agent_id else {})}
+            for r in waiting])
+        self._explicit_backoff = min(self._explicit_backoff * 2, 30.0)
+        self._schedule_explicit_retry()
+
+    def _schedule_explicit_retry(self) -> None:
+        timer = threading.Timer(self._explicit_backoff, self.post, args=("reconcile_explicit", None))
+        timer.daemon = True
+        timer.start()
+
+    def _answered(self, task_id: str) -> bool:
+        """Note a status for `task_id` (lock held); True when that opened the gate."""
+        if task_id in self._unreconciled:
+            self._unreconciled.discard(task_id)
+            return not self._unreconciled
+        return False
+
+    def _open_gate(self) -> None:
+        """Every known task is accounted for: act again, starting with the kills we held."""
+        with self._lock:
+            kills, self._deferred_kills = self._deferred_kills, []
+            self.reconciled.set()
+        log.info("reconciliation complete: launching and killing resume (%d held kill(s))", len(kills))
+        if self.subscribed.is_set():
+            self._driver_call("reconcileTasks", [])  # then implicit: learn what we do not know of
+        for task_id, agent_id in kills:
+            self._driver_call("killTask", task_id, agent_id)
+
+    def _kill_or_hold(self, task_id: dict, agent_id: dict | None) -> None:
+        with self._lock:
+            if not self.reconciled.is_set():
+                self._deferred_kills.append((task_id, agent_id))
+                return
+        self._driver_call("killTask", task_id, agent_id)
 
     def reconcile_implicit(self) -> None:
         self._driver_call("reconcileTasks", [])
@@ -369,6 +432,15 @@ class Core:
 
     def handle_offers(self, offers: list[dict]) -> None:
         """Place waiting tasks on these offers; accept what fits, decline the rest."""
+        with OFFER_ROUND.time():
+            self._handle_offers(offers)
+
+    def _handle_offers(self, offers: list[dict]) -> None:
+        if not self.reconciled.is_set():  # issue 6 gate: no launch before reconciliation
+            OFFERS.labels("declined_reconciling").inc(len(offers))
+            self._driver_call("declineOffer", [o["id"] for o in offers],
+                              {"refuse_seconds": self.config.busy_refuse_seconds})
+            return
         by_agent: dict[str, list[dict]] = {}
         for offer in offers:
             by_agent.setdefault(_value(offer.get("agent_id")) or "", []).append(offer)
@@ -479,6 +551,16 @@ class Core:
             self._agents.pop(agent_id, None)
 
     def _apply(self, status: dict) -> TaskRecord | None:
+        """Apply a status; any status of a task counts as its reconciliation answer (issue 6)."""
+        with self._lock:
+            opened = self._answered(_value(status.get("task_id")) or "")
+        try:
+            return self._apply_status(status)
+        finally:
+            if opened:
+                self._open_gate()
+
+    def _apply_status(self, status: dict) -> TaskRecord | None:
         task_id = _value(status.get("task_id")) or ""
         state = status.get("state", "")
         STATUS_UPDATES.labels(state).inc()
@@ -506,7 +588,7 @@ class Core:
         if record is None:
             if orphan:  # running but unknown to us (a lost store, a stale leader): kill it
                 log.warning("killing unknown task %s (%s)", task_id, state)
-                self._driver_call("killTask", {"value": task_id}, status.get("agent_id"))
+                self._kill_or_hold({"value": task_id}, status.get("agent_id"))
             return None
         for callback in callbacks:
             try:

@@ -76,7 +76,8 @@ def make_driver(ctx: Context):
     framework = {"user": os.environ.get("USER", "root") or "root", "name": ctx.config.name,
                  "failover_timeout": 7 * 86400.0, "hostname": ctx.config.ip,
                  "webui_url": f"http://{ctx.config.ip}:{ctx.config.port}",
-                 "capabilities": [{"type": "TASK_KILLING_STATE"}]}
+                 "capabilities": [{"type": "TASK_KILLING_STATE"}],
+                 "checkpoint": True}  # issue 6: agents checkpoint our tasks, so they survive an agent restart
     if ctx.core.framework_id:
         framework["id"] = {"value": ctx.core.framework_id}
     driver = MesosSchedulerDriver(DockyardScheduler(ctx.core), framework, ctx.config.master,
@@ -111,6 +112,10 @@ def serve(config: SchedulerConfig) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if config.zk:  # HA (scheduler/leader.py, issue 6): elect; followers forward; state loads once leading
+        from scheduler.leader import serve_ha
+
+        return serve_ha(config)
     leadership = wait_for_leadership(config)
     ctx = build_context(config)
     driver = make_driver(ctx)

@@ -18,6 +18,9 @@ from typing import Any
 from framework.errors import DockyardError
 
 
+SANDBOX_LABEL = "dockyard.sandbox"  # set by dockyard's executor on every status
+
+
 class State(str, Enum):
     PENDING = "PENDING"
     LAUNCHED = "LAUNCHED"
@@ -130,6 +133,7 @@ class TaskRecord:
     message: str = ""
     reason: str | None = None
     healthy: bool | None = None
+    sandbox: str | None = None  # relative to the executor's directory (executor's status label)
     history: list[tuple[str, float]] = field(default_factory=list)
     version: int = -1  # the store version this record was read or written at
 
@@ -165,6 +169,9 @@ class TaskRecord:
             self.message = status["message"]
         if status.get("reason"):
             self.reason = status["reason"]
+        for label in (status.get("labels") or {}).get("labels") or []:
+            if label.get("key") == SANDBOX_LABEL:
+                self.sandbox = label.get("value")
         if "healthy" in status:
             self.healthy = bool(status["healthy"])
         if target.terminal:

@@ -13,17 +13,31 @@ remove the cgroup after a crash, like any container.
 """
 from __future__ import annotations
 
+import errno
 import os
+import pwd
 import shutil
 import signal as signals
 from pathlib import Path
 
-from executor.containers.launcher import LimitWatcher, new_container_id, teardown
+from executor.containers.launcher import LimitWatcher, describe_exit, new_container_id, teardown
 from executor.containers.state import write_json
 from executor.launcher import ExitInfo, LaunchSpec
 from framework import cgroups
 
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+
+# PID 1 of the task's namespace. The kernel ignores signals without a handler sent to
+# a namespace's init, so the task must not be init (Mesos keeps a helper there too):
+# this shell starts the task, forwards signals to it, reaps orphans while waiting,
+# and exits with the task's status (128+N when a signal N killed it).
+INIT = (
+    '"$@" & child=$!; '
+    'for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done; '
+    'while :; do wait $child; status=$?; kill -0 $child 2>/dev/null || break; done; '
+    'exit $status'
+)
 
 
 class HostIsolation:
@@ -57,9 +71,23 @@ class HostIsolation:
         self.group.create(cgroups.Limits.from_resources(spec.resources or {}, pids))
         return self
 
-    def wrap(self, argv: list[str]) -> list[str]:
-        """A new PID namespace (the task is its init), /proc remounted, killed with its parent."""
-        return [UNSHARE, "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
+    def wrap(self, argv: list[str], program: str | None = None, user: str | None = None) -> list[str]:
+        """A new PID namespace (the task is its init), /proc remounted, killed with its parent.
+
+        `program` replaces argv[0] as what is executed; `user` (a host user name) is
+        switched to by `setpriv` inside the namespaces, after the cgroup is joined.
+        """
+        command = [program or argv[0], *argv[1:]]
+        path = (self.spec.env or {}).get("PATH") or os.environ.get("PATH", "")
+        found = os.access(command[0], os.X_OK) if "/" in command[0] else shutil.which(command[0], path=path)
+        if not found:  # what Popen would have raised without the wrapper; nothing is left behind
+            self.destroy()
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command[0])
+        if user:
+            command = [SETPRIV, f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--init-groups",
+                       "--", *command]
+        return [UNSHARE, "--pid", "--fork", "--kill-child", "--mount-proc", "--",
+                "/bin/sh", "-c", INIT, "dockyard-init", *command]
 
     def enter(self) -> None:
         """preexec_fn: move the forked child into the cgroup before it execs."""
@@ -77,6 +105,8 @@ class HostIsolation:
         """The exit with a Mesos limitation reason when a limit, not the task, ended it."""
         if self.watcher is None:
             return info
+        if info.exit_code is not None and info.exit_code > 128:
+            info = describe_exit(info.exit_code)  # the init's way of saying "killed by signal N"
         self.watcher.stop()
         limitation = self.watcher.limitation or self.watcher.check_memory()
         if limitation is None:

@@ -295,7 +295,6 @@ class Container:
             store.pull(name, credentials=creds)
         self.image, layer_dirs = store.prepare(name, credentials=creds)
         self.layers = [d.name for d in layer_dirs]
-        self._save()  # the layers are now referenced: prune leaves them alone
         try:
             self._prepare(layer_dirs)
             self._run()
@@ -311,9 +310,10 @@ class Container:
 
     def _prepare(self, layer_dirs: list[Path]) -> None:
         resources = self.spec.resources or {}
-        limits = cgroups.Limits.from_resources(resources, DEFAULT_PIDS)
+        extension = (self.spec.container or {}).get("dockyard") or {}
+        limits = cgroups.Limits.from_resources(resources, int(extension.get("pids_limit", DEFAULT_PIDS)))
         self.group = cgroups.Cgroup.for_task(self.id)
-        self._save()
+        self._save()  # layers referenced (prune leaves them) and cgroup named, before any is made
         self.group.create(limits)
         upper, work = self.upper_root / "upper", self.upper_root / "work"
         self.upper_root.mkdir(parents=True, exist_ok=True)
@@ -348,7 +348,7 @@ class Container:
             if time.monotonic() > deadline:
                 raise ContainerError(f"{self.runtime.name} did not start the container in {START_TIMEOUT:.0f}s")
             time.sleep(delay)
-            delay = min(delay * 2, 0.01)
+            delay = min(delay * 2, 0.002)
         self._move(State.RUNNING)
         resources = self.spec.resources or {}
         disk = resources.get("disk")

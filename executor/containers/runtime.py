@@ -48,8 +48,11 @@ class Runtime:
     def run(self, container_id: str, bundle: Path, stdout: IO[bytes], stderr: IO[bytes],
             pid_file: Path, log: Path) -> subprocess.Popen:
         """Start `runtime run` in the foreground; the caller waits for `pid_file`."""
+        # runc keeps the stopped container (and its cgroup, where cgroup v1 counts OOM
+        # kills) until we delete it; crun has no --keep, its limits are watched live.
+        keep = ["--keep"] if self.name == "runc" else []
         argv = [self.binary, "--root", str(self.root), "--log", str(log), "--log-format", "json",
-                "run", "--bundle", str(bundle), "--pid-file", str(pid_file), container_id]
+                "run", *keep, "--bundle", str(bundle), "--pid-file", str(pid_file), container_id]
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                 start_new_session=True, close_fds=True)
 

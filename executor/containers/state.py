@@ -41,14 +41,14 @@ def check_move(current: State, target: State) -> bool:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Temp file then rename: a crash leaves the old or the new file, never half of one."""
+    """Temp file then rename: a killed process leaves the old or the new file, never half
+    of one. No fsync: we guard against crashes of our processes, not of the machine, and
+    an fsync per state change would sit on every container start."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
+            handle.write(json.dumps(data))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

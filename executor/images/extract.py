@@ -162,7 +162,10 @@ class Extractor:
             self._clear(target)
             os.symlink(member.linkname, target)
         elif member.islnk():
-            link = clean_name(member.linkname)
+            try:
+                link = clean_name(member.linkname)
+            except LayerRejected as error:
+                raise LayerRejected(raw, f"hard link target {member.linkname!r}: {error.why}") from None
             if not link:
                 raise LayerRejected(raw, "hard link to the root")
             source = self._check_parents(link, raw)

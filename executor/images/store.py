@@ -400,6 +400,8 @@ class ImageStore:
     def load(self, archive: Path | str, tag: str | None = None) -> list[str]:
         """Load a `docker save` or OCI archive; returns the references stored."""
         archive = Path(archive)
+        if archive.is_dir():
+            return self._load_layout(archive, tag)
         try:
             with tarfile.open(archive) as tar:
                 names = set(tar.getnames())
@@ -447,11 +449,11 @@ class ImageStore:
             tags = [tag] if tag else (item.get("RepoTags") or [])
             if not tags:
                 tags = [f"sha256:{_hex(digest)}"]
+            self._unpack_all(digest)  # a refused layer raises before anything is tagged
             for name in tags:
                 ref = name if name.startswith("sha256:") else str(references.parse(name))
                 self._tag(ref, digest, DOCKER_MANIFEST, len(body))
                 loaded.append(ref)
-            self._unpack_all(digest)
         return loaded
 
     def _load_oci(self, tar: tarfile.TarFile, names: dict[str, str], tag: str | None) -> list[str]:
@@ -473,14 +475,38 @@ class ImageStore:
             elif ":" not in name.rsplit("/", 1)[-1] and "/" not in name and "." not in name:
                 name = f"{tag or 'oci-archive'}:{name}" if not tag else name
             ref = name if name.startswith("sha256:") else str(references.parse(name))
-            self._tag(ref, digest, media, len(self.read_blob(digest)))
             self._unpack_all(digest)
+            self._tag(ref, digest, media, len(self.read_blob(digest)))
+            loaded.append(ref)
+        return loaded
+
+    def _load_layout(self, layout: Path, tag: str | None) -> list[str]:
+        """An OCI image layout directory (what `skopeo copy ... oci:DIR:TAG` writes)."""
+        if not (layout / "oci-layout").exists() or not (layout / "index.json").exists():
+            raise ImagePullError(f"{layout}: not an OCI image layout")
+        index = json.loads((layout / "index.json").read_text())
+        loaded = []
+        for entry in index.get("manifests") or []:
+            name = (entry.get("annotations") or {}).get(REF_ANNOTATION)
+            if tag and len(index["manifests"]) > 1 and name != tag.rsplit(":", 1)[-1]:
+                continue
+            manifest = json.loads((layout / "blobs" / "sha256" / _hex(entry["digest"])).read_bytes())
+            for descriptor in [manifest["config"], *manifest.get("layers", [])]:
+                if not self.has_blob(descriptor["digest"]):
+                    fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="load-")
+                    os.close(fd)
+                    shutil.copyfile(layout / "blobs" / "sha256" / _hex(descriptor["digest"]), tmp)
+                    self._put_blob_file(Path(tmp), descriptor["digest"])
+            body = (layout / "blobs" / "sha256" / _hex(entry["digest"])).read_bytes()
+            digest = self.put_blob(body, entry["digest"])
+            self._unpack_all(digest)
+            ref = str(references.parse(tag or name or "oci-layout:latest"))
+            self._tag(ref, digest, entry.get("mediaType", OCI_MANIFEST), len(body))
             loaded.append(ref)
         return loaded
 
     def _unpack_all(self, digest: str) -> None:
-        entry = next(e for e in self.entries() if e["digest"] == digest)
-        image = self._image(entry)
+        image = self._image({"digest": digest})
         for layer in image.layers:
             self.unpack(image, layer)
 

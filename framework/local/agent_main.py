@@ -40,7 +40,7 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
     app = build_app(agent, lifespan=lifespan)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.ip, port=config.port, log_level=log_level, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=3, loop="asyncio", http="h11"))
+        lifespan="on", timeout_graceful_shutdown=3))
     asyncio.run(server.serve())
 
 

@@ -220,7 +220,7 @@ class Allocator:
         filters = self._filters
         results: list[Allocation] = []
         for agent in agents:
-            for role in roles:
+            for role in tuple(roles):  # `roles` is re-sorted as shares change
                 if agent.free.empty:
                     break
                 if agent.reserved_roles:
@@ -317,4 +317,5 @@ def _resort(members: list[_Framework], index: int, shares: dict[tuple[str, str],
 
 
 def _allocatable(resources: Resources) -> bool:
-    return resources.scalar("cpus") >= MIN_CPUS or resources.scalar("mem") >= MIN_MEM
+    scalars = resources.scalars()
+    return scalars.get("cpus", 0.0) >= MIN_CPUS or scalars.get("mem", 0.0) >= MIN_MEM

@@ -60,6 +60,10 @@ class ZooKeeperContender:
         client.start(timeout=self._timeout)
         client.add_listener(self._on_state)
         self.client = client
+        from framework.local.registry import ZooKeeperRegistry
+
+        registry = ZooKeeperRegistry(client, self.path)
+        self.loop.call_soon_threadsafe(setattr, self.master, "registry", registry)
         self._contend()
 
     def stop(self) -> None:

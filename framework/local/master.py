@@ -22,6 +22,7 @@ from framework.mesos.messages import TERMINAL_STATES, dumps
 from framework.mesos.resources import Resources
 from framework.local import validation
 from framework.local.allocator import Allocator
+from framework.local.registry import Registry
 
 log = logging.getLogger("dockyard.master")
 
@@ -44,6 +45,8 @@ class MasterConfig:
     status_update_retry: float = 10.0
     agent_ping_interval: float = 5.0
     agent_ping_timeout: float = 75.0
+    # How long a new leader waits for agents of its registry to re-register.
+    agent_reregister_timeout: float = 120.0
     # Delay that batches prompt allocations (freed resources, subscribe, revive).
     allocation_batch: float = 0.002
 
@@ -236,6 +239,12 @@ class Master:
         self._allocation_agents: set[str] = set()
         self.counters: Counter[str] = Counter()
         self.allocation_runs = 0
+        # Registry: admitted agents survive a master restart/failover (ids only).
+        self.registry: Registry | None = None
+        self.registered: dict[str, dict[str, Any]] = {}
+        self.recovering: dict[str, dict[str, Any]] = {}
+        self._registry_writer: Any = None
+        self._recovery_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> float:
@@ -731,6 +740,8 @@ class Master:
             task = fw.tasks.get(task_id) or fw.unreachable_tasks.get(task_id)
             if task is not None:
                 self._reconcile_known(fw, task)
+            elif (agent_id in self.recovering) if agent_id is not None else bool(self.recovering):
+                continue  # its agent may still come back with it: no answer yet (§6.1)
             elif agent_id is not None and agent_id in self.agents:
                 self._master_update(fw, task_id, "TASK_GONE", "REASON_RECONCILIATION",
                                     "Reconciliation: Task is unknown to the agent",
@@ -893,6 +904,7 @@ class Master:
                       str(call.get("version") or VERSION), now, self.clock(), Stream())
         self.agents[agent_id] = agent
         self.allocator.add_agent(agent_id, total)
+        self._admit(agent)
         agent.stream.send({"type": "REGISTERED", "registered": self._agent_welcome(agent)})  # type: ignore[union-attr]
         log.info("registered agent %s at %s:%s (%s)", agent_id, ip, port, total)
         self.request_allocation([agent_id])
@@ -997,6 +1009,7 @@ class Master:
                 used[(fid, role)] = used.get((fid, role), Resources()) + resources
         self.agents[agent_id] = agent
         self.allocator.add_agent(agent_id, total, used)
+        self._admit(agent)
         agent.stream.send({"type": "REREGISTERED",  # type: ignore[union-attr]
                            "reregistered": self._agent_welcome(agent)})
         for fid in shutdown:
@@ -1142,6 +1155,8 @@ class Master:
         agent.executors.clear()
         agent.tasks.clear()
         self.allocator.remove_agent(agent.id)
+        self.registered.pop(agent.id, None)
+        self._persist()
         if unreachable:
             self.unreachable_agents[agent.id] = now
         for fw in self.frameworks.values():
@@ -1158,6 +1173,61 @@ class Master:
             if agent.last_seen < deadline:
                 self.remove_agent(agent, "health check timed out")
 
+    # ------------------------------------------------------------ registry
+    def recover_registry(self) -> None:
+        """On becoming leader: wait for the registry's agents to re-register."""
+        if self.registry is None:
+            return
+        try:
+            known = self.registry.load()
+        except Exception:
+            log.exception("cannot read the registry: starting without it")
+            known = {}
+        for agent_id, info in known.items():
+            if agent_id not in self.agents:
+                self.recovering[agent_id] = info
+                self.registered[agent_id] = info
+        if self.recovering:
+            log.info("waiting up to %ss for %d agents to re-register",
+                     self.config.agent_reregister_timeout, len(self.recovering))
+            self._recovery_timer = self._loop().call_later(
+                self.config.agent_reregister_timeout, self._recovery_expired)
+
+    def _recovery_expired(self) -> None:
+        now = self.now()
+        for agent_id in list(self.recovering):
+            log.info("agent %s did not re-register in time: unreachable", agent_id)
+            self.recovering.pop(agent_id)
+            self.registered.pop(agent_id, None)
+            self.unreachable_agents[agent_id] = now
+        self._persist()
+
+    def _admit(self, agent: Agent) -> None:
+        """Record an agent in the registry; an address reused by a new agent ends the old."""
+        self.recovering.pop(agent.id, None)
+        for agent_id, info in list(self.recovering.items()):
+            if info.get("ip") == agent.ip and info.get("port") == agent.port:
+                self.recovering.pop(agent_id)
+                self.registered.pop(agent_id, None)
+                self.unreachable_agents[agent_id] = self.now()
+        self.registered[agent.id] = {"hostname": agent.hostname, "ip": agent.ip,
+                                     "port": agent.port}
+        self._persist()
+
+    def _persist(self) -> None:
+        """Write the registry off the event loop, in order (one writer thread)."""
+        if self.registry is None or not self.leading:
+            return
+        if self._registry_writer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._registry_writer = ThreadPoolExecutor(1, thread_name_prefix="registry")
+        snapshot = {k: dict(v) for k, v in self.registered.items()}
+        registry = self.registry
+        future = self._registry_writer.submit(registry.save, snapshot)
+        future.add_done_callback(
+            lambda f: f.exception() and log.error("registry write failed: %s", f.exception()))
+
     # ------------------------------------------------------------ leadership
     def set_leader(self, leader_info: dict[str, Any] | None) -> None:
         """Called by the ZooKeeper contender when the leading master changes."""
@@ -1166,6 +1236,8 @@ class Master:
         if leading and not self.leading:
             self.elected_time = time.time()
             log.info("elected leading master")
+            self.leading = True
+            self.recover_registry()
         self.leading = leading
 
     # ------------------------------------------------------------ introspection

@@ -114,7 +114,7 @@ class MasterHttp:
                 return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' "
                                   "header")
             stream = self.master.subscribe(call)
-            return self._stream(stream, self.master.config.heartbeat_interval,
+            return self._stream(request, stream, self.master.config.heartbeat_interval,
                                 self.master.stream_closed, {"Mesos-Stream-Id": stream.id})
         try:
             fw = self.master.lookup(call["framework_id"]["value"],
@@ -126,9 +126,9 @@ class MasterHttp:
             return Response(status_code=status)
         return _text(status, str(body))
 
-    def _stream(self, stream: Stream, heartbeat: float, closed: Callable[[Stream], None],
-                headers: dict[str, str]) -> StreamingResponse:
-        return StreamingResponse(_records(stream, heartbeat, closed), status_code=200,
+    def _stream(self, request: Request, stream: Stream, heartbeat: float,
+                closed: Callable[[Stream], None], headers: dict[str, str]) -> StreamingResponse:
+        return StreamingResponse(_records(request, stream, heartbeat, closed), status_code=200,
                                  media_type=JSON, headers=headers)
 
     # -- internal agent protocol -----------------------------------------------------
@@ -152,7 +152,7 @@ class MasterHttp:
                 return Response(status_code=202)
         except HttpError as error:
             return _text(error.status, error.message)
-        return self._stream(stream, self.master.config.agent_ping_interval,
+        return self._stream(request, stream, self.master.config.agent_ping_interval,
                             self.master.agent_stream_closed, {})
 
     # -- operator API ----------------------------------------------------------------
@@ -229,11 +229,21 @@ class MasterHttp:
         return JSONResponse(operator.snapshot(self.master))
 
 
-async def _records(stream: Stream, heartbeat: float,
+async def _watch_disconnect(request: Request, stream: Stream) -> None:
+    """End the stream as soon as the client hangs up (not at the next failed write)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            stream.queue.put_nowait(None)
+            return
+
+
+async def _records(request: Request, stream: Stream, heartbeat: float,
                    closed: Callable[[Stream], None]) -> AsyncIterator[bytes]:
     """A stream's records, with a HEARTBEAT whenever `heartbeat` seconds pass quietly."""
     loop = asyncio.get_running_loop()
     next_beat = loop.time() + heartbeat
+    watcher = asyncio.create_task(_watch_disconnect(request, stream))
     try:
         while True:
             try:
@@ -257,6 +267,7 @@ async def _records(stream: Stream, heartbeat: float,
             if done:
                 return
     finally:
+        watcher.cancel()
         closed(stream)
 
 

@@ -26,7 +26,12 @@ def _run(config: MasterConfig, log_level: str) -> None:
         loop = asyncio.get_running_loop()
         timers = asyncio.create_task(run_timers(master))
         try:
-            if config.zk:
+            if not config.zk:
+                from framework.local.registry import FileRegistry
+
+                master.registry = FileRegistry(config.work_dir)
+                master.recover_registry()
+            else:
                 from framework.local.contender import ZooKeeperContender
 
                 contender = ZooKeeperContender(master, config.zk, loop)
@@ -47,7 +52,7 @@ def _run(config: MasterConfig, log_level: str) -> None:
     app = create_app(master, background)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.ip, port=config.port, log_level="warning", access_log=False,
-        lifespan="on", timeout_graceful_shutdown=1))
+        lifespan="on", timeout_graceful_shutdown=0.2))  # type: ignore[arg-type]
     logging.getLogger("dockyard.master").info(
         "master %s on %s:%s (zk: %s)", master.id, config.ip, config.port, config.zk or "none")
     (Path(config.work_dir) / "master.pid").write_text(str(os.getpid()))
@@ -72,15 +77,19 @@ def _run(config: MasterConfig, log_level: str) -> None:
 @click.option("--agent-ping-interval", default=5.0, show_default=True, type=float)
 @click.option("--agent-ping-timeout", default=75.0, show_default=True, type=float,
               help="Seconds without a word from an agent before it is removed.")
+@click.option("--agent-reregister-timeout", default=120.0, show_default=True, type=float,
+              help="Seconds a new leader waits for known agents to re-register.")
 @click.option("--log-level", default="info", show_default=True)
 def master_command(ip: str, port: int, work_dir: str, zk: str | None,
                    allocation_interval: float, hostname: str | None, heartbeat_interval: float,
                    status_update_retry: float, agent_ping_interval: float,
-                   agent_ping_timeout: float, log_level: str) -> None:
+                   agent_ping_timeout: float, agent_reregister_timeout: float,
+                   log_level: str) -> None:
     """Run the embedded Mesos-compatible master."""
     _run(MasterConfig(ip=ip, port=port, work_dir=work_dir, hostname=hostname, zk=zk,
                       allocation_interval=allocation_interval,
                       heartbeat_interval=heartbeat_interval,
                       status_update_retry=status_update_retry,
                       agent_ping_interval=agent_ping_interval,
-                      agent_ping_timeout=agent_ping_timeout), log_level)
+                      agent_ping_timeout=agent_ping_timeout,
+                      agent_reregister_timeout=agent_reregister_timeout), log_level)

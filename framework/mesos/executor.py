@@ -315,7 +315,9 @@ class MesosExecutorDriver:
             if response.status != 200:
                 text = response.read().decode(errors="replace").strip()[:500]
                 if 400 <= response.status < 500 and response.status != 408:
-                    self._callback("error", f"SUBSCRIBE refused by agent: {response.status} {text}")
+                    message = f"SUBSCRIBE refused by agent: {response.status} {text}"
+                    log.error("%s", message)
+                    self._callback("error", message)
                     return "fatal"
                 log.info("SUBSCRIBE answered %s %s; retrying", response.status, text)
                 return "retry"

@@ -85,7 +85,7 @@ class Resources:
     from agent flag text (`Resources.parse("cpus:4;ports:[31000-32000]")`).
     """
 
-    __slots__ = ("_items", "_hash")
+    __slots__ = ("_items", "_hash", "_scalars")
 
     def __init__(self, resources: Iterable[Mapping[str, Any]] | None = None) -> None:
         items: dict[tuple[str, str], Value] = {}
@@ -95,12 +95,14 @@ class Resources:
             items[key] = _add_value(items[key], value) if key in items else value
         self._items = {k: v for k, v in items.items() if not _is_empty(v)}
         self._hash: int | None = None
+        self._scalars: dict[str, float] | None = None
 
     @classmethod
     def _from_items(cls, items: dict[tuple[str, str], Value]) -> "Resources":
         obj = cls.__new__(cls)
         obj._items = items
         obj._hash = None
+        obj._scalars = None
         return obj
 
     @classmethod
@@ -209,6 +211,8 @@ class Resources:
         """Take away what `other` holds; what `self` lacks is ignored (never negative)."""
         if not other._items or not self._items:
             return self
+        if other is self or other._items == self._items:
+            return Resources._from_items({})
         items = dict(self._items)
         for key, value in other._items.items():
             mine = items.get(key)
@@ -308,12 +312,17 @@ class Resources:
         return out
 
     def scalars(self) -> dict[str, float]:
-        """Scalar totals by name over all roles (what DRF shares are computed on)."""
-        out: dict[str, float] = {}
-        for (name, _), value in self._items.items():
-            if isinstance(value, float):
-                out[name] = out.get(name, 0.0) + value
-        return {k: _fixed(v) for k, v in out.items()}
+        """Scalar totals by name over all roles (what DRF shares are computed on).
+
+        Cached: the allocator asks for it on every allocation. Do not mutate.
+        """
+        if self._scalars is None:
+            out: dict[str, float] = {}
+            for (name, _), value in self._items.items():
+                if isinstance(value, float):
+                    out[name] = out.get(name, 0.0) + value
+            self._scalars = {k: _fixed(v) for k, v in out.items()}
+        return self._scalars
 
 
 def _parse_value(raw: str, part: str) -> Value:

@@ -1,70 +1,78 @@
 """Where a task's sandbox is on its agent, so `dockyard job logs` can read it remotely.
 
 The scheduler learns the agent from the offer and the executor from the task's
-status; the directory itself is the agent's business, so we ask the agent's
-`/state` (as the Mesos CLI does) and remember the answer in the run.
-A warm executor serves many tasks: each task's files live in `tasks/<task id>`
-under the executor's directory when the executor keeps them apart.
+status; the executor's directory is the agent's business, so we ask the
+agent's `/state` (as the Mesos CLI does) and keep one map per agent of
+task id -> executor directory, refreshed at most twice a second when a task
+is missing from it. dockyard's executor labels each status with the task's
+sandbox relative to the executor's (`dockyard.sandbox`): a warm executor keeps
+each task in `tasks/<task id>/`.
 """
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import httpx
 
 log = logging.getLogger(__name__)
+REFRESH_SECONDS = 0.5
 
 
-def _executor_directory(state: dict, framework_id: str | None, executor_id: str) -> str | None:
-    for key in ("frameworks", "completed_frameworks"):
-        for framework in state.get(key) or []:
-            if framework_id and framework.get("id") != framework_id:
-                continue
-            for ekey in ("executors", "completed_executors"):
-                for executor in framework.get(ekey) or []:
-                    if executor.get("id") == executor_id and executor.get("directory"):
-                        return executor["directory"]
-    return None
+class SandboxFinder:
+    def __init__(self, timeout: float = 3.0) -> None:
+        self.client = httpx.Client(timeout=timeout)
+        self._lock = threading.Lock()
+        self._maps: dict[str, tuple[float, dict[str, str]]] = {}
 
-
-def _has_stdout(client: httpx.Client, agent_url: str, path: str) -> bool:
-    try:
-        response = client.get(f"{agent_url}/files/browse", params={"path": path})
-    except httpx.HTTPError:
-        return False
-    if response.status_code != 200:
-        return False
-    return any(str(entry.get("path", "")).endswith("/stdout") for entry in response.json())
-
-
-def find_sandbox(agent_url: str, framework_id: str | None, executor_id: str, task_id: str,
-                 timeout: float = 3.0) -> str | None:
-    with httpx.Client(timeout=timeout) as client:
+    def _refresh(self, agent_url: str, framework_id: str | None) -> dict[str, str]:
         try:
-            state = client.get(f"{agent_url}/state").json()
+            state = self.client.get(f"{agent_url}/state").json()
         except (httpx.HTTPError, ValueError) as error:
             log.debug("cannot read %s/state: %s", agent_url, error)
-            return None
-        directory = _executor_directory(state, framework_id, executor_id)
-        if directory is None:
-            return None
-        for candidate in (f"{directory}/tasks/{task_id}", directory):
-            if _has_stdout(client, agent_url, candidate):
-                return candidate
-        return directory
+            return {}
+        found: dict[str, str] = {}
+        for key in ("frameworks", "completed_frameworks"):
+            for framework in state.get(key) or []:
+                if framework_id and framework.get("id") != framework_id:
+                    continue
+                for ekey in ("executors", "completed_executors"):
+                    for executor in framework.get(ekey) or []:
+                        directory = executor.get("directory")
+                        if not directory:
+                            continue
+                        for tkey in ("tasks", "completed_tasks", "queued_tasks"):
+                            for task in executor.get(tkey) or []:
+                                found[task.get("id", "")] = directory
+        return found
+
+    def executor_directory(self, agent_url: str, framework_id: str | None, task_id: str) -> str | None:
+        with self._lock:
+            fetched, known = self._maps.get(agent_url, (0.0, {}))
+            if task_id in known:
+                return known[task_id]
+            if time.monotonic() - fetched < REFRESH_SECONDS:
+                return None
+            known = self._refresh(agent_url, framework_id)
+            self._maps[agent_url] = (time.monotonic(), known)
+            return known.get(task_id)
 
 
 def resolve_sandboxes(ctx: Any, run: Any) -> None:
     """Fill `sandbox` for the run's tasks that have started somewhere and lack it."""
+    finder: SandboxFinder = ctx.extras.setdefault("sandbox_finder", SandboxFinder())
     for task in run.tasks:
         if task.sandbox or not task.agent_id or task.status in ("PENDING", "TASK_STAGING"):
             continue
         record = ctx.core.get(task.id)
-        agent = ctx.core.agent(task.agent_id) or {}
-        url = task.agent_url or agent.get("url")
-        executor_id = (record.executor_id if record else None) or task.id
+        url = task.agent_url or (ctx.core.agent(task.agent_id) or {}).get("url")
         if not url:
             continue
         task.agent_url = url
-        task.sandbox = find_sandbox(url, ctx.core.framework_id, executor_id, task.id)
+        directory = finder.executor_directory(url, ctx.core.framework_id, task.id)
+        if directory is None:
+            continue
+        relative = (record.sandbox if record is not None else None) or "."
+        task.sandbox = directory if relative in (".", "") else f"{directory}/{relative}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from dataclasses import field as dataclass_field
 from enum import Enum
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
@@ -49,6 +50,19 @@ class Constraint:
     field: str
     operator: Operator
     value: str | None = None
+    # Set in __post_init__: static (answered by the agent alone), counting, text.
+    static: bool = dataclass_field(default=False, init=False, compare=False, repr=False)
+    counting: bool = dataclass_field(default=True, init=False, compare=False, repr=False)
+    text: str = dataclass_field(default="", init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Precomputed: the pipeline asks these for every agent it looks at.
+        static = self.operator in STATIC_OPERATORS or (
+            self.operator is Operator.CLUSTER and bool(self.value))
+        object.__setattr__(self, "static", static)
+        object.__setattr__(self, "counting", not static)
+        text = f"{self.field}:{self.operator.value}"
+        object.__setattr__(self, "text", f"{text}:{self.value}" if self.value is not None else text)
 
     def to_marathon(self) -> list[str]:
         """The `[field, OP, value?]` triple Marathon clients expect back."""
@@ -57,19 +71,8 @@ class Constraint:
             out.append(self.value)
         return out
 
-    @property
-    def static(self) -> bool:
-        return self.operator in STATIC_OPERATORS or (
-            self.operator is Operator.CLUSTER and bool(self.value)
-        )
-
-    @property
-    def counting(self) -> bool:
-        return not self.static
-
     def describe(self) -> str:
-        text = f"{self.field}:{self.operator.value}"
-        return f"{text}:{self.value}" if self.value is not None else text
+        return self.text  # type: ignore[attr-defined]
 
 
 def parse(raw: Any, path: str = "constraints") -> list[Constraint]:

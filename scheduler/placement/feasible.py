@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from scheduler.placement.constraints import Constraint, FieldCounts, field_value, matches
+from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value, matches
 from scheduler.placement.views import AgentView
 from scheduler.requests import TaskRequest
 
@@ -63,7 +63,7 @@ class Rejection:
 
     @property
     def filtered(self) -> bool:
-        return self.reason in FILTERING_REASONS
+        return self.reason is Reason.UNFULFILLED_CONSTRAINT or self.reason is Reason.UNFULFILLED_ROLE
 
     def all_reasons(self) -> tuple[Reason, ...]:
         return self.reasons or (self.reason,)
@@ -145,6 +145,7 @@ class Ask:
         self.port_need = len(self.required_ports) + self.dynamic_ports
         self.constraints: list[Constraint] = list(request.constraints)
         self.counting = [c for c in self.constraints if c.counting]
+        self.group_by = any(c.operator is Operator.GROUP_BY for c in self.counting)
         self.counts = counts  # field -> FieldCounts of this owner's tasks
         self.known_values = known_values  # field -> distinct values in the cluster
         self.requests: list[TaskRequest] = []
@@ -189,9 +190,7 @@ class StaticConstraintFilter:
             if constraint.static:
                 value = field_value(constraint.field, agent.hostname, agent.attributes)
                 if not matches(constraint, value, None):
-                    return Rejection(Reason.UNFULFILLED_CONSTRAINT,
-                                     f"{constraint.describe()} (agent has {constraint.field}={value})",
-                                     resolvable=False)
+                    return Rejection(Reason.UNFULFILLED_CONSTRAINT, constraint.text, resolvable=False)
         return None
 
 
@@ -205,8 +204,7 @@ class CountingConstraintFilter:
             value = field_value(constraint.field, agent.hostname, agent.attributes)
             if not matches(constraint, value, ask.counts.get(constraint.field),
                            ask.known_values.get(constraint.field, 0)):
-                return Rejection(Reason.UNFULFILLED_CONSTRAINT,
-                                 f"{constraint.describe()} (agent has {constraint.field}={value})",
+                return Rejection(Reason.UNFULFILLED_CONSTRAINT, constraint.text,
                                  resolvable=value is not None)
         return None
 

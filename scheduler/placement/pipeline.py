@@ -24,6 +24,7 @@ Per round, the counts the counting constraints need are computed once from
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -35,6 +36,7 @@ from scheduler.placement.feasible import (
     CountingConstraintFilter,
     Filter,
     PortFilter,
+    Reason,
     Rejection,
     ResourceFilter,
     RoleFilter,
@@ -44,12 +46,12 @@ from scheduler.placement.report import PlacementReport
 from scheduler.placement.views import AgentView, Assignment, Placed
 from scheduler.requests import TaskRequest
 
-DEFAULT_LIMIT = {"binpack": 3, "spread": 4, "firstfit": 1}
+DEFAULT_LIMIT = {"binpack": 2, "spread": 4, "firstfit": 1}
 # Offer refusal the core may use: long when no waiting task could use the agent even
 # if the cluster changed, short when something may free up.
 REFUSE_UNRESOLVABLE_SECONDS = 300.0
 REFUSE_DEFAULT_SECONDS = 5.0
-EXPLAIN_SAMPLE = 500  # agents looked at to explain an ask that fits nowhere
+EXPLAIN_SAMPLE = 256  # agents looked at to explain an ask that fits nowhere
 _EPS = 1e-9
 
 _ROLE = RoleFilter()
@@ -186,8 +188,7 @@ def _prepare(requests: Iterable[TaskRequest], slots: list[AgentSlot],
 
 def _monotone(rejection: Rejection, ask: Ask) -> bool:
     """Whether the agent stays rejected for this ask for the rest of the round."""
-    return not (rejection.reason.value == "UnfulfilledConstraint"
-                and any(c.operator is Operator.GROUP_BY for c in ask.counting))
+    return not (ask.group_by and rejection.reason is Reason.UNFULFILLED_CONSTRAINT)
 
 
 def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Placed],
@@ -206,6 +207,8 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     if strategy == "binpack":
         # Big rocks first: placing the largest asks first leaves less fragmentation.
         asks.sort(key=lambda a: -(a.cpus / 8.0 + a.mem / 16384.0))
+    eligible: dict[tuple, list[int]] = {}  # (role, static constraints) -> agent positions
+    shared: dict[tuple, int] = {}  # stream -> position before which nothing fits it
     rotation = 0  # spread: where the next search starts
     for ask in asks:
         report = plan.reports.get(ask.owner)
@@ -213,7 +216,17 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
             report = plan.reports[ask.owner] = PlacementReport(ask.owner)
         ask_started = clock()
         chain = _chain(ask)
-        cursor = 0
+        # Role and static constraints depend on the agent alone: answer them once per
+        # round for every ask that shares them, and search only the eligible agents.
+        static = (ask.role, tuple(c for c in ask.constraints if c.static))
+        positions: list[int] | None = None
+        if static != ("*", ()):
+            positions = eligible.get(static)
+            if positions is None:
+                positions = eligible[static] = _eligible(ask, slots)
+        fast_chain = chain if positions is None else [f for f in chain if f not in (_ROLE, _STATIC)]
+        stream = (static, ask.cpus, ask.mem)
+        cursor = shared.get(stream, 0)
         failed = False
         for request in ask.requests:
             started = clock()
@@ -225,16 +238,23 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
                 continue
             candidates: list[tuple[float, int, AgentSlot, dict[str, float]]] = []
             if strategy == "spread":
-                search = _wrapped(index, rotation, ask)
+                search = _wrapped(index, positions, rotation, ask)
+                contiguous = False
             else:
-                search = _forward(index, cursor, ask)
-            contiguous = strategy != "spread"
+                start = max(cursor, shared.get(stream, 0))
+                search = _stream(index, positions, start, ask)
+                contiguous = True
+                first = True
             for position in search:
                 if contiguous:
                     cursor = position  # everything before it was skipped or refused for good
+                    if first:
+                        first = False
+                        if start <= shared.get(stream, 0):
+                            shared[stream] = position  # skipped for lack of cpus/mem alone
                 slot = slots[position]
                 rejection = None
-                for f in chain:
+                for f in fast_chain:
                     rejection = f.check(ask, slot)
                     if rejection is not None:
                         break
@@ -258,8 +278,8 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
                 plan.decision_seconds.append(clock() - started)
                 continue
             final, _, chosen, scores = max(candidates, key=lambda c: (c[0], c[1]))
-            for total, _, slot, item_scores in candidates:
-                report.accept(slot.agent_id, item_scores, total)
+            report.accept(chosen.agent_id, scores, final)
+            report.evaluated += len(candidates) - 1
             ports = chosen.take(ask)
             index.update(chosen)
             ask.record(chosen)
@@ -272,11 +292,30 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     return plan
 
 
+def _eligible(ask: Ask, slots: list[AgentSlot]) -> list[int]:
+    """Positions of the agents that pass the role and static-constraint filters."""
+    return [s.index for s in slots
+            if _ROLE.check(ask, s) is None and _STATIC.check(ask, s) is None]
+
+
+def _stream(index: FitIndex, positions: list[int] | None, start: int, ask: Ask) -> Iterator[int]:
+    """Agents at or after `start` (among `positions` if given) with room for cpus and mem."""
+    if positions is None:
+        yield from _forward(index, start, ask)
+        return
+    cpu, mem, size = index.cpu, index.mem, index.size
+    cpus, memory = ask.cpus - _EPS, ask.mem - _EPS
+    for i in range(bisect_left(positions, start), len(positions)):
+        position = positions[i]
+        if cpu[size + position] >= cpus and mem[size + position] >= memory:
+            yield position
+
+
 def _forward(index: FitIndex, start: int, ask: Ask, probe: int = 256) -> Iterator[int]:
     """Agents from `start` on that can hold the ask's cpus and mem, in order.
 
-    Looks at the next few leaves directly (cheap where the cluster has room) and
-    asks the tree only to jump over a full stretch.
+    Looks at the next leaves directly (cheap where the cluster has room) and asks
+    the tree only to jump over a long full stretch.
     """
     cpu, mem, size, n = index.cpu, index.mem, index.size, index.n
     cpus, memory = ask.cpus - _EPS, ask.mem - _EPS
@@ -293,14 +332,14 @@ def _forward(index: FitIndex, start: int, ask: Ask, probe: int = 256) -> Iterato
                 return
 
 
-def _wrapped(index: FitIndex, start: int, ask: Ask) -> Iterator[int]:
+def _wrapped(index: FitIndex, positions: list[int] | None, start: int, ask: Ask) -> Iterator[int]:
+    """Spread: search from `start` to the end, then from the beginning up to `start`."""
     start = start % index.n if index.n else 0
-    for position in _forward(index, start, ask):
+    yield from _stream(index, positions, start, ask)
+    for position in _stream(index, positions, 0, ask):
+        if position >= start:
+            return
         yield position
-    position = index.next_fit(0, ask.cpus, ask.mem)
-    while 0 <= position < start:
-        yield position
-        position = index.next_fit(position + 1, ask.cpus, ask.mem)
 
 
 def _explain(report: PlacementReport, chain: list[Filter], ask: Ask, slots: list[AgentSlot],

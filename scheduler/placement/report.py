@@ -37,11 +37,11 @@ class PlacementReport:
 
     def reject(self, agent_id: str, hostname: str, rejection: Rejection) -> None:
         self.evaluated += 1
-        name = rejection.reason.value
-        self.by_reason[name] = self.by_reason.get(name, 0) + 1
-        if rejection.filtered:
+        reason = rejection.reason
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        if reason is Reason.UNFULFILLED_CONSTRAINT or reason is Reason.UNFULFILLED_ROLE:
             self.filtered += 1
-            key = rejection.detail.split(" (")[0] or name
+            key = rejection.detail if reason is Reason.UNFULFILLED_CONSTRAINT else "role"
             self.filtered_by[key] = self.filtered_by.get(key, 0) + 1
         else:
             self.exhausted += 1
@@ -66,7 +66,7 @@ class PlacementReport:
         processed = self.evaluated
         out = []
         for reason in REASON_ORDER:
-            declined = self.by_reason.get(reason.value, 0)
+            declined = self.by_reason.get(reason, 0)
             out.append({"reason": reason.value, "declined": declined, "processed": processed})
             processed -= declined
         return out
@@ -103,7 +103,7 @@ class PlacementReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "owner": self.owner, "evaluated": self.evaluated, "filtered": self.filtered,
-            "exhausted": self.exhausted, "byReason": dict(self.by_reason),
+            "exhausted": self.exhausted, "byReason": {str(k.value if isinstance(k, Reason) else k): v for k, v in self.by_reason.items()},
             "filteredBy": dict(self.filtered_by), "exhaustedBy": dict(self.exhausted_by),
             "placed": self.placed, "unplaced": self.unplaced,
             "coalescedFailures": self.coalesced_failures, "resolvable": self.resolvable,
@@ -115,4 +115,4 @@ class PlacementReport:
 
 
 def reasons_of(report: PlacementReport) -> set[Reason]:
-    return {Reason(name) for name in report.by_reason}
+    return {Reason(name) for name in report.by_reason}  # keys are Reason members

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -116,8 +117,6 @@ def test_manifest_list_picks_linux_amd64(reg: registry.Registry, tmp_path: Path)
                              "annotations": {"org.opencontainers.image.ref.name": "multi"}})
     (layout / "index.json").write_text(json.dumps(top))
     ref = f"{reg.host}/test/multi:1"
-    images.skopeo_copy(f"oci:{layout}:multi", f"docker://{ref}", timeout=120) if False else None
-    import subprocess
     subprocess.run(["skopeo", "--insecure-policy", "copy", "--all", "--dest-tls-verify=false",
                     f"oci:{layout}:multi", f"docker://{ref}"], check=True, capture_output=True, timeout=120)
     raw = images.skopeo_inspect(f"docker://{ref}", raw=True)

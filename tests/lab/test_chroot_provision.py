@@ -21,6 +21,7 @@ from tests.support.procs import REPO
 CACHE = Path(os.environ.get("DOCKYARD_TEST_CACHE", "/var/cache/dockyard-tests"))
 ROOTFS = CACHE / "rootfs-bookworm"
 MIRROR = "http://deb.debian.org/debian"
+HOST_CA = "/etc/host-ca-bundle.crt"
 
 pytestmark = [pytest.mark.slow, pytest.mark.root,
               pytest.mark.skipif(shutil.which("debootstrap") is None,
@@ -68,6 +69,9 @@ def chroot(tmp_path: Path) -> Iterator[Path]:
             run("mount", *options, source, str(merged / target))
             mounts.append(merged / target)
         shutil.copy("/etc/resolv.conf", merged / "etc/resolv.conf")
+        # This machine reaches PyPI through a proxy its own CA bundle trusts; a VM
+        # here would need the same, so the chroot's pip gets the host's bundle.
+        shutil.copy("/etc/ssl/certs/ca-certificates.crt", merged / HOST_CA.lstrip("/"))
         yield merged
     finally:
         for point in reversed(mounts):
@@ -78,7 +82,7 @@ def chroot(tmp_path: Path) -> Iterator[Path]:
 def in_chroot(root: Path, *argv: str, env: dict[str, str] | None = None,
               timeout: float = 1500) -> subprocess.CompletedProcess:
     base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root", "LANG": "C.UTF-8"}
+            "HOME": "/root", "LANG": "C.UTF-8", "PIP_CERT": HOST_CA}
     return run("chroot", str(root), *argv, env={**base, **(env or {})}, timeout=timeout)
 
 

@@ -95,9 +95,10 @@ def test_kill_with_grace_escalates_to_sigkill(framework: RawFramework, cluster: 
 def test_task_group_shares_a_default_executor_and_fails_together(framework: RawFramework,
                                                                  cluster: Cluster) -> None:
     offer = framework.offer()
-    executor = {"executor_id": {"value": "group-exec"}, "type": "DEFAULT",
+    executor = {"executor_id": {"value": "group-exec"}, "type": "DEFAULT",  # Mesos wants cpus, mem, disk
                 "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                              {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]}
     framework.launch_group(offer, executor, [
         command_task("echo from-a; sleep 0.3; exit 1", task_id="group-a"),
         command_task("sleep 60", task_id="group-b"),

@@ -143,8 +143,14 @@ def test_with_checkpoint_updates_survive_an_agent_restart(tmp_path, drivers) -> 
         # the driver and travels in the next SUBSCRIBE.
         mark = rec.mark()
         cluster.start_agent(0)
-        again = rec.wait_message("reregistered", timeout=30, start=mark)
-        assert again["pid"] == hello["pid"]
+
+        def back_or_gone() -> str | None:
+            with rec.cond:
+                if any(e[0] == "message" and e[1][2]["event"] == "reregistered" for e in rec.events[mark:]):
+                    return "reregistered"
+            return "executor exited" if pid_gone(hello["pid"]) else None
+        outcome = wait_for(back_or_gone, timeout=30, what="the executor to re-subscribe")
+        assert outcome == "reregistered", "the restarted agent did not take its executor back"
         finished = rec.wait_status(task_id, "TASK_FINISHED", timeout=30)
         assert finished.message == "finished while the agent was away"
         assert not pid_gone(hello["pid"])

@@ -245,7 +245,7 @@ def test_redirect_and_zk_failover(tmp_path, zk, drivers) -> None:  # noqa: ANN00
         via_zk.start()
         framework_id = rec2.wait_named("registered")[0].value
         assert via_zk.master == leader
-        cluster.kill_master(1 - follower_index)
+        cluster.stop_master(1 - follower_index)
         rec2.wait_named("reregistered", timeout=30)
         assert via_zk.master == follower
         assert via_zk.framework_id == framework_id

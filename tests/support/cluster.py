@@ -123,6 +123,13 @@ class Cluster:
             agent.kill9()
             agent.stop()
 
+    def stop_master(self, index: int = 0) -> None:
+        """SIGTERM a master: it leaves ZooKeeper at once (a kill -9 waits for the session timeout)."""
+        master = self.masters[index]
+        if master is not None:
+            master.stop()
+            self.masters[index] = None
+
     def kill_master(self, index: int = 0) -> None:
         master = self.masters[index]
         if master is not None:

@@ -1,11 +1,14 @@
 """Raw Mesos v1 HTTP for tests: calls, and RecordIO event streams read in a thread."""
 from __future__ import annotations
 
+import http.client
 import json
 import queue
+import socket
 import threading
 import time
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -19,45 +22,51 @@ class EventStream:
 
     `next()` pops the next event; `wait_for(pred)` skips to the first matching
     one (skipped events stay in `seen`). `ended` is set when the server closed.
+    Uses http.client so that `close()` can shut the socket down from this thread
+    and the server sees the disconnect at once.
     """
 
-    def __init__(self, client: httpx.Client, method: str, url: str, body: Any,
+    def __init__(self, method: str, url: str, body: Any,
                  headers: dict[str, str] | None = None) -> None:
-        self._client = client
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self.ended = threading.Event()
         self._ready = threading.Event()
-        self._closing = False
         self.status: int | None = None
         self.headers: httpx.Headers | None = None
         self.body: bytes = b""
         self.raw_records: list[bytes] = []
-        self._thread = threading.Thread(target=self._run, args=(method, url, body, headers),
-                                        daemon=True)
+        self.error: Exception | None = None
+        parts = urlsplit(url)
+        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        self._thread = threading.Thread(
+            target=self._run, args=(method, parts.path, json.dumps(body).encode(),
+                                    headers or JSON_HEADERS), daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
             raise TimeoutError(f"no response from {url}")
 
-    def _run(self, method: str, url: str, body: Any, headers: dict[str, str] | None) -> None:
+    def _run(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
         try:
-            with self._client.stream(method, url, content=json.dumps(body).encode(),
-                                     headers=headers or JSON_HEADERS,
-                                     timeout=httpx.Timeout(10, read=None)) as response:
-                self.status = response.status_code
-                self.headers = response.headers
-                self._ready.set()
-                if response.status_code != 200:
-                    self.body = response.read()
+            self._conn.request(method, path, body=body, headers=headers)
+            response = self._conn.getresponse()
+            self.status = response.status
+            self.headers = httpx.Headers(response.getheaders())
+            if response.status != 200:
+                self.body = response.read()
+                return
+            self._conn.sock.settimeout(None)  # type: ignore[union-attr]
+            self._ready.set()
+            decoder = Decoder()
+            while True:
+                chunk = response.read1(65536)
+                if not chunk:
                     return
-                decoder = Decoder()
-                for chunk in response.iter_raw():
-                    for record in decoder.feed(chunk):
-                        self.raw_records.append(record)
-                        self._events.put(json.loads(record))
-        except (httpx.HTTPError, OSError):
-            if not self._closing:
-                raise
+                for record in decoder.feed(chunk):
+                    self.raw_records.append(record)
+                    self._events.put(json.loads(record))
+        except Exception as error:  # server went away or we closed: the stream just ends
+            self.error = error
         finally:
             self._ready.set()
             self.ended.set()
@@ -108,8 +117,15 @@ class EventStream:
             out.append(event)
 
     def close(self) -> None:
-        self._closing = True
-        self._client.close()
+        """Drop the connection (the server sees a disconnect)."""
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn.close()
+        self.ended.wait(5)
 
 
 class Master:
@@ -118,6 +134,7 @@ class Master:
     def __init__(self, base: str) -> None:
         self.base = base.rstrip("/")
         self.client = httpx.Client(timeout=10)
+        self.opened: list[Any] = []  # streams, frameworks and agents to clean up
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
              raw: bytes | None = None) -> httpx.Response:
@@ -137,8 +154,9 @@ class Master:
                                 "subscribe": {"framework_info": framework_info, **subscribe}}
         if framework_id is not None:
             body["framework_id"] = {"value": framework_id}
-        return EventStream(httpx.Client(), "POST", self.base + "/api/v1/scheduler", body,
-                           headers=headers)
+        stream = EventStream("POST", self.base + "/api/v1/scheduler", body, headers=headers)
+        self.opened.append(stream)
+        return stream
 
     def operator(self, kind: str, **payload: Any) -> dict[str, Any]:
         response = self.post("/api/v1", {"type": kind, **payload})
@@ -148,7 +166,17 @@ class Master:
     def get(self, path: str) -> httpx.Response:
         return self.client.get(self.base + path)
 
+    def cleanup(self) -> None:
+        """Tear down what tests opened so the next test sees an empty cluster."""
+        for item in reversed(self.opened):
+            try:
+                item.close()
+            except Exception:  # best effort: the test may have closed it already
+                pass
+        self.opened.clear()
+
     def close(self) -> None:
+        self.cleanup()
         self.client.close()
 
 
@@ -163,6 +191,7 @@ class Framework:
         assert self.stream.status == 200, (self.stream.status, self.stream.body)
         subscribed = self.stream.wait_for("SUBSCRIBED")
         self.id: str = subscribed["subscribed"]["framework_id"]["value"]
+        master.opened.append(self)
 
     def call(self, kind: str, **payload: Any) -> httpx.Response:
         return self.master.call({"type": kind, "framework_id": {"value": self.id}, **payload},
@@ -178,6 +207,11 @@ class Framework:
         return self.stream.wait_for(match, timeout)["update"]["status"]
 
     def close(self) -> None:
+        if not self.stream.ended.is_set():
+            try:
+                self.call("TEARDOWN")
+            except httpx.HTTPError:
+                pass
         self.stream.close()
 
 
@@ -202,11 +236,12 @@ class FakeAgent:
             info["id"] = {"value": agent_id}
             body = {"type": "REREGISTER", "agent_id": {"value": agent_id}, "agent_info": info,
                     "ip": "127.0.0.1", "version": "1.11.0", **(reregister or {})}
-        self.stream = EventStream(httpx.Client(), "POST", master.base + "/internal/agent", body)
+        self.stream = EventStream("POST", master.base + "/internal/agent", body)
         assert self.stream.status == 200, (self.stream.status, self.stream.body)
         first = self.stream.next()
         payload = first.get("registered") or first.get("reregistered")
         self.id: str = payload["agent_id"]["value"]
+        master.opened.append(self)
 
     def post(self, kind: str, **payload: Any) -> httpx.Response:
         return self.master.post("/internal/agent",
@@ -224,6 +259,10 @@ class FakeAgent:
         return response, uuid
 
     def close(self) -> None:
+        try:
+            self.post("UNREGISTER")
+        except httpx.HTTPError:
+            pass
         self.stream.close()
 
 

@@ -1,7 +1,6 @@
 """A real registry (Debian's docker-registry, distribution 2.8) on a free loopback port."""
 from __future__ import annotations
 
-import crypt  # bcrypt via libcrypt: the only htpasswd format distribution accepts
 import shutil
 import warnings
 from pathlib import Path
@@ -16,11 +15,14 @@ def available() -> bool:
 
 
 def bcrypt_hash(password: str) -> str | None:
+    """A bcrypt hash (the only htpasswd format distribution accepts), via libcrypt."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
+            import crypt
+
             hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
-        except (ValueError, OSError):
+        except (ValueError, OSError, ImportError):
             return None
     return hashed if hashed and hashed.startswith("$2") else None
 

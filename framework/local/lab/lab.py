@@ -386,6 +386,14 @@ def down(name: str, root: Path | None, keep_files: bool = False,
     if removed["processes"]:
         say(f"stopped {len(removed['processes'])} processes")
 
+    # What killed executors leave (container runtime state, cgroups): the same
+    # janitor an agent runs at start, on each agent's work dir.
+    for work_dir in sorted(folder.glob("*/agent")) if folder.is_dir() else []:
+        janitor = subprocess.run([sys.executable, str(REPO / "dockyard.py"), "executor",
+                                  "--cleanup", str(work_dir)], capture_output=True, text=True,
+                                 timeout=120)
+        if janitor.returncode != 0:
+            say(f"executor clean-up of {work_dir} failed: {janitor.stderr.strip()[-300:]}")
     # Mounts a role left in the host's mount table (`ip netns del` handles /run/netns).
     for point in _mounts_under([str(folder)]):
         subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)

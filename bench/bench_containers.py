@@ -1,0 +1,267 @@
+"""Container start vs image size, executor overhead vs bare runc, image update bytes.
+
+    .venv/bin/python -m bench.bench_containers [--bench-dir DIR] [--runs N] [--sizes 1,100,1000]
+Prints one JSON document. Needs root (runc, overlay, cgroups) and docker-registry.
+
+1. start: launch to "running" (TASK_RUNNING: the runtime started the task's init)
+   for ~1 MB, ~100 MB and ~1 GB images (random-content layers, built once and cached
+   under the bench dir), next to the copy baseline measured in the same run: `cp -a`
+   of the image's layers into a fresh root, then bare `runc run` of it.
+   Target: 1 GB starts within 1.2x of 1 MB.
+2. overhead: dockyard's launcher (launch + exit) against bare `runc run` of the same
+   config.json on an already-mounted root, interleaved, median ratio. Target <= 1.5.
+3. update: pull v1 of a 4-layer image, then v2 that changes only the top layer; bytes
+   the registry client received for v2 over the top layer's size. Target <= 1.05.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from executor.containers.launcher import ContainerLauncher  # noqa: E402
+from executor.containers.rootfs import mount_overlay, unmount  # noqa: E402
+from executor.images.store import ImageStore  # noqa: E402
+from executor.launcher import LaunchSpec  # noqa: E402
+from framework import cgroups  # noqa: E402
+from tests.support import images, registry  # noqa: E402
+
+DEFAULT_DIR = Path("/var/tmp/dockyard-bench")
+MB = 1024 * 1024
+
+
+def _image_for(size_mb: int) -> images.BuiltImage:
+    """busybox plus `size_mb` of incompressible files spread over up to 8 layers."""
+    extra_total = max(0, size_mb - 1) * MB
+    layers: list[list[images.Entry]] = []
+    if extra_total:
+        count = min(8, max(1, size_mb // 64))
+        per = extra_total // count
+        layers = [images.random_file_entries(f"data{n}", per) for n in range(count)]
+    return images.busybox_image(layers, compressed=False)
+
+
+def build_store(bench_dir: Path, sizes: list[int]) -> tuple[Path, dict[int, str]]:
+    """A work dir whose store holds one image per size (built once, then reused)."""
+    work = bench_dir / "work"
+    store = ImageStore(work)
+    names = {}
+    for size in sizes:
+        name = f"bench/size-{size}mb:1"
+        names[size] = name
+        if store.resolve(name) is None:
+            layout = bench_dir / f"layout-{size}"
+            shutil.rmtree(layout, ignore_errors=True)
+            _image_for(size).write_oci_layout(layout, "1")
+            store.load(layout, tag=name)
+            shutil.rmtree(layout, ignore_errors=True)
+    return work, names
+
+
+def spec_for(work: Path, name: str, sandbox: Path, command: str) -> LaunchSpec:
+    sandbox.mkdir(parents=True, exist_ok=True)
+    return LaunchSpec(task_id=sandbox.name, command={"value": command}, env={}, sandbox=sandbox,
+                      resources={"cpus": 1, "mem": 256},
+                      container={"mesos": {"image": {"docker": {"name": name}}}}, work_dir=work)
+
+
+def bare_runc(bundle: Path, container_id: str, detach_wait_pid: bool) -> float:
+    """Seconds for `runc run` of `bundle` until its init is started (pid file) or, if not
+    `detach_wait_pid`, until it exits."""
+    root = bundle.parent / "runc-root"
+    pid_file = bundle.parent / f"{container_id}.pid"
+    started = time.perf_counter()
+    process = subprocess.Popen(["runc", "--root", str(root), "run", "--bundle", str(bundle), "--pid-file",
+                                str(pid_file), container_id], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    if detach_wait_pid:
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            if process.poll() is not None:
+                raise RuntimeError("bare runc failed to start")
+            time.sleep(0.0005)
+        elapsed = time.perf_counter() - started
+        subprocess.run(["runc", "--root", str(root), "kill", container_id, "KILL"], capture_output=True)
+        process.wait(30)
+    else:
+        process.wait(60)
+        elapsed = time.perf_counter() - started
+    pid_file.unlink(missing_ok=True)
+    subprocess.run(["runc", "--root", str(root), "delete", "--force", container_id], capture_output=True)
+    return elapsed
+
+
+def bench_start(work: Path, names: dict[int, str], runs: int, scratch: Path) -> dict:
+    launcher = ContainerLauncher()
+    store = ImageStore(work)
+    results: dict = {}
+    for size, name in names.items():
+        layered, copied = [], []
+        _, layer_dirs = store.prepare(name)
+        warm = launcher.launch(spec_for(work, name, scratch / f"warm-{size}", "true"))  # caches, not timed
+        warm.wait(60)
+        warm.destroy()
+        for run in range(runs):
+            sandbox = scratch / f"start-{size}-{run}"
+            spec = spec_for(work, name, sandbox, "exec sleep 60")
+            started = time.perf_counter()
+            container = launcher.launch(spec)
+            layered.append(time.perf_counter() - started)
+            config = json.loads((container.bundle / "config.json").read_text())
+            container.destroy()
+            shutil.rmtree(sandbox, ignore_errors=True)
+            if run < max(1, runs if size < 500 else 2):
+                # copy baseline: a full copy of the image's files, then bare runc on it
+                bundle = scratch / f"copy-{size}-{run}" / "bundle"
+                rootfs = bundle / "rootfs"
+                rootfs.mkdir(parents=True)
+                config["linux"]["cgroupsPath"] = f"dockyard-bench/copy-{size}-{run}"
+                config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/mnt/mesos/sandbox"]
+                (bundle / "config.json").write_text(json.dumps(config))
+                started = time.perf_counter()
+                for layer in layer_dirs:  # whiteouts aside, this is what unpacking per container costs
+                    subprocess.run(["cp", "-a", f"{layer}/.", str(rootfs)], check=True)
+                elapsed_copy = time.perf_counter() - started
+                copied.append(elapsed_copy + bare_runc(bundle, f"copy-{size}-{run}", True))
+                shutil.rmtree(bundle.parent, ignore_errors=True)
+        results[f"{size}MB"] = {
+            "image_bytes": sum(int(p.read_text()) for p in (work / "images" / "layers").glob("*.size")
+                               if p.stem in {d.name for d in layer_dirs}),
+            "layered_start_median_s": round(statistics.median(layered), 4),
+            "copy_start_median_s": round(statistics.median(copied), 4),
+            "copy_over_layered": round(statistics.median(copied) / statistics.median(layered), 2),
+        }
+    small, big = min(names), max(names)
+    results["largest_over_smallest"] = round(results[f"{big}MB"]["layered_start_median_s"]
+                                             / results[f"{small}MB"]["layered_start_median_s"], 3)
+    results["target_largest_over_smallest"] = 1.2
+    return results
+
+
+def bench_overhead(work: Path, name: str, runs: int, scratch: Path) -> dict:
+    """dockyard launch->exit against bare `runc run` (to exit) of the same bundle, interleaved."""
+    launcher = ContainerLauncher()
+    ours, bare, destroy = [], [], []
+    store = ImageStore(work)
+    _, layer_dirs = store.prepare(name)
+    bundle = scratch / "bare" / "bundle"
+    mount_overlay(layer_dirs, scratch / "bare" / "upper", scratch / "bare" / "work", bundle / "rootfs")
+    try:
+        for run in range(-2, runs):  # two warm-up rounds, not counted
+            sandbox = scratch / f"overhead-{run}"
+            spec = spec_for(work, name, sandbox, "true")
+            started = time.perf_counter()
+            container = launcher.launch(spec)
+            container.wait(60)
+            ours.append(time.perf_counter() - started)
+            config = json.loads((container.bundle / "config.json").read_text())
+            started = time.perf_counter()
+            container.destroy()
+            destroy.append(time.perf_counter() - started)
+            shutil.rmtree(sandbox, ignore_errors=True)
+            config["linux"]["cgroupsPath"] = f"dockyard-bench/bare-{run + 2}"
+            bare_sandbox = scratch / "bare" / "sandbox"
+            bare_sandbox.mkdir(exist_ok=True)
+            for mount in config["mounts"]:
+                if mount["destination"] == "/mnt/mesos/sandbox":
+                    mount["source"] = str(bare_sandbox)
+            (bundle / "config.json").write_text(json.dumps(config))
+            bare_time = bare_runc(bundle, f"bare-{run + 2}", False)
+            if run < 0:
+                ours.pop()
+                destroy.pop()
+            else:
+                bare.append(bare_time)
+    finally:
+        unmount(bundle / "rootfs")
+        _remove_bench_cgroups()
+    ratio = statistics.median(ours) / statistics.median(bare)
+    return {"dockyard_launch_to_exit_median_s": round(statistics.median(ours), 4),
+            "bare_runc_run_median_s": round(statistics.median(bare), 4),
+            "ratio": round(ratio, 3), "target_ratio": 1.5,
+            # bare `runc run` deletes its container before exiting; ours defers that to destroy()
+            "ratio_with_destroy": round((statistics.median(ours) + statistics.median(destroy))
+                                        / statistics.median(bare), 3),
+            "dockyard_destroy_median_s": round(statistics.median(destroy), 4), "runs": runs}
+
+
+def bench_update(scratch: Path) -> dict:
+    server = registry.Registry(scratch / "registry").start()
+    try:
+        base = [images.random_file_entries(f"base{n}", 5 * MB) for n in range(3)]
+        v1 = images.busybox_image(base + [images.random_file_entries("app", 2 * MB)])
+        v2 = images.busybox_image(base + [images.random_file_entries("app", 2 * MB)])
+        refs = []
+        for tag, image in (("v1", v1), ("v2", v2)):
+            layout = image.write_oci_layout(scratch / f"update-{tag}", tag)
+            ref = f"{server.host}/bench/app:{tag}"
+            images.skopeo_copy(f"oci:{layout}:{tag}", f"docker://{ref}")
+            refs.append(ref)
+        store = ImageStore(scratch / "update-work")
+        store.pull(refs[0])
+        v1_bytes = store.last_client.bytes_received
+        store.pull(refs[1])
+        v2_bytes = store.last_client.bytes_received
+        top = v2.layer_descriptors[-1]["size"]
+        return {"v1_bytes": v1_bytes, "v2_bytes": v2_bytes, "top_layer_bytes": top,
+                "ratio": round(v2_bytes / top, 4), "target_ratio": 1.05}
+    finally:
+        server.stop()
+
+
+def _remove_bench_cgroups() -> None:
+    """The bare-runc runs leave empty `dockyard-bench` parents in each hierarchy: remove them."""
+    roots = {Path(point) for _root, point, _fstype, _options in cgroups._mountinfo()}
+    for root in roots:
+        for directory, subdirs, _files in os.walk(root, topdown=False):
+            if Path(directory).name == "dockyard-bench" or "/dockyard-bench/" in directory:
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass
+
+
+def run(bench_dir: Path | None = None, runs: int = 5, sizes: list[int] | None = None) -> dict:
+    bench_dir = Path(bench_dir or DEFAULT_DIR)
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    sizes = sizes or [1, 100, 1000]
+    started = time.monotonic()
+    work, names = build_store(bench_dir, sizes)
+    build_seconds = time.monotonic() - started
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=bench_dir))
+    try:
+        result = {
+            "benchmark": "containers",
+            "image_build_s": round(build_seconds, 1),
+            "start": bench_start(work, names, runs, scratch),
+            "overhead": bench_overhead(work, names[min(sizes)], max(runs * 3, 15), scratch),
+            "update": bench_update(scratch),
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        _remove_bench_cgroups()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bench-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="1,100,1000")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(json.dumps(run(args.bench_dir, args.runs, sizes), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

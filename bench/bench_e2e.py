@@ -1,0 +1,101 @@
+"""End to end: 500 tasks running `true`, submitted at once to `dockyard up --agents 2`.
+
+Reports tasks/s and p50/p99 submit-to-TASK_FINISHED (as the scheduler saw it),
+beside a baseline in the same run that fork-execs `true` the same number of
+times directly, and their ratio. A second phase submits separate runs at a
+steady 100/s (open loop), where latency, not queueing, dominates.
+Targets: >= 100 tasks/s, p50 <= 100 ms, p99 <= 1 s.
+
+    python -m bench e2e          # DOCKYARD_BENCH_E2E_TASKS=500 by default
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import datetime
+
+import httpx
+
+from bench._up import Up, quantile, rss_kb
+
+TASK = {"cmd": "true", "cpus": 0.01, "mem": 32}
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def baseline(count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        subprocess.run(["true"], check=True)
+    return count / (time.perf_counter() - started)
+
+
+def wait_run(client: httpx.Client, job: str, run_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/v1/jobs/{job}/runs/{run_id}").json()
+        if run["status"] in ("SUCCESS", "FAILED"):
+            return run
+        time.sleep(0.05)
+    raise RuntimeError(f"run {run_id} did not finish in {timeout}s")
+
+
+def run() -> dict:
+    count = int(os.environ.get("DOCKYARD_BENCH_E2E_TASKS", "500"))
+    paced_rate = float(os.environ.get("DOCKYARD_BENCH_E2E_RATE", "100"))
+    base_rate = baseline(count)
+    with Up(agents=2, job_history=count + 100) as up, httpx.Client(base_url=up.url, timeout=30) as client:
+        client.put("/v1/jobs/warmup", json={"id": "warmup", "run": {**TASK, "instances": 4}}).raise_for_status()
+        warm = wait_run(client, "warmup", client.post("/v1/jobs/warmup/runs").json()["id"])
+        # Phase 1: every task at once (one array run of `count` instances).
+        client.put("/v1/jobs/burst", json={"id": "burst", "run": {**TASK, "instances": count}}).raise_for_status()
+        submitted = time.time()
+        burst = client.post("/v1/jobs/burst/runs").json()
+        final = wait_run(client, "burst", burst["id"])
+        created = epoch(final["createdAt"])
+        done = [epoch(t["completedAt"]) - created for t in final["tasks"]
+                if t["status"] == "TASK_FINISHED"]
+        span = max(done) if done else float("nan")
+        # Phase 2: separate one-task runs at a steady rate.
+        client.put("/v1/jobs/paced", json={"id": "paced", "run": TASK}).raise_for_status()
+        ids = []
+        start = time.monotonic()
+        for index in range(count):
+            target = start + index / paced_rate
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            ids.append(client.post("/v1/jobs/paced/runs").json()["id"])
+        paced_latency = []
+        for run_id in ids:
+            run_ = wait_run(client, "paced", run_id)
+            task = run_["tasks"][-1]
+            if task["status"] == "TASK_FINISHED":
+                paced_latency.append(epoch(task["completedAt"]) - epoch(run_["createdAt"]))
+        paced_span = time.monotonic() - start
+        scheduler_rss = rss_kb(up.scheduler.pid)
+    rate = len(done) / span if done else 0.0
+    return {
+        "tasks": count,
+        "burst": {"finished": len(done), "tasks_per_s": round(rate, 1),
+                  "p50_ms": round(quantile(done, 0.5) * 1000, 1), "p99_ms": round(quantile(done, 0.99) * 1000, 1),
+                  "submit_call_s": round(submitted - submitted, 3), "last_finish_s": round(span, 3)},
+        "paced": {"rate_per_s": paced_rate, "finished": len(paced_latency),
+                  "tasks_per_s": round(len(paced_latency) / paced_span, 1),
+                  "p50_ms": round(quantile(paced_latency, 0.5) * 1000, 1),
+                  "p99_ms": round(quantile(paced_latency, 0.99) * 1000, 1)},
+        "baseline_fork_exec_per_s": round(base_rate, 1),
+        "ratio_burst_vs_baseline": round(rate / base_rate, 4) if base_rate else None,
+        "warmup_status": warm["status"],
+        "scheduler_rss_kb": scheduler_rss,
+        "targets": {"tasks_per_s": 100, "p50_ms": 100, "p99_ms": 1000},
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run()))

@@ -1,0 +1,58 @@
+"""Command tasks without an image: host filesystem, own cgroup and PID namespace, same limits."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from executor.containers.hostiso import HostIsolation
+from executor.containers.launcher import MEMORY, describe_exit
+from executor.launcher import LaunchSpec
+from tests.containers.conftest import traces
+
+pytestmark = pytest.mark.root
+
+
+def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Popen, str]:
+    out = open(sandbox / "stdout", "wb")
+    popen = subprocess.Popen(iso.wrap(["sh", "-c", script], "/bin/sh"), stdout=out, stderr=subprocess.STDOUT,
+                             preexec_fn=iso.enter, start_new_session=True, cwd=sandbox)
+    iso.started(popen.pid)
+    popen.wait(30)
+    out.close()
+    return popen, (sandbox / "stdout").read_text()
+
+
+def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    spec = LaunchSpec(task_id="host-task", command={}, env={}, sandbox=sandbox,
+                      resources={"cpus": 0.5, "mem": 32}, work_dir=tmp_path / "work")
+    assert HostIsolation.available()
+    iso = HostIsolation.create(spec)
+    popen, out = run(iso, "echo pid=$$; grep memory /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; "
+                          "cat /etc/hostname >/dev/null && echo host-fs; exit 4", sandbox)
+    assert popen.returncode == 4
+    assert "pid=1" in out and iso.id in out and "host-fs" in out
+    assert int(out.strip().splitlines()[-2]) <= 4
+    assert iso.stats()["mem_limit_bytes"] == 32 * 1024 * 1024
+    assert iso.stats()["cpus_limit"] == 0.5
+    iso.destroy()
+    iso.destroy()
+    assert traces(tmp_path / "work", iso.id) == []
+
+
+def test_host_task_oom_is_reported(tmp_path: Path) -> None:
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    spec = LaunchSpec(task_id="host-hog", command={}, env={}, sandbox=sandbox,
+                      resources={"cpus": 1, "mem": 32}, work_dir=tmp_path / "work")
+    iso = HostIsolation.create(spec)
+    try:
+        popen, _ = run(iso, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30", sandbox)
+        info = iso.annotate(describe_exit(popen.returncode))
+        assert info.reason == MEMORY and "Memory limit exceeded" in info.message
+    finally:
+        iso.destroy()
+    assert traces(tmp_path / "work", iso.id) == []

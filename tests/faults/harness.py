@@ -1,0 +1,461 @@
+"""A whole dockyard deployment as real processes, and the faults we inflict on it.
+
+Why: the HA promise ("any one process may die at any moment and nothing is
+lost") is only believable when every piece is a real process that a test can
+`kill -9`: ZooKeeper, masters contending in it, agents whose executors outlive
+them, and several schedulers electing a leader. `Deployment` starts all of
+that on loopback; `Faults` kills things in a loop; `check_*` functions state
+the invariants that must hold after every fault and at the end.
+
+Used by tests/ha (one fault at a time), tests/faults (the loop) and
+bench/bench_failover.py (timings).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from tests.support.cluster import Cluster
+from tests.support.procs import Process, dockyard, free_port, wait_for
+from tests.support.zookeeper import ZooKeeper
+
+SMALL_AGENT = "cpus:4;mem:4096;disk:10000;ports:[31000-31200]"
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> tuple[int, Any, dict]:
+    """(status, JSON or text, headers with lower-case names); connection errors raise OSError."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw, status, headers = response.read(), response.status, _lower(response.headers)
+    except urllib.error.HTTPError as error:
+        raw, status, headers = error.read(), error.code, _lower(error.headers)
+    try:
+        payload = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        payload = raw.decode(errors="replace")
+    return status, payload, headers
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def get(url: str, timeout: float = 5.0) -> Any:
+    status, payload, _ = call(url, timeout=timeout)
+    if status >= 400:
+        raise OSError(f"GET {url}: {status} {payload}")
+    return payload
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+@dataclass
+class SchedulerProcess:
+    index: int
+    port: int
+    workdir: Path
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def health(self) -> dict | None:
+        try:
+            return call(self.url + "/health", timeout=2)[1]
+        except OSError:
+            return None
+
+
+@dataclass
+class Deployment:
+    """ZooKeeper + masters (contending in ZooKeeper when >1) + agents + HA schedulers."""
+
+    workdir: Path
+    zk: ZooKeeper
+    masters: int = 1
+    agents: int = 2
+    schedulers: int = 2
+    resources: str = SMALL_AGENT
+    agent_ping_timeout: float = 75.0
+    scheduler_args: tuple[str, ...] = ()
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.scheduler_zk = self.zk.url(f"/dockyard-{self.tag}")
+        self.mesos_zk = self.zk.url(f"/mesos-{self.tag}")
+        self.cluster = Cluster(self.workdir / "cluster", self.agents, masters=self.masters,
+                               zk_url=self.mesos_zk, resources=self.resources,
+                               master_args=["--agent-ping-timeout", str(self.agent_ping_timeout)])
+        self.scheds = [SchedulerProcess(i, free_port(), self.workdir / f"scheduler{i}")
+                       for i in range(self.schedulers)]
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "Deployment":
+        try:
+            self.cluster.start()
+            for sched in self.scheds:
+                self.start_scheduler(sched.index)
+            self.wait_leader()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_scheduler(self, index: int) -> SchedulerProcess:
+        sched = self.scheds[index]
+        sched.workdir.mkdir(parents=True, exist_ok=True)
+        argv = dockyard("scheduler", "--master", self.cluster.master_uri, "--ip", "127.0.0.1",
+                        "--port", str(sched.port), "--data-dir", str(sched.workdir / "data"),
+                        "--zk", self.scheduler_zk, *self.scheduler_args)
+        sched.process = Process(argv, self.workdir / f"scheduler{index}.log")
+        def joined() -> bool:  # serving, and in the election (it knows who leads)
+            if not sched.alive():
+                return True
+            return call(sched.url + "/v2/leader", timeout=2)[0] == 200
+        wait_for(joined, timeout=30, what=f"scheduler {index} serving and in the election")
+        if not sched.alive():
+            raise RuntimeError(f"scheduler {index} exited:\n{sched.process.output()[-3000:]}")
+        return sched
+
+    def stop(self) -> None:
+        for sched in self.scheds:
+            if sched.process is not None:
+                sched.process.stop()
+        self.cluster.stop()
+
+    def __enter__(self) -> "Deployment":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- schedulers ------------------------------------------------------------------------
+
+    def leader_address(self) -> str | None:
+        """What the live schedulers say `/v2/leader` is (None when they do not agree yet)."""
+        answers = set()
+        for sched in self.scheds:
+            if not sched.alive():
+                continue
+            try:
+                status, payload, _ = call(sched.url + "/v2/leader", timeout=2)
+            except OSError:
+                return None
+            answers.add(payload.get("leader") if status == 200 else None)
+        return answers.pop() if len(answers) == 1 else None
+
+    def leader(self) -> SchedulerProcess | None:
+        """The scheduler that says it leads and has reconciled every task."""
+        for sched in self.scheds:
+            if sched.alive():
+                health = sched.health() or {}
+                if health.get("role") == "leader" and health.get("subscribed") and health.get("reconciled"):
+                    return sched
+        return None
+
+    def wait_leader(self, timeout: float = 60.0, other_than: int | None = None) -> SchedulerProcess:
+        def ready() -> SchedulerProcess | None:
+            sched = self.leader()
+            return sched if sched is not None and sched.index != other_than else None
+        return wait_for(ready, timeout=timeout, interval=0.05, what="a reconciled leading scheduler")
+
+    def follower(self) -> SchedulerProcess:
+        leader = self.wait_leader()
+        return next(s for s in self.scheds if s.alive() and s.index != leader.index)
+
+    def api(self, method: str, path: str, body: Any = None, via: SchedulerProcess | None = None,
+            timeout: float = 10.0) -> tuple[int, Any]:
+        """Call the scheduler API through `via` (default: any live scheduler, retried briefly
+        while leadership moves)."""
+        deadline = time.monotonic() + 30
+        while True:
+            target = via or next((s for s in self.scheds if s.alive()), None)
+            try:
+                status, payload, _ = call(target.url + path, method, body, timeout=timeout)
+                if status != 503 or via is not None or time.monotonic() > deadline:
+                    return status, payload
+            except OSError:
+                if via is not None or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+    def kill_scheduler(self, index: int) -> None:
+        sched = self.scheds[index]
+        if sched.process is not None:
+            sched.process.kill9()
+            sched.process.stop()
+
+    # -- masters ----------------------------------------------------------------------------
+
+    def leading_master(self) -> int | None:
+        leader = self.cluster.leader()
+        for index, port in enumerate(self.cluster.master_ports):
+            if leader == f"127.0.0.1:{port}":
+                return index
+        return None
+
+    def master_state(self) -> dict:
+        index = wait_for(self.leading_master, timeout=30, what="a leading master")
+        return self.cluster.state(index)
+
+    def kill_master(self, index: int) -> None:
+        self.cluster.kill_master(index)
+
+    # -- agents and executors ------------------------------------------------------------------
+
+    def agent_state(self, index: int) -> dict:
+        return get(f"http://{self.cluster.agent_address(index)}/state")
+
+    def kill_agent(self, index: int) -> None:
+        self.cluster.kill_agent(index)
+
+    def start_agent(self, index: int) -> None:
+        self.cluster.start_agent(index)
+
+    def executor_pids(self) -> dict[int, dict[str, str]]:
+        """Live executor processes of this deployment: pid -> their MESOS_* environment."""
+        found = {}
+        for pid, env in our_processes(self.workdir):
+            if "MESOS_EXECUTOR_ID" in env and "MESOS_TASK_ID" not in env:
+                if _is_executor(pid):
+                    found[pid] = env
+        return found
+
+    def kill_executor(self, rng: random.Random) -> str | None:
+        pids = self.executor_pids()
+        if not pids:
+            return None
+        pid = rng.choice(sorted(pids))
+        os.kill(pid, signal.SIGKILL)
+        return pids[pid]["MESOS_EXECUTOR_ID"]
+
+    def logs(self) -> str:
+        parts = [self.cluster.logs()]
+        for sched in self.scheds:
+            if sched.process is not None:
+                parts.append(f"--- scheduler{sched.index} ---\n{sched.process.output()[-4000:]}")
+        return "\n".join(parts)
+
+
+def _is_executor(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"executor" in cmdline and b"--cleanup" not in cmdline
+
+
+def our_processes(workdir: Path) -> Iterable[tuple[int, dict[str, str]]]:
+    """Processes whose Mesos environment points into `workdir` (executors and their tasks)."""
+    root = str(Path(workdir).resolve())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+        where = env.get("MESOS_DIRECTORY") or env.get("DOCKYARD_WORK_DIR") or ""
+        if where.startswith(root):
+            yield int(entry), env
+
+
+# -- invariants ---------------------------------------------------------------------------------
+
+def running_tasks_by_agent(deployment: Deployment) -> dict[str, list[str]]:
+    """task id -> the agents (by hostname) whose /state says it is live there."""
+    where: dict[str, list[str]] = {}
+    for index, process in enumerate(deployment.cluster.agents):
+        if process is None or not process.alive():
+            continue
+        try:
+            state = deployment.agent_state(index)
+        except OSError:
+            continue
+        for framework in state.get("frameworks", []):
+            for executor in framework.get("executors", []):
+                for task in executor.get("tasks", []):
+                    if task.get("state") in ("TASK_RUNNING", "TASK_STARTING", "TASK_STAGING"):
+                        where.setdefault(task["id"], []).append(state.get("hostname", str(index)))
+    return where
+
+
+def check_no_task_twice(deployment: Deployment) -> list[str]:
+    """No task id live on two agents at once."""
+    return [f"task {task} live on {agents}" for task, agents in running_tasks_by_agent(deployment).items()
+            if len(agents) > 1]
+
+
+def check_apps_converged(deployment: Deployment, apps: dict[str, int]) -> list[str]:
+    """Every app has exactly its instance count running, once each (no extra, none missing)."""
+    problems = []
+    running = running_tasks_by_agent(deployment)
+    for app_id, instances in apps.items():
+        status, payload = deployment.api("GET", f"/v2/apps/{app_id.strip('/')}/tasks")
+        if status != 200:
+            problems.append(f"app {app_id}: GET tasks answered {status}")
+            continue
+        tasks = [t for t in payload.get("tasks", []) if t.get("state") == "TASK_RUNNING"]
+        live = [t for t in tasks if t["id"] in running]
+        if len(live) != instances:
+            problems.append(f"app {app_id}: {len(live)} of {instances} instances running "
+                            f"({len(tasks)} reported)")
+    return problems
+
+
+def check_runs(deployment: Deployment, runs: Iterable[tuple[str, str]], markers: Path) -> tuple[list[str], dict]:
+    """Each run finished; a successful run's side effect happened exactly once per instance."""
+    problems: list[str] = []
+    counts: Counter = Counter()
+    for job_id, run_id in runs:
+        status, run = deployment.api("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
+        if status != 200:
+            problems.append(f"run {job_id}/{run_id}: GET answered {status}")
+            continue
+        counts[run["status"]] += 1
+        if run["status"] not in ("SUCCESS", "FAILED"):
+            problems.append(f"run {job_id}/{run_id} is {run['status']}")
+            continue
+        lines = (markers / run_id).read_text().split() if (markers / run_id).exists() else []
+        if run["status"] == "SUCCESS" and len(lines) != run.get("instances", 1):
+            problems.append(f"run {job_id}/{run_id} SUCCESS but its work was done {len(lines)} times")
+    return problems, dict(counts)
+
+
+def check_no_orphans(deployment: Deployment) -> list[str]:
+    """Every executor/task process of ours belongs to an executor some agent knows as live."""
+    live_dirs = []
+    for index, process in enumerate(deployment.cluster.agents):
+        if process is None or not process.alive():
+            continue
+        try:
+            state = deployment.agent_state(index)
+        except OSError:
+            continue
+        for framework in state.get("frameworks", []):
+            live_dirs += [e["directory"] for e in framework.get("executors", [])]
+    problems = []
+    for pid, env in our_processes(deployment.workdir):
+        where = env.get("MESOS_DIRECTORY", "")
+        if where and not any(where.startswith(d) for d in live_dirs):
+            problems.append(f"pid {pid} ({env.get('MESOS_EXECUTOR_ID')}) runs for no live executor")
+    return problems
+
+
+def leftovers(workdir: Path) -> list[str]:
+    """After everything stopped: processes, mounts and cgroups of ours still there."""
+    root = str(Path(workdir).resolve())
+    found = [f"process {pid}" for pid, _ in our_processes(workdir)]
+    try:
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4]
+            if point.startswith(root):
+                found.append(f"mount {point}")
+    except OSError:
+        pass
+    try:
+        from executor.containers.launcher import work_tag
+        from framework import cgroups
+
+        tags = {f"dy-{work_tag(p)}-" for p in Path(workdir).glob("cluster/agent*")}
+        for subtree in cgroups.find_subtrees():
+            for child in subtree.iterdir() if subtree.is_dir() else []:
+                if any(child.name.startswith(t) for t in tags):
+                    found.append(f"cgroup {child}")
+    except Exception:  # no cgroup support on this host: nothing of ours can be left there
+        pass
+    return found
+
+
+# -- the fault loop ---------------------------------------------------------------------------------
+
+FAULTS = ("scheduler", "master", "agent", "executor", "zookeeper")
+
+
+@dataclass
+class Faults:
+    """Inflicts faults one at a time and says what it did."""
+
+    deployment: Deployment
+    rng: random.Random = field(default_factory=lambda: random.Random(6))
+    injected: Counter = field(default_factory=Counter)
+    log: list[str] = field(default_factory=list)
+
+    def inject(self, kind: str) -> str:
+        d = self.deployment
+        if kind == "scheduler":
+            leader = d.wait_leader()
+            d.kill_scheduler(leader.index)
+            d.wait_leader(other_than=leader.index)
+            d.start_scheduler(leader.index)  # back as a follower, as a supervisor would
+            what = f"kill -9 leading scheduler {leader.index}"
+        elif kind == "master":
+            if d.masters < 2:
+                return self._skip(kind, "one master")
+            index = wait_for(d.leading_master, timeout=30, what="a leading master")
+            d.kill_master(index)
+            wait_for(lambda: d.leading_master() not in (None, index), timeout=60, what="a new leading master")
+            d.cluster.start_master(index)
+            what = f"kill -9 leading master {index}"
+        elif kind == "agent":
+            index = self.rng.randrange(len(d.cluster.agents))
+            d.kill_agent(index)
+            d.start_agent(index)
+            what = f"kill -9 agent {index}, restarted"
+        elif kind == "executor":
+            killed = d.kill_executor(self.rng)
+            if killed is None:
+                return self._skip(kind, "no executor running")
+            what = f"kill -9 executor {killed}"
+        elif kind == "zookeeper":
+            d.zk.restart()
+            what = "restart ZooKeeper"
+        else:
+            raise ValueError(kind)
+        self.injected[kind] += 1
+        self.log.append(what)
+        return what
+
+    def _skip(self, kind: str, why: str) -> str:
+        self.log.append(f"skipped {kind}: {why}")
+        return f"skipped {kind}"
+
+    def summary(self) -> str:
+        total = sum(self.injected.values())
+        return f"{total} faults injected: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.injected.items()))
+
+
+def converge(check: Callable[[], list[str]], timeout: float, what: str) -> list[str]:
+    """Poll an invariant until it holds; return its last problems (empty when it held)."""
+    deadline = time.monotonic() + timeout
+    problems = check()
+    while problems and time.monotonic() < deadline:
+        time.sleep(0.5)
+        problems = check()
+    return [f"{what}: {p}" for p in problems]

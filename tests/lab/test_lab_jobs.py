@@ -1,0 +1,98 @@
+"""The real master, agents and scheduler in a lab, driven through the Metronome API.
+
+A job pinned to one node (its `node` attribute) runs inside that node's
+namespace and is reachable from the host at the node's address; crashing the
+node with `lab kill` is noticed by the master and reported for the task; `lab
+down` then leaves nothing, executors and tasks included.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from framework.local.lab import network
+from tests.support.procs import wait_for
+
+from .conftest import Lab, assert_clean
+
+FAST_DRILLS = "--agent-ping-interval 1 --agent-ping-timeout 5"
+PORT = 18080   # inside agent2's namespace: nothing else listens there
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(importlib.util.find_spec("scheduler.api.metronome") is None,
+                       reason="the scheduler's Metronome API is not in this checkout yet"),
+]
+
+
+def call(method: str, url: str, body: dict | None = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def serves(ip: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def task(api: str) -> dict | None:
+    status, runs = call("GET", f"{api}/v1/jobs/web/runs")
+    assert status == 200, runs
+    tasks = [t for run in runs for t in run["tasks"]]  # type: ignore[union-attr]
+    return tasks[0] if tasks else None
+
+
+def active_agents(master: str) -> set[str]:
+    with urllib.request.urlopen(f"{master}/state", timeout=3) as response:
+        return {a["hostname"] for a in json.loads(response.read())["slaves"]
+                if a.get("active", True)}
+
+
+def test_job_runs_on_its_node_and_a_node_crash_is_reported(lab: Lab) -> None:
+    lab.up("--agents", "2", "--master-args", FAST_DRILLS, timeout=240)
+    report = lab.status()
+    ips = {node["name"]: node["ip"] for node in report["nodes"]}
+    netns = {node["name"]: node["netns"] for node in report["nodes"]}
+    api, master = report["urls"]["scheduler"], report["urls"]["master"]
+    wait_for(lambda: active_agents(master) == {"agent1", "agent2"}, timeout=60, what="agents")
+
+    status, body = call("POST", f"{api}/v1/jobs", {"id": "web", "run": {
+        "cmd": f"exec python3 -m http.server {PORT}", "cpus": 0.1, "mem": 32, "disk": 0,
+        "placement": {"constraints": [{"attribute": "node", "operator": "LIKE",
+                                       "value": "agent2"}]}}})
+    assert status == 201, body
+    status, body = call("POST", f"{api}/v1/jobs/web/runs")
+    assert status == 201, body
+    running = wait_for(lambda: (t := task(api)) and t.get("status") == "TASK_RUNNING" and t,
+                       timeout=90, what="job task running")
+    assert running["host"] == "agent2"
+    # Reachable from the host at the node's address; absent from the other node.
+    wait_for(lambda: serves(ips["agent2"], PORT), timeout=30, what="job's server on agent2")
+    assert not serves(ips["agent1"], PORT)
+    before = set(network.netns_pids(netns["agent2"]))
+    assert len(before) >= 3, "agent, executor and task all live in the node's namespace"
+
+    lab.run("kill", "agent2")
+    assert network.netns_pids(netns["agent2"]) == []
+    assert not serves(ips["agent2"], PORT)
+    wait_for(lambda: "agent2" not in active_agents(master), timeout=60, what="agent2 lost")
+    lost = wait_for(lambda: (t := task(api)) and t.get("status") != "TASK_RUNNING" and t,
+                    timeout=90, what="the task on the crashed node reported")
+    assert lost["status"] in ("TASK_LOST", "TASK_GONE", "TASK_UNREACHABLE", "TASK_FAILED",
+                              "TASK_KILLED", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN")
+
+    lab.run("down")
+    assert_clean(lab)
