@@ -15,6 +15,8 @@ setup(
         "prometheus-client>=0.17",
         "starlette>=0.37",
         "uvicorn>=0.29",
+        "httptools>=0.6",  # uvicorn's C HTTP parser: several times h11's request rate
+        "uvloop>=0.19",  # the agent and master loops carry every status update
         "httpx>=0.27",
         "PyYAML>=6.0",
         "pydantic>=2.6",

@@ -101,49 +101,57 @@ def bare_runc(bundle: Path, container_id: str, detach_wait_pid: bool) -> float:
 
 
 def bench_start(work: Path, names: dict[int, str], runs: int, scratch: Path) -> dict:
+    """Sizes interleaved run by run, so the machine's noise falls on every size alike."""
     launcher = ContainerLauncher()
     store = ImageStore(work)
-    results: dict = {}
+    layered: dict[int, list[float]] = {size: [] for size in names}
+    copied: dict[int, list[float]] = {size: [] for size in names}
+    layer_dirs = {size: store.prepare(name)[1] for size, name in names.items()}
     for size, name in names.items():
-        layered, copied = [], []
-        _, layer_dirs = store.prepare(name)
         warm = launcher.launch(spec_for(work, name, scratch / f"warm-{size}", "true"))  # caches, not timed
         warm.wait(60)
         warm.destroy()
-        for run in range(runs):
+    for run in range(runs):
+        for size, name in names.items():
             sandbox = scratch / f"start-{size}-{run}"
             spec = spec_for(work, name, sandbox, "exec sleep 60")
             started = time.perf_counter()
             container = launcher.launch(spec)
-            layered.append(time.perf_counter() - started)
+            layered[size].append(time.perf_counter() - started)
             config = json.loads((container.bundle / "config.json").read_text())
             container.destroy()
             shutil.rmtree(sandbox, ignore_errors=True)
-            if run < max(1, runs if size < 500 else 2):
-                # copy baseline: a full copy of the image's files, then bare runc on it
-                bundle = scratch / f"copy-{size}-{run}" / "bundle"
-                rootfs = bundle / "rootfs"
-                rootfs.mkdir(parents=True)
-                config["linux"]["cgroupsPath"] = f"dockyard-bench/copy-{size}-{run}"
-                config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/mnt/mesos/sandbox"]
-                (bundle / "config.json").write_text(json.dumps(config))
-                started = time.perf_counter()
-                for layer in layer_dirs:  # whiteouts aside, this is what unpacking per container costs
-                    subprocess.run(["cp", "-a", f"{layer}/.", str(rootfs)], check=True)
-                elapsed_copy = time.perf_counter() - started
-                copied.append(elapsed_copy + bare_runc(bundle, f"copy-{size}-{run}", True))
-                shutil.rmtree(bundle.parent, ignore_errors=True)
+            if run >= (runs if size < 500 else 2):
+                continue
+            # copy baseline: a full copy of the image's files, then bare runc on it
+            bundle = scratch / f"copy-{size}-{run}" / "bundle"
+            rootfs = bundle / "rootfs"
+            rootfs.mkdir(parents=True)
+            config["linux"]["cgroupsPath"] = f"dockyard-bench/copy-{size}-{run}"
+            config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/mnt/mesos/sandbox"]
+            (bundle / "config.json").write_text(json.dumps(config))
+            started = time.perf_counter()
+            for layer in layer_dirs[size]:  # whiteouts aside, this is what unpacking per container costs
+                subprocess.run(["cp", "-a", f"{layer}/.", str(rootfs)], check=True)
+            elapsed_copy = time.perf_counter() - started
+            copied[size].append(elapsed_copy + bare_runc(bundle, f"copy-{size}-{run}", True))
+            shutil.rmtree(bundle.parent, ignore_errors=True)
+    results: dict = {}
+    for size in names:
+        dirs = {d.name for d in layer_dirs[size]}
         results[f"{size}MB"] = {
             "image_bytes": sum(int(p.read_text()) for p in (work / "images" / "layers").glob("*.size")
-                               if p.stem in {d.name for d in layer_dirs}),
-            "layered_start_median_s": round(statistics.median(layered), 4),
-            "copy_start_median_s": round(statistics.median(copied), 4),
-            "copy_over_layered": round(statistics.median(copied) / statistics.median(layered), 2),
+                               if p.stem in dirs),
+            "layers": len(dirs),
+            "layered_start_median_s": round(statistics.median(layered[size]), 4),
+            "copy_start_median_s": round(statistics.median(copied[size]), 4),
+            "copy_over_layered": round(statistics.median(copied[size]) / statistics.median(layered[size]), 2),
         }
     small, big = min(names), max(names)
     results["largest_over_smallest"] = round(results[f"{big}MB"]["layered_start_median_s"]
                                              / results[f"{small}MB"]["layered_start_median_s"], 3)
     results["target_largest_over_smallest"] = 1.2
+    results["runs"] = runs
     return results
 
 
@@ -230,7 +238,7 @@ def _remove_bench_cgroups() -> None:
                     pass
 
 
-def run(bench_dir: Path | None = None, runs: int = 5, sizes: list[int] | None = None) -> dict:
+def run(bench_dir: Path | None = None, runs: int = 9, sizes: list[int] | None = None) -> dict:
     bench_dir = Path(bench_dir or DEFAULT_DIR)
     bench_dir.mkdir(parents=True, exist_ok=True)
     sizes = sizes or [1, 100, 1000]
@@ -255,7 +263,7 @@ def run(bench_dir: Path | None = None, runs: int = 5, sizes: list[int] | None = 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--sizes", default="1,100,1000")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

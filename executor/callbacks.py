@@ -172,6 +172,15 @@ class DockyardExecutor(Executor):
             return
         runner = TaskRunner(task_id, spec, launcher, self._notify,
                             kill_grace=grace_seconds(task.get("kill_policy")), send_killing=self.send_killing)
+        # -- health checks (issue 4, services engineer): the task's Mesos HealthCheck joins the
+        # runner's status-checker chain; it reports health changes and kills after too many failures.
+        try:
+            from executor.health import checkers_for
+
+            runner.checkers.extend(checkers_for(task.get("health_check"), runner))
+        except ValueError as error:
+            self._status(task_id, "TASK_FAILED", f"Invalid health check: {error}", "REASON_TASK_INVALID", None)
+            return
         with self.lock:
             self.runners[task_id] = runner
             if group:

@@ -78,14 +78,18 @@ class ProgressView:
                 if not self.enabled and sys.stderr.isatty():
                     click.echo(self.lines[-1], err=True)
             return
-        if not digest:
+        if not digest or status in ("resolved", "done", "shared"):
+            return
+        if status == "extracted":
+            if digest in self.tasks:
+                self.progress.update(self.tasks[digest], description=f"{short} extracted")
             return
         if digest not in self.tasks:
             self.tasks[digest] = self.progress.add_task(short, total=event.get("total") or None)
         task = self.tasks[digest]
         if status in ("downloading", "uploading"):
             self.progress.update(task, completed=event.get("done", 0), description=f"{short} {status}")
-        elif status in ("exists", "verified", "pushed", "extracted"):
+        elif status in ("exists", "verified", "pushed"):
             total = event.get("total") or None
             self.progress.update(task, completed=total or 1, total=total or 1, description=f"{short} {status}")
 

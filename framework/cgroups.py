@@ -154,8 +154,7 @@ class Cgroup:
         """A cgroup `dockyard/<name>` under the calling process's own cgroup."""
         layout = layout or detect()
         if layout.version == 2:
-            base = own_cgroup("")
-            return cls({"": _join(base, SUBTREE, name)}, layout)
+            return cls({"": _join(_v2_base(layout), SUBTREE, name)}, layout)
         extra = [mount / own.lstrip("/") / SUBTREE / name for mount, own in _other_hierarchies(layout)]
         return cls({c: _join(own_cgroup(c), SUBTREE, name) for c in CONTROLLERS if c in layout.mounts},
                    layout, extra)
@@ -227,8 +226,10 @@ class Cgroup:
             if missing:
                 try:
                     (current / "cgroup.subtree_control").write_text(" ".join(missing))
-                except OSError:
-                    pass  # a cgroup with its own processes cannot delegate; limits may be absent
+                except OSError as error:
+                    raise ContainerError(f"cannot delegate {missing} below {current}: {error.strerror} "
+                                         "(a v2 cgroup holding processes cannot have limited children)"
+                                         ) from error
             current = current / part
             current.mkdir(exist_ok=True)
         assert current == target
@@ -329,9 +330,50 @@ class Cgroup:
         failed = int(_read(self.dir("memory") / "memory.failcnt", "0") or 0)
         return 1 if failed and limit and usage >= limit else 0
 
+    def peak_memory(self) -> int:
+        """The most memory the cgroup ever held (bytes); 0 when the kernel does not say."""
+        if self.layout.version == 2:
+            text = _read(self.dir("") / "memory.peak").strip()
+        elif "memory" in self.paths:
+            text = _read(self.dir("memory") / "memory.max_usage_in_bytes").strip()
+        else:
+            text = ""
+        return int(text) if text.isdigit() else 0
+
     def stats(self) -> dict:
         """ResourceStatistics (Mesos's shape) from this cgroup."""
         return read_stats(self)
+
+
+LEAF = "dockyard-leaf"
+
+
+def _v2_base(layout: Layout) -> str:
+    """Our own v2 cgroup, made able to delegate controllers.
+
+    v2 forbids enabling controllers for children of a cgroup that holds processes
+    (unless it is the root). If ours does, this process moves into a leaf child
+    (`dockyard-leaf`) so `dockyard/<id>` siblings can get cpu, memory and pids.
+    Other processes already in our cgroup stay put; a Mesos agent delegates an empty
+    cgroup per executor, where that never happens. (Not exercised on the hybrid dev VM.)
+    """
+    own = own_cgroup("")
+    base = own[: -len(LEAF) - 1] if own.endswith("/" + LEAF) else own
+    if base in ("", "/"):
+        return "/"
+    assert layout.unified is not None
+    directory = layout.unified / base.lstrip("/")
+    enabled = _read(directory / "cgroup.subtree_control").split()
+    if all(c in enabled for c in ("cpu", "memory", "pids")):
+        return base
+    if _read(directory / "cgroup.procs").split() and not own.endswith("/" + LEAF):
+        leaf = directory / LEAF
+        leaf.mkdir(exist_ok=True)
+        try:
+            (leaf / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            return base  # cannot move: limits will be missing, and `apply` says so
+    return base
 
 
 def _other_hierarchies(layout: Layout) -> list[tuple[Path, str]]:

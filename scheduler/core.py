@@ -49,6 +49,10 @@ OFFERS = Counter("dockyard_scheduler_offers", "Offers handled", ["outcome"])
 PENDING = Gauge("dockyard_scheduler_tasks_pending", "Tasks waiting for an offer")
 _FINE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 QUEUE_LATENCY = Histogram("dockyard_scheduler_queue_seconds", "Submit to launch, seconds", buckets=_FINE)
+APPLY_SECONDS = Histogram("dockyard_scheduler_status_apply_seconds",
+                          "Storing one status update and telling its owner, seconds", buckets=_FINE)
+ACK_LATENCY = Histogram("dockyard_scheduler_status_ack_seconds",
+                        "Status update received from the driver to ACK sent, seconds", buckets=_FINE)
 OFFER_ROUND = Histogram("dockyard_scheduler_offer_round_seconds",
                         "Offers received to ACCEPT/DECLINE sent, seconds", buckets=_FINE)
 
@@ -72,6 +76,7 @@ class CoreConfig:
     reconcile_delay: float = 3.0          # explicit reconciliation gets this long first
     reconcile_interval: float = 600.0     # periodic implicit reconciliation
     keep_terminal: int = 20000            # terminal records kept in memory and store
+    ack_threads: int = 4                  # outbox threads: concurrent ACCEPT/DECLINE/ACK calls
 
 
 def _value(obj: Any, default: str | None = None) -> str | None:
@@ -133,7 +138,8 @@ def _scalar(name: str, value: float, role: str) -> dict:
     return {"name": name, "type": "SCALAR", "scalar": {"value": round(float(value), 3)}, "role": role}
 
 
-def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: dict | None) -> dict:
+def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: dict | None,
+              hostname: str | None = None) -> dict:
     """The Mesos TaskInfo for a request placed on an agent with these ports."""
     resources = [_scalar("cpus", request.cpus, request.role), _scalar("mem", request.mem, request.role)]
     if request.disk:
@@ -150,6 +156,13 @@ def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: d
     if ports:
         variables.append({"name": "PORT", "value": str(ports[0])})
         variables.append({"name": "PORTS", "value": ",".join(map(str, ports))})
+    # -- services (issue 4, services engineer): Marathon's $HOST and named ports ($PORT_HTTP).
+    if hostname:
+        variables.append({"name": "HOST", "value": hostname})
+    port_names = (request.labels.get("dockyard.portNames") or "").split(",")
+    for port_name, port in zip(port_names, ports):
+        if port_name:
+            variables.append({"name": f"PORT_{port_name.upper().replace('-', '_')}", "value": str(port)})
     if variables:
         command["environment"] = {"variables": variables}
     info: dict[str, Any] = {
@@ -202,6 +215,9 @@ class Core:
         self._stopping = threading.Event()
         self._reconcile_timer: threading.Timer | None = None
         self.subscribed = threading.Event()
+        self._acks: queue.Queue[tuple | None] = queue.Queue()  # the outbox of Mesos calls
+        self._received: dict[int, float] = {}  # id(status) -> when the driver handed it over
+        self._ackers: list[threading.Thread] = []
         # -- issue 6 (HA) reconciliation gate: after every (re)subscribe, nothing is launched or
         # killed until each known live task has been answered for (explicit reconciliation).
         self.reconciled = threading.Event()
@@ -233,14 +249,20 @@ class Core:
         self.driver = driver
 
     def start(self) -> None:
-        """Start the core thread that handles driver events in order."""
+        """Start the core thread that handles driver events in order, and the ackers."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="scheduler-core", daemon=True)
             self._thread.start()
+            for index in range(self.config.ack_threads):
+                acker = threading.Thread(target=self._ack_loop, name=f"scheduler-ack-{index}", daemon=True)
+                acker.start()
+                self._ackers.append(acker)
 
     def stop(self) -> None:
         self._stopping.set()
         self._events.put(("stop", None))
+        for _ in self._ackers:
+            self._acks.put(None)
         if self._reconcile_timer:
             self._reconcile_timer.cancel()
         if self._thread:
@@ -248,6 +270,8 @@ class Core:
 
     def post(self, kind: str, payload: Any) -> None:
         """Hand a driver event to the core thread (the Mesos edge calls this)."""
+        if kind == "status":
+            self._received[id(payload)] = time.monotonic()
         self._events.put((kind, payload))
 
     def _loop(self) -> None:
@@ -300,21 +324,37 @@ class Core:
 
     def submit(self, request: TaskRequest) -> TaskRecord:
         """Queue a task; it launches at the next offer that fits."""
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: list[TaskRequest]) -> list[TaskRecord]:
+        """Queue tasks in one go (an array run): one lock, at most one REVIVE.
+
+        A PENDING record is kept in memory only: until a task is in an ACCEPT,
+        the owner's own persisted intent (the job run, the app) is the truth,
+        and the owner submits again after a restart. From LAUNCHED on, every
+        change is persisted before anything else happens.
+        """
+        records = []
         with self._lock:
-            record = self._records.get(request.task_id)
-            if record is not None and record.state != State.PENDING:
-                raise ValueError(f"task {request.task_id} already exists ({record.state.value})")
-            if record is None:
-                now = self.clock()
-                record = TaskRecord(task_id=request.task_id, owner=request.owner, name=request.name,
-                                    created_at=now, history=[(State.PENDING.value, now)])
-                self._persist(record)
-                self._records[request.task_id] = record
-            self._pending[request.task_id] = request
-            self._submitted_at[request.task_id] = time.monotonic()
+            now = self.clock()
+            for request in requests:
+                record = self._records.get(request.task_id)
+                if record is not None and record.state != State.PENDING:
+                    raise ValueError(f"task {request.task_id} already exists ({record.state.value})")
+                if record is None:
+                    record = TaskRecord(task_id=request.task_id, owner=request.owner, name=request.name,
+                                        created_at=now, history=[(State.PENDING.value, now)])
+                    self._records[request.task_id] = record
+                self._pending[request.task_id] = request
+                self._submitted_at[request.task_id] = time.monotonic()
+                records.append(record)
             PENDING.set(len(self._pending))
-            self._update_suppression()
-            return record
+            revive = self._suppressed and bool(self._pending)
+            if revive:
+                self._suppressed = False
+        if revive and self.subscribed.is_set():
+            self._driver_call("reviveOffers")
+        return records
 
     def withdraw(self, task_id: str, message: str = "Withdrawn before launch") -> bool:
         """Drop a task that has not launched yet; its owner hears TASK_KILLED."""
@@ -324,7 +364,6 @@ class Core:
             self._submitted_at.pop(task_id, None)
             PENDING.set(len(self._pending))
             self._reports.pop(self._records[task_id].owner, None)
-            self._update_suppression()
         self._apply({"task_id": {"value": task_id}, "state": State.KILLED.value,
                      "message": message, "source": "SOURCE_SCHEDULER"})
         return True
@@ -368,7 +407,9 @@ class Core:
                  **({"agent_id": {"value": r.agent_id}} if r.agent_id else {})} for r in live])
         self._schedule_implicit_reconcile(self.config.reconcile_delay)
         with self._lock:
-            self._update_suppression()
+            suppress = self._update_suppression()
+        if suppress:
+            self._driver_call("suppressOffers")
 
     def handle_disconnected(self, payload: Any = None) -> None:
         self.subscribed.clear()
@@ -480,7 +521,8 @@ class Core:
                         QUEUE_LATENCY.observe(time.monotonic() - started)
                     self._reports.pop(request.owner, None)
                     chosen.setdefault(assignment.agent_id, []).append(
-                        task_info(request, assignment.agent_id, assignment.ports, self._executor_info()))
+                        task_info(request, assignment.agent_id, assignment.ports, self._executor_info(),
+                              hostname=assignment.hostname))
                 for owner, report in plan.reports.items():
                     if getattr(report, "unplaced", 1):
                         self._reports[owner] = report
@@ -494,17 +536,24 @@ class Core:
                         declines.extend(ids)
                         OFFERS.labels("declined").inc(len(ids))
                 TASKS_LAUNCHED.inc(len(plan.assignments))
+                log.debug("offer round: %d offers from %d agents, %d launched, %d still pending, refuse %.0fs",
+                          len(offers), len(by_agent), len(plan.assignments), len(self._pending), refuse)
                 PENDING.set(len(self._pending))
-            self._update_suppression()
+            suppress = self._update_suppression()
+        if suppress:
+            self._driver_call("suppressOffers")
         filters = {"refuse_seconds": refuse}
         for ids, infos in launches:
-            operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
-            if not self._driver_call("acceptOffers", ids, operations, filters):
-                for info in infos:  # the master never got them: say so, owners decide
-                    self._apply({"task_id": info["task_id"], "state": State.DROPPED.value,
-                                 "message": "ACCEPT call failed", "source": "SOURCE_SCHEDULER"})
+            self._send(self._accept, ids, infos, filters)
         if declines:
-            self._driver_call("declineOffer", declines, filters)
+            self._send(self._driver_call, "declineOffer", declines, filters)
+
+    def _accept(self, ids: list[dict], infos: list[dict], filters: dict) -> None:
+        operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
+        if not self._driver_call("acceptOffers", ids, operations, filters):
+            for info in infos:  # the master never got them: say so, owners decide
+                self._apply({"task_id": info["task_id"], "state": State.DROPPED.value,
+                             "message": "ACCEPT call failed", "source": "SOURCE_SCHEDULER"})
 
     def _refuse_seconds(self, plan: Any) -> float:
         if not self._pending:
@@ -540,10 +589,45 @@ class Core:
         return info
 
     def handle_status(self, status: dict) -> None:
-        """Store the update, tell the owner, then acknowledge (never the other way round)."""
-        self._apply(status)
+        """Store the update, tell the owner, then acknowledge (never the other way round).
+
+        The ACK itself goes out on the ackers' threads: the master holds a task's next
+        update until the previous one is acknowledged, so ACK latency is on every
+        task's critical path and must not wait behind other statuses' store writes.
+        """
+        with APPLY_SECONDS.time():
+            self._apply(status)
         if status.get("uuid"):
-            self._driver_call("acknowledgeStatusUpdate", status)
+            self._send(self._acknowledge, status)
+
+    def _send(self, call: Callable[..., Any], *args: Any) -> None:
+        """Run a Mesos call on the outbox threads (inline before `start`, as in unit tests).
+
+        Each call is a synchronous HTTP round trip to the master; made on the core thread
+        they would stall every status behind a busy master. Calls only leave after the
+        state they announce is persisted, so their order among themselves does not matter.
+        """
+        if self._ackers:
+            self._acks.put((call, args))
+        else:
+            call(*args)
+
+    def _ack_loop(self) -> None:
+        while True:
+            item = self._acks.get()
+            if item is None:
+                return
+            call, args = item
+            try:
+                call(*args)
+            except Exception:  # one failed call must not stop the outbox
+                log.exception("outbox call failed")
+
+    def _acknowledge(self, status: dict) -> None:
+        self._driver_call("acknowledgeStatusUpdate", status)
+        received = self._received.pop(id(status), None)
+        if received is not None:
+            ACK_LATENCY.observe(time.monotonic() - received)
 
     def handle_agent_lost(self, agent_id: str) -> None:
         """Mesos sends TASK_LOST for the agent's tasks itself; forget how to reach it."""
@@ -610,16 +694,18 @@ class Core:
     def _persist(self, record: TaskRecord) -> None:
         record.version = self.store.put(f"{TASKS_KEY}/{record.task_id}", record.to_json())
 
-    def _update_suppression(self) -> None:
-        """SUPPRESS when nothing waits, REVIVE as soon as something does (lock held)."""
+    def _update_suppression(self) -> bool:
+        """Whether to SUPPRESS now: nothing waits and offers are still flowing (lock held).
+
+        Only offer rounds and (re)subscription suppress; `submit_many` revives. So a
+        stream of submissions does not flap SUPPRESS/REVIVE once per task.
+        """
         if self.driver is None or not self.subscribed.is_set():
-            return
-        if self._pending and self._suppressed:
-            self._suppressed = False
-            self._driver_call("reviveOffers")
-        elif not self._pending and not self._suppressed:
+            return False
+        if not self._pending and not self._suppressed:
             self._suppressed = True
-            self._driver_call("suppressOffers")
+            return True
+        return False
 
     def _driver_call(self, name: str, *args: Any) -> bool:
         if self.driver is None:

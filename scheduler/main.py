@@ -110,7 +110,7 @@ def serve(config: SchedulerConfig) -> int:
 
     from scheduler.api.app import build_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if config.zk:  # HA (scheduler/leader.py, issue 6): elect; followers forward; state loads once leading
         from scheduler.leader import serve_ha

@@ -28,17 +28,16 @@ MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/late
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 # The default seccomp profile: allow, except the syscalls Docker's default profile
-# refuses to unprivileged containers (kernel modules, keyrings, clocks, namespaces
-# escapes, kexec, BPF, perf, swap, reboot...). They fail with EPERM.
+# refuses to containers without extra capabilities (kernel modules, keyrings, clocks,
+# mounts and namespaces, kexec, BPF, perf, swap, reboot...). They fail with EPERM.
 DENIED_SYSCALLS = ["acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-                   "delete_module", "finit_module", "get_kernel_syms", "get_mempolicy", "init_module",
-                   "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie",
-                   "mbind", "move_pages", "name_to_handle_at", "nfsservctl", "open_by_handle_at",
-                   "perf_event_open", "personality", "pivot_root", "process_vm_readv", "process_vm_writev",
-                   "ptrace", "query_module", "quotactl", "reboot", "request_key", "set_mempolicy",
-                   "setns", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl", "umount",
-                   "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
-                   "mount", "fsopen", "fsmount", "fsconfig", "fspick", "move_mount", "open_tree"]
+                   "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
+                   "get_kernel_syms", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load",
+                   "kexec_load", "keyctl", "lookup_dcookie", "mount", "move_mount", "name_to_handle_at",
+                   "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
+                   "process_vm_readv", "process_vm_writev", "query_module", "quotactl", "reboot",
+                   "request_key", "setns", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl",
+                   "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old"]
 
 
 def seccomp_profile() -> dict:
@@ -147,9 +146,11 @@ def process_spec(command: dict, env: dict[str, str], image_config: dict, rootfs:
     merged.update(command_env(env, command))
     merged["MESOS_SANDBOX"] = SANDBOX
     merged.setdefault("PATH", DEFAULT_PATH)
+    # The image's User wins; else the task's user (Mesos sets the framework's) if the
+    # image knows it; else root.
     user = config.get("User") or ""
     task_user = command.get("user")
-    if task_user and any(e and e[0] == task_user for e in _passwd(rootfs, "passwd")):
+    if not user and task_user and any(e and e[0] == task_user for e in _passwd(rootfs, "passwd")):
         user = task_user
     uid, gid, groups, home = resolve_user(rootfs, user)
     merged.setdefault("HOME", home)

@@ -23,10 +23,10 @@ from pathlib import Path
 from executor.containers import bundle
 from executor.containers.rootfs import mount_overlay, unmount
 from executor.containers.runtime import Runtime, last_error
-from executor.containers.state import State, check_move, read_json, write_json
+from executor.containers.state import State, check_move, write_json
 from executor.launcher import ExitInfo, LaunchSpec
 from framework import cgroups
-from framework.errors import ContainerError, DockyardError, ImagePullError
+from framework.errors import ContainerError, DockyardError
 
 MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
 DISK = "REASON_CONTAINER_LIMITATION_DISK"
@@ -141,10 +141,10 @@ class LimitWatcher:
 
     def check_memory(self) -> tuple[str, str] | None:
         if self.group.oom_kills() > 0:
-            used = self.group.stats().get("mem_total_bytes", 0)
-            return MEMORY, (f"Memory limit exceeded: Requested: {self.mem_mb:g}MB, the kernel OOM-killed "
-                            f"a task process (usage at kill {used / 1048576:.0f}MB)"
-                            if self.mem_mb else "Memory limit exceeded: the kernel OOM-killed a task process")
+            peak = self.group.peak_memory() / 1048576
+            requested = f"Requested: {self.mem_mb:g}MB " if self.mem_mb else ""
+            return MEMORY, (f"Memory limit exceeded: {requested}Maximum Used: {peak:.0f}MB; "
+                            "the kernel OOM-killed a process of the task")
         return None
 
     def check_disk(self) -> tuple[str, str] | None:
@@ -275,7 +275,8 @@ class Container:
             "id": self.id, "task_id": self.spec.task_id, "kind": "image", "state": self.state.value,
             "work_dir": str(self.work_dir), "dir": str(self.dir), "runtime": self.runtime.name,
             "upper_root": str(self.upper_root), "sandbox": str(self.spec.sandbox), "layers": self.layers,
-            "image": getattr(self.image, "name", None), "pid": self.pid,
+            "image": getattr(self.image, "name", None), "image_digest": getattr(self.image, "digest", None),
+            "pid": self.pid,
             "cgroup": ({"paths": self.group.paths, "extra": [str(p) for p in self.group.extra]}
                        if self.group else None),
         })
@@ -410,19 +411,22 @@ class Container:
             if self.state == State.RUNNING:
                 if self.group is not None:
                     self.group.kill(signals.SIGKILL)
-                self.wait(15)
+                if self.wait(15) is None:  # init would not die: teardown kills the runtime too
+                    self._move(State.STOPPED)
             self._save()
             teardown(self._record, wait_for=self.popen)
-            self.state = State.DESTROYED
+            self._move(State.DESTROYED)
 
 
 class ContainerLauncher:
     """The `Launcher` for tasks with an image. Runtime: ContainerInfo `dockyard.runtime`,
-    else $DOCKYARD_RUNTIME, else runc."""
+    else $DOCKYARD_RUNTIME, else runc. Image store size budget (LRU eviction after a pull):
+    $DOCKYARD_IMAGE_BUDGET_MB, unlimited by default."""
 
     def __init__(self, runtime: str | None = None, budget_bytes: int | None = None) -> None:
         self.runtime = runtime
-        self.budget_bytes = budget_bytes
+        budget_mb = os.environ.get("DOCKYARD_IMAGE_BUDGET_MB")
+        self.budget_bytes = budget_bytes or (int(float(budget_mb) * 1048576) if budget_mb else None)
 
     def launch(self, spec: LaunchSpec) -> Container:
         from executor.images.store import ImageStore
@@ -431,7 +435,4 @@ class ContainerLauncher:
                    or os.environ.get("DOCKYARD_RUNTIME") or "runc")
         Path(spec.sandbox).mkdir(parents=True, exist_ok=True)
         store = ImageStore(spec.work_dir, budget_bytes=self.budget_bytes)
-        try:
-            return Container(spec, runtime).start(store)
-        except ImagePullError:
-            raise
+        return Container(spec, runtime).start(store)

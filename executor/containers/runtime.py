@@ -58,9 +58,7 @@ class Runtime:
 
     def kill(self, container_id: str, sig: int) -> None:
         """Signal every process of the container (`--all`); a gone container is fine."""
-        args = ["kill", "--all", container_id, str(sig)] if self.name == "runc" else \
-            ["kill", "--all", container_id, str(sig)]
-        self._call(*args, ok_missing=True)
+        self._call("kill", "--all", container_id, str(sig), ok_missing=True)
 
     def state(self, container_id: str) -> dict | None:
         result = subprocess.run(self._argv("state", container_id), capture_output=True, text=True, timeout=30)

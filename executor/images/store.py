@@ -511,17 +511,24 @@ class ImageStore:
             self.unpack(image, layer)
 
     # -- removal, prune, budget --------------------------------------------
-    def in_use(self) -> set[str]:
-        """Layer keys that some container (live or not yet cleaned) records as its lowerdirs."""
-        used: set[str] = set()
+    def _container_records(self) -> list[dict]:
+        records = []
         containers = self.work_dir / "containers"
         if containers.is_dir():
             for state in containers.glob("*/state.json"):
                 try:
-                    used.update(json.loads(state.read_text()).get("layers") or [])
+                    records.append(json.loads(state.read_text()))
                 except (OSError, ValueError):
                     continue
-        return used
+        return records
+
+    def in_use(self) -> set[str]:
+        """Layer keys that some container (live or not yet cleaned) records as its lowerdirs."""
+        return {key for record in self._container_records() for key in record.get("layers") or []}
+
+    def images_in_use(self) -> set[str]:
+        """Manifest digests of images some container runs."""
+        return {r["image_digest"] for r in self._container_records() if r.get("image_digest")}
 
     def remove(self, name: str) -> list[str]:
         """Untag an image (every tag if a digest is given); then prune what it alone held."""
@@ -603,11 +610,10 @@ class ImageStore:
         if not self.budget_bytes:
             return []
         evicted: list[str] = []
-        keep = set(keep or ())
-        used = self.in_use()
+        keep = set(keep or ()) | self.images_in_use()
         while self.usage() > self.budget_bytes:
-            candidates = [i for i in self.images()
-                          if i.digest not in keep and not any(i.layer_key(l) in used for l in i.layers)]
+            # untagging an image whose layers a container shares is fine: prune keeps those
+            candidates = [i for i in self.images() if i.digest not in keep]
             if not candidates:
                 break
             victim = min(candidates, key=lambda i: self.last_used(i.digest))

@@ -13,6 +13,7 @@ import collections
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -52,6 +53,7 @@ class AgentConfig:
     hostname: str = "localhost"
     executor_command: list[str] = field(default_factory=lambda: dockyard_argv("executor"))
     registration_timeout: float = 60.0  # --executor-registration-timeout
+    reregistration_timeout: float = 5.0  # --executor-reregistration-timeout (after agent restart)
     shutdown_grace: float = 5.0  # --executor-shutdown-grace-period
     recovery_timeout: float = 900.0
     subscription_backoff_max: float = 2.0
@@ -81,6 +83,7 @@ class ExecutorRecord:
     command_executor: bool
     launched: float = field(default_factory=time.time)
     process: asyncio.subprocess.Process | None = None
+    pid: int | None = None  # the executor's pid (also for one recovered after an agent restart)
     stream: asyncio.Queue | None = None  # events to the subscribed executor; None: not subscribed
     queued: list[dict] = field(default_factory=list)  # LAUNCH / LAUNCH_GROUP events awaiting SUBSCRIBE
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
@@ -156,8 +159,11 @@ class Agent:
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        if self.config.cleanup:
+        live = self.recover()
+        if self.config.cleanup and not live:
             await self._cleanup_leftovers()
+        elif live:
+            log.info("skipping clean-up: %d recovered executor(s) still run", live)
         await self.link.start()
 
     async def stop(self) -> None:
@@ -223,6 +229,8 @@ class Agent:
         if kind == "REGISTERED":
             # A fresh registration: whatever we ran belongs to an identity the master dropped.
             self.pending_updates.clear()
+            for framework in list(self.frameworks.values()):
+                self.shutdown_framework(framework.id)
         self.counters["registrations"] += 1
 
     # -- records from the master ------------------------------------------------------------
@@ -388,10 +396,12 @@ class Agent:
                                 f"Failed to launch container: {error}")
             return
         executor.process = process
+        executor.pid = process.pid
         if framework.checkpoint and self.agent_id:
-            meta = sandbox.executor_meta_dir(self.config.work_dir, self.agent_id, framework.id, executor.id)
-            checkpoint.write_json(meta / "runs" / executor.container_id / "pids" / "forked.pid.json",
-                                  {"pid": process.pid})
+            checkpoint.write_json(self._run_dir(framework, executor) / "run.json", {
+                "pid": process.pid, "start_time": start_time(process.pid), "container_id": executor.container_id,
+                "directory": str(executor.directory), "command_executor": executor.command_executor,
+                "info": executor.info})
         if executor.terminating is not None:  # destroyed while it was starting
             kill_tree(process.pid)
         returncode = await process.wait()
@@ -460,8 +470,9 @@ class Agent:
         executor.terminating = executor.terminating if why == "SHUTDOWN" and executor.terminating else why
         if executor.stream is not None:
             executor.stream.put_nowait(None)
-        if executor.process is not None and executor.process.returncode is None:
-            kill_tree(executor.process.pid)
+        if executor.pid is not None and (executor.process is None or executor.process.returncode is None):
+            kill_tree(executor.pid)
+        kill_sandbox_processes(executor.directory)
 
     # -- the executor API -------------------------------------------------------------------------
     def lookup(self, framework_id: str, executor_id: str) -> tuple[FrameworkRecord, ExecutorRecord]:
@@ -582,9 +593,13 @@ class Agent:
         if executor.stream is not None:
             executor.stream.put_nowait(None)
             executor.stream = None
-        if executor.process is not None:
-            kill_tree(executor.process.pid)  # whatever it left behind
+        if executor.pid is not None:
+            kill_tree(executor.pid)  # whatever it left behind
         why = executor.terminating
+        if wait_status != 0 or why is not None:
+            kill_sandbox_processes(executor.directory)  # tasks orphaned by a crashed executor
+        if framework.checkpoint and self.agent_id:
+            shutil.rmtree(self._run_dir(framework, executor), ignore_errors=True)
         if reason is None:
             reason = why if why and why.startswith("REASON_") else "REASON_EXECUTOR_TERMINATED"
         if message is None:
@@ -625,11 +640,77 @@ class Agent:
                 return executor, executor.tasks[task_id]
         return None
 
+    def _run_dir(self, framework: FrameworkRecord, executor: ExecutorRecord) -> Path:
+        assert self.agent_id is not None
+        return (sandbox.executor_meta_dir(self.config.work_dir, self.agent_id, framework.id, executor.id)
+                / "runs" / executor.container_id)
+
+    # -- recovery (checkpointing frameworks only, as Mesos) -----------------------------------------------
+    def recover(self) -> int:
+        """Take back what a previous run of this agent left: its id, and live checkpointed executors.
+
+        Executors that are still alive (same pid and start time) are adopted and
+        given `reregistration_timeout` to SUBSCRIBE again; tasks of executors
+        that died meanwhile are failed. Returns how many executors live on.
+        """
+        latest = checkpoint.read_json(self.config.work_dir / "meta" / "slaves" / "latest.json")
+        if not latest or not latest.get("agent_id"):
+            return 0
+        agent_id = latest["agent_id"]
+        self.link.agent_id = agent_id
+        root = sandbox.meta_dir(self.config.work_dir, agent_id) / "frameworks"
+        live = 0
+        dead: list[tuple[FrameworkRecord, ExecutorRecord]] = []
+        for run_file in sorted(root.glob("*/executors/*/runs/*/run.json")):
+            run = checkpoint.read_json(run_file)
+            framework_info = checkpoint.read_json(run_file.parents[4] / "framework.info")
+            if not run or not framework_info:
+                continue
+            framework = self.frameworks.get(framework_info["id"]["value"]) or FrameworkRecord(framework_info)
+            self.frameworks[framework.id] = framework
+            executor = ExecutorRecord(run["info"], framework.id, run["container_id"], Path(run["directory"]),
+                                      bool(run.get("command_executor")), pid=int(run["pid"]))
+            framework.executors[executor.id] = executor
+            for task_file in sorted((run_file.parent / "tasks").glob("*/task.json")):
+                saved = checkpoint.read_json(task_file)
+                if saved and saved.get("state") not in TERMINAL_STATES:
+                    task = TaskRecord(saved["info"], framework.id, executor.id, saved.get("state", "TASK_STAGING"),
+                                      delivered=True)
+                    executor.tasks[task.id] = task
+            if start_time(executor.pid) == run.get("start_time") and executor.pid is not None:
+                live += 1
+                self._watch_recovered(framework, executor)
+            else:
+                dead.append((framework, executor))
+        for framework, executor in dead:
+            self._executor_gone(framework, executor, None, "REASON_EXECUTOR_TERMINATED",
+                                "Executor terminated while the agent was down")
+        log.info("recovered agent %s: %d live executor(s), %d gone", agent_id, live, len(dead))
+        return live
+
+    def _watch_recovered(self, framework: FrameworkRecord, executor: ExecutorRecord) -> None:
+        """Not our child any more: learn of its exit through a pidfd, not waitpid."""
+        assert executor.pid is not None
+        loop = asyncio.get_event_loop()
+        try:
+            fd = os.pidfd_open(executor.pid)
+        except OSError:
+            self._executor_gone(framework, executor, None, None, None)
+            return
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._executor_gone(framework, executor, None, None, None)
+
+        loop.add_reader(fd, exited)
+        executor.timers.append(loop.call_later(self.config.reregistration_timeout,
+                                               self._registration_timed_out, executor))
+
     def _checkpoint_task(self, framework: FrameworkRecord, executor: ExecutorRecord, task: TaskRecord) -> None:
         if not framework.checkpoint or not self.agent_id:
             return
-        meta = sandbox.executor_meta_dir(self.config.work_dir, self.agent_id, framework.id, executor.id)
-        path = meta / "runs" / executor.container_id / "tasks" / task.id / "task.json"
+        path = self._run_dir(framework, executor) / "tasks" / task.id / "task.json"
         checkpoint.write_json(path, {"info": task.info, "state": task.state})
 
     # -- views ------------------------------------------------------------------------------------
@@ -689,10 +770,10 @@ class Agent:
         out = []
         for framework in self.frameworks.values():
             for executor in framework.executors.values():
-                if executor.process is None or executor.terminated:
+                if executor.pid is None or executor.terminated:
                     continue
-                pids = [executor.process.pid, *descendants(executor.process.pid)]
-                stats = container_statistics(executor.container_id, pids)
+                pids = [executor.pid, *descendants(executor.pid)]
+                stats = container_statistics(executor.pid, pids)
                 limits = Resources(executor.info.get("resources", [])) + sum(
                     (Resources(t.info.get("resources", [])) for t in executor.tasks.values()), Resources())
                 stats["cpus_limit"] = limits.scalar("cpus")
@@ -727,19 +808,57 @@ class Agent:
         }
 
 
-def container_statistics(container_id: str, pids: list[int]) -> dict:
-    """Cgroup numbers when framework/cgroups.py knows the container, /proc otherwise."""
-    try:
-        from framework import cgroups  # type: ignore[attr-defined]
+def container_statistics(executor_pid: int, pids: list[int]) -> dict:
+    """Cgroup numbers when the executor has a cgroup of its own, /proc sums otherwise.
 
-        reader = getattr(cgroups, "container_statistics", None)
-        if reader is not None:
-            found = reader(container_id)
+    A host executor shares the agent's cgroup, whose numbers would describe the
+    whole agent, so those are not used.
+    """
+    try:
+        from framework import cgroups
+
+        layout = cgroups.detect()
+        controller = "" if layout.version == 2 else "memory"
+        if cgroups.own_cgroup(controller, executor_pid) != cgroups.own_cgroup(controller, os.getpid()):
+            found = cgroups.stats_for_pid(executor_pid)
             if found:
                 return dict(found)
-    except ImportError:
+    except (ImportError, OSError, RuntimeError, ValueError, KeyError):
         pass
     return statistics(pids)
+
+
+def start_time(pid: int | None) -> int | None:
+    """A process's start time in clock ticks since boot: with the pid, it names one process."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(b")") + 2:].split()[19])
+
+
+def kill_sandbox_processes(directory: Path) -> int:
+    """SIGKILL every process working inside `directory`: host tasks an executor left behind."""
+    prefix = str(directory)
+    killed = 0
+    own = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == prefix or cwd.startswith(prefix + "/"):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
 
 
 def default_hostname() -> str:

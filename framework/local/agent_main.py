@@ -5,7 +5,6 @@ one typed config.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shlex
@@ -41,7 +40,7 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.ip, port=config.port, log_level=log_level, access_log=False,
         lifespan="on", timeout_graceful_shutdown=3))
-    asyncio.run(server.serve())
+    server.run()  # uvloop and httptools when installed
 
 
 @click.command("agent")
@@ -58,6 +57,8 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
               help="command of the executor for command tasks [this Python: dockyard executor]")
 @click.option("--executor-registration-timeout", default=60.0, show_default=True, type=float,
               help="seconds an executor has to SUBSCRIBE")
+@click.option("--executor-reregistration-timeout", default=5.0, show_default=True, type=float,
+              help="seconds a recovered executor has to SUBSCRIBE again after an agent restart")
 @click.option("--executor-shutdown-grace-period", default=5.0, show_default=True, type=float,
               help="seconds between SHUTDOWN and killing an executor")
 @click.option("--no-cleanup", is_flag=True, help="skip `dockyard executor --cleanup` at start")
@@ -65,7 +66,7 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
                   hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
-                  executor_shutdown_grace_period: float, no_cleanup: bool, log_level: str) -> None:
+                  executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool, log_level: str) -> None:
     """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
@@ -80,7 +81,8 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
     config = AgentConfig(
         master=master, ip=ip, port=port, work_dir=work_dir, resources=total, attributes=parsed_attributes,
         hostname=hostname or default_hostname(),
-        registration_timeout=executor_registration_timeout, shutdown_grace=executor_shutdown_grace_period,
+        registration_timeout=executor_registration_timeout,
+        reregistration_timeout=executor_reregistration_timeout, shutdown_grace=executor_shutdown_grace_period,
         cleanup=not no_cleanup,
     )
     if executor_command:

@@ -251,7 +251,7 @@ class Master:
         return time.time()
 
     def _loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_event_loop()
+        return asyncio.get_running_loop()
 
     def _send(self, fw: Framework, event: dict[str, Any]) -> None:
         if fw.stream is not None and not fw.stream.closed:
@@ -926,32 +926,7 @@ class Master:
             raise HttpError(400, f"Invalid agent resources: {error}") from error
         existing = self.agents.get(agent_id)
         if existing is not None:
-            # Known agent (its connection dropped): keep our view, swap the stream.
-            if existing.stream is not None:
-                existing.stream.close()
-            existing.stream = Stream()
-            existing.last_seen = self.clock()
-            existing.reregistered_time = self.now()
-            self.allocator.set_agent_active(agent_id, True)
-            reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
-                        for t in call.get("tasks") or []}
-            existing.stream.send({"type": "REREGISTERED",
-                                  "reregistered": self._agent_welcome(existing)})
-            for fid, tid in list(existing.tasks):
-                fw = self.frameworks.get(fid)
-                task = fw.tasks.get(tid) if fw else None
-                if fw is None or task is None or (fid, tid) in reported or task.terminal:
-                    continue
-                if task.state == "TASK_STAGING" and not task.statuses:
-                    continue  # RUN_TASK may still be on its way
-                self._master_update(fw, tid, "TASK_GONE", "REASON_RECONCILIATION",
-                                    "Reconciliation: task unknown to the agent", agent_id)
-                task.state = "TASK_LOST"
-                self._remove_task(fw, task)
-            for update in call.get("updates") or []:
-                self._agent_update(existing, update)
-            self.request_allocation([agent_id])
-            return existing.stream
+            return self._reconnect(existing, call)
         ip = str(call.get("ip") or info.get("hostname") or "")
         port = int(info.get("port", 5051))
         now = self.now()
@@ -959,54 +934,7 @@ class Master:
                       str(call.get("version") or VERSION), now, self.clock(), Stream(),
                       reregistered_time=now)
         self.unreachable_agents.pop(agent_id, None)
-        for fw_info in call.get("frameworks") or []:
-            fid = _val(fw_info.get("id"))
-            if fid and fid not in self.frameworks and fid not in self.completed_frameworks:
-                # Known only through the agent (e.g. after master failover): inactive
-                # until the scheduler re-subscribes with this id.
-                fw = Framework(fid, dict(fw_info), validation.framework_roles(fw_info),
-                               validation.capabilities(fw_info), now, active=False,
-                               recovered=True)
-                self.frameworks[fid] = fw
-                self.allocator.add_framework(fid, fw.roles, active=False)
-        used: dict[tuple[str, str], Resources] = {}
-        shutdown: set[str] = set()
-        for entry in call.get("executors") or []:
-            fid = _val(entry.get("framework_id")) or ""
-            exec_info = entry.get("executor_info") or {}
-            fw = self.frameworks.get(fid)
-            if fw is None:
-                shutdown.add(fid)
-                continue
-            role = fw.roles[0] if fw.roles else "*"
-            resources = Resources(exec_info.get("resources") or [])
-            self._add_executor(fw, agent, exec_info, role, resources)
-            used[(fid, role)] = used.get((fid, role), Resources()) + resources
-        for entry in call.get("tasks") or []:
-            fid = _val(entry.get("framework_id")) or ""
-            fw = self.frameworks.get(fid)
-            if fw is None:
-                shutdown.add(fid)
-                continue
-            resources = Resources(entry.get("resources") or [])
-            role = _task_role(entry, fw)
-            task = fw.unreachable_tasks.pop(_val(entry.get("task_id")) or "", None)
-            state = str(entry.get("state") or "TASK_RUNNING")
-            if task is not None:
-                task.state = state
-                task.unreachable_time = None
-                task.released = False
-                fw.tasks[task.task_id] = task
-                agent.tasks.add((fid, task.task_id))
-            else:
-                task = self._add_task(fw, agent, entry, role, resources,
-                                      _val(entry.get("executor_id")) or
-                                      (None if "command" in entry else _val(entry.get("task_id"))),
-                                      state=state)
-            if task.terminal:
-                task.released = True
-            else:
-                used[(fid, role)] = used.get((fid, role), Resources()) + resources
+        used, shutdown = self._adopt(agent, call)
         self.agents[agent_id] = agent
         self.allocator.add_agent(agent_id, total, used)
         self._admit(agent)
@@ -1019,6 +947,109 @@ class Master:
         log.info("re-registered agent %s at %s:%s", agent_id, ip, port)
         self.request_allocation([agent_id])
         return agent.stream  # type: ignore[return-value]
+
+    def _reconnect(self, agent: Agent, call: dict[str, Any]) -> Stream:
+        """A registered agent lost its stream and came back: reconcile what it runs."""
+        if agent.stream is not None:
+            agent.stream.close()
+        agent.stream = Stream()
+        agent.last_seen = self.clock()
+        agent.reregistered_time = self.now()
+        self.allocator.set_agent_active(agent.id, True)
+        agent.stream.send({"type": "REREGISTERED", "reregistered": self._agent_welcome(agent)})
+        reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
+                    for t in call.get("tasks") or []}
+        for fid, tid in list(agent.tasks):
+            fw = self.frameworks.get(fid)
+            task = fw.tasks.get(tid) if fw else None
+            if fw is None or task is None or (fid, tid) in reported or task.terminal:
+                continue
+            # Sent to the agent on a stream that broke (or never sent): it is gone.
+            self._master_update(fw, tid, "TASK_DROPPED", "REASON_RECONCILIATION",
+                                "Task is unknown to the agent", agent.id)
+            task.state = self._fw_state(fw, "TASK_DROPPED")
+            task.pending.clear()
+            self._remove_task(fw, task)
+        used, shutdown = self._adopt(agent, call)
+        for (fid, role), resources in used.items():
+            self.allocator.add_used(fid, agent.id, role, resources)
+        for fid in shutdown:
+            self._to_agent(agent, "SHUTDOWN_FRAMEWORK", {"framework_id": _id(fid)})
+        for update in call.get("updates") or []:
+            self._agent_update(agent, update)
+        self.request_allocation([agent.id])
+        return agent.stream
+
+    def _adopt(self, agent: Agent, call: dict[str, Any]
+               ) -> tuple[dict[tuple[str, str], Resources], set[str]]:
+        """Take in the frameworks, executors and tasks an agent reports that we lack.
+
+        Returns the resources they hold by (framework, role), and the frameworks
+        the agent must shut down (removed ones).
+        """
+        now = self.now()
+        for fw_info in call.get("frameworks") or []:
+            fid = _val(fw_info.get("id"))
+            if fid and fid not in self.frameworks and fid not in self.completed_frameworks:
+                # Known only through the agent (e.g. after master failover): inactive
+                # until the scheduler re-subscribes with this id.
+                fw = Framework(fid, dict(fw_info), validation.framework_roles(fw_info),
+                               validation.capabilities(fw_info), now, active=False,
+                               recovered=True)
+                self.frameworks[fid] = fw
+                self.allocator.add_framework(fid, fw.roles, active=False)
+        for entry in list(call.get("executors") or []) + list(call.get("tasks") or []):
+            fid = _val(entry.get("framework_id")) or ""
+            if fid and fid not in self.frameworks and fid not in self.completed_frameworks:
+                info = {"id": _id(fid), "user": "", "name": ""}  # not listed by the agent
+                self.frameworks[fid] = Framework(fid, info, ("*",), set(), now, active=False,
+                                                 recovered=True)
+                self.allocator.add_framework(fid, ("*",), active=False)
+        used: dict[tuple[str, str], Resources] = {}
+        shutdown: set[str] = set()
+        for entry in call.get("executors") or []:
+            fid = _val(entry.get("framework_id")) or ""
+            exec_info = entry.get("executor_info") or {}
+            executor_id = _val(exec_info.get("executor_id")) or ""
+            fw = self.frameworks.get(fid)
+            if fw is None:
+                shutdown.add(fid)
+                continue
+            if (fid, executor_id) in agent.executors:
+                continue
+            role = fw.roles[0] if fw.roles else "*"
+            resources = Resources(exec_info.get("resources") or [])
+            self._add_executor(fw, agent, exec_info, role, resources)
+            used[(fid, role)] = used.get((fid, role), Resources()) + resources
+        for entry in call.get("tasks") or []:
+            fid = _val(entry.get("framework_id")) or ""
+            task_id = _val(entry.get("task_id")) or ""
+            fw = self.frameworks.get(fid)
+            if fw is None:
+                shutdown.add(fid)
+                continue
+            if task_id in fw.tasks:
+                continue
+            resources = Resources(entry.get("resources") or [])
+            role = _task_role(entry, fw)
+            task = fw.unreachable_tasks.pop(task_id, None)
+            state = str(entry.get("state") or "TASK_RUNNING")
+            if task is not None:
+                task.state = state
+                task.unreachable_time = None
+                task.released = False
+                fw.tasks[task.task_id] = task
+                agent.tasks.add((fid, task.task_id))
+            else:
+                task = self._add_task(fw, agent, entry, role, resources,
+                                      _val(entry.get("executor_id")) or
+                                      (None if "command" in entry else task_id),
+                                      state=state)
+            if task.terminal:
+                task.released = True
+            else:
+                used[(fid, role)] = used.get((fid, role), Resources()) + resources
+        return used, shutdown
 
     def agent_stream_closed(self, stream: Stream) -> None:
         """The agent's connection dropped: no offers for it until it re-registers."""

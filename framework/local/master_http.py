@@ -157,6 +157,9 @@ class MasterHttp:
 
     # -- operator API ----------------------------------------------------------------
     async def operator_api(self, request: Request) -> Response:
+        redirect = self._not_leader(request)
+        if redirect is not None:
+            return redirect
         if request.method != "POST":
             return _text(405, f"Expecting 'POST', received '{request.method}'")
         try:
@@ -188,18 +191,30 @@ class MasterHttp:
         return JSONResponse(operator.version())
 
     async def state(self, request: Request) -> Response:
+        redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
+        if redirect is not None:
+            return redirect
         return JSONResponse(operator.legacy_state(self.master))
 
     async def frameworks(self, request: Request) -> Response:
+        redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
+        if redirect is not None:
+            return redirect
         state = operator.legacy_state(self.master)
         return JSONResponse({k: state[k] for k in ("frameworks", "completed_frameworks",
                                                     "unregistered_frameworks")})
 
     async def slaves(self, request: Request) -> Response:
+        redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
+        if redirect is not None:
+            return redirect
         state = operator.legacy_state(self.master)
         return JSONResponse({"slaves": state["slaves"], "recovered_slaves": []})
 
     async def tasks(self, request: Request) -> Response:
+        redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
+        if redirect is not None:
+            return redirect
         tasks = []
         for fw in self.master.frameworks.values():
             tasks.extend(operator.legacy_task(t) for t in fw.tasks.values())

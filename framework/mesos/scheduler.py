@@ -101,6 +101,14 @@ class MesosSchedulerDriver:
         connect_timeout: float = 10.0,
         max_queued_calls: int = 10000,
     ) -> None:
+        """Positional parameters are pymesos's (`use_addict` defaults to True here).
+
+        `master_uri`: `host[:port]`, `http(s)://host:port` or `zk://hosts/path`.
+        `timeout`: give up (error + abort) after this long without a subscription.
+        `heartbeat_factor` x `heartbeat_interval` (default: what SUBSCRIBED announces,
+        else 15 s) without a byte on the stream declares it dead.
+        `backoff_initial`/`backoff_max`: re-subscription delays (doubling, jittered).
+        """
         self.sched = sched
         self.master_uri = master_uri
         self.implicit_acknowledgements = implicit_acknowledgements
@@ -128,6 +136,9 @@ class MesosSchedulerDriver:
         self._master: str | None = None      # the master we are subscribed to
         self._redirect: str | None = None    # leader named by the last 307
         self._sock: socket.socket | None = None
+        self._last_activity = time.monotonic()  # last byte read, or end of the last callback
+        self._busy = False                        # a callback is running: not reading is fine
+        self._halted = threading.Event()
         self._queue: collections.deque[dict] = collections.deque()
         self._thread: threading.Thread | None = None
         self._detector: MasterDetector | None = None
@@ -181,10 +192,15 @@ class MesosSchedulerDriver:
         self._detector.on_change(self._on_leader_change)
         self._thread = threading.Thread(target=self._run, name="mesos-scheduler-stream", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watch, name="mesos-scheduler-watchdog", daemon=True).start()
         return DRIVER_RUNNING
 
     def stop(self, failover: bool = False) -> str:
-        """Stop the driver; without `failover` the framework is torn down first."""
+        """Stop the driver; without `failover` the framework is torn down first.
+
+        TEARDOWN needs a live subscription: stopped while disconnected, the
+        framework is left to the master's failover timeout instead.
+        """
         failover = failover or self._failover
         with self._lock:
             if self._status != DRIVER_RUNNING:
@@ -236,7 +252,9 @@ class MesosSchedulerDriver:
         if dropped:
             log.warning("driver stopped with %d queued calls unsent", dropped)
         self._wakeup.set()
+        self._halted.set()
         self._interrupt_stream()
+        self._calls.close()
         if self._detector is not None:
             self._detector.close()
 
@@ -383,7 +401,7 @@ class MesosSchedulerDriver:
             response = self._calls.post(url, content=json.dumps(body).encode(), headers={
                 "Content-Type": "application/json", "Accept": "application/json",
                 "Mesos-Stream-Id": stream_id})
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: client closed by stop()
             raise MesosError(f"{body['type']} to {master} failed: {error}") from error
         if response.status_code not in (200, 202):
             raise MesosError(f"{body['type']} refused by {master}: "
@@ -420,6 +438,18 @@ class MesosSchedulerDriver:
             self._interrupt_stream()
         self._wakeup.set()
 
+    def _watch(self) -> None:
+        """Close a stream that stayed silent too long (the read itself has no usable timeout:
+        httpx fixes it before SUBSCRIBED announces the heartbeat interval)."""
+        while not self._halted.wait(min(1.0, self._stale_after() / 5)):
+            with self._lock:
+                sock, busy, last = self._sock, self._busy, self._last_activity
+            silent = time.monotonic() - last
+            if sock is not None and not busy and silent > self._stale_after():
+                log.warning("no event for %.1fs (limit %.1fs): stream considered dead",
+                            silent, self._stale_after())
+                self._interrupt_stream()
+
     def _interrupt_stream(self) -> None:
         """Wake the stream thread out of a blocking read."""
         with self._lock:
@@ -435,6 +465,13 @@ class MesosSchedulerDriver:
         self._wakeup.clear()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._halted.set()
+            self._streams.close()
+
+    def _loop(self) -> None:
         attempt = 0
         redirects = 0
         unsubscribed_since = time.monotonic()
@@ -511,8 +548,9 @@ class MesosSchedulerDriver:
                     return _ENDED
                 decoder = Decoder()
                 for chunk in response.iter_raw():
+                    self._last_activity = time.monotonic()
                     for record in decoder.feed(chunk):
-                        outcome = self._dispatch(json.loads(record), stream_id, master)
+                        outcome = self._dispatch_timed(json.loads(record), stream_id, master)
                         if outcome == "subscribed":
                             subscribed = True
                         elif outcome is not None:
@@ -534,6 +572,17 @@ class MesosSchedulerDriver:
         sock = stream.get_extra_info("socket") if stream is not None else None
         with self._lock:
             self._sock = sock
+            self._last_activity = time.monotonic()
+
+    def _dispatch_timed(self, event: dict, stream_id: str, master: str) -> str | None:
+        with self._lock:
+            self._busy = True
+        try:
+            return self._dispatch(event, stream_id, master)
+        finally:
+            with self._lock:
+                self._busy = False
+                self._last_activity = time.monotonic()
 
     def _detach(self, subscribed: bool) -> None:
         with self._lock:

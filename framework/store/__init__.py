@@ -22,6 +22,11 @@ def open_store(data_dir: str | Path | None = None, zk_url: str | None = None) ->
         return ZooKeeperStore.from_url(zk_url)
     if data_dir is None:
         raise StoreError("either a data dir or a zk:// URL is needed")
+    import os
+
     from framework.store.embedded import EmbeddedStore
 
-    return EmbeddedStore(Path(data_dir) / "state")
+    # DOCKYARD_STORE_FSYNC=0 trades power-loss durability for write latency; a process
+    # crash loses nothing either way (rename is atomic), and task states lost to a power
+    # cut come back through reconciliation with the master.
+    return EmbeddedStore(Path(data_dir) / "state", fsync=os.environ.get("DOCKYARD_STORE_FSYNC", "1") != "0")

@@ -286,8 +286,7 @@ class JobManager:
             state.last_triggered_at = now
             self._save_run(run)
             self.store.put(f"/jobs/{job_id}/state", state.to_json())
-            for index in range(run.instances):
-                self.core.submit(task_request(spec, run, index, 1))
+            self.core.submit_many([task_request(spec, run, index, 1) for index in range(run.instances)])
             self.changed.notify_all()
             return run
 
@@ -350,8 +349,9 @@ class JobManager:
                     run.succeeded.append(task.index)
                     self._finish(run, SUCCESS, "")
                 elif outcome.action == "instance_done":
+                    # Not saved here: an array run would rewrite all its tasks per instance.
+                    # After a restart `_recover_run` replays this from the core's record.
                     run.succeeded.append(task.index)
-                    self._save_run(run)
                 elif outcome.action == "retry":
                     run.retry_at[task.index] = outcome.retry_at or self.clock()
                     run.reason = outcome.reason

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -41,8 +42,10 @@ def python310() -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(tmp_path_factory.mktemp("pymesos-cluster"), agents=1).start() as running:
+def cluster(tmp_path_factory: pytest.TempPathFactory, zk) -> Iterator[Cluster]:  # noqa: ANN001
+    """One master registered in ZooKeeper (so pymesos can find it by zk://) and one agent."""
+    zk_url = zk.url(f"/pymesos-{uuid.uuid4().hex[:8]}")
+    with Cluster(tmp_path_factory.mktemp("pymesos-cluster"), agents=1, zk_url=zk_url).start() as running:
         yield running
 
 
@@ -57,10 +60,15 @@ def events(process: Process) -> list[dict]:
     return found
 
 
+@pytest.mark.parametrize("how", ["address", "zk"])
 def test_pymesos_scheduler_and_executor_end_to_end(cluster: Cluster, python310: Path,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, how: str) -> None:
+    """`address`: host:port (pymesos GETs /version first); `zk`: pymesos's own ZooKeeper
+    detector reads the master's json.info_ registration."""
     executor_command = f"{python310} {APPS / 'executor.py'}"
-    scheduler = Process([str(python310), str(APPS / "scheduler.py"), cluster.master_address,
+    master = cluster.master_address if how == "address" else cluster.zk_url
+    assert master is not None
+    scheduler = Process([str(python310), str(APPS / "scheduler.py"), master,
                          executor_command], tmp_path / "pymesos-scheduler.log",
                         env={"PYTHONPATH": ""})
     try:
@@ -94,8 +102,8 @@ def test_pymesos_scheduler_and_executor_end_to_end(cluster: Cluster, python310: 
     message = next(e for e in seen if e["event"] == "message")
     assert message == {"event": "message", "executor_id": "pymesos-executor", "data": "got: hello executor"}
 
-    # stop() without failover sent TEARDOWN: the framework is completed, the agent survived
-    # the pymesos executor's shutdown (it SIGKILLs its own process group).
+    # stop() without failover sent TEARDOWN: the framework is completed, and the agent
+    # survived the pymesos executor's shutdown (which may SIGKILL its process group).
     state = cluster.state()
     assert registered["framework_id"] in {f["id"] for f in state.get("completed_frameworks", [])}
     assert registered["framework_id"] not in {f["id"] for f in state.get("frameworks", [])}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from executor import cleanup
-from executor.containers.launcher import ContainerLauncher, DISK, MEMORY
+from executor.containers.launcher import DISK, MEMORY, work_tag
 from framework import cgroups
 from framework.errors import ContainerError
 from tests.containers.conftest import Launches, stdout_of, traces, wait_output
@@ -165,10 +165,17 @@ def test_kill_reaches_the_task_and_grace_is_honoured(launches: Launches) -> None
 
 
 def test_runtime_errors_are_translated(launches: Launches) -> None:
-    with pytest.raises(ContainerError, match="no such file|not found|executable"):
+    def listing(path: Path) -> set[str]:
+        return {p.name for p in path.iterdir()} if path.exists() else set()
+
+    containers, runtime = launches.work_dir / "containers", launches.work_dir / "runtime" / "runc"
+    before, runtime_before = listing(containers), listing(runtime)
+    with pytest.raises(ContainerError, match="runc could not start the container: .*/no/such/binary"):
         launches.launch({"shell": False, "value": "/no/such/binary"})
-    assert list((launches.work_dir / "containers").glob("dy-*-task-*")) == [] or all(
-        c.name not in [x.id for x in launches.started] for c in (launches.work_dir / "containers").iterdir())
+    # nothing half-made is left behind: record, runtime state, cgroups
+    assert listing(containers) == before and listing(runtime) == runtime_before
+    prefix = f"dy-{work_tag(launches.work_dir)}-task-{launches.count}-"
+    assert [c for s in cgroups.find_subtrees() for c in s.glob(prefix + "*")] == []
 
 
 def test_crun_is_selectable(launches: Launches) -> None:
@@ -215,3 +222,41 @@ def test_cleanup_after_kill_9_removes_everything(busybox: str, tmp_path: Path) -
     assert traces(work, container_id) == []
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10, what="the orphan task to be gone")
     assert cleanup.run(work)["containers"] == 0
+
+
+def test_prune_keeps_layers_a_container_uses(busybox: str, tmp_path: Path) -> None:
+    from executor.images.store import ImageStore
+    from tests.containers.conftest import Launches
+
+    work = tmp_path / "work"
+    store = ImageStore(work)
+    store.pull(busybox)
+    launches = Launches(work, tmp_path, busybox)
+    try:
+        running = launches.launch("echo up; exec sleep 60")
+        wait_output(running, "up")
+        layers = [store.layer_dir(key) for key in running.layers]
+        store.remove(busybox)  # untag: prune runs, but the running container holds its layers
+        assert all(layer.is_dir() for layer in layers)
+        assert running.wait(0) is None
+    finally:
+        launches.cleanup()
+    store.prune()
+    assert not any(layer.exists() for layer in layers)
+
+
+def test_image_user_and_entrypoint(launches: Launches, tmp_path: Path) -> None:
+    from executor.images.store import ImageStore
+    from tests.support import images
+
+    config = {"User": "nobody", "Entrypoint": ["/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g) args=$0,$1"],
+              "Cmd": ["from-cmd"], "WorkingDir": "/"}
+    archive = images.busybox_image(config=config).write_docker_archive(tmp_path / "user.tar", "local/user:1")
+    ImageStore(launches.work_dir).load(archive)
+    launches.image = "local/user:1"
+    default = launches.launch({"shell": False})
+    assert default.wait(30).exit_code == 0
+    assert stdout_of(default) == "uid=65534 gid=65534 args=from-cmd,\n"
+    overridden = launches.launch({"shell": False, "arguments": ["one", "two"]})
+    assert overridden.wait(30).exit_code == 0
+    assert stdout_of(overridden) == "uid=65534 gid=65534 args=one,two\n"

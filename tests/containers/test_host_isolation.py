@@ -15,6 +15,7 @@ pytestmark = pytest.mark.root
 
 
 def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Popen, str]:
+    """Start `script` the way executor/host.py does with isolation on."""
     out = open(sandbox / "stdout", "wb")
     popen = subprocess.Popen(iso.wrap(["sh", "-c", script], "/bin/sh"), stdout=out, stderr=subprocess.STDOUT,
                              preexec_fn=iso.enter, start_new_session=True, cwd=sandbox)
@@ -31,14 +32,17 @@ def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
                       resources={"cpus": 0.5, "mem": 32}, work_dir=tmp_path / "work")
     assert HostIsolation.available()
     iso = HostIsolation.create(spec)
-    popen, out = run(iso, "echo pid=$$; grep memory /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; "
-                          "cat /etc/hostname >/dev/null && echo host-fs; exit 4", sandbox)
-    assert popen.returncode == 4
-    assert "pid=1" in out and iso.id in out and "host-fs" in out
-    assert int(out.strip().splitlines()[-2]) <= 4
-    assert iso.stats()["mem_limit_bytes"] == 32 * 1024 * 1024
-    assert iso.stats()["cpus_limit"] == 0.5
-    iso.destroy()
+    try:
+        popen, out = run(iso, "echo pid=$$; grep memory /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; "
+                              "cat /etc/hostname >/dev/null && echo host-fs; exit 4", sandbox)
+        assert popen.returncode == 4
+        # PID 1 is the small init that forwards signals; the task comes right after it
+        assert "pid=2" in out and iso.id in out and "host-fs" in out
+        assert int(out.strip().splitlines()[-2]) <= 5
+        assert iso.stats()["mem_limit_bytes"] == 32 * 1024 * 1024
+        assert iso.stats()["cpus_limit"] == 0.5
+    finally:
+        iso.destroy()
     iso.destroy()
     assert traces(tmp_path / "work", iso.id) == []
 
@@ -53,6 +57,32 @@ def test_host_task_oom_is_reported(tmp_path: Path) -> None:
         popen, _ = run(iso, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30", sandbox)
         info = iso.annotate(describe_exit(popen.returncode))
         assert info.reason == MEMORY and "Memory limit exceeded" in info.message
+    finally:
+        iso.destroy()
+    assert traces(tmp_path / "work", iso.id) == []
+
+
+def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from tests.support.procs import wait_for
+
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    spec = LaunchSpec(task_id="host-term", command={}, env={}, sandbox=sandbox, resources={"cpus": 1, "mem": 64},
+                      work_dir=tmp_path / "work")
+    iso = HostIsolation.create(spec)
+    try:
+        out = open(sandbox / "stdout", "wb")
+        popen = subprocess.Popen(iso.wrap(["sh", "-c", "echo ready; exec sleep 60"], "/bin/sh"), stdout=out,
+                                 preexec_fn=iso.enter, start_new_session=True)
+        iso.started(popen.pid)
+        wait_for(lambda: "ready" in (sandbox / "stdout").read_text(), timeout=10, what="the task")
+        os.killpg(popen.pid, signal.SIGTERM)  # what the host launcher sends first
+        popen.wait(10)
+        info = iso.annotate(describe_exit(popen.returncode))
+        assert info.signal == signal.SIGTERM and info.message == "Command terminated with signal SIGTERM"
     finally:
         iso.destroy()
     assert traces(tmp_path / "work", iso.id) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import subprocess
 import threading
 from pathlib import Path
@@ -14,7 +15,6 @@ from executor.images.registry import Credentials
 from executor.images.store import ImageStore
 from framework.errors import ImagePullError
 from tests.support import images, registry
-from tests.support.procs import wait_for
 
 
 def push_image(reg: registry.Registry, image: images.BuiltImage, tmp: Path, name: str, tag: str,
@@ -189,3 +189,87 @@ def test_basic_auth_pull(tmp_path: Path) -> None:
         assert image.name == ref
     finally:
         server.stop()
+
+
+def test_bearer_token_auth_pull_and_push(tmp_path: Path) -> None:
+    from tests.support.token_server import SERVICE, TokenServer
+
+    tokens = TokenServer(tmp_path / "tokens", users={"bob": "hunter2"}).start()
+    server = registry.Registry(tmp_path / "tokreg", auth_config=tokens.registry_auth_config()).start()
+    try:
+        ref = push_image(server, images.busybox_image(), tmp_path, "team/app", "1", creds="bob:hunter2")
+        with pytest.raises(ImagePullError, match="401"):
+            ImageStore(tmp_path / "anon").pull(ref)
+        store = ImageStore(tmp_path / "ok")
+        image = store.pull(ref, credentials=Credentials("bob", "hunter2"))
+        assert image.name == ref
+        assert {"user": "bob", "scope": "repository:team/app:pull", "service": SERVICE} in tokens.requests
+        store.push(ref, f"{server.host}/team/copy:2", credentials=Credentials("bob", "hunter2"))
+        assert images.skopeo_inspect(f"docker://{server.host}/team/copy:2", creds="bob:hunter2")["Digest"] \
+            == image.digest
+    finally:
+        server.stop()
+        tokens.stop()
+
+
+KILLED_PULL = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from executor.images.store import ImageStore
+def progress(event):
+    if event.get("status") == "downloading" and event["done"] > event["total"] // 2 and event["total"] > 1000000:
+        os.kill(os.getpid(), signal.SIGKILL)  # die half-way through the big layer
+ImageStore({work!r}, concurrency=1).pull({ref!r}, progress=progress)
+"""
+
+
+def test_pull_killed_half_way_leaves_nothing_corrupt(reg: registry.Registry, tmp_path: Path) -> None:
+    from executor import cleanup
+    from tests.support.procs import REPO
+
+    image = images.busybox_image([[images.file("big", os.urandom(8_000_000))]])
+    ref = push_image(reg, image, tmp_path, "test/killed", "1")
+    work = tmp_path / "work"
+    script = KILLED_PULL.format(repo=str(REPO), work=str(work), ref=ref)
+    result = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert result.returncode == -9
+    store = ImageStore(work)
+    big = image.layer_descriptors[-1]["digest"]
+    assert not store.has_blob(big) and store.resolve(ref) is None
+    for blob in store.blobs.iterdir():  # whatever did land is complete and verified
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    cleanup.run(work)
+    assert list(store.tmp.iterdir()) == []
+    assert store.pull(ref).digest == image.digest
+
+
+def test_pull_docker_schema2_media_types(reg: registry.Registry, tmp_path: Path) -> None:
+    image = images.busybox_image([[images.file("fmt", "v2s2\n")]])
+    layout = image.write_oci_layout(tmp_path / "layout", "1")
+    ref = f"{reg.host}/test/schema2:1"
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--format", "v2s2", "--dest-tls-verify=false",
+                    f"oci:{layout}:1", f"docker://{ref}"], check=True, capture_output=True, timeout=120)
+    assert images.skopeo_inspect(f"docker://{ref}", raw=True)["mediaType"] == \
+        "application/vnd.docker.distribution.manifest.v2+json"
+    store = ImageStore(tmp_path / "work")
+    pulled = store.pull(ref)
+    assert pulled.manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert (store.prepare(ref)[1][-1] / "fmt").read_text() == "v2s2\n"
+
+
+def test_budget_never_evicts_an_image_a_container_uses(reg: registry.Registry, tmp_path: Path) -> None:
+    from executor.containers.state import write_json
+
+    refs = [push_image(reg, images.busybox_image([[images.file("f", os.urandom(300_000))]]), tmp_path,
+                       "test/inuse", str(n)) for n in range(2)]
+    store = ImageStore(tmp_path / "work")
+    for ref in refs:
+        store.pull(ref)
+    used = store.image(refs[0])  # the oldest, so first in line for eviction
+    write_json(tmp_path / "work" / "containers" / "dy-x" / "state.json",
+               {"id": "dy-x", "layers": [used.layer_key(l) for l in used.layers], "image_digest": used.digest})
+    store.touch(store.image(refs[1]).digest)
+    store.budget_bytes = 1  # nothing fits
+    assert store.enforce_budget() == [refs[1]]
+    assert [i.name for i in store.images()] == [refs[0]]
+    assert all(store.layer_dir(used.layer_key(l)).is_dir() for l in used.layers)

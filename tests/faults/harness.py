@@ -220,8 +220,13 @@ class Deployment:
         return None
 
     def master_state(self) -> dict:
-        index = wait_for(self.leading_master, timeout=30, what="a leading master")
-        return self.cluster.state(index)
+        return self.cluster.state(self.wait_leading_master())
+
+    def wait_leading_master(self, other_than: int | None = None, timeout: float = 30.0) -> int:
+        def found() -> tuple[int] | None:  # a tuple: master 0 must count as found
+            index = self.leading_master()
+            return (index,) if index is not None and index != other_than else None
+        return wait_for(found, timeout=timeout, what="a leading master")[0]
 
     def kill_master(self, index: int) -> None:
         self.cluster.kill_master(index)
@@ -418,9 +423,9 @@ class Faults:
         elif kind == "master":
             if d.masters < 2:
                 return self._skip(kind, "one master")
-            index = wait_for(d.leading_master, timeout=30, what="a leading master")
+            index = d.wait_leading_master()
             d.kill_master(index)
-            wait_for(lambda: d.leading_master() not in (None, index), timeout=60, what="a new leading master")
+            d.wait_leading_master(other_than=index, timeout=60)
             d.cluster.start_master(index)
             what = f"kill -9 leading master {index}"
         elif kind == "agent":

@@ -140,3 +140,29 @@ def test_invalid_specs_answer_marathon_errors(scheduler) -> None:
     assert missing.value.code == 404
     spec = scheduler.call("GET", "/openapi.json")
     assert "/v1/jobs/{job_id}/runs" in spec["paths"] and "JobSpec" in spec["components"]["schemas"]
+
+
+def test_plain_command_tasks_work_too_and_logs_are_readable(cluster, tmp_path: Path) -> None:
+    """`--command-tasks`: no warm executor, the agent synthesises one per task."""
+    from tests.support.procs import Process, free_port, http_ok
+
+    port = free_port()
+    process = Process(dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
+                               "--data-dir", str(tmp_path / "data"), "--name", "dockyard-plain",
+                               "--command-tasks"), tmp_path / "scheduler.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="second scheduler subscribed")
+        spec = tmp_path / "job.json"
+        spec.write_text(json.dumps({"id": "plain", "run": small("echo plain-output-$DOCKYARD_INSTANCE_INDEX")}))
+        started = subprocess.run(dockyard("job", "run", str(spec), "--json", "--url", url),
+                                 capture_output=True, text=True, timeout=30)
+        run_id = json.loads(started.stdout)["id"]
+        wait_for(lambda: b'"SUCCESS"' in subprocess.run(
+            dockyard("job", "runs", "plain", "--json", "--url", url), capture_output=True, timeout=30).stdout,
+            timeout=30, what="the plain run to succeed")
+        logs = subprocess.run(dockyard("job", "logs", run_id, "--url", url), capture_output=True, text=True,
+                              timeout=30)
+        assert "plain-output-0" in logs.stdout, logs.stderr
+    finally:
+        process.stop()

@@ -136,8 +136,10 @@ def test_ip_failures_are_translated_and_removal_is_idempotent() -> None:
 
 def test_addresses_stay_in_private_subnet() -> None:
     assert network.host_address("10.213.0.0/24", 11) == "10.213.0.11/24"
-    with pytest.raises(NetworkError, match="not a private range"):
+    with pytest.raises(NetworkError, match="not a private IPv4 range"):
         network.host_address("8.8.8.0/24", 2)
+    with pytest.raises(NetworkError, match="bad lab subnet"):
+        network.host_address("10.213.0.1/24", 2)
     with pytest.raises(NetworkError, match="does not fit"):
         network.host_address("10.213.0.0/30", 5)
 

@@ -309,3 +309,37 @@ def test_agent_killed_hard_has_its_tasks_lost(tmp_path: Path) -> None:
             assert "uuid" not in lost
         finally:
             client.stop()
+
+
+def test_restarted_agent_takes_back_checkpointed_executors(tmp_path: Path) -> None:
+    with Cluster(tmp_path, agents=1).start() as cluster:
+        client = RawFramework(cluster.master_address, name="durable", checkpoint=True).start()
+        try:
+            offer = client.offer()
+            task = command_task("", task_id="survivor")
+            del task["command"]
+            task["executor"] = dockyard_executor("durable-exec")
+            task["data"] = base64.b64encode(json.dumps({"command": {"value": "sleep 60"}}).encode()).decode()
+            client.launch(offer, [task])
+            client.wait_state("survivor", "TASK_RUNNING")
+            before = httpx.get(f"{agent_url(cluster)}/monitor/statistics").json()
+            executor_pid_tree = before[0]["statistics"]["processes"]
+            assert executor_pid_tree >= 2  # the executor and its task
+
+            cluster.kill_agent(0)
+            cluster.start_agent(0)
+
+            def resubscribed() -> bool:
+                state = httpx.get(f"{agent_url(cluster)}/state").json()
+                return state["id"] == offer["agent_id"]["value"] and any(
+                    t["id"] == "survivor" and t["state"] == "TASK_RUNNING"
+                    for f in state["frameworks"] for e in f["executors"] for t in e["tasks"])
+
+            wait_for(resubscribed, 20, what="the agent to take back its executor")
+            master_tasks = cluster.state()["frameworks"][0]["tasks"]
+            assert [(t["id"], t["state"], t["slave_id"]) for t in master_tasks] == [
+                ("survivor", "TASK_RUNNING", offer["agent_id"]["value"])]
+            client.kill("survivor", offer["agent_id"])
+            assert client.wait_terminal("survivor")["state"] == "TASK_KILLED"
+        finally:
+            client.stop()

@@ -61,6 +61,10 @@ def start_master(tmp_path: Path) -> Iterator[StartMaster]:
     masters.stop()
 
 
+def _procs_of(start: StartMaster) -> list[tuple[Process, Master]]:
+    return start.__self__.procs  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="module")
 def shared_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
     masters = Masters(tmp_path_factory.mktemp("shared-master"))
@@ -701,6 +705,14 @@ def test_zookeeper_registration_and_redirects(start_master: StartMaster, zk) -> 
         leader_ok = first.subscribe({"user": "u", "name": "n"})
         assert leader_ok.status == 200
         leader_ok.close()
+        assert second.get("/master/state").status_code == 307
+
+        # the leader stops: its node goes, the other master leads and serves
+        next(proc for proc, client in _procs_of(start_master) if client is first).stop()
+        wait_for(lambda: len(client.get_children(path)) == 1, what="leader node removed")
+        wait_for(lambda: second.get("/metrics/snapshot").json()["master/elected"] == 1.0,
+                 what="second master elected")
+        assert second.subscribe({"user": "u", "name": "n"}).status == 200
     finally:
         client.stop()
         client.close()
@@ -733,8 +745,8 @@ def test_restarted_master_waits_for_registered_agents(tmp_path: Path) -> None:
     try:
         wait_for(lambda: http_ok(base + "/health"), what="master")
         agent_id = FakeAgent(master).id
-        wait_for(lambda: (tmp_path / "m" / "registry.json").exists(), what="registry written")
-        master.cleanup()
+        wait_for(lambda: agent_id in (tmp_path / "m" / "registry.json").read_text(),
+                 what="registry written")
         proc.kill9()
         proc.stop()
         proc = Process(argv, tmp_path / "m2.log")
@@ -752,3 +764,51 @@ def test_restarted_master_waits_for_registered_agents(tmp_path: Path) -> None:
     finally:
         master.close()
         proc.stop()
+
+
+def test_failover_timeout_then_removal(master: Master) -> None:
+    fw = Framework(master, {"user": "u", "name": "slow", "failover_timeout": 0.5})
+    fw.stream.close()
+    state = wait_for(lambda: (s := master.get("/state").json()) and any(
+        f["id"] == fw.id and not f["connected"] for f in s["frameworks"]) and s,
+        what="framework disconnected, still known")
+    assert fw.id not in [f["id"] for f in state["completed_frameworks"]]
+    wait_for(lambda: fw.id in [f["id"] for f in master.get("/state").json()[
+        "completed_frameworks"]], timeout=5, what="framework removed after failover_timeout")
+
+
+def test_master_prefixed_paths(master: Master) -> None:
+    stream = master.subscribe({"user": "u", "name": "n"})
+    stream.close()
+    body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "n"}}}
+    prefixed = master.post("/master/api/v1/scheduler", body,
+                           headers={"Content-Type": "application/json; charset=utf-8"})
+    assert prefixed.status_code == 415  # same handler, same checks
+    assert master.post("/master/api/v1", {"type": "GET_HEALTH"}).json()["get_health"] == {
+        "healthy": True}
+    assert master.get("/master/state").json()["id"] == master.get("/state").json()["id"]
+
+
+def test_agent_reconnect_reconciles_its_tasks(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [launch([
+        task_info("kept", agent.id), task_info("lost", agent.id)])]})
+    agent.stream.wait_for("RUN_TASK")
+    agent.update(fw.id, "kept", "TASK_RUNNING")
+    fw.update("kept")
+    agent.stream.close()  # connection drops; the agent comes back without "lost"
+    wait_for(lambda: not master.operator("GET_AGENTS")["get_agents"]["agents"][0]["active"],
+             what="agent marked disconnected")
+    back = FakeAgent(master, agent_id=agent.id, reregister={
+        "frameworks": [{**fw.info, "id": {"value": fw.id}}],
+        "tasks": [{"task_id": {"value": "kept"}, "framework_id": {"value": fw.id},
+                   "name": "kept", "state": "TASK_RUNNING",
+                   "resources": task_info("kept", agent.id)["resources"]}]})
+    status = fw.update("lost")
+    assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_RECONCILIATION"
+    tasks = master.operator("GET_TASKS")["get_tasks"]["tasks"]
+    assert [(t["task_id"]["value"], t["state"]) for t in tasks] == [("kept", "TASK_RUNNING")]
+    assert master.operator("GET_AGENTS")["get_agents"]["agents"][0]["active"]
+    back.close()

@@ -159,8 +159,9 @@ def new_id(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One master and one agent for a test module."""
-    with Cluster(tmp_path_factory.mktemp("cluster"), agents=1).start() as running:
+    """One master (heartbeats every 0.3 s, so liveness tests are quick) and one agent."""
+    with Cluster(tmp_path_factory.mktemp("cluster"), agents=1,
+                 master_args=["--heartbeat-interval", "0.3"]).start() as running:
         yield running
 
 

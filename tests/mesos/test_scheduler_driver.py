@@ -204,12 +204,16 @@ def test_stop_tears_down_and_failover_keeps_tasks(cluster, drivers) -> None:  # 
     assert third.join(10) == DRIVER_ABORTED
 
 
-def test_dead_stream_detected_and_resubscribed(cluster, drivers) -> None:  # noqa: ANN001
+def test_heartbeats_keep_the_stream_and_silence_kills_it(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address, heartbeat_interval=0.5, heartbeat_factor=3,
+    # Dead after 3 x the interval the master announces (0.3 s here, 15 s by default).
+    driver = drivers(rec, cluster.master_address, heartbeat_factor=3,
                      backoff_initial=0.2, backoff_max=0.5)
     driver.start()
     framework_id = rec.wait_named("registered")[0].value
+    # Heartbeats flow: well past 0.9 s of them, the stream is still the first one.
+    rec.wait(lambda e: rec.count("heartbeat") >= 6, timeout=10, what="six heartbeats")
+    assert rec.count("disconnected") == 0
     master = cluster.masters[0]
     assert master is not None
     # The master goes silent (stopped, its socket still open): no EOF, just no events.
@@ -220,7 +224,7 @@ def test_dead_stream_detected_and_resubscribed(cluster, drivers) -> None:  # noq
     finally:
         os.kill(master.pid, signal.SIGCONT)
     rec.wait_named("reregistered", timeout=20, start=mark)
-    assert driver.framework_id == framework_id
+    assert driver.framework_id == framework_id and driver.connected
 
 
 def test_redirect_and_zk_failover(tmp_path, zk, drivers) -> None:  # noqa: ANN001

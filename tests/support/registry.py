@@ -30,8 +30,9 @@ def bcrypt_hash(password: str) -> str | None:
 class Registry:
     """`docker-registry serve config.yml` with filesystem storage in `root`."""
 
-    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, users: dict[str, str] | None = None, auth_config: str = "") -> None:
         self.root = root
+        self.auth_config = auth_config  # e.g. a token server's `auth: token: ...` section
         self.port = free_port()
         self.users = users or {}
         self.host = f"127.0.0.1:{self.port}"
@@ -39,7 +40,7 @@ class Registry:
 
     def start(self) -> "Registry":
         self.root.mkdir(parents=True, exist_ok=True)
-        auth = ""
+        auth = self.auth_config
         if self.users:
             lines = []
             for user, password in self.users.items():
@@ -64,7 +65,7 @@ class Registry:
     def _up(self) -> bool:
         if self.process and not self.process.alive():
             raise RuntimeError(f"registry exited: {(self.root / 'registry.log').read_text()[-2000:]}")
-        if self.users:
+        if self.users or self.auth_config:
             import urllib.error
             import urllib.request
             try:

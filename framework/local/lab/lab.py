@@ -187,14 +187,20 @@ def write_role_env(path: Path, role: str, settings: dict[str, str]) -> None:
     _script("role-env.sh", role, str(path), *(f"{key}={value}" for key, value in settings.items()))
 
 
-def start_role(state: LabState, node: Node, role: str, options: UpOptions) -> Proc:
-    env_file = Path(state.dir) / node.name / f"{role}.env"
-    write_role_env(env_file, role, _role_settings(state, node, role, options))
+def _launch(state: LabState, node: Node, role: str, env_file: Path) -> Proc:
+    """run-role.sh in the node's namespace, recorded in the state file at once."""
     proc = nodes.start(node.name, node.netns, role,
                        ["bash", str(PROVISION / "run-role.sh"), role, str(env_file)],
                        Path(state.dir) / node.name / f"{role}.log", env_file=str(env_file))
     state.procs.append(proc)
     state.save()
+    return proc
+
+
+def start_role(state: LabState, node: Node, role: str, options: UpOptions) -> Proc:
+    env_file = Path(state.dir) / node.name / f"{role}.env"
+    write_role_env(env_file, role, _role_settings(state, node, role, options))
+    proc = _launch(state, node, role, env_file)
     _fault(f"start:{node.name}:{role}")
     return proc
 
@@ -277,8 +283,7 @@ def status(state: LabState) -> dict:
     result: dict = {"name": state.name, "phase": state.phase, "subnet": state.subnet,
                     "bridge": state.bridge, "host_ip": state.bridge_ip, "nodes": []}
     for node in state.nodes.values():
-        link_up = network.link_is_up(node.host_if) if network.link_exists(node.host_if) \
-            else False
+        link_up = network.link_is_up(node.host_if)
         roles = []
         for role in node.roles:
             procs = [p for p in state.procs if p.node == node.name and p.role == role]
@@ -287,7 +292,7 @@ def status(state: LabState) -> dict:
             roles.append({
                 "role": role, "pid": proc.pid if proc else None, "running": running,
                 "address": f"{node.ip}:{state.ports[role]}",
-                "healthy": running and link_up and probe(state, node, role, timeout=0.5),
+                "healthy": running and link_up and probe(state, node, role, timeout=1.0),
             })
         result["nodes"].append({
             "name": node.name, "ip": node.ip, "netns": node.netns,
@@ -338,12 +343,7 @@ def start(state: LabState, node_name: str, timeout: float = 90.0) -> list[Proc]:
         env_file = Path(state.dir) / node.name / f"{role}.env"
         if not env_file.exists():
             raise LabError(f"no settings for {role} on {node.name} ({env_file})")
-        proc = nodes.start(node.name, node.netns, role,
-                           ["bash", str(PROVISION / "run-role.sh"), role, str(env_file)],
-                           Path(state.dir) / node.name / f"{role}.log", env_file=str(env_file))
-        state.procs.append(proc)
-        state.save()
-        started.append(proc)
+        started.append(_launch(state, node, role, env_file))
     for proc in started:
         wait_ready(state, proc, timeout)
     return started

@@ -168,9 +168,12 @@ def delete_netns(name: str) -> None:
 
 def host_address(subnet: str, index: int) -> str:
     """The `index`-th address of `subnet` as CIDR text, checked to lie inside it."""
-    network = ipaddress.ip_network(subnet)
-    if not network.is_private:
-        raise NetworkError(f"lab subnet {subnet} is not a private range")
+    try:
+        network = ipaddress.ip_network(subnet)
+    except ValueError as error:
+        raise NetworkError(f"bad lab subnet {subnet!r}: {error}") from error
+    if network.version != 4 or not network.is_private:
+        raise NetworkError(f"lab subnet {subnet} is not a private IPv4 range")
     if not 0 < index < network.num_addresses - 1:
         raise NetworkError(f"address #{index} does not fit in {subnet}")
     return f"{network.network_address + index}/{network.prefixlen}"

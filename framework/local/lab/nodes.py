@@ -20,6 +20,10 @@ from .network import netns_pids
 from .state import Proc
 
 
+# Children started by this process, kept so their exit status is collected.
+_children: list[subprocess.Popen] = []
+
+
 def start_time(pid: int) -> int | None:
     """Kernel start time of `pid` in clock ticks, None if gone or a zombie."""
     try:
@@ -52,13 +56,9 @@ def start(node: str, netns: str, role: str, argv: Sequence[str], log: Path,
         child.wait(5)
         raise LabError(f"{role} on {node} exited at once (status {child.returncode}); "
                        f"see {log}")
-    # Reap it in the background if it dies while we still run (no zombies in tests).
     _children.append(child)
     return Proc(node=node, role=role, pid=child.pid, start_time=began, argv=list(argv),
                 log=str(log), env_file=env_file)
-
-
-_children: list[subprocess.Popen] = []
 
 
 def reap() -> None:

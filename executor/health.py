@@ -1,0 +1,196 @@
+"""Health checks run next to the task: MESOS_HTTP, MESOS_TCP and COMMAND (standard library).
+
+A check is a callable returning `(healthy, reason)`; an exception it raises counts
+as unhealthy with the exception as the reason. `HealthChecker` runs one check on
+its own thread (grace period, interval, timeout, consecutive failures), reports
+every change of health through `report(healthy, reason)` (the executor turns it
+into TASK_RUNNING with REASON_TASK_HEALTH_CHECK_STATUS_UPDATED), and, as a link
+in the task runner's status-checker chain, answers a kill `Verdict` once the
+failures reach the limit (0 = never kill).
+
+Failures during the grace period do not count, until the first success ends it
+(Mesos's rule: a slow starter is not killed for being slow).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable
+
+from executor.task_runner import KILLED, RUNNING, Verdict
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], "tuple[bool, str]"]
+HEALTH_REASON = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+
+
+def http_check(port: int, path: str = "/", scheme: str = "http", timeout: float = 20.0,
+               host: str = "127.0.0.1") -> Check:
+    """Healthy on a 2xx or 3xx answer within `timeout` seconds."""
+    url = f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
+
+    def check() -> tuple[bool, str]:
+        request = urllib.request.Request(url, headers={"User-Agent": "dockyard-health"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return 200 <= response.status < 400, f"HTTP {response.status} from {url}"
+        except urllib.error.HTTPError as error:
+            return 300 <= error.code < 400, f"HTTP {error.code} from {url}"
+    return check
+
+
+def tcp_check(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> Check:
+    """Healthy when a TCP connection opens within `timeout` seconds."""
+    def check() -> tuple[bool, str]:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, f"connected to {host}:{port}"
+    return check
+
+
+def command_check(command: str, env: dict[str, str] | None = None, timeout: float = 20.0,
+                  cwd: str | None = None) -> Check:
+    """Healthy when the shell command exits 0 within `timeout` seconds."""
+    def check() -> tuple[bool, str]:
+        try:
+            done = subprocess.run(["/bin/sh", "-c", command], env=env, cwd=cwd, timeout=timeout,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except subprocess.TimeoutExpired:
+            return False, f"command timed out after {timeout:g}s"
+        if done.returncode == 0:
+            return True, "command exited 0"
+        error = done.stderr.decode(errors="replace").strip()[-200:]
+        return False, f"command exited {done.returncode}" + (f": {error}" if error else "")
+    return check
+
+
+class HealthChecker:
+    """Runs one check on a schedule; a StatusChecker for the task runner's chain."""
+
+    def __init__(self, check: Check, *, report: Callable[[bool, str], None],
+                 grace_seconds: float = 300.0, interval_seconds: float = 60.0,
+                 delay_seconds: float = 0.0, max_failures: int = 3,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.check = check
+        self.report = report
+        self.grace_seconds = grace_seconds
+        self.interval_seconds = max(interval_seconds, 0.05)
+        self.delay_seconds = delay_seconds
+        self.max_failures = max_failures
+        self.clock = clock
+        self.started_at = clock()
+        self.healthy: bool | None = None
+        self.failures = 0  # consecutive, counted once the grace period is over
+        self.in_grace = True
+        self.last_reason = ""
+        self.checked = threading.Event()  # set after every check (tests wait on it)
+        self._verdict: Verdict | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the StatusChecker interface -----------------------------------------------------
+    def status(self) -> Verdict | None:
+        if self._thread is None:  # the runner polls once the task runs: start checking then
+            self.start()
+        return self._verdict
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> "HealthChecker":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="health-check", daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        if self._stop.wait(self.delay_seconds):
+            return
+        while not self._stop.is_set():
+            self.run_once()
+            if self._verdict is not None:
+                return
+            self._stop.wait(self.interval_seconds)
+
+    def run_once(self) -> None:
+        """One check: update counters, report a change, decide a kill."""
+        try:
+            healthy, reason = self.check()
+        except Exception as error:  # a check that blows up says "unhealthy", with why
+            healthy, reason = False, f"{type(error).__name__}: {error}"
+        now = self.clock()
+        self.last_reason = reason
+        if healthy:
+            self.in_grace = False
+            self.failures = 0
+        elif self.in_grace and now - self.started_at < self.grace_seconds:
+            pass  # still starting: does not count
+        else:
+            self.in_grace = False
+            self.failures += 1
+        if healthy != self.healthy and (healthy or not self.in_grace):
+            self.healthy = healthy
+            try:
+                self.report(healthy, reason)
+            except Exception:
+                log.exception("reporting health failed")
+        if not healthy and self.max_failures and self.failures >= self.max_failures:
+            self._verdict = Verdict(KILLED, f"Task is unhealthy after {self.failures} failed checks: {reason}",
+                                    None, False)
+        self.checked.set()
+
+
+def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, str] | None = None,
+                cwd: str | None = None) -> Check:
+    """A Mesos HealthCheck JSON as a check callable (`port_index` resolved against `ports`)."""
+    kind = str(health_check.get("type", "")).upper()
+    timeout = float(health_check.get("timeout_seconds", 20.0))
+
+    def port_of(target: dict[str, Any]) -> int:
+        port = int(target.get("port") or 0)
+        if not port:
+            index = int(target.get("port_index", 0))
+            if index >= len(ports):
+                raise ValueError(f"health check wants port index {index}, the task has {len(ports)} port(s)")
+            port = ports[index]
+        return port
+
+    if kind == "HTTP":
+        target = health_check.get("http") or {}
+        return http_check(port_of(target), target.get("path", "/"), target.get("scheme", "http"), timeout)
+    if kind == "TCP":
+        return tcp_check(port_of(health_check.get("tcp") or {}), timeout)
+    if kind == "COMMAND":
+        command = health_check.get("command") or {}
+        environment = dict(env or os.environ)
+        for item in (command.get("environment") or {}).get("variables") or []:
+            environment[item["name"]] = item.get("value", "")
+        return command_check(command.get("value", "true"), environment, timeout, cwd)
+    raise ValueError(f"unsupported health check type {kind!r}")
+
+
+def checkers_for(health_check: dict[str, Any] | None, runner: Any) -> list[HealthChecker]:
+    """The status checkers a task's HealthCheck asks for, reporting through the runner."""
+    if not health_check:
+        return []
+    spec = runner.spec
+    check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox))
+
+    def report(healthy: bool, reason: str) -> None:
+        if runner.state == RUNNING:
+            runner.notify(runner, RUNNING, reason, HEALTH_REASON, healthy)
+
+    return [HealthChecker(
+        check, report=report,
+        grace_seconds=float(health_check.get("grace_period_seconds", 10.0)),
+        interval_seconds=float(health_check.get("interval_seconds", 10.0)),
+        delay_seconds=float(health_check.get("delay_seconds", 0.0)),
+        max_failures=int(health_check.get("consecutive_failures", 3)),
+    )]

@@ -1,0 +1,104 @@
+"""Master failover and agent recovery with real processes: running tasks are kept."""
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.faults.harness import Deployment, call, our_processes
+from tests.ha.test_scheduler_ha import start_long_run
+from tests.support.procs import wait_for
+
+
+def task_pids(d: Deployment, task_id: str) -> set[int]:
+    return {pid for pid, env in our_processes(d.workdir) if env.get("MESOS_TASK_ID") == task_id}
+
+
+def agent_of(d: Deployment, hostname: str) -> int:
+    return int(hostname.removeprefix("agent"))
+
+
+def framework_in(state: dict, framework_id: str) -> dict | None:
+    return next((f for f in state["frameworks"] if f["id"] == framework_id), None)
+
+
+def test_master_failover_agents_reregister_and_the_framework_follows(deploy) -> None:
+    d = deploy(masters=2, agents=2)
+    framework_id = d.wait_leader().health()["frameworkId"]
+    run = start_long_run(d, "survivor")
+    task_id = run["tasks"][0]["id"]
+    old = d.wait_leading_master()
+
+    d.kill_master(old)
+    new = d.wait_leading_master(other_than=old, timeout=60)
+
+    def adopted() -> dict | None:
+        state = d.cluster.state(new)
+        framework = framework_in(state, framework_id)
+        agents = [a for a in state["slaves"] if a.get("active", True)]
+        if framework is None or len(agents) != 2 or not framework.get("active", True):
+            return None
+        return framework
+    framework = wait_for(adopted, timeout=60, what="agents re-registered and the framework back")
+    assert [(t["id"], t["state"]) for t in framework["tasks"]] == [(task_id, "TASK_RUNNING")]
+    # The scheduler followed the new master (zk:// detection) with the same framework id,
+    # and the run never noticed.
+    _, after = d.api("GET", f"/v1/jobs/survivor/runs/{run['id']}")
+    assert after["status"] == "ACTIVE" and after["tasks"][0]["status"] == "TASK_RUNNING"
+    assert [t["id"] for t in after["tasks"]] == [task_id]
+    second = start_long_run(d, "after-master-failover")
+    framework = framework_in(d.cluster.state(new), framework_id)
+    assert sorted(t["id"] for t in framework["tasks"]) == sorted([task_id, second["tasks"][0]["id"]])
+
+
+def test_agent_kill9_and_restart_recovers_its_running_tasks(deploy) -> None:
+    d = deploy(agents=1)
+    run = start_long_run(d, "kept")
+    task_id = run["tasks"][0]["id"]
+    pids = task_pids(d, task_id)
+    assert pids
+    executors_before = d.executor_pids()
+
+    d.kill_agent(0)
+    d.start_agent(0)
+
+    def recovered() -> bool:
+        state = d.agent_state(0)
+        return any(t["id"] == task_id and t["state"] == "TASK_RUNNING"
+                   for f in state["frameworks"] for e in f["executors"] for t in e["tasks"])
+    wait_for(recovered, timeout=30, what="the restarted agent to report its task running")
+    assert task_pids(d, task_id) == pids  # the same processes: re-attached, not relaunched
+    assert set(d.executor_pids()) == set(executors_before)
+    master_tasks = [t for f in d.master_state()["frameworks"] for t in f["tasks"]]
+    assert [(t["id"], t["state"]) for t in master_tasks] == [(task_id, "TASK_RUNNING")]
+    _, after = d.api("GET", f"/v1/jobs/kept/runs/{run['id']}")
+    assert after["status"] == "ACTIVE" and [t["status"] for t in after["tasks"]] == ["TASK_RUNNING"]
+    # And the agent still works: a new task launches on it.
+    assert start_long_run(d, "after-agent-restart")["status"] == "ACTIVE"
+
+
+def test_an_executor_that_died_with_its_agent_is_reported(deploy) -> None:
+    d = deploy(agents=1)
+    status, _ = d.api("POST", "/v1/jobs", {"id": "retried", "run": {
+        "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
+        "restart": {"policy": "ON_FAILURE", "backoffSeconds": 0.2}}})
+    assert status == 201
+    _, run = d.api("POST", "/v1/jobs/retried/runs")
+    wait_for(lambda: d.api("GET", f"/v1/jobs/retried/runs/{run['id']}")[1]["tasks"][0]["status"]
+             == "TASK_RUNNING", timeout=30, what="the first attempt running")
+    executors = d.executor_pids()
+    d.kill_agent(0)
+    for pid in executors:  # the executor dies while its agent is down
+        os.kill(pid, signal.SIGKILL)
+    d.start_agent(0)
+
+    def retried() -> dict | None:
+        _, current = d.api("GET", f"/v1/jobs/retried/runs/{run['id']}")
+        tasks = current["tasks"]
+        return current if len(tasks) >= 2 and tasks[-1]["status"] == "TASK_RUNNING" else None
+    current = wait_for(retried, timeout=60, what="the dead task reported and the run retried")
+    first = current["tasks"][0]
+    assert first["status"] in ("TASK_FAILED", "TASK_LOST", "TASK_GONE")
+    assert current["status"] == "ACTIVE"
+    running = [t for f in d.master_state()["frameworks"] for t in f["tasks"] if t["state"] == "TASK_RUNNING"]
+    assert [t["id"] for t in running] == [current["tasks"][-1]["id"]]
+    assert call(f"http://{d.cluster.agent_address(0)}/health")[0] == 200

@@ -1,0 +1,109 @@
+"""`dockyard up` and `dockyard status` as a user runs them: real processes throughout."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import get_json
+from tests.support.framework import RawFramework, command_task
+from tests.support.procs import Process, dockyard, free_port, port_open, wait_for
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (agents take port, port+1, ...)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count >= 65000:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no consecutive free ports")
+
+
+def processes() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "--port" in argv[:-1]:
+                found.append((int(entry.name), argv))
+    return found
+
+
+def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -> None:
+    master_port = free_port()
+    agent_port = consecutive_free_ports(2)
+    up = Process(dockyard("up", "--agents", "2", "--no-scheduler", "--work-dir", str(tmp_path / "up"),
+                          "--master-port", str(master_port), "--agent-port", str(agent_port),
+                          "--resources", "cpus:2;mem:2048;disk:1000;ports:[31000-31100]"),
+                 tmp_path / "up.log", env={"COLUMNS": "200"})
+    master = f"127.0.0.1:{master_port}"
+    try:
+        state = wait_for(lambda: (s := get_json(f"http://{master}/master/state")) and len(s["slaves"]) == 2 and s,
+                         30, what="two agents registered")
+        hosts = {agent["hostname"]: agent for agent in state["slaves"]}  # type: ignore[index]
+        assert set(hosts) == {"agent1", "agent2"}
+        assert hosts["agent1"]["attributes"] == {"agent": "agent1"}
+        assert hosts["agent2"]["port"] == agent_port + 1
+        wait_for(lambda: "cluster up" in up.output(), 10, what="the table of listeners")
+        table = up.output()
+        assert f"http://127.0.0.1:{master_port}" in table and f"http://127.0.0.1:{agent_port + 1}" in table
+
+        client = RawFramework(master, name="status-check").start()
+        try:
+            client.launch(client.offer(), [command_task("sleep 30", task_id="visible", cpus=0.5, mem=64)])
+            client.wait_state("visible", "TASK_RUNNING")
+            result = subprocess.run(dockyard("status", "--master", master, "--json"), capture_output=True,
+                                    text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+            assert result.returncode == 0, result.stderr
+            summary = json.loads(result.stdout)
+            assert {a["hostname"] for a in summary["agents"]} == {"agent1", "agent2"}
+            busy = [a for a in summary["agents"] if a["used"]["cpus"] > 0]
+            assert len(busy) == 1 and busy[0]["free"]["cpus"] < 2
+            assert any(f["name"] == "status-check" and f["tasks"] == 1 for f in summary["frameworks"])
+            assert [t["state"] for t in summary["tasks"] if t["id"] == "visible"] == ["TASK_RUNNING"]
+            tables = subprocess.run(dockyard("status", "--master", master), capture_output=True, text=True,
+                                    timeout=30, env={**os.environ, "COLUMNS": "200"})
+            assert tables.returncode == 0 and "visible" in tables.stdout and "agent2" in tables.stdout
+        finally:
+            client.stop()
+
+        # A child that dies is reported, not restarted.
+        victim = next(pid for pid, argv in processes()
+                      if "agent" in argv and argv[argv.index("--port") + 1] == str(agent_port + 1))
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "agent2 killed by SIGKILL" in up.output(), 10, what="the death to be reported")
+    finally:
+        code = up.stop(timeout=20)
+    assert code == 0, up.output()[-2000:]
+    assert "stopping the cluster" in up.output()
+    for port in (master_port, agent_port):
+        assert not port_open(port), f"port {port} still served after `dockyard up` stopped"
+
+
+@pytest.mark.parametrize("args", [["--json"], []])
+def test_status_without_a_master_says_so(args: list[str]) -> None:
+    port = free_port()
+    result = subprocess.run(dockyard("status", "--master", f"127.0.0.1:{port}", *args), capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port}" in result.stderr

@@ -1,0 +1,92 @@
+"""Marathon apps end to end: real master, agents, executors and scheduler processes."""
+from __future__ import annotations
+
+import time
+
+from tests.support.procs import wait_for
+
+
+def sleeper(app_id: str, instances: int = 2, **extra) -> dict:
+    return {"id": app_id, "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": instances, **extra}
+
+
+def test_create_scale_and_delete(marathon) -> None:
+    status, body = marathon.status("POST", "/v2/apps", sleeper("/basic/sleep", 2))
+    assert status == 200 and body["id"] == "/basic/sleep" and body["deployments"]
+    app = marathon.wait_deployed("/basic/sleep")
+    assert app["tasksRunning"] == 2 and len(app["tasks"]) == 2
+    assert all(t["state"] == "TASK_RUNNING" and t["ports"] for t in app["tasks"])
+    # duplicate create answers 409
+    status, body = marathon.status("POST", "/v2/apps", sleeper("/basic/sleep", 2))
+    assert status == 409 and "already exists" in body["message"]
+    # scale up through PUT (partial update keeps the command)
+    result = marathon.call("PUT", "/v2/apps//basic/sleep", {"instances": 3})
+    assert result["deploymentId"]
+    app = marathon.wait_deployed("/basic/sleep")
+    assert app["tasksRunning"] == 3
+    assert len(marathon.call("GET", "/v2/apps/basic/sleep/versions")["versions"]) == 2
+    marathon.call("DELETE", "/v2/apps/basic/sleep")
+    wait_for(lambda: marathon.status("GET", "/v2/apps/basic/sleep")[0] == 404, timeout=20,
+             what="app removed")
+
+
+def test_validation_names_each_bad_field(marathon) -> None:
+    status, body = marathon.status("POST", "/v2/apps", {"id": "/bad", "cmd": "x", "cpus": -1,
+                                                        "upgradeStrategy": {"minimumHealthCapacity": 2}})
+    assert status == 422 and body["message"] == "Object is not valid"
+    assert {d["path"] for d in body["details"]} == {"/cpus", "/upgradeStrategy/minimumHealthCapacity"}
+
+
+def test_killed_instance_is_replaced_and_env_has_ports_and_host(marathon, tmp_path) -> None:
+    out = tmp_path / "env"
+    cmd = f"echo $HOST $PORT0 $PORTS $PORT_HTTP >> {out}; sleep 600"
+    marathon.call("POST", "/v2/apps", {"id": "/replace", "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1,
+                                       "portDefinitions": [{"port": 0, "name": "http"}]})
+    app = marathon.wait_deployed("/replace")
+    task = app["tasks"][0]
+    wait_for(lambda: out.exists() and out.read_text().strip(), timeout=10, what="env written")
+    host, port0, ports, named = out.read_text().split()
+    assert host == task["host"] and int(port0) == task["ports"][0] and ports == port0 and named == port0
+    marathon.call("DELETE", f"/v2/apps/replace/tasks/{task['id']}")
+    wait_for(lambda: [t for t in marathon.app("/replace")["tasks"]
+                      if t["id"] != task["id"] and t["state"] == "TASK_RUNNING"], timeout=20,
+             what="a replacement running")
+    marathon.call("DELETE", "/v2/apps/replace?force=true")
+
+
+def test_crash_loop_backs_off_and_shows_last_failure(marathon) -> None:
+    marathon.call("POST", "/v2/apps", {"id": "/crash", "cmd": "exit 3", "cpus": 0.1, "mem": 32,
+                                       "backoffSeconds": 30, "instances": 1})
+
+    def queued():
+        items = [q for q in marathon.call("GET", "/v2/queue")["queue"] if q["app"]["id"] == "/crash"]
+        return items[0] if items and items[0]["delay"]["timeLeftSeconds"] > 0 else None
+    item = wait_for(queued, timeout=20, what="a backoff delay in the queue")
+    assert item["count"] == 1 and not item["delay"]["overdue"]
+    failure = marathon.app("/crash")["lastTaskFailure"]
+    assert failure["state"] == "TASK_FAILED" and "3" in failure["message"]
+    marathon.call("DELETE", "/v2/queue//crash/delay")
+    assert not [q for q in marathon.call("GET", "/v2/queue")["queue"]
+                if q["app"]["id"] == "/crash" and q["delay"]["timeLeftSeconds"] > 0]
+    marathon.call("DELETE", "/v2/apps/crash?force=true")
+
+
+def test_unique_hostname_and_unplaceable_reasons(marathon) -> None:
+    marathon.call("POST", "/v2/apps", sleeper("/unique", 4, constraints=[["hostname", "UNIQUE"]]))
+
+    def three_running():
+        app = marathon.app("/unique")
+        running = [t for t in app["tasks"] if t["state"] == "TASK_RUNNING"]
+        return running if len(running) == 3 else None
+    running = wait_for(three_running, timeout=30, what="3 instances on 3 agents")
+    assert len({t["host"] for t in running}) == 3
+
+    def reported():
+        items = [q for q in marathon.call("GET", "/v2/queue?embed=lastUnusedOffers")["queue"]
+                 if q["app"]["id"] == "/unique"]
+        summary = items[0]["processedOffersSummary"] if items else {}
+        return items[0] if summary.get("processedOffersCount") else None
+    item = wait_for(reported, timeout=20, what="a placement report for the 4th instance")
+    reasons = {r["reason"]: r["declined"] for r in item["processedOffersSummary"]["rejectSummaryLastOffers"]}
+    assert reasons["UnfulfilledConstraint"] >= 1
+    marathon.call("DELETE", "/v2/apps/unique?force=true")
