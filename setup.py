@@ -18,6 +18,7 @@ setup(
         "httptools>=0.6",  # uvicorn's C HTTP parser: several times h11's request rate
         "uvloop>=0.19",  # the agent and master loops carry every status update
         "httpx>=0.27",
+        "sniffio>=1.3",  # without it httpcore retries a failing `import sniffio` on every async request
         "PyYAML>=6.0",
         "pydantic>=2.6",
         "click>=8.1",

@@ -136,6 +136,7 @@ class Election:
         self._fence: threading.Timer | None = None
         self._probe_target: Member | None = None
         self._probe_wakeup = threading.Event()
+        self._refresh_needed = threading.Event()
         self.elected_at: float | None = None
 
     # -- public ----------------------------------------------------------------
@@ -147,6 +148,7 @@ class Election:
             self.client.add_listener(self._on_state)
             self.client.ensure_path(self.path)
             self._create_node()
+            threading.Thread(target=self._refresh_loop, name="leader-refresh", daemon=True).start()
             self.client.ChildrenWatch(self.path, self._on_children)
         except (KazooException, KazooTimeoutError) as error:
             self.client.stop()
@@ -188,6 +190,7 @@ class Election:
             self._closed = True
             self._changed.notify_all()
         self._probe_wakeup.set()
+        self._refresh_needed.set()
         if self._fence:
             self._fence.cancel()
         try:
@@ -208,9 +211,17 @@ class Election:
     def _on_children(self, children: list[str]) -> bool | None:
         if self._closed:
             return False
-        # Reading the members' data is a round trip per child: do it off the event thread.
-        threading.Thread(target=self._refresh, name="leader-refresh", daemon=True).start()
+        # Reading the members' data is a round trip per child: do it off the event thread,
+        # in one worker, so that an older view can never overwrite a newer one.
+        self._refresh_needed.set()
         return None
+
+    def _refresh_loop(self) -> None:
+        while not self._closed and not self._lost:
+            self._refresh_needed.wait()
+            self._refresh_needed.clear()
+            if not self._closed:
+                self._refresh()
 
     def _refresh(self) -> None:
         try:
@@ -258,6 +269,8 @@ class Election:
             return
         if state == KazooState.SUSPENDED:
             if self.is_leader:
+                if self._fence:
+                    self._fence.cancel()
                 # ZooKeeper may expire us without our hearing of it: stop acting when a whole
                 # session timeout has passed unheard, before a successor can have been elected.
                 log.warning("ZooKeeper connection suspended while leading; fencing in %.1fs",
@@ -464,7 +477,7 @@ class LeaderProxy:
         if leader is None or leader == self.election.address:
             await _json(send, 503, {"message": "Could not determine the current leader"})
             return
-        path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
         target = f"http://{leader}{path}" + (f"?{query}" if query else "")
         if scope["path"].startswith("/v2/events"):

@@ -124,7 +124,8 @@ def serve(config: SchedulerConfig) -> int:
     if ctx.services is not None and hasattr(ctx.services, "start"):
         ctx.services.start()
     server = uvicorn.Server(uvicorn.Config(build_app(ctx), host=config.ip, port=config.port,
-                                           log_level="warning", access_log=False))
+                                           log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=5))
     threading.Thread(target=driver.start, name="driver-start", daemon=True).start()
     log.info("scheduler on http://%s:%d, master %s, data %s", config.ip, config.port, config.master,
              config.zk or config.data_dir)

@@ -304,7 +304,7 @@ class Container:
                 self.destroy()
             except DockyardError:
                 pass
-            if isinstance(error, DockyardError):
+            if isinstance(error, DockyardError) or not isinstance(error, Exception):
                 raise
             raise ContainerError(f"container for {self.spec.task_id} failed to start: {error}") from error
         return self

@@ -115,7 +115,7 @@ class RegistryClient:
             raise ImagePullError(f"{method} {url}: {error}") from error
 
     def request(self, method: str, path: str, scope: str, headers: dict[str, str] | None = None,
-                body: bytes | None = None, ok: tuple[int, ...] = (200,)) -> _Response:
+                body: bytes | Path | None = None, ok: tuple[int, ...] = (200,)) -> _Response:
         """Send with auth (answering one challenge) and manual redirects; check the status."""
         url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
         headers = dict(headers or {})
@@ -123,9 +123,14 @@ class RegistryClient:
             sent = dict(headers)
             if scope in self._auth:
                 sent["Authorization"] = self._auth[scope]
-            if body is not None:
-                self._count(len(body), sent=True)
-            conn, raw = self._open(method, url, sent, body)
+            if isinstance(body, Path):  # streamed from disk: a 1 GB layer never sits in memory
+                self._count(body.stat().st_size, sent=True)
+                with open(body, "rb") as handle:
+                    conn, raw = self._open(method, url, sent, handle)
+            else:
+                if body is not None:
+                    self._count(len(body), sent=True)
+                conn, raw = self._open(method, url, sent, body)
             if raw.status == 401 and attempt == 0:
                 challenge = raw.headers.get("WWW-Authenticate", "")
                 raw.read()
@@ -262,11 +267,11 @@ class RegistryClient:
             raise ImagePullError(f"{self.host} gave no upload location")
         url = urllib.parse.urljoin(f"{self.scheme}://{self.host}/", location)
         url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
-        data = path.read_bytes()
+        size = path.stat().st_size
         self.request("PUT", url, scope, {"Content-Type": "application/octet-stream",
-                                         "Content-Length": str(len(data))}, data, ok=(201, 204)).close()
+                                         "Content-Length": str(size)}, path, ok=(201, 204)).close()
         if progress:
-            progress(len(data))
+            progress(size)
 
     def put_manifest(self, ref: Reference, tag: str, body: bytes, media_type: str) -> None:
         self.request("PUT", f"/v2/{ref.repository}/manifests/{tag}", self.scope(ref.repository, push=True),

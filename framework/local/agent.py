@@ -863,8 +863,3 @@ def kill_sandbox_processes(directory: Path) -> int:
 
 def default_hostname() -> str:
     return os.uname().nodename
-
-
-def install_signal_logging() -> None:
-    """SIGPIPE from a closed stdout must not kill an agent running under a supervisor."""
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)

@@ -88,7 +88,7 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
         if content_type is None:
             return text(400, "Expecting 'Content-Type' to be present")
         if content_type != "application/json":
-            return text(415, f"Expecting 'Content-Type' of application/json")
+            return text(415, "Expecting 'Content-Type' of application/json")
         accept = request.headers.get("accept", "*/*")
         if not any(a.strip().split(";")[0] in ("*/*", "application/*", "application/json")
                    for a in accept.split(",")):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import httpx
 
@@ -29,14 +29,62 @@ RETRY_SECONDS = 1.0
 BACKOFF_MAX = 5.0
 
 
-class NotRegistered(Exception):
-    """The master answered 404: it does not know this agent; REREGISTER."""
+class CallFailed(OSError):
+    """A call did not get an answer (connection refused, reset, timed out, garbled)."""
+
+
+class PostConnection:
+    """One keep-alive HTTP/1.1 connection for small JSON POSTs to the master.
+
+    The agent's hot path (three UPDATEs per task) does not need a general HTTP
+    client: one write per request and a Content-Length answer are all there is.
+    """
+
+    def __init__(self) -> None:
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._target: str | None = None
+
+    async def post(self, target: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(self._exchange(target, path, body), timeout)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+            self.close()
+            raise CallFailed(f"POST {path} to {target}: {error!r}") from None
+
+    async def _exchange(self, target: str, path: str, body: bytes) -> tuple[int, bytes]:
+        if self._writer is None or self._target != target or self._writer.is_closing():
+            self.close()
+            host, _, port = target.rpartition(":")
+            self._reader, self._writer = await asyncio.open_connection(host, int(port))
+            self._target = target
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), target.encode(), len(body), body))
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" not in headers:
+            raise ValueError(f"answer without Content-Length: {lines[0]}")
+        answer = await self._reader.readexactly(int(headers["content-length"]))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, answer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
 
 
 class Lanes:
     """Ordered delivery of agent calls; a failed POST is retried until it lands."""
 
-    def __init__(self, post: Callable[[dict], Awaitable[int]], registered: asyncio.Event) -> None:
+    def __init__(self, post: Callable[[dict, PostConnection], Awaitable[int]], registered: asyncio.Event) -> None:
         self._post = post
         self._registered = registered
         self._queues = [asyncio.Queue[tuple[dict, asyncio.Event, int]]() for _ in range(LANES)]
@@ -57,6 +105,7 @@ class Lanes:
         self._epoch += 1
 
     async def _run(self, queue: asyncio.Queue) -> None:
+        connection = PostConnection()
         while True:
             call, done, epoch = await queue.get()
             while epoch == self._epoch:
@@ -64,8 +113,8 @@ class Lanes:
                 if epoch != self._epoch:
                     break
                 try:
-                    status = await self._post(call)
-                except (httpx.HTTPError, OSError) as error:
+                    status = await self._post(call, connection)
+                except OSError as error:
                     log.debug("posting %s failed: %s; retrying", call.get("type"), error)
                     await asyncio.sleep(RETRY_SECONDS)
                     continue
@@ -97,6 +146,7 @@ class MasterLink:
         self.registered = asyncio.Event()
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=32))
         self.lanes = Lanes(self._post, self.registered)
+        self._control = PostConnection()  # PING and UNREGISTER
         self._detector: MasterDetector | None = None
         self._tasks: list[asyncio.Task] = []
         self._stream_task: asyncio.Task | None = None
@@ -115,9 +165,13 @@ class MasterLink:
         self._closing = True
         if unregister and self.agent_id and self.master:
             try:
-                await self._post({"type": "UNREGISTER", "agent_id": {"value": self.agent_id}}, timeout=3.0)
-            except (httpx.HTTPError, OSError):
+                farewell = PostConnection()
+                await self._post({"type": "UNREGISTER", "agent_id": {"value": self.agent_id}}, farewell,
+                                 timeout=3.0)
+                farewell.close()
+            except OSError:
                 pass
+        self._control.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -140,21 +194,18 @@ class MasterLink:
         """Queue a call (UPDATE, EXECUTOR_EXITED, MESSAGE) for ordered, retried delivery."""
         return self.lanes.submit(key, call)
 
-    async def _post(self, call: dict, timeout: float | None = None) -> int:
+    async def _post(self, call: dict, connection: PostConnection, timeout: float = 10.0) -> int:
         if not self.master:
-            raise httpx.ConnectError("no master")
+            raise CallFailed("no master known")
         if self.agent_id is not None and "agent_id" not in call:
             call = {**call, "agent_id": {"value": self.agent_id}}
-        response = await self.client.post(
-            f"http://{self.master}/internal/agent", content=dumps(call),
-            headers={"Content-Type": "application/json"},
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
-        if response.status_code == 404:
+        status, answer = await connection.post(self.master, "/internal/agent", dumps(call), timeout)
+        if status == 404:
             log.warning("master does not know agent %s: re-registering", self.agent_id)
             self.reconnect()
-        elif response.status_code >= 400:
-            log.warning("master refused %s: %s %s", call.get("type"), response.status_code, response.text)
-        return response.status_code
+        elif status >= 400:
+            log.warning("master refused %s: %s %s", call.get("type"), status, answer[:300].decode(errors="replace"))
+        return status
 
     # -- loops --------------------------------------------------------------------------
     async def _ping_loop(self) -> None:
@@ -164,8 +215,9 @@ class MasterLink:
             if not self.registered.is_set() or self.agent_id is None:
                 continue
             try:
-                await self._post({"type": "PING", "agent_id": {"value": self.agent_id}}, timeout=self.ping_interval)
-            except (httpx.HTTPError, OSError) as error:
+                await self._post({"type": "PING", "agent_id": {"value": self.agent_id}}, self._control,
+                                 timeout=max(self.ping_interval, 1.0))
+            except OSError as error:
                 log.info("ping to master %s failed: %s", self.master, error)
 
     async def _connect_loop(self) -> None:

@@ -5,7 +5,6 @@ import click
 
 from framework.local.agent_main import agent_command
 from framework.local.master_main import master_command
-from framework.local.master_main import master_command
 from framework.local.status import status_command
 from framework.local.supervisor import up_command
 
@@ -15,7 +14,6 @@ def cli() -> None:
     """The embedded Mesos-compatible cluster."""
 
 
-cli.add_command(master_command)
 cli.add_command(master_command)
 cli.add_command(agent_command)
 cli.add_command(up_command)

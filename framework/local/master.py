@@ -13,22 +13,23 @@ import logging
 import socket
 import time
 import uuid as uuidlib
-from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from framework.mesos import recordio
-from framework.mesos.messages import TERMINAL_STATES, dumps
+from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources
 from framework.local import validation
 from framework.local.allocator import Allocator
+from framework.local.master_model import (Agent, Executor, Framework, HttpError, Offer, Stream,
+                                         Task)
+from framework.local.master_model import id_obj as _id, id_value as _val
 from framework.local.registry import Registry
 
 log = logging.getLogger("dockyard.master")
 
 VERSION = "1.11.0"
 MAX_COMPLETED_FRAMEWORKS = 50
-MAX_COMPLETED_TASKS = 1000
 MAX_UPDATE_RETRY = 600.0
 DEFAULT_REFUSE_SECONDS = 5.0
 
@@ -51,155 +52,22 @@ class MasterConfig:
     allocation_batch: float = 0.002
 
 
-class Stream:
-    """One open RecordIO stream: a scheduler subscription or an agent connection."""
-
-    def __init__(self, stream_id: str | None = None) -> None:
-        self.id = stream_id or str(uuidlib.uuid4())
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.closed = False
-
-    def send(self, event: dict[str, Any]) -> None:
-        if not self.closed:
-            self.queue.put_nowait(recordio.encode(dumps(event)))
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.queue.put_nowait(None)
-
-
-class HttpError(Exception):
-    """A call refused with an HTTP status (the handler renders it)."""
-
-    def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class Task:
-    task_id: str
-    framework_id: str
-    agent_id: str
-    executor_id: str | None
-    name: str
-    role: str
-    resources: Resources
-    info: dict[str, Any]
-    state: str = "TASK_STAGING"
-    statuses: list[dict[str, Any]] = field(default_factory=list)
-    status_update_state: str | None = None
-    status_update_uuid: str | None = None
-    pending: deque[dict[str, Any]] = field(default_factory=deque)
-    seen_uuids: set[str] = field(default_factory=set)
-    retry: asyncio.TimerHandle | None = None
-    retry_delay: float = 0.0
-    released: bool = False
-    unreachable_time: float | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    def latest_status(self) -> dict[str, Any] | None:
-        return self.statuses[-1] if self.statuses else None
-
-
-@dataclass
-class Executor:
-    executor_id: str
-    framework_id: str
-    agent_id: str
-    info: dict[str, Any]
-    role: str
-    resources: Resources
-
-
-@dataclass
-class Framework:
-    id: str
-    info: dict[str, Any]
-    roles: tuple[str, ...]
-    capabilities: set[str]
-    registered_time: float
-    stream: Stream | None = None
-    active: bool = True
-    recovered: bool = False
-    reregistered_time: float | None = None
-    unregistered_time: float | None = None
-    failover_timer: asyncio.TimerHandle | None = None
-    offers: set[str] = field(default_factory=set)
-    tasks: dict[str, Task] = field(default_factory=dict)
-    unreachable_tasks: dict[str, Task] = field(default_factory=dict)
-    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS))
-    executors: dict[tuple[str, str], Executor] = field(default_factory=dict)
-    calls: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    offer_counts: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def connected(self) -> bool:
-        return self.stream is not None and not self.stream.closed
-
-    @property
-    def partition_aware(self) -> bool:
-        return "PARTITION_AWARE" in self.capabilities
-
-    @property
-    def multi_role(self) -> bool:
-        return "MULTI_ROLE" in self.capabilities
-
-
-@dataclass
-class Agent:
-    id: str
-    info: dict[str, Any]
-    ip: str
-    port: int
-    hostname: str
-    total: Resources
-    version: str
-    registered_time: float
-    last_seen: float
-    stream: Stream | None = None
-    reregistered_time: float | None = None
-    tasks: set[tuple[str, str]] = field(default_factory=set)  # (framework_id, task_id)
-    executors: dict[tuple[str, str], Executor] = field(default_factory=dict)
-
-    @property
-    def connected(self) -> bool:
-        return self.stream is not None and not self.stream.closed
-
-    @property
-    def pid(self) -> str:
-        return f"slave(1)@{self.ip}:{self.port}"
-
-
-@dataclass
-class Offer:
-    id: str
-    framework_id: str
-    agent_id: str
-    role: str
-    resources: Resources
-
-
-def _id(value: str) -> dict[str, str]:
-    return {"value": value}
-
-
-def _val(obj: Any) -> str | None:
-    return obj.get("value") if isinstance(obj, dict) and isinstance(obj.get("value"), str) else None
-
-
 def ip_as_int(ip: str) -> int:
     """MasterInfo.ip: the IPv4 address in network order, read as a host-order uint32."""
     try:
         return int.from_bytes(socket.inet_aton(ip), "little")
     except OSError:
         return 0
+
+
+def advertised_ip(ip: str) -> str:
+    """The address others should use: a wildcard bind advertises this host's address."""
+    if ip not in ("0.0.0.0", ""):
+        return ip
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 class Master:
@@ -209,12 +77,13 @@ class Master:
         self.config = config
         self.clock = clock
         self.id = str(uuidlib.uuid4())
-        self.hostname = config.hostname or config.ip
+        ip = advertised_ip(config.ip)
+        self.hostname = config.hostname or ip
         self.info = {
-            "id": self.id, "ip": ip_as_int(config.ip), "port": config.port,
-            "pid": f"master@{config.ip}:{config.port}", "hostname": self.hostname,
+            "id": self.id, "ip": ip_as_int(ip), "port": config.port,
+            "pid": f"master@{ip}:{config.port}", "hostname": self.hostname,
             "version": VERSION,
-            "address": {"hostname": self.hostname, "ip": config.ip, "port": config.port},
+            "address": {"hostname": self.hostname, "ip": ip, "port": config.port},
             "capabilities": [{"type": "AGENT_UPDATE"}, {"type": "AGENT_DRAINING"},
                              {"type": "QUOTA_V2"}],
         }

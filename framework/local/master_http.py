@@ -22,7 +22,8 @@ from starlette.routing import Route
 from framework.mesos import recordio
 from framework.mesos.messages import dumps
 from framework.local import operator, validation
-from framework.local.master import HttpError, Master, Stream
+from framework.local.master import Master
+from framework.local.master_model import HttpError, Stream
 
 log = logging.getLogger("dockyard.master.http")
 

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources, attribute_value
-from framework.local.master import VERSION, Agent, Framework, Master, Task
+from framework.local.master import VERSION, Master
+from framework.local.master_model import Agent, Framework, Task
 
 TASK_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
                "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",

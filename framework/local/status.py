@@ -36,7 +36,7 @@ def summarize(state: dict) -> dict:
     """The parts `dockyard status` shows, in a JSON-friendly shape."""
     agents = []
     hostnames = {}
-    for slave in state.get("slaves", []):
+    for slave in sorted(state.get("slaves", []), key=lambda s: s.get("hostname", "")):
         hostnames[slave.get("id")] = slave.get("hostname")
         total = slave.get("resources", {})
         used = slave.get("used_resources", {})

@@ -77,7 +77,7 @@ def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int
                                                          "--port", str(scheduler_port),
                                                          "--data-dir", str(work_dir / "scheduler")),
                               work_dir / "logs" / "scheduler.log", f"http://{ip}:{scheduler_port}",
-                              f"http://{ip}:{scheduler_port}/ping"))
+                              f"http://{ip}:{scheduler_port}/health"))
     return children
 
 

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from scheduler.api.common import ApiError, body_document, describe, embeds, error_response, flag, guard, in_thread
+from scheduler.api.sandbox import SandboxFinder
 from scheduler.events import EVENT_TYPES
 from scheduler.services.manager import Conflict, NotFound, ServiceManager
 from scheduler.services.specs import AppDefinition, normalise_id, parse_app
@@ -424,6 +425,22 @@ def routes(ctx: Any) -> list[Route]:
         app = parse_app(await body_document(request))
         return JSONResponse(await in_thread(services.plan_preview, app))
 
+    @handle
+    @describe("dockyard: where a task's output lives (for `dockyard task logs`)")
+    async def task_files(request: Request) -> Response:
+        record = record_of(request.path_params["task_id"])
+        agent = ctx.core.agent(record.agent_id) if record.agent_id else None
+        url = (agent or {}).get("url")
+        sandbox = None
+        if url:
+            finder = ctx.extras.setdefault("sandbox_finder", SandboxFinder())
+            directory = await in_thread(finder.executor_directory, url, ctx.core.framework_id, record.task_id)
+            if directory:
+                relative = record.sandbox or "."
+                sandbox = directory if relative in (".", "") else f"{directory}/{relative}"
+        state = services.task_view(record)["state"]
+        return JSONResponse({"id": record.task_id, "state": state, "sandbox": sandbox, "agentUrl": url})
+
     app_path = "/v2/apps/{app_id:path}"
     return [
         Route("/v2/apps", list_apps, methods=["GET"]),
@@ -454,4 +471,5 @@ def routes(ctx: Any) -> list[Route]:
         Route("/v2/events", events, methods=["GET"]),
         Route("/v2/eventSubscriptions", subscriptions_gone, methods=["GET", "POST", "DELETE"]),
         Route("/dockyard/v1/plan", plan_app, methods=["POST"]),
+        Route("/dockyard/v1/tasks/{task_id}", task_files, methods=["GET"]),
     ]

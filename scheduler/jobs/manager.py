@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -52,14 +52,14 @@ class JobState:
     last_triggered_at: float | None = None      # last run start (dependency rule)
     schedule_checked: dict[str, float] = field(default_factory=dict)  # sid -> checked up to
     schedule_stats: dict[str, dict] = field(default_factory=dict)     # sid -> fired/skipped/missed
-    finished: list[dict] = field(default_factory=list)  # [{id, status, createdAt, finishedAt}]
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> "JobState":
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRequest:
@@ -111,7 +111,8 @@ class JobManager:
         self.jobs: dict[str, JobSpec] = {}
         self.states: dict[str, JobState] = {}
         self.active: dict[str, JobRun] = {}                  # run id -> run
-        self.kept: dict[str, deque[JobRun]] = {}             # job id -> finished runs kept
+        self.kept: dict[str, OrderedDict[str, JobRun]] = {}  # job id -> finished runs kept, oldest first
+        self._kept_job: dict[str, str] = {}                  # kept run id -> job id
         self._by_task: dict[str, str] = {}                   # task id -> run id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,7 +144,12 @@ class JobManager:
                         for task in run.tasks:
                             self._by_task[task.id] = run.id
                 kept.sort(key=lambda r: r.completed_at or 0)
-                self.kept[job_id] = deque(kept)
+                self.kept[job_id] = OrderedDict((r.id, r) for r in kept)
+                for run in kept:
+                    self._kept_job[run.id] = job_id
+                    for task in run.tasks:
+                        if not State(task.status).terminal:
+                            self._by_task[task.id] = run.id
             for run in list(self.active.values()):
                 self._recover_run(run)
 
@@ -215,7 +221,7 @@ class JobManager:
         self.store.put(f"/jobs/{spec.id}/state", state.to_json())
         self.jobs[spec.id] = spec
         self.states[spec.id] = state
-        self.kept.setdefault(spec.id, deque())
+        self.kept.setdefault(spec.id, OrderedDict())
         return spec
 
     def get_job(self, job_id: str) -> JobSpec:
@@ -235,11 +241,20 @@ class JobManager:
             if active and not stop_runs:
                 raise Conflict(f"Job '{job_id}' has {len(active)} active run(s); "
                                "use stopCurrentJobRuns=true")
+            # The job and its history go away together: end its runs without per-run
+            # bookkeeping (no history to keep), then remove everything in one delete.
+            now = self.clock()
             for run in active:
-                self._finish(run, FAILED, "stopped: job deleted")
+                run.status, run.completed_at, run.reason = FAILED, now, "stopped: job deleted"
+                self.active.pop(run.id, None)
+                for task in run.tasks:
+                    self._by_task.pop(task.id, None)
+                    if not State(task.status).terminal:
+                        self.core.kill(task.id)
             del self.jobs[job_id]
             self.states.pop(job_id, None)
-            self.kept.pop(job_id, None)
+            for run_id in self.kept.pop(job_id, {}):
+                self._kept_job.pop(run_id, None)
             self.store.delete(f"/jobs/{job_id}")
 
     # -- schedules -------------------------------------------------------------------
@@ -296,9 +311,9 @@ class JobManager:
             run = self.active.get(run_id)
             if run is not None and run.job_id == job_id:
                 return run
-            for kept in self.kept.get(job_id, ()):
-                if kept.id == run_id:
-                    return kept
+            kept = self.kept.get(job_id, {}).get(run_id)
+            if kept is not None:
+                return kept
             raise NotFound(f"Run '{run_id}' of job '{job_id}' does not exist")
 
     def find_run(self, run_id: str) -> JobRun:
@@ -306,10 +321,9 @@ class JobManager:
         with self._lock:
             if run_id in self.active:
                 return self.active[run_id]
-            for runs in self.kept.values():
-                for run in runs:
-                    if run.id == run_id:
-                        return run
+            job_id = self._kept_job.get(run_id)
+            if job_id is not None and run_id in self.kept.get(job_id, {}):
+                return self.kept[job_id][run_id]
         raise NotFound(f"Run '{run_id}' does not exist")
 
     def active_runs(self, job_id: str | None = None) -> list[JobRun]:
@@ -318,7 +332,7 @@ class JobManager:
 
     def finished_runs(self, job_id: str) -> list[JobRun]:
         with self._lock:
-            return list(self.kept.get(job_id, ()))
+            return list(self.kept.get(job_id, {}).values())
 
     def stop_run(self, job_id: str, run_id: str, reason: str = "stopped by request") -> JobRun:
         with self._lock:
@@ -335,7 +349,8 @@ class JobManager:
             run_id = self._by_task.get(record.task_id)
             run = self.active.get(run_id or "")
             if run is None:
-                self._late_update(record)
+                if run_id is not None:
+                    self._late_update(run_id, record)
                 return
             task = run.task(record.task_id)
             if task is None:
@@ -367,16 +382,18 @@ class JobManager:
                 run.waiting = ""
             self.changed.notify_all()
 
-    def _late_update(self, record: TaskRecord) -> None:
+    def _late_update(self, run_id: str, record: TaskRecord) -> None:
         """A status for a finished run's task (e.g. TASK_KILLED after a stop): keep it visible."""
-        for runs in self.kept.values():
-            for run in runs:
-                task = run.task(record.task_id)
-                if task is not None:
-                    self._copy(record, task)
-                    if record.terminal:
-                        self._save_run(run)
-                    return
+        job_id = self._kept_job.get(run_id)
+        run = self.kept.get(job_id or "", {}).get(run_id)
+        task = run.task(record.task_id) if run is not None else None
+        if task is None:
+            self._by_task.pop(record.task_id, None)
+            return
+        self._copy(record, task)
+        if record.terminal:
+            self._by_task.pop(record.task_id, None)
+            self._save_run(run)
 
     def _copy(self, record: TaskRecord, task: RunTask) -> None:
         task.status = record.state.value if record.state != State.LAUNCHED else "TASK_STAGING"
@@ -495,15 +512,16 @@ class JobManager:
             else:
                 state.failure_count += 1
                 state.last_failure_at = now
-            state.finished.append({"id": run.id, "status": status, "createdAt": run.created_at,
-                                   "finishedAt": now})
-            del state.finished[:-self.history_limit]
             self.store.put(f"/jobs/{run.job_id}/state", state.to_json())
         self._save_run(run)
-        kept = self.kept.setdefault(run.job_id, deque())
-        kept.append(run)
+        kept = self.kept.setdefault(run.job_id, OrderedDict())
+        kept[run.id] = run
+        self._kept_job[run.id] = run.job_id
         while len(kept) > self.history_limit:
-            old = kept.popleft()
+            _, old = kept.popitem(last=False)
+            self._kept_job.pop(old.id, None)
+            for task in old.tasks:
+                self._by_task.pop(task.id, None)
             self.store.delete(f"/jobs/{old.job_id}/runs/{old.id}")
         for task in run.tasks:
             if not State(task.status).terminal:
@@ -526,15 +544,14 @@ class JobManager:
 
     def history(self, job_id: str) -> dict:
         with self._lock:
-            state = self.states.get(job_id) or JobState()
             summary = self.history_summary(job_id)
-            def entry(item: dict) -> dict:
-                return {"id": item["id"], "createdAt": timestamp(item["createdAt"]),
-                        "finishedAt": timestamp(item["finishedAt"])}
-            summary["successfulFinishedRuns"] = [entry(i) for i in reversed(state.finished)
-                                                 if i["status"] == SUCCESS]
-            summary["failedFinishedRuns"] = [entry(i) for i in reversed(state.finished)
-                                             if i["status"] == FAILED]
+            runs = list(reversed(self.kept.get(job_id, {}).values()))  # newest first
+
+            def entry(run: JobRun) -> dict:
+                return {"id": run.id, "createdAt": timestamp(run.created_at),
+                        "finishedAt": timestamp(run.completed_at)}
+            summary["successfulFinishedRuns"] = [entry(r) for r in runs if r.status == SUCCESS]
+            summary["failedFinishedRuns"] = [entry(r) for r in runs if r.status == FAILED]
             return summary
 
     def history_summary(self, job_id: str) -> dict:

@@ -5,8 +5,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support import images, registry
 from tests.support.procs import dockyard
+
+pytestmark = pytest.mark.root  # layer extraction chowns and makes whiteout devices
 
 
 def cli(*args: str) -> str:

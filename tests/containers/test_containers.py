@@ -260,3 +260,20 @@ def test_image_user_and_entrypoint(launches: Launches, tmp_path: Path) -> None:
     overridden = launches.launch({"shell": False, "arguments": ["one", "two"]})
     assert overridden.wait(30).exit_code == 0
     assert stdout_of(overridden) == "uid=65534 gid=65534 args=one,two\n"
+
+
+def test_httpd_serves_on_a_host_port(launches: Launches) -> None:
+    import urllib.request
+
+    from tests.support.procs import free_port
+
+    port = free_port()
+    server = launches.launch("exec httpd -f -p 127.0.0.1:$PORT0 -h /www", env={"PORT0": str(port)},
+                             resources={"cpus": 0.5, "mem": 32, "ports": 1})
+
+    def page() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2) as response:
+            return response.read().decode()
+
+    assert wait_for(page, timeout=20, what="busybox httpd answering") == "hello from busybox httpd\n"
+    assert server.wait(0) is None

@@ -16,6 +16,8 @@ from executor.images.store import ImageStore
 from framework.errors import ImagePullError
 from tests.support import images, registry
 
+pytestmark = pytest.mark.root  # layer extraction chowns and makes whiteout devices
+
 
 def push_image(reg: registry.Registry, image: images.BuiltImage, tmp: Path, name: str, tag: str,
                creds: str | None = None) -> str:
@@ -273,3 +275,26 @@ def test_budget_never_evicts_an_image_a_container_uses(reg: registry.Registry, t
     assert store.enforce_budget() == [refs[1]]
     assert [i.name for i in store.images()] == [refs[0]]
     assert all(store.layer_dir(used.layer_key(l)).is_dir() for l in used.layers)
+
+
+PULLER = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from executor.images.store import ImageStore
+store = ImageStore({work!r})
+image = store.pull({ref!r})
+print(json.dumps({{"digest": image.digest, "received": store.last_client.bytes_received if store.last_client else 0}}))
+"""
+
+
+def test_concurrent_pulls_across_processes_share_one_download(reg: registry.Registry, tmp_path: Path) -> None:
+    from tests.support.procs import REPO
+
+    image = images.busybox_image([[images.file("big", os.urandom(3_000_000))]])
+    ref = push_image(reg, image, tmp_path, "test/procs", "1")
+    script = PULLER.format(repo=str(REPO), work=str(tmp_path / "work"), ref=ref)
+    pullers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    results = [json.loads(p.communicate(timeout=60)[0]) for p in pullers]
+    assert {r["digest"] for r in results} == {image.digest}
+    assert sorted(r["received"] > 3_000_000 for r in results) == [False, False, True]

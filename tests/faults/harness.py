@@ -464,3 +464,82 @@ def converge(check: Callable[[], list[str]], timeout: float, what: str) -> list[
         time.sleep(0.5)
         problems = check()
     return [f"{what}: {p}" for p in problems]
+
+
+# -- a workload to keep busy while faults land ------------------------------------------------------
+
+@dataclass
+class Workload:
+    """Apps that must keep their instance counts, and job runs that must finish exactly once."""
+
+    deployment: Deployment
+    markers: Path
+    apps: dict[str, int] = field(default_factory=dict)
+    runs: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_app(self, app_id: str, instances: int) -> None:
+        body = {"id": app_id, "cmd": "sleep 3600", "cpus": 0.1, "mem": 32, "instances": instances}
+        status, payload = self.deployment.api("POST", "/v2/apps", body)
+        assert status == 201, payload
+        self.apps[app_id] = instances
+
+    def add_job(self, job_id: str, seconds: float = 2.0) -> None:
+        self.markers.mkdir(parents=True, exist_ok=True)
+        cmd = f"sleep {seconds}; echo $DOCKYARD_ATTEMPT >> {self.markers}/$DOCKYARD_RUN_ID"
+        body = {"id": job_id, "run": {"cmd": cmd, "cpus": 0.1, "mem": 32,
+                                      "restart": {"policy": "ON_FAILURE", "backoffSeconds": 0.2}}}
+        status, payload = self.deployment.api("POST", "/v1/jobs", body)
+        assert status == 201, payload
+
+    def start_run(self, job_id: str) -> str:
+        status, run = self.deployment.api("POST", f"/v1/jobs/{job_id}/runs")
+        assert status == 201, run
+        self.runs.append((job_id, run["id"]))
+        return run["id"]
+
+    def invariants(self, timeout: float = 60.0) -> list[str]:
+        """What must hold after every fault (given time to converge)."""
+        d = self.deployment
+        problems = converge(lambda: check_no_task_twice(d), timeout, "duplicate")
+        problems += converge(lambda: check_apps_converged(d, self.apps), timeout, "apps")
+        problems += converge(lambda: check_no_orphans(d), timeout, "orphans")
+        return problems
+
+    def finished_runs(self, timeout: float = 120.0) -> tuple[list[str], dict]:
+        """Every run started has finished; successes did their work exactly once."""
+        d = self.deployment
+        deadline = time.monotonic() + timeout
+        while True:
+            problems, counts = check_runs(d, self.runs, self.markers)
+            if not problems or time.monotonic() > deadline:
+                return problems, counts
+            time.sleep(0.5)
+
+
+def run_fault_loop(deployment: Deployment, workload: Workload, kinds: Iterable[str], *,
+                   rounds: int = 1, seed: int = 6, report: Callable[[str], None] = print) -> dict:
+    """Inject `kinds` (shuffled per round), check invariants after each; returns a summary."""
+    faults = Faults(deployment, random.Random(seed))
+    problems: list[str] = []
+    jobs = sorted({job for job, _ in workload.runs}) or []
+    for round_index in range(rounds):
+        order = list(kinds)
+        faults.rng.shuffle(order)
+        for kind in order:
+            for job in jobs:  # keep runs in flight while things die
+                workload.start_run(job)
+            started = time.monotonic()
+            what = faults.inject(kind)
+            injected = time.monotonic()
+            found = workload.invariants()
+            report(f"round {round_index + 1}: {what} ({injected - started:.1f}s, converged in "
+                   f"{time.monotonic() - injected:.1f}s): {'ok' if not found else found}")
+            problems += [f"after {what}: {p}" for p in found]
+    started = time.monotonic()
+    run_problems, counts = workload.finished_runs()
+    report(f"runs checked in {time.monotonic() - started:.1f}s")
+    problems += run_problems
+    summary = {"faults": dict(faults.injected), "total_faults": sum(faults.injected.values()),
+               "log": faults.log, "runs": counts, "apps": dict(workload.apps), "lost": problems}
+    report(f"{faults.summary()}; runs {counts}; lost/violated: {problems or 'nothing'}")
+    return summary

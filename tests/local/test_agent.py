@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
 from framework.mesos.messages import valid_uuid
 from tests.support.cluster import Cluster
@@ -343,3 +342,24 @@ def test_restarted_agent_takes_back_checkpointed_executors(tmp_path: Path) -> No
             assert client.wait_terminal("survivor")["state"] == "TASK_KILLED"
         finally:
             client.stop()
+
+
+def test_agent_reregisters_its_tasks_with_a_restarted_master(tmp_path: Path) -> None:
+    with Cluster(tmp_path, agents=1, master_args=["--agent-ping-interval", "0.3"]).start() as cluster:
+        client = RawFramework(cluster.master_address, name="patient").start()
+        try:
+            offer = client.offer()
+            client.launch(offer, [command_task("sleep 60", task_id="steady")])
+            client.wait_state("steady", "TASK_RUNNING")
+        finally:
+            client.stop(teardown=False)
+        cluster.kill_master(0)
+        cluster.start_master(0)
+
+        def adopted() -> list:
+            state = cluster.state()
+            return [(t["id"], t["state"], t["slave_id"]) for f in state["frameworks"] for t in f["tasks"]]
+
+        tasks = wait_for(adopted, 20, what="the new master to learn the agent's task")
+        assert tasks == [("steady", "TASK_RUNNING", offer["agent_id"]["value"])]
+        assert [s["id"] for s in cluster.state()["slaves"]] == [offer["agent_id"]["value"]]

@@ -812,3 +812,19 @@ def test_agent_reconnect_reconciles_its_tasks(master: Master) -> None:
     assert [(t["task_id"]["value"], t["state"]) for t in tasks] == [("kept", "TASK_RUNNING")]
     assert master.operator("GET_AGENTS")["get_agents"]["agents"][0]["active"]
     back.close()
+
+
+def test_update_framework(master: Master) -> None:
+    fw = Framework(master, {"user": "u", "name": "before"})
+    info = {"user": "u", "name": "after", "id": {"value": fw.id}}
+    response = fw.call("UPDATE_FRAMEWORK", update_framework={"framework_info": info})
+    assert response.status_code == 200
+    names = [f["name"] for f in master.get("/state").json()["frameworks"] if f["id"] == fw.id]
+    assert names == ["after"]
+    changed_user = fw.call("UPDATE_FRAMEWORK", update_framework={
+        "framework_info": {**info, "user": "root"}})
+    assert changed_user.status_code == 400
+    mismatch = fw.call("UPDATE_FRAMEWORK", update_framework={
+        "framework_info": {**info, "id": {"value": "other"}}})
+    assert mismatch.status_code == 400
+    assert fw.call("UNKNOWN").status_code == 501

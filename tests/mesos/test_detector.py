@@ -26,7 +26,7 @@ def zk_path() -> str:
 @pytest.fixture
 def kazoo(zk) -> Iterator[KazooClient]:  # noqa: ANN001 - session fixture from conftest
     client = KazooClient(hosts=zk.hosts)
-    client.start(timeout=10)
+    client.start(timeout=30)  # a loaded machine's JVM can be slow to take the first session
     yield client
     client.stop()
     client.close()
@@ -91,7 +91,7 @@ def test_lowest_sequence_leads_and_failover_follows(zk, kazoo, zk_path) -> None:
 
 def test_leader_session_loss_fails_over_and_empty_means_no_leader(zk, kazoo, zk_path) -> None:  # noqa: ANN001
     master_a = KazooClient(hosts=zk.hosts)
-    master_a.start(timeout=10)
+    master_a.start(timeout=30)
     contend(master_a, zk_path, master_info("127.0.0.1", 7101))
     backup = contend(kazoo, zk_path, master_info("127.0.0.1", 7102))
     changes: queue.Queue = queue.Queue()

@@ -59,6 +59,31 @@ def test_launch_command_task_runs_to_finished_and_is_acknowledged(cluster, drive
     wait_for(forgotten, timeout=10, interval=0.1, what="the master to forget the acknowledged task")
 
 
+def test_explicit_acknowledgement(cluster, drivers) -> None:  # noqa: ANN001
+    rec = Recorder()
+    driver = drivers(rec, cluster.master_address, implicit_acknowledgements=False)
+    driver.start()
+    offer = rec.take_offer()
+    task_id = new_id("explicit")
+    driver.launchTasks(offer.id, [command_task(offer, task_id, "exit 0")])
+    finished = rec.wait_status(task_id, "TASK_FINISHED")
+
+    def reconcile_answer() -> str:
+        mark = rec.mark()
+        driver.reconcileTasks([{"task_id": {"value": task_id}, "agent_id": offer.agent_id}])
+        return rec.wait(lambda e: e[0] == "update" and e[1][0].task_id.value == task_id
+                        and e[1][0].reason == "REASON_RECONCILIATION",
+                        start=mark, what="reconcile answer")[1][0].state
+
+    # Not acknowledged: the master still holds the terminal task.
+    assert reconcile_answer() == "TASK_FINISHED"
+    for status in rec.statuses(task_id):
+        driver.acknowledgeStatusUpdate(status)   # no-op for uuid-less master updates
+    wait_for(lambda: reconcile_answer() in ("TASK_LOST", "TASK_GONE"), timeout=10, interval=0.1,
+             what="the master to forget the acknowledged task")
+    assert finished.uuid
+
+
 def test_failed_command_reports_exit_status(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
     driver = drivers(rec, cluster.master_address)

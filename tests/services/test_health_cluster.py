@@ -23,7 +23,10 @@ def httpd_app(app_id: str, root: Path, instances: int = 1, **extra) -> dict:
     """Each instance serves root/<port>/ (so a test can break one) and records its pid."""
     cmd = (f"mkdir -p {root}/$PORT0 && echo ok > {root}/$PORT0/index.html && echo $$ > {root}/$PORT0.pid "
            f"&& exec {BUSYBOX} httpd -f -p 127.0.0.1:$PORT0 -h {root}/$PORT0")
+    # One agent: the embedded agents share this host's network and offer the same port range,
+    # so two httpd instances on different agents could be given the same port.
     return {"id": app_id, "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": instances,
+            "constraints": [["hostname", "IS", "agent0"]],
             "backoffSeconds": 0.2, "portDefinitions": [{"port": 0, "name": "http"}],
             "healthChecks": [{"protocol": "MESOS_HTTP", "path": "/index.html", "portIndex": 0,
                               "gracePeriodSeconds": 5, "intervalSeconds": 1, "timeoutSeconds": 1,

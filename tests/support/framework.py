@@ -38,9 +38,9 @@ class RawFramework:
         self.wait_event(lambda e: e["type"] == "SUBSCRIBED", timeout, "SUBSCRIBED")
         return self
 
-    def stop(self) -> None:
+    def stop(self, teardown: bool = True) -> None:
         self._stop = True
-        if self.framework_id:
+        if self.framework_id and teardown:
             try:
                 self.call({"type": "TEARDOWN"})
             except (httpx.HTTPError, AssertionError):

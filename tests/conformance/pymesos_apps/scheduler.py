@@ -24,6 +24,16 @@ class OneTask(Scheduler):
         self.launched = False
         self.lock = threading.Lock()
         self.task_id = "pymesos-" + uuid.uuid4().hex[:8]
+        # Messages and status updates travel separately (no ordering between them):
+        # stop once both the terminal update and the executor's message are in.
+        self.finished = False
+        self.got_message = False
+
+    def maybe_stop(self, driver):
+        with self.lock:
+            done = self.finished and self.got_message
+        if done:
+            driver.stop()
 
     def registered(self, driver, frameworkId, masterInfo):
         say(event="registered", framework_id=frameworkId.value, master=masterInfo.hostname,
@@ -65,12 +75,17 @@ class OneTask(Scheduler):
             source=status.get("source"), has_uuid=bool(status.get("uuid")),
             message=status.get("message"), data=decode_data(status.data).decode() if status.data else None)
         if status.state == "TASK_FINISHED":
-            driver.stop()
+            with self.lock:
+                self.finished = True
+            self.maybe_stop(driver)
         elif status.state in ("TASK_FAILED", "TASK_LOST", "TASK_ERROR", "TASK_KILLED", "TASK_DROPPED"):
             driver.stop()
 
     def frameworkMessage(self, driver, executorId, slaveId, message):
         say(event="message", executor_id=executorId.value, data=decode_data(message).decode())
+        with self.lock:
+            self.got_message = True
+        self.maybe_stop(driver)
 
     def error(self, driver, message):
         say(event="error", message=message)

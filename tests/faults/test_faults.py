@@ -1,0 +1,55 @@
+"""Fault injection: services and jobs keep going while every kind of process dies.
+
+The short test (part of `make test`) lands one fault of each cheap kind; the
+soak (`make test-slow`) loops over all five, masters included, many times.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import FAULTS, Deployment, Workload, leftovers, run_fault_loop
+from tests.support.zookeeper import ZooKeeper
+
+
+def _world(zk: ZooKeeper, tmp_path: Path, masters: int) -> tuple[Deployment, Workload]:
+    started = time.monotonic()
+    deployment = Deployment(tmp_path / "deployment", zk, masters=masters, agents=2, schedulers=2).start()
+    workload = Workload(deployment, tmp_path / "markers")
+    workload.add_app("/faults-web", 2)
+    workload.add_job("faults-batch")
+    workload.start_run("faults-batch")
+    print(f"deployment up with its workload in {time.monotonic() - started:.1f}s")
+    return deployment, workload
+
+
+def _assert_clean(deployment: Deployment, summary: dict) -> None:
+    assert summary["lost"] == [], "\n".join(summary["lost"]) + "\n" + deployment.logs()[-6000:]
+    deployment.stop()
+    assert leftovers(deployment.workdir) == []
+
+
+def test_one_of_each_fault_loses_nothing(zk: ZooKeeper, tmp_path: Path) -> None:
+    deployment, workload = _world(zk, tmp_path, masters=1)
+    try:
+        summary = run_fault_loop(deployment, workload, ["scheduler", "agent", "executor", "zookeeper"])
+        assert summary["total_faults"] == 4
+        _assert_clean(deployment, summary)
+    finally:
+        deployment.stop()
+
+
+@pytest.mark.slow
+def test_soak_every_fault_in_a_loop(zk: ZooKeeper, tmp_path: Path) -> None:
+    deployment, workload = _world(zk, tmp_path, masters=2)
+    workload.add_app("/faults-api", 1)
+    workload.add_job("faults-quick", seconds=0.5)
+    workload.start_run("faults-quick")
+    try:
+        summary = run_fault_loop(deployment, workload, FAULTS, rounds=4, seed=66)
+        assert summary["total_faults"] >= 4 * (len(FAULTS) - 1)
+        _assert_clean(deployment, summary)
+    finally:
+        deployment.stop()
