@@ -147,6 +147,35 @@ class Up:
                 process.wait(5)
 
 
+def cpu_by_role(root: Path) -> dict[str, float]:
+    """CPU seconds (user+system) used so far by each dockyard role whose command line mentions `root`.
+
+    Executors' command lines do not name the work dir, so they are matched by their
+    MESOS_DIRECTORY environment instead.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "dockyard.py" not in cmdline:
+                continue
+            role = next((r for r in ("scheduler", "master", "agent", "executor") if f"dockyard.py {r}" in cmdline), None)
+            if role is None:
+                continue
+            if str(root) not in cmdline:
+                environ = (entry / "environ").read_bytes().decode(errors="replace")
+                if str(root) not in environ:
+                    continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return totals
+
+
 def quantile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

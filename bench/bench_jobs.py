@@ -16,7 +16,7 @@ import time
 
 import httpx
 
-from bench._up import Up, histogram_quantile, rss_kb
+from bench._up import Up, cpu_by_role, histogram_quantile, rss_kb
 
 DURATION = 1.0
 
@@ -47,6 +47,7 @@ def run() -> dict:
         # Drain: one-second jobs, all queued at once.
         client.put("/v1/jobs/drain", json={"id": "drain", "run": {"cmd": f"sleep {DURATION:g}",
                                                                   "cpus": cpus, "mem": mem}}).raise_for_status()
+        cpu_before = cpu_by_role(up.workdir)
         started = time.monotonic()
         submit_seconds = submit(client, "drain", count)
         done = 0
@@ -57,12 +58,15 @@ def run() -> dict:
                 break
             time.sleep(0.5)
         drain_seconds = time.monotonic() - started
+        cpu_after = cpu_by_role(up.workdir)
         failures = summary["failureCount"]
         metrics = client.get("/metrics").text
     rate = done / drain_seconds if drain_seconds else 0.0
 
-    def q(name: str, quantile: float) -> float | None:
-        value = histogram_quantile(metrics, name, quantile)
+    def q(name: str, quantile: float, label: str = "") -> float | None:
+        text = metrics if not label else "\n".join(
+            line.replace(label + ",", "") for line in metrics.splitlines() if label in line)
+        value = histogram_quantile(text, name, quantile)
         return None if value is None else round(value * 1000, 1)
 
     return {
@@ -73,8 +77,17 @@ def run() -> dict:
         "submit_runs_per_s": round(count / submit_seconds, 1),
         "offer_round_ms": {"p50": q("dockyard_scheduler_offer_round_seconds", 0.5),
                            "p99": q("dockyard_scheduler_offer_round_seconds", 0.99)},
+        "status_apply_ms": {"p50": q("dockyard_scheduler_status_apply_seconds", 0.5),
+                            "p99": q("dockyard_scheduler_status_apply_seconds", 0.99)},
+        "status_received_to_ack_ms": {"p50": q("dockyard_scheduler_status_ack_seconds", 0.5),
+                                      "p99": q("dockyard_scheduler_status_ack_seconds", 0.99)},
+        "ack_call_ms": {"p50": q('dockyard_scheduler_mesos_call_seconds', 0.5, 'call="acknowledgeStatusUpdate"'),
+                        "p99": q('dockyard_scheduler_mesos_call_seconds', 0.99, 'call="acknowledgeStatusUpdate"')},
         "submit_to_launch_ms": {"p50": q("dockyard_scheduler_queue_seconds", 0.5),
                                 "p99": q("dockyard_scheduler_queue_seconds", 0.99)},
+        "cpu_share_during_drain": {role: round((cpu_after.get(role, 0) - cpu_before.get(role, 0)) / drain_seconds, 3)
+                                   for role in sorted(cpu_after)},
+        "machine_load_1m": round(os.getloadavg()[0], 2),
         "scheduler_kb_per_queued_run": round((after - before) / count, 2),
         "probe_submit_runs_per_s": round(count / probe_submit, 1),
         "targets": {"drain_vs_allowed": 0.9, "latency_p99_ms": 1000, "kb_per_queued_run": 5},

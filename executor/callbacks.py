@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from executor.launcher import LaunchSpec, launcher_for
-from executor.task_runner import TERMINAL, TaskRunner, grace_seconds
+from executor.task_runner import TERMINAL, StatusChecker, TaskRunner, grace_seconds
 from framework.mesos.interface import Executor
 from framework.mesos.messages import new_uuid
 
@@ -55,6 +55,14 @@ def task_payload(task: Any) -> tuple[dict, dict | None]:
     return dict(command), (dict(container) if container else None)
 
 
+CheckerFactory = Callable[[Any, TaskRunner], "list[StatusChecker]"]
+
+
+def no_checkers(task: Any, runner: TaskRunner) -> list[StatusChecker]:
+    """The default checker chain: none. Health checks (task.health_check) plug in here."""
+    return []
+
+
 def flat_resources(resources: list) -> tuple[dict[str, float], list[int]]:
     scalars: dict[str, float] = {}
     ports: list[int] = []
@@ -71,7 +79,8 @@ class DockyardExecutor(Executor):
     """Runs the tasks an agent gives it; ends when the work is done (see `single_task`)."""
 
     def __init__(self, *, environ: dict[str, str] | None = None, single_task: bool = False,
-                 idle_timeout: float = 300.0, launcher: Callable[[LaunchSpec], Any] = launcher_for) -> None:
+                 idle_timeout: float = 300.0, launcher: Callable[[LaunchSpec], Any] = launcher_for,
+                 checkers: CheckerFactory = no_checkers) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self.sandbox = Path(self.environ.get("MESOS_DIRECTORY") or os.getcwd())
         self.executor_id = self.environ.get("MESOS_EXECUTOR_ID", "")
@@ -79,6 +88,7 @@ class DockyardExecutor(Executor):
         self.single_task = single_task  # a command executor: exit after its one task
         self.idle_timeout = idle_timeout
         self.launcher = launcher
+        self.checkers = checkers  # builds a task's status checker chain (health checks, later)
         self.lock = threading.Lock()
         self.runners: dict[str, TaskRunner] = {}
         self.groups: dict[str, list[str]] = {}  # task id -> the ids of its task group
@@ -172,6 +182,7 @@ class DockyardExecutor(Executor):
             return
         runner = TaskRunner(task_id, spec, launcher, self._notify,
                             kill_grace=grace_seconds(task.get("kill_policy")), send_killing=self.send_killing)
+        runner.checkers = list(self.checkers(task, runner))
         # -- health checks (issue 4, services engineer): the task's Mesos HealthCheck joins the
         # runner's status-checker chain; it reports health changes and kills after too many failures.
         try:

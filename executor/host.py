@@ -132,18 +132,35 @@ class HostLauncher:
         if user and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name:
             kwargs["user"] = user
         isolation = None
-        if os.environ.get("DOCKYARD_HOST_ISOLATION", "0") == "1":
+        stdin: int = subprocess.DEVNULL
+        if host_isolation_enabled():
             from executor.containers.hostiso import HostIsolation
 
             if HostIsolation.available():  # own cgroup + PID namespace, as Mesos isolates command tasks
                 isolation = HostIsolation.create(spec)
                 argv, program = isolation.wrap(argv, program, kwargs.pop("user", None)), None
                 kwargs["preexec_fn"] = isolation.enter
-        with open(Path(spec.sandbox) / "stdout", "ab") as out, open(Path(spec.sandbox) / "stderr", "ab") as err:
-            popen = subprocess.Popen(
-                argv, executable=program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
-            )
+                stdin = isolation.ready_fd()  # the init's "task started" pipe; the task gets /dev/null
+        try:
+            with open(Path(spec.sandbox) / "stdout", "ab") as out, \
+                    open(Path(spec.sandbox) / "stderr", "ab") as err:
+                popen = subprocess.Popen(
+                    argv, executable=program, stdin=stdin, stdout=out, stderr=err, env=env,
+                    cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
+                )
+        except BaseException:
+            if isolation is not None:
+                isolation.destroy()  # no cgroup or record outlives a launch that never happened
+            raise
         if isolation is not None:
             isolation.started(popen.pid)
         return HostProcess(popen, isolation)
+
+
+def host_isolation_enabled() -> bool:
+    """Own cgroups + PID namespace for command tasks: on unless DOCKYARD_HOST_ISOLATION=0.
+
+    The escape hatch is for hosts where unshare/cgroups misbehave; without root or
+    cgroups, tasks run unisolated anyway (HostIsolation.available()).
+    """
+    return os.environ.get("DOCKYARD_HOST_ISOLATION", "1").strip().lower() not in ("0", "false", "no", "off")

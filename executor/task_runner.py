@@ -215,6 +215,13 @@ class TaskRunner:
             self.stage = stage
             stage.begin(self)  # signals now; the runner thread escalates and waits
 
+    def report_health(self, healthy: bool, message: str | None = None) -> None:
+        """For health checkers: a TASK_RUNNING update carrying `healthy`, as Mesos sends it."""
+        with self.lock:
+            if self.state != RUNNING:
+                return
+        self.notify(self, RUNNING, message, "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", healthy)
+
     def stats(self) -> dict:
         with self.lock:
             process = self.process

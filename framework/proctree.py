@@ -40,6 +40,35 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def inner_pid(pid: int) -> int | None:
+    """What process `pid` calls itself in its own PID namespace (the last `NSpid` entry).
+
+    A host task runs in its own PID namespace, so the numbers it prints (`$$`, `$!`)
+    are not host pids; this is the other half of the translation.
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid  # kernels before 4.1 have no NSpid line: no namespaces to translate
+
+
+def host_pid(pid_inside: int, root: int) -> int | None:
+    """The host pid of the process in `root`'s tree known as `pid_inside` in its namespace.
+
+    `root` is what the host sees of a task (the launcher's `Running.pid`); the
+    task's own processes live below it, possibly in a PID namespace of their own.
+    Without a namespace the two numbers are the same. None when no such process lives.
+    """
+    for pid in [root, *descendants(root)]:
+        if inner_pid(pid) == pid_inside:
+            return pid
+    return None
+
+
 def kill_tree(root: int, sig: int = signal.SIGKILL) -> None:
     """Signal `root`, its process group and every descendant (and their groups)."""
     pids = [root, *descendants(root)]

@@ -49,6 +49,8 @@ OFFERS = Counter("dockyard_scheduler_offers", "Offers handled", ["outcome"])
 PENDING = Gauge("dockyard_scheduler_tasks_pending", "Tasks waiting for an offer")
 _FINE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 QUEUE_LATENCY = Histogram("dockyard_scheduler_queue_seconds", "Submit to launch, seconds", buckets=_FINE)
+CALL_SECONDS = Histogram("dockyard_scheduler_mesos_call_seconds", "One call to the master, seconds",
+                         ["call"], buckets=_FINE)
 APPLY_SECONDS = Histogram("dockyard_scheduler_status_apply_seconds",
                           "Storing one status update and telling its owner, seconds", buckets=_FINE)
 ACK_LATENCY = Histogram("dockyard_scheduler_status_ack_seconds",
@@ -712,7 +714,8 @@ class Core:
             log.warning("no driver: %s dropped", name)
             return False
         try:
-            getattr(self.driver, name)(*args)
+            with CALL_SECONDS.labels(name).time():
+                getattr(self.driver, name)(*args)
             return True
         except MesosError as error:
             log.warning("%s failed: %s", name, error)

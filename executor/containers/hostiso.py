@@ -4,8 +4,10 @@ The host launcher (`executor/host.py`) keeps starting the process; this adds:
 
     iso = HostIsolation.create(spec)                # cgroup with the task's limits
     argv = iso.wrap(argv)                           # unshare --pid --fork --mount-proc ...
-    Popen(argv, preexec_fn=iso.enter, ...)          # the child joins the cgroup before exec
-    iso.started(popen.pid); iso.annotate(exit_info) # OOM/disk limitation -> Mesos reason
+    Popen(argv, preexec_fn=iso.enter,               # the child joins the cgroup before exec
+          stdin=iso.ready_fd(), ...)                # the init says "ready" there, then lets go
+    iso.started(popen.pid)                          # returns once the task runs and signals reach it
+    iso.annotate(exit_info)                         # OOM/disk limitation -> Mesos reason
     iso.stats(); iso.signal(sig); iso.destroy()     # cgroup readings; kill all; clean up
 
 The record under `<work_dir>/containers/<id>/state.json` lets `executor/cleanup.py`
@@ -16,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import select
 import shutil
 import signal as signals
 from pathlib import Path
@@ -28,16 +31,25 @@ from framework import cgroups
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 
-# PID 1 of the task's namespace. The kernel ignores signals without a handler sent to
-# a namespace's init, so the task must not be init (Mesos keeps a helper there too):
-# this shell starts the task, forwards signals to it, reaps orphans while waiting,
+# PID 1 of the task's namespace. The kernel drops signals sent to a namespace's init
+# unless it has a handler, so the task must not be init (Mesos keeps a helper there
+# too). This shell moves the launcher's "ready" pipe (its stdin) to fd 9, sets traps
+# that forward signals to the task, starts the task, reaps orphans while waiting,
 # and exits with the task's status (128+N when a signal N killed it).
+# The task's own process says "ready" on fd 9 only once it is past the shell's
+# fork (traps reset to defaults), just before exec: from then on a signal to the
+# process group or the cgroup reaches it, so the launcher hands the task out only
+# then. `env --default-signal` undoes the SIGINT/SIGQUIT ignore that sh imposes on
+# background jobs, so the task starts with default dispositions like any Mesos task.
 INIT = (
-    '"$@" & child=$!; '
-    'for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s $child 2>/dev/null" $s; done; '
+    'exec 9>&0 0</dev/null; '
+    'for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s \\$child 2>/dev/null" $s; done; '
+    '(echo ready >&9; exec env --default-signal=INT,QUIT "$@" 9>&-) 2>/dev/null & child=$!; '
+    'exec 9>&-; '
     'while :; do wait $child; status=$?; kill -0 $child 2>/dev/null || break; done; '
     'exit $status'
 )
+READY_TIMEOUT = 30.0
 
 
 class HostIsolation:
@@ -49,6 +61,7 @@ class HostIsolation:
         self.group = cgroups.Cgroup.for_task(self.id)
         self.watcher: LimitWatcher | None = None
         self.destroyed = False
+        self._ready: tuple[int, int] | None = None  # (read, write) ends of the ready pipe
         self.record = {"id": self.id, "task_id": spec.task_id, "kind": "host", "work_dir": str(self.work_dir),
                        "dir": str(self.dir), "sandbox": str(spec.sandbox), "layers": [],
                        "cgroup": {"paths": self.group.paths, "extra": [str(p) for p in self.group.extra]}}
@@ -72,7 +85,7 @@ class HostIsolation:
         return self
 
     def wrap(self, argv: list[str], program: str | None = None, user: str | None = None) -> list[str]:
-        """A new PID namespace (the task is its init), /proc remounted, killed with its parent.
+        """A new PID namespace (INIT, then the task), /proc remounted, killed with its parent.
 
         `program` replaces argv[0] as what is executed; `user` (a host user name) is
         switched to by `setpriv` inside the namespaces, after the cgroup is joined.
@@ -93,9 +106,28 @@ class HostIsolation:
         """preexec_fn: move the forked child into the cgroup before it execs."""
         self.group.add(0)
 
+    def ready_fd(self) -> int:
+        """The write end of the pipe the init reports "ready" on: give it as the process's stdin.
+
+        The init closes it once the task runs (the task gets /dev/null), so the task
+        still sees what a Mesos command task sees.
+        """
+        self._ready = os.pipe()
+        return self._ready[1]
+
     def started(self, pid: int) -> None:
+        """Record the runner and wait until the init has its traps set and the task started."""
         self.record["runner_pid"] = pid
         write_json(self.dir / "state.json", self.record)
+        if self._ready is not None:
+            read_end, write_end = self._ready
+            self._ready = None
+            os.close(write_end)  # only the init holds it now: EOF at once if the init dies first
+            try:
+                if select.select([read_end], [], [], READY_TIMEOUT)[0]:  # slow is not fatal: wait() tells
+                    os.read(read_end, 16)
+            finally:
+                os.close(read_end)
         disk = (self.spec.resources or {}).get("disk")
         self.watcher = LimitWatcher(self.group, [Path(self.spec.sandbox)], int(disk * 1048576) if disk else None,
                                     (self.spec.resources or {}).get("mem"),
@@ -125,6 +157,9 @@ class HostIsolation:
         return stats
 
     def destroy(self) -> None:
+        for fd in self._ready or ():  # the launch failed before started()
+            os.close(fd)
+        self._ready = None
         if self.destroyed:
             return
         if self.watcher is not None:

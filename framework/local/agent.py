@@ -175,6 +175,13 @@ class Agent:
             await asyncio.wait(self._exit_waiters, timeout=5.0)
         await self.link.stop(unregister=True)
 
+    def close_streams(self) -> None:
+        """End every executor's event stream (the agent is going away)."""
+        for framework in self.frameworks.values():
+            for executor in framework.executors.values():
+                if executor.stream is not None:
+                    executor.stream.put_nowait(None)
+
     async def _cleanup_leftovers(self) -> None:
         """Run `dockyard executor --cleanup WORK_DIR` once (mounts, cgroups a crash left)."""
         argv = [*self.config.executor_command, "--cleanup", str(self.config.work_dir)]
@@ -815,15 +822,16 @@ def container_statistics(executor_pid: int, pids: list[int]) -> dict:
     whole agent, so those are not used.
     """
     try:
+        from framework.errors import ContainerError  # first: the except clause below names it
         from framework import cgroups
 
-        layout = cgroups.detect()
+        layout = cgroups.detect()  # raises ContainerError on a host without usable cgroups
         controller = "" if layout.version == 2 else "memory"
         if cgroups.own_cgroup(controller, executor_pid) != cgroups.own_cgroup(controller, os.getpid()):
             found = cgroups.stats_for_pid(executor_pid)
             if found:
                 return dict(found)
-    except (ImportError, OSError, RuntimeError, ValueError, KeyError):
+    except (ImportError, OSError, RuntimeError, ValueError, KeyError, ContainerError):
         pass
     return statistics(pids)
 

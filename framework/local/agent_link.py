@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 VERSION = "1.11.0"
 LANES = 4
 RETRY_SECONDS = 1.0
-BACKOFF_MAX = 5.0
+BACKOFF_MAX = 2.0
 
 
 class CallFailed(OSError):

@@ -5,6 +5,7 @@ one typed config.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shlex
@@ -28,8 +29,19 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 
     agent = Agent(config)
 
+    class AgentServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
+            # Executor streams never end by themselves: end them so shutdown does not wait on them.
+            if loop is not None:
+                loop.call_soon_threadsafe(agent.close_streams)
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    loop: asyncio.AbstractEventLoop | None = None
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):  # noqa: ANN001, ANN202
+        nonlocal loop
+        loop = asyncio.get_running_loop()
         await agent.start()
         try:
             yield
@@ -37,9 +49,9 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
             await agent.stop()
 
     app = build_app(agent, lifespan=lifespan)
-    server = uvicorn.Server(uvicorn.Config(
+    server = AgentServer(uvicorn.Config(
         app, host=config.ip, port=config.port, log_level=log_level, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=3))
+        lifespan="on", timeout_graceful_shutdown=2))
     server.run()  # uvloop and httptools when installed
 
 

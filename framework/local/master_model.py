@@ -15,6 +15,7 @@ from framework.mesos import recordio
 from framework.mesos.messages import TERMINAL_STATES, dumps
 from framework.mesos.resources import Resources
 
+VERSION = "1.11.0"  # what /version and MasterInfo report (pymesos parses it as ints)
 MAX_COMPLETED_TASKS = 1000
 
 

@@ -84,6 +84,8 @@ class MasterDetector:
         self._info: dict | None = None
         self._closed = False
         self._zk: Any = None
+        self._zk_args: dict | None = None
+        self._client_for_watch: Any = None
         self._watching_children = False
         if uri.startswith(("zk://", "zoo://")):
             self._start_zk(uri, zk_timeout)
@@ -94,7 +96,7 @@ class MasterDetector:
 
     @property
     def is_zk(self) -> bool:
-        return self._zk is not None
+        return self._zk_args is not None
 
     def leader(self) -> str | None:
         with self._lock:
@@ -143,9 +145,6 @@ class MasterDetector:
     # -- ZooKeeper ----------------------------------------------------------
 
     def _start_zk(self, uri: str, timeout: float) -> None:
-        from kazoo.client import KazooClient
-        from kazoo.protocol.states import KazooState
-
         rest = uri.split("://", 1)[1]
         auth = None
         if "@" in rest.split("/", 1)[0]:
@@ -153,7 +152,21 @@ class MasterDetector:
             auth = [("digest", credentials)]
         hosts, slash, path = rest.partition("/")
         self._path = "/" + path.rstrip("/") if slash and path.strip("/") else "/"
-        self._zk = KazooClient(hosts=hosts, timeout=timeout, auth_data=auth)
+        self._zk_args = {"hosts": hosts, "timeout": timeout, "auth_data": auth}
+        self._zk = self._connect()
+        if self._zk is None:
+            # ZooKeeper unreachable now: keep trying in the background, as Mesos
+            # detectors do; until then there is simply no known leader.
+            threading.Thread(target=self._connect_until_closed, name="zk-detector-connect",
+                             daemon=True).start()
+
+    def _connect(self) -> Any:
+        """A started KazooClient watching the path, or None when ZooKeeper did not answer."""
+        from kazoo.client import KazooClient
+        from kazoo.handlers.threading import KazooTimeoutError
+        from kazoo.protocol.states import KazooState
+
+        client = KazooClient(**self._zk_args)
 
         def on_state(state: str) -> None:
             if state == KazooState.LOST:
@@ -161,11 +174,33 @@ class MasterDetector:
                 # with the new session and tell us the truth again.
                 self._set(None, None)
 
-        self._zk.add_listener(on_state)
-        self._zk.start(timeout=timeout)
+        client.add_listener(on_state)
+        try:
+            client.start(timeout=self._zk_args["timeout"])
+        except KazooTimeoutError:
+            log.warning("ZooKeeper at %s did not answer; retrying", self._zk_args["hosts"])
+            return None
+        self._client_for_watch = client
         # A DataWatch fires on creation too, so a path that does not exist yet
         # (no master ever started) is picked up when the first master registers.
-        self._zk.DataWatch(self._path, self._on_path)
+        client.DataWatch(self._path, self._on_path)
+        return client
+
+    def _connect_until_closed(self) -> None:
+        delay = 0.5
+        while not self._closed:
+            client = self._connect()
+            if client is not None:
+                with self._lock:
+                    if not self._closed:
+                        self._zk = client
+                        return
+                client.stop()
+                client.close()
+                return
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed, delay)
+            delay = min(delay * 2, 10.0)
 
     def _on_path(self, data: Any, stat: Any) -> bool | None:
         if self._closed:
@@ -176,7 +211,7 @@ class MasterDetector:
             return None
         if not self._watching_children:
             self._watching_children = True
-            self._zk.ChildrenWatch(self._path, self._on_children)
+            self._client_for_watch.ChildrenWatch(self._path, self._on_children)
         return None
 
     def _on_children(self, children: list[str]) -> bool | None:
@@ -187,7 +222,7 @@ class MasterDetector:
         for _, child in contenders:
             node = self._path.rstrip("/") + "/" + child
             try:
-                data, _ = self._zk.get(node)
+                data, _ = self._client_for_watch.get(node)
                 leader, info = parse_master_info(data)
             except Exception as error:  # node gone in between, or garbage: try the next one
                 log.warning("cannot read master info from %s: %s", node, error)

@@ -139,6 +139,7 @@ class MesosSchedulerDriver:
         self._last_activity = time.monotonic()  # last byte read, or end of the last callback
         self._busy = False                        # a callback is running: not reading is fine
         self._halted = threading.Event()
+        self._inflight = 0                        # calls being posted (close waits for them)
         self._queue: collections.deque[dict] = collections.deque()
         self._thread: threading.Thread | None = None
         self._detector: MasterDetector | None = None
@@ -254,7 +255,6 @@ class MesosSchedulerDriver:
         self._wakeup.set()
         self._halted.set()
         self._interrupt_stream()
-        self._calls.close()
         if self._detector is not None:
             self._detector.close()
 
@@ -397,12 +397,18 @@ class MesosSchedulerDriver:
 
     def _post(self, body: dict, stream_id: str, master: str) -> None:
         url = f"{self._scheme}://{master}{SCHEDULER_PATH}"
+        with self._lock:
+            self._inflight += 1
         try:
             response = self._calls.post(url, content=json.dumps(body).encode(), headers={
                 "Content-Type": "application/json", "Accept": "application/json",
                 "Mesos-Stream-Id": stream_id})
-        except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: client closed by stop()
+        except (httpx.HTTPError, RuntimeError) as error:  # RuntimeError: client already closed
             raise MesosError(f"{body['type']} to {master} failed: {error}") from error
+        finally:
+            with self._state_changed:
+                self._inflight -= 1
+                self._state_changed.notify_all()
         if response.status_code not in (200, 202):
             raise MesosError(f"{body['type']} refused by {master}: "
                              f"{response.status_code} {response.text.strip()[:500]}")
@@ -470,6 +476,10 @@ class MesosSchedulerDriver:
         finally:
             self._halted.set()
             self._streams.close()
+            # Let calls in flight (an implicit ACK, stop()'s TEARDOWN) finish first.
+            with self._state_changed:
+                self._state_changed.wait_for(lambda: self._inflight == 0, 10.0)
+            self._calls.close()
 
     def _loop(self) -> None:
         attempt = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Callable, Protocol
 
 from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value, matches
 from scheduler.placement.views import AgentView
@@ -84,12 +84,20 @@ class AgentSlot:
         self.attributes = view.attributes
         self.role = view.role or "*"
         self.cpus, self.mem, self.disk, self.gpus = view.cpus, view.mem, view.disk, view.gpus
-        self.ports: list[list[int]] = [[b, e] for b, e in sorted(view.port_ranges) if e >= b]
-        self.port_count = sum(e - b + 1 for b, e in self.ports)
-        self.total_cpus = max(view.total_cpus, view.cpus)
-        self.total_mem = max(view.total_mem, view.mem)
-        self.total_disk = max(view.total_disk, view.disk)
-        self.total_gpus = max(view.total_gpus, view.gpus)
+        ranges = view.port_ranges
+        if len(ranges) > 1:
+            ranges = sorted(ranges)
+        self.ports: list[list[int]] = []
+        count = 0
+        for begin, end in ranges:
+            if end >= begin:
+                self.ports.append([begin, end])
+                count += end - begin + 1
+        self.port_count = count
+        self.total_cpus = view.total_cpus if view.total_cpus > view.cpus else view.cpus
+        self.total_mem = view.total_mem if view.total_mem > view.mem else view.mem
+        self.total_disk = view.total_disk if view.total_disk > view.disk else view.disk
+        self.total_gpus = view.total_gpus if view.total_gpus > view.gpus else view.gpus
         self.owners: dict[str, int] = {}  # tasks per owner placed here (scoring, anti-affinity)
 
     def has_port(self, port: int) -> bool:
@@ -149,6 +157,18 @@ class Ask:
         self.counts = counts  # field -> FieldCounts of this owner's tasks
         self.known_values = known_values  # field -> distinct values in the cluster
         self.requests: list[TaskRequest] = []
+        self.counting_checks: list[tuple[Callable[[AgentSlot], bool], Rejection, Rejection]] = []
+
+    def compile(self) -> None:
+        """Turn the counting constraints into closures over this round's counters (once)."""
+        self.counting_checks = []
+        for c in self.counting:
+            value_of = _value_getter(c.field)
+            ok = _counting_predicate(c, self.counts.get(c.field), self.known_values.get(c.field, 0))
+            self.counting_checks.append((
+                (lambda agent, value_of=value_of, ok=ok: ok(value_of(agent))),
+                Rejection(Reason.UNFULFILLED_CONSTRAINT, c.text, resolvable=True),
+                Rejection(Reason.UNFULFILLED_CONSTRAINT, c.text, resolvable=False)))
 
     @staticmethod
     def key(request: TaskRequest) -> tuple:
@@ -200,12 +220,14 @@ class CountingConstraintFilter:
     name = "constraints-counting"
 
     def check(self, ask: Ask, agent: AgentSlot) -> Rejection | None:
-        for constraint in ask.counting:
-            value = field_value(constraint.field, agent.hostname, agent.attributes)
-            if not matches(constraint, value, ask.counts.get(constraint.field),
-                           ask.known_values.get(constraint.field, 0)):
-                return Rejection(Reason.UNFULFILLED_CONSTRAINT, constraint.text,
-                                 resolvable=value is not None)
+        if len(ask.counting_checks) != len(ask.counting):
+            ask.compile()
+        for (ok, resolvable, unresolvable), constraint in zip(ask.counting_checks, ask.counting):
+            if not ok(agent):
+                # Lacking the attribute entirely will not change by waiting.
+                if field_value(constraint.field, agent.hostname, agent.attributes) is None:
+                    return unresolvable
+                return resolvable
         return None
 
 
@@ -253,6 +275,33 @@ class PortFilter:
                              f"ports: required {','.join(map(str, missing))} not free",
                              dimensions=("ports",))
         return None
+
+
+def _value_getter(fieldname: str) -> Callable[[AgentSlot], str | None]:
+    if fieldname in ("hostname", "@hostname"):
+        return lambda agent: agent.hostname
+    key = fieldname[1:] if fieldname.startswith("@") else fieldname
+    return lambda agent: agent.attributes.get(key)
+
+
+def _counting_predicate(c: Constraint, counts: FieldCounts | None, known: int) -> Callable[[str | None], bool]:
+    """A fast test for the common counting operators; the general rule otherwise."""
+    seen = counts.counts if counts is not None else {}
+    if c.operator is Operator.UNIQUE:
+        return lambda value: value is not None and seen.get(value, 0) == 0
+    if c.operator is Operator.MAX_PER:
+        limit = int(c.value or "0")
+        return lambda value: value is not None and seen.get(value, 0) < limit
+    return lambda value: matches(c, value, counts, known)
+
+
+def static_predicate(c: Constraint) -> Callable[[AgentSlot], bool]:
+    """A fast test for a static constraint (IS compares, LIKE/UNLIKE match a regex)."""
+    value_of = _value_getter(c.field)
+    if c.operator is Operator.IS or c.operator is Operator.CLUSTER:
+        wanted = c.value
+        return lambda agent: value_of(agent) == wanted
+    return lambda agent: matches(c, value_of(agent), None)
 
 
 def first_rejection(filters: list[Filter], ask: Ask, agent: AgentSlot) -> Rejection | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from scheduler.placement import scoring
-from scheduler.placement.constraints import FieldCounts, Operator, field_value
+from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value, matches
 from scheduler.placement.feasible import (
     AgentSlot,
     Ask,
@@ -41,6 +41,7 @@ from scheduler.placement.feasible import (
     ResourceFilter,
     RoleFilter,
     StaticConstraintFilter,
+    static_predicate,
 )
 from scheduler.placement.report import PlacementReport
 from scheduler.placement.views import AgentView, Assignment, Placed
@@ -183,6 +184,7 @@ def _prepare(requests: Iterable[TaskRequest], slots: list[AgentSlot],
     for ask in asks.values():
         ask.counts = counts.get(ask.owner, {})
         ask.known_values = known
+        ask.compile()
     return list(asks.values())
 
 
@@ -209,6 +211,7 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
         asks.sort(key=lambda a: -(a.cpus / 8.0 + a.mem / 16384.0))
     eligible: dict[tuple, list[int]] = {}  # (role, static constraints) -> agent positions
     shared: dict[tuple, int] = {}  # stream -> position before which nothing fits it
+    grouped: dict[tuple, dict[str, list[int]]] = {}  # (static, field) -> value -> positions
     rotation = 0  # spread: where the next search starts
     for ask in asks:
         report = plan.reports.get(ask.owner)
@@ -227,6 +230,8 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
         fast_chain = chain if positions is None else [f for f in chain if f not in (_ROLE, _STATIC)]
         stream = (static, ask.cpus, ask.mem)
         cursor = shared.get(stream, 0)
+        group_by = next((c for c in ask.counting if c.operator is Operator.GROUP_BY), None)
+        value_cursors: dict[str, int] = {}
         failed = False
         for request in ask.requests:
             started = clock()
@@ -239,6 +244,15 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
             candidates: list[tuple[float, int, AgentSlot, dict[str, float]]] = []
             if strategy == "spread":
                 search = _wrapped(index, positions, rotation, ask)
+                contiguous = False
+            elif group_by is not None and strategy != "firstfit":
+                # GROUP_BY: only agents whose value has the fewest tasks can say yes, so
+                # search those values' agents instead of hearing everyone else say no.
+                key = (static, group_by.field)
+                groups = grouped.get(key)
+                if groups is None:
+                    groups = grouped[key] = _by_value(group_by.field, slots, positions)
+                search = _grouped(index, groups, ask, group_by, value_cursors)
                 contiguous = False
             else:
                 start = max(cursor, shared.get(stream, 0))
@@ -265,7 +279,7 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
                     if len(candidates) >= limit:
                         break
                 else:
-                    report.reject(slot.agent_id, slot.hostname, rejection)
+                    report.note(rejection)
                     if contiguous and _monotone(rejection, ask):
                         cursor = position + 1
                     else:
@@ -294,8 +308,37 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
 
 def _eligible(ask: Ask, slots: list[AgentSlot]) -> list[int]:
     """Positions of the agents that pass the role and static-constraint filters."""
+    role = ask.role
+    tests = [static_predicate(c) for c in ask.constraints if c.static]
     return [s.index for s in slots
-            if _ROLE.check(ask, s) is None and _STATIC.check(ask, s) is None]
+            if (s.role == "*" or s.role == role) and all(test(s) for test in tests)]
+
+
+def _by_value(fieldname: str, slots: list[AgentSlot], positions: list[int] | None) -> dict[str, list[int]]:
+    """Agent positions per value of a field (only the eligible ones when given)."""
+    out: dict[str, list[int]] = {}
+    for position in (positions if positions is not None else range(len(slots))):
+        slot = slots[position]
+        value = field_value(fieldname, slot.hostname, slot.attributes)
+        if value is not None:
+            out.setdefault(value, []).append(position)
+    return out
+
+
+def _grouped(index: FitIndex, groups: dict[str, list[int]], ask: Ask, constraint: Constraint,
+             cursors: dict[str, int]) -> Iterator[int]:
+    """Agents with room, from the values GROUP_BY accepts now, each value's agents in order."""
+    counts = ask.counts.get(constraint.field)
+    known = ask.known_values.get(constraint.field, 0)
+    for value, positions in groups.items():
+        if not matches(constraint, value, counts, known):
+            continue
+        first = True
+        for position in _stream(index, positions, cursors.get(value, 0), ask):
+            if first:
+                cursors[value] = position  # the ones before lacked cpus or mem: for good
+                first = False
+            yield position
 
 
 def _stream(index: FitIndex, positions: list[int] | None, start: int, ask: Ask) -> Iterator[int]:

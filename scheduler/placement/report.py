@@ -52,6 +52,12 @@ class PlacementReport:
                                 "reason": [r.value for r in rejection.all_reasons()],
                                 "detail": rejection.detail})
 
+    def note(self, rejection: Rejection) -> None:
+        """The fast path's bookkeeping: counts only (a failed ask gets a full explanation)."""
+        self.evaluated += 1
+        reason = rejection.reason
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
     def accept(self, agent_id: str, scores: dict[str, float], final: float) -> None:
         self.evaluated += 1
         top = self.top_scores

@@ -112,7 +112,7 @@ def reconcile(app: AppDefinition, instances: list[Instance], backoff: Backoff, n
     if stopping:
         diff.stop = [i.task_id for i in live]
         diff.stop_reason = {t: "app deleted" for t in diff.stop}
-        diff.done = not [i for i in instances if i.state in LIVE_STATES]
+        diff.done = not [i for i in instances if i.state in LIVE_STATES or i.state == "TASK_KILLING"]
         return diff
     target = app.instances
     new = [i for i in live if i.version == app.version]
@@ -146,7 +146,11 @@ def reconcile(app: AppDefinition, instances: list[Instance], backoff: Backoff, n
     if diff.start and backoff.until > now:
         diff.wait_until = backoff.until
         diff.start = 0
-    diff.done = (not old and len(new) == target and healthy_new == target and not diff.stop)
+    # Done only once the replaced instances are really gone (not merely asked to die).
+    lingering = [i for i in instances if (i.state in LIVE_STATES or i.state == "TASK_KILLING")
+                 and (i.killing or i.version != app.version)]
+    diff.done = (not old and len(new) == target and healthy_new == target and not diff.stop
+                 and not lingering)
     diff.counts = {"new": len(new), "old": len(old), "healthyNew": healthy_new,
                    "healthyOld": len(healthy_old), "minHealthy": min_healthy, "maxTotal": max_total}
     return diff

@@ -10,6 +10,7 @@ import pytest
 from executor.host import HostLauncher
 from executor.launcher import LaunchSpec
 from executor.task_runner import MOVES, IllegalMove, TaskRunner, Verdict, grace_seconds
+from framework.proctree import host_pid
 
 
 class Updates:
@@ -97,7 +98,9 @@ def test_kill_reaches_children_of_the_task(tmp_path: Path) -> None:
     while not pidfile.exists() or not pidfile.read_text().strip():
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    child = int(pidfile.read_text())
+    # `$!` is the child's pid inside the task's PID namespace (host isolation); the host knows it by another
+    child = host_pid(int(pidfile.read_text()), runner.process.pid)
+    assert child is not None and Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep\0")
     runner.kill(0.5)
     assert runner.join(10)
 

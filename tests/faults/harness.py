@@ -100,6 +100,7 @@ class Deployment:
     schedulers: int = 2
     resources: str = SMALL_AGENT
     agent_ping_timeout: float = 75.0
+    agent_ping_interval: float = 5.0
     scheduler_args: tuple[str, ...] = ()
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -109,7 +110,8 @@ class Deployment:
         self.mesos_zk = self.zk.url(f"/mesos-{self.tag}")
         self.cluster = Cluster(self.workdir / "cluster", self.agents, masters=self.masters,
                                zk_url=self.mesos_zk, resources=self.resources,
-                               master_args=["--agent-ping-timeout", str(self.agent_ping_timeout)])
+                               master_args=["--agent-ping-timeout", str(self.agent_ping_timeout),
+                                            "--agent-ping-interval", str(self.agent_ping_interval)])
         self.scheds = [SchedulerProcess(i, free_port(), self.workdir / f"scheduler{i}")
                        for i in range(self.schedulers)]
 

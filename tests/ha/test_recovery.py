@@ -102,3 +102,32 @@ def test_an_executor_that_died_with_its_agent_is_reported(deploy) -> None:
     running = [t for f in d.master_state()["frameworks"] for t in f["tasks"] if t["state"] == "TASK_RUNNING"]
     assert [t["id"] for t in running] == [current["tasks"][-1]["id"]]
     assert call(f"http://{d.cluster.agent_address(0)}/health")[0] == 200
+
+
+def test_an_agent_gone_past_its_timeout_has_its_work_replaced(deploy) -> None:
+    d = deploy(agents=2, agent_ping_interval=0.5, agent_ping_timeout=3.0)
+    status, payload = d.api("POST", "/v2/apps", {"id": "/replaced", "cmd": "sleep 600", "cpus": 0.1,
+                                                 "mem": 32, "instances": 1})
+    assert status == 201, payload
+
+    def instance() -> dict | None:
+        tasks = d.api("GET", "/v2/apps/replaced/tasks")[1]["tasks"]
+        running = [t for t in tasks if t["state"] == "TASK_RUNNING"]
+        return running[0] if len(running) == 1 else None
+    first = wait_for(instance, timeout=30, what="the app's instance running")
+    doomed = agent_of(d, first["host"])
+    executors = [pid for pid, env in d.executor_pids().items()
+                 if env["MESOS_DIRECTORY"].startswith(str(d.workdir / "cluster" / f"agent{doomed}"))]
+    d.kill_agent(doomed)  # the whole host dies: its executors with it
+    for pid in executors:
+        os.kill(pid, signal.SIGKILL)
+
+    def replaced() -> dict | None:
+        current = instance()
+        return current if current is not None and current["id"] != first["id"] else None
+    second = wait_for(replaced, timeout=60, what="the instance replaced on the surviving agent")
+    assert agent_of(d, second["host"]) != doomed
+    lost = [t for f in d.master_state()["frameworks"]
+            for t in f.get("completed_tasks", []) + f.get("unreachable_tasks", []) + f["tasks"]
+            if t["id"] == first["id"]]
+    assert lost and lost[0]["state"] in ("TASK_LOST", "TASK_UNREACHABLE", "TASK_GONE")

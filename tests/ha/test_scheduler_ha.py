@@ -58,12 +58,12 @@ def test_two_schedulers_elect_one_leader_and_the_follower_forwards(deploy) -> No
     assert bad[0] == call(leader.url + "/v1/jobs", "POST", {"id": "Bad Id!", "run": {}})[0] == 422
 
     # Marathon's API goes the same way (whatever the leader answers, the follower answers).
+    app = {"id": "/ha-web", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 1}
+    created = call(follower.url + "/v2/apps", "POST", app)
+    assert created[0] == 201, created
     on_leader, on_follower = call(leader.url + "/v2/apps"), call(follower.url + "/v2/apps")
-    assert on_follower[0] == on_leader[0] and on_follower[1] == on_leader[1]
-    if on_leader[0] == 200:  # the services workload is there: create an app through the follower
-        app = {"id": "/ha-web", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 1}
-        assert call(follower.url + "/v2/apps", "POST", app)[0] == 201
-        assert call(leader.url + "/v2/apps/ha-web")[0] == 200
+    assert on_leader[0] == on_follower[0] == 200
+    assert [a["id"] for a in on_follower[1]["apps"]] == [a["id"] for a in on_leader[1]["apps"]] == ["/ha-web"]
     # The event stream is not proxied: the follower sends the client to the leader.
     connection = http.client.HTTPConnection("127.0.0.1", follower.port, timeout=5)
     connection.request("GET", "/v2/events", headers={"Accept": "text/event-stream"})

@@ -6,6 +6,7 @@ import math
 import subprocess
 import time
 import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -138,6 +139,15 @@ def test_invalid_specs_answer_marathon_errors(scheduler) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         scheduler.call("GET", "/v1/jobs/nope")
     assert missing.value.code == 404
+    request = urllib.request.Request(scheduler.url + "/v1/jobs", data=b"{not json", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as garbled:
+        urllib.request.urlopen(request, timeout=10)
+    assert garbled.value.code == 400 and json.loads(garbled.value.read())["message"] == "Invalid JSON"
+    scheduler.call("POST", "/v1/jobs", {"id": "dup", "run": small("true")})
+    with pytest.raises(urllib.error.HTTPError) as duplicate:
+        scheduler.call("POST", "/v1/jobs", {"id": "dup", "run": small("true")})
+    assert duplicate.value.code == 409
     spec = scheduler.call("GET", "/openapi.json")
     assert "/v1/jobs/{job_id}/runs" in spec["paths"] and "JobSpec" in spec["components"]["schemas"]
 

@@ -363,3 +363,29 @@ def test_agent_reregisters_its_tasks_with_a_restarted_master(tmp_path: Path) -> 
         tasks = wait_for(adopted, 20, what="the new master to learn the agent's task")
         assert tasks == [("steady", "TASK_RUNNING", offer["agent_id"]["value"])]
         assert [s["id"] for s in cluster.state()["slaves"]] == [offer["agent_id"]["value"]]
+
+
+def test_scheduler_shutdown_of_an_executor_kills_its_tasks(framework: RawFramework, cluster: Cluster) -> None:
+    offer = framework.offer()
+    tasks = []
+    for task_id in ("long-1", "long-2"):
+        task = command_task("", task_id=task_id)
+        del task["command"]
+        task["executor"] = dockyard_executor("doomed-exec")
+        task["data"] = base64.b64encode(json.dumps({"command": {"value": "sleep 60"}}).encode()).decode()
+        tasks.append(task)
+    framework.launch(offer, tasks)
+    framework.wait_state("long-1", "TASK_RUNNING")
+    framework.wait_state("long-2", "TASK_RUNNING")
+    framework.call({"type": "SHUTDOWN", "shutdown": {"executor_id": {"value": "doomed-exec"},
+                                                     "agent_id": offer["agent_id"]}})
+    for task_id in ("long-1", "long-2"):
+        killed = framework.wait_terminal(task_id)
+        assert killed["state"] == "TASK_KILLED" and killed["source"] == "SOURCE_EXECUTOR"
+
+    def completed() -> bool:
+        state = httpx.get(f"{agent_url(cluster)}/state").json()
+        frameworks = state["frameworks"] + state["completed_frameworks"]
+        return any(e["id"] == "doomed-exec" for f in frameworks for e in f["completed_executors"])
+
+    wait_for(completed, 10, what="the executor to end")

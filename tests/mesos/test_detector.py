@@ -137,3 +137,12 @@ def test_close_wakes_waiters(zk, zk_path) -> None:  # noqa: ANN001
     detector = MasterDetector(zk.url(zk_path))
     detector.close()
     assert detector.wait(5) is None
+
+
+def test_unreachable_zookeeper_means_no_leader_not_an_exception() -> None:
+    from tests.support.procs import free_port
+
+    with MasterDetector(f"zk://127.0.0.1:{free_port()}/mesos", zk_timeout=0.5) as detector:
+        assert detector.is_zk
+        assert detector.leader() is None
+        assert detector.wait(0.2) is None

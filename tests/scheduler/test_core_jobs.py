@@ -237,3 +237,24 @@ def test_unknown_running_task_is_killed(world) -> None:
     core.handle_status(status("stranger", "TASK_RUNNING"))
     assert driver.named("killTask")[0][0] == {"value": "stranger"}
     assert driver.named("acknowledgeStatusUpdate")
+
+
+def test_fires_missed_while_down_start_one_run_and_are_counted(world) -> None:
+    clock, core, driver, jobs = world
+    clock.now = 1_800_000_030.0  # hh:mm:30
+    jobs.create_job(parse_job({"id": "cron", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}, "schedules": [
+        {"id": "m", "cron": "* * * * *", "startingDeadlineSeconds": 300}]}))
+    jobs.tick()
+    assert not jobs.active_runs("cron")
+    # the scheduler is down for ten minutes; a new one reads the same store
+    clock.now += 600
+    core2 = Core(core.store, CoreConfig(), clock=clock)
+    core2.load()
+    jobs2 = JobManager(core.store, core2, clock=clock)
+    jobs2.load()
+    jobs2.tick()
+    jobs2.tick()
+    runs = jobs2.active_runs("cron")
+    assert len(runs) == 1 and runs[0].trigger == "schedule:m"
+    stats = jobs2.states["cron"].schedule_stats["m"]
+    assert stats["fired"] == 1 and stats["missed"] == 9

@@ -90,3 +90,45 @@ def test_unique_hostname_and_unplaceable_reasons(marathon) -> None:
     reasons = {r["reason"]: r["declined"] for r in item["processedOffersSummary"]["rejectSummaryLastOffers"]}
     assert reasons["UnfulfilledConstraint"] >= 1
     marathon.call("DELETE", "/v2/apps/unique?force=true")
+
+
+def test_groups_restart_and_filtered_event_stream(marathon) -> None:
+    import json as jsonlib
+
+    import httpx
+
+    seen: list[dict] = []
+    attached = __import__("threading").Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", marathon.url + "/v2/events",
+                          params=[("event_type", "deployment_success"), ("event_type", "event_stream_attached")],
+                          headers={"Accept": "text/event-stream"}, timeout=30) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    event = jsonlib.loads(line[5:])
+                    seen.append(event)
+                    attached.set()
+                    if event["eventType"] == "deployment_success" and event["plan"]["steps"][0]["actions"][0][
+                            "action"] == "RestartApplication":
+                        return
+
+    thread = __import__("threading").Thread(target=listen, daemon=True)
+    thread.start()
+    assert attached.wait(10)
+    marathon.call("POST", "/v2/groups", {"id": "/shop", "apps": [sleeper("web", 1), sleeper("/shop/db", 1)]})
+    wait_for(lambda: len(marathon.call("GET", "/v2/groups/shop")["apps"]) == 2, timeout=10, what="group apps")
+    root = marathon.call("GET", "/v2/groups")
+    assert [g["id"] for g in root["groups"]] == ["/shop"]
+    marathon.wait_deployed("/shop/web")
+    before = {t["id"] for t in marathon.app("/shop/web")["tasks"]}
+    result = marathon.call("POST", "/v2/apps//shop/web/restart")
+    app = marathon.wait_deployed("/shop/web")
+    assert result["deploymentId"] and not before & {t["id"] for t in app["tasks"]} and app["tasksRunning"] == 1
+    thread.join(10)
+    assert {e["eventType"] for e in seen} == {"event_stream_attached", "deployment_success"}
+    text = __import__("urllib.request").request.urlopen(__import__("urllib.request").request.Request(
+        marathon.url + "/v2/tasks", headers={"Accept": "text/plain"})).read().decode()
+    assert "shop_web" in text
+    marathon.call("DELETE", "/v2/groups/shop")
+    wait_for(lambda: marathon.status("GET", "/v2/groups/shop")[0] == 404, timeout=20, what="group gone")
