@@ -210,6 +210,8 @@ class Core:
         self._owners: list[tuple[str, OwnerCallback]] = []
         self._reports: dict[str, Any] = {}
         self._suppressed = False
+        self._suppression_lock = threading.Lock()  # orders SUPPRESS/REVIVE decisions and calls
+        self._last_offer_at = time.monotonic()
         self._agents: dict[str, dict] = {}  # agent_id -> {"hostname", "url"}
         self._capacity: dict[str, list[float]] = {}  # agent_id -> most ever offered
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -351,11 +353,7 @@ class Core:
                 self._submitted_at[request.task_id] = time.monotonic()
                 records.append(record)
             PENDING.set(len(self._pending))
-            revive = self._suppressed and bool(self._pending)
-            if revive:
-                self._suppressed = False
-        if revive and self.subscribed.is_set():
-            self._driver_call("reviveOffers")
+        self._sync_suppression()
         return records
 
     def withdraw(self, task_id: str, message: str = "Withdrawn before launch") -> bool:
@@ -408,10 +406,7 @@ class Core:
                 {"task_id": {"value": r.task_id},
                  **({"agent_id": {"value": r.agent_id}} if r.agent_id else {})} for r in live])
         self._schedule_implicit_reconcile(self.config.reconcile_delay)
-        with self._lock:
-            suppress = self._update_suppression()
-        if suppress:
-            self._driver_call("suppressOffers")
+        self._sync_suppression()
 
     def handle_disconnected(self, payload: Any = None) -> None:
         self.subscribed.clear()
@@ -475,6 +470,7 @@ class Core:
 
     def handle_offers(self, offers: list[dict]) -> None:
         """Place waiting tasks on these offers; accept what fits, decline the rest."""
+        self._last_offer_at = time.monotonic()
         with OFFER_ROUND.time():
             self._handle_offers(offers)
 
@@ -541,14 +537,26 @@ class Core:
                 log.debug("offer round: %d offers from %d agents, %d launched, %d still pending, refuse %.0fs",
                           len(offers), len(by_agent), len(plan.assignments), len(self._pending), refuse)
                 PENDING.set(len(self._pending))
-            suppress = self._update_suppression()
-        if suppress:
-            self._driver_call("suppressOffers")
+        self._sync_suppression()
         filters = {"refuse_seconds": refuse}
         for ids, infos in launches:
             self._send(self._accept, ids, infos, filters)
         if declines:
-            self._send(self._driver_call, "declineOffer", declines, filters)
+            self._send(self._decline, declines, filters)
+
+    def _decline(self, ids: list[dict], filters: dict) -> None:
+        """DECLINE; then, if work arrived meanwhile, REVIVE again.
+
+        -- services (issue 4, services engineer): a task submitted while this DECLINE waited
+        in the outbox had its REVIVE reach the master first; the long refusal would then
+        hide every agent from it for `idle_refuse_seconds`.
+        """
+        self._driver_call("declineOffer", ids, filters)
+        if filters.get("refuse_seconds", 0) > self.config.busy_refuse_seconds:
+            with self._lock:
+                late = bool(self._pending)
+            if late:
+                self._sync_suppression(force_revive=True)
 
     def _accept(self, ids: list[dict], infos: list[dict], filters: dict) -> None:
         operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
@@ -638,8 +646,18 @@ class Core:
 
     def _apply(self, status: dict) -> TaskRecord | None:
         """Apply a status; any status of a task counts as its reconciliation answer (issue 6)."""
+        task_id = _value(status.get("task_id")) or ""
         with self._lock:
-            opened = self._answered(_value(status.get("task_id")) or "")
+            opened = self._answered(task_id)
+            record = self._records.get(task_id)
+            zombie = (record is not None and record.terminal
+                      and status.get("state") not in {s.value for s in State if s.terminal})
+        if zombie:
+            # Alive after we gave it up (TASK_LOST, then its agent came back): its work has
+            # been handed to a replacement already, so this one must go (issue 6).
+            log.warning("task %s is %s after it ended as %s: killing it", task_id, status.get("state"),
+                        record.state.value)
+            self._kill_or_hold({"value": task_id}, status.get("agent_id"))
         try:
             return self._apply_status(status)
         finally:
@@ -696,18 +714,33 @@ class Core:
     def _persist(self, record: TaskRecord) -> None:
         record.version = self.store.put(f"{TASKS_KEY}/{record.task_id}", record.to_json())
 
-    def _update_suppression(self) -> bool:
-        """Whether to SUPPRESS now: nothing waits and offers are still flowing (lock held).
+    def nudge(self, quiet_seconds: float = 5.0) -> None:
+        """REVIVE when work waits and no offer came for `quiet_seconds` (a lost REVIVE, a
+        long filter): cheap to call often; workloads' tickers call it."""
+        if not self._pending or time.monotonic() - self._last_offer_at < quiet_seconds:
+            return
+        self._last_offer_at = time.monotonic()  # at most one nudge per quiet period
+        self._sync_suppression(force_revive=True)
 
-        Only offer rounds and (re)subscription suppress; `submit_many` revives. So a
-        stream of submissions does not flap SUPPRESS/REVIVE once per task.
+    def _sync_suppression(self, force_revive: bool = False) -> None:
+        """SUPPRESS when nothing waits, REVIVE when something does (called without the core lock).
+
+        The decision and its call happen under one lock, reading the queue at that moment:
+        a SUPPRESS decided before a submission can then never reach the master after that
+        submission's REVIVE (which would leave the framework suppressed with work queued).
+        Submissions only revive when suppressed, so a stream of them does not flap.
         """
         if self.driver is None or not self.subscribed.is_set():
-            return False
-        if not self._pending and not self._suppressed:
-            self._suppressed = True
-            return True
-        return False
+            return
+        with self._suppression_lock:
+            with self._lock:
+                waiting = bool(self._pending)
+            if waiting and (self._suppressed or force_revive):
+                self._suppressed = False
+                self._driver_call("reviveOffers")
+            elif not waiting and not self._suppressed:
+                self._suppressed = True
+                self._driver_call("suppressOffers")
 
     def _driver_call(self, name: str, *args: Any) -> bool:
         if self.driver is None:

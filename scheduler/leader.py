@@ -220,19 +220,23 @@ class Election:
         while not self._closed and not self._lost:
             self._refresh_needed.wait()
             self._refresh_needed.clear()
-            if not self._closed:
-                self._refresh()
+            if not self._closed and not self._refresh():
+                # ZooKeeper did not answer (it may be restarting): the change that woke us
+                # must not be missed, so read again shortly.
+                time.sleep(0.5)
+                self._refresh_needed.set()
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> bool:
+        """Re-read the members and act on what changed; False when ZooKeeper did not answer."""
         try:
             members = _members(self.client, self.path)
         except (KazooException, KazooTimeoutError) as error:
             log.warning("cannot read the election members: %s", error)
-            return
+            return False
         elected = lost = recreate = False
         with self._changed:
             if self._closed or self._lost:
-                return
+                return True
             names = [m.node for m in members]
             self._members = members
             if self._node not in names:
@@ -257,12 +261,14 @@ class Election:
                 log.info("re-entered the election as %s", self._node)
             except (KazooException, KazooTimeoutError) as error:
                 log.warning("cannot re-enter the election yet: %s", error)
+                return False
         elif elected:
             log.info("elected leader (%s, node %s)", self.address, self._node)
             if self.on_elected is not None:
                 threading.Thread(target=self.on_elected, name="leader-elected", daemon=True).start()
         leader = members[0].address if members else "none"
         log.debug("leader: %s; members: %s", leader, [m.node for m in members])
+        return True
 
     def _on_state(self, state: str) -> None:
         if self._closed:

@@ -44,7 +44,7 @@ SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 INIT = (
     'exec 9>&0 0</dev/null; '
     'for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s \\$child 2>/dev/null" $s; done; '
-    '(echo ready >&9; exec env --default-signal=INT,QUIT "$@" 9>&-) 2>/dev/null & child=$!; '
+    '(echo ready 2>/dev/null >&9; exec env --default-signal=INT,QUIT "$@" 9>&-) & child=$!; '
     'exec 9>&-; '
     'while :; do wait $child; status=$?; kill -0 $child 2>/dev/null || break; done; '
     'exit $status'

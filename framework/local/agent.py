@@ -617,9 +617,10 @@ class Agent:
             state = "TASK_KILLED" if why == "SHUTDOWN" else "TASK_FAILED"
             for task in list(executor.tasks.values()):
                 sent.append(self._agent_update(framework.id, executor, task.id, state, message, reason))
-        framework.executors.pop(executor.id, None)
+        if framework.executors.get(executor.id) is executor:  # a successor may hold the id already
+            del framework.executors[executor.id]
         framework.completed.append(executor)
-        if not framework.executors:
+        if not framework.executors and self.frameworks.get(framework.id) is framework:
             self.frameworks.pop(framework.id, None)
             self.completed_frameworks.append(framework)
         if wait_status is None:

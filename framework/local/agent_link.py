@@ -38,19 +38,39 @@ class PostConnection:
 
     The agent's hot path (three UPDATEs per task) does not need a general HTTP
     client: one write per request and a Content-Length answer are all there is.
+    Servers close idle keep-alive connections (uvicorn after 5 s), so a
+    connection idle for long is replaced, and a request that fails on a reused
+    connection before any answer is tried once more on a fresh one (the master
+    de-duplicates updates by uuid, so a repeat is harmless).
     """
+
+    IDLE_SECONDS = 3.0
 
     def __init__(self) -> None:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._target: str | None = None
+        self._last_used = 0.0
 
     async def post(self, target: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        try:
-            return await asyncio.wait_for(self._exchange(target, path, body), timeout)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_used > self.IDLE_SECONDS:
             self.close()
-            raise CallFailed(f"POST {path} to {target}: {error!r}") from None
+        for attempt in (1, 2):
+            reused = self._writer is not None
+            try:
+                answer = await asyncio.wait_for(self._exchange(target, path, body), timeout)
+                self._last_used = loop.time()
+                return answer
+            except (asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError) as error:
+                self.close()
+                raise CallFailed(f"POST {path} to {target}: {error!r}") from None
+            except (OSError, asyncio.IncompleteReadError) as error:
+                self.close()
+                if reused and attempt == 1:
+                    continue  # the server had closed the idle connection: once more, fresh
+                raise CallFailed(f"POST {path} to {target}: {error!r}") from None
+        raise AssertionError("unreachable")
 
     async def _exchange(self, target: str, path: str, body: bytes) -> tuple[int, bytes]:
         if self._writer is None or self._target != target or self._writer.is_closing():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from framework.mesos.resources import UNRESERVED, Resources
 
@@ -21,11 +21,15 @@ MIN_CPUS = 0.01
 MIN_MEM = 32.0
 MAX_REFUSE_SECONDS = 365 * 86400.0
 DRF_NAMES = ("cpus", "mem", "disk", "gpus")
+_NOTHING = Resources()  # immutable, so one shared empty value will do
 
 
-@dataclass(frozen=True)
-class Allocation:
-    """Resources of one agent given to one framework for one role: becomes one offer."""
+class Allocation(NamedTuple):
+    """Resources of one agent given to one framework for one role: becomes one offer.
+
+    A NamedTuple rather than a frozen dataclass: a busy cycle makes a thousand of
+    them, and a frozen dataclass's constructor costs several times more.
+    """
 
     framework_id: str
     agent_id: str
@@ -47,6 +51,9 @@ class _Agent:
     reserved_roles: frozenset[str]
     active: bool = True
     allocations: dict[tuple[str, str], Resources] = field(default_factory=dict)
+    # (framework_id, role) -> refusal filters. Kept on the agent so that the
+    # cycle looks at filters only for agents that have some.
+    filters: dict[tuple[str, str], list["_Filter"]] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,7 +72,6 @@ class Allocator:
     def __init__(self, *, seed: int | None = None, shuffle: bool = True) -> None:
         self._agents: dict[str, _Agent] = {}
         self._frameworks: dict[str, _Framework] = {}
-        self._filters: dict[tuple[str, str, str], list[_Filter]] = {}
         self._role_allocated: dict[str, dict[str, float]] = {}
         self._role_weights: dict[str, float] = {}
         self._total: dict[str, float] = {}
@@ -91,8 +97,6 @@ class Allocator:
         for (framework_id, role), resources in list(agent.allocations.items()):
             self._account(framework_id, role, resources, -1)
         self._add_total(agent.total, -1)
-        for key in [k for k in self._filters if k[2] == agent_id]:
-            del self._filters[key]
 
     def set_agent_active(self, agent_id: str, active: bool) -> None:
         if agent_id in self._agents:
@@ -125,8 +129,9 @@ class Allocator:
                 agent.free = agent.free + resources
                 self._account(framework_id, key[1], resources, -1)
         self._frameworks.pop(framework_id, None)
-        for key in [k for k in self._filters if k[0] == framework_id]:
-            del self._filters[key]
+        for agent in self._agents.values():
+            for key in [k for k in agent.filters if k[0] == framework_id]:
+                del agent.filters[key]
 
     def set_framework_active(self, framework_id: str, active: bool) -> None:
         fw = self._frameworks.get(framework_id)
@@ -145,8 +150,10 @@ class Allocator:
             return
         targets = set(roles or fw.roles)
         fw.suppressed -= targets
-        for key in [k for k in self._filters if k[0] == framework_id and k[1] in targets]:
-            del self._filters[key]
+        for agent in self._agents.values():
+            if agent.filters:
+                for key in [k for k in agent.filters if k[0] == framework_id and k[1] in targets]:
+                    del agent.filters[key]
 
     def suppressed_roles(self, framework_id: str) -> set[str]:
         fw = self._frameworks.get(framework_id)
@@ -178,8 +185,19 @@ class Allocator:
         self._account(framework_id, role, resources, -1)
         if refuse_seconds and refuse_seconds > 0:
             refuse_seconds = min(refuse_seconds, MAX_REFUSE_SECONDS)
-            self._filters.setdefault((framework_id, role, agent_id), []).append(
-                _Filter(resources, now + refuse_seconds))
+            new = _Filter(resources, now + refuse_seconds)
+            # Keep only filters that can still matter: expired ones, and ones the new
+            # filter covers (refused no more, expiring no later), would never hide
+            # an offer the new one does not. A busy master declines every cycle, and
+            # the garbage collector's pauses grow with what piles up here.
+            filters = agent.filters
+            kept = [f for f in filters.get(key, ())
+                    if f.expires > now and not (f.expires <= new.expires
+                                                and resources.contains(f.refused))]
+            kept.append(new)
+            filters[key] = kept
+            for stale in [k for k, fs in filters.items() if all(f.expires <= now for f in fs)]:
+                del filters[stale]  # other frameworks' filters that lapsed unseen
 
     def add_used(self, framework_id: str, agent_id: str, role: str, resources: Resources) -> None:
         """Count resources as allocated without an offer (tasks an agent reports)."""
@@ -189,7 +207,12 @@ class Allocator:
 
     # -- the cycle -----------------------------------------------------------------
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
-        """Run one allocation cycle over all agents (or the given ones)."""
+        """Run one allocation cycle over all agents (or the given ones).
+
+        The master's event loop is blocked for the whole cycle, so the hot loop
+        keeps DRF shares up to date incrementally (an allocation only adds, so a
+        share can only grow by what was added) instead of recomputing them.
+        """
         if agent_ids is None:
             agents = [a for a in self._agents.values() if a.active and not a.free.empty]
         else:
@@ -209,39 +232,75 @@ class Allocator:
                     role_members.setdefault(role, []).append(fw)
         if not role_members:
             return []
-        fw_share: dict[tuple[str, str], float] = {}
+        # role -> framework_id -> dominant share of that framework within the role
+        shares: dict[str, dict[str, float]] = {}
         for role, members in role_members.items():
+            role_shares = shares[role] = {}
             for fw in members:
-                fw_share[(fw.framework_id, role)] = _share(fw.allocated.get(role, {}), total)
-            members.sort(key=lambda f, r=role: (fw_share[(f.framework_id, r)], f.framework_id))
-        role_share = {role: _share(self._role_allocated.get(role, {}), total)
-                      / self._role_weights.get(role, 1.0) for role in role_members}
-        roles = sorted(role_members, key=lambda r: (role_share[r], r))
-        filters = self._filters
+                role_shares[fw.framework_id] = _share(fw.allocated.get(role, {}), total)
+            members.sort(key=lambda f, s=role_shares: (s[f.framework_id], f.framework_id))
+        weights = self._role_weights
+        raw_role_share = {role: _share(self._role_allocated.get(role, {}), total)
+                          for role in role_members}
+        role_share = {role: raw_role_share[role] / weights.get(role, 1.0)
+                      for role in role_members}
+
+        def role_share_key(role: str) -> tuple[float, str]:
+            return role_share[role], role
+
+        roles = sorted(role_members, key=role_share_key)
+        several_roles = len(roles) > 1
+        role_allocated_all = self._role_allocated
         results: list[Allocation] = []
         for agent in agents:
+            agent_filters = agent.filters
+            reserved = agent.reserved_roles
+            agent_id = agent.agent_id
+            allocations = agent.allocations
             for role in tuple(roles):  # `roles` is re-sorted as shares change
-                if agent.free.empty:
+                free = agent.free
+                if free.empty:
                     break
-                if agent.reserved_roles:
-                    available = agent.free.allocatable_to(role)
-                else:
-                    available = agent.free
-                if available.empty or not _allocatable(available):
-                    continue
+                available = free.allocatable_to(role) if reserved else free
+                scalars = available.scalars()
+                if (scalars.get("cpus", 0.0) < MIN_CPUS and scalars.get("mem", 0.0) < MIN_MEM):
+                    continue  # nothing allocatable (this includes `available` empty)
                 members = role_members[role]
                 for index, fw in enumerate(members):
-                    fkey = (fw.framework_id, role, agent.agent_id)
-                    if fkey in filters and self._filtered(fkey, available, now):
+                    framework_id = fw.framework_id
+                    akey = (framework_id, role)
+                    if agent_filters and akey in agent_filters and \
+                            _filtered(agent_filters, akey, available, now):
                         continue
-                    self._allocate(agent, fw.framework_id, role, available)
-                    results.append(Allocation(fw.framework_id, agent.agent_id, role, available))
-                    fw_share[(fw.framework_id, role)] = _share(fw.allocated.get(role, {}), total)
-                    _resort(members, index, fw_share, role)
-                    role_share[role] = (_share(self._role_allocated.get(role, {}), total)
-                                        / self._role_weights.get(role, 1.0))
-                    if len(roles) > 1:
-                        roles.sort(key=lambda r: (role_share[r], r))
+                    # What `_allocate` does, inlined, keeping DRF shares current on
+                    # the way: the shares can only grow by the fractions just added.
+                    held = allocations.get(akey)
+                    allocations[akey] = available if held is None else held + available
+                    # the whole of `free` is the common case: skip the subtraction
+                    agent.free = _NOTHING if available is free else free - available
+                    role_allocated = role_allocated_all.setdefault(role, {})
+                    fw_allocated = fw.allocated.setdefault(role, {})
+                    role_shares = shares[role]
+                    fw_share = role_shares[framework_id]
+                    role_raw = raw_role_share[role]
+                    for name, value in scalars.items():
+                        left = role_allocated.get(name, 0.0) + value
+                        role_allocated[name] = left = left if left > 1e-9 else 0.0
+                        mine = fw_allocated.get(name, 0.0) + value
+                        fw_allocated[name] = mine = mine if mine > 1e-9 else 0.0
+                        cap = total.get(name)
+                        if cap:
+                            if mine / cap > fw_share:
+                                fw_share = mine / cap
+                            if left / cap > role_raw:
+                                role_raw = left / cap
+                    results.append(Allocation(framework_id, agent_id, role, available))
+                    role_shares[framework_id] = fw_share
+                    _resort(members, index, role_shares)
+                    raw_role_share[role] = role_raw
+                    role_share[role] = role_raw / weights.get(role, 1.0)
+                    if several_roles:
+                        roles.sort(key=role_share_key)
                     break
         return results
 
@@ -258,14 +317,6 @@ class Allocator:
         return agent.free if agent else Resources()
 
     # -- internals -------------------------------------------------------------------
-    def _filtered(self, key: tuple[str, str, str], available: Resources, now: float) -> bool:
-        live = [f for f in self._filters[key] if f.expires > now]
-        if not live:
-            del self._filters[key]
-            return False
-        self._filters[key] = live
-        return any(f.refused.contains(available) for f in live)
-
     def _allocate(self, agent: _Agent, framework_id: str, role: str, resources: Resources) -> None:
         key = (framework_id, role)
         held = agent.allocations.get(key)
@@ -275,14 +326,10 @@ class Allocator:
 
     def _account(self, framework_id: str, role: str, resources: Resources, sign: int) -> None:
         scalars = resources.scalars()
+        _add_scalars(self._role_allocated.setdefault(role, {}), scalars, sign)
         fw = self._frameworks.get(framework_id)
-        targets = [self._role_allocated.setdefault(role, {})]
         if fw is not None:
-            targets.append(fw.allocated.setdefault(role, {}))
-        for target in targets:
-            for name, value in scalars.items():
-                left = target.get(name, 0.0) + sign * value
-                target[name] = left if left > 1e-9 else 0.0
+            _add_scalars(fw.allocated.setdefault(role, {}), scalars, sign)
 
     def _add_total(self, resources: Resources, sign: int) -> None:
         for name, value in resources.scalars().items():
@@ -302,20 +349,40 @@ def _share(allocated: dict[str, float], total: dict[str, float]) -> float:
     return best
 
 
-def _resort(members: list[_Framework], index: int, shares: dict[tuple[str, str], float],
-            role: str) -> None:
+def _resort(members: list[_Framework], index: int, shares: dict[str, float]) -> None:
     """Move the framework at `index` (whose share just grew) to its sorted place."""
     fw = members.pop(index)
-    key = (shares[(fw.framework_id, role)], fw.framework_id)
+    key = (shares[fw.framework_id], fw.framework_id)
     position = index
     while position < len(members):
         other = members[position]
-        if (shares[(other.framework_id, role)], other.framework_id) > key:
+        if (shares[other.framework_id], other.framework_id) > key:
             break
         position += 1
     members.insert(position, fw)
 
 
-def _allocatable(resources: Resources) -> bool:
-    scalars = resources.scalars()
-    return scalars.get("cpus", 0.0) >= MIN_CPUS or scalars.get("mem", 0.0) >= MIN_MEM
+def _filtered(filters: dict[tuple[str, str], list[_Filter]], key: tuple[str, str],
+              available: Resources, now: float) -> bool:
+    """True when a live filter refused a superset of `available`; drops expired ones."""
+    current = filters[key]
+    for f in current:
+        if f.expires <= now:  # rare: copy only when something expired
+            current = [f for f in current if f.expires > now]
+            if not current:
+                del filters[key]
+                return False
+            filters[key] = current
+            break
+    for f in current:
+        # An agent whose declined offer came back untouched offers the very same
+        # object again: identity settles the common case without range arithmetic.
+        if f.refused is available or f.refused.contains(available):
+            return True
+    return False
+
+
+def _add_scalars(target: dict[str, float], scalars: dict[str, float], sign: int) -> None:
+    for name, value in scalars.items():
+        left = target.get(name, 0.0) + sign * value
+        target[name] = left if left > 1e-9 else 0.0

@@ -87,7 +87,9 @@ class AgentSide:
         agent = Agent(agent_id, info, ip, port, str(info.get("hostname") or ip), total,
                       str(call.get("version") or VERSION), now, self.clock(), Stream(),
                       reregistered_time=now)
-        self.unreachable_agents.pop(agent_id, None)
+        # Removed by this very master (not a failover): as Mesos, tasks of frameworks that are
+        # not PARTITION_AWARE were reported TASK_LOST and get killed now (issue 6).
+        was_removed = self.unreachable_agents.pop(agent_id, None) is not None
         used, shutdown = self._adopt(agent, call)
         self.agents[agent_id] = agent
         self.allocator.add_agent(agent_id, total, used)
@@ -98,6 +100,12 @@ class AgentSide:
             self._to_agent(agent, "SHUTDOWN_FRAMEWORK", {"framework_id": _id(fid)})
         for update in call.get("updates") or []:
             self._agent_update(agent, update)
+        if was_removed:  # issue 6: see above
+            for fid, tid in list(agent.tasks):
+                fw = self.frameworks.get(fid)
+                task = fw.tasks.get(tid) if fw else None
+                if fw is not None and not fw.partition_aware and task is not None and not task.terminal:
+                    self._to_agent(agent, "KILL_TASK", {"framework_id": _id(fid), "task_id": _id(tid)})
         log.info("re-registered agent %s at %s:%s", agent_id, ip, port)
         self.request_allocation([agent_id])
         return agent.stream  # type: ignore[return-value]

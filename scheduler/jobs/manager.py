@@ -412,6 +412,8 @@ class JobManager:
 
     def tick(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
+        if self.active:
+            self.core.nudge()
         with self._lock:
             for run in list(self.active.values()):
                 self._tick_run(run, now)

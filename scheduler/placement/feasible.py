@@ -13,7 +13,7 @@ smaller than the request).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Protocol
 

@@ -22,7 +22,7 @@ from scheduler.events import marathon_time
 from scheduler.services import deployments as dep
 from scheduler.services.deployments import Deployment
 from scheduler.services.instances import new_task_id, owner_of, task_request
-from scheduler.services.reconcile import FAILURE_STATES, Backoff, Instance, healthy_and_ready, reconcile
+from scheduler.services.reconcile import FAILURE_STATES, Backoff, Instance, reconcile
 from scheduler.services.specs import AppDefinition, parse_app
 
 log = logging.getLogger(__name__)
@@ -178,8 +178,8 @@ class ServiceManager:
         if current is None or current.finished:
             return
         if not force:
-            raise Conflict(f"App is locked by one or more deployments. Override with the option "
-                           f"'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
+            raise Conflict("App is locked by one or more deployments. Override with the option "
+                           "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
                            [current.id])
         self._finish(state, current, "canceled")
 

@@ -230,6 +230,10 @@ class Deployment:
             return (index,) if index is not None and index != other_than else None
         return wait_for(found, timeout=timeout, what="a leading master")[0]
 
+    def active_agents(self) -> set[str]:
+        """Hostnames of the agents the leading master counts as active."""
+        return {a["hostname"] for a in self.master_state().get("slaves", []) if a.get("active", True)}
+
     def kill_master(self, index: int) -> None:
         self.cluster.kill_master(index)
 
@@ -403,6 +407,9 @@ def leftovers(workdir: Path) -> list[str]:
 # -- the fault loop ---------------------------------------------------------------------------------
 
 FAULTS = ("scheduler", "master", "agent", "executor", "zookeeper")
+# "partition": the agent stops answering (SIGSTOP) past the master's ping timeout, then comes
+# back (SIGCONT) with its tasks still running, as after a network cut; a stand-in for cutting
+# an agent's network namespace, which needs the whole cluster on routable addresses.
 
 
 @dataclass
@@ -440,6 +447,19 @@ class Faults:
             if killed is None:
                 return self._skip(kind, "no executor running")
             what = f"kill -9 executor {killed}"
+        elif kind == "partition":
+            index = self.rng.randrange(len(d.cluster.agents))
+            process = d.cluster.agents[index]
+            hostname = f"agent{index}"
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                wait_for(lambda: hostname not in d.active_agents(),
+                         timeout=d.agent_ping_timeout + 30, what=f"{hostname} removed by the master")
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            wait_for(lambda: hostname in d.active_agents(),
+                     timeout=60, what=f"{hostname} back")
+            what = f"partition agent {index} past its ping timeout, then heal"
         elif kind == "zookeeper":
             d.zk.restart()
             what = "restart ZooKeeper"

@@ -97,7 +97,7 @@ def test_up_with_zookeeper_runs_it_on_the_control_node(lab: Lab) -> None:
     assert f'DOCKYARD_MASTER="zk://{control["ip"]}:2181/mesos"' in settings
 
 
-@pytest.mark.parametrize("step", ["bridge", "netns:agent1", "plug:agent2",
+@pytest.mark.parametrize("step", ["netns:agent1", "plug:agent2",
                                   "start:control:master", "start:agent2:agent"])
 def test_down_after_up_was_killed_mid_way_leaves_nothing(lab: Lab, step: str) -> None:
     crashed = lab.up("--agents", "2", "--dockyard-cmd", STANDIN,
@@ -142,3 +142,12 @@ def test_second_up_is_refused_and_unknown_nodes_are_named(lab: Lab) -> None:
 def test_commands_on_a_missing_lab_say_so(lab: Lab) -> None:
     missing = lab.run("status", check=False)
     assert missing.returncode == 1 and "no lab" in missing.stderr
+
+
+def test_up_refuses_leftovers_of_a_lab_without_state(lab: Lab) -> None:
+    lab.up("--agents", "1", "--dockyard-cmd", STANDIN, env={FAULT_ENV: "crash-after:bridge"},
+           check=False)
+    (lab.dir / "state.json").unlink()
+    refused = lab.up("--agents", "1", "--dockyard-cmd", STANDIN, check=False)
+    assert refused.returncode == 1 and "left over" in refused.stderr
+    assert network.link_exists(f"dy-{lab.name}-br"), "the refusal removed nothing"

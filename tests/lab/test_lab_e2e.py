@@ -90,6 +90,21 @@ def service_processes(netns: str) -> list[int]:
     return found
 
 
+def wait_instances(netns: str, count: int, what: str, timeout: float = 60) -> None:
+    """Wait until `count` service processes run in the node; say how many did if not."""
+    seen: list[int] = []
+
+    def check() -> bool:
+        seen[:] = service_processes(netns)
+        return len(seen) == count
+
+    try:
+        wait_for(check, timeout=timeout, what=what)
+    except TimeoutError:
+        raise AssertionError(f"{what}: {len(seen)} running after {timeout}s "
+                             f"(pids {seen})") from None
+
+
 def active_agents(master: str) -> set[str]:
     with urllib.request.urlopen(f"{master}/state", timeout=3) as response:
         state = json.loads(response.read())
@@ -135,8 +150,8 @@ def test_partitioned_instance_is_replaced_on_a_free_node_then_healed(lab: Lab) -
     lab.run("heal", victim)
     wait_for(lambda: victim in active_agents(master), timeout=60, what="agent back")
     # The stale instance on the healed node goes; three instances stay where they are.
-    wait_for(lambda: service_processes(nodes[victim]["netns"]) == [], timeout=90,
-             what=f"the stale instance on {victim} killed after the heal")
+    wait_instances(nodes[victim]["netns"], 0, f"the stale instance on {victim} killed "
+                   "after the heal")
     assert running_on(api, moved_to)
 
     status, _ = call("DELETE", f"{api}/v2/apps{APP_ID}")
@@ -160,7 +175,6 @@ def test_with_three_agents_the_lost_instance_waits_for_the_heal(lab: Lab) -> Non
     lab.run("heal", victim)
     wait_for(lambda: running_on(api, hosts(first)), timeout=120,
              what=f"an instance back on {victim}")
-    wait_for(lambda: len(service_processes(nodes[victim]["netns"])) == 1, timeout=90,
-             what=f"exactly one instance running on {victim}")
+    wait_instances(nodes[victim]["netns"], 1, f"exactly one instance on {victim}")
     lab.run("down")
     assert_clean(lab)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -389,3 +391,39 @@ def test_scheduler_shutdown_of_an_executor_kills_its_tasks(framework: RawFramewo
         return any(e["id"] == "doomed-exec" for f in frameworks for e in f["completed_executors"])
 
     wait_for(completed, 10, what="the executor to end")
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Pids whose working directory is inside `directory`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd == str(directory) or cwd.startswith(f"{directory}/"):
+                found.append(int(entry.name))
+    return found
+
+
+def test_executor_crash_fails_live_tasks_and_leaves_no_orphans(framework: RawFramework, cluster: Cluster) -> None:
+    offer = framework.offer()
+    task = command_task("", task_id="abandoned")
+    del task["command"]
+    task["executor"] = dockyard_executor("crash-exec")
+    task["data"] = base64.b64encode(json.dumps({"command": {"value": "sleep 60"}}).encode()).decode()
+    framework.launch(offer, [task])
+    framework.wait_state("abandoned", "TASK_RUNNING")
+    sandbox = executor_sandbox(cluster, "crash-exec")
+    executor_pid = wait_for(lambda: next((pid for pid in processes_in(sandbox) if b"executor" in Path(
+        f"/proc/{pid}/cmdline").read_bytes()), None), 10, what="the executor process")
+    assert len(processes_in(sandbox / "tasks" / "abandoned")) >= 1
+    os.kill(executor_pid, signal.SIGKILL)  # type: ignore[arg-type]
+    failed = framework.wait_terminal("abandoned")
+    assert (failed["state"], failed["reason"], failed["source"]) == (
+        "TASK_FAILED", "REASON_EXECUTOR_TERMINATED", "SOURCE_AGENT")
+    failure = framework.wait_event(lambda e: e["type"] == "FAILURE"
+                                   and e["failure"].get("executor_id") == {"value": "crash-exec"})
+    assert failure["failure"]["status"] == signal.SIGKILL  # raw waitpid status of a signalled process
+    wait_for(lambda: not processes_in(sandbox), 10, what="the orphaned task to be killed")

@@ -1,7 +1,6 @@
 """Marathon apps end to end: real master, agents, executors and scheduler processes."""
 from __future__ import annotations
 
-import time
 
 from tests.support.procs import wait_for
 

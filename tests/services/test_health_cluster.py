@@ -20,8 +20,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox is 
 
 
 def httpd_app(app_id: str, root: Path, instances: int = 1, **extra) -> dict:
-    """Each instance serves root/<port>/ (so a test can break one) and records its pid."""
-    cmd = (f"mkdir -p {root}/$PORT0 && echo ok > {root}/$PORT0/index.html && echo $$ > {root}/$PORT0.pid "
+    """Each instance serves root/<port>/ (so a test can break one)."""
+    cmd = (f"mkdir -p {root}/$PORT0 && echo ok > {root}/$PORT0/index.html "
            f"&& exec {BUSYBOX} httpd -f -p 127.0.0.1:$PORT0 -h {root}/$PORT0")
     # One agent: the embedded agents share this host's network and offer the same port range,
     # so two httpd instances on different agents could be given the same port.
@@ -31,6 +31,22 @@ def httpd_app(app_id: str, root: Path, instances: int = 1, **extra) -> dict:
             "healthChecks": [{"protocol": "MESOS_HTTP", "path": "/index.html", "portIndex": 0,
                               "gracePeriodSeconds": 5, "intervalSeconds": 1, "timeoutSeconds": 1,
                               "maxConsecutiveFailures": 2}], **extra}
+
+
+def httpd_pid(port: int) -> int:
+    """The host pid of the httpd serving `port` (tasks may run in their own pid namespace, so
+    the task's own `$$` is not a host pid)."""
+    wanted = f"127.0.0.1:{port}"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"httpd" in b" ".join(argv) and wanted.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no httpd on {wanted}")
 
 
 def healthy_tasks(marathon, app_id: str) -> list[dict]:
@@ -44,9 +60,12 @@ def test_killed_and_unhealthy_instances_are_replaced(marathon, tmp_path: Path) -
                      what="2 healthy httpd instances")
     # kill one process outright: the instance fails and is replaced
     victim = first[0]
-    os.kill(int((tmp_path / f"{victim['ports'][0]}.pid").read_text()), signal.SIGKILL)
-    wait_for(lambda: (h := healthy_tasks(marathon, "/httpd")) and len(h) == 2
-             and victim["id"] not in {t["id"] for t in h}, timeout=30, what="the killed instance replaced")
+    os.kill(httpd_pid(victim["ports"][0]), signal.SIGKILL)
+    try:
+        wait_for(lambda: (h := healthy_tasks(marathon, "/httpd")) and len(h) == 2
+                 and victim["id"] not in {t["id"] for t in h}, timeout=30, what="the killed instance replaced")
+    except TimeoutError:
+        raise AssertionError(f"{marathon.app('/httpd')}\n{marathon.call('GET', '/v2/queue')}") from None
     failure = marathon.app("/httpd")["lastTaskFailure"]
     assert failure["taskId"] == victim["id"] and failure["state"] == "TASK_FAILED"
     # make one unhealthy: its page disappears, checks fail twice, it is killed and replaced

@@ -30,7 +30,18 @@ from . import LabError, network, nodes
 from .state import LabState, Node, Proc, lab_dir, load, prefix, remove
 
 REPO = Path(__file__).resolve().parents[3]
-PROVISION = REPO / "vagrant" / "provision"
+
+
+def _provision_dir() -> Path:
+    """The shared role scripts: in the checkout, or where install-dockyard.sh puts them."""
+    for candidate in (os.environ.get("DOCKYARD_PROVISION"), REPO / "vagrant" / "provision",
+                      "/usr/local/lib/dockyard"):
+        if candidate and (Path(candidate) / "run-role.sh").exists():
+            return Path(candidate)
+    return REPO / "vagrant" / "provision"   # missing: _script names the path in its error
+
+
+PROVISION = _provision_dir()
 DEFAULT_SUBNET = "10.213.0.0/24"
 PORTS = {"zookeeper": 2181, "master": 5050, "agent": 5051, "scheduler": 8080}
 CONTROL = "control"
@@ -96,9 +107,9 @@ def up(name: str, root: Path | None, options: UpOptions,
     if existing is not None:
         raise LabError(f"lab {name!r} exists ({existing.path}, phase {existing.phase}); "
                        "run `dockyard lab down` first")
-    leftovers = [ns for ns in network.netns_list() if ns.startswith(prefix(name))]
-    if leftovers:
-        raise LabError(f"namespaces of lab {name!r} are left over ({', '.join(leftovers)}); "
+    left = [item for items in leftovers(name).values() for item in items]
+    if left:
+        raise LabError(f"parts of lab {name!r} are left over ({', '.join(left)}); "
                        "run `dockyard lab down` first")
     state = plan(name, root, options)
     _check_subnet_free(options.subnet)
@@ -176,6 +187,9 @@ def _role_settings(state: LabState, node: Node, role: str, options: UpOptions) -
 
 def _script(name: str, *args: str) -> None:
     """Run one of the provisioning scripts Vagrant nodes run too."""
+    if not (PROVISION / name).exists():
+        raise LabError(f"{PROVISION / name} not found: run dockyard lab from a checkout, "
+                       "or set DOCKYARD_PROVISION to vagrant/provision")
     done = subprocess.run(["bash", str(PROVISION / name), *args], capture_output=True,
                           text=True, timeout=30)
     if done.returncode != 0:
