@@ -17,7 +17,7 @@ from datetime import datetime
 
 import httpx
 
-from bench._up import Up, quantile, rss_kb
+from bench._up import Up, cpu_by_role, quantile, rss_kb
 
 TASK = {"cmd": "true", "cpus": 0.01, "mem": 32}
 
@@ -51,6 +51,8 @@ def run() -> dict:
         client.put("/v1/jobs/warmup", json={"id": "warmup", "run": {**TASK, "instances": 4}}).raise_for_status()
         warm = wait_run(client, "warmup", client.post("/v1/jobs/warmup/runs").json()["id"])
         # Phase 1: every task at once (one array run of `count` instances).
+        cpu_before = cpu_by_role(up.workdir)
+        phase_started = time.monotonic()
         client.put("/v1/jobs/burst", json={"id": "burst", "run": {**TASK, "instances": count}}).raise_for_status()
         burst = client.post("/v1/jobs/burst/runs").json()
         final = wait_run(client, "burst", burst["id"])
@@ -69,12 +71,17 @@ def run() -> dict:
                 time.sleep(pause)
             ids.append(client.post("/v1/jobs/paced/runs").json()["id"])
         paced_latency = []
+        first_created, last_done = float("inf"), 0.0
         for run_id in ids:
             run_ = wait_run(client, "paced", run_id)
             task = run_["tasks"][-1]
             if task["status"] == "TASK_FINISHED":
                 paced_latency.append(epoch(task["completedAt"]) - epoch(run_["createdAt"]))
-        paced_span = time.monotonic() - start
+                first_created = min(first_created, epoch(run_["createdAt"]))
+                last_done = max(last_done, epoch(task["completedAt"]))
+        paced_span = max(last_done - first_created, 1e-9)
+        cpu_after = cpu_by_role(up.workdir)
+        wall = time.monotonic() - phase_started
         scheduler_rss = rss_kb(up.scheduler.pid)
     rate = len(done) / span if done else 0.0
     return {
@@ -90,6 +97,8 @@ def run() -> dict:
         "ratio_burst_vs_baseline": round(rate / base_rate, 4) if base_rate else None,
         "warmup_status": warm["status"],
         "scheduler_rss_kb": scheduler_rss,
+        "cpu_share": {role: round((cpu_after.get(role, 0) - cpu_before.get(role, 0)) / wall, 3)
+                      for role in sorted(cpu_after)},
         "machine_load_1m": round(os.getloadavg()[0], 2),
         "targets": {"tasks_per_s": 100, "p50_ms": 100, "p99_ms": 1000},
     }

@@ -79,6 +79,8 @@ def run() -> dict:
                            "p99": q("dockyard_scheduler_offer_round_seconds", 0.99)},
         "status_apply_ms": {"p50": q("dockyard_scheduler_status_apply_seconds", 0.5),
                             "p99": q("dockyard_scheduler_status_apply_seconds", 0.99)},
+        "status_core_wait_ms": {"p50": q("dockyard_scheduler_status_queue_seconds", 0.5),
+                                "p99": q("dockyard_scheduler_status_queue_seconds", 0.99)},
         "status_received_to_ack_ms": {"p50": q("dockyard_scheduler_status_ack_seconds", 0.5),
                                       "p99": q("dockyard_scheduler_status_ack_seconds", 0.99)},
         "ack_call_ms": {"p50": q('dockyard_scheduler_mesos_call_seconds', 0.5, 'call="acknowledgeStatusUpdate"'),

@@ -18,10 +18,11 @@ from framework.errors import DockyardError
 DEFAULT_WORK_DIR = "/var/lib/dockyard"
 
 
-def _store(work_dir: str, budget: int | None = None):
+def _store(work_dir: str, budget: int | None = None, registry: str | None = None):
+    from executor.images.source import RegistrySource
     from executor.images.store import ImageStore
 
-    return ImageStore(Path(work_dir), budget_bytes=budget)
+    return ImageStore(Path(work_dir), budget_bytes=budget, registry=RegistrySource.parse(registry))
 
 
 def work_dir_option(func: Callable) -> Callable:
@@ -107,15 +108,18 @@ def image() -> None:
 @image.command()
 @click.argument("reference")
 @click.option("--creds", help="USER:PASSWORD for the registry.")
+@click.option("--docker-registry", "registry", envvar="DOCKYARD_DOCKER_REGISTRY",
+              help="Where unqualified names come from, as the agent's --docker-registry: a registry URL "
+                   "or a directory of `docker save` archives named <repo>:<tag>.tar.")
 @work_dir_option
 @json_option
-def pull(reference: str, creds: str | None, work_dir: str, as_json: bool) -> None:
+def pull(reference: str, creds: str | None, registry: str | None, work_dir: str, as_json: bool) -> None:
     """Pull REFERENCE (only missing layers, verified) into the store."""
     from executor.images.registry import Credentials
 
-    store = _store(work_dir)
     started = time.monotonic()
     try:
+        store = _store(work_dir, registry=registry)
         with ProgressView(not as_json) as view:
             img = store.pull(reference, progress=view, credentials=Credentials.parse(creds))
     except DockyardError as error:
@@ -242,3 +246,95 @@ def prune(budget: int | None, work_dir: str, as_json: bool) -> None:
     else:
         click.echo(f"removed {result['blobs_removed']} blobs, {result['layers_removed']} layers, "
                    f"freed {_human(result['bytes_freed'])}" + (f"; evicted {', '.join(evicted)}" if evicted else ""))
+
+
+def _argv(text: str | None) -> list[str] | None:
+    """`--cmd`/`--entrypoint`: a JSON array (Docker's exec form) or a shell-style string."""
+    if text is None:
+        return None
+    if text.strip().startswith("["):
+        value = json.loads(text)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise click.BadParameter("a JSON array of strings, or a plain command line")
+        return value
+    import shlex
+
+    return shlex.split(text)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE", param_hint=what)
+        pairs[key] = rest
+    return pairs
+
+
+@image.command()
+@click.option("--tag", "tag", required=True, help="NAME:TAG of the image (e.g. busybox:test).")
+@click.option("--from-rootfs", "rootfs", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              multiple=True, help="A directory whose tree becomes a layer (repeat for more layers).")
+@click.option("--busybox", is_flag=True, help="Start from a minimal busybox-static root (/bin/busybox, "
+                                              "applet links, /etc/passwd, /tmp) as the bottom layer.")
+@click.option("--cmd", help='Cmd: JSON array (["sh","-c","echo hi"]) or a command line.')
+@click.option("--entrypoint", help="Entrypoint: JSON array or a command line.")
+@click.option("--env", "env", multiple=True, help="KEY=VALUE in the image's environment (repeatable).")
+@click.option("--workdir", help="Working directory of the image's process.")
+@click.option("--label", "labels", multiple=True, help="KEY=VALUE label (repeatable).")
+@click.option("--user", help="User the image's process runs as (name or uid[:gid]).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a `docker save` archive (docker-archive) here.")
+@click.option("--load", "load_it", is_flag=True, help="Load the image into the local store (--work-dir).")
+@work_dir_option
+@json_option
+def build(tag: str, rootfs: tuple[Path, ...], busybox: bool, cmd: str | None, entrypoint: str | None,
+          env: tuple[str, ...], workdir: str | None, labels: tuple[str, ...], user: str | None,
+          output: Path | None, load_it: bool, work_dir: str, as_json: bool) -> None:
+    """Build a small image from directories (and busybox): for tests and demos, no RUN steps."""
+    from executor.images import build as builder
+    from executor.images import reference as references
+
+    if not rootfs and not busybox:
+        raise click.UsageError("give --from-rootfs DIR and/or --busybox")
+    if output is None and not load_it:
+        raise click.UsageError("give --output FILE.tar and/or --load")
+    say = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
+    started = time.monotonic()
+    try:
+        references.parse(tag)  # a name the store and registries accept
+        config = builder.image_config(_argv(cmd), _argv(entrypoint), _pairs(env, "--env"), workdir,
+                                      _pairs(labels, "--label"), user)
+        layers = []
+        total = len(rootfs) + (1 if busybox else 0)
+        if busybox:
+            say(f"[{len(layers) + 1}/{total}] busybox root from {builder.BUSYBOX}")
+            layers.append(builder.layer_tar(builder.busybox_entries()))
+        for directory in rootfs:
+            say(f"[{len(layers) + 1}/{total}] layer from {directory}")
+            layers.append(builder.layer_from_dir(directory, progress=say))
+        say("compressing layers and writing the manifest")
+        image = builder.build_image(layers, config)
+        for number, descriptor in enumerate(image.layer_descriptors, 1):
+            say(f"  layer {number}: {descriptor['digest'][:19]} {_human(descriptor['size'])}")
+        result: dict = {"image": tag, "digest": image.digest, "layers": len(layers), "size": image.size}
+        if output is not None:
+            image.write_docker_archive(output, tag)
+            say(f"wrote {output} (docker-archive)")
+            result["output"] = str(output)
+        if load_it:
+            import tempfile
+
+            store = _store(work_dir)
+            with tempfile.TemporaryDirectory(dir=store.tmp) as scratch:
+                loaded = store.load(image.write_oci_layout(Path(scratch) / "layout", "built"), tag)
+            say(f"loaded {', '.join(loaded)} into {work_dir}")
+            result["loaded"] = loaded
+    except (DockyardError, OSError, ValueError) as error:
+        _fail(error)
+    result["seconds"] = round(time.monotonic() - started, 3)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"{tag} {image.digest} ({len(layers)} layers, {_human(image.size)})")

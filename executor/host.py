@@ -139,8 +139,8 @@ class HostLauncher:
             if HostIsolation.available():  # own cgroup + PID namespace, as Mesos isolates command tasks
                 isolation = HostIsolation.create(spec)
                 argv, program = isolation.wrap(argv, program, kwargs.pop("user", None)), None
-                kwargs["preexec_fn"] = isolation.enter
                 stdin = isolation.ready_fd()  # the init's "task started" pipe; the task gets /dev/null
+        popen = None
         try:
             with open(Path(spec.sandbox) / "stdout", "ab") as out, \
                     open(Path(spec.sandbox) / "stderr", "ab") as err:
@@ -148,12 +148,15 @@ class HostLauncher:
                     argv, executable=program, stdin=stdin, stdout=out, stderr=err, env=env,
                     cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
                 )
-        except BaseException:
             if isolation is not None:
-                isolation.destroy()  # no cgroup or record outlives a launch that never happened
+                isolation.started(popen.pid)  # returns once the task runs in its cgroups
+        except BaseException:
+            if isolation is not None:  # no process, cgroup or record outlives a failed launch
+                if popen is not None:
+                    popen.kill()
+                    popen.wait()
+                isolation.destroy()
             raise
-        if isolation is not None:
-            isolation.started(popen.pid)
         return HostProcess(popen, isolation)
 
 

@@ -51,6 +51,8 @@ _FINE = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 
 QUEUE_LATENCY = Histogram("dockyard_scheduler_queue_seconds", "Submit to launch, seconds", buckets=_FINE)
 CALL_SECONDS = Histogram("dockyard_scheduler_mesos_call_seconds", "One call to the master, seconds",
                          ["call"], buckets=_FINE)
+CORE_WAIT = Histogram("dockyard_scheduler_status_queue_seconds",
+                      "Status update waiting for the core thread, seconds", buckets=_FINE)
 APPLY_SECONDS = Histogram("dockyard_scheduler_status_apply_seconds",
                           "Storing one status update and telling its owner, seconds", buckets=_FINE)
 ACK_LATENCY = Histogram("dockyard_scheduler_status_ack_seconds",
@@ -220,6 +222,8 @@ class Core:
         self._reconcile_timer: threading.Timer | None = None
         self.subscribed = threading.Event()
         self._acks: queue.Queue[tuple | None] = queue.Queue()  # the outbox of Mesos calls
+        self._synced: queue.Queue[tuple | None] = queue.Queue()  # calls waiting for a store sync
+        self._syncer: threading.Thread | None = None
         self._received: dict[int, float] = {}  # id(status) -> when the driver handed it over
         self._ackers: list[threading.Thread] = []
         # -- issue 6 (HA) reconciliation gate: after every (re)subscribe, nothing is launched or
@@ -257,6 +261,8 @@ class Core:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="scheduler-core", daemon=True)
             self._thread.start()
+            self._syncer = threading.Thread(target=self._sync_loop, name="scheduler-sync", daemon=True)
+            self._syncer.start()
             for index in range(self.config.ack_threads):
                 acker = threading.Thread(target=self._ack_loop, name=f"scheduler-ack-{index}", daemon=True)
                 acker.start()
@@ -267,6 +273,7 @@ class Core:
         self._events.put(("stop", None))
         for _ in self._ackers:
             self._acks.put(None)
+        self._synced.put(None)
         if self._reconcile_timer:
             self._reconcile_timer.cancel()
         if self._thread:
@@ -540,7 +547,7 @@ class Core:
         self._sync_suppression()
         filters = {"refuse_seconds": refuse}
         for ids, infos in launches:
-            self._send(self._accept, ids, infos, filters)
+            self._after_sync(self._accept, ids, infos, filters)
         if declines:
             self._send(self._decline, declines, filters)
 
@@ -605,10 +612,43 @@ class Core:
         update until the previous one is acknowledged, so ACK latency is on every
         task's critical path and must not wait behind other statuses' store writes.
         """
+        received = self._received.get(id(status))
+        if received is not None:
+            CORE_WAIT.observe(time.monotonic() - received)
         with APPLY_SECONDS.time():
             self._apply(status)
         if status.get("uuid"):
-            self._send(self._acknowledge, status)
+            self._after_sync(self._acknowledge, status)
+
+    def _after_sync(self, call: Callable[..., Any], *args: Any) -> None:
+        """Run `call` once everything persisted so far is durable (group commit).
+
+        Records are written at once (atomically) but fsynced by the syncer thread, many
+        per pass; an ACK or an ACCEPT waits for the pass that covers its records, so
+        "stored before acknowledged" holds without an fsync on the core thread per status.
+        """
+        if self._syncer is None:
+            self.store.sync()
+            self._send(call, *args)
+        else:
+            self._synced.put((call, args))
+
+    def _sync_loop(self) -> None:
+        while True:
+            batch = [self._synced.get()]
+            while True:
+                try:
+                    batch.append(self._synced.get_nowait())
+                except queue.Empty:
+                    break
+            if any(item is None for item in batch):
+                return
+            try:
+                self.store.sync()
+            except Exception:  # keep the calls: the writes themselves were atomic
+                log.exception("store sync failed")
+            for call, args in batch:
+                self._send(call, *args)
 
     def _send(self, call: Callable[..., Any], *args: Any) -> None:
         """Run a Mesos call on the outbox threads (inline before `start`, as in unit tests).
@@ -712,7 +752,8 @@ class Core:
     # -- helpers ---------------------------------------------------------------------
 
     def _persist(self, record: TaskRecord) -> None:
-        record.version = self.store.put(f"{TASKS_KEY}/{record.task_id}", record.to_json())
+        """Write now; durable before any ACK or ACCEPT that depends on it (`_after_sync`)."""
+        record.version = self.store.put_lazy(f"{TASKS_KEY}/{record.task_id}", record.to_json())
 
     def nudge(self, quiet_seconds: float = 5.0) -> None:
         """REVIVE when work waits and no offer came for `quiet_seconds` (a lost REVIVE, a

@@ -421,7 +421,8 @@ class Container:
 class ContainerLauncher:
     """The `Launcher` for tasks with an image. Runtime: ContainerInfo `dockyard.runtime`,
     else $DOCKYARD_RUNTIME, else runc. Image store size budget (LRU eviction after a pull):
-    $DOCKYARD_IMAGE_BUDGET_MB, unlimited by default."""
+    $DOCKYARD_IMAGE_BUDGET_MB, unlimited by default. Unqualified image names come from
+    $DOCKYARD_DOCKER_REGISTRY (the agent's --docker-registry: a URL or an archive dir)."""
 
     def __init__(self, runtime: str | None = None, budget_bytes: int | None = None) -> None:
         self.runtime = runtime
@@ -429,10 +430,11 @@ class ContainerLauncher:
         self.budget_bytes = budget_bytes or (int(float(budget_mb) * 1048576) if budget_mb else None)
 
     def launch(self, spec: LaunchSpec) -> Container:
+        from executor.images.source import RegistrySource
         from executor.images.store import ImageStore
 
         runtime = (self.runtime or ((spec.container or {}).get("dockyard") or {}).get("runtime")
                    or os.environ.get("DOCKYARD_RUNTIME") or "runc")
         Path(spec.sandbox).mkdir(parents=True, exist_ok=True)
-        store = ImageStore(spec.work_dir, budget_bytes=self.budget_bytes)
+        store = ImageStore(spec.work_dir, budget_bytes=self.budget_bytes, registry=RegistrySource.from_env())
         return Container(spec, runtime).start(store)

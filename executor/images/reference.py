@@ -70,3 +70,19 @@ def parse(name: str) -> Reference:
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry, repository, tag, digest)
+
+
+def names_registry(name: str) -> bool:
+    """True when `name` itself names a registry host (`host:5000/app`, `reg.example/app`, `localhost/app`)."""
+    first, _, rest = name.strip().split("@", 1)[0].partition("/")
+    return bool(rest) and ("." in first or ":" in first or first == "localhost")
+
+
+def written_repository(name: str) -> str:
+    """The repository as the user wrote it: no registry host, no tag or digest, no implied `library/`."""
+    base = name.strip().split("@", 1)[0]
+    if ":" in base.rsplit("/", 1)[-1]:
+        base = base.rsplit(":", 1)[0]
+    if names_registry(base):
+        base = base.split("/", 1)[1]
+    return base

@@ -36,9 +36,10 @@ from typing import Callable, Iterator
 
 from executor.images import reference as references
 from executor.images.extract import extract_layer
-from executor.images.reference import Reference
+from executor.images.reference import DEFAULT_REGISTRY, Reference
 from executor.images.registry import (DOCKER_CONFIG, DOCKER_MANIFEST, INDEX_TYPES, OCI_MANIFEST,
                                       Credentials, RegistryClient)
+from executor.images.source import RegistrySource
 from framework.errors import ImagePullError, LayerRejected
 
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
@@ -90,8 +91,9 @@ class ImageStore:
     """Blobs, tags and unpacked layers under `<work_dir>/images`."""
 
     def __init__(self, work_dir: Path | str, budget_bytes: int | None = None,
-                 concurrency: int = 4) -> None:
+                 concurrency: int = 4, registry: RegistrySource | None = None) -> None:
         self.work_dir = Path(work_dir)
+        self.registry = registry  # the agent's --docker-registry: where unqualified names come from
         self.root = self.work_dir / "images"
         self.blobs = self.root / "blobs" / "sha256"
         self.layers_dir = self.root / "layers"
@@ -289,10 +291,54 @@ class ImageStore:
             if entry is not None and stored >= started:
                 emit({"status": "shared", "image": str(ref)})
                 return self._image(entry)  # somebody pulled it while we waited
+            archive = self._archive_for(name, ref)
+            if archive is not None:
+                return self._load_archive(archive, ref, emit)
+            qualified = references.names_registry(name)
+            if self.registry is not None and not qualified:
+                if self.registry.directory is not None:
+                    raise ImagePullError(f"no archive for image {name!r} in {self.registry.directory} (looked for "
+                                         f"{', '.join(c + '.tar' for c in self._archive_names(name, ref))})")
+                if client is None:
+                    client = RegistryClient(self.registry.host or ref.api_host, credentials, self.registry.insecure)
+                return self._pull_locked(self._at_default_registry(name, ref), emit, credentials, client, ref)
             return self._pull_locked(ref, emit, credentials, client)
 
+    # -- the agent's --docker-registry ---------------------------------------
+    @staticmethod
+    def _archive_names(name: str, ref: Reference) -> list[str]:
+        """Archive names Mesos's local puller would use: `<name>.tar`, then `<repository>:<tag>.tar`."""
+        names = [name.strip()]
+        written = references.written_repository(name)
+        if ref.digest is None and f"{written}:{ref.tag}" not in names:
+            names.append(f"{written}:{ref.tag}")
+        return names
+
+    def _archive_for(self, name: str, ref: Reference) -> Path | None:
+        if self.registry is None or self.registry.directory is None:
+            return None
+        return self.registry.archive_for(name, self._archive_names(name, ref))
+
+    def _load_archive(self, archive: Path, ref: Reference, emit: Progress) -> Image:
+        """A `docker save` (or OCI) archive from the local registry directory, stored as `ref`."""
+        emit({"status": "loading", "image": str(ref), "archive": str(archive)})
+        self.load(archive, tag=str(ref))  # the file name is the image's name, as in Mesos
+        image = self.image(str(ref))
+        emit({"status": "done", "image": str(ref), "digest": image.digest})
+        self.enforce_budget(keep={image.digest})
+        return image
+
+    def _at_default_registry(self, name: str, ref: Reference) -> Reference:
+        """`ref` fetched from the default registry host: the repository as written (no implied
+        `library/`, which only Docker Hub uses) unless that host is Docker Hub itself."""
+        host = self.registry.host if self.registry is not None else None
+        if not host or host in (DEFAULT_REGISTRY, references.DOCKER_HUB_API, "index.docker.io"):
+            return ref
+        return Reference(host, references.written_repository(name), ref.tag, ref.digest)
+
     def _pull_locked(self, ref: Reference, emit: Progress, credentials: Credentials | None,
-                     client: RegistryClient | None) -> Image:
+                     client: RegistryClient | None, store_as: Reference | None = None) -> Image:
+        """Fetch `ref` from its registry; tag it in the store as `store_as` (default: `ref`)."""
         client = client or RegistryClient(ref.api_host, credentials)
         self.last_client = client
         body, media, digest = client.manifest(ref)
@@ -325,13 +371,14 @@ class ImageStore:
                 raise first
             raise ImagePullError(f"pull of {ref} failed: {first}") from first
         self.put_blob(body, digest)
-        image = Image(str(ref), digest, manifest, json.loads(self.read_blob(config["digest"])),
+        name = str(store_as or ref)
+        image = Image(name, digest, manifest, json.loads(self.read_blob(config["digest"])),
                       sum(int(l.get("size", 0)) for l in layers))
         for descriptor in layers:
             self.unpack(image, descriptor)
             emit({"status": "extracted", "digest": descriptor["digest"]})
-        self._tag(str(ref), digest, media, len(body))
-        emit({"status": "done", "image": str(ref), "digest": digest})
+        self._tag(name, digest, media, len(body))
+        emit({"status": "done", "image": name, "digest": digest})
         self.enforce_budget(keep={digest})
         return image
 

@@ -184,7 +184,7 @@ class Agent:
 
     async def _cleanup_leftovers(self) -> None:
         """Run `dockyard executor --cleanup WORK_DIR` once (mounts, cgroups a crash left)."""
-        argv = [*self.config.executor_command, "--cleanup", str(self.config.work_dir)]
+        argv = dockyard_argv("executor", "--cleanup", str(self.config.work_dir))
         try:
             process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
             code = await asyncio.wait_for(process.wait(), 120)
@@ -361,7 +361,7 @@ class Agent:
             executor.queued.append({"event": launch, "tasks": [r.id for r in records]})
 
     def _spawn(self, framework: FrameworkRecord, executor: ExecutorRecord) -> None:
-        """Start the executor process; its exit is watched by `_watch`."""
+        """Start the executor process (`_run_executor` waits for its exit); arm the registration timeout."""
         command = executor.info.get("command") or {}
         command_env = {v["name"]: str(v.get("value", ""))
                        for v in (command.get("environment") or {}).get("variables") or []
@@ -386,6 +386,7 @@ class Agent:
     async def _run_executor(self, framework: FrameworkRecord, executor: ExecutorRecord, command: dict,
                             env: dict[str, str]) -> None:
         executor.directory.mkdir(parents=True, exist_ok=True)
+        point_latest(executor.directory)
         try:
             with open(executor.directory / "stdout", "ab") as out, open(executor.directory / "stderr", "ab") as err:
                 if command.get("shell", True):
@@ -868,6 +869,17 @@ def kill_sandbox_processes(directory: Path) -> int:
             except OSError:
                 pass
     return killed
+
+
+def point_latest(run_dir: Path) -> None:
+    """`runs/latest` -> this run, as the Mesos agent keeps it for UIs and the files API."""
+    link = run_dir.parent / "latest"
+    temp = run_dir.parent / f".latest.{run_dir.name}"
+    try:
+        os.symlink(run_dir.name, temp)
+        os.replace(temp, link)
+    except OSError as error:
+        log.debug("cannot point %s at %s: %s", link, run_dir, error)
 
 
 def default_hostname() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -74,11 +75,15 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 @click.option("--executor-shutdown-grace-period", default=5.0, show_default=True, type=float,
               help="seconds between SHUTDOWN and killing an executor")
 @click.option("--no-cleanup", is_flag=True, help="skip `dockyard executor --cleanup` at start")
+@click.option("--docker-registry", default=None, envvar="DOCKYARD_DOCKER_REGISTRY",
+              help="where images with unqualified names come from, as Mesos's --docker_registry: a registry "
+                   "URL, or a directory of `docker save` archives named <repo>:<tag>.tar [Docker Hub]")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
                   hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
-                  executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool, log_level: str) -> None:
+                  executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool,
+                  docker_registry: str | None, log_level: str) -> None:
     """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
@@ -99,5 +104,13 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
     )
     if executor_command:
         config.executor_command = shlex.split(executor_command)
+    if docker_registry:
+        # Executors pull images, so they get the flag through the environment they inherit
+        # (sandbox.executor_environment starts from ours); a relative directory is made absolute.
+        if not docker_registry.startswith(("/", "file://")) and Path(docker_registry).is_dir():
+            docker_registry = str(Path(docker_registry).resolve())
+        if docker_registry.startswith("/") and not Path(docker_registry).is_dir():
+            raise click.BadParameter(f"{docker_registry} is not a directory", param_hint="--docker-registry")
+        os.environ["DOCKYARD_DOCKER_REGISTRY"] = docker_registry
     log.info("agent %s:%d resources %s", ip, port, total)
     serve(config, log_level)

@@ -300,7 +300,7 @@ class Allocator:
                     raw_role_share[role] = role_raw
                     role_share[role] = role_raw / weights.get(role, 1.0)
                     if several_roles:
-                        roles.sort(key=role_share_key)
+                        _bubble_right(roles, role, role_share)
                     break
         return results
 
@@ -360,6 +360,20 @@ def _resort(members: list[_Framework], index: int, shares: dict[str, float]) -> 
             break
         position += 1
     members.insert(position, fw)
+
+
+def _bubble_right(roles: list[str], role: str, share: dict[str, float]) -> None:
+    """Restore (share, name) order after `role`'s share grew: it can only move right."""
+    index = roles.index(role)
+    key = (share[role], role)
+    last = len(roles) - 1
+    while index < last:
+        following = roles[index + 1]
+        if (share[following], following) > key:
+            break
+        roles[index] = following
+        index += 1
+    roles[index] = role
 
 
 def _filtered(filters: dict[tuple[str, str], list[_Filter]], key: tuple[str, str],

@@ -37,7 +37,7 @@ class FilesApi:
         if isinstance(path, Response):
             return path
         if not path.is_dir():
-            return PlainTextResponse(f"Cannot browse a file: {path}\n", status_code=400)
+            return JSONResponse([file_info(path)])  # as Mesos: browsing a file lists that file
         entries = []
         for child in sorted(path.iterdir()):
             try:

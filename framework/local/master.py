@@ -51,6 +51,8 @@ class MasterConfig:
     agent_reregister_timeout: float = 120.0
     # Delay that batches prompt allocations (freed resources, subscribe, revive).
     allocation_batch: float = 0.002
+    # Mesos --offer_timeout: rescind offers outstanding longer than this (None: never).
+    offer_timeout: float | None = None
 
 
 def ip_as_int(ip: str) -> int:
@@ -115,8 +117,21 @@ class Master(AgentSide):
         self.recovering: dict[str, dict[str, Any]] = {}
         self._registry_writer: Any = None
         self._recovery_timer: asyncio.TimerHandle | None = None
+        # Operator API SUBSCRIBE: callables told of changes, `(event_type, subject)`.
+        self.observers: list[Callable[[str, Any], None]] = []
 
     # ------------------------------------------------------------------ helpers
+    def notify(self, kind: str, subject: Any) -> None:
+        """Tell operator subscribers (and any other observer) what just changed."""
+        for observer in list(self.observers):
+            try:
+                observer(kind, subject)
+            except Exception:  # a broken observer must not break the master
+                log.exception("operator event observer failed on %s", kind)
+
+    def task_state_changed(self, task: Task, status: dict[str, Any]) -> None:
+        """TASK_UPDATED for operators (only when the master's idea of the state moves)."""
+        self.notify("TASK_UPDATED", (task, status))
     def now(self) -> float:
         return time.time()
 
@@ -197,6 +212,9 @@ class Master(AgentSide):
             self._next_offer += 1
             offer = Offer(offer_id, fw.id, agent.id, allocation.role, allocation.resources)
             self.offers[offer_id] = offer
+            if self.config.offer_timeout is not None and self.config.offer_timeout > 0:
+                offer.timer = self._loop().call_later(self.config.offer_timeout,
+                                                      self._offer_timed_out, offer_id)
             fw.offers.add(offer_id)
             fw.offer_counts["sent"] += 1
             by_framework.setdefault(fw.id, []).append(self._render_offer(fw, agent, offer))
@@ -222,9 +240,22 @@ class Master(AgentSide):
             rendered["allocation_info"] = {"role": role}
         return rendered
 
+    def _offer_timed_out(self, offer_id: str) -> None:
+        """--offer-timeout: an offer held too long goes back to the pool (rescinded)."""
+        offer = self.offers.get(offer_id)
+        if offer is not None:
+            offer.timer = None
+            log.info("rescinding offer %s: outstanding longer than %ss", offer_id,
+                     self.config.offer_timeout)
+            self._drop_offer(offer, rescind=True)
+            self.request_allocation([offer.agent_id])
+
     def _drop_offer(self, offer: Offer, *, rescind: bool, refuse_seconds: float | None = None
                     ) -> None:
         self.offers.pop(offer.id, None)
+        if offer.timer is not None:
+            offer.timer.cancel()
+            offer.timer = None
         fw = self.frameworks.get(offer.framework_id)
         if fw is not None:
             fw.offers.discard(offer.id)
@@ -264,7 +295,9 @@ class Master(AgentSide):
             fw = Framework(framework_id, info, validation.framework_roles(info),
                            validation.capabilities(info), now)
             self.frameworks[framework_id] = fw
+            added = True
         else:
+            added = False
             if fw.stream is not None and not fw.stream.closed:
                 fw.stream.send({"type": "ERROR", "error": {"message": "Framework failed over"}})
                 fw.stream.close()
@@ -296,6 +329,7 @@ class Master(AgentSide):
             "heartbeat_interval_seconds": float(self.config.heartbeat_interval),
             "master_info": self.info}})
         self._send(fw, {"type": "HEARTBEAT"})
+        self.notify("FRAMEWORK_ADDED" if added else "FRAMEWORK_UPDATED", fw)
         for task in list(fw.tasks.values()):
             if task.pending:
                 self._forward(task, reset=True)
@@ -326,6 +360,7 @@ class Master(AgentSide):
         if timeout <= 0:
             self.remove_framework(fw)
         else:
+            self.notify("FRAMEWORK_UPDATED", fw)  # deactivated, as Mesos reports it
             fw.failover_timer = self._loop().call_later(timeout, self._failover_expired, fw.id)
         self.request_allocation()
 
@@ -413,6 +448,7 @@ class Master(AgentSide):
             offer = self.offers[offer_id]
             if offer.role not in fw.roles:
                 self._drop_offer(offer, rescind=True)
+        self.notify("FRAMEWORK_UPDATED", fw)
         self.request_allocation()
         return 200, None
 
@@ -529,8 +565,9 @@ class Master(AgentSide):
             if executor_id is not None and (fw.id, executor_id) not in agent.executors:
                 self._add_executor(fw, agent, executor, role,
                                    Resources(executor.get("resources") or []))
-            self._add_task(fw, agent, task, role, task_resources,
-                           executor_id if executor_id is not None else None)
+            added = self._add_task(fw, agent, task, role, task_resources,
+                                   executor_id if executor_id is not None else None)
+            self.notify("TASK_ADDED", added)
             self._to_agent(agent, "RUN_TASK", {"framework_info": fw.info, "task": task})
         return available
 
@@ -561,8 +598,8 @@ class Master(AgentSide):
         for task in tasks:
             task["executor"] = executor  # the group executor is copied into each task
             launched.add(_val(task["task_id"]) or "")
-            self._add_task(fw, agent, task, role, Resources(task.get("resources") or []),
-                           executor_id)
+            self.notify("TASK_ADDED", self._add_task(
+                fw, agent, task, role, Resources(task.get("resources") or []), executor_id))
         self._to_agent(agent, "RUN_TASK_GROUP", {"framework_info": fw.info, "executor": executor,
                                                  "task_group": {"tasks": tasks}})
         return available
@@ -748,6 +785,7 @@ class Master(AgentSide):
         fw.unregistered_time = fw.unregistered_time or self.now()
         self.frameworks.pop(fw.id, None)
         self.completed_frameworks[fw.id] = fw
+        self.notify("FRAMEWORK_REMOVED", fw)
         while len(self.completed_frameworks) > MAX_COMPLETED_FRAMEWORKS:
             self.completed_frameworks.popitem(last=False)
         self.request_allocation()

@@ -59,6 +59,7 @@ class AgentSide:
         self.agents[agent_id] = agent
         self.allocator.add_agent(agent_id, total)
         self._admit(agent)
+        self.notify("AGENT_ADDED", agent)
         agent.stream.send({"type": "REGISTERED", "registered": self._agent_welcome(agent)})  # type: ignore[union-attr]
         log.info("registered agent %s at %s:%s (%s)", agent_id, ip, port, total)
         self.request_allocation([agent_id])
@@ -94,6 +95,7 @@ class AgentSide:
         self.agents[agent_id] = agent
         self.allocator.add_agent(agent_id, total, used)
         self._admit(agent)
+        self.notify("AGENT_ADDED", agent)
         agent.stream.send({"type": "REREGISTERED",  # type: ignore[union-attr]
                            "reregistered": self._agent_welcome(agent)})
         for fid in shutdown:
@@ -106,9 +108,30 @@ class AgentSide:
                 task = fw.tasks.get(tid) if fw else None
                 if fw is not None and not fw.partition_aware and task is not None and not task.terminal:
                     self._to_agent(agent, "KILL_TASK", {"framework_id": _id(fid), "task_id": _id(tid)})
+            self._announce_reregistered(agent, call)
         log.info("re-registered agent %s at %s:%s", agent_id, ip, port)
         self.request_allocation([agent_id])
         return agent.stream  # type: ignore[return-value]
+
+    def _announce_reregistered(self: "Master", agent: Agent, call: dict[str, Any]) -> None:
+        """A PARTITION_AWARE framework was told its tasks here were unreachable; now that
+        the agent is back, Mesos tells it each task's state again, with
+        REASON_AGENT_REREGISTERED (master-made: no uuid, no retry)."""
+        for entry in call.get("tasks") or []:
+            fid = _val(entry.get("framework_id")) or ""
+            tid = _val(entry.get("task_id")) or ""
+            fw = self.frameworks.get(fid)
+            task = fw.tasks.get(tid) if fw else None
+            if fw is None or task is None or not fw.partition_aware:
+                continue
+            extra: dict[str, Any] = {}
+            if task.executor_id and task.executor_id != task.task_id:
+                extra["executor_id"] = _id(task.executor_id)
+            status = self._master_update(fw, tid, task.state, "REASON_AGENT_REREGISTERED",
+                                         "Agent reregistered", agent.id, extra=extra)
+            task.status_update_state = task.state
+            task.status_update_uuid = None
+            self.task_state_changed(task, status)
 
     def _reconnect(self: "Master", agent: Agent, call: dict[str, Any]) -> Stream:
         """A registered agent lost its stream and came back: reconcile what it runs."""
@@ -127,9 +150,10 @@ class AgentSide:
             if fw is None or task is None or (fid, tid) in reported or task.terminal:
                 continue
             # Sent to the agent on a stream that broke (or never sent): it is gone.
-            self._master_update(fw, tid, "TASK_DROPPED", "REASON_RECONCILIATION",
-                                "Task is unknown to the agent", agent.id)
+            status = self._master_update(fw, tid, "TASK_DROPPED", "REASON_RECONCILIATION",
+                                         "Task is unknown to the agent", agent.id)
             task.state = self._fw_state(fw, "TASK_DROPPED")
+            self.task_state_changed(task, status)
             task.pending.clear()
             self._remove_task(fw, task)
         used, shutdown = self._adopt(agent, call)
@@ -281,6 +305,7 @@ class AgentSide:
         status["agent_id"] = _id(agent.id)
         self.counters["messages/status_update"] += 1
         latest = str(call.get("latest_state") or status["state"])
+        changed = task.state != latest
         task.state = latest
         task.statuses.append({k: v for k, v in status.items() if k not in ("data",)})
         if latest in TERMINAL_STATES:
@@ -288,6 +313,8 @@ class AgentSide:
         task.pending.append(status)
         if len(task.pending) == 1:
             self._forward(task, reset=True)
+        if changed:
+            self.task_state_changed(task, status)
 
     def _executor_exited(self: "Master", agent: Agent, call: dict[str, Any]) -> None:
         fid = _val(call.get("framework_id")) or ""
@@ -329,10 +356,11 @@ class AgentSide:
             extra = {"unreachable_time": {"nanoseconds": int(now * 1e9)}} if unreachable else {}
             if task.executor_id and task.executor_id != task.task_id:
                 extra["executor_id"] = _id(task.executor_id)
-            self._master_update(fw, tid, state, "REASON_AGENT_REMOVED",
-                                f"Agent {agent.hostname} removed: {message}", agent.id,
-                                extra=extra)
+            status = self._master_update(fw, tid, state, "REASON_AGENT_REMOVED",
+                                         f"Agent {agent.hostname} removed: {message}", agent.id,
+                                         extra=extra)
             task.state = self._fw_state(fw, state)
+            self.task_state_changed(task, status)
             task.status_update_state = task.state
             task.status_update_uuid = None
             fw.tasks.pop(tid, None)
@@ -352,6 +380,7 @@ class AgentSide:
         self._persist()
         if unreachable:
             self.unreachable_agents[agent.id] = now
+        self.notify("AGENT_REMOVED", agent)
         for fw in self.frameworks.values():
             self._send(fw, {"type": "FAILURE", "failure": {"agent_id": _id(agent.id)}})
         if agent.stream is not None:

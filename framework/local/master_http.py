@@ -79,6 +79,7 @@ class MasterHttp:
         self.master = master
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(operator.MasterCollector(master))  # type: ignore[arg-type]
+        self.subscribers = operator.Subscribers(master)
 
     # -- leadership ----------------------------------------------------------------
     def _not_leader(self, request: Request) -> Response | None:
@@ -172,6 +173,10 @@ class MasterHttp:
         kind = body.get("type") if isinstance(body, dict) else None
         if kind is None:
             return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
+        if kind == "SUBSCRIBE":
+            stream = self.subscribers.subscribe()
+            return self._stream(request, stream, self.master.config.heartbeat_interval,
+                                self.subscribers.closed, {})
         if kind == "TEARDOWN":
             fid = ((body.get("teardown") or {}).get("framework_id") or {}).get("value")
             fw = self.master.frameworks.get(fid or "")

@@ -79,12 +79,15 @@ def _run(config: MasterConfig, log_level: str) -> None:
               help="Seconds without a word from an agent before it is removed.")
 @click.option("--agent-reregister-timeout", default=120.0, show_default=True, type=float,
               help="Seconds a new leader waits for known agents to re-register.")
+@click.option("--offer-timeout", default=None, type=float,
+              help="Seconds after which an unanswered offer is rescinded (Mesos "
+                   "--offer_timeout; default: never).")
 @click.option("--log-level", default="info", show_default=True)
 def master_command(ip: str, port: int, work_dir: str, zk: str | None,
                    allocation_interval: float, hostname: str | None, heartbeat_interval: float,
                    status_update_retry: float, agent_ping_interval: float,
                    agent_ping_timeout: float, agent_reregister_timeout: float,
-                   log_level: str) -> None:
+                   offer_timeout: float | None, log_level: str) -> None:
     """Run the embedded Mesos-compatible master."""
     _run(MasterConfig(ip=ip, port=port, work_dir=work_dir, hostname=hostname, zk=zk,
                       allocation_interval=allocation_interval,
@@ -92,4 +95,5 @@ def master_command(ip: str, port: int, work_dir: str, zk: str | None,
                       status_update_retry=status_update_retry,
                       agent_ping_interval=agent_ping_interval,
                       agent_ping_timeout=agent_ping_timeout,
-                      agent_reregister_timeout=agent_reregister_timeout), log_level)
+                      agent_reregister_timeout=agent_reregister_timeout,
+                      offer_timeout=offer_timeout), log_level)

@@ -152,6 +152,7 @@ class Offer:
     agent_id: str
     role: str
     resources: Resources
+    timer: asyncio.TimerHandle | None = None  # --offer-timeout rescinds it
 
 
 def id_obj(value: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources, attribute_value
 from framework.local.master import VERSION, Master
-from framework.local.master_model import Agent, Framework, Task
+from framework.local.master_model import Agent, Framework, Stream, Task
 
 TASK_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
                "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
@@ -180,6 +180,64 @@ def operator_call(master: Master, kind: str) -> dict[str, Any] | None:
     return None
 
 
+class Subscribers:
+    """Operator API SUBSCRIBE: open event streams and what the master tells them.
+
+    The master calls `observe` (it is one of `master.observers`) as things
+    change; each change becomes one v1 master Event on every open stream, in the
+    order the master made the changes.
+    """
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.streams: list[Stream] = []
+        master.observers.append(self.observe)
+
+    def subscribe(self) -> Stream:
+        """A new stream that starts with SUBSCRIBED{get_state, heartbeat_interval_seconds}."""
+        stream = Stream()
+        stream.send({"type": "SUBSCRIBED", "subscribed": {
+            "get_state": get_state(self.master),
+            "heartbeat_interval_seconds": float(self.master.config.heartbeat_interval)}})
+        self.streams.append(stream)
+        return stream
+
+    def closed(self, stream: Stream) -> None:
+        stream.closed = True
+        if stream in self.streams:
+            self.streams.remove(stream)
+
+    def observe(self, kind: str, subject: Any) -> None:
+        if not self.streams:
+            return  # rendering get_state-sized objects for nobody would be waste
+        event = self.render(kind, subject)
+        if event is None:
+            return
+        for stream in list(self.streams):
+            stream.send(event)
+
+    def render(self, kind: str, subject: Any) -> dict[str, Any] | None:
+        master = self.master
+        payload: dict[str, Any]
+        if kind == "TASK_ADDED":
+            payload = {"task": task_json(subject)}
+        elif kind == "TASK_UPDATED":
+            task, status = subject
+            payload = {"framework_id": _id(task.framework_id), "status": status,
+                       "state": task.state}
+        elif kind in ("FRAMEWORK_ADDED", "FRAMEWORK_UPDATED"):
+            payload = {"framework": framework_json(master, subject)}
+        elif kind == "FRAMEWORK_REMOVED":
+            payload = {"framework_info": subject.info}
+        elif kind == "AGENT_ADDED":
+            payload = {"agent": agent_json(master, subject)}
+        elif kind == "AGENT_REMOVED":
+            payload = {"agent_id": _id(subject.id)}
+        else:
+            return None
+        return {"type": kind, kind.lower(): payload}
+
+
 def roles(master: Master) -> list[dict[str, Any]]:
     names = {"*"}
     for fw in master.frameworks.values():
@@ -201,6 +259,8 @@ def flags(master: Master) -> dict[str, Any]:
                            "hostname": master.hostname,
                            "allocation_interval": f"{cfg.allocation_interval}secs",
                            "agent_ping_timeout": f"{cfg.agent_ping_timeout}secs"}
+    if cfg.offer_timeout:
+        out["offer_timeout"] = f"{cfg.offer_timeout}secs"
     if cfg.zk:
         out["zk"] = cfg.zk
     return out

@@ -49,5 +49,13 @@ class Store(ABC):
     def children(self, prefix: str) -> list[str]:
         """Names (not paths) of the direct children of `prefix`, sorted."""
 
+    def put_lazy(self, key: str, value: bytes) -> int:
+        """Write now, make durable at the next `sync()` (group commit); backends that are
+        durable on every write just write."""
+        return self.put(key, value)
+
+    def sync(self) -> None:
+        """Make every `put_lazy` so far durable; a no-op for always-durable backends."""
+
     def close(self) -> None:
         """Release connections; the default has nothing to release."""

@@ -53,6 +53,7 @@ class EmbeddedStore(Store):
         self._lock = threading.RLock()
         # Versions seen so far: a put need not re-read the file it just wrote.
         self._versions: dict[str, int] = {}
+        self._dirty: set[str] = set()  # written by put_lazy, not yet fsynced
 
     def _dir(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key))
@@ -78,7 +79,28 @@ class EmbeddedStore(Store):
             self._versions[key] = version
             return value, version
 
+    def put_lazy(self, key: str, value: bytes) -> int:
+        """Atomic now (temp + rename), durable at the next `sync()`: many writes share
+        one pass of fsyncs, off the caller's thread."""
+        return self._put(key, value, None, durable=False)
+
+    def sync(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        for path in dirty:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:  # deleted since: nothing to make durable
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def put(self, key: str, value: bytes, expected_version: int | None = None) -> int:
+        return self._put(key, value, expected_version, durable=self.fsync)
+
+    def _put(self, key: str, value: bytes, expected_version: int | None, durable: bool) -> int:
         with self._lock:
             current = self._version(key)
             if expected_version is not None and expected_version != current:
@@ -91,10 +113,12 @@ class EmbeddedStore(Store):
                 try:
                     with os.fdopen(fd, "wb") as handle:
                         handle.write(_encode(new_version, value))
-                        if self.fsync:
+                        if durable:
                             handle.flush()
                             os.fsync(handle.fileno())
                     os.replace(tmp, directory / VALUE_FILE)
+                    if not durable and self.fsync:
+                        self._dirty.add(str(directory / VALUE_FILE))
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)
                     raise

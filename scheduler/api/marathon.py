@@ -104,7 +104,7 @@ def routes(ctx: Any) -> list[Route]:
         wanted_cmd = request.query_params.get("cmd")
         label = _label_filter(request.query_params.get("label", ""))
         out = []
-        for app_id, state in sorted(services.apps.items()):
+        for app_id, state in sorted(list(services.apps.items())):
             if state.deleting:
                 continue
             if wanted_id and wanted_id not in app_id:
@@ -235,7 +235,7 @@ def routes(ctx: Any) -> list[Route]:
     async def list_tasks(request: Request) -> Response:
         wanted = {s.lower() for v in request.query_params.getlist("status") for s in v.split(",") if s}
         views = []
-        for app_id, state in sorted(services.apps.items()):
+        for app_id, state in sorted(list(services.apps.items())):
             for record in services.records(app_id):
                 view = services.task_view(record, state)
                 if wanted and view["state"].removeprefix("TASK_").lower() not in wanted:
@@ -282,7 +282,7 @@ def routes(ctx: Any) -> list[Route]:
 
     def group_view(group_id: str, embed: set[str]) -> dict:
         prefix = group_id.rstrip("/") + "/"
-        apps = [s for i, s in sorted(services.apps.items()) if i.startswith(prefix) and not s.deleting]
+        apps = [s for i, s in sorted(list(services.apps.items())) if i.startswith(prefix) and not s.deleting]
         direct = [s for s in apps if "/" not in s.app.id[len(prefix):]]
         children = sorted({prefix + s.app.id[len(prefix):].split("/")[0] for s in apps if s not in direct})
         versions = [s.app.version or "" for s in apps]
@@ -295,7 +295,7 @@ def routes(ctx: Any) -> list[Route]:
     async def get_group(request: Request) -> Response:
         raw = request.path_params.get("group_id", "").strip("/")
         group_id = "/" + raw if raw else "/"
-        if group_id != "/" and not any(i.startswith(group_id + "/") for i in services.apps):
+        if group_id != "/" and not any(i.startswith(group_id + "/") for i in list(services.apps)):
             raise NotFound(f"Group '{group_id}' does not exist")
         return JSONResponse(group_view(group_id if group_id != "/" else "", embeds(request)))
 

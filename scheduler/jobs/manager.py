@@ -115,6 +115,7 @@ class JobManager:
         self._kept_job: dict[str, str] = {}                  # kept run id -> job id
         self._by_task: dict[str, str] = {}                   # task id -> run id
         self._stop = threading.Event()
+        self._in_status = False  # inside a core status callback (writes may be lazy)
         self._thread: threading.Thread | None = None
         self.changed = threading.Condition(self._lock)       # notified whenever a run moves
         core.add_owner(OWNER_PREFIX, self.on_task_status)
@@ -346,41 +347,48 @@ class JobManager:
     def on_task_status(self, record: TaskRecord, status: dict) -> None:
         """Owner callback: keep the run's view of its task, and move the run."""
         with self._lock:
-            run_id = self._by_task.get(record.task_id)
-            run = self.active.get(run_id or "")
-            if run is None:
-                if run_id is not None:
-                    self._late_update(run_id, record)
-                return
-            task = run.task(record.task_id)
-            if task is None:
-                return
-            self._copy(record, task)
-            spec = self.jobs.get(run.job_id)
-            if record.terminal and spec is not None:
-                outcome = task_ended(run, spec.run, task, record.state.value, record.message, self.clock())
-                self._by_task.pop(record.task_id, None)
-                if outcome.action == "success":
-                    run.succeeded.append(task.index)
-                    self._finish(run, SUCCESS, "")
-                elif outcome.action == "instance_done":
-                    # Not saved here: an array run would rewrite all its tasks per instance.
-                    # After a restart `_recover_run` replays this from the core's record.
-                    run.succeeded.append(task.index)
-                elif outcome.action == "retry":
-                    run.retry_at[task.index] = outcome.retry_at or self.clock()
-                    run.reason = outcome.reason
-                    self._save_run(run)
-                elif outcome.action == "fail":
-                    self._finish(run, FAILED, outcome.reason)
-            elif record.state == State.RUNNING and run.status != ACTIVE:
-                run.status = ACTIVE
-                run.waiting = ""
+            self._in_status = True
+            try:
+                self._on_task_status(record, status)
+            finally:
+                self._in_status = False
+
+    def _on_task_status(self, record: TaskRecord, status: dict) -> None:
+        run_id = self._by_task.get(record.task_id)
+        run = self.active.get(run_id or "")
+        if run is None:
+            if run_id is not None:
+                self._late_update(run_id, record)
+            return
+        task = run.task(record.task_id)
+        if task is None:
+            return
+        self._copy(record, task)
+        spec = self.jobs.get(run.job_id)
+        if record.terminal and spec is not None:
+            outcome = task_ended(run, spec.run, task, record.state.value, record.message, self.clock())
+            self._by_task.pop(record.task_id, None)
+            if outcome.action == "success":
+                run.succeeded.append(task.index)
+                self._finish(run, SUCCESS, "")
+            elif outcome.action == "instance_done":
+                # Not saved here: an array run would rewrite all its tasks per instance.
+                # After a restart `_recover_run` replays this from the core's record.
+                run.succeeded.append(task.index)
+            elif outcome.action == "retry":
+                run.retry_at[task.index] = outcome.retry_at or self.clock()
+                run.reason = outcome.reason
                 self._save_run(run)
-            elif record.state in (State.LAUNCHED, State.STAGING, State.STARTING) and run.status == INITIAL:
-                run.status = STARTING
-                run.waiting = ""
-            self.changed.notify_all()
+            elif outcome.action == "fail":
+                self._finish(run, FAILED, outcome.reason)
+        elif record.state == State.RUNNING and run.status != ACTIVE:
+            run.status = ACTIVE
+            run.waiting = ""
+            self._save_run(run)
+        elif record.state in (State.LAUNCHED, State.STAGING, State.STARTING) and run.status == INITIAL:
+            run.status = STARTING
+            run.waiting = ""
+        self.changed.notify_all()
 
     def _late_update(self, run_id: str, record: TaskRecord) -> None:
         """A status for a finished run's task (e.g. TASK_KILLED after a stop): keep it visible."""
@@ -514,7 +522,7 @@ class JobManager:
             else:
                 state.failure_count += 1
                 state.last_failure_at = now
-            self.store.put(f"/jobs/{run.job_id}/state", state.to_json())
+            self._put(f"/jobs/{run.job_id}/state", state.to_json())
         self._save_run(run)
         kept = self.kept.setdefault(run.job_id, OrderedDict())
         kept[run.id] = run
@@ -540,7 +548,15 @@ class JobManager:
             self.start_run(child, trigger=f"dependency:{job_id}")
 
     def _save_run(self, run: JobRun) -> None:
-        self.store.put(f"/jobs/{run.job_id}/runs/{run.id}", run.to_json())
+        self._put(f"/jobs/{run.job_id}/runs/{run.id}", run.to_json())
+
+    def _put(self, key: str, value: bytes) -> None:
+        """Inside a status callback the core syncs the store before it ACKs (group commit);
+        everywhere else a write is durable when it returns."""
+        if self._in_status:
+            self.store.put_lazy(key, value)
+        else:
+            self.store.put(key, value)
 
     # -- API views ------------------------------------------------------------------
 

@@ -300,7 +300,10 @@ def static_predicate(c: Constraint) -> Callable[[AgentSlot], bool]:
     value_of = _value_getter(c.field)
     if c.operator is Operator.IS or c.operator is Operator.CLUSTER:
         wanted = c.value
-        return lambda agent: value_of(agent) == wanted
+        if c.field in ("hostname", "@hostname"):
+            return lambda agent: agent.hostname == wanted
+        key = c.field[1:] if c.field.startswith("@") else c.field
+        return lambda agent: agent.attributes.get(key) == wanted
     return lambda agent: matches(c, value_of(agent), None)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from scheduler.placement import scoring
-from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value, matches
+from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value
 from scheduler.placement.feasible import (
     AgentSlot,
     Ask,
@@ -310,6 +310,9 @@ def _eligible(ask: Ask, slots: list[AgentSlot]) -> list[int]:
     """Positions of the agents that pass the role and static-constraint filters."""
     role = ask.role
     tests = [static_predicate(c) for c in ask.constraints if c.static]
+    if len(tests) == 1:
+        test = tests[0]
+        return [s.index for s in slots if (s.role == "*" or s.role == role) and test(s)]
     return [s.index for s in slots
             if (s.role == "*" or s.role == role) and all(test(s) for test in tests)]
 
@@ -329,9 +332,14 @@ def _grouped(index: FitIndex, groups: dict[str, list[int]], ask: Ask, constraint
              cursors: dict[str, int]) -> Iterator[int]:
     """Agents with room, from the values GROUP_BY accepts now, each value's agents in order."""
     counts = ask.counts.get(constraint.field)
-    known = ask.known_values.get(constraint.field, 0)
+    seen = counts.counts if counts is not None else {}
+    minimum = max(int(constraint.value) if constraint.value else 0, ask.known_values.get(constraint.field, 0))
+    # matches() for GROUP_BY, once per request instead of once per value: an unused value,
+    # or (once every group exists) a value with the fewest tasks.
+    fewest = min(seen.values()) if seen and len(seen) >= minimum else -1
     for value, positions in groups.items():
-        if not matches(constraint, value, counts, known):
+        have = seen.get(value)
+        if have is not None and have != fewest:
             continue
         first = True
         for position in _stream(index, positions, cursors.get(value, 0), ask):

@@ -18,8 +18,10 @@ def _fit(ask: Ask, agent: AgentSlot) -> float:
     """Nomad's ScoreFitBinPack in [0, 1]: 1 = both cpu and mem fully used after placing."""
     cpu_total = agent.total_cpus or 1.0
     mem_total = agent.total_mem or 1.0
-    free_cpu = max(agent.cpus - ask.cpus, 0.0) / cpu_total
-    free_mem = max(agent.mem - ask.mem, 0.0) / mem_total
+    left_cpu = agent.cpus - ask.cpus
+    left_mem = agent.mem - ask.mem
+    free_cpu = (left_cpu if left_cpu > 0.0 else 0.0) / cpu_total
+    free_mem = (left_mem if left_mem > 0.0 else 0.0) / mem_total
     return (20.0 - (10.0 ** free_cpu + 10.0 ** free_mem)) / 18.0
 
 

@@ -475,7 +475,7 @@ class ServiceManager:
                                         slaveId=record.agent_id or "")
                 if record.state.value in FAILURE_STATES or (record.state.value == "TASK_KILLED" and not requested):
                     state.last_failure = {
-                        "appId": app_id, "host": record.hostname or "", "message": record.message or "",
+                        "appId": app_id, "host": record.hostname or "", "message": _failure_message(record),
                         "state": record.state.value, "taskId": record.task_id, "instanceId": record.task_id,
                         "slaveId": record.agent_id or "", "timestamp": marathon_time(now), "version": version,
                     }
@@ -670,6 +670,17 @@ def _ranges(text: str) -> list[tuple[int, int]]:
             begin, end = part.strip().split("-")
             out.append((int(begin), int(end)))
     return out
+
+
+def _failure_message(record: Any) -> str:
+    """The task's message, with the Mesos reason when it says more (an OOM kill says so);
+    TaskFailure has no reason field the `marathon` client would accept."""
+    message = record.message or ""
+    reason = record.reason or ""
+    if reason and reason not in ("REASON_COMMAND_EXECUTOR_FAILED", "REASON_EXECUTOR_TERMINATED"):
+        label = "out of memory" if reason == "REASON_CONTAINER_LIMITATION_MEMORY" else reason
+        return f"{message} ({label}: {reason})" if label != reason else f"{message} ({reason})"
+    return message
 
 
 def _condition(state: str) -> str:

@@ -25,7 +25,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarathonClient]
         process = Process(dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
                                    "--data-dir", str(workdir / "data")), workdir / "scheduler.log")
         try:
-            wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=30, what="scheduler")
+            wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=60, what="scheduler")
             yield MarathonClient(f"http://127.0.0.1:{port}", timeout=10)
         finally:
             process.stop()
@@ -66,24 +66,24 @@ def test_whole_lifecycle(client: MarathonClient) -> None:
     app = client.create_app("itest", MarathonApp(cmd="sleep 3600", mem=16, cpus=0.1, instances=3,
                                                   health_checks=[], labels={"team": "x"}))
     assert app.id == "/itest"
-    final = wait_for(lambda: deployed(client, "/itest"), timeout=30, what="itest deployed")
+    final = wait_for(lambda: deployed(client, "/itest"), timeout=60, what="itest deployed")
     assert final.tasks_running == 3
     assert [a.id for a in client.list_apps(label="team==x")] == ["/itest"]
     assert len(client.list_tasks("/itest")) == 3
 
     client.scale_app("/itest", 4)
-    wait_for(lambda: (a := deployed(client, "/itest")) and a.tasks_running == 4, timeout=30, what="scaled")
+    wait_for(lambda: (a := deployed(client, "/itest")) and a.tasks_running == 4, timeout=60, what="scaled")
 
     client.update_app("/itest", MarathonApp(cmd="sleep 3601", mem=16, cpus=0.1, instances=4))
     wait_for(lambda: (a := deployed(client, "/itest")) and a.cmd == "sleep 3601"
              and a.tasks_running == 4 and {t.version for t in a.tasks} == {a.version},
-             timeout=40, what="rolling update")
+             timeout=60, what="rolling update")
     assert len(client.list_versions("/itest")) >= 3
 
     tasks = client.list_tasks("/itest")
     assert client.kill_given_tasks([tasks[0].id], scale=True)
     wait_for(lambda: (a := deployed(client, "/itest")) and a.instances == 3 and a.tasks_running == 3,
-             timeout=30, what="killed with scale")
+             timeout=60, what="killed with scale")
     killed = client.kill_task("/itest", client.list_tasks("/itest")[0].id)
     assert killed.id
     wait_for(lambda: (a := deployed(client, "/itest")) and a.tasks_running == 3, timeout=30,
@@ -100,11 +100,16 @@ def test_whole_lifecycle(client: MarathonClient) -> None:
     queue = client.list_queue(embed_last_unused_offers=True)
     assert any(q.app.id == "/itest" for q in queue)
     client.delete_deployment(deployments[0].id)  # a rollback
-    wait_for(lambda: (a := deployed(client, "/itest")) and a.cmd == "sleep 3601" and a.tasks_running == 3,
-             timeout=30, what="rolled back")
+    try:
+        wait_for(lambda: (a := deployed(client, "/itest")) and a.cmd == "sleep 3601" and a.tasks_running == 3,
+                 timeout=60, what="rolled back")
+    except TimeoutError:
+        app = client.get_app("/itest", embed_tasks=True)
+        raise AssertionError(f"{app.cmd} {app.tasks_running} {app.deployments} "
+                             f"{[(t.state, t.version) for t in app.tasks]} {app.version}") from None
 
     client.delete_app("/itest")
-    wait_for(lambda: not [a for a in client.list_apps() if a.id == "/itest"], timeout=30, what="deleted")
+    wait_for(lambda: not [a for a in client.list_apps() if a.id == "/itest"], timeout=60, what="deleted")
     with pytest.raises(NotFoundError):
         client.get_app("/itest")
     wait_for(lambda: any(getattr(e, "event_type", "") == "app_terminated_event" for e in events), timeout=10,

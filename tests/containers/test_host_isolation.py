@@ -18,7 +18,7 @@ def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Pope
     """Start `script` the way executor/host.py does with isolation on."""
     out = open(sandbox / "stdout", "wb")
     popen = subprocess.Popen(iso.wrap(["sh", "-c", script], "/bin/sh"), stdout=out, stderr=subprocess.STDOUT,
-                             stdin=iso.ready_fd(), preexec_fn=iso.enter, start_new_session=True, cwd=sandbox)
+                             stdin=iso.ready_fd(), start_new_session=True, cwd=sandbox)
     iso.started(popen.pid)
     popen.wait(30)
     out.close()
@@ -76,7 +76,7 @@ def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None
     try:
         out = open(sandbox / "stdout", "wb")
         popen = subprocess.Popen(iso.wrap(["sh", "-c", "echo ready; exec sleep 60"], "/bin/sh"), stdout=out,
-                                 stdin=iso.ready_fd(), preexec_fn=iso.enter, start_new_session=True)
+                                 stdin=iso.ready_fd(), start_new_session=True)
         iso.started(popen.pid)
         wait_for(lambda: "ready" in (sandbox / "stdout").read_text(), timeout=10, what="the task")
         os.killpg(popen.pid, signal.SIGTERM)  # what the host launcher sends first

@@ -176,3 +176,41 @@ def test_plain_command_tasks_work_too_and_logs_are_readable(cluster, tmp_path: P
         assert "plain-output-0" in logs.stdout, logs.stderr
     finally:
         process.stop()
+
+
+def test_run_survives_a_scheduler_kill_and_finishes_once(cluster, tmp_path: Path) -> None:
+    """kill -9 the scheduler mid-run: the restarted one fails over, reconciles, finishes the run once."""
+    from tests.support.procs import Process, free_port, http_ok
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
+                    "--data-dir", str(tmp_path / "data"), "--name", "dockyard-restart")
+    marker = tmp_path / "ran"
+
+    def call(method: str, path: str, body: object = None) -> dict:
+        request = urllib.request.Request(url + path, method=method, data=None if body is None else
+                                         json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    first = Process(argv, tmp_path / "first.log")
+    try:
+        wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="scheduler subscribed")
+        call("POST", "/v1/jobs", {"id": "survivor", "run": small(f"echo x >> {marker}; sleep 3")})
+        run_id = call("POST", "/v1/jobs/survivor/runs")["id"]
+        wait_for(lambda: call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "ACTIVE", timeout=20,
+                 what="the run active")
+        first.kill9()
+    finally:
+        first.stop()
+    second = Process(argv, tmp_path / "second.log")
+    try:
+        wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="the restarted scheduler subscribed")
+        wait_for(lambda: call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "SUCCESS", timeout=30,
+                 what="the run to finish after the restart")
+        history = call("GET", "/v1/jobs/survivor?embed=history")["history"]
+        assert history["successCount"] == 1 and history["failureCount"] == 0
+        assert marker.read_text().split() == ["x"], "the task ran more than once"
+    finally:
+        second.stop()

@@ -106,3 +106,55 @@ def test_node_sh_provisions_an_agent_node(chroot: Path) -> None:
               "import framework.local, scheduler, executor, kazoo, addict")
     for binary in ("runc", "crun", "busybox"):
         in_chroot(chroot, "sh", "-c", f"command -v {binary}")
+
+
+def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None:
+    """Provision control in the chroot, then run its three units' commands in a namespace
+    node: ZooKeeper, the master registered in it, the scheduler finding the master there."""
+    import json
+    import secrets
+    import socket
+    import urllib.request
+
+    from framework.local.lab import network, nodes
+    from framework.local.lab.state import prefix
+    from tests.support.procs import wait_for
+
+    third = 100 + secrets.randbelow(100)
+    ip = f"10.216.{third}.2"
+    settings = {"DOCKYARD_NODE": "control", "DOCKYARD_IP": ip, "DOCKYARD_CONTROL_IP": ip,
+                "DOCKYARD_ZK": "1", "DOCKYARD_MESOS": "auto", "DOCKYARD_SRC": "/vagrant",
+                "DOCKYARD_HOSTS": f"control={ip}"}
+    in_chroot(chroot, "bash", "/vagrant/vagrant/provision/node.sh", "control", env=settings)
+    for role in ("zookeeper", "master", "scheduler"):
+        assert (chroot / f"etc/systemd/system/dockyard-{role}.service").exists()
+
+    mine = prefix("c" + secrets.token_hex(2))
+    link = network.NodeLink(f"{mine}control", f"{mine}0", f"{ip}/24")
+    try:
+        network.add_bridge(f"{mine}br", f"10.216.{third}.1/24")
+        network.add_netns(link.netns)
+        network.plug(link, f"{mine}br")
+        for role in ("zookeeper", "master", "scheduler"):
+            nodes.start("control", link.netns, role,
+                        ["chroot", str(chroot), "/usr/local/lib/dockyard/run-role.sh", role,
+                         f"/etc/dockyard/{role}.env"], chroot.parent / f"{role}.log")
+
+        def ruok() -> bool:
+            with socket.create_connection((ip, 2181), timeout=1) as sock:
+                sock.sendall(b"ruok")
+                return sock.recv(8) == b"imok"
+
+        def frameworks() -> list[str]:
+            with urllib.request.urlopen(f"http://{ip}:5050/state", timeout=2) as answer:
+                return [f["name"] for f in json.loads(answer.read())["frameworks"]]
+
+        wait_for(ruok, timeout=120, what="ZooKeeper from the chroot")
+        wait_for(lambda: frameworks() == ["dockyard"], timeout=120,
+                 what="scheduler registered with the master through zk://")
+    finally:
+        nodes.stop_netns(link.netns)
+        network.delete_link(link.host_if)
+        network.delete_netns(link.netns)
+        network.delete_link(f"{mine}br")
+    assert not [n for n in network.link_names() if n.startswith(mine)]

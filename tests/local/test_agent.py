@@ -266,6 +266,10 @@ def test_files_api_reads_a_task_stdout_and_refuses_outside_paths(framework: RawF
     assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout"), "offset": 6,
                                                    "length": 4}).json() == {"data": "from", "offset": 6}
     assert httpx.get(f"{base}/files/download", params={"path": str(sandbox / "stdout")}).text == content
+    latest = sandbox.parent / "latest" / "stdout"  # runs/latest points at the newest run, as in Mesos
+    assert httpx.get(f"{base}/files/read", params={"path": str(latest), "offset": 0}).json()["data"] == content
+    assert [Path(e["path"]).name for e in httpx.get(f"{base}/files/browse",
+                                                    params={"path": str(sandbox / "stdout")}).json()] == ["stdout"]
     assert httpx.get(f"{base}/files/read", params={"path": "/etc/passwd", "offset": 0}).status_code == 403
     escape = f"{sandbox}/../../../../../../../../../../etc/passwd"
     assert httpx.get(f"{base}/files/read", params={"path": escape, "offset": 0}).status_code == 403
@@ -427,3 +431,28 @@ def test_executor_crash_fails_live_tasks_and_leaves_no_orphans(framework: RawFra
                                    and e["failure"].get("executor_id") == {"value": "crash-exec"})
     assert failure["failure"]["status"] == signal.SIGKILL  # raw waitpid status of a signalled process
     wait_for(lambda: not processes_in(sandbox), 10, what="the orphaned task to be killed")
+
+
+def test_agent_follows_the_leading_master_through_zookeeper(tmp_path: Path, zk) -> None:  # noqa: ANN001
+    zk_url = zk.url(f"/mesos-agent-{uuid.uuid4().hex[:8]}")
+    with Cluster(tmp_path, agents=1, masters=2, zk_url=zk_url,
+                 master_args=["--agent-ping-interval", "0.5"]).start() as cluster:
+        leader = cluster.leader()
+        assert leader is not None
+        leading = 0 if leader.endswith(f":{cluster.master_ports[0]}") else 1
+        client = RawFramework(leader, name="ha").start()
+        try:
+            offer = client.offer()
+            client.launch(offer, [command_task("sleep 60", task_id="through-failover")])
+            client.wait_state("through-failover", "TASK_RUNNING")
+        finally:
+            client.stop(teardown=False)
+        cluster.kill_master(leading)
+
+        def adopted_by_the_new_leader() -> list:
+            state = cluster.state(1 - leading)
+            return [(s["id"], t["id"], t["state"]) for s in state["slaves"]
+                    for f in state["frameworks"] for t in f["tasks"]]
+
+        assert wait_for(adopted_by_the_new_leader, 30, what="the agent to re-register with the new leader") == [
+            (offer["agent_id"]["value"], "through-failover", "TASK_RUNNING")]

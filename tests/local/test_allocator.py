@@ -98,3 +98,49 @@ def test_removing_a_framework_frees_its_resources() -> None:
     again = allocator.allocate(0.0)
     assert [a.framework_id for a in again] == ["F1"] and again[0].resources == AGENT
     assert allocator.allocated("F1")["*"]["cpus"] == 4.0
+
+
+def test_incremental_cycle_matches_the_textbook_reference() -> None:
+    """The fast cycle keeps shares incrementally; a from-scratch DRF must agree exactly."""
+    import random
+
+    from bench._allocator_reference import ReferenceAllocator
+
+    def scenario(cls: type[Allocator]) -> list[list[tuple[str, str, str, Resources]]]:
+        rng = random.Random(11)
+        allocator = cls(seed=3)
+        for index in range(30):
+            total = Resources.parse(f"cpus:{2 + index % 5};mem:{1024 * (1 + index % 3)};"
+                                    "ports:[31000-31010]")
+            if index % 4 == 0:
+                total = total + Resources.parse("cpus:1;mem:512", role="ops")
+            if index % 7 == 0:
+                total = total + Resources.parse("cpus:2;mem:256", role="dev")
+            allocator.add_agent(f"S{index}", total)
+        roles = (["*"], ["dev"], ["ops"], ["dev", "ops"], ["*"], ["ops"])
+        for index, fw_roles in enumerate(roles):
+            allocator.add_framework(f"F{index}", fw_roles)
+        task = Resources.parse("cpus:0.5;mem:100")
+        seen = []
+        for cycle in range(40):
+            made = allocator.allocate(float(cycle))
+            seen.append([(a.framework_id, a.agent_id, a.role, a.resources) for a in made])
+            for allocation in made:
+                launch = rng.random() < 0.3 and allocation.resources.contains(task)
+                back = allocation.resources - task if launch else allocation.resources
+                allocator.recover(allocation.framework_id, allocation.agent_id, allocation.role,
+                                  back, refuse_seconds=rng.choice([0, 0, 2.0, 5.0]),
+                                  now=float(cycle))
+            if cycle == 10:
+                allocator.suppress("F1")
+            if cycle == 15:
+                allocator.revive("F1")
+                allocator.revive("F0", ["*"])
+            if cycle == 20:
+                allocator.remove_framework("F4")
+                allocator.remove_agent("S3")
+        return seen
+
+    fast, reference = scenario(Allocator), scenario(ReferenceAllocator)
+    assert sum(len(cycle) for cycle in fast) > 100  # the scenario does allocate
+    assert fast == reference

@@ -1,0 +1,121 @@
+"""Tasks with an image, end to end on the embedded cluster, with no registry at all.
+
+The agent gets `--docker-registry DIR`, a directory of `docker save` archives
+named `<repo>:<tag>.tar` (Mesos's local puller); the image is made by
+`dockyard image build` itself. A raw v1 framework launches the tasks and sees
+what a Mesos framework would see: states, messages and reasons.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.support.cluster import Cluster
+from tests.support.framework import RawFramework, command_task
+from tests.support.procs import dockyard, wait_for
+
+pytestmark = pytest.mark.root
+
+MARKER = "built into busybox:test"
+
+
+def image_container(name: str = "busybox:test") -> dict:
+    return {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": name}}}}
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`busybox:test.tar` (busybox-static plus a marker file), built with the CLI."""
+    directory = tmp_path_factory.mktemp("archives")
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "etc").mkdir()
+    (root / "etc" / "dockyard-image").write_text(MARKER + "\n")
+    built = subprocess.run(dockyard("image", "build", "--tag", "busybox:test", "--busybox", "--from-rootfs",
+                                    str(root), "--cmd", "/bin/sh", "--output",
+                                    str(directory / "busybox:test.tar")),
+                           capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, archives: Path) -> Iterator[Cluster]:
+    with Cluster(Path(tmp_path_factory.mktemp("cluster")), agents=1,
+                 agent_args=["--docker-registry", str(archives)]).start() as running:
+        yield running
+
+
+@pytest.fixture
+def framework(cluster: Cluster) -> Iterator[RawFramework]:
+    client = RawFramework(cluster.master_address).start()
+    yield client
+    client.stop()
+
+
+def task_stdout(cluster: Cluster, task_id: str) -> str:
+    """The task's stdout, found through the agent's /state (the sandbox Mesos reports)."""
+    def find() -> Path | None:
+        state = httpx.get(f"http://{cluster.agent_address(0)}/state", timeout=5).json()
+        for framework in state["frameworks"] + state["completed_frameworks"]:
+            for executor in framework["executors"] + framework["completed_executors"]:
+                if executor["id"] == task_id:
+                    return Path(executor["directory"]) / "stdout"
+        return None
+
+    return wait_for(find, 10, what=f"{task_id}'s sandbox").read_text()  # type: ignore[union-attr]
+
+
+def test_task_runs_inside_the_image_from_a_local_archive(framework: RawFramework, cluster: Cluster) -> None:
+    script = ("cat /etc/dockyard-image; test -e /etc/os-release || echo no-os-release; echo pid=$$; "
+              "echo sandbox=$MESOS_SANDBOX; ls /bin/busybox")
+    framework.launch(framework.offer(), [command_task(script, task_id="in-image", mem=64,
+                                                      container=image_container())])
+    status = framework.wait_terminal("in-image", timeout=45)
+    assert status["state"] == "TASK_FINISHED", status
+    out = task_stdout(cluster, "in-image")
+    assert MARKER in out  # the file only the image has
+    assert "no-os-release" in out  # the host's /etc (Debian) is not there
+    assert "pid=1" in out and "sandbox=/mnt/mesos/sandbox" in out and "/bin/busybox" in out
+    # the archive was loaded into the agent's store under the name the task gave
+    listed = subprocess.run(dockyard("image", "ls", "--json", "--work-dir", str(cluster.workdir / "agent0")),
+                            capture_output=True, text=True, timeout=30)
+    assert "docker.io/library/busybox:test" in listed.stdout
+
+
+def test_image_missing_from_the_directory_fails_the_launch(framework: RawFramework) -> None:
+    framework.launch(framework.offer(), [command_task("true", task_id="no-image",
+                                                      container=image_container("busybox:absent"))])
+    status = framework.wait_terminal("no-image", timeout=45)
+    assert status["state"] == "TASK_FAILED"
+    assert status.get("reason") == "REASON_CONTAINER_LAUNCH_FAILED"
+    assert "busybox:absent.tar" in status["message"]
+
+
+def test_oom_in_the_image_reaches_the_framework_as_memory_limitation(framework: RawFramework) -> None:
+    hog = command_task("dd if=/dev/zero of=/dev/null bs=200M count=1; echo survived; sleep 30",
+                       task_id="oom-hog", mem=32, container=image_container())
+    framework.launch(framework.offer(), [hog])
+    status = framework.wait_terminal("oom-hog", timeout=45)
+    assert status["state"] == "TASK_FAILED"
+    assert status["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY"
+    assert "Memory limit exceeded" in status["message"]
+    assert status["source"] == "SOURCE_EXECUTOR"
+
+
+def test_host_task_is_isolated_and_its_oom_is_reported_too(framework: RawFramework, cluster: Cluster) -> None:
+    """No image: host filesystem, but its own PID namespace and cgroups, as Mesos runs command tasks."""
+    framework.launch(framework.offer(), [command_task("echo pid=$$; test -e /etc/os-release && echo host-fs",
+                                                      task_id="host-plain")])
+    assert framework.wait_terminal("host-plain", timeout=30)["state"] == "TASK_FINISHED"
+    out = task_stdout(cluster, "host-plain")
+    assert "pid=2" in out and "host-fs" in out  # pid 1 is the small init that forwards signals
+    hog = command_task("dd if=/dev/zero of=/dev/null bs=200M count=1; echo survived; sleep 30",
+                       task_id="host-hog", mem=32)
+    framework.launch(framework.offer(), [hog])
+    status = framework.wait_terminal("host-hog", timeout=45)
+    assert (status["state"], status.get("reason")) == ("TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY")
+    assert "Memory limit exceeded: Requested: 32MB" in status["message"]  # the whole task went, not just dd

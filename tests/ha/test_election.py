@@ -1,0 +1,89 @@
+"""The election recipe in-process against the real ZooKeeper (fast; the process tests use it too)."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from framework.errors import LeadershipError
+from scheduler.leader import Election, current_leader
+from tests.support.procs import free_port, wait_for
+from tests.support.zookeeper import ZooKeeper
+
+
+def candidate(url: str, address: str) -> tuple[Election, threading.Event, list[str]]:
+    elected = threading.Event()
+    lost: list[str] = []
+    election = Election(url, address, on_elected=elected.set, on_lost=lost.append, fast_takeover=False)
+    return election, elected, lost
+
+
+def test_lowest_member_leads_and_the_next_takes_over(zk: ZooKeeper) -> None:
+    url = zk.url(f"/election-{uuid.uuid4().hex[:6]}")
+    first, first_elected, first_lost = candidate(url, "127.0.0.1:1001")
+    second, second_elected, _ = candidate(url, "127.0.0.1:1002")
+    try:
+        first.start()
+        assert first_elected.wait(10) and first.is_leader
+        second.start()
+        wait_for(lambda: second.leader_address() == "127.0.0.1:1001", timeout=10, what="the follower's view")
+        assert not second.is_leader and not second_elected.is_set()
+        assert current_leader(url) == "127.0.0.1:1001"
+        first.close()  # graceful: the node goes at once
+        assert second_elected.wait(10) and second.is_leader
+        assert current_leader(url) == "127.0.0.1:1002"
+        assert first_lost == []  # leaving on purpose is not losing
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_leader_whose_node_vanishes_is_told_it_lost(zk: ZooKeeper) -> None:
+    url = zk.url(f"/election-{uuid.uuid4().hex[:6]}")
+    leader, elected, lost = candidate(url, "127.0.0.1:1003")
+    try:
+        leader.start()
+        assert elected.wait(10)
+        node = f"{leader.path}/{leader.members()[0].node}"
+        leader.client.delete(node)  # as an operator (or a successor's take-over) would
+        wait_for(lambda: lost, timeout=10, what="the loss callback")
+        assert not leader.is_leader and "no longer the first" in lost[0]
+    finally:
+        leader.close()
+
+
+def test_abdication_calls_the_loss_callback(zk: ZooKeeper) -> None:
+    url = zk.url(f"/election-{uuid.uuid4().hex[:6]}")
+    leader, elected, lost = candidate(url, "127.0.0.1:1004")
+    try:
+        leader.start()
+        assert elected.wait(10)
+        leader.abdicate()
+        assert lost == ["abdicated"] and current_leader(url) is None
+    finally:
+        leader.close()
+
+
+def test_fast_takeover_removes_a_dead_leaders_node(zk: ZooKeeper) -> None:
+    """Nothing listens on the leader's advertised port: the successor takes its node away."""
+    url = zk.url(f"/election-{uuid.uuid4().hex[:6]}")
+    dead = Election(url, f"127.0.0.1:{free_port()}", on_lost=lambda reason: None, fast_takeover=False)
+    successor_elected = threading.Event()
+    successor = Election(url, "127.0.0.1:1005", on_elected=successor_elected.set,
+                         on_lost=lambda reason: None)
+    try:
+        dead.start()
+        wait_for(dead.wait_elected, timeout=10, what="the soon-dead leader elected")
+        successor.start()
+        assert successor_elected.wait(15)
+        assert current_leader(url) == "127.0.0.1:1005"
+    finally:
+        dead.close()
+        successor.close()
+
+
+def test_reading_the_leader(zk: ZooKeeper) -> None:
+    assert current_leader(zk.url(f"/nobody-{uuid.uuid4().hex[:6]}")) is None
+    with pytest.raises(LeadershipError):
+        current_leader(f"zk://127.0.0.1:{free_port()}/dockyard", timeout=1)
