@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from scheduler.placement.constraints import Constraint
 
 
-@dataclass
+@dataclass(slots=True)  # many thousands may wait in the queue: no per-instance dict
 class TaskRequest:
     task_id: str
     owner: str  # "app:/web" or "job:backup/<run-id>": whom the core tells about this task

@@ -113,7 +113,7 @@ def exit_code_from(status: dict) -> int | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)  # many thousands may wait in the queue: no per-instance dict
 class TaskRecord:
     """What the scheduler knows about one task, persisted on every change."""
 

@@ -92,7 +92,9 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
         print(f"  master      {master}/state          (operator API: POST {master}/api/v1)")
         print(f"  scheduler   {scheduler}/v2/apps     (Marathon API) and {scheduler}/v1/jobs (Metronome API)")
         for task in app["tasks"]:
-            print(f"  service     http://{task['host']}:{task['ports'][0]}/   ({task['id']})")
+            addresses = task.get("ipAddresses") or [{"ipAddress": task["host"]}]
+            print(f"  service     http://{addresses[0]['ipAddress']}:{task['ports'][0]}/   "
+                  f"(on {task['host']}, {task['id']})")
         print(f"  job run     {job['id']} {run_info['id']}: {finished['status']}")
         print()
         print("  try:  .venv/bin/dockyard status")

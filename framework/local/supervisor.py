@@ -56,6 +56,24 @@ class Child:
             return False
 
 
+PORT_RANGE = (31000, 32999)
+
+
+def agent_resources(resources: str | None, index: int, agents: int) -> str:
+    """Agents on one machine share its ports: give each its own slice unless ports are set.
+
+    Two agents offering the same host ports would hand the same port to two tasks,
+    and the second would fail to bind.
+    """
+    if resources and "ports" in resources:
+        return resources
+    first, last = PORT_RANGE
+    size = (last - first + 1) // max(agents, 1)
+    begin = first + (index - 1) * size
+    ports = f"ports:[{begin}-{begin + size - 1}]"
+    return f"{resources};{ports}" if resources else ports
+
+
 def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int, scheduler_port: int,
          scheduler: bool, resources: str | None) -> list[Child]:
     """The children of a cluster, in start order."""
@@ -68,8 +86,7 @@ def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int
         argv = dockyard_argv("agent", "--master", master, "--ip", ip, "--port", str(port),
                              "--work-dir", str(work_dir / f"agent{index}"), "--hostname", f"agent{index}",
                              "--attributes", f"agent:agent{index}")
-        if resources:
-            argv += ["--resources", resources]
+        argv += ["--resources", agent_resources(resources, index, agents)]
         children.append(Child(f"agent{index}", argv, work_dir / "logs" / f"agent{index}.log",
                               f"http://{ip}:{port}", f"http://{ip}:{port}/health"))
     if scheduler:

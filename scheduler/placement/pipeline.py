@@ -52,6 +52,7 @@ DEFAULT_LIMIT = {"binpack": 2, "spread": 4, "firstfit": 1}
 # if the cluster changed, short when something may free up.
 REFUSE_UNRESOLVABLE_SECONDS = 300.0
 REFUSE_DEFAULT_SECONDS = 5.0
+STRATEGY_LABEL = "dockyard.strategy"
 EXPLAIN_SAMPLE = 256  # agents looked at to explain an ask that fits nowhere
 _EPS = 1e-9
 
@@ -200,15 +201,13 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     """Decide where each request runs this round; explain those that cannot run."""
     if strategy not in scoring.STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {scoring.STRATEGIES}")
-    limit = limit or DEFAULT_LIMIT[strategy]
-    scorer = scoring.SCORERS[strategy]
+    default_strategy, default_limit = strategy, limit
     plan = Plan()
     slots = [AgentSlot(i, view) for i, view in enumerate(agents)]
     index = FitIndex(slots)
     asks = _prepare(requests, slots, placed)
-    if strategy == "binpack":
-        # Big rocks first: placing the largest asks first leaves less fragmentation.
-        asks.sort(key=lambda a: -(a.cpus / 8.0 + a.mem / 16384.0))
+    # Asks keep queue order (first come, first placed). Sorting big asks first packed a
+    # little more by resources but left more, smaller instances waiting: not worth it.
     eligible: dict[tuple, list[int]] = {}  # (role, static constraints) -> agent positions
     shared: dict[tuple, int] = {}  # stream -> position before which nothing fits it
     grouped: dict[tuple, dict[str, list[int]]] = {}  # (static, field) -> value -> positions
@@ -218,6 +217,12 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
         if report is None:
             report = plan.reports[ask.owner] = PlacementReport(ask.owner)
         ask_started = clock()
+        # An app may ask for its own strategy (label `dockyard.strategy`: spread|binpack).
+        strategy = ask.request.labels.get(STRATEGY_LABEL, default_strategy)
+        if strategy not in scoring.STRATEGIES:
+            strategy = default_strategy
+        limit = default_limit or DEFAULT_LIMIT[strategy]
+        scorer = scoring.SCORERS[strategy]
         chain = _chain(ask)
         # Role and static constraints depend on the agent alone: answer them once per
         # round for every ask that shares them, and search only the eligible agents.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from framework.mesos import recordio
 from framework.mesos.messages import valid_uuid
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
@@ -447,7 +448,7 @@ def test_agent_follows_the_leading_master_through_zookeeper(tmp_path: Path, zk) 
             client.wait_state("through-failover", "TASK_RUNNING")
         finally:
             client.stop(teardown=False)
-        cluster.kill_master(leading)
+        cluster.stop_master(leading)  # a clean exit ends its ZooKeeper session: no session timeout to wait out
 
         def adopted_by_the_new_leader() -> list:
             state = cluster.state(1 - leading)
@@ -456,3 +457,51 @@ def test_agent_follows_the_leading_master_through_zookeeper(tmp_path: Path, zk) 
 
         assert wait_for(adopted_by_the_new_leader, 30, what="the agent to re-register with the new leader") == [
             (offer["agent_id"]["value"], "through-failover", "TASK_RUNNING")]
+
+
+def test_executor_api_subscribe_update_acknowledged_like_mesos(framework: RawFramework, cluster: Cluster) -> None:
+    """Play the executor by hand: SUBSCRIBE, LAUNCH arrives, UPDATE -> 202, ACKNOWLEDGED with our uuid."""
+    offer = framework.offer()
+    task = command_task("", task_id="by-hand")
+    del task["command"]
+    task["executor"] = custom_executor("exec sleep 60", "hand-exec")  # a process that never subscribes
+    framework.launch(offer, [task])
+    executor_sandbox(cluster, "hand-exec")
+    ids = {"framework_id": {"value": framework.framework_id}, "executor_id": {"value": "hand-exec"}}
+    with httpx.Client(timeout=httpx.Timeout(10.0, read=10.0)) as client:
+        with client.stream("POST", f"{agent_url(cluster)}/api/v1/executor",
+                           content=json.dumps({"type": "SUBSCRIBE", **ids, "subscribe": {}}),
+                           headers={"Content-Type": "application/json", "Accept": "application/json"}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"] == "application/json"
+            def records():  # noqa: ANN202 - RecordIO records off the chunked body, in order
+                decoder = recordio.Decoder()
+                for chunk in stream.iter_raw():
+                    for record in decoder.feed(chunk):
+                        yield json.loads(record)
+
+            reader = records()
+
+            def next_event() -> dict:
+                return next(reader)
+
+            subscribed = next_event()
+            assert subscribed["type"] == "SUBSCRIBED"
+            assert subscribed["subscribed"]["executor_info"]["executor_id"] == {"value": "hand-exec"}
+            assert subscribed["subscribed"]["framework_info"]["id"] == {"value": framework.framework_id}
+            assert subscribed["subscribed"]["agent_info"]["id"] == offer["agent_id"]
+            launch = next_event()
+            assert launch["type"] == "LAUNCH" and launch["launch"]["task"]["task_id"] == {"value": "by-hand"}
+            uuid_text = base64.b64encode(uuid.uuid4().bytes).decode()
+            status = {"task_id": {"value": "by-hand"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR",
+                      "uuid": uuid_text}
+            answer = post_executor_call(cluster, {"type": "UPDATE", **ids, "update": {"status": status}})
+            assert answer.status_code == 202
+            acknowledged = next_event()
+            assert acknowledged["type"] == "ACKNOWLEDGED"
+            assert acknowledged["acknowledged"] == {"task_id": {"value": "by-hand"}, "uuid": uuid_text}
+    seen = framework.wait_state("by-hand", "TASK_RUNNING")
+    assert seen["uuid"] == uuid_text and seen["source"] == "SOURCE_EXECUTOR"
+    assert seen["agent_id"] == offer["agent_id"] and seen["executor_id"] == {"value": "hand-exec"}
+    framework.kill("by-hand", offer["agent_id"])  # our stream is closed: the agent ends the executor
+    assert framework.wait_terminal("by-hand")["state"] in ("TASK_KILLED", "TASK_FAILED")

@@ -105,3 +105,15 @@ def test_large_cluster_explanations_are_sampled():
     plan = place([request(cpus=2)], agents, [], explain_sample=100)
     report = plan.reports["app:/web"]
     assert report.sampled and report.evaluated == 100
+
+
+def test_an_app_can_ask_for_spreading_with_a_label():
+    agents = [agent(i, cpus=4) for i in range(3)]
+    spread = requests(3, cpus=1, owner="app:/spread")
+    for r in spread:
+        r.labels["dockyard.strategy"] = "spread"
+    plan = place(spread + requests(3, cpus=1, owner="app:/packed"), agents, [])
+    by_owner = {}
+    for a in plan.assignments:
+        by_owner.setdefault(a.request.owner, set()).add(a.agent_id)
+    assert len(by_owner["app:/spread"]) == 3 and len(by_owner["app:/packed"]) == 1
