@@ -8,11 +8,10 @@ Rich tables for people, `--json` for scripts.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import httpx

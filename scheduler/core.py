@@ -14,7 +14,6 @@ held, so an owner may call back into the core (a retry submits a new task).
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import shlex
 import sys

@@ -85,7 +85,11 @@ class HostIsolation:
     def create(cls, spec: LaunchSpec, pids: int = 4096) -> "HostIsolation":
         self = cls(spec)
         write_json(self.dir / "state.json", self.record)
-        self.group.create(cgroups.Limits.from_resources(spec.resources or {}, pids))
+        try:
+            self.group.create(cgroups.Limits.from_resources(spec.resources or {}, pids))
+        except BaseException:
+            self.destroy()  # half-made cgroups and the record go now, not at the next agent start
+            raise
         return self
 
     def wrap(self, argv: list[str], program: str | None = None, user: str | None = None) -> list[str]:

@@ -611,6 +611,3 @@ def _describe_report(report: Any) -> str:
             return value
     return str(report)
 
-
-def ensure_spec_error(error: Exception) -> SpecError:
-    return error if isinstance(error, SpecError) else SpecError("/", str(error))

@@ -63,6 +63,10 @@ class Constraint:
         object.__setattr__(self, "counting", not static)
         text = f"{self.field}:{self.operator.value}"
         object.__setattr__(self, "text", f"{text}:{self.value}" if self.value is not None else text)
+        object.__setattr__(self, "_hash", hash((self.field, self.operator, self.value)))
+
+    def __hash__(self) -> int:  # cached: asks are grouped by their constraints every round
+        return self._hash  # type: ignore[attr-defined]
 
     def to_marathon(self) -> list[str]:
         """The `[field, OP, value?]` triple Marathon clients expect back."""

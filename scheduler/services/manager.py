@@ -68,6 +68,7 @@ class AppState:
             "backoff": {"delay": self.backoff.delay, "until": self.backoff.until},
             "lastTaskFailure": self.last_failure, "versionInfo": self.version_info,
             "deleting": self.deleting, "frozen": self.frozen,
+            "deployment": _deployment_json(self.deployment),
         }).encode()
 
     @classmethod
@@ -77,7 +78,24 @@ class AppState:
         return cls(app=app, versions=data.get("versions", {}), instances=data.get("instances", {}),
                    backoff=Backoff(**data.get("backoff", {})), last_failure=data.get("lastTaskFailure"),
                    version_info=data.get("versionInfo", {}), deleting=data.get("deleting", False),
-                   frozen=data.get("frozen", False))
+                   frozen=data.get("frozen", False), deployment=_deployment_from(data.get("deployment")))
+
+
+def _deployment_json(deployment: Deployment | None) -> dict[str, Any] | None:
+    """A running deployment survives a scheduler restart (or a new leader) with its app."""
+    if deployment is None or deployment.finished:
+        return None
+    return {"id": deployment.id, "appId": deployment.app_id, "version": deployment.version,
+            "actions": deployment.actions, "current": deployment.current, "original": deployment.original,
+            "target": deployment.target, "startedAt": deployment.started_at}
+
+
+def _deployment_from(data: dict[str, Any] | None) -> Deployment | None:
+    if not data:
+        return None
+    return Deployment(app_id=data["appId"], version=data["version"], actions=list(data["actions"]),
+                      original=data.get("original"), target=data.get("target"), id=data["id"],
+                      current=int(data.get("current", 0)), started_at=float(data.get("startedAt", 0.0)))
 
 
 def _key(app_id: str) -> str:
@@ -116,6 +134,8 @@ class ServiceManager:
                 if raw:
                     state = AppState.from_json(raw)
                     self.apps[state.app.id] = state
+                    if state.deployment is not None:
+                        self.deployments[state.deployment.id] = state.deployment
 
     def start(self) -> None:
         if self.thread is None:
@@ -354,6 +374,8 @@ class ServiceManager:
         self.deployments.pop(deployment.id, None)
         if state.deployment is deployment:
             state.deployment = None
+            if self.apps.get(state.app.id) is state:
+                self._persist(state)
         if status == "success":
             self.events.publish("deployment_success", id=deployment.id, plan=deployment.plan())
         else:
@@ -401,6 +423,7 @@ class ServiceManager:
             self.events.publish("deployment_step_success", plan=deployment.plan(),
                                 currentStep={"actions": [{"action": action, "app": state.app.id}]})
             deployment.current += 1
+            self._persist(state)
             if deployment.current >= len(deployment.actions):
                 self._finish(state, deployment, "success")
                 if state.deleting:

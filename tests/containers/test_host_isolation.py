@@ -86,3 +86,31 @@ def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None
     finally:
         iso.destroy()
     assert traces(tmp_path / "work", iso.id) == []
+
+
+def test_signal_right_after_launch_is_never_lost_and_dispositions_are_defaults(tmp_path: Path) -> None:
+    """launch() returns only once the task exists past the init's fork: an at-once SIGTERM ends it."""
+    import signal
+
+    from executor.host import HostLauncher
+
+    launcher = HostLauncher()
+    for round_ in range(15):
+        spec = LaunchSpec(task_id=f"early-{round_}", command={"value": "exec sleep 60"},
+                          env={"PATH": "/usr/bin:/bin"}, sandbox=tmp_path / f"early-{round_}",
+                          resources={"cpus": 0.1, "mem": 32}, work_dir=tmp_path / "work")
+        process = launcher.launch(spec)
+        assert process.isolation is not None
+        process.signal(signal.SIGTERM)
+        info = process.wait(10)
+        process.destroy()
+        assert info is not None and info.signal == signal.SIGTERM, f"round {round_}: {info}"
+        assert traces(tmp_path / "work", process.isolation.id) == []
+    spec = LaunchSpec(task_id="dispositions", command={"value": "grep -E 'SigIgn|SigBlk' /proc/self/status"},
+                      env={"PATH": "/usr/bin:/bin"}, sandbox=tmp_path / "dispositions", work_dir=tmp_path / "work")
+    process = launcher.launch(spec)
+    assert process.wait(10).exit_code == 0
+    process.destroy()
+    # nothing ignored or blocked (sh ignores SIGINT/SIGQUIT in background jobs; the init undoes it)
+    masks = (tmp_path / "dispositions" / "stdout").read_text()
+    assert masks == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"

@@ -85,7 +85,7 @@ def test_task_ignoring_sigterm_gets_sigkill_after_grace(tmp_path: Path) -> None:
     assert runner.join(10)
     elapsed = time.monotonic() - begun
     assert marker.exists(), "the task saw SIGTERM first"
-    assert 1.0 <= elapsed < 3.0
+    assert 1.0 <= elapsed < 6.0
     assert updates.items[-1] == ("TASK_KILLED", "Command terminated with signal SIGKILL", None)
     assert "TASK_KILLING" not in updates.states  # framework without TASK_KILLING_STATE
 

@@ -89,7 +89,7 @@ def test_kill_with_grace_escalates_to_sigkill(framework: RawFramework, cluster: 
     elapsed = time.monotonic() - begun
     assert killed["state"] == "TASK_KILLED"
     assert killed["message"] == "Command terminated with signal SIGKILL"
-    assert 1.0 <= elapsed < 5.0
+    assert 1.0 <= elapsed < 8.0  # the task's own policy (10 s) was overridden by the KILL's (1 s)
     assert [u["state"] for u in framework.updates("trapper")][-2:] == ["TASK_KILLING", "TASK_KILLED"]
     wait_for(lambda: "got TERM" in (sandbox / "stdout").read_text(), 5, what="the trap to have run")
 

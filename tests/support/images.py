@@ -10,9 +10,12 @@ import json
 import os
 import subprocess
 
-from executor.images.build import (BUSYBOX, BuiltImage, Entry, build_image, directory, file,  # noqa: F401
+from executor.images.build import (BUSYBOX, BuiltImage, Entry, build_image, directory, file,
                                    hardlink, image_config, layer_tar, symlink)
 from executor.images.build import busybox_entries as _busybox_entries
+
+__all__ = ["APPLETS", "BUSYBOX", "BuiltImage", "Entry", "busybox_entries", "busybox_image", "directory", "file",
+           "hardlink", "layer_tar", "random_file_entries", "skopeo_copy", "skopeo_inspect", "symlink"]
 
 APPLETS = ["sh", "cat", "ls", "echo", "env", "pwd", "id", "sleep", "dd", "head", "yes", "httpd", "wc",
            "mkdir", "rm", "touch", "test", "true", "false", "grep", "hostname", "ps", "kill", "stat",
