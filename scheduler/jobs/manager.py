@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from framework.errors import DockyardError, SpecError
+from framework.errors import DockyardError
 from framework.store import Store
 from scheduler.core import Core
 from scheduler.jobs import dependencies, schedules
@@ -610,4 +610,3 @@ def _describe_report(report: Any) -> str:
         if isinstance(value, str):
             return value
     return str(report)
-
