@@ -75,7 +75,7 @@ class CoreConfig:
     idle_refuse_seconds: float = 3600.0   # nothing waits: REVIVE will clear the filter
     busy_refuse_seconds: float = 1.0      # work waits but did not fit this offer
     stuck_refuse_seconds: float = 30.0    # every rejection was unresolvable
-    max_requests_per_round: int = 2000    # bound placement work per offer round
+    max_requests_per_round: int = 500     # bound placement work (and explanations) per offer round
     reconcile_delay: float = 3.0          # explicit reconciliation gets this long first
     reconcile_interval: float = 600.0     # periodic implicit reconciliation
     keep_terminal: int = 20000            # terminal records kept in memory and store
@@ -754,7 +754,7 @@ class Core:
         """Write now; durable before any ACK or ACCEPT that depends on it (`_after_sync`)."""
         record.version = self.store.put_lazy(f"{TASKS_KEY}/{record.task_id}", record.to_json())
 
-    def nudge(self, quiet_seconds: float = 5.0) -> None:
+    def nudge(self, quiet_seconds: float = 15.0) -> None:
         """REVIVE when work waits and no offer came for `quiet_seconds` (a lost REVIVE, a
         long filter): cheap to call often; workloads' tickers call it."""
         if not self._pending or time.monotonic() - self._last_offer_at < quiet_seconds:
