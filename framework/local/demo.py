@@ -105,7 +105,7 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
         if not hold:
             return 0
         step("the cluster stays up; press Ctrl-C to stop it")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
         supervisor.wait()
         return supervisor.returncode or 0
     except KeyboardInterrupt:
@@ -116,12 +116,17 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
     finally:
         step("stopping the cluster")
         if supervisor.poll() is None:
-            os.killpg(supervisor.pid, signal.SIGINT)
+            os.killpg(supervisor.pid, signal.SIGTERM)
             try:
                 supervisor.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(supervisor.pid, signal.SIGKILL)
         log.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so the cluster is stopped the same way."""
+    raise KeyboardInterrupt
 
 
 def _healthy(scheduler: str, service: dict) -> dict | None:

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 from .procs import Process, dockyard, free_port, http_ok, wait_for
 
-DEFAULT_RESOURCES = "cpus:4;mem:4096;disk:10000;ports:[31000-32000]"
+DEFAULT_RESOURCES = "cpus:4;mem:4096;disk:10000"
+PORTS_PER_AGENT = 1000
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
@@ -92,13 +93,20 @@ class Cluster:
         self._wait_healthy(process, f"http://127.0.0.1:{port}/health", f"master {index}")
         return process
 
+    def agent_resources(self, index: int) -> str:
+        """Agents share this machine's ports: each gets its own slice unless the test set ports."""
+        if "ports" in self.resources:
+            return self.resources
+        begin = 31000 + index * PORTS_PER_AGENT
+        return f"{self.resources};ports:[{begin}-{begin + PORTS_PER_AGENT - 1}]"
+
     def start_agent(self, index: int = 0, wait: bool = True) -> Process:
         port = self.agent_ports[index]
         (self.workdir / f"agent{index}").mkdir(parents=True, exist_ok=True)
         argv = ["agent", "--master", self.master_uri if self.zk_url else self.master_address,
                 "--ip", "127.0.0.1", "--port", str(port),
                 "--work-dir", str(self.workdir / f"agent{index}"),
-                "--resources", self.resources, "--hostname", f"agent{index}", *self.agent_args]
+                "--resources", self.agent_resources(index), "--hostname", f"agent{index}", *self.agent_args]
         process = Process(dockyard(*argv), self.workdir / f"agent{index}.log")
         self.agents[index] = process
         self._wait_healthy(process, f"http://127.0.0.1:{port}/health", f"agent {index}")
