@@ -326,6 +326,11 @@ class Core:
         with self._lock:
             return self._reports.get(owner)
 
+    def placement_reports(self) -> dict[str, Any]:
+        """A snapshot of every waiting owner's last placement report (one lock for all)."""
+        with self._lock:
+            return dict(self._reports)
+
     def agent(self, agent_id: str) -> dict | None:
         with self._lock:
             return self._agents.get(agent_id)
@@ -502,10 +507,11 @@ class Core:
                 OFFERS.labels("declined_idle").inc(len(offers))
             else:
                 views = [self._with_totals(agent_view(group)) for group in by_agent.values()]
-                requests = list(self._first_pending(self.config.max_requests_per_round))
-                placed = [Placed(owner=r.owner, agent_id=r.agent_id or "", hostname=r.hostname or "",
-                                 attributes=(self._agents.get(r.agent_id or "") or {}).get("attributes", {}))
-                          for r in self._records.values() if not r.terminal and r.state != State.PENDING]
+                requests = self._round_requests(views)
+                placed = [] if not any(r.constraints for r in requests) else [
+                    Placed(owner=r.owner, agent_id=r.agent_id or "", hostname=r.hostname or "",
+                           attributes=(self._agents.get(r.agent_id or "") or {}).get("attributes", {}))
+                    for r in self._records.values() if not r.terminal and r.state != State.PENDING]
                 plan = _place(requests, views, placed, self.config.strategy)
                 chosen: dict[str, list[dict]] = {}
                 now = self.clock()
@@ -588,11 +594,36 @@ class Core:
         view.total_cpus, view.total_mem, view.total_disk, view.total_gpus = seen
         return view
 
-    def _first_pending(self, limit: int) -> Iterable[TaskRequest]:
-        for index, request in enumerate(self._pending.values()):
-            if index >= limit:
-                return
-            yield request
+    def _round_requests(self, views: list[AgentView], hopeless_limit: int = 20) -> list[TaskRequest]:
+        """The waiting requests worth placing on these offers, in queue order (lock held).
+
+        With thousands queued, handing all of them to placement every round costs more
+        than it launches: stop once their summed cpus/mem exceed what is offered. Requests
+        bigger than any offering agent cannot fit now, but a few still go through so their
+        owners learn why (the placement report); they do not count against the budget,
+        so they never block smaller requests queued behind them.
+        """
+        cpus = sum(v.cpus for v in views)
+        mem = sum(v.mem for v in views)
+        max_cpus = max((v.cpus for v in views), default=0.0)
+        max_mem = max((v.mem for v in views), default=0.0)
+        out: list[TaskRequest] = []
+        hopeless = scanned = 0
+        for request in self._pending.values():
+            scanned += 1
+            if len(out) >= self.config.max_requests_per_round or scanned > 4 * self.config.max_requests_per_round:
+                break
+            if request.cpus > max_cpus + 1e-9 or request.mem > max_mem + 1e-9:
+                if hopeless < hopeless_limit:
+                    out.append(request)
+                    hopeless += 1
+                continue
+            if request.cpus > cpus + 1e-9 or request.mem > mem + 1e-9:
+                continue  # no room left this round; a smaller one behind may still fit
+            cpus -= request.cpus
+            mem -= request.mem
+            out.append(request)
+        return out
 
     def _executor_info(self) -> dict | None:
         if not self.config.executor_command:

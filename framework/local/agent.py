@@ -173,6 +173,8 @@ class Agent:
                 self._destroy(executor, "REASON_AGENT_REMOVED")
         if self._exit_waiters:
             await asyncio.wait(self._exit_waiters, timeout=5.0)
+        if self.config.cleanup:  # issue 6: nothing of ours runs any more: leave no cgroups/mounts behind
+            await self._cleanup_leftovers()
         await self.link.stop(unregister=True)
 
     def close_streams(self) -> None:

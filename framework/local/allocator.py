@@ -186,10 +186,10 @@ class Allocator:
         if refuse_seconds and refuse_seconds > 0:
             refuse_seconds = min(refuse_seconds, MAX_REFUSE_SECONDS)
             new = _Filter(resources, now + refuse_seconds)
-            # Keep only filters that can still matter: expired ones, and ones the new
-            # filter covers (refused no more, expiring no later), would never hide
-            # an offer the new one does not. A busy master declines every cycle, and
-            # the garbage collector's pauses grow with what piles up here.
+            # Drop filters that can no longer matter: expired ones, and ones the new
+            # filter covers (refused no more, expiring no later), which could never
+            # hide an offer the new one lets through. A busy master declines every
+            # cycle, and the garbage collector's pauses grow with what piles up here.
             filters = agent.filters
             kept = [f for f in filters.get(key, ())
                     if f.expires > now and not (f.expires <= new.expires
@@ -390,8 +390,10 @@ def _filtered(filters: dict[tuple[str, str], list[_Filter]], key: tuple[str, str
             break
     for f in current:
         # An agent whose declined offer came back untouched offers the very same
-        # object again: identity settles the common case without range arithmetic.
-        if f.refused is available or f.refused.contains(available):
+        # resources again (often the very same object): identity or equality (a
+        # dict comparison in C) settle the common case without range arithmetic.
+        refused = f.refused
+        if refused is available or refused == available or refused.contains(available):
             return True
     return False
 

@@ -116,6 +116,7 @@ class JobManager:
         self._by_task: dict[str, str] = {}                   # task id -> run id
         self._stop = threading.Event()
         self._in_status = False  # inside a core status callback (writes may be lazy)
+        self._waiting_refreshed = 0.0
         self._thread: threading.Thread | None = None
         self.changed = threading.Condition(self._lock)       # notified whenever a run moves
         core.add_owner(OWNER_PREFIX, self.on_task_status)
@@ -422,14 +423,22 @@ class JobManager:
         now = self.clock() if now is None else now
         if self.active:
             self.core.nudge()
+        # Explaining why runs wait is the costly part with thousands queued: once a second,
+        # one snapshot of the core's reports, one text per report.
+        refresh = time.monotonic() - self._waiting_refreshed >= 1.0
+        reports = self.core.placement_reports() if refresh else None
+        if refresh:
+            self._waiting_refreshed = time.monotonic()
+        texts: dict[int, str] = {}
         with self._lock:
             for run in list(self.active.values()):
-                self._tick_run(run, now)
+                self._tick_run(run, now, reports, texts)
             for job_id, spec in list(self.jobs.items()):
                 for schedule in spec.schedules:
                     self._tick_schedule(spec, schedule, now)
 
-    def _tick_run(self, run: JobRun, now: float) -> None:
+    def _tick_run(self, run: JobRun, now: float, reports: dict | None = None,
+                  texts: dict[int, str] | None = None) -> None:
         spec = self.jobs.get(run.job_id)
         if spec is None:
             return
@@ -448,18 +457,21 @@ class JobManager:
                 self._by_task[task.id] = run.id
                 self._save_run(run)
                 self.core.submit(task_request(spec, run, index, attempt))
-        waiting = []
-        for task in run.tasks:
-            if task.status != "PENDING":
-                continue
+        pending = [t for t in run.tasks if t.status == "PENDING"]
+        for task in pending:
             if now - task.created_at > spec.run.max_launch_delay:
                 self._finish(run, FAILED, f"instance {task.index} not launched within maxLaunchDelay "
                                           f"({spec.run.max_launch_delay}s)" + (f": {run.waiting}" if run.waiting else ""))
                 return
-            report = self.core.placement_report(run.owner)
-            if report is not None:
-                waiting.append(_describe_report(report))
-        text = "; ".join(sorted(set(waiting)))
+        if reports is None:
+            return
+        text = ""
+        report = reports.get(run.owner) if pending else None
+        if report is not None:
+            cache = texts if texts is not None else {}
+            if id(report) not in cache:
+                cache[id(report)] = _describe_report(report)
+            text = cache[id(report)]
         if text != run.waiting:
             run.waiting = text
             self.changed.notify_all()

@@ -105,6 +105,7 @@ class Deployment:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def __post_init__(self) -> None:
+        self.restarted: Counter = Counter()  # what `supervise` had to bring back
         self.workdir = Path(self.workdir)
         self.scheduler_zk = self.zk.url(f"/dockyard-{self.tag}")
         self.mesos_zk = self.zk.url(f"/mesos-{self.tag}")
@@ -265,6 +266,28 @@ class Deployment:
         os.kill(pid, signal.SIGKILL)
         return pids[pid]["MESOS_EXECUTOR_ID"]
 
+    def supervise(self) -> list[str]:
+        """Restart what exited on its own, as systemd would: a master or a scheduler that lost
+        its ZooKeeper session exits by design (someone else may lead now)."""
+        restarted = []
+        for index, process in enumerate(self.cluster.masters):
+            if process is not None and not process.alive():
+                process.stop()
+                self.cluster.start_master(index)
+                restarted.append(f"master {index}")
+        for sched in self.scheds:
+            if sched.process is not None and not sched.alive():
+                sched.process.stop()
+                self.start_scheduler(sched.index)
+                restarted.append(f"scheduler {sched.index}")
+        for index, process in enumerate(self.cluster.agents):
+            if process is not None and not process.alive():
+                process.stop()
+                self.cluster.start_agent(index)
+                restarted.append(f"agent {index}")
+        self.restarted.update(restarted)
+        return restarted
+
     def logs(self) -> str:
         parts = [self.cluster.logs()]
         for sched in self.scheds:
@@ -422,6 +445,11 @@ class Faults:
     log: list[str] = field(default_factory=list)
 
     def inject(self, kind: str) -> str:
+        what = self._inject(kind)
+        restarted = self.deployment.supervise()
+        return what + (f"; supervisor restarted {', '.join(restarted)}" if restarted else "")
+
+    def _inject(self, kind: str) -> str:
         d = self.deployment
         if kind == "scheduler":
             leader = d.wait_leader()
@@ -534,9 +562,15 @@ class Workload:
     def invariants(self, timeout: float = 60.0) -> list[str]:
         """What must hold after every fault (given time to converge)."""
         d = self.deployment
-        problems = converge(lambda: check_no_task_twice(d), timeout, "duplicate")
-        problems += converge(lambda: check_apps_converged(d, self.apps), timeout, "apps")
-        problems += converge(lambda: check_no_orphans(d), timeout, "orphans")
+
+        def supervised(check: Callable[[], list[str]]) -> Callable[[], list[str]]:
+            def run() -> list[str]:  # the supervisor keeps working while we wait
+                d.supervise()
+                return check()
+            return run
+        problems = converge(supervised(lambda: check_no_task_twice(d)), timeout, "duplicate")
+        problems += converge(supervised(lambda: check_apps_converged(d, self.apps)), timeout, "apps")
+        problems += converge(supervised(lambda: check_no_orphans(d)), timeout, "orphans")
         return problems
 
     def finished_runs(self, timeout: float = 120.0) -> tuple[list[str], dict]:
@@ -583,7 +617,9 @@ def run_fault_loop(deployment: Deployment, workload: Workload, kinds: Iterable[s
     problems += [p for p in run_problems if p not in duplicated]
     summary = {"faults": dict(faults.injected), "total_faults": sum(faults.injected.values()),
                "log": faults.log, "runs": counts, "apps": dict(workload.apps), "lost": problems,
-               "writes_refused": dict(workload.refused), "duplicated_work": duplicated}
+               "writes_refused": dict(workload.refused), "duplicated_work": duplicated,
+               "restarted_by_supervisor": dict(deployment.restarted)}
     report(f"{faults.summary()}; runs {counts}; writes refused meanwhile {dict(workload.refused)}; "
+           f"restarted by the supervisor {dict(deployment.restarted)}; "
            f"duplicated work (at-least-once): {len(duplicated)}; lost/violated: {problems or 'nothing'}")
     return summary
