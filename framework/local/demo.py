@@ -1,6 +1,8 @@
 """`make demo`: an embedded cluster with a sample service and a sample job, and where to look.
 
-It starts `dockyard up --agents 2`, deploys `examples/web-service.json` through the
+It builds a busybox image into a local archive directory (the agents' image source,
+as Mesos's `--docker_registry` directory), starts `dockyard up --agents 2`, deploys
+`examples/web-container.json` through the
 Marathon API and runs `examples/hello-job.json` through the Metronome API, prints
 where everything listens, and keeps the cluster up until Ctrl-C.
 
@@ -63,13 +65,19 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
     log_path = work_dir / "up.log"
     work_dir.mkdir(parents=True, exist_ok=True)
     step(f"starting an embedded cluster: 1 master, {agents} agents, the scheduler (log: {log_path})")
+    images = work_dir / "images"
+    step("building the demo image busybox:demo from Debian's busybox-static")
+    images.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, str(REPO / "dockyard.py"), "image", "build", "--busybox",
+                    "--tag", "busybox:demo", "--output", str(images / "busybox:demo.tar")],
+                   check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
     log = open(log_path, "ab")
     supervisor = subprocess.Popen(
         [sys.executable, str(REPO / "dockyard.py"), "up", "--agents", str(agents),
          "--work-dir", str(work_dir), "--master-port", str(master_port),
          "--scheduler-port", str(scheduler_port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "DOCKYARD_DOCKER_REGISTRY": str(images)},
     )
     try:
         wait("the master", lambda: call("GET", f"{master}/health") is None or True, 60, supervisor)
@@ -77,8 +85,9 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
              lambda: len(call("GET", f"{master}/state")["slaves"]) >= agents, 60, supervisor)
         wait("the scheduler", lambda: urllib.request.urlopen(f"{scheduler}/ping", timeout=2), 60, supervisor)
 
-        service = json.loads((EXAMPLES / "web-service.json").read_text())
-        step(f"deploying the service {service['id']} ({service['instances']} instances, HTTP health checks)")
+        service = json.loads((EXAMPLES / "web-container.json").read_text())
+        step(f"deploying the service {service['id']}: {service['instances']} instances of "
+             f"{service['container']['docker']['image']} with HTTP health checks")
         call("PUT", f"{scheduler}/v2/apps/{service['id'].lstrip('/')}?force=true", service)
         job = json.loads((EXAMPLES / "hello-job.json").read_text())
         step(f"submitting the job {job['id']} and starting a run")
@@ -93,8 +102,10 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
         print(f"  scheduler   {scheduler}/v2/apps     (Marathon API) and {scheduler}/v1/jobs (Metronome API)")
         for task in app["tasks"]:
             addresses = task.get("ipAddresses") or [{"ipAddress": task["host"]}]
-            print(f"  service     http://{addresses[0]['ipAddress']}:{task['ports'][0]}/   "
-                  f"(on {task['host']}, {task['id']})")
+            url = f"http://{addresses[0]['ipAddress']}:{task['ports'][0]}/"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                answer = response.read().decode(errors="replace").strip()
+            print(f"  service     {url}   (on {task['host']}) says: {answer}")
         print(f"  job run     {job['id']} {run_info['id']}: {finished['status']}")
         print()
         print("  try:  .venv/bin/dockyard status")
