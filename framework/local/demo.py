@@ -59,7 +59,8 @@ def step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold: bool) -> int:
+def run(work_dir: Path, agents: int, master_port: int, agent_port: int, scheduler_port: int,
+        hold: bool) -> int:
     scheduler = f"http://127.0.0.1:{scheduler_port}"
     master = f"http://127.0.0.1:{master_port}"
     log_path = work_dir / "up.log"
@@ -75,7 +76,7 @@ def run(work_dir: Path, agents: int, master_port: int, scheduler_port: int, hold
     supervisor = subprocess.Popen(
         [sys.executable, str(REPO / "dockyard.py"), "up", "--agents", str(agents),
          "--work-dir", str(work_dir), "--master-port", str(master_port),
-         "--scheduler-port", str(scheduler_port)],
+         "--agent-port", str(agent_port), "--scheduler-port", str(scheduler_port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO), "DOCKYARD_DOCKER_REGISTRY": str(images)},
     )
@@ -158,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / ".dockyard" / "demo")
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--master-port", type=int, default=5050)
+    parser.add_argument("--agent-port", type=int, default=5051, help="agent1's port; agent2 gets +1 ...")
     parser.add_argument("--scheduler-port", type=int, default=8080)
     parser.add_argument("--no-hold", action="store_true", help="stop once the demo has been shown")
     args = parser.parse_args(argv)
-    return run(args.work_dir, args.agents, args.master_port, args.scheduler_port, hold=not args.no_hold)
+    return run(args.work_dir, args.agents, args.master_port, args.agent_port, args.scheduler_port,
+               hold=not args.no_hold)
 
 
 if __name__ == "__main__":
