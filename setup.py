@@ -24,6 +24,7 @@ setup(
         "click>=8.1",
         "rich>=13.7",
         "croniter>=2.0",
+        "tzdata>=2024.1",  # IANA time zones for job schedules, also on hosts without /usr/share/zoneinfo
     ],
     extras_require={
         "test": [

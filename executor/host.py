@@ -16,7 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from executor.launcher import ExitInfo, LaunchSpec
+from executor.launcher import ExitInfo, LaunchSpec, command_env
 from framework.proctree import descendants, statistics
 
 
@@ -29,14 +29,6 @@ def command_argv(command: dict) -> tuple[str, list[str]]:
         raise ValueError("CommandInfo with shell=false needs a value")
     return value, list(command.get("arguments") or [value])
 
-
-def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
-    """`base` plus the CommandInfo's own variables (VALUE type; secrets are not supported)."""
-    env = dict(base)
-    for variable in (command.get("environment") or {}).get("variables") or []:
-        if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
-            env[variable["name"]] = str(variable.get("value", ""))
-    return env
 
 
 def exit_info(status: int) -> ExitInfo:
@@ -104,7 +96,10 @@ class HostProcess:
 
     def destroy(self) -> None:
         """Kill whatever is left of the task's processes; reap the leader."""
-        self.signal(signal.SIGKILL)
+        if self.isolation is None or self._exit is None:
+            # An isolated task that has exited took its PID namespace with it, and the
+            # isolation's teardown kills the cgroup anyway: no second walk of it here.
+            self.signal(signal.SIGKILL)
         if self._exit is None:
             try:
                 self._exit = exit_info(self.popen.wait(10))

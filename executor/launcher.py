@@ -69,3 +69,12 @@ def launcher_for(spec: LaunchSpec) -> Launcher:
     from executor.host import HostLauncher
 
     return HostLauncher()
+
+
+def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
+    """`base` plus the CommandInfo's own variables (VALUE type; secrets are not supported)."""
+    env = dict(base)
+    for variable in (command.get("environment") or {}).get("variables") or []:
+        if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
+            env[variable["name"]] = str(variable.get("value", ""))
+    return env

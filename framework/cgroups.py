@@ -285,8 +285,10 @@ class Cgroup:
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, then remove the cgroup (children first) in every hierarchy."""
         deadline = time.monotonic() + timeout
+        attempt = 0
         while True:
-            self.kill()
+            if attempt:  # usually empty already (the task ended): rmdir before reading every procs file
+                self.kill()
             busy = []
             for root in self.all_dirs():
                 if not root.exists():
@@ -304,7 +306,9 @@ class Cgroup:
                 return
             if time.monotonic() > deadline:
                 raise ContainerError(f"cgroups still busy after {timeout}s: {busy}")
-            time.sleep(0.02)
+            if attempt:
+                time.sleep(0.02)
+            attempt += 1
 
     # -- readings -----------------------------------------------------------
     def oom_kills(self) -> int:

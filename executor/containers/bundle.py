@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.containers.rootfs import secure_join
+from executor.launcher import command_env
 from framework.errors import ContainerError
 
 SANDBOX = "/mnt/mesos/sandbox"
@@ -64,14 +65,6 @@ class ProcessSpec:
     gid: int
     groups: list[int] = field(default_factory=list)
 
-
-def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
-    """`base` plus the CommandInfo's own VALUE variables."""
-    env = dict(base)
-    for variable in (command.get("environment") or {}).get("variables") or []:
-        if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
-            env[variable["name"]] = str(variable.get("value", ""))
-    return env
 
 
 def command_args(command: dict, image_config: dict) -> list[str]:
