@@ -85,7 +85,8 @@ url_option = click.option("--url", envvar="DOCKYARD_URL", default=DEFAULT_URL, s
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
 
 
-def load_spec(path: str) -> dict:
+def load_spec(path: str, what: str = "a job spec") -> dict:
+    """Read a JSON or YAML spec (`-` for stdin); `what` names it in errors."""
     import yaml
 
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
@@ -97,7 +98,7 @@ def load_spec(path: str) -> dict:
         except yaml.YAMLError as error:
             raise click.ClickException(f"{path}: neither JSON nor YAML: {error}") from None
     if not isinstance(document, dict) or "id" not in document:
-        raise click.ClickException(f"{path}: a job spec is an object with an 'id'")
+        raise click.ClickException(f"{path}: {what} is an object with an 'id'")
     return document
 
 

@@ -15,28 +15,14 @@ import click
 import httpx
 from rich.table import Table
 
-from scheduler.cli import Api, _pump, _tails, console, emit, err_console, json_option, url_option
+from scheduler.cli import (Api, _pump, _tails, console, emit, err_console, json_option, load_spec,
+                           url_option)
 
 POLL_SECONDS = 0.5
 
 
 def _load_app(path: str) -> dict:
-    import json
-    from pathlib import Path
-
-    import yaml
-
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    try:
-        document = json.loads(text)
-    except ValueError:
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise click.ClickException(f"{path}: neither JSON nor YAML: {error}") from None
-    if not isinstance(document, dict) or "id" not in document:
-        raise click.ClickException(f"{path}: an app definition is an object with an 'id'")
-    return document
+    return load_spec(path, "an app definition")
 
 
 def _path(app_id: str) -> str:
