@@ -1,59 +1,180 @@
-"""End to end: deploy 100 instances of a health-checked service on `dockyard up --agents 3`.
+"""End to end: deploy 100 instances of a container service on `dockyard up --agents 3`.
 
-Times POST /v2/apps to every instance running and healthy (as the scheduler reports
-through /v2/apps), and to the deployment being finished. Target: <= 20 s.
+The service is `busybox httpd` in a MESOS container (image `busybox:bench`, built
+here with `dockyard image build --busybox` into a directory that the agents use as
+their `--docker-registry`), with a MESOS_HTTP health check on `$PORT0`. Times
+POST /v2/apps to every instance running, healthy, and the deployment finished.
+Target: all healthy in <= 20 s.
 
-The service is a host command task (`sleep`) with a COMMAND health check run by
-the executor: the embedded agents of one machine all offer the same port range,
-so 100 port-binding servers on 3 agents would collide; and image-based services
-need the container runtime, which this benchmark does not assume.
+Baseline, same cluster and run: the same 100 `busybox httpd` instances as host
+command tasks (no image), deployed first and deleted before the container app.
+The ratio says what the image and runc add on this (shared, noisy) machine.
 
-    .venv/bin/python -m bench services      # DOCKYARD_BENCH_SERVICE_INSTANCES=100
+Where the time goes is read from each task's own timestamps (/v2/apps/{id}/tasks):
+POST -> stagedAt (offers and placement), stagedAt -> startedAt (agent, executor,
+container start), startedAt -> health firstSuccess (health check).
+
+    .venv/bin/python -m bench.bench_services     # DOCKYARD_BENCH_SERVICE_INSTANCES=100
+    .venv/bin/python -m bench services
 """
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
 
 import httpx
 
-from bench._up import Up
+from bench._up import REPO, Up, cpu_by_role, quantile
 
 TARGET_SECONDS = 20.0
+IMAGE = "busybox:bench"
+BUSYBOX = shutil.which("busybox") or "/usr/bin/busybox"
+# A 2-core machine: 3 agents x 2 cpus; 100 x 0.01 cpus and 100 x 16 MiB fit with room.
+HEALTH = {"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 60,
+          "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}
+SERVE = "mkdir -p /tmp/www/$PORT0 && echo ok > /tmp/www/$PORT0/index.html && exec {httpd} httpd -f -p $PORT0 -h /tmp/www/$PORT0"
+
+
+def container_app(count: int) -> dict[str, Any]:
+    return {"id": "/bench/container", "cmd": SERVE.format(httpd=""), "cpus": 0.01, "mem": 16,
+            "instances": count, "portDefinitions": [{"port": 0, "name": "http"}],
+            "container": {"type": "MESOS", "docker": {"image": IMAGE}}, "healthChecks": [HEALTH]}
+
+
+def host_app(count: int) -> dict[str, Any]:
+    return {"id": "/bench/host", "cmd": SERVE.format(httpd=BUSYBOX), "cpus": 0.01, "mem": 16,
+            "instances": count, "portDefinitions": [{"port": 0, "name": "http"}],
+            "healthChecks": [HEALTH]}
+
+
+def build_image(registry: Path) -> float:
+    """Build busybox:bench into the registry directory; returns seconds it took."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(REPO / "dockyard.py"), "image", "build", "--busybox",
+                    "--tag", IMAGE, "--output", str(registry / f"{IMAGE}.tar")],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return time.monotonic() - started
+
+
+@contextmanager
+def registry_env(registry: Path) -> Iterator[None]:
+    """Agents (and their executors) read DOCKYARD_DOCKER_REGISTRY from the environment."""
+    before = os.environ.get("DOCKYARD_DOCKER_REGISTRY")
+    os.environ["DOCKYARD_DOCKER_REGISTRY"] = str(registry)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DOCKYARD_DOCKER_REGISTRY", None)
+        else:
+            os.environ["DOCKYARD_DOCKER_REGISTRY"] = before
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def deploy(client: httpx.Client, app: dict[str, Any], timeout: float = 180.0) -> dict[str, Any]:
+    """POST the app, poll until every instance is healthy and the deployment is done."""
+    app_id, count = app["id"], app["instances"]
+    posted = time.time()
+    started = time.monotonic()
+    client.post("/v2/apps", json=app).raise_for_status()
+    running_at = healthy_at = deployed_at = None
+    state: dict[str, Any] = {}
+    while time.monotonic() < started + timeout:
+        state = client.get(f"/v2/apps/{app_id}").json()["app"]
+        now = time.monotonic() - started
+        if running_at is None and state["tasksRunning"] >= count:
+            running_at = now
+        if healthy_at is None and state["tasksHealthy"] >= count:
+            healthy_at = now
+        if healthy_at is not None and not state["deployments"]:
+            deployed_at = now
+            break
+        time.sleep(0.1)
+    tasks = client.get(f"/v2/apps/{app_id}/tasks").json()["tasks"]
+    staged = [s - posted for t in tasks if (s := _epoch(t.get("stagedAt")))]
+    start = [b - a for t in tasks if (a := _epoch(t.get("stagedAt"))) and (b := _epoch(t.get("startedAt")))]
+    health = [h - b for t in tasks for r in t.get("healthCheckResults", [])
+              if (b := _epoch(t.get("startedAt"))) and (h := _epoch(r.get("firstSuccess")))]
+
+    def spread(values: list[float]) -> dict[str, float | None]:
+        if not values:
+            return {"p50": None, "p90": None, "max": None}
+        return {"p50": round(quantile(values, 0.5), 2), "p90": round(quantile(values, 0.9), 2),
+                "max": round(max(values), 2)}
+
+    return {
+        "all_running_seconds": _round(running_at), "all_healthy_seconds": _round(healthy_at),
+        "deployment_finished_seconds": _round(deployed_at),
+        "healthy_at_end": state.get("tasksHealthy"), "running_at_end": state.get("tasksRunning"),
+        # Per task: POST -> staged (offers, placement, launch sent), staged -> running
+        # (agent, executor, sandbox, container), running -> first healthy answer.
+        "post_to_staged_s": spread(staged), "staged_to_running_s": spread(start),
+        "running_to_healthy_s": spread(health),
+    }
+
+
+def delete(client: httpx.Client, app_id: str, timeout: float = 120.0) -> float:
+    """Delete an app and wait until none of its tasks is left; returns seconds."""
+    started = time.monotonic()
+    client.delete(f"/v2/apps/{app_id}", params={"force": "true"}).raise_for_status()
+    while time.monotonic() < started + timeout:
+        if not any(t["appId"] == app_id for t in client.get("/v2/tasks").json()["tasks"]):
+            break
+        time.sleep(0.2)
+    return round(time.monotonic() - started, 2)
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None
 
 
 def run(instances: int | None = None) -> dict:
+    """The whole benchmark (what `python -m bench services` calls): one JSON-able dict."""
     count = instances or int(os.environ.get("DOCKYARD_BENCH_SERVICE_INSTANCES", "100"))
-    app = {"id": "/bench/web", "cmd": "exec sleep 3600", "cpus": 0.01, "mem": 16, "instances": count,
-           "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"},
-                             "gracePeriodSeconds": 30, "intervalSeconds": 1, "timeoutSeconds": 5,
-                             "maxConsecutiveFailures": 3}]}
-    with Up(agents=3) as up:
-        client = httpx.Client(base_url=up.url, timeout=30)
-        started = time.monotonic()
-        response = client.post("/v2/apps", json=app)
-        response.raise_for_status()
-        running_at = healthy_at = deployed_at = None
-        deadline = started + 120
-        while time.monotonic() < deadline:
-            state = client.get("/v2/apps//bench/web").json()["app"]
-            now = time.monotonic() - started
-            if running_at is None and state["tasksRunning"] >= count:
-                running_at = now
-            if healthy_at is None and state["tasksHealthy"] >= count:
-                healthy_at = now
-            if healthy_at is not None and not state["deployments"]:
-                deployed_at = now
-                break
-            time.sleep(0.1)
-        return {
-            "instances": count, "agents": 3,
-            "all_running_seconds": round(running_at, 2) if running_at is not None else None,
-            "all_healthy_seconds": round(healthy_at, 2) if healthy_at is not None else None,
-            "deployment_finished_seconds": round(deployed_at, 2) if deployed_at is not None else None,
-            "load_average": round(os.getloadavg()[0], 2),
-            "targets": {"all_healthy<=20s": healthy_at is not None and healthy_at <= TARGET_SECONDS},
-        }
+    registry = Path(tempfile.mkdtemp(prefix="dockyard-bench-registry-"))
+    try:
+        build_seconds = build_image(registry)
+        with registry_env(registry), Up(agents=3) as up:
+            client = httpx.Client(base_url=up.url, timeout=30)
+            # CPU is sampled while the executors still live (an exited one is not counted).
+            before = cpu_by_role(up.workdir)
+            host = deploy(client, host_app(count))
+            host["cpu_seconds_by_role"] = _delta(before, cpu_by_role(up.workdir))
+            host["delete_seconds"] = delete(client, "/bench/host")
+            before = cpu_by_role(up.workdir)
+            container = deploy(client, container_app(count))
+            container["cpu_seconds_by_role"] = _delta(before, cpu_by_role(up.workdir))
+            container["delete_seconds"] = delete(client, "/bench/container")
+    finally:
+        shutil.rmtree(registry, ignore_errors=True)
+    healthy, baseline = container["all_healthy_seconds"], host["all_healthy_seconds"]
+    return {
+        "instances": count, "agents": 3, "image": IMAGE, "image_build_seconds": round(build_seconds, 2),
+        "container": container,
+        "host_baseline": host,
+        "ratio_container_to_host": round(healthy / baseline, 2) if healthy and baseline else None,
+        "all_healthy_seconds": healthy,
+        "load_average": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
+        "targets": {"all_healthy<=20s": healthy is not None and healthy <= TARGET_SECONDS},
+    }
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per role between two samples (executors that exited are not counted)."""
+    return {role: round(after.get(role, 0.0) - before.get(role, 0.0), 2) for role in sorted(after)}
 
 
 if __name__ == "__main__":

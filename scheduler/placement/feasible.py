@@ -77,27 +77,41 @@ class AgentSlot:
                  "total_gpus", "owners")
 
     def __init__(self, index: int, view: AgentView) -> None:
+        # Built for every agent every round: plain assignments, no sorting unless needed.
         self.index = index
         self.view = view
         self.agent_id = view.agent_id
         self.hostname = view.hostname
         self.attributes = view.attributes
         self.role = view.role or "*"
-        self.cpus, self.mem, self.disk, self.gpus = view.cpus, view.mem, view.disk, view.gpus
+        self.cpus = cpus = view.cpus
+        self.mem = mem = view.mem
+        self.disk = disk = view.disk
+        self.gpus = gpus = view.gpus
         ranges = view.port_ranges
-        if len(ranges) > 1:
-            ranges = sorted(ranges)
-        self.ports: list[list[int]] = []
-        count = 0
-        for begin, end in ranges:
+        if len(ranges) == 1:
+            begin, end = ranges[0]
             if end >= begin:
-                self.ports.append([begin, end])
-                count += end - begin + 1
-        self.port_count = count
-        self.total_cpus = view.total_cpus if view.total_cpus > view.cpus else view.cpus
-        self.total_mem = view.total_mem if view.total_mem > view.mem else view.mem
-        self.total_disk = view.total_disk if view.total_disk > view.disk else view.disk
-        self.total_gpus = view.total_gpus if view.total_gpus > view.gpus else view.gpus
+                self.ports: list[list[int]] = [[begin, end]]
+                self.port_count = end - begin + 1
+            else:
+                self.ports, self.port_count = [], 0
+        else:
+            self.ports = []
+            count = 0
+            for begin, end in sorted(ranges):
+                if end >= begin:
+                    self.ports.append([begin, end])
+                    count += end - begin + 1
+            self.port_count = count
+        total = view.total_cpus
+        self.total_cpus = total if total > cpus else cpus
+        total = view.total_mem
+        self.total_mem = total if total > mem else mem
+        total = view.total_disk
+        self.total_disk = total if total > disk else disk
+        total = view.total_gpus
+        self.total_gpus = total if total > gpus else gpus
         self.owners: dict[str, int] = {}  # tasks per owner placed here (scoring, anti-affinity)
 
     def has_port(self, port: int) -> bool:
@@ -157,18 +171,18 @@ class Ask:
         self.counts = counts  # field -> FieldCounts of this owner's tasks
         self.known_values = known_values  # field -> distinct values in the cluster
         self.requests: list[TaskRequest] = []
-        self.counting_checks: list[tuple[Callable[[AgentSlot], bool], Rejection, Rejection]] = []
+        # (test on the field value, field getter, resolvable, unresolvable); None: not compiled.
+        self.counting_checks: list[tuple[Callable[[str | None], bool], Callable[[AgentSlot], str | None],
+                                         Rejection, Rejection]] | None = None
 
     def compile(self) -> None:
         """Turn the counting constraints into closures over this round's counters (once)."""
-        self.counting_checks = []
-        for c in self.counting:
-            value_of = _value_getter(c.field)
-            ok = _counting_predicate(c, self.counts.get(c.field), self.known_values.get(c.field, 0))
-            self.counting_checks.append((
-                (lambda agent, value_of=value_of, ok=ok: ok(value_of(agent))),
-                Rejection(Reason.UNFULFILLED_CONSTRAINT, c.text, resolvable=True),
-                Rejection(Reason.UNFULFILLED_CONSTRAINT, c.text, resolvable=False)))
+        self.counting_checks = [
+            (_counting_predicate(c, self.counts.get(c.field), self.known_values.get(c.field, 0)),
+             _value_getter(c.field),
+             Rejection(Reason.UNFULFILLED_CONSTRAINT, c.text, resolvable=True),
+             Rejection(Reason.UNFULFILLED_CONSTRAINT, c.text, resolvable=False))
+            for c in self.counting]
 
     @staticmethod
     def key(request: TaskRequest) -> tuple:
@@ -220,14 +234,15 @@ class CountingConstraintFilter:
     name = "constraints-counting"
 
     def check(self, ask: Ask, agent: AgentSlot) -> Rejection | None:
-        if len(ask.counting_checks) != len(ask.counting):
+        checks = ask.counting_checks
+        if checks is None:
             ask.compile()
-        for (ok, resolvable, unresolvable), constraint in zip(ask.counting_checks, ask.counting):
-            if not ok(agent):
+            checks = ask.counting_checks or []
+        for ok, value_of, resolvable, unresolvable in checks:
+            value = value_of(agent)
+            if not ok(value):
                 # Lacking the attribute entirely will not change by waiting.
-                if field_value(constraint.field, agent.hostname, agent.attributes) is None:
-                    return unresolvable
-                return resolvable
+                return unresolvable if value is None else resolvable
         return None
 
 

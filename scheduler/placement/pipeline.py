@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from scheduler.placement import scoring
-from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value
+from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value, matches
 from scheduler.placement.feasible import (
     AgentSlot,
     Ask,
@@ -41,7 +41,6 @@ from scheduler.placement.feasible import (
     ResourceFilter,
     RoleFilter,
     StaticConstraintFilter,
-    static_predicate,
 )
 from scheduler.placement.report import PlacementReport
 from scheduler.placement.views import AgentView, Assignment, Placed
@@ -209,6 +208,8 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     # Asks keep queue order (first come, first placed). Sorting big asks first packed a
     # little more by resources but left more, smaller instances waiting: not worth it.
     eligible: dict[tuple, list[int]] = {}  # (role, static constraints) -> agent positions
+    columns: dict[str, list[str | None]] = {}  # field -> each agent's value (static constraints)
+    reserved = [s.index for s in slots if s.role != "*"]
     shared: dict[tuple, int] = {}  # stream -> position before which nothing fits it
     grouped: dict[tuple, dict[str, list[int]]] = {}  # (static, field) -> value -> positions
     rotation = 0  # spread: where the next search starts
@@ -231,7 +232,7 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
         if static != ("*", ()):
             positions = eligible.get(static)
             if positions is None:
-                positions = eligible[static] = _eligible(ask, slots)
+                positions = eligible[static] = _eligible(ask, slots, columns, reserved)
         fast_chain = chain if positions is None else [f for f in chain if f not in (_ROLE, _STATIC)]
         stream = (static, ask.cpus, ask.mem)
         cursor = shared.get(stream, 0)
@@ -311,15 +312,35 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     return plan
 
 
-def _eligible(ask: Ask, slots: list[AgentSlot]) -> list[int]:
-    """Positions of the agents that pass the role and static-constraint filters."""
-    role = ask.role
-    tests = [static_predicate(c) for c in ask.constraints if c.static]
-    if len(tests) == 1:
-        test = tests[0]
-        return [s.index for s in slots if (s.role == "*" or s.role == role) and test(s)]
-    return [s.index for s in slots
-            if (s.role == "*" or s.role == role) and all(test(s) for test in tests)]
+def _eligible(ask: Ask, slots: list[AgentSlot], columns: dict[str, list[str | None]],
+              reserved: list[int]) -> list[int]:
+    """Positions of the agents that pass the role and static-constraint filters.
+
+    A static constraint is answered once per distinct value of its field (a cluster
+    has a few racks, zones, disk types), not once per agent: `columns` holds each
+    field's value per agent position, built once per round. `reserved` lists the
+    agents offering a role other than "*" (usually none).
+    """
+    positions: list[int] | None = None
+    for c in ask.constraints:
+        if not c.static:
+            continue
+        values = columns.get(c.field)
+        if values is None:
+            values = columns[c.field] = [field_value(c.field, s.hostname, s.attributes) for s in slots]
+        allowed = {v for v in set(values) if matches(c, v, None)}
+        if positions is None:
+            positions = [i for i, v in enumerate(values) if v in allowed]
+        else:
+            positions = [i for i in positions if values[i] in allowed]
+    if positions is None:
+        positions = list(range(len(slots)))
+    if reserved:
+        role = ask.role
+        refused = {i for i in reserved if slots[i].role != role}
+        if refused:
+            positions = [i for i in positions if i not in refused]
+    return positions
 
 
 def _by_value(fieldname: str, slots: list[AgentSlot], positions: list[int] | None) -> dict[str, list[int]]:
