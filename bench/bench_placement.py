@@ -6,6 +6,11 @@ UNLIKE/CLUSTER) and port needs. The same workload runs through the pipeline
 (bin-pack) and through a naive first-fit baseline (first agent that passes every
 filter, in agent order, no scoring), in offer rounds as the core would call it.
 
+The machine is shared: rates are given per wall-clock second and per CPU second
+(`time.process_time`), with their ratio to first-fit from the same process; decision
+latency is given in wall time and, from a repeat of the pipeline run, in thread CPU
+time (a wall p99 under load mostly measures preemption).
+
     .venv/bin/python -m bench.bench_placement [--agents N --apps N --instances N]
     .venv/bin/python -m bench placement
 Prints one JSON document.
@@ -20,6 +25,7 @@ import random
 import statistics
 import time
 from dataclasses import replace
+from typing import Callable
 
 from scheduler.placement import AgentView, Placed, parse_constraints, place
 from scheduler.requests import TaskRequest
@@ -69,7 +75,9 @@ def make_requests(apps: int, instances: int, rng: random.Random) -> list[TaskReq
     return requests
 
 
-def run_strategy(strategy: str, agents: list[AgentView], requests: list[TaskRequest], rounds: int) -> dict:
+def run_strategy(strategy: str, agents: list[AgentView], requests: list[TaskRequest], rounds: int,
+                 clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Place `requests` in `rounds` offer rounds; `clock` times each decision (wall by default)."""
     free = {a.agent_id: replace(a, port_ranges=list(a.port_ranges)) for a in agents}
     placed: list[Placed] = []
     decisions: list[float] = []
@@ -81,7 +89,7 @@ def run_strategy(strategy: str, agents: list[AgentView], requests: list[TaskRequ
         chunk = requests[start:start + batch]
         views = list(free.values())
         began, began_cpu = time.perf_counter(), time.process_time()
-        plan = place(chunk, views, placed, strategy=strategy)
+        plan = place(chunk, views, placed, strategy=strategy, clock=clock)
         elapsed += time.perf_counter() - began
         cpu += time.process_time() - began_cpu
         decisions.extend(plan.decision_seconds)
@@ -136,15 +144,30 @@ def run(agents: int = 10_000, apps: int = 1_000, instances: int = 100_000, round
     gc.freeze()  # the workload itself is permanent: keep the collector off it
     pipeline = run_strategy("binpack", views, requests, rounds)
     baseline = run_strategy("firstfit", views, requests, rounds)
+    # On a loaded machine a wall-clock p99 mostly measures preemption (a decision that
+    # straddles a time slice). The same placements timed in thread CPU time say what
+    # the decision itself costs; this run is for latency only (its clock is slower).
+    cpu_timed = run_strategy("binpack", views, requests, rounds, clock=time.thread_time)
+    pipeline["decision_cpu_p50_ms"] = cpu_timed["decision_p50_ms"]
+    pipeline["decision_cpu_p99_ms"] = cpu_timed["decision_p99_ms"]
+    pipeline["decision_cpu_max_ms"] = cpu_timed["decision_max_ms"]
     return {
         "agents": agents, "apps": apps, "instances": len(requests), "rounds": rounds,
         "demand": {"cpus": round(demand_cpus, 4), "mem": round(demand_mem, 4)},
         "load_average": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
         "pipeline": pipeline,
         "first_fit": baseline,
+        # Same process, same workload: what scoring and explaining cost over first-fit.
+        "ratio_to_first_fit": {
+            "placements_per_second": round(pipeline["placements_per_second"] / baseline["placements_per_second"], 3),
+            "placements_per_cpu_second": round(
+                pipeline["placements_per_cpu_second"] / baseline["placements_per_cpu_second"], 3),
+            "utilisation": round(pipeline["utilisation"] / baseline["utilisation"], 4),
+        },
         "targets": {
             "placements_per_second>=10000": pipeline["placements_per_second"] >= 10_000,
             "p99_ms<=5": pipeline["decision_p99_ms"] <= 5.0,
+            "p99_cpu_ms<=5": pipeline["decision_cpu_p99_ms"] <= 5.0,
             "utilisation>=first_fit": pipeline["utilisation"] >= baseline["utilisation"],
         },
     }

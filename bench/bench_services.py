@@ -8,7 +8,9 @@ Target: all healthy in <= 20 s.
 
 Baseline, same cluster and run: the same 100 `busybox httpd` instances as host
 command tasks (no image), deployed first and deleted before the container app.
-The ratio says what the image and runc add on this (shared, noisy) machine.
+The ratio says what the image and runc add on this (shared, noisy) machine. A
+third deploy repeats the containers with cpus 0.1 instead of 0.01, to show what
+the task's CPU quota costs at container start (see `container_cpus_0_1`).
 
 Where the time goes is read from each task's own timestamps (/v2/apps/{id}/tasks):
 POST -> stagedAt (offers and placement), stagedAt -> startedAt (agent, executor,
@@ -37,14 +39,14 @@ from bench._up import REPO, Up, cpu_by_role, quantile
 TARGET_SECONDS = 20.0
 IMAGE = "busybox:bench"
 BUSYBOX = shutil.which("busybox") or "/usr/bin/busybox"
-# A 2-core machine: 3 agents x 2 cpus; 100 x 0.01 cpus and 100 x 16 MiB fit with room.
+# 100 x 0.01 cpus and 100 x 16 MiB fit 3 agents with room.
 HEALTH = {"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 60,
           "intervalSeconds": 1, "timeoutSeconds": 2, "maxConsecutiveFailures": 3}
 SERVE = "mkdir -p /tmp/www/$PORT0 && echo ok > /tmp/www/$PORT0/index.html && exec {httpd} httpd -f -p $PORT0 -h /tmp/www/$PORT0"
 
 
-def container_app(count: int) -> dict[str, Any]:
-    return {"id": "/bench/container", "cmd": SERVE.format(httpd=""), "cpus": 0.01, "mem": 16,
+def container_app(count: int, cpus: float = 0.01) -> dict[str, Any]:
+    return {"id": "/bench/container", "cmd": SERVE.format(httpd=""), "cpus": cpus, "mem": 16,
             "instances": count, "portDefinitions": [{"port": 0, "name": "http"}],
             "container": {"type": "MESOS", "docker": {"image": IMAGE}}, "healthChecks": [HEALTH]}
 
@@ -147,7 +149,8 @@ def run(instances: int | None = None) -> dict:
     registry = Path(tempfile.mkdtemp(prefix="dockyard-bench-registry-"))
     try:
         build_seconds = build_image(registry)
-        with registry_env(registry), Up(agents=3) as up:
+        # 4 cpus per agent (12 on a 2-core machine): room for the cpus 0.1 run below.
+        with registry_env(registry), Up(agents=3, resources="cpus:4") as up:
             client = httpx.Client(base_url=up.url, timeout=30)
             # CPU is sampled while the executors still live (an exited one is not counted).
             before = cpu_by_role(up.workdir)
@@ -158,12 +161,20 @@ def run(instances: int | None = None) -> dict:
             container = deploy(client, container_app(count))
             container["cpu_seconds_by_role"] = _delta(before, cpu_by_role(up.workdir))
             container["delete_seconds"] = delete(client, "/bench/container")
+            # Diagnostic: the same with cpus 0.1. `runc init` runs inside the task's cgroup,
+            # so at cpus 0.01 (a CFS quota of 1 ms per 100 ms) starting one container
+            # takes ~1.4 s of throttled wall time; at 0.1 it takes ~0.05 s.
+            before = cpu_by_role(up.workdir)
+            roomier = deploy(client, container_app(count, cpus=0.1))
+            roomier["cpu_seconds_by_role"] = _delta(before, cpu_by_role(up.workdir))
+            roomier["delete_seconds"] = delete(client, "/bench/container")
     finally:
         shutil.rmtree(registry, ignore_errors=True)
     healthy, baseline = container["all_healthy_seconds"], host["all_healthy_seconds"]
     return {
         "instances": count, "agents": 3, "image": IMAGE, "image_build_seconds": round(build_seconds, 2),
         "container": container,
+        "container_cpus_0_1": roomier,
         "host_baseline": host,
         "ratio_container_to_host": round(healthy / baseline, 2) if healthy and baseline else None,
         "all_healthy_seconds": healthy,

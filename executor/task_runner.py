@@ -93,6 +93,18 @@ class Starting(Stage):
 
     def run(self, runner: "TaskRunner") -> float | None:
         runner.move(STARTING)
+        # Artifacts (CommandInfo.uris) land in the sandbox before the process starts;
+        # fetched here, on the runner's thread, so a slow download blocks only this task.
+        uris = runner.spec.command.get("uris")
+        if uris and not runner.kill_requested:
+            from executor.fetcher import FetchError, fetch_all
+
+            try:
+                fetch_all(list(uris), runner.spec.sandbox, runner.spec.work_dir / "fetcher-cache")
+            except FetchError as error:
+                runner.finish(FAILED, f"Failed to fetch all URIs for container: {error}",
+                              "REASON_CONTAINER_LAUNCH_FAILED")
+                return None
         if runner.kill_requested:
             runner.finish(KILLED, "Task killed before it was launched", "REASON_TASK_KILLED_DURING_LAUNCH")
             return None

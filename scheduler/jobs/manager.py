@@ -31,6 +31,7 @@ from scheduler.tasks import State, TaskRecord
 
 log = logging.getLogger(__name__)
 OWNER_PREFIX = "job:"
+NOT_RUNNING_YET = frozenset({"PENDING", "TASK_STAGING", "TASK_STARTING"})  # maxLaunchDelay applies
 
 
 class NotFound(DockyardError):
@@ -458,9 +459,10 @@ class JobManager:
                 self._save_run(run)
                 self.core.submit(task_request(spec, run, index, attempt))
         pending = [t for t in run.tasks if t.status == "PENDING"]
-        for task in pending:
+        # maxLaunchDelay (Metronome: "running within"): a task placed but stuck staging counts too.
+        for task in (t for t in run.tasks if t.status in NOT_RUNNING_YET):
             if now - task.created_at > spec.run.max_launch_delay:
-                self._finish(run, FAILED, f"instance {task.index} not launched within maxLaunchDelay "
+                self._finish(run, FAILED, f"instance {task.index} not running within maxLaunchDelay "
                                           f"({spec.run.max_launch_delay}s)" + (f": {run.waiting}" if run.waiting else ""))
                 return
         if reports is None:

@@ -193,7 +193,11 @@ class Ask:
     def record(self, agent: AgentSlot) -> None:
         """Count a placement on `agent` in the counters the constraints read."""
         for fieldname, counts in self.counts.items():
-            counts.add(field_value(fieldname, agent.hostname, agent.attributes))
+            value = _value_getter(fieldname)(agent) if fieldname[0] == "@" else (
+                agent.hostname if fieldname == "hostname" else agent.attributes.get(fieldname))
+            if value is not None:
+                seen = counts.counts
+                seen[value] = seen.get(value, 0) + 1
 
 
 class Filter(Protocol):

@@ -52,7 +52,7 @@ DEFAULT_LIMIT = {"binpack": 2, "spread": 4, "firstfit": 1}
 REFUSE_UNRESOLVABLE_SECONDS = 300.0
 REFUSE_DEFAULT_SECONDS = 5.0
 STRATEGY_LABEL = "dockyard.strategy"
-EXPLAIN_SAMPLE = 256  # agents looked at to explain an ask that fits nowhere
+EXPLAIN_SAMPLE = 128  # agents looked at to explain an ask that fits nowhere (an even sample)
 _EPS = 1e-9
 
 _ROLE = RoleFilter()
@@ -150,8 +150,43 @@ def _chain(ask: Ask) -> list[Filter]:
     return chain
 
 
-def _prepare(requests: Iterable[TaskRequest], slots: list[AgentSlot],
-             placed: Iterable[Placed]) -> list[Ask]:
+class Columns:
+    """Each agent's value of a constraint field, by position: built once per field per round.
+
+    Static constraints, GROUP_BY groups and distinct-value counts all read these
+    instead of asking every agent again.
+    """
+
+    def __init__(self, slots: list[AgentSlot]) -> None:
+        self.slots = slots
+        self.by_field: dict[str, list[str | None]] = {}
+
+    def __call__(self, fieldname: str) -> list[str | None]:
+        values = self.by_field.get(fieldname)
+        if values is None:
+            if fieldname in ("hostname", "@hostname"):
+                values = [s.hostname for s in self.slots]
+            else:
+                key = fieldname[1:] if fieldname.startswith("@") else fieldname
+                values = [s.attributes.get(key) for s in self.slots]
+            self.by_field[fieldname] = values
+        return values
+
+
+def _fast_chain(chain: list[Filter], ask: Ask, eligible_only: bool) -> list[Filter]:
+    """The checks left once the source has done its part (explanations use the full chain).
+
+    Searching only eligible agents answers role and static constraints; every search
+    yields only agents with room for the ask's cpus and mem (the fit index), so the
+    resource filter is left out when the ask needs no disk or gpus either.
+    """
+    skip: set[Filter] = {_ROLE, _STATIC} if eligible_only else set()
+    if ask.disk <= 0 and ask.gpus <= 0:
+        skip.add(_RESOURCES)
+    return [f for f in chain if f not in skip]
+
+
+def _prepare(requests: Iterable[TaskRequest], columns: Columns, placed: Iterable[Placed]) -> list[Ask]:
     """Group identical requests and precompute their constraint counters once."""
     asks: dict[tuple, Ask] = {}
     owner_fields: dict[str, set[str]] = {}
@@ -172,15 +207,20 @@ def _prepare(requests: Iterable[TaskRequest], slots: list[AgentSlot],
         owner: {f: FieldCounts() for f in fields} for owner, fields in owner_fields.items()
     }
     if counts:
+        # Tasks per (owner, agent) first: many tasks share an agent, and the field values
+        # are looked up once per pair instead of once per task.
+        pairs: dict[tuple[str, str], list] = {}
         for task in placed:
-            per_field = counts.get(task.owner)
-            if per_field:
-                for fieldname, field_counts in per_field.items():
-                    field_counts.add(field_value(fieldname, task.hostname, task.attributes))
-    known = {
-        f: len({v for s in slots if (v := field_value(f, s.hostname, s.attributes)) is not None})
-        for f in group_by_fields
-    }
+            if task.owner in counts:
+                pair = pairs.get((task.owner, task.agent_id))
+                if pair is None:
+                    pairs[(task.owner, task.agent_id)] = [task, 1]
+                else:
+                    pair[1] += 1
+        for (owner, _), (task, tasks) in pairs.items():
+            for fieldname, field_counts in counts[owner].items():
+                field_counts.add(field_value(fieldname, task.hostname, task.attributes), tasks)
+    known = {f: len(set(columns(f)) - {None}) for f in group_by_fields}
     for ask in asks.values():
         ask.counts = counts.get(ask.owner, {})
         ask.known_values = known
@@ -204,11 +244,11 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     plan = Plan()
     slots = [AgentSlot(i, view) for i, view in enumerate(agents)]
     index = FitIndex(slots)
-    asks = _prepare(requests, slots, placed)
+    columns = Columns(slots)
+    asks = _prepare(requests, columns, placed)
     # Asks keep queue order (first come, first placed). Sorting big asks first packed a
     # little more by resources but left more, smaller instances waiting: not worth it.
     eligible: dict[tuple, list[int]] = {}  # (role, static constraints) -> agent positions
-    columns: dict[str, list[str | None]] = {}  # field -> each agent's value (static constraints)
     reserved = [s.index for s in slots if s.role != "*"]
     shared: dict[tuple, int] = {}  # stream -> position before which nothing fits it
     grouped: dict[tuple, dict[str, list[int]]] = {}  # (static, field) -> value -> positions
@@ -233,7 +273,7 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
             positions = eligible.get(static)
             if positions is None:
                 positions = eligible[static] = _eligible(ask, slots, columns, reserved)
-        fast_chain = chain if positions is None else [f for f in chain if f not in (_ROLE, _STATIC)]
+        fast_chain = _fast_chain(chain, ask, positions is not None)
         stream = (static, ask.cpus, ask.mem)
         cursor = shared.get(stream, 0)
         group_by = next((c for c in ask.counting if c.operator is Operator.GROUP_BY), None)
@@ -257,7 +297,7 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
                 key = (static, group_by.field)
                 groups = grouped.get(key)
                 if groups is None:
-                    groups = grouped[key] = _by_value(group_by.field, slots, positions)
+                    groups = grouped[key] = _by_value(columns(group_by.field), positions)
                 search = _grouped(index, groups, ask, group_by, value_cursors)
                 contiguous = False
             else:
@@ -297,7 +337,9 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
                 plan.unplaced.append(request)
                 plan.decision_seconds.append(clock() - started)
                 continue
-            final, _, chosen, scores = max(candidates, key=lambda c: (c[0], c[1]))
+            # Best score; on a tie the earlier agent (-position is larger). Positions differ,
+            # so tuples never compare further than that.
+            final, _, chosen, scores = max(candidates) if len(candidates) > 1 else candidates[0]
             report.accept(chosen.agent_id, scores, final)
             report.evaluated += len(candidates) - 1
             ports = chosen.take(ask)
@@ -312,22 +354,18 @@ def place(requests: list[TaskRequest], agents: list[AgentView], placed: list[Pla
     return plan
 
 
-def _eligible(ask: Ask, slots: list[AgentSlot], columns: dict[str, list[str | None]],
-              reserved: list[int]) -> list[int]:
+def _eligible(ask: Ask, slots: list[AgentSlot], columns: Columns, reserved: list[int]) -> list[int]:
     """Positions of the agents that pass the role and static-constraint filters.
 
     A static constraint is answered once per distinct value of its field (a cluster
-    has a few racks, zones, disk types), not once per agent: `columns` holds each
-    field's value per agent position, built once per round. `reserved` lists the
+    has a few racks, zones, disk types), not once per agent. `reserved` lists the
     agents offering a role other than "*" (usually none).
     """
     positions: list[int] | None = None
     for c in ask.constraints:
         if not c.static:
             continue
-        values = columns.get(c.field)
-        if values is None:
-            values = columns[c.field] = [field_value(c.field, s.hostname, s.attributes) for s in slots]
+        values = columns(c.field)
         allowed = {v for v in set(values) if matches(c, v, None)}
         if positions is None:
             positions = [i for i, v in enumerate(values) if v in allowed]
@@ -343,14 +381,17 @@ def _eligible(ask: Ask, slots: list[AgentSlot], columns: dict[str, list[str | No
     return positions
 
 
-def _by_value(fieldname: str, slots: list[AgentSlot], positions: list[int] | None) -> dict[str, list[int]]:
+def _by_value(values: list[str | None], positions: list[int] | None) -> dict[str, list[int]]:
     """Agent positions per value of a field (only the eligible ones when given)."""
     out: dict[str, list[int]] = {}
-    for position in (positions if positions is not None else range(len(slots))):
-        slot = slots[position]
-        value = field_value(fieldname, slot.hostname, slot.attributes)
+    for position in (positions if positions is not None else range(len(values))):
+        value = values[position]
         if value is not None:
-            out.setdefault(value, []).append(position)
+            group = out.get(value)
+            if group is None:
+                out[value] = [position]
+            else:
+                group.append(position)
     return out
 
 
@@ -378,8 +419,12 @@ def _grouped(index: FitIndex, groups: dict[str, list[int]], ask: Ask, constraint
 def _stream(index: FitIndex, positions: list[int] | None, start: int, ask: Ask) -> Iterator[int]:
     """Agents at or after `start` (among `positions` if given) with room for cpus and mem."""
     if positions is None:
-        yield from _forward(index, start, ask)
-        return
+        return _forward(index, start, ask)
+    return _among(index, positions, start, ask)
+
+
+def _among(index: FitIndex, positions: list[int], start: int, ask: Ask) -> Iterator[int]:
+    """`_stream` over a list of eligible positions."""
     cpu, mem, size = index.cpu, index.mem, index.size
     cpus, memory = ask.cpus - _EPS, ask.mem - _EPS
     for i in range(bisect_left(positions, start), len(positions)):

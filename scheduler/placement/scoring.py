@@ -47,4 +47,7 @@ SCORERS: dict[str, Callable[[Ask, AgentSlot], dict[str, float]]] = {
 
 def final(scores: dict[str, float]) -> float:
     """The mean of the itemised scores (Nomad's normalisation step)."""
+    if len(scores) == 1:  # bin-pack: one score, the common case
+        for value in scores.values():
+            return value
     return sum(scores.values()) / len(scores) if scores else 0.0

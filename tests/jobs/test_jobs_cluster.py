@@ -4,15 +4,19 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import dockyard, wait_for
+from tests.support.procs import Process, dockyard, free_port, port_open, wait_for
+from tests.support.scheduler import SchedulerProcess
 
 
 def epoch(text: str) -> float:
@@ -120,6 +124,101 @@ def test_schedule_fires_on_time_and_forbid_skips_overlap(scheduler) -> None:
     scheduler.set_clock_offset(0)
 
 
+def test_replace_kills_the_active_scheduled_run_and_starts_one_new(scheduler) -> None:
+    offset, boundary = _next_minute_offset(lead=1.5)
+    scheduler.set_clock_offset(offset)
+    try:
+        scheduler.call("POST", "/v1/jobs", {"id": "replacer", "run": small("sleep 120"), "schedules": [
+            {"id": "every-minute", "cron": "* * * * *", "concurrencyPolicy": "REPLACE"}]})
+        [first] = wait_for(lambda: scheduler.call("GET", "/v1/jobs/replacer/runs"), timeout=10,
+                           what="the first scheduled run")
+        wait_for(lambda: scheduler.run("replacer", first["id"])["status"] == "ACTIVE", timeout=20,
+                 what="the first run's task running")
+        # a minute later the next fire finds the first run still active: REPLACE ends it
+        scheduler.set_clock_offset(offset + 60)
+        [second] = wait_for(lambda: [r for r in scheduler.call("GET", "/v1/jobs/replacer/runs")
+                                     if r["id"] != first["id"]], timeout=10, what="the replacing run")
+        assert second["trigger"] == "schedule:every-minute"
+        assert epoch(second["createdAt"]) >= boundary + 60
+        old = scheduler.run("replacer", first["id"])
+        assert old["status"] == "FAILED" and "REPLACE" in old["reason"], old
+        wait_for(lambda: scheduler.run("replacer", first["id"])["tasks"][0]["status"] == "TASK_KILLED",
+                 timeout=15, what="the replaced run's task killed")
+        assert [r["id"] for r in scheduler.call("GET", "/v1/jobs/replacer/runs")] == [second["id"]]
+        wait_for(lambda: scheduler.run("replacer", second["id"])["status"] == "ACTIVE", timeout=20,
+                 what="the new run's task running")
+        history = scheduler.call("GET", "/v1/jobs/replacer?embed=history")["history"]
+        assert history["failureCount"] == 1 and history["successCount"] == 0
+        assert [r["id"] for r in history["failedFinishedRuns"]] == [first["id"]]
+        stats = scheduler.call("GET", "/v1/jobs/replacer/schedules/every-minute")["stats"]
+        assert stats["fired"] == 2 and stats.get("skipped", 0) == 0
+        assert epoch(stats["lastFiredAt"]) == boundary + 60
+    finally:
+        scheduler.call("DELETE", "/v1/jobs/replacer?stopCurrentJobRuns=true")
+        scheduler.set_clock_offset(0)
+
+
+def test_unplaceable_run_fails_after_max_launch_delay_saying_why(scheduler) -> None:
+    scheduler.call("POST", "/v1/jobs", {"id": "too-big", "run": small("true", mem=64000, maxLaunchDelay=2)})
+    run = scheduler.call("POST", "/v1/jobs/too-big/runs")
+    final = scheduler.wait_finished("too-big", run["id"], timeout=15)
+    assert final["status"] == "FAILED", final
+    assert "maxLaunchDelay (2s)" in final["reason"] and "mem" in final["reason"].lower(), final["reason"]
+    assert 2 <= epoch(final["completedAt"]) - epoch(final["createdAt"]) < 4
+    [task] = final["tasks"]
+    assert "agentId" not in task and "startedAt" not in task, task  # never placed, never started
+    history = scheduler.call("GET", "/v1/jobs/too-big?embed=historySummary")["historySummary"]
+    assert history["failureCount"] == 1
+
+
+@pytest.fixture
+def file_server(tmp_path: Path):
+    """A real `python -m http.server` on loopback serving `tmp_path/served`."""
+    served = tmp_path / "served"
+    served.mkdir()
+    port = free_port()
+    server = Process([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                      "--directory", str(served)], tmp_path / "http.log")
+    try:
+        wait_for(lambda: port_open(port), timeout=10, what="the artifact server")
+        yield served, f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_artifacts_are_fetched_into_the_sandbox_before_the_task_starts(cluster, scheduler, file_server,
+                                                                       tmp_path: Path) -> None:
+    served, base = file_server
+    (served / "tool.sh").write_text("#!/bin/sh\necho tool-ran\n")
+    payload = tmp_path / "payload"
+    (payload / "data").mkdir(parents=True)
+    (payload / "data" / "hello.txt").write_text("hello from tar\n")
+    with tarfile.open(served / "data.tar.gz", "w:gz") as tar:
+        tar.add(payload / "data", arcname="data")
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as zipped:
+        zipped.writestr("zipped/inside.txt", "hello from zip\n")
+    out = tmp_path / "seen"
+    scheduler.call("POST", "/v1/jobs", {"id": "fetching", "run": small(
+        f"./tool.sh > {out}; cat data/hello.txt zipped/inside.txt >> {out}; ls >> {out}", artifacts=[
+            {"uri": f"{base}/tool.sh", "executable": True},
+            {"uri": f"{base}/data.tar.gz", "cache": True},
+            {"uri": (tmp_path / "bundle.zip").as_uri()}])})
+    run = scheduler.call("POST", "/v1/jobs/fetching/runs")
+    final = scheduler.wait_finished("fetching", run["id"])
+    assert final["status"] == "SUCCESS", final
+    lines = out.read_text().split("\n")
+    assert lines[:3] == ["tool-ran", "hello from tar", "hello from zip"]
+    assert {"tool.sh", "data.tar.gz", "bundle.zip", "data", "zipped"} <= set(lines[3:])  # archives kept
+    assert len(list(cluster.workdir.glob("agent*/fetcher-cache/*-data.tar.gz"))) == 1  # cache: true only
+    # a URI that cannot be fetched fails the run before the command starts, and says which
+    scheduler.call("POST", "/v1/jobs", {"id": "fetch-missing", "run": small(
+        f"touch {tmp_path / 'started'}", artifacts=[{"uri": f"{base}/nope.tar.gz"}])})
+    missing = scheduler.call("POST", "/v1/jobs/fetch-missing/runs")
+    failed = scheduler.wait_finished("fetch-missing", missing["id"])
+    assert failed["status"] == "FAILED" and "nope.tar.gz" in failed["reason"], failed
+    assert "404" in failed["tasks"][0]["message"] and not (tmp_path / "started").exists()
+
+
 def test_job_run_wait_streams_output_and_exits_with_task_code(scheduler, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text("id: cli-job\nrun:\n  cmd: echo to-stdout; echo to-stderr >&2; exit 3\n"
@@ -154,15 +253,9 @@ def test_invalid_specs_answer_marathon_errors(scheduler) -> None:
 
 def test_plain_command_tasks_work_too_and_logs_are_readable(cluster, tmp_path: Path) -> None:
     """`--command-tasks`: no warm executor, the agent synthesises one per task."""
-    from tests.support.procs import Process, free_port, http_ok
-
-    port = free_port()
-    process = Process(dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
-                               "--data-dir", str(tmp_path / "data"), "--name", "dockyard-plain",
-                               "--command-tasks"), tmp_path / "scheduler.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="second scheduler subscribed")
+    with SchedulerProcess.start(cluster.master_address, tmp_path, "--name", "dockyard-plain",
+                                "--command-tasks") as plain:
+        url = plain.url
         spec = tmp_path / "job.json"
         spec.write_text(json.dumps({"id": "plain", "run": small("echo plain-output-$DOCKYARD_INSTANCE_INDEX")}))
         started = subprocess.run(dockyard("job", "run", str(spec), "--json", "--url", url),
@@ -174,43 +267,22 @@ def test_plain_command_tasks_work_too_and_logs_are_readable(cluster, tmp_path: P
         logs = subprocess.run(dockyard("job", "logs", run_id, "--url", url), capture_output=True, text=True,
                               timeout=30)
         assert "plain-output-0" in logs.stdout, logs.stderr
-    finally:
-        process.stop()
 
 
 def test_run_survives_a_scheduler_kill_and_finishes_once(cluster, tmp_path: Path) -> None:
     """kill -9 the scheduler mid-run: the restarted one fails over, reconciles, finishes the run once."""
-    from tests.support.procs import Process, free_port, http_ok
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
-                    "--data-dir", str(tmp_path / "data"), "--name", "dockyard-restart")
+    name = ("--name", "dockyard-restart")
     marker = tmp_path / "ran"
-
-    def call(method: str, path: str, body: object = None) -> dict:
-        request = urllib.request.Request(url + path, method=method, data=None if body is None else
-                                         json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-
-    first = Process(argv, tmp_path / "first.log")
-    try:
-        wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="scheduler subscribed")
-        call("POST", "/v1/jobs", {"id": "survivor", "run": small(f"echo x >> {marker}; sleep 3")})
-        run_id = call("POST", "/v1/jobs/survivor/runs")["id"]
-        wait_for(lambda: call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "ACTIVE", timeout=20,
-                 what="the run active")
-        first.kill9()
-    finally:
-        first.stop()
-    second = Process(argv, tmp_path / "second.log")
-    try:
-        wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="the restarted scheduler subscribed")
-        wait_for(lambda: call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "SUCCESS", timeout=30,
-                 what="the run to finish after the restart")
-        history = call("GET", "/v1/jobs/survivor?embed=history")["history"]
+    with SchedulerProcess.start(cluster.master_address, tmp_path, *name, log_name="first.log") as first:
+        first.call("POST", "/v1/jobs", {"id": "survivor", "run": small(f"echo x >> {marker}; sleep 3")})
+        run_id = first.call("POST", "/v1/jobs/survivor/runs")["id"]
+        wait_for(lambda: first.call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "ACTIVE",
+                 timeout=20, what="the run active")
+        first.process.kill9()
+    # the same data dir, a fresh port: the scheduler finds its framework id and runs in its store
+    with SchedulerProcess.start(cluster.master_address, tmp_path, *name, log_name="second.log") as second:
+        wait_for(lambda: second.call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "SUCCESS",
+                 timeout=30, what="the run to finish after the restart")
+        history = second.call("GET", "/v1/jobs/survivor?embed=history")["history"]
         assert history["successCount"] == 1 and history["failureCount"] == 0
         assert marker.read_text().split() == ["x"], "the task ran more than once"
-    finally:
-        second.stop()

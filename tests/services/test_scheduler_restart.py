@@ -4,19 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.services.conftest import Marathon
-from tests.support.procs import Process, dockyard, free_port, http_ok, wait_for
-
-
-def start(cluster, data: Path, log: Path) -> Marathon:
-    port = free_port()
-    process = Process(dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
-                               "--data-dir", str(data)), log)
-    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=30, what="scheduler subscribed")
-    return Marathon(f"http://127.0.0.1:{port}", process)
+from tests.support.procs import wait_for
 
 
 def test_restart_keeps_apps_tasks_and_deployments(cluster, tmp_path: Path) -> None:
-    first = start(cluster, tmp_path / "data", tmp_path / "first.log")
+    first = Marathon.start(cluster.master_address, tmp_path, log_name="first.log")
     try:
         first.call("POST", "/v2/apps", {"id": "/keep", "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
                                         "instances": 2})
@@ -26,7 +18,7 @@ def test_restart_keeps_apps_tasks_and_deployments(cluster, tmp_path: Path) -> No
         deployment = first.call("GET", "/v2/deployments")[0]["id"]
     finally:
         first.process.stop()
-    second = start(cluster, tmp_path / "data", tmp_path / "second.log")
+    second = Marathon.start(cluster.master_address, tmp_path, log_name="second.log")
     try:
         app = second.app("/keep")
         assert {t["id"] for t in app["tasks"]} == tasks and not app["deployments"]

@@ -1,0 +1,60 @@
+"""The ZooKeeper store rides out a ZooKeeper restart instead of failing writes (issue 6)."""
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+from framework.errors import StoreError
+from framework.store import ABSENT, open_store
+from framework.store.zk import ZooKeeperStore
+from tests.support import zookeeper
+
+
+def test_writes_wait_for_the_session_across_a_zookeeper_restart(tmp_path: Path) -> None:
+    """A write issued while ZooKeeper is down completes once it is back, with no error."""
+    server = zookeeper.ZooKeeper(tmp_path / "zk").start()
+    store = open_store(zk_url=f"zk://{server.hosts}/restart-{uuid.uuid4().hex[:8]}")
+    try:
+        v0 = store.put("/jobs/a", b"one", expected_version=ABSENT)
+        server.stop()
+        outcome: dict[str, object] = {}
+
+        def write() -> None:
+            try:
+                outcome["version"] = store.put("/jobs/a", b"two", expected_version=v0)
+                outcome["children"] = store.children("/jobs")
+            except Exception as error:  # reported to the test thread below
+                outcome["error"] = error
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        server.start()
+        writer.join(timeout=60)
+        assert not writer.is_alive()
+        assert "error" not in outcome, outcome
+        assert outcome["version"] == v0 + 1
+        assert outcome["children"] == ["a"]
+        assert store.get("/jobs/a") == (b"two", v0 + 1)
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_a_zookeeper_that_stays_down_fails_as_store_error(tmp_path: Path) -> None:
+    """Retries are bounded: past the timeout the caller gets StoreError, not a kazoo type."""
+    server = zookeeper.ZooKeeper(tmp_path / "zk").start()
+    store = open_store(zk_url=f"zk://{server.hosts}/down-{uuid.uuid4().hex[:8]}")
+    assert isinstance(store, ZooKeeperStore)
+    store.retry_timeout = 2.0
+    try:
+        server.stop()
+        try:
+            store.put("/jobs/b", b"x")
+        except StoreError as error:
+            assert "ZooKeeper unavailable" in str(error) or "cannot write" in str(error)
+        else:
+            raise AssertionError("a write to a stopped ZooKeeper succeeded")
+    finally:
+        store.close()
+        server.stop()
