@@ -14,7 +14,9 @@ import pwd
 import select
 import signal
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from executor.launcher import ExitInfo, LaunchSpec, command_env
 from framework.proctree import descendants, statistics
@@ -115,6 +117,20 @@ class HostProcess:
             self._pidfd = None
 
 
+@contextmanager
+def unblocked_signals() -> Iterator[None]:
+    """Fork with an empty signal mask: a task must not inherit signals its launcher blocked.
+
+    The mask is per thread and survives exec, and no shell can unblock a signal, so
+    it is cleared in the launching thread around the fork and then put back.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class HostLauncher:
     """Start a task as a host process group in its sandbox."""
 
@@ -139,10 +155,11 @@ class HostLauncher:
         try:
             with open(Path(spec.sandbox) / "stdout", "ab") as out, \
                     open(Path(spec.sandbox) / "stderr", "ab") as err:
-                popen = subprocess.Popen(
-                    argv, executable=program, stdin=stdin, stdout=out, stderr=err, env=env,
-                    cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
-                )
+                with unblocked_signals():
+                    popen = subprocess.Popen(
+                        argv, executable=program, stdin=stdin, stdout=out, stderr=err, env=env,
+                        cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
+                    )
             if isolation is not None:
                 isolation.started(popen.pid)  # returns once the task runs in its cgroups
         except BaseException:

@@ -63,8 +63,11 @@ class PlacementReport:
         top = self.top_scores
         if len(top) >= MAX_TOP_SCORES and final <= top[-1]["score"]:
             return
-        top.append({"agentId": agent_id, "score": final, "scores": scores})
-        top.sort(key=lambda e: -e["score"])
+        # Insert in place (best first; equal scores keep arrival order), then trim.
+        at = len(top)
+        while at and top[at - 1]["score"] < final:
+            at -= 1
+        top.insert(at, {"agentId": agent_id, "score": final, "scores": scores})
         del top[MAX_TOP_SCORES:]
 
     def reject_summary(self) -> list[dict[str, Any]]:

@@ -117,3 +117,13 @@ def test_an_app_can_ask_for_spreading_with_a_label():
     for a in plan.assignments:
         by_owner.setdefault(a.request.owner, set()).add(a.agent_id)
     assert len(by_owner["app:/spread"]) == 3 and len(by_owner["app:/packed"]) == 1
+
+
+def test_static_constraints_and_roles_combine_per_agent():
+    # Eligibility is answered per distinct attribute value, then narrowed by role.
+    agents = [agent(0, rack="r1"), agent(1, rack="r1", role="prod"), agent(2, rack="r2"),
+              agent(3, rack="r1", role="other"), agent(4)]  # a4 has no rack at all
+    plan = place(requests(8, cpus=1, role="prod", constraints=[["rack", "LIKE", "r1"]]), agents, [])
+    assert {a.agent_id for a in plan.assignments} == {"a0", "a1"}
+    plan = place(requests(12, cpus=1, constraints=[["rack", "UNLIKE", "r1"]]), agents, [])
+    assert {a.agent_id for a in plan.assignments} == {"a2", "a4"}  # no attribute: UNLIKE matches
