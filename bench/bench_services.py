@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def _epoch(stamp: str | None) -> float | None:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def deploy(client: httpx.Client, app: dict[str, Any], timeout: float = 180.0) -> dict[str, Any]:
+def deploy(client: httpx.Client, app: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """POST the app, poll until every instance is healthy and the deployment is done."""
     app_id, count = app["id"], app["instances"]
     posted = time.time()
@@ -139,6 +140,29 @@ def delete(client: httpx.Client, app_id: str, timeout: float = 120.0) -> float:
     return round(time.monotonic() - started, 2)
 
 
+def ports_taken(master_port: int, per_agent: int = 40) -> list[int]:
+    """Host ports at the start of each agent's range that something else already holds.
+
+    Every `dockyard up` on a machine slices the same 31000-32999 range, so a second
+    cluster's tasks can hold ports our agents will offer; an instance given one fails
+    to bind and is retried with backoff. Reported so a slow run says why.
+    """
+    state = httpx.get(f"http://127.0.0.1:{master_port}/state", timeout=5).json()
+    taken = []
+    for agent in state["slaves"]:
+        ranges = agent["resources"].get("ports", "").strip("[]")
+        for part in filter(None, ranges.split(",")):
+            begin, end = (int(x) for x in part.strip().split("-"))
+            for port in range(begin, min(end, begin + per_agent - 1) + 1):
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind(("0.0.0.0", port))
+                    except OSError:
+                        taken.append(port)
+    return taken
+
+
 def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
@@ -152,6 +176,7 @@ def run(instances: int | None = None) -> dict:
         # 4 cpus per agent (12 on a 2-core machine): room for the cpus 0.1 run below.
         with registry_env(registry), Up(agents=3, resources="cpus:4") as up:
             client = httpx.Client(base_url=up.url, timeout=30)
+            taken = ports_taken(up.master_port)
             # CPU is sampled while the executors still live (an exited one is not counted).
             before = cpu_by_role(up.workdir)
             host = deploy(client, host_app(count))
@@ -168,6 +193,7 @@ def run(instances: int | None = None) -> dict:
             roomier = deploy(client, container_app(count, cpus=0.1))
             roomier["cpu_seconds_by_role"] = _delta(before, cpu_by_role(up.workdir))
             roomier["delete_seconds"] = delete(client, "/bench/container")
+            client.close()
     finally:
         shutil.rmtree(registry, ignore_errors=True)
     healthy, baseline = container["all_healthy_seconds"], host["all_healthy_seconds"]
@@ -176,6 +202,7 @@ def run(instances: int | None = None) -> dict:
         "container": container,
         "container_cpus_0_1": roomier,
         "host_baseline": host,
+        "agent_ports_held_by_other_processes": taken,
         "ratio_container_to_host": round(healthy / baseline, 2) if healthy and baseline else None,
         "all_healthy_seconds": healthy,
         "load_average": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),

@@ -75,7 +75,9 @@ def make_driver(ctx: Context):
     framework = {"user": os.environ.get("USER", "root") or "root", "name": ctx.config.name,
                  "failover_timeout": 7 * 86400.0, "hostname": ctx.config.ip,
                  "webui_url": f"http://{ctx.config.ip}:{ctx.config.port}",
-                 "capabilities": [{"type": "TASK_KILLING_STATE"}],
+                 # PARTITION_AWARE (issue 6): a cut-off agent's tasks come as TASK_UNREACHABLE, not
+                 # TASK_LOST, so runs wait for them instead of being done twice.
+                 "capabilities": [{"type": "TASK_KILLING_STATE"}, {"type": "PARTITION_AWARE"}],
                  "checkpoint": True}  # issue 6: agents checkpoint our tasks, so they survive an agent restart
     if ctx.core.framework_id:
         framework["id"] = {"value": ctx.core.framework_id}

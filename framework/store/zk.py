@@ -79,6 +79,10 @@ class ZooKeeperStore(Store):
         errors until `retry_timeout`; then, and for any other kazoo error, StoreError."""
         deadline = time.monotonic() + self.retry_timeout
         while True:
+            # kazoo queues a call made while disconnected and its answer never times out:
+            # wait for the session here, where the wait is bounded.
+            if not self._connected.wait(max(deadline - time.monotonic(), 0.0)):
+                raise StoreError(f"cannot {what}: ZooKeeper unavailable for {self.retry_timeout:.0f} s")
             try:
                 return operation()
             except RETRYABLE as error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -102,8 +103,14 @@ def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRe
 
 class JobManager:
     def __init__(self, store: Store, core: Core, clock: Callable[[], float] = time.time,
-                 history_limit: int = 50, tick_seconds: float = 0.25) -> None:
+                 history_limit: int = 50, tick_seconds: float = 0.25,
+                 unreachable_seconds: float | None = None) -> None:
         self.store = store
+        # How long a run waits for a task on an unreachable agent before retrying it (issue 6):
+        # long enough that a short partition heals with the run done once, not twice.
+        self.unreachable_seconds = unreachable_seconds if unreachable_seconds is not None else \
+            float(os.environ.get("DOCKYARD_JOB_UNREACHABLE_SECONDS", "300"))
+        self._abandoned: set[str] = set()  # unreachable tasks given up on: killed if they return
         self.core = core
         self.clock = clock
         self.history_limit = history_limit
@@ -356,6 +363,12 @@ class JobManager:
                 self._in_status = False
 
     def _on_task_status(self, record: TaskRecord, status: dict) -> None:
+        if record.task_id in self._abandoned:
+            if record.terminal:
+                self._abandoned.discard(record.task_id)
+            else:  # back from a partition after its retry started: only one copy may run
+                self.core.kill(record.task_id)
+            return
         run_id = self._by_task.get(record.task_id)
         run = self.active.get(run_id or "")
         if run is None:
@@ -447,6 +460,7 @@ class JobManager:
             self._finish(run, FAILED, f"activeDeadlineSeconds ({spec.run.restart.active_deadline_seconds}s) "
                                       "exceeded: killed")
             return
+        self._give_up_unreachable(run, now)
         for index, when in sorted(run.retry_at.items()):
             if now >= when:
                 del run.retry_at[index]
@@ -477,6 +491,27 @@ class JobManager:
         if text != run.waiting:
             run.waiting = text
             self.changed.notify_all()
+
+    def _give_up_unreachable(self, run: JobRun, now: float) -> None:
+        """Retry a task whose agent stayed unreachable past `unreachable_seconds` (issue 6).
+
+        Until then the run waits: a task that comes back RUNNING just carries on."""
+        waiting = [t for t in run.tasks if t.status in ("TASK_UNREACHABLE", "TASK_UNKNOWN")
+                   and t.id not in self._abandoned]
+        if not waiting:
+            return
+        records = {r.task_id: r for r in self.core.tasks(run.owner)}
+        for task in waiting:
+            record = records.get(task.id)
+            if record is None or not record.history or record.state.value != task.status:
+                continue
+            if now - record.history[-1][1] < self.unreachable_seconds:
+                continue
+            self._abandoned.add(task.id)
+            self._by_task.pop(task.id, None)
+            task.message = f"unreachable for {self.unreachable_seconds:.0f} s: retried elsewhere"
+            run.retry_at[task.index] = now
+            self.core.kill(task.id)
 
     def _tick_schedule(self, spec: JobSpec, schedule: Schedule, now: float) -> None:
         state = self.states[spec.id]

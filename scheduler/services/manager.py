@@ -181,8 +181,18 @@ class ServiceManager:
             out.append(Instance(task_id=record.task_id, version=version, state=record.state.value,
                                 healthy=record.healthy, ready=state.ready.get(record.task_id, False),
                                 started_at=record.started_at, created_at=record.created_at,
-                                killing=record.task_id in state.killing))
+                                killing=record.task_id in state.killing,
+                                inactive=self._inactive(state.app, record)))
         return out
+
+    def _inactive(self, app: Any, record: Any) -> bool:
+        """UNREACHABLE for longer than the app's inactiveAfterSeconds: start a replacement.
+
+        If it comes back RUNNING it counts again, and the surplus is scaled down (issue 6)."""
+        if record.state.value not in ("TASK_UNREACHABLE", "TASK_UNKNOWN") or not record.history:
+            return False
+        since = record.history[-1][1]
+        return self.clock() - since >= app.unreachableStrategy.inactiveAfterSeconds
 
     # -- changes (the API calls these) --------------------------------------------------------
 

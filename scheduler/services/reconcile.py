@@ -35,10 +35,11 @@ class Instance:
     started_at: float | None = None
     created_at: float = 0.0
     killing: bool = False  # a kill was already asked for
+    inactive: bool = False  # UNREACHABLE past unreachableStrategy.inactiveAfterSeconds: replaced
 
     @property
     def live(self) -> bool:
-        return self.state in LIVE_STATES and not self.killing
+        return self.state in LIVE_STATES and not self.killing and not self.inactive
 
     @property
     def running(self) -> bool:

@@ -102,6 +102,12 @@ class UpgradeStrategy(SpecModel):
     maximumOverCapacity: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
+class UnreachableStrategy(SpecModel):
+    """Marathon's unreachableStrategy: how long an UNREACHABLE instance still counts (issue 6)."""
+    inactiveAfterSeconds: float = Field(default=0.0, ge=0.0)
+    expungeAfterSeconds: float = Field(default=0.0, ge=0.0)
+
+
 class Volume(SpecModel):
     containerPath: str
     hostPath: str | None = None
@@ -172,6 +178,7 @@ class AppDefinition(SpecModel):
     backoffFactor: float = Field(default=1.15, ge=1.0)
     maxLaunchDelaySeconds: float = Field(default=300.0, ge=0.0)
     killSelection: Literal["YOUNGEST_FIRST", "OLDEST_FIRST"] = "YOUNGEST_FIRST"
+    unreachableStrategy: UnreachableStrategy = Field(default_factory=UnreachableStrategy)
     taskKillGracePeriodSeconds: float | None = Field(default=None, ge=0.0)
     acceptedResourceRoles: list[str] | None = None
     role: str | None = None
@@ -241,7 +248,7 @@ class AppDefinition(SpecModel):
             "acceptedResourceRoles": self.acceptedResourceRoles,
             "version": self.version,
             "killSelection": self.killSelection,
-            "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0},
+            "unreachableStrategy": self.unreachableStrategy.model_dump(),
             "requirePorts": self.requirePorts,
             "portDefinitions": [p.out() for p in ports],
             "networks": [{"mode": "host"}],
