@@ -56,7 +56,8 @@ class Child:
             return False
 
 
-PORT_RANGE = (31000, 32999)
+# Below the kernel's ephemeral range (32768+), which clients and free_port() draw from.
+PORT_RANGE = (31000, 32767)
 
 
 def agent_resources(resources: str | None, index: int, agents: int) -> str:

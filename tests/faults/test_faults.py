@@ -59,15 +59,13 @@ def test_soak_every_fault_in_a_loop(zk: ZooKeeper, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_soak_with_partitions(zk: ZooKeeper, tmp_path: Path) -> None:
-    """Agents cut off past the master's ping timeout too. Their tasks are reported TASK_LOST
-    (dockyard is not PARTITION_AWARE), replaced, and killed when the agent comes back. A
-    run whose task *finishes* while cut off is done twice (Mesos gives at-least-once there):
-    such duplicates are printed, not failed; everything else must hold."""
+    """Agents cut off past the master's ping timeout too. dockyard is PARTITION_AWARE: their
+    tasks are reported TASK_UNREACHABLE, runs wait for them (DOCKYARD_JOB_UNREACHABLE_SECONDS)
+    and services replace them per inactiveAfterSeconds, so every run is done exactly once."""
     deployment, workload = _world(zk, tmp_path, masters=2, job_seconds=8.0,
                                   agent_ping_interval=0.5, agent_ping_timeout=3.0)
     try:
-        summary = run_fault_loop(deployment, workload, (*FAULTS, "partition", "partition"), rounds=2, seed=7,
-                                 at_least_once=True)
+        summary = run_fault_loop(deployment, workload, (*FAULTS, "partition", "partition"), rounds=2, seed=7)
         assert summary["faults"].get("partition") == 4
         _assert_clean(deployment, summary)
     finally:

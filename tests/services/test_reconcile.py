@@ -104,3 +104,25 @@ def test_deleting_stops_everything_and_is_done_when_nothing_lives():
     diff = reconcile(app(), running(2, "v1"), Backoff(), now=0, stopping=True)
     assert sorted(diff.stop) == ["v1-0", "v1-1"] and not diff.done
     assert reconcile(app(), [], Backoff(), now=0, stopping=True).done
+
+
+def test_an_unreachable_instance_counts_until_it_is_inactive():
+    """Within inactiveAfterSeconds the app waits for it; past it a replacement starts (issue 6)."""
+    spec = app(instances=1)
+    waiting = [Instance("v2-0", "v2", "TASK_UNREACHABLE", started_at=0.0)]
+    assert reconcile(spec, waiting, Backoff(), now=0).start == 0
+    inactive = [Instance("v2-0", "v2", "TASK_UNREACHABLE", started_at=0.0, inactive=True)]
+    assert reconcile(spec, inactive, Backoff(), now=0).start == 1
+
+
+def test_an_instance_back_from_a_partition_makes_a_surplus_that_is_killed():
+    spec = app(instances=1)
+    back = running(1, "v2") + [Instance("v2-new", "v2", "TASK_RUNNING", healthy=True, started_at=5.0)]
+    diff = reconcile(spec, back, Backoff(), now=10)
+    assert diff.start == 0 and diff.stop == ["v2-new"]
+
+
+def test_unreachable_strategy_round_trips_through_the_spec():
+    spec = app(unreachableStrategy={"inactiveAfterSeconds": 30, "expungeAfterSeconds": 60})
+    assert spec.unreachableStrategy.inactiveAfterSeconds == 30
+    assert app().unreachableStrategy.inactiveAfterSeconds == 0

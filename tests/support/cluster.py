@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from .procs import Process, dockyard, free_port, http_ok, wait_for
 
 DEFAULT_RESOURCES = "cpus:4;mem:4096;disk:10000"
-PORTS_PER_AGENT = 1000
+PORTS_PER_AGENT = 300  # slices stay below the ephemeral range (32768+) for up to 5 agents
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
