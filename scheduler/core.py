@@ -571,11 +571,24 @@ class Core:
                 self._sync_suppression(force_revive=True)
 
     def _accept(self, ids: list[dict], infos: list[dict], filters: dict) -> None:
+        """ACCEPT; then, as after a DECLINE, REVIVE if work arrived while it waited.
+
+        The master files the offers' unused resources under `refuse_seconds` (the idle
+        hour when the round placed everything). A task submitted while this ACCEPT sat
+        in the outbox (behind the store sync) had its REVIVE reach the master first;
+        without a second REVIVE that agent stays hidden from the queue until a nudge.
+        """
         operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
         if not self._driver_call("acceptOffers", ids, operations, filters):
             for info in infos:  # the master never got them: say so, owners decide
                 self._apply({"task_id": info["task_id"], "state": State.DROPPED.value,
                              "message": "ACCEPT call failed", "source": "SOURCE_SCHEDULER"})
+            return
+        if filters.get("refuse_seconds", 0) > self.config.busy_refuse_seconds:
+            with self._lock:
+                late = bool(self._pending)
+            if late:
+                self._sync_suppression(force_revive=True)
 
     def _refuse_seconds(self, plan: Any) -> float:
         if not self._pending:

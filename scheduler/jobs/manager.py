@@ -152,7 +152,11 @@ class JobManager:
                     else:
                         self.active[run.id] = run
                         for task in run.tasks:
-                            self._by_task[task.id] = run.id
+                            latest = run.latest(task.index)
+                            if latest is not None and latest.id != task.id and not State(task.status).terminal:
+                                self._abandoned.add(task.id)  # retried while unreachable: kill if back
+                            else:
+                                self._by_task[task.id] = run.id
                 kept.sort(key=lambda r: r.completed_at or 0)
                 self.kept[job_id] = OrderedDict((r.id, r) for r in kept)
                 for run in kept:
