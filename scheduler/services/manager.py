@@ -462,7 +462,8 @@ class ServiceManager:
             state.checked_at[record.task_id] = now
             if index >= len(record.ports):
                 continue
-            url = f"{check.protocol.lower()}://{record.hostname}:{record.ports[index]}{check.path}"
+            # The agent's address, not its hostname: `dockyard up` names agents agent1, agent2, ...
+            url = f"{check.protocol.lower()}://{self.address_of(record)}:{record.ports[index]}{check.path}"
             try:
                 with urllib.request.urlopen(url, timeout=min(check.timeoutSeconds, 2)) as response:
                     state.ready[record.task_id] = response.status in check.httpStatusCodesForReady

@@ -131,3 +131,18 @@ def test_groups_restart_and_filtered_event_stream(marathon) -> None:
     assert "shop_web" in text
     marathon.call("DELETE", "/v2/groups/shop")
     wait_for(lambda: marathon.status("GET", "/v2/groups/shop")[0] == 404, timeout=20, what="group gone")
+
+
+def test_readiness_check_reaches_the_task_by_agent_address(marathon, tmp_path) -> None:
+    """Agents here are named agent0, agent1, ... (no DNS): readiness must use the agent's address."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("ready\n")
+    marathon.call("POST", "/v2/apps", {
+        "id": "/ready", "cmd": f"exec busybox httpd -f -p $PORT0 -h {www}", "cpus": 0.1, "mem": 32,
+        "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
+        "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
+                             "intervalSeconds": 1, "timeoutSeconds": 1}]})
+    app = marathon.wait_deployed("/ready", timeout=40)
+    assert app["tasksRunning"] == 1
+    marathon.call("DELETE", "/v2/apps/ready?force=true")
