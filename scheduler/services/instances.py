@@ -33,6 +33,13 @@ def command_info(app: AppDefinition) -> dict[str, Any]:
         command = {"shell": False}  # the image's entrypoint
     if app.user:
         command["user"] = app.user
+    if app.fetch:  # Marathon's fetch: the executor's fetcher puts them in the sandbox first
+        command["uris"] = [
+            {"value": item["uri"], "extract": item.get("extract", True),
+             "executable": item.get("executable", False), "cache": item.get("cache", False),
+             **({"output_file": item["destPath"]} if item.get("destPath") else {})}
+            for item in app.fetch if item.get("uri")
+        ]
     return command
 
 

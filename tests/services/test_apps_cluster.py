@@ -146,3 +146,15 @@ def test_readiness_check_reaches_the_task_by_agent_address(marathon, tmp_path) -
     app = marathon.wait_deployed("/ready", timeout=40)
     assert app["tasksRunning"] == 1
     marathon.call("DELETE", "/v2/apps/ready?force=true")
+
+
+def test_fetch_puts_uris_in_the_sandbox_before_the_task_starts(marathon, tmp_path) -> None:
+    artifact = tmp_path / "config.txt"
+    artifact.write_text("fetched\n")
+    out = tmp_path / "seen"
+    marathon.call("POST", "/v2/apps", {
+        "id": "/fetcher", "cmd": f"cat config.txt > {out}; sleep 600", "cpus": 0.1, "mem": 32,
+        "instances": 1, "fetch": [{"uri": f"file://{artifact}"}]})
+    marathon.wait_deployed("/fetcher")
+    wait_for(lambda: out.exists() and out.read_text() == "fetched\n", timeout=15, what="artifact read by the task")
+    marathon.call("DELETE", "/v2/apps/fetcher?force=true")
