@@ -195,10 +195,26 @@ def follow_run(api: Api, job_id: str, run_id: str, as_json: bool, show_states: b
                 err_console.print(f"waiting for resources: {waiting}", style="yellow")
             if run.get("status") in FINISHED:
                 if stream_logs:  # the last bytes written before the task exited
+                    run = _with_sandboxes(api, job_id, run_id, run, poll)
                     for task in run.get("tasks", []):
                         _pump(_tails(files, task, tails))
                 return run
             time.sleep(poll)
+
+
+def _with_sandboxes(api: Api, job_id: str, run_id: str, run: dict, poll: float,
+                    patience: float = 3.0) -> dict:
+    """The finished run once every task's sandbox is known (bounded wait).
+
+    A sub-second task can finish before the scheduler has looked up where its
+    sandbox is on the agent; its output is still there, so wait briefly for the
+    location instead of printing nothing.
+    """
+    deadline = time.monotonic() + patience
+    while any(not task.get("sandbox") for task in run.get("tasks", [])) and time.monotonic() < deadline:
+        time.sleep(poll)
+        run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
+    return run
 
 
 # -- dockyard job ... ----------------------------------------------------------------
