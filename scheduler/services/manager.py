@@ -653,9 +653,12 @@ class ServiceManager:
 
         requests = [task_request(app) for _ in range(app.instances)]
         agents = self._agent_views()
+        # The app's own instances are what a rolling update replaces: constraints such as
+        # UNIQUE are checked against everything else, not against the old version.
+        own = owner_of(app.id)
         placed = [Placed(r.owner, r.agent_id or "", r.hostname or "",
                          (self.core.agent(r.agent_id) or {}).get("attributes", {}) if r.agent_id else {})
-                  for r in self.core.tasks("") if not r.terminal and r.agent_id]
+                  for r in self.core.tasks("") if not r.terminal and r.agent_id and r.owner != own]
         plan = place(requests, agents, placed)
         return {
             "app": app.out(), "agents": len(agents),

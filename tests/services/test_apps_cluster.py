@@ -88,6 +88,11 @@ def test_unique_hostname_and_unplaceable_reasons(marathon) -> None:
     item = wait_for(reported, timeout=20, what="a placement report for the 4th instance")
     reasons = {r["reason"]: r["declined"] for r in item["processedOffersSummary"]["rejectSummaryLastOffers"]}
     assert reasons["UnfulfilledConstraint"] >= 1
+    # A dry run of the running app's update is checked against everything but its own
+    # instances (a rolling update replaces them): 3 fit, one per agent; the 4th cannot.
+    preview = marathon.call("POST", "/dockyard/v1/plan", sleeper("/unique", 4, constraints=[["hostname", "UNIQUE"]]))
+    assert len(preview["assignments"]) == 3 and preview["unplaced"] == 1
+    assert len({a["host"] for a in preview["assignments"]}) == 3
     marathon.call("DELETE", "/v2/apps/unique?force=true")
 
 
