@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import subprocess
+
 import pytest
 
 from tests.support.cluster import Cluster
+from tests.support.procs import dockyard
 from tests.support.scheduler import SchedulerProcess
 
 
@@ -20,10 +23,19 @@ class Marathon(SchedulerProcess):
                                f"{app_id} deployed", timeout)
 
 
+IMAGE = "busybox:test"
+
+
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three agents whose image source is a directory holding a busybox image the test built."""
     workdir = tmp_path_factory.mktemp("services-cluster")
-    with Cluster(workdir, agents=3, resources="cpus:4;mem:4096;disk:10000;ports:[31000-31200]").start() as c:
+    images = workdir / "images"
+    images.mkdir()
+    subprocess.run(dockyard("image", "build", "--busybox", "--tag", IMAGE, "--output", str(images / f"{IMAGE}.tar")),
+                   check=True, capture_output=True, timeout=120)
+    with Cluster(workdir, agents=3, resources="cpus:4;mem:4096;disk:10000;ports:[31000-31200]",
+                 agent_args=["--docker-registry", str(images)]).start() as c:
         yield c
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+import urllib.request
+
 from tests.support.procs import wait_for
 
 
@@ -163,3 +165,23 @@ def test_fetch_puts_uris_in_the_sandbox_before_the_task_starts(marathon, tmp_pat
     marathon.wait_deployed("/fetcher")
     wait_for(lambda: out.exists() and out.read_text() == "fetched\n", timeout=15, what="artifact read by the task")
     marathon.call("DELETE", "/v2/apps/fetcher?force=true")
+
+
+def test_container_service_from_a_test_built_image_becomes_healthy(marathon) -> None:
+    """busybox httpd in the image the tests built (conftest), health-checked over HTTP."""
+    from tests.services.conftest import IMAGE
+
+    marathon.call("POST", "/v2/apps", {
+        "id": "/boxed", "cpus": 0.1, "mem": 32, "instances": 2,
+        # one agent: the agents here share the host's network and offer the same port range
+        "cmd": "mkdir -p /tmp/www && echo boxed > /tmp/www/index.html && exec httpd -f -p $PORT0 -h /tmp/www",
+        "container": {"type": "MESOS", "docker": {"image": IMAGE}},
+        "constraints": [["hostname", "IS", "agent1"]], "portDefinitions": [{"port": 0, "name": "http"}],
+        "healthChecks": [{"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 10,
+                          "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3}]})
+    app = wait_for(lambda: (a := marathon.app("/boxed"))["tasksHealthy"] == 2 and a, timeout=40,
+                   what="2 healthy container instances")
+    for task in app["tasks"]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{task['ports'][0]}/", timeout=5) as response:
+            assert response.read() == b"boxed\n"
+    marathon.call("DELETE", "/v2/apps/boxed?force=true")
