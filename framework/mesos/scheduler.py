@@ -53,6 +53,8 @@ from framework.errors import MesosError
 from .detector import MasterDetector
 from .recordio import Decoder, RecordIOError
 
+TEARDOWN_RESUBSCRIBE_WAIT = 5.0  # seconds stop() waits for a live subscription to send TEARDOWN
+
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
@@ -281,6 +283,12 @@ class MesosSchedulerDriver:
         framework is left to the master's failover timeout instead.
         """
         failover = failover or self._failover
+        if not failover:
+            # A stream being re-established (a missed heartbeat on a busy machine) must not
+            # turn a teardown into a silent failover: wait a little for the subscription.
+            deadline = time.monotonic() + TEARDOWN_RESUBSCRIBE_WAIT
+            while self._stream_id is None and self._status == DRIVER_RUNNING and time.monotonic() < deadline:
+                time.sleep(0.05)
         with self._lock:
             if self._status != DRIVER_RUNNING:
                 return self._status
