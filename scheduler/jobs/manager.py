@@ -513,9 +513,19 @@ class JobManager:
                 continue
             self._abandoned.add(task.id)
             self._by_task.pop(task.id, None)
-            task.message = f"unreachable for {self.unreachable_seconds:.0f} s: retried elsewhere"
-            run.retry_at[task.index] = now
             self.core.kill(task.id)
+            # Given up on, the task counts as lost: the run's restart policy decides.
+            message = f"unreachable for {self.unreachable_seconds:.0f} s"
+            spec = self.jobs.get(run.job_id)
+            outcome = task_ended(run, spec.run, task, "TASK_LOST", message, now) if spec else None
+            if outcome is not None and outcome.action == "ignore":
+                continue
+            if outcome is not None and outcome.action == "fail":
+                task.message = message
+                self._finish(run, FAILED, outcome.reason)
+                return
+            task.message = f"{message}: retried elsewhere"
+            run.retry_at[task.index] = (outcome.retry_at if outcome is not None else None) or now
 
     def _tick_schedule(self, spec: JobSpec, schedule: Schedule, now: float) -> None:
         state = self.states[spec.id]

@@ -118,11 +118,11 @@ def test_a_service_replaces_an_unreachable_instance_and_kills_the_surplus(deploy
 
 def test_a_run_retries_a_task_unreachable_too_long_and_kills_it_on_return(deploy, frozen,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The wait is bounded: past DOCKYARD_JOB_UNREACHABLE_SECONDS the run retries elsewhere,
-    and the old task is killed when its agent returns, so one copy is left."""
+    """The wait is bounded: past DOCKYARD_JOB_UNREACHABLE_SECONDS the task counts as lost, the
+    run retries elsewhere (ON_FAILURE), and the old task is killed when its agent returns."""
     monkeypatch.setenv("DOCKYARD_JOB_UNREACHABLE_SECONDS", "1")
     d = deploy(**FAST_PINGS)
-    assert d.api("POST", "/v1/jobs", job("bounded", "sleep 600"))[0] == 201
+    assert d.api("POST", "/v1/jobs", job("bounded", "sleep 600", restart={"policy": "ON_FAILURE"}))[0] == 201
     status, run = d.api("POST", "/v1/jobs/bounded/runs")
     assert status == 201, run
 

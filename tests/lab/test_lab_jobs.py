@@ -68,7 +68,10 @@ def active_agents(master: str) -> set[str]:
 
 
 def test_job_runs_on_its_node_and_a_node_crash_is_reported(lab: Lab) -> None:
-    lab.up("--agents", "2", "--master-args", FAST_DRILLS, timeout=240)
+    # The framework is partition-aware: a run whose node vanished waits this long for it to
+    # come back before it counts as failed (300 s by default).
+    lab.up("--agents", "2", "--master-args", FAST_DRILLS, timeout=240,
+           env={"DOCKYARD_JOB_UNREACHABLE_SECONDS": "5"})
     report = lab.status()
     ips = {node["name"]: node["ip"] for node in report["nodes"]}
     netns = {node["name"]: node["netns"] for node in report["nodes"]}
