@@ -517,9 +517,21 @@ class ServiceManager:
                     ran = (now - record.started_at) if record.started_at else None
                     state.backoff.failed(state.app, now, ran, bool(health and health.get("lastSuccess")))
                 self._persist(state)
-            elif record.state.value == "TASK_RUNNING" and not state.app.healthChecks:
-                pass
+            elif record.state.value == "TASK_RUNNING" and self._expunged(state.app, record, now):
+                # Marathon: an instance unreachable past expungeAfterSeconds was replaced for
+                # good, and is killed if it ever comes back.
+                state.killing.add(record.task_id)
+                self.core.kill(record.task_id)
         self.wake.set()
+
+    @staticmethod
+    def _expunged(app: Any, record: Any, now: float) -> bool:
+        """Back RUNNING after being unreachable for at least the app's expungeAfterSeconds."""
+        if len(record.history) < 2 or record.history[-2][0] not in ("TASK_UNREACHABLE", "TASK_UNKNOWN"):
+            return False
+        strategy = app.unreachableStrategy
+        away = now - record.history[-2][1]
+        return away >= max(strategy.expungeAfterSeconds, strategy.inactiveAfterSeconds)
 
     def _health_changed(self, state: AppState, record: Any, alive: bool, status: dict, now: float,
                         version: str) -> None:
