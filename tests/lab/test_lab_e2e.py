@@ -12,7 +12,6 @@ nothing.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from framework.local.lab import network
-from tests.support.procs import wait_for
+from tests.support.procs import http_json, wait_for
 
 from .conftest import Lab, assert_clean
 
@@ -32,21 +31,10 @@ MARKER = "http.server"   # the service's command, to find its processes in a nod
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(importlib.util.find_spec("scheduler.api.marathon") is None,
-                       reason="the scheduler's Marathon API (scheduler/api/marathon.py) "
-                              "is not in this checkout yet"),
 ]
 
 
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+call = http_json
 
 
 def running(api: str) -> list[dict]:

@@ -7,7 +7,6 @@ down` then leaves nothing, executors and tasks included.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ import urllib.request
 import pytest
 
 from framework.local.lab import network
-from tests.support.procs import wait_for
+from tests.support.procs import http_json, wait_for
 
 from .conftest import Lab, assert_clean
 
@@ -24,20 +23,10 @@ PORT = 18080   # inside agent2's namespace: nothing else listens there
 
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.skipif(importlib.util.find_spec("scheduler.api.metronome") is None,
-                       reason="the scheduler's Metronome API is not in this checkout yet"),
 ]
 
 
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+call = http_json
 
 
 def serves(ip: str, port: int) -> bool:

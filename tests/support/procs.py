@@ -102,3 +102,17 @@ class Process:
 def dockyard(*args: str) -> list[str]:
     """argv for running the dockyard CLI from this checkout with the current interpreter."""
     return [sys.executable, str(REPO / "dockyard.py"), *args]
+
+
+def http_json(method: str, url: str, body: object = None, timeout: float = 5.0) -> tuple[int, object]:
+    """One JSON call; HTTP errors come back as (status, body) instead of raising."""
+    import json
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
