@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from executor.launcher import LaunchSpec, launcher_for
+from executor.launcher import LaunchSpec, has_image, launcher_for
 from executor.task_runner import TERMINAL, StatusChecker, TaskRunner, grace_seconds
 from framework.mesos.interface import Executor
 from framework.mesos.messages import new_uuid
@@ -181,7 +181,10 @@ class DockyardExecutor(Executor):
                          "REASON_CONTAINER_LAUNCH_FAILED", None)
             return
         runner = TaskRunner(task_id, spec, launcher, self._notify,
-                            kill_grace=grace_seconds(task.get("kill_policy")), send_killing=self.send_killing)
+                            kill_grace=grace_seconds(task.get("kill_policy")), send_killing=self.send_killing,
+                            # the command executor reports it always, as Mesos's does
+                            send_starting=(self.single_task or bool(spec.command.get("uris"))
+                                           or has_image(spec.container)))
         runner.checkers = list(self.checkers(task, runner))
         # -- health checks (issue 4, services engineer): the task's Mesos HealthCheck joins the
         # runner's status-checker chain; it reports health changes and kills after too many failures.

@@ -187,7 +187,7 @@ class TaskRunner:
 
     def __init__(self, task_id: str, spec: LaunchSpec, launcher: Launcher, notify: Notify, *,
                  kill_grace: float = DEFAULT_GRACE_SECONDS, send_killing: bool = False,
-                 checkers: Sequence[StatusChecker] = (), clock: Callable[[], float] = time.monotonic,
+                 send_starting: bool = True, checkers: Sequence[StatusChecker] = (), clock: Callable[[], float] = time.monotonic,
                  ) -> None:
         self.task_id = task_id
         self.spec = spec
@@ -195,6 +195,9 @@ class TaskRunner:
         self.notify = notify
         self.kill_grace = kill_grace
         self.send_killing = send_killing  # only frameworks with TASK_KILLING_STATE see it
+        # TASK_STARTING is optional in Mesos: worth its round trip through agent, master and
+        # scheduler when the launch takes a while (an image, artifacts), not for a bare command.
+        self.send_starting = send_starting
         self.checkers = list(checkers)
         self.clock = clock
         self.lock = threading.RLock()
@@ -251,7 +254,7 @@ class TaskRunner:
             if target not in MOVES[self.state]:
                 raise IllegalMove(self.state, target)
             self.state = target
-        if target == KILLING and not self.send_killing:
+        if (target == KILLING and not self.send_killing) or (target == STARTING and not self.send_starting):
             return
         self.notify(self, target, message, reason, healthy)
 

@@ -148,6 +148,7 @@ class Cgroup:
         # Directories an OCI runtime also makes for us in hierarchies we do not limit
         # (v1 `devices`, `freezer`, `name=systemd`, the v2 mount beside them): removed too.
         self.extra = list(extra or [])
+        self._dirs: list[Path] | None = None
 
     @classmethod
     def for_task(cls, name: str, layout: Layout | None = None) -> "Cgroup":
@@ -168,14 +169,12 @@ class Cgroup:
 
     def dirs(self) -> list[Path]:
         """The directories we limit and read (one per hierarchy)."""
-        if self.layout.version == 2:
-            return [self.dir("")]
-        seen: list[Path] = []
-        for controller in self.paths:
-            path = self.dir(controller)
-            if path not in seen:
-                seen.append(path)
-        return seen
+        if self._dirs is None:
+            if self.layout.version == 2:
+                self._dirs = [self.dir("")]
+            else:
+                self._dirs = list(dict.fromkeys(self.dir(controller) for controller in self.paths))
+        return list(self._dirs)
 
     def all_dirs(self) -> list[Path]:
         """Ours plus those a runtime made in other hierarchies: what `remove` deletes."""
@@ -266,10 +265,24 @@ class Cgroup:
         for path in self.dirs():
             _write(path / "cgroup.procs", pid)
 
+    def _remove_leaves(self) -> bool:
+        """The common case, cheaply: every directory is an empty leaf and goes with one rmdir."""
+        for directory in self.all_dirs():
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False  # busy or has children: the thorough way
+        return True
+
     def procs(self) -> list[int]:
-        """Every process in the cgroup or below it."""
+        """Every process in the cgroup or below it.
+
+        One hierarchy tells: whatever joins the task's cgroup joins it in all of them.
+        """
         found: set[int] = set()
-        for root in self.dirs():
+        for root in self.dirs()[:1]:
             for directory, _subdirs, files in os.walk(root):
                 if "cgroup.procs" in files:
                     found.update(int(x) for x in _read(Path(directory) / "cgroup.procs").split())
@@ -284,6 +297,8 @@ class Cgroup:
 
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, then remove the cgroup (children first) in every hierarchy."""
+        if self._remove_leaves():
+            return
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
@@ -380,8 +395,21 @@ def _v2_base(layout: Layout) -> str:
     return base
 
 
+_OTHERS: dict[tuple, list[tuple[Path, str]]] = {}
+
+
 def _other_hierarchies(layout: Layout) -> list[tuple[Path, str]]:
-    """(mount point, our own cgroup there) for v1 hierarchies we do not limit, and v2 beside."""
+    """(mount point, our own cgroup there) for v1 hierarchies we do not limit, and v2 beside.
+
+    Read once per layout: the mounts and our own cgroups there do not change under us.
+    """
+    key = (layout.version, tuple(sorted(layout.mounts.items())), layout.unified)
+    if key not in _OTHERS:
+        _OTHERS[key] = _find_other_hierarchies(layout)
+    return _OTHERS[key]
+
+
+def _find_other_hierarchies(layout: Layout) -> list[tuple[Path, str]]:
     ours = set(layout.mounts.values())
     found = []
     own_lines = {}

@@ -122,9 +122,11 @@ class HostIsolation:
         return self._ready[1]
 
     def started(self, pid: int) -> None:
-        """Record the runner and wait until the init has its traps set and the task started."""
-        self.record["runner_pid"] = pid
-        write_json(self.dir / "state.json", self.record)
+        """Wait until the init has its traps set and the task started.
+
+        The runner (unshare) needs no record: it lives exactly as long as the init in
+        the task's cgroup, which a clean-up kills.
+        """
         if self._ready is not None:
             read_end, write_end = self._ready
             self._ready = None

@@ -1,7 +1,11 @@
-"""Atomic JSON files: what the agent persists survives a crash whole or not at all.
+"""What the agent persists survives a crash whole or not at all.
 
-Written as a temp file in the same directory, then renamed over the target
-(runc's saveState pattern), so a reader never sees half a file.
+Records written once (task.json, run.json) are written as a temp file in the same
+directory, then renamed over the target (runc's saveState pattern), so a reader
+never sees half a file. Records that change often (a task's states) are appended
+one JSON line at a time, as a Mesos agent appends to `task.updates`: a rename per
+status update costs a forced writeback on ext4, an append does not, and a torn
+last line (a crash mid-write) is simply skipped on recovery.
 """
 from __future__ import annotations
 
@@ -27,9 +31,49 @@ def write_json(path: Path, value: Any) -> None:
         raise
 
 
+def write_new(path: Path, value: Any) -> None:
+    """A record written once into a fresh file: no temp file, no rename.
+
+    A crash mid-write leaves a file `read_json` cannot parse, which reads as absent:
+    what a crash before the write would have left. An existing file is replaced whole.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        write_json(path, value)
+        return
+    with os.fdopen(fd, "w") as out:
+        json.dump(value, out, separators=(",", ":"))
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     try:
         with open(path) as handle:
             return json.load(handle)
     except (FileNotFoundError, json.JSONDecodeError):
         return default
+
+
+def append_line(path: Path, value: Any) -> None:
+    line = json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_lines(path: Path) -> list[Any]:
+    """Every complete JSON line; a torn or garbled line (a crash mid-append) ends the read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    values = []
+    for line in raw.split(b"\n")[:-1]:
+        try:
+            values.append(json.loads(line))
+        except ValueError:
+            break
+    return values

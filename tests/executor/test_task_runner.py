@@ -51,6 +51,12 @@ def test_exit_zero_finishes(tmp_path: Path) -> None:
     assert updates.states == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
 
 
+def test_starting_is_not_reported_when_not_asked_for(tmp_path: Path) -> None:
+    runner, updates = run(tmp_path, {"value": "exit 0"}, send_starting=False)
+    assert runner.join(10)
+    assert updates.states == ["TASK_RUNNING", "TASK_FINISHED"]
+
+
 def test_argv_command_without_shell(tmp_path: Path) -> None:
     runner, updates = run(tmp_path, {"shell": False, "value": "/bin/echo", "arguments": ["echo", "a b", "$HOME"]})
     assert runner.join(10)
