@@ -176,6 +176,15 @@ class Cgroup:
                 self._dirs = list(dict.fromkeys(self.dir(controller) for controller in self.paths))
         return list(self._dirs)
 
+    def quota_dirs(self) -> list[Path]:
+        """Where the CPU quota is enforced, when that is a hierarchy of its own (v1).
+
+        A process can join these last; on v2 one directory holds every limit.
+        """
+        if self.layout.version == 2 or "cpu" not in self.paths:
+            return []
+        return [self.dir("cpu")]
+
     def all_dirs(self) -> list[Path]:
         """Ours plus those a runtime made in other hierarchies: what `remove` deletes."""
         return self.dirs() + [p for p in self.extra if p not in self.dirs()]
@@ -279,10 +288,12 @@ class Cgroup:
     def procs(self) -> list[int]:
         """Every process in the cgroup or below it.
 
-        One hierarchy tells: whatever joins the task's cgroup joins it in all of them.
+        One hierarchy tells (whatever joins the task's cgroup joins it in all of them,
+        the CPU one last): `pids` where it exists, the first otherwise.
         """
         found: set[int] = set()
-        for root in self.dirs()[:1]:
+        census = [self.dir("pids")] if self.layout.version == 1 and "pids" in self.paths else self.dirs()[:1]
+        for root in census:
             for directory, _subdirs, files in os.walk(root):
                 if "cgroup.procs" in files:
                     found.update(int(x) for x in _read(Path(directory) / "cgroup.procs").split())

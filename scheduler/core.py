@@ -80,6 +80,7 @@ class CoreConfig:
     reconcile_interval: float = 600.0     # periodic implicit reconciliation
     keep_terminal: int = 20000            # terminal records kept in memory and store
     ack_threads: int = 4                  # outbox threads: concurrent ACCEPT/DECLINE/ACK calls
+    offer_hold_seconds: float = 5.0       # keep unneeded offers this long for work that comes next
 
 
 def _value(obj: Any, default: str | None = None) -> str | None:
@@ -215,6 +216,11 @@ class Core:
         self._last_offer_at = time.monotonic()
         self._agents: dict[str, dict] = {}  # agent_id -> {"hostname", "url"}
         self._capacity: dict[str, list[float]] = {}  # agent_id -> most ever offered
+        # Offers kept for work that comes next (Aurora's offer manager): offer id -> (offer,
+        # monotonic expiry). New work is placed on them at once, with no REVIVE round trip,
+        # and the framework is not suppressed while it holds any.
+        self._held: dict[str, tuple[dict, float]] = {}
+        self._hold_timer: threading.Timer | None = None
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -273,8 +279,9 @@ class Core:
         for _ in self._ackers:
             self._acks.put(None)
         self._synced.put(None)
-        if self._reconcile_timer:
-            self._reconcile_timer.cancel()
+        for timer in (self._reconcile_timer, self._hold_timer):
+            if timer:
+                timer.cancel()
         if self._thread:
             self._thread.join(5)
 
@@ -287,7 +294,8 @@ class Core:
     def _loop(self) -> None:
         handlers = {
             "subscribed": self.handle_subscribed, "offers": self.handle_offers,
-            "rescinded": lambda payload: None, "status": self.handle_status,
+            "rescinded": self.handle_rescinded, "release_held": lambda payload: self._release_held(),
+            "status": self.handle_status,
             "agent_lost": self.handle_agent_lost, "disconnected": self.handle_disconnected,
             "reconcile_implicit": lambda payload: self.reconcile_implicit(),
             "reconcile_explicit": lambda payload: self._reconcile_explicit(),  # issue 6 gate
@@ -364,7 +372,11 @@ class Core:
                 self._submitted_at[request.task_id] = time.monotonic()
                 records.append(record)
             PENDING.set(len(self._pending))
-        self._sync_suppression()
+            holding = bool(self._held)
+        if holding:  # place on the offers in hand now; the round REVIVEs if they are not enough
+            self.post("offers", [])
+        else:
+            self._sync_suppression()
         return records
 
     def withdraw(self, task_id: str, message: str = "Withdrawn before launch") -> bool:
@@ -401,6 +413,7 @@ class Core:
                 self.framework_id = new_id
                 self.store.put(FRAMEWORK_ID_KEY, new_id.encode())  # the next start fails over to it
             self._suppressed = False
+            self._held.clear()  # offers belong to a subscription: the old one's are void
             live = [r for r in self._records.values()
                     if not r.terminal and r.state != State.PENDING]
             self._unreconciled = {r.task_id for r in live}  # issue 6 gate: closed until answered
@@ -421,6 +434,12 @@ class Core:
 
     def handle_disconnected(self, payload: Any = None) -> None:
         self.subscribed.clear()
+        with self._lock:
+            self._held.clear()
+
+    def handle_rescinded(self, offer_id: Any) -> None:
+        with self._lock:
+            self._held.pop(_value(offer_id) or "", None)
 
     # -- issue 6 (HA): the reconciliation gate ------------------------------------------
 
@@ -480,31 +499,41 @@ class Core:
         self._reconcile_timer.start()
 
     def handle_offers(self, offers: list[dict]) -> None:
-        """Place waiting tasks on these offers; accept what fits, decline the rest."""
-        self._last_offer_at = time.monotonic()
+        """Place waiting tasks on these offers and the held ones; accept what fits, hold
+        the rest when nothing waits, decline it otherwise. `[]`: a round on held offers."""
+        if offers:
+            self._last_offer_at = time.monotonic()
         with OFFER_ROUND.time():
             self._handle_offers(offers)
 
     def _handle_offers(self, offers: list[dict]) -> None:
         if not self.reconciled.is_set():  # issue 6 gate: no launch before reconciliation
-            OFFERS.labels("declined_reconciling").inc(len(offers))
-            self._driver_call("declineOffer", [o["id"] for o in offers],
-                              {"refuse_seconds": self.config.busy_refuse_seconds})
+            with self._lock:
+                offers = offers + self._take_held()
+            if offers:
+                OFFERS.labels("declined_reconciling").inc(len(offers))
+                self._driver_call("declineOffer", [o["id"] for o in offers],
+                                  {"refuse_seconds": self.config.busy_refuse_seconds})
             return
-        by_agent: dict[str, list[dict]] = {}
-        for offer in offers:
-            by_agent.setdefault(_value(offer.get("agent_id")) or "", []).append(offer)
         launches: list[tuple[list[dict], list[dict]]] = []
         declines: list[dict] = []
         with self._lock:
+            OFFERS.labels("received").inc(len(offers))
+            offers = offers + self._take_held()
+            # No offers at all: the held ones went to an earlier round; if work waits, ask anew.
+            starved = not offers and bool(self._pending)
+            by_agent: dict[str, list[dict]] = {}
+            for offer in offers:
+                by_agent.setdefault(_value(offer.get("agent_id")) or "", []).append(offer)
             for agent_id, agent_offers in by_agent.items():
                 first = agent_offers[0]
                 self._agents[agent_id] = {"hostname": first.get("hostname"), "url": agent_url(first),
                                           "attributes": agent_view(agent_offers).attributes}
-            if not self._pending:
-                refuse = self.config.idle_refuse_seconds
-                declines = [o["id"] for o in offers]
-                OFFERS.labels("declined_idle").inc(len(offers))
+            if not offers:
+                refuse = 0.0
+            elif not self._pending:
+                refuse = 0.0
+                self._hold(offers)
             else:
                 views = [self._with_totals(agent_view(group)) for group in by_agent.values()]
                 requests = self._round_requests(views)
@@ -536,12 +565,15 @@ class Core:
                 for owner, report in plan.reports.items():
                     if getattr(report, "unplaced", 1):
                         self._reports[owner] = report
-                refuse = self._refuse_seconds(plan)
+                # Everything placed: what the ACCEPTs leave comes straight back to be held.
+                refuse = self._refuse_seconds(plan) if self._pending else 0.0
                 for agent_id, agent_offers in by_agent.items():
                     ids = [o["id"] for o in agent_offers]
                     if agent_id in chosen:
                         launches.append((ids, chosen[agent_id]))
                         OFFERS.labels("accepted").inc(len(ids))
+                    elif not self._pending:
+                        self._hold(agent_offers)
                     else:
                         declines.extend(ids)
                         OFFERS.labels("declined").inc(len(ids))
@@ -549,12 +581,48 @@ class Core:
                 log.debug("offer round: %d offers from %d agents, %d launched, %d still pending, refuse %.0fs",
                           len(offers), len(by_agent), len(plan.assignments), len(self._pending), refuse)
                 PENDING.set(len(self._pending))
-        self._sync_suppression()
+        self._sync_suppression(force_revive=starved)
         filters = {"refuse_seconds": refuse}
         for ids, infos in launches:
             self._after_sync(self._accept, ids, infos, filters)
         if declines:
             self._send(self._decline, declines, filters)
+
+    # -- held offers (core thread, lock held unless said) ----------------------------------
+
+    def _take_held(self) -> list[dict]:
+        held = [offer for offer, _ in self._held.values()]
+        self._held.clear()
+        return held
+
+    def _hold(self, offers: list[dict]) -> None:
+        expires = time.monotonic() + self.config.offer_hold_seconds
+        for offer in offers:
+            self._held[_value(offer.get("id")) or ""] = (offer, expires)
+        OFFERS.labels("held").inc(len(offers))
+        if offers and self._hold_timer is None:
+            self._hold_timer = threading.Timer(self.config.offer_hold_seconds, self.post, args=("release_held", None))
+            self._hold_timer.daemon = True
+            self._hold_timer.start()
+
+    def _release_held(self) -> None:
+        """DECLINE the offers held past their time (for an hour: REVIVE clears that), then
+        SUPPRESS if nothing waits; look again later for those still in their time."""
+        now = time.monotonic()
+        with self._lock:
+            self._hold_timer = None
+            expired = [offer_id for offer_id, (_, expires) in self._held.items() if expires <= now]
+            declines = [self._held.pop(offer_id)[0]["id"] for offer_id in expired]
+            remaining = min((expires for _, expires in self._held.values()), default=None)
+            if remaining is not None:
+                self._hold_timer = threading.Timer(max(0.05, remaining - now), self.post,
+                                                   args=("release_held", None))
+                self._hold_timer.daemon = True
+                self._hold_timer.start()
+        if declines:
+            OFFERS.labels("declined_idle").inc(len(declines))
+            self._send(self._decline, declines, {"refuse_seconds": self.config.idle_refuse_seconds})
+        self._sync_suppression()
 
     def _decline(self, ids: list[dict], filters: dict) -> None:
         """DECLINE; then, if work arrived meanwhile, REVIVE again.
@@ -726,6 +794,8 @@ class Core:
         """Mesos sends TASK_LOST for the agent's tasks itself; forget how to reach it."""
         with self._lock:
             self._agents.pop(agent_id, None)
+            for offer_id in [i for i, (o, _) in self._held.items() if _value(o.get("agent_id")) == agent_id]:
+                del self._held[offer_id]
 
     def _apply(self, status: dict) -> TaskRecord | None:
         """Apply a status; any status of a task counts as its reconciliation answer (issue 6)."""
@@ -819,10 +889,11 @@ class Core:
         with self._suppression_lock:
             with self._lock:
                 waiting = bool(self._pending)
+                holding = bool(self._held)
             if waiting and (self._suppressed or force_revive):
                 self._suppressed = False
                 self._driver_call("reviveOffers")
-            elif not waiting and not self._suppressed:
+            elif not waiting and not holding and not self._suppressed:
                 self._suppressed = True
                 self._driver_call("suppressOffers")
 

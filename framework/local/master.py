@@ -537,6 +537,8 @@ class Master(AgentSide):
         if not available.empty:
             self.allocator.recover(fw.id, agent.id, role, available, refuse_seconds=refuse,
                                    now=self.clock())
+            if not refuse:  # unfiltered: offered again at once, like resources freed by a task
+                self.request_allocation([agent.id])
 
     def _launch(self, fw: Framework, agent: Agent, role: str, operation: dict[str, Any],
                 available: Resources, launched: set[str]) -> Resources:

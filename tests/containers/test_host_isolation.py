@@ -47,6 +47,29 @@ def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
     assert traces(tmp_path / "work", iso.id) == []
 
 
+def test_the_task_is_in_every_cgroup_and_its_helper_outside_the_cpu_quota(tmp_path: Path) -> None:
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    spec = LaunchSpec(task_id="quota-task", command={}, env={}, sandbox=sandbox,
+                      resources={"cpus": 0.01, "mem": 32}, work_dir=tmp_path / "work")
+    iso = HostIsolation.create(spec)
+    try:
+        # the task prints its own cgroups, then those of PID 1 (the helper init)
+        popen, out = run(iso, "cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup", sandbox)
+        assert popen.returncode == 0
+        task, init = ({name: path for line in part.strip().splitlines()
+                       for names, path in [line.split(":", 2)[1:]] for name in names.split(",")}
+                      for part in out.split("---"))
+        for controller in ("cpu", "memory", "pids"):
+            assert iso.id in task[controller], (controller, task)
+        assert iso.id in init["memory"] and iso.id in init["pids"]
+        # the helper's shell start-up must not be charged to a 0.01-cpu task's CFS quota
+        assert iso.id not in init["cpu"]
+    finally:
+        iso.destroy()
+    assert traces(tmp_path / "work", iso.id) == []
+
+
 def test_host_task_oom_is_reported(tmp_path: Path) -> None:
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()

@@ -84,12 +84,35 @@ def finish(core: Core, task_id: str, state: str, message: str = "") -> None:
         core.handle_status(status(task_id, step, message if step == state else ""))
 
 
-def test_idle_scheduler_suppresses_and_declines_long(world) -> None:
+def test_idle_scheduler_holds_offers_then_declines_them_long_and_suppresses(world) -> None:
     clock, core, driver, jobs = world
     assert driver.named("suppressOffers")
     core.handle_offers([offer(1)])
+    assert not driver.named("declineOffer"), "an idle offer is held a while, not declined at once"
+    core.config.offer_hold_seconds = 0.0
+    core.handle_offers([offer(2)])  # held until now: both go at the next release
+    suppressions = len(driver.named("suppressOffers"))
+    core._release_held()
+    declined = [o["value"] for ids, _ in driver.named("declineOffer") for o in ids]
     ids, filters = driver.named("declineOffer")[-1]
     assert filters["refuse_seconds"] >= 3600
+    assert "O2" in declined
+    assert len(driver.named("suppressOffers")) >= suppressions
+
+
+def test_work_submitted_while_holding_an_offer_launches_on_it_without_a_revive(world) -> None:
+    clock, core, driver, jobs = world
+    core.handle_offers([offer(1)])  # nothing waits: held
+    revives = len(driver.named("reviveOffers"))
+    jobs.create_job(parse_job({"id": "quick", "run": {"cmd": "true", "cpus": 0.5, "mem": 64}}))
+    jobs.start_run("quick")
+    kind, payload = core._events.get_nowait()  # the submit asked the core for a round on held offers
+    assert (kind, payload) == ("offers", [])
+    core.handle_offers(payload)
+    assert [t["name"] for t in launched(driver)] and len(driver.named("reviveOffers")) == revives
+    ids, operations, filters = driver.named("acceptOffers")[-1]
+    assert [o["value"] for o in ids] == ["O1"]
+    assert filters["refuse_seconds"] == 0, "what the ACCEPT leaves comes straight back to be held"
 
 
 def test_submit_revives_and_launch_acks_after_store(world) -> None:
