@@ -7,40 +7,77 @@ executor fetches per task, on the task's own runner thread (a slow download
 never blocks the driver). Supported: http(s)://, file:// and plain absolute
 paths; archives (.tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, .zip) are unpacked into
 the sandbox unless `extract` is false, and the archive itself is kept, as Mesos
-does. `cache` keeps a copy under the agent's work dir keyed by the URI.
+does. `cache` keeps a copy under the agent's work dir keyed by the URI
+(`ArtifactCache`: a size budget with least-recently-used eviction, as Mesos's
+`--fetcher_cache_size`).
 Standard library only: this module is on the task start-up path.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import logging
 import os
+import re
 import shutil
 import tarfile
 import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import BinaryIO, Iterator, Mapping
+
+log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is given up
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+CACHE_SIZE_ENV = "DOCKYARD_FETCHER_CACHE_SIZE"  # set by `dockyard agent --fetcher-cache-size`
+DEFAULT_CACHE_SIZE = 2 << 30  # Mesos's --fetcher_cache_size default: 2GB
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class FetchError(RuntimeError):
     """A URI could not be fetched or unpacked; the task fails with this message."""
 
 
-def fetch_all(uris: list[dict], sandbox: Path, cache_dir: Path | None = None) -> list[Path]:
-    """Fetch every URI into `sandbox`, in order; the paths of the fetched files."""
+def parse_size(text: str) -> int:
+    """Bytes from "2GB", "512MB", "10KB", "100B", "2G" or a bare number (units of 1024, as Mesos's Bytes)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", str(text).strip().upper())
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 2GB, 512MB, 0)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def cache_size_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """The cache budget in bytes: `$DOCKYARD_FETCHER_CACHE_SIZE`, else 2GB."""
+    raw = (os.environ if environ is None else environ).get(CACHE_SIZE_ENV, "")
+    if not raw.strip():
+        return DEFAULT_CACHE_SIZE
+    try:
+        return parse_size(raw)
+    except ValueError as error:
+        raise FetchError(f"${CACHE_SIZE_ENV}: {error}") from None
+
+
+def fetch_all(uris: list[dict], sandbox: Path, cache_dir: Path | None = None,
+              cache_size: int | None = None) -> list[Path]:
+    """Fetch every URI into `sandbox`, in order; the paths of the fetched files.
+
+    `cache_size` is the cache's budget in bytes (default: `cache_size_from_env()`)."""
     sandbox.mkdir(parents=True, exist_ok=True)
-    return [fetch_one(uri, sandbox, cache_dir) for uri in uris]
+    cache = None
+    if cache_dir is not None and any(uri.get("cache") for uri in uris):
+        cache = ArtifactCache(cache_dir, cache_size_from_env() if cache_size is None else cache_size)
+    return [fetch_one(uri, sandbox, cache) for uri in uris]
 
 
-def fetch_one(uri: dict, sandbox: Path, cache_dir: Path | None = None) -> Path:
+def fetch_one(uri: dict, sandbox: Path, cache: "ArtifactCache | None" = None) -> Path:
     value = str(uri.get("value") or "")
     try:
         target = sandbox / _file_name(uri)
-        if uri.get("cache") and cache_dir is not None:
-            _fetch_cached(value, target, cache_dir)
+        if uri.get("cache") and cache is not None:
+            cache.fetch(value, target)
         else:
             _download(value, target)
         if uri.get("executable"):
@@ -63,27 +100,181 @@ def _file_name(uri: dict) -> str:
     return name
 
 
-def _download(value: str, target: Path) -> None:
-    """Copy the URI's bytes to `target` (written under a temporary name, then renamed)."""
+def _open_source(value: str) -> tuple[BinaryIO, int | None]:
+    """The URI's bytes as a stream, and their size when it is known up front (Content-Length, stat)."""
     scheme = urllib.parse.urlparse(value).scheme
-    partial = target.with_name(target.name + ".partial")
     if scheme in ("http", "https"):
-        with urllib.request.urlopen(value, timeout=DOWNLOAD_TIMEOUT) as response, open(partial, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-    elif scheme == "file" or (not scheme and value.startswith("/")):
-        shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(value).path), partial)
-    else:
-        raise FetchError(f"unsupported URI scheme {scheme!r} in {value!r} (http, https and file are)")
+        response = urllib.request.urlopen(value, timeout=DOWNLOAD_TIMEOUT)
+        length = response.headers.get("Content-Length")
+        return response, (int(length) if length and length.isdigit() else None)
+    if scheme == "file" or (not scheme and value.startswith("/")):
+        handle = open(urllib.request.url2pathname(urllib.parse.urlparse(value).path), "rb")
+        return handle, os.fstat(handle.fileno()).st_size
+    raise FetchError(f"unsupported URI scheme {scheme!r} in {value!r} (http, https and file are)")
+
+
+def _download(value: str, target: Path, source: BinaryIO | None = None) -> None:
+    """Copy the URI's bytes (or the already opened `source`) to `target`, via a temporary name."""
+    partial = target.with_name(target.name + ".partial")
+    if source is None:
+        source, _size = _open_source(value)
+    with source, open(partial, "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
     os.replace(partial, target)
 
 
-def _fetch_cached(value: str, target: Path, cache_dir: Path) -> None:
-    """Fetch once per agent: later tasks copy the cached file (Mesos's fetcher cache, without eviction)."""
-    cached = cache_dir / (hashlib.sha256(value.encode()).hexdigest()[:32] + "-" + target.name)
-    if not cached.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _download(value, cached)
-    shutil.copyfile(cached, target)
+class ArtifactCache:
+    """The agent's fetcher cache: one file per URI under `directory`, at most `budget` bytes in all.
+
+    Shared by every executor on the agent (several processes, several threads each), so all
+    bookkeeping is on disk and guarded by `flock`s:
+
+    * `.lock` (exclusive, held briefly) serialises look-ups, reservations and evictions;
+    * an entry being copied into a sandbox is held shared, a download in progress
+      (`<entry>.partial`, created at its announced size: that is its reservation) exclusive.
+      Eviction takes an entry only if it can lock it exclusively without waiting, so an
+      entry in use is never evicted;
+    * an entry's mtime is its last use: eviction removes the least recently used first.
+
+    As Mesos, a URI whose size is not known up front (no Content-Length), or that does not
+    fit even after evicting every entry not in use, bypasses the cache: it is fetched straight
+    into the sandbox. A second fetch of a URI being downloaded waits for that download.
+    """
+
+    LOCK_NAME = ".lock"
+
+    def __init__(self, directory: Path, budget: int) -> None:
+        self.directory = Path(directory)
+        self.budget = max(0, int(budget))
+
+    def entry(self, value: str, name: str) -> Path:
+        return self.directory / (hashlib.sha256(value.encode()).hexdigest()[:32] + "-" + name)
+
+    def fetch(self, value: str, target: Path) -> None:
+        """Put the URI's bytes at `target`, from the cache if it has them, caching them if they fit."""
+        entry = self.entry(value, target.name)
+        partial = entry.with_name(entry.name + ".partial")
+        for _attempt in range(3):
+            held: BinaryIO | None = None
+            downloading: BinaryIO | None = None
+            with self._locked():
+                if entry.exists():
+                    held = open(entry, "rb")
+                    fcntl.flock(held, fcntl.LOCK_SH)  # in use: not evictable until closed
+                    os.utime(entry)  # most recently used
+                elif partial.exists():
+                    downloading = open(partial, "rb")
+                    if _try_lock(downloading, fcntl.LOCK_SH):  # nobody writes it: a crashed download
+                        downloading.close()
+                        downloading = None
+                        partial.unlink()
+            if held is not None:
+                with held, open(target, "wb") as out:
+                    shutil.copyfileobj(held, out, 1 << 20)
+                return
+            if downloading is not None:
+                with downloading:  # another task fetches this URI: wait for it, then look again
+                    fcntl.flock(downloading, fcntl.LOCK_SH)
+                continue
+            if self._download(value, entry, partial, target):
+                return
+        _download(value, target)  # the cache keeps losing races for this URI: do without it
+
+    def _download(self, value: str, entry: Path, partial: Path, target: Path) -> bool:
+        """Download into the cache and copy to `target`, or straight to `target` when it does not fit.
+
+        False when another fetch started on this URI meanwhile (the caller looks again)."""
+        source, size = _open_source(value)
+        with source:
+            out: BinaryIO | None = None
+            with self._locked():
+                if entry.exists() or partial.exists():
+                    return False
+                if size is not None and self._make_room(size):
+                    out = open(partial, "w+b")
+                    fcntl.flock(out, fcntl.LOCK_EX)
+                    os.truncate(out.fileno(), size)  # the reservation: counted until the download ends
+            if out is None:
+                log.info("fetcher cache: %s bypasses the cache (%s)", value,
+                         "size unknown" if size is None else f"{size} bytes do not fit in {self.budget}")
+                _download(value, target, source)
+                return True
+            with out:
+                try:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                    written = out.tell()
+                    out.truncate(written)
+                except BaseException:
+                    with self._locked():
+                        partial.unlink(missing_ok=True)
+                    raise
+                with self._locked():
+                    if written > size:  # larger than announced: deliver it, keep nothing (as Mesos)
+                        shutil.move(partial, target)
+                        return True
+                    os.replace(partial, entry)
+                    os.utime(entry)
+                    fcntl.flock(out, fcntl.LOCK_SH)  # still in use while copied to the sandbox
+                out.seek(0)
+                with open(target, "wb") as copy:
+                    shutil.copyfileobj(out, copy, 1 << 20)
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        """Evict least recently used entries not in use until `size` more bytes fit; False if they cannot.
+
+        Called with `.lock` held. Evicts nothing when the goal cannot be met."""
+        if size > self.budget:
+            return False
+        files: list[tuple[float, Path, int]] = []
+        for path in self.directory.iterdir():
+            if path.name == self.LOCK_NAME:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                files.append((stat.st_mtime, path, stat.st_size))
+        used = sum(file_size for _mtime, _path, file_size in files)
+        if used + size <= self.budget:
+            return True
+        victims: list[tuple[Path, int, BinaryIO]] = []
+        try:
+            freed = 0
+            for _mtime, path, file_size in sorted(files, key=lambda f: f[0]):
+                if used - freed + size <= self.budget:
+                    break
+                try:
+                    handle = open(path, "rb")
+                except FileNotFoundError:
+                    continue
+                if not _try_lock(handle, fcntl.LOCK_EX):  # being copied or downloaded: in use
+                    handle.close()
+                    continue
+                victims.append((path, file_size, handle))
+                freed += file_size
+            if used - freed + size > self.budget:
+                return False
+            for path, file_size, _handle in victims:
+                path.unlink(missing_ok=True)
+                log.info("fetcher cache: evicted %s (%d bytes)", path.name, file_size)
+            return True
+        finally:
+            for _path, _size, handle in victims:
+                handle.close()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / self.LOCK_NAME, "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+
+def _try_lock(handle: BinaryIO, mode: int) -> bool:
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _extract(archive: Path, into: Path) -> None:

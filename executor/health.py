@@ -10,17 +10,23 @@ failures reach the limit (0 = never kill).
 
 Failures during the grace period do not count, until the first success ends it
 (Mesos's rule: a slow starter is not killed for being slow).
+
+A COMMAND check of a task with an image runs inside the task's container (`runc
+exec`), as Mesos runs it; of a command task, on the host in its sandbox.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Callable
 
 from executor.task_runner import KILLED, RUNNING, Verdict
@@ -68,6 +74,49 @@ def command_check(command: str, env: dict[str, str] | None = None, timeout: floa
         error = done.stderr.decode(errors="replace").strip()[-200:]
         return False, f"command exited {done.returncode}" + (f": {error}" if error else "")
     return check
+
+
+def container_command_check(command: str, container: Callable[[], Any], env: dict[str, str] | None = None,
+                            timeout: float = 20.0) -> Check:
+    """Healthy when the shell command exits 0 inside the task's container, as Mesos runs a
+    COMMAND check: `runtime exec` joins its namespaces, root filesystem and cgroup, with the
+    task's user, cwd and environment (its config.json) plus `env`, the check's own variables.
+
+    `container()` answers the task's running container (anything with `exec_argv`) when the
+    check runs; on a timeout the command is killed inside the container too.
+    """
+    def check() -> tuple[bool, str]:
+        target = container()
+        if target is None or not hasattr(target, "exec_argv"):
+            return False, "the task's container is not running"
+        with tempfile.TemporaryDirectory(prefix="dockyard-check-") as scratch:
+            pid_file = Path(scratch) / "pid"
+            argv = target.exec_argv(["/bin/sh", "-c", command], env=env or {}, pid_file=pid_file)
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+            try:
+                _, stderr = child.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_from_pid_file(pid_file)  # killing `runtime exec` alone leaves the command
+                child.kill()
+                child.communicate()
+                return False, f"command timed out after {timeout:g}s"
+        if child.returncode == 0:
+            return True, "command exited 0"
+        error = stderr.decode(errors="replace").strip()[-200:]
+        return False, f"command exited {child.returncode}" + (f": {error}" if error else "")
+    return check
+
+
+def _kill_from_pid_file(pid_file: Path) -> None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class HealthChecker:
@@ -148,8 +197,12 @@ class HealthChecker:
 
 
 def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, str] | None = None,
-                cwd: str | None = None) -> Check:
-    """A Mesos HealthCheck JSON as a check callable (`port_index` resolved against `ports`)."""
+                cwd: str | None = None, container: Callable[[], Any] | None = None) -> Check:
+    """A Mesos HealthCheck JSON as a check callable (`port_index` resolved against `ports`).
+
+    With `container` (the task runs in one; see `container_command_check`) a COMMAND check
+    runs inside it; otherwise on the host, in `cwd` with `env`, next to the task.
+    """
     kind = str(health_check.get("type", "")).upper()
     timeout = float(health_check.get("timeout_seconds", 20.0))
 
@@ -169,10 +222,11 @@ def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, s
         return tcp_check(port_of(health_check.get("tcp") or {}), timeout)
     if kind == "COMMAND":
         command = health_check.get("command") or {}
-        environment = dict(env or os.environ)
-        for item in (command.get("environment") or {}).get("variables") or []:
-            environment[item["name"]] = item.get("value", "")
-        return command_check(command.get("value", "true"), environment, timeout, cwd)
+        own = {item["name"]: str(item.get("value", ""))
+               for item in (command.get("environment") or {}).get("variables") or []}
+        if container is not None:
+            return container_command_check(command.get("value", "true"), container, own, timeout)
+        return command_check(command.get("value", "true"), {**(env or os.environ), **own}, timeout, cwd)
     raise ValueError(f"unsupported health check type {kind!r}")
 
 
@@ -180,8 +234,12 @@ def checkers_for(health_check: dict[str, Any] | None, runner: Any) -> list[Healt
     """The status checkers a task's HealthCheck asks for, reporting through the runner."""
     if not health_check:
         return []
+    from executor.launcher import has_image
+
     spec = runner.spec
-    check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox))
+    # A task with an image has its COMMAND check run in its container (runner.process, once started).
+    container = (lambda: runner.process) if has_image(spec.container) else None
+    check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox), container)
 
     def report(healthy: bool, reason: str) -> None:
         if runner.state == RUNNING:

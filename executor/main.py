@@ -27,15 +27,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      description="dockyard's Mesos executor (started by an agent)")
     parser.add_argument("--cleanup", metavar="WORK_DIR",
                         help="remove what killed executors left under WORK_DIR, then exit")
+    parser.add_argument("--sandbox", action="append", default=None, metavar="DIR",
+                        help="with --cleanup: only the containers of tasks in this executor sandbox")
+    parser.add_argument("--keep", action="append", default=[], metavar="DIR",
+                        help="with --cleanup: leave the containers of this (live) executor sandbox")
     return parser.parse_args(argv)
 
 
-def cleanup(work_dir: str) -> int:
+def cleanup(work_dir: str, only: list[str] | None = None, keep: list[str] | None = None) -> int:
     if importlib.util.find_spec("executor.cleanup") is None:
         return 0
     from executor import cleanup as janitor  # type: ignore[attr-defined]
 
-    janitor.run(work_dir)
+    report = janitor.run(work_dir, only=only, keep=keep)
+    for error in report["errors"]:
+        log.warning("clean-up: %s", error)
     return 0
 
 
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s executor %(name)s: %(message)s")
     if args.cleanup:
-        return cleanup(args.cleanup)
+        return cleanup(args.cleanup, args.sandbox, args.keep)
     return run_executor()
 
 

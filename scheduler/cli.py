@@ -21,7 +21,7 @@ from rich.table import Table
 DEFAULT_URL = "http://127.0.0.1:8080"
 FINISHED = {"SUCCESS", "FAILED"}
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # lines stay whole in logs
 
 
 @click.group()
@@ -168,38 +168,175 @@ def run_exit_code(run: dict) -> int:
     return 1 if not any(c is not None for c in codes) or run.get("status") == "FAILED" else 0
 
 
+LOG_INTERVAL = 0.25      # seconds between reads of a running task's output from its agent
+SANDBOX_LOOKUP = 0.5     # at most this often, ask for the run when a started task's sandbox is unknown
+STREAM_READ_TIMEOUT = 45.0  # the jobs stream sends a keep-alive every 15 s
+
+
+class RunEvents:
+    """The scheduler's jobs event stream (`GET /v1/events`) for one run, read on its own thread.
+
+    `next(timeout)` answers an event dict, None when nothing came within `timeout`, or
+    raises `StreamBroken` once the stream has ended (or could not be opened)."""
+
+    def __init__(self, url: str, job_id: str, run_id: str) -> None:
+        import queue
+        import threading
+
+        self.url = url.rstrip("/")
+        self.params = {"jobId": job_id, "runId": run_id}
+        self.queue: "queue.Queue[dict | None]" = queue.Queue()
+        self.attached = threading.Event()
+        self.reason = ""
+        self.client = httpx.Client(timeout=httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT), follow_redirects=True)
+        self.thread = threading.Thread(target=self._read, name="job-events", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            with self.client.stream("GET", self.url + "/v1/events", params=self.params,
+                                    headers={"Accept": "text/event-stream"}) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}")
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        event = json.loads("\n".join(data))
+                        data = []
+                        if event.get("eventType") == "event_stream_attached":
+                            self.attached.set()
+                        else:
+                            self.queue.put(event)
+                self.reason = "the scheduler closed it"
+        except Exception as error:  # any failure ends the stream; the caller falls back to polling
+            self.reason = str(error) or type(error).__name__
+        finally:
+            self.attached.set()
+            self.queue.put(None)
+
+    def next(self, timeout: float) -> dict | None:
+        import queue
+
+        try:
+            event = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if event is None:
+            raise StreamBroken(self.reason)
+        return event
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class StreamBroken(Exception):
+    """The jobs event stream ended."""
+
+
+def apply_event(run: dict, event: dict) -> dict:
+    """The run after one `job_run_*` event: `jobRun` replaces its fields (and its tasks when
+    the event carries them), `task` replaces or adds one task. Sandboxes already known stay."""
+    known = {t["id"]: t for t in run.get("tasks", [])}
+
+    def merged(task: dict) -> dict:
+        before = known.get(task["id"], {})
+        extra = {k: before[k] for k in ("sandbox", "agentUrl") if before.get(k) and not task.get(k)}
+        return {**task, **extra}
+
+    view = event.get("jobRun") or {}
+    out = {k: v for k, v in run.items() if k not in ("waiting", "retryAt", "reason")}  # absent = cleared
+    out.update({k: v for k, v in view.items() if k != "tasks"})
+    tasks = [merged(t) for t in view["tasks"]] if "tasks" in view else list(run.get("tasks", []))
+    if event.get("task"):
+        task = merged(event["task"])
+        ids = [t["id"] for t in tasks]
+        if task["id"] in ids:
+            tasks[ids.index(task["id"])] = task
+        else:
+            tasks.append(task)
+    out["tasks"] = tasks
+    return out
+
+
+class RunPrinter:
+    """Prints a run's task state changes and waiting reasons (stderr), and its tasks' output."""
+
+    def __init__(self, files: httpx.Client, show_states: bool, stream_logs: bool) -> None:
+        self.files = files
+        self.show_states = show_states
+        self.stream_logs = stream_logs
+        self.seen: dict[str, str] = {}
+        self.tails: dict[str, list] = {}
+        self.waiting = ""
+
+    def show(self, run: dict) -> None:
+        for task in run.get("tasks", []):
+            if self.show_states and self.seen.get(task["id"]) != task["status"]:
+                self.seen[task["id"]] = task["status"]
+                line = f"[{time.strftime('%H:%M:%S')}] {task['id']} {task['status']}"
+                if task.get("host"):
+                    line += f" on {task['host']}"
+                if task.get("exitCode") is not None:
+                    line += f" (exit {task['exitCode']})"
+                elif task.get("message") and task["status"] not in ("TASK_RUNNING", "TASK_STARTING"):
+                    line += f": {task['message']}"
+                err_console.print(line, style="dim")
+            if self.stream_logs:
+                _pump(_tails(self.files, task, self.tails))
+        if self.show_states and run.get("waiting") and run["waiting"] != self.waiting:
+            self.waiting = run["waiting"]
+            err_console.print(f"waiting for resources: {self.waiting}", style="yellow")
+
+
+def _lacks_sandbox(run: dict) -> bool:
+    return any(t.get("agentId") and not t.get("sandbox") and t.get("status") not in ("PENDING", "TASK_STAGING")
+               for t in run.get("tasks", []))
+
+
 def follow_run(api: Api, job_id: str, run_id: str, as_json: bool, show_states: bool = True,
                stream_logs: bool = True, poll: float = 0.2) -> dict:
-    """Show state changes and stream output until the run finishes; returns the final run."""
-    seen: dict[str, str] = {}
-    tails: dict[str, list] = {}
-    waiting = ""
+    """Show state changes and stream output until the run finishes; returns the final run.
+
+    Follows the jobs event stream; polls the run every `poll` seconds only if the
+    stream cannot be opened or breaks. Output is read from the agents every
+    LOG_INTERVAL seconds while tasks run (the agent's files API does not push)."""
+    events: RunEvents | None = RunEvents(api.url, job_id, run_id)
+    events.attached.wait(10)
+    run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")  # after attaching: nothing is missed
+    looked_up = time.monotonic()
     with httpx.Client(timeout=10) as files:
-        while True:
-            run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
-            for task in run.get("tasks", []):
-                if show_states and seen.get(task["id"]) != task["status"]:
-                    seen[task["id"]] = task["status"]
-                    line = f"[{time.strftime('%H:%M:%S')}] {task['id']} {task['status']}"
-                    if task.get("host"):
-                        line += f" on {task['host']}"
-                    if task.get("exitCode") is not None:
-                        line += f" (exit {task['exitCode']})"
-                    elif task.get("message") and task["status"] not in ("TASK_RUNNING", "TASK_STARTING"):
-                        line += f": {task['message']}"
-                    err_console.print(line, style="dim")
-                if stream_logs:
-                    _pump(_tails(files, task, tails))
-            if show_states and run.get("waiting") and run["waiting"] != waiting:
-                waiting = run["waiting"]
-                err_console.print(f"waiting for resources: {waiting}", style="yellow")
-            if run.get("status") in FINISHED:
-                if stream_logs:  # the last bytes written before the task exited
-                    run = _with_sandboxes(api, job_id, run_id, run, poll)
-                    for task in run.get("tasks", []):
-                        _pump(_tails(files, task, tails))
-                return run
-            time.sleep(poll)
+        printer = RunPrinter(files, show_states, stream_logs)
+        try:
+            while True:
+                printer.show(run)
+                if run.get("status") in FINISHED:
+                    if stream_logs:  # the last bytes written before the task exited
+                        run = _with_sandboxes(api, job_id, run_id, run, poll)
+                        printer.show(run)
+                    return run
+                if events is None:
+                    time.sleep(poll)
+                    run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
+                    continue
+                try:
+                    event = events.next(LOG_INTERVAL if stream_logs else 5.0)
+                except StreamBroken as broken:
+                    if show_states:
+                        err_console.print(f"event stream lost ({broken}); polling the run instead", style="dim")
+                    events.close()
+                    events = None
+                    run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
+                    continue
+                if event is not None and event.get("runId") == run_id and "jobRun" in event:
+                    run = apply_event(run, event)
+                if stream_logs and _lacks_sandbox(run) and time.monotonic() - looked_up >= SANDBOX_LOOKUP:
+                    looked_up = time.monotonic()  # where its output is: the scheduler asks the agent
+                    run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")
+        finally:
+            if events is not None:
+                events.close()
 
 
 def _with_sandboxes(api: Api, job_id: str, run_id: str, run: dict, poll: float,

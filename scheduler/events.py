@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 # Marathon's event types (docs/event-bus.md); publishers should use these names.
 EVENT_TYPES = frozenset({
@@ -35,16 +35,18 @@ def marathon_time(seconds: float | None = None) -> str:
 class Subscription:
     """One subscriber's queue; iterate with `get` (threads) or `aget` (asyncio)."""
 
-    def __init__(self, bus: "EventBus", types: frozenset[str] | None, maxsize: int) -> None:
+    def __init__(self, bus: "EventBus", types: frozenset[str] | None, maxsize: int,
+                 match: Callable[[dict], bool] | None = None) -> None:
         self.bus = bus
         self.types = types
+        self.match = match
         self.queue: queue.Queue[dict] = queue.Queue(maxsize)
         self.dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_event: asyncio.Event | None = None
 
     def wants(self, event: dict) -> bool:
-        return self.types is None or event["eventType"] in self.types
+        return (self.types is None or event["eventType"] in self.types) and (self.match is None or self.match(event))
 
     def offer(self, event: dict) -> None:
         while True:
@@ -104,8 +106,10 @@ class EventBus:
                 subscriber.offer(event)
         return event
 
-    def subscribe(self, types: Iterable[str] | None = None, maxsize: int = 10000) -> Subscription:
-        subscription = Subscription(self, frozenset(types) if types else None, maxsize)
+    def subscribe(self, types: Iterable[str] | None = None, maxsize: int = 10000,
+                  match: Callable[[dict], bool] | None = None) -> Subscription:
+        """A new subscriber to `types` (all when None) whose events also satisfy `match`."""
+        subscription = Subscription(self, frozenset(types) if types else None, maxsize, match)
         with self._lock:
             self._subscribers.append(subscription)
         return subscription

@@ -382,7 +382,7 @@ class LeaderProxy:
     """ASGI front of an HA scheduler: the real API on the leader, a forwarder elsewhere.
 
     Until this instance leads, `inner` is None and every API call goes to the
-    leader (SSE `/v2/events` gets a 307 instead: a long stream should not hang
+    leader (SSE `/v2/events` and `/v1/events` get a 307 instead: a long stream should not hang
     on a follower). Once elected, `attach(app, ready)` installs the leader's
     app; calls that arrive while it starts wait for it (bounded) rather than
     fail.
@@ -486,7 +486,7 @@ class LeaderProxy:
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
         target = f"http://{leader}{path}" + (f"?{query}" if query else "")
-        if scope["path"].startswith("/v2/events"):
+        if scope["path"].startswith(("/v2/events", "/v1/events")):
             await _respond(send, 307, b"", "text/plain", [(b"location", target.encode())])
             return
         if any(k.lower() == VIA_HEADER.lower() for k, _ in headers):

@@ -165,10 +165,13 @@ class TaskRecord:
         executor = (status.get("executor_id") or {}).get("value")
         if executor:
             self.executor_id = executor
-        if status.get("message"):
-            self.message = status["message"]
-        if status.get("reason"):
-            self.reason = status["reason"]
+        if changed:  # each state's status stands alone: no reason left over from a health update
+            self.message, self.reason = status.get("message") or "", status.get("reason") or None
+        else:
+            if status.get("message"):
+                self.message = status["message"]
+            if status.get("reason"):
+                self.reason = status["reason"]
         for label in (status.get("labels") or {}).get("labels") or []:
             if label.get("key") == SANDBOX_LABEL:
                 self.sandbox = label.get("value")

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import zookeeper
+from tests.support import leaks, zookeeper
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +17,50 @@ def zk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zookeeper.ZooKeeper
     server = zookeeper.ZooKeeper(Path(tmp_path_factory.mktemp("zookeeper"))).start()
     yield server
     server.stop()
+
+
+_unattributed: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose clusters or tmp_path leave task cgroups, overlay mounts or runtime
+    containers behind (issue 6). Autouse, so it is torn down after the test's own fixtures."""
+    _unattributed.extend(leaks.take())  # left by a module-scoped cluster: reported at the end
+    yield
+    found = leaks.take()
+    tmp_path = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if tmp_path is not None:
+        dirs = leaks.work_dirs_under(tmp_path)
+        own = leaks.leftovers(dirs)
+        if own:
+            found += [f"{tmp_path}: {item}" for item in own]
+            leaks.clean(dirs)
+    if found:
+        pytest.fail("left behind (issue 6: no orphaned containers, mounts or cgroups):\n  "
+                    + "\n  ".join(found), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Whatever is still left under this session's temp dirs (module-scoped clusters, work dirs
+    shared by several tests) fails the run."""
+    found = _unattributed + leaks.take()
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None:
+        try:
+            base = factory.getbasetemp()
+        except (OSError, ValueError):
+            base = None
+        if base is not None:
+            dirs = leaks.work_dirs_under(base, max_depth=8)
+            found += leaks.leftovers(dirs)
+            if found:
+                leaks.clean(dirs)
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "left behind by this session (issue 6):\n  " + "\n  ".join(found)
+        if reporter is not None:
+            reporter.write_line(text, red=True)
+        else:
+            print(text)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -206,10 +206,11 @@ def teardown(record: dict, wait_for: subprocess.Popen | None = None) -> None:
         except DockyardError as error:
             errors.append(str(error))
     directory = Path(record["dir"])
-    try:
-        unmount(directory)
-    except DockyardError as error:
-        errors.append(str(error))
+    if record.get("kind") != "host":  # a host task mounts nothing of its own
+        try:
+            unmount(directory)
+        except DockyardError as error:
+            errors.append(str(error))
     if group is not None:
         try:
             group.remove()
@@ -392,6 +393,14 @@ class Container:
         """Every process of the task, read from its cgroup (faster than `runtime kill`)."""
         if self.group is not None and self.state == State.RUNNING:
             self.group.kill(sig)
+
+    def exec_argv(self, args: list[str], *, env: dict[str, str] | None = None,
+                  pid_file: Path | None = None) -> list[str]:
+        """How to run `args` inside this running container (COMMAND health checks, as Mesos
+        runs them in the task's container)."""
+        if self.state != State.RUNNING:
+            raise ContainerError(f"container {self.id} is not running ({self.state.value})")
+        return self.runtime.exec_argv(self.id, args, env=env, pid_file=pid_file)
 
     def stats(self) -> dict:
         stats = self.group.stats() if self.group is not None else {"timestamp": time.time()}

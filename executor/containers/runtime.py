@@ -56,6 +56,18 @@ class Runtime:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                 start_new_session=True, close_fds=True)
 
+    def exec_argv(self, container_id: str, args: list[str], *, env: dict[str, str] | None = None,
+                  pid_file: Path | None = None) -> list[str]:
+        """argv of `runtime exec`: `args` in the running container (its namespaces, root
+        filesystem and cgroup; user, cwd, environment and security from its config.json),
+        plus `env`. `pid_file` receives the host pid of the new process."""
+        argv = self._argv("exec")
+        if pid_file is not None:
+            argv += ["--pid-file", str(pid_file)]
+        for name, value in (env or {}).items():
+            argv += ["--env", f"{name}={value}"]
+        return [*argv, container_id, *args]
+
     def kill(self, container_id: str, sig: int) -> None:
         """Signal every process of the container (`--all`); a gone container is fine."""
         self._call("kill", "--all", container_id, str(sig), ok_missing=True)

@@ -67,6 +67,7 @@ class TaskRecord:
     executor_id: str
     state: str = "TASK_STAGING"
     delivered: bool = False  # LAUNCH sent to the executor
+    checkpointed: bool = False  # task.json written; later states go to task.updates
     statuses: list[dict] = field(default_factory=list)
 
     @property
@@ -151,6 +152,11 @@ class Agent:
         self.link = MasterLink(config.master, registration=self._registration_call,
                                on_record=self._on_master_record, on_registered=self._on_registered)
         self._exit_waiters: set[asyncio.Task] = set()
+        # Dead executors whose containers await `dockyard executor --cleanup --sandbox` (one
+        # clean-up process at a time takes every sandbox queued meanwhile).
+        self._reap_pending: list[tuple[Path, asyncio.Future]] = []
+        self._reaper: asyncio.Task | None = None
+        self._reaping = False  # on between the start-up clean-up and stop(), which clean all
 
     @property
     def agent_id(self) -> str | None:
@@ -160,14 +166,19 @@ class Agent:
     async def start(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         live = self.recover()
-        if self.config.cleanup and not live:
-            await self._cleanup_leftovers()
-        elif live:
-            log.info("skipping clean-up: %d recovered executor(s) still run", live)
+        if self.config.cleanup:
+            # Everything a crash left, except the containers of executors that live on.
+            keep = [str(e.directory) for f in self.frameworks.values() for e in f.executors.values()
+                    if not e.terminated]
+            if keep:
+                log.info("clean-up keeps the containers of %d recovered executor(s)", len(keep))
+            await self._cleanup_leftovers(*(a for d in keep for a in ("--keep", d)))
+            self._reaping = True
         await self.link.start()
 
     async def stop(self) -> None:
         """Graceful shutdown: end every executor, then tell the master we are gone."""
+        self._reaping = False  # the clean-up below takes every container at once
         for framework in list(self.frameworks.values()):
             for executor in list(framework.executors.values()):
                 self._destroy(executor, "REASON_AGENT_REMOVED")
@@ -184,9 +195,9 @@ class Agent:
                 if executor.stream is not None:
                     executor.stream.put_nowait(None)
 
-    async def _cleanup_leftovers(self) -> None:
-        """Run `dockyard executor --cleanup WORK_DIR` once (mounts, cgroups a crash left)."""
-        argv = dockyard_argv("executor", "--cleanup", str(self.config.work_dir))
+    async def _cleanup_leftovers(self, *options: str) -> None:
+        """Run `dockyard executor --cleanup WORK_DIR [OPTIONS]` once (mounts, cgroups a crash left)."""
+        argv = dockyard_argv("executor", "--cleanup", str(self.config.work_dir), *options)
         try:
             process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
             code = await asyncio.wait_for(process.wait(), 120)
@@ -195,6 +206,28 @@ class Agent:
             return
         if code != 0:
             log.warning("executor clean-up %s exited with %s", argv, code)
+
+    async def _reap(self, directory: Path) -> None:
+        """Destroy the containers (cgroups, mounts, runtime state) of a dead executor's tasks.
+
+        A Mesos containerizer destroys an executor's containers as soon as the executor
+        ends; ours run under the executor, so one that was killed leaves them running.
+        """
+        future = asyncio.get_running_loop().create_future()
+        self._reap_pending.append((directory, future))
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap_batches())
+        await future
+
+    async def _reap_batches(self) -> None:
+        while self._reap_pending:
+            batch, self._reap_pending = self._reap_pending, []
+            try:
+                await self._cleanup_leftovers(*(a for d, _ in batch for a in ("--sandbox", str(d))))
+            finally:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
 
     # -- registration ---------------------------------------------------------------------
     def agent_info(self) -> dict:
@@ -608,6 +641,27 @@ class Agent:
         why = executor.terminating
         if wait_status != 0 or why is not None:
             kill_sandbox_processes(executor.directory)  # tasks orphaned by a crashed executor
+        if self._reaping and executor.pid is not None and wait_status != 0:
+            # Not a clean exit: its containers may live on. Destroy them before the task
+            # updates go out, so that resources the master frees are free (Mesos's order).
+            reaping = asyncio.create_task(self._report_after_reap(framework, executor, wait_status, reason,
+                                                                  message))
+            self._exit_waiters.add(reaping)
+            reaping.add_done_callback(self._exit_waiters.discard)
+            return
+        self._report_gone(framework, executor, wait_status, reason, message)
+
+    async def _report_after_reap(self, framework: FrameworkRecord, executor: ExecutorRecord,
+                                 wait_status: int | None, reason: str | None, message: str | None) -> None:
+        try:
+            await self._reap(executor.directory)
+        finally:
+            self._report_gone(framework, executor, wait_status, reason, message)
+
+    def _report_gone(self, framework: FrameworkRecord, executor: ExecutorRecord, wait_status: int | None,
+                     reason: str | None, message: str | None) -> None:
+        """Fail (or kill) the ended executor's live tasks, forget it, send EXECUTOR_EXITED."""
+        why = executor.terminating
         if framework.checkpoint and self.agent_id:
             shutil.rmtree(self._run_dir(framework, executor), ignore_errors=True)
         if reason is None:
@@ -684,9 +738,13 @@ class Agent:
             framework.executors[executor.id] = executor
             for task_file in sorted((run_file.parent / "tasks").glob("*/task.json")):
                 saved = checkpoint.read_json(task_file)
-                if saved and saved.get("state") not in TERMINAL_STATES:
-                    task = TaskRecord(saved["info"], framework.id, executor.id, saved.get("state", "TASK_STAGING"),
-                                      delivered=True)
+                if not saved:
+                    continue
+                updates = checkpoint.read_lines(task_file.parent / "task.updates")
+                state = updates[-1]["state"] if updates else saved.get("state", "TASK_STAGING")
+                if state not in TERMINAL_STATES:
+                    task = TaskRecord(saved["info"], framework.id, executor.id, state, delivered=True,
+                                      checkpointed=True)
                     executor.tasks[task.id] = task
             if start_time(executor.pid) == run.get("start_time") and executor.pid is not None:
                 live += 1
@@ -721,8 +779,12 @@ class Agent:
     def _checkpoint_task(self, framework: FrameworkRecord, executor: ExecutorRecord, task: TaskRecord) -> None:
         if not framework.checkpoint or not self.agent_id:
             return
-        path = self._run_dir(framework, executor) / "tasks" / task.id / "task.json"
-        checkpoint.write_json(path, {"info": task.info, "state": task.state})
+        directory = self._run_dir(framework, executor) / "tasks" / task.id
+        if task.checkpointed:
+            checkpoint.append_line(directory / "task.updates", {"state": task.state})
+        else:
+            checkpoint.write_new(directory / "task.json", {"info": task.info, "state": task.state})
+            task.checkpointed = True
 
     # -- views ------------------------------------------------------------------------------------
     def state(self) -> dict:

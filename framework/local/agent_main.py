@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -78,12 +79,16 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 @click.option("--docker-registry", default=None, envvar="DOCKYARD_DOCKER_REGISTRY",
               help="where images with unqualified names come from, as Mesos's --docker_registry: a registry "
                    "URL, or a directory of `docker save` archives named <repo>:<tag>.tar [Docker Hub]")
+@click.option("--fetcher-cache-size", default="2GB", show_default=True, envvar="DOCKYARD_FETCHER_CACHE_SIZE",
+              help="budget of the artifact cache (URIs fetched with cache: true) under WORK_DIR/fetcher-cache, "
+                   "as Mesos's --fetcher_cache_size: least recently used entries not in use are evicted; "
+                   "0 disables caching")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
                   hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
                   executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool,
-                  docker_registry: str | None, log_level: str) -> None:
+                  docker_registry: str | None, fetcher_cache_size: str, log_level: str) -> None:
     """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
@@ -112,5 +117,11 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
         if docker_registry.startswith("/") and not Path(docker_registry).is_dir():
             raise click.BadParameter(f"{docker_registry} is not a directory", param_hint="--docker-registry")
         os.environ["DOCKYARD_DOCKER_REGISTRY"] = docker_registry
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?B?", fetcher_cache_size.strip().upper()):
+        raise click.BadParameter(f"{fetcher_cache_size!r} is not a size (e.g. 2GB, 512MB, 0)",
+                                 param_hint="--fetcher-cache-size")
+    # Executors fetch artifacts (executor/fetcher.py), so the budget reaches them through the
+    # environment they inherit, as --docker-registry does.
+    os.environ["DOCKYARD_FETCHER_CACHE_SIZE"] = fetcher_cache_size.strip()
     log.info("agent %s:%d resources %s", ip, port, total)
     serve(config, log_level)

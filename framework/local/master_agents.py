@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from framework.local.master import Master
 
 log = logging.getLogger("dockyard.master")
+# Unreachable agents kept in the registry (Mesos: --registry_max_agent_count bounds its list).
+MAX_UNREACHABLE_AGENTS = 1000
 
 
 def _task_role(task: dict[str, Any], fw: Framework) -> str:
@@ -88,8 +90,9 @@ class AgentSide:
         agent = Agent(agent_id, info, ip, port, str(info.get("hostname") or ip), total,
                       str(call.get("version") or VERSION), now, self.clock(), Stream(),
                       reregistered_time=now)
-        # Removed by this very master (not a failover): as Mesos, tasks of frameworks that are
-        # not PARTITION_AWARE were reported TASK_LOST and get killed now (issue 6).
+        # Marked unreachable (by this master, or by an earlier leader: the registry keeps it):
+        # as Mesos, tasks of frameworks that are not PARTITION_AWARE were reported TASK_LOST
+        # and get killed now (issue 6).
         was_removed = self.unreachable_agents.pop(agent_id, None) is not None
         used, shutdown = self._adopt(agent, call)
         self.agents[agent_id] = agent
@@ -103,6 +106,7 @@ class AgentSide:
         for update in call.get("updates") or []:
             self._agent_update(agent, update)
         if was_removed:  # issue 6: see above
+            self._drop_unreported(agent, call)
             for fid, tid in list(agent.tasks):
                 fw = self.frameworks.get(fid)
                 task = fw.tasks.get(tid) if fw else None
@@ -112,6 +116,25 @@ class AgentSide:
         log.info("re-registered agent %s at %s:%s", agent_id, ip, port)
         self.request_allocation([agent_id])
         return agent.stream  # type: ignore[return-value]
+
+    def _drop_unreported(self: "Master", agent: Agent, call: dict[str, Any]) -> None:
+        """Unreachable tasks of a returning agent that it does not report never reached it
+        (launched as the link broke) or ended meanwhile: TASK_DROPPED (TASK_LOST for other
+        frameworks), as `_reconnect` does, instead of staying unreachable for ever (issue 6)."""
+        reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
+                    for t in call.get("tasks") or []}
+        reported |= {(_val(u.get("framework_id")) or "", _val((u.get("status") or {}).get("task_id")) or "")
+                     for u in call.get("updates") or []}  # ended meanwhile: its own update tells
+        for fw in self.frameworks.values():
+            for tid, task in list(fw.unreachable_tasks.items()):
+                if task.agent_id != agent.id or (fw.id, tid) in reported:
+                    continue
+                status = self._master_update(fw, tid, "TASK_DROPPED", "REASON_RECONCILIATION",
+                                             "Task is unknown to the agent", agent.id)
+                task.state = self._fw_state(fw, "TASK_DROPPED")
+                self.task_state_changed(task, status)
+                task.released = True  # its resources went with the agent's removal
+                self._remove_task(fw, task)
 
     def _announce_reregistered(self: "Master", agent: Agent, call: dict[str, Any]) -> None:
         """A PARTITION_AWARE framework was told its tasks here were unreachable; now that
@@ -235,6 +258,9 @@ class AgentSide:
                 task.released = True
             else:
                 used[(fid, role)] = used.get((fid, role), Resources()) + resources
+            # As Mesos's Framework::addTask: operators hear of every task the master takes in,
+            # here the ones a (re-)registering agent reports that this master did not know.
+            self.notify("TASK_ADDED", task)
         return used, shutdown
 
     def agent_stream_closed(self: "Master", stream: Stream) -> None:
@@ -377,9 +403,9 @@ class AgentSide:
         agent.tasks.clear()
         self.allocator.remove_agent(agent.id)
         self.registered.pop(agent.id, None)
-        self._persist()
         if unreachable:
             self.unreachable_agents[agent.id] = now
+        self._persist()
         self.notify("AGENT_REMOVED", agent)
         for fw in self.frameworks.values():
             self._send(fw, {"type": "FAILURE", "failure": {"agent_id": _id(agent.id)}})
@@ -396,14 +422,20 @@ class AgentSide:
                 self.remove_agent(agent, "health check timed out")
 
     def recover_registry(self: "Master") -> None:
-        """On becoming leader: wait for the registry's agents to re-register."""
+        """On becoming leader: wait for the registry's agents to re-register, and remember
+        which agents an earlier leader marked unreachable (as Mesos's registry does), so that
+        reconciling a task on one answers TASK_UNREACHABLE rather than TASK_UNKNOWN."""
         if self.registry is None:
             return
         try:
             known = self.registry.load()
+            unreachable = self.registry.load_unreachable()
         except Exception:
             log.exception("cannot read the registry: starting without it")
-            known = {}
+            known, unreachable = {}, {}
+        for agent_id, when in unreachable.items():
+            if agent_id not in self.agents and agent_id not in known:
+                self.unreachable_agents.setdefault(agent_id, float(when))
         for agent_id, info in known.items():
             if agent_id not in self.agents:
                 self.recovering[agent_id] = info
@@ -444,7 +476,10 @@ class AgentSide:
 
             self._registry_writer = ThreadPoolExecutor(1, thread_name_prefix="registry")
         snapshot = {k: dict(v) for k, v in self.registered.items()}
+        while len(self.unreachable_agents) > MAX_UNREACHABLE_AGENTS:  # oldest first, as Mesos's GC
+            del self.unreachable_agents[min(self.unreachable_agents, key=self.unreachable_agents.__getitem__)]
+        unreachable = dict(self.unreachable_agents)
         registry = self.registry
-        future = self._registry_writer.submit(registry.save, snapshot)
+        future = self._registry_writer.submit(registry.save, snapshot, unreachable)
         future.add_done_callback(
             lambda f: f.exception() and log.error("registry write failed: %s", f.exception()))

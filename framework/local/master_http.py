@@ -29,6 +29,11 @@ log = logging.getLogger("dockyard.master.http")
 
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
+# A real master also speaks protobuf; this one does not (docs/architecture.md): say so plainly.
+JSON_ONLY = (f"The dockyard embedded master supports only Content-Type: {JSON}; {PROTOBUF} (which a "
+             f"real Mesos master also accepts) is not supported: send the call as JSON")
+NOT_ACCEPTABLE = (f"Expecting 'Accept' to allow '{JSON}': the dockyard embedded master answers only in JSON "
+                  f"({PROTOBUF} is not supported)")
 HEARTBEAT = recordio.encode(dumps({"type": "HEARTBEAT"}))
 
 
@@ -61,10 +66,11 @@ async def _read_json(request: Request) -> Any:
     ctype = request.headers.get("content-type")
     if ctype is None:
         raise HttpError(400, "Expecting 'Content-Type' to be present")
-    if ctype == PROTOBUF:
-        raise HttpError(415, "The embedded master speaks application/json only")
+    if ctype.split(";")[0].strip().lower() == PROTOBUF:
+        raise HttpError(415, JSON_ONLY)
     if ctype != JSON:
-        raise HttpError(415, f"Expecting 'Content-Type' of {JSON} or {PROTOBUF}")
+        raise HttpError(415, f"Expecting 'Content-Type' of {JSON} (exactly; {PROTOBUF} is not supported "
+                             f"by the dockyard embedded master), received '{ctype}'")
     body = await request.body()
     try:
         return json.loads(body)
@@ -111,7 +117,7 @@ class MasterHttp:
             return _text(400, f"Failed to validate scheduler::Call: {problem}")
         if call["type"] == "SUBSCRIBE":
             if not _accepts_json(request):
-                return _text(406, f"Expecting 'Accept' to allow '{JSON}' or '{PROTOBUF}'")
+                return _text(406, NOT_ACCEPTABLE)
             if "mesos-stream-id" in request.headers:
                 return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' "
                                   "header")
@@ -169,7 +175,7 @@ class MasterHttp:
         except HttpError as error:
             return _text(error.status, error.message)
         if not _accepts_json(request):
-            return _text(406, f"Expecting 'Accept' to allow '{JSON}' or '{PROTOBUF}'")
+            return _text(406, NOT_ACCEPTABLE)
         kind = body.get("type") if isinstance(body, dict) else None
         if kind is None:
             return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")

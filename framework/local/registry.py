@@ -4,8 +4,10 @@ A real Mesos master records admitted agents in its replicated log, so a new
 leader knows which agents to wait for. That matters to frameworks: while such
 an agent has not re-registered, reconciling a task on it gets *no* answer (the
 framework retries) instead of TASK_LOST, which would make it relaunch a task
-that is still running. The registry holds only agent ids and addresses; tasks
-and frameworks come back with the agents' re-registration, as in Mesos.
+that is still running. The registry holds only agent ids and addresses, and the
+agents marked unreachable with the time they were (so a new leader still answers
+TASK_UNREACHABLE for their tasks); tasks and frameworks come back with the agents'
+re-registration, as in Mesos.
 """
 from __future__ import annotations
 
@@ -21,7 +23,12 @@ log = logging.getLogger("dockyard.master.registry")
 
 class Registry(Protocol):
     def load(self) -> dict[str, dict[str, Any]]: ...
-    def save(self, agents: dict[str, dict[str, Any]]) -> None: ...
+    def load_unreachable(self) -> dict[str, float]: ...
+    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None) -> None: ...
+
+
+def _document(agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None) -> dict[str, Any]:
+    return {"agents": agents, "unreachable": dict(unreachable or {})}
 
 
 class FileRegistry:
@@ -30,21 +37,26 @@ class FileRegistry:
     def __init__(self, work_dir: str | Path) -> None:
         self.path = Path(work_dir) / "registry.json"
 
-    def load(self) -> dict[str, dict[str, Any]]:
+    def _read(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text())
+            return dict(json.loads(self.path.read_text()))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, TypeError) as error:
             log.warning("ignoring unreadable registry %s: %s", self.path, error)
             return {}
-        return dict(data.get("agents") or {})
 
-    def save(self, agents: dict[str, dict[str, Any]]) -> None:
+    def load(self) -> dict[str, dict[str, Any]]:
+        return dict(self._read().get("agents") or {})
+
+    def load_unreachable(self) -> dict[str, float]:
+        return dict(self._read().get("unreachable") or {})
+
+    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry-")
         with os.fdopen(fd, "w") as handle:
-            json.dump({"agents": agents}, handle)
+            json.dump(_document(agents, unreachable), handle)
         os.replace(tmp, self.path)
 
 
@@ -55,7 +67,7 @@ class ZooKeeperRegistry:
         self.client = client
         self.path = f"{path.rstrip('/')}/registry"
 
-    def load(self) -> dict[str, dict[str, Any]]:
+    def _read(self) -> dict[str, Any]:
         from kazoo.exceptions import NoNodeError
 
         try:
@@ -63,12 +75,18 @@ class ZooKeeperRegistry:
         except NoNodeError:
             return {}
         try:
-            return dict(json.loads(data or b"{}").get("agents") or {})
-        except ValueError:
+            return dict(json.loads(data or b"{}"))
+        except (ValueError, TypeError):
             return {}
 
-    def save(self, agents: dict[str, dict[str, Any]]) -> None:
-        data = json.dumps({"agents": agents}).encode()
+    def load(self) -> dict[str, dict[str, Any]]:
+        return dict(self._read().get("agents") or {})
+
+    def load_unreachable(self) -> dict[str, float]:
+        return dict(self._read().get("unreachable") or {})
+
+    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None) -> None:
+        data = json.dumps(_document(agents, unreachable)).encode()
         if self.client.exists(self.path):
             self.client.set(self.path, data)
         else:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from framework.local.agent import dockyard_argv
+from framework.local.agent import dockyard_argv, kill_sandbox_processes
 from rich.console import Console
 from rich.table import Table
 
@@ -134,6 +134,26 @@ def stop_all(children: list[Child]) -> None:
             child.popen.wait(5)
 
 
+def clean_after_agents(children: list[Child]) -> None:
+    """`dockyard executor --cleanup` for each agent that did not stop cleanly.
+
+    An agent stopped by SIGTERM destroys its containers itself; one that was
+    killed (or crashed) leaves its executors running and its tasks' containers,
+    mounts and cgroups to its next start. The cluster is going away: its
+    executors are killed and that clean-up runs now.
+    """
+    for child in children:
+        if not child.name.startswith("agent") or child.popen is None or child.popen.returncode == 0:
+            continue
+        work_dir = child.argv[child.argv.index("--work-dir") + 1]
+        kill_sandbox_processes(Path(work_dir))  # its executors (and host tasks) outlived it
+        try:
+            subprocess.run(dockyard_argv("executor", "--cleanup", work_dir), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            console.print(f"[yellow]clean-up after {child.name} failed: {error}[/]")
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -193,6 +213,7 @@ def run(children: list[Child]) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         stop_all(started)
+        clean_after_agents(started)
 
 
 @click.command("up")

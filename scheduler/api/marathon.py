@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from scheduler.api.common import ApiError, body_document, describe, embeds, error_response, flag, guard, in_thread
-from scheduler.api.sandbox import SandboxFinder
+from scheduler.api.sandbox import sandbox_finder
 from scheduler.events import EVENT_TYPES
 from scheduler.services.manager import Conflict, NotFound, ServiceManager
 from scheduler.services.specs import AppDefinition, normalise_id, parse_app
@@ -433,7 +433,7 @@ def routes(ctx: Any) -> list[Route]:
         url = (agent or {}).get("url")
         sandbox = None
         if url:
-            finder = ctx.extras.setdefault("sandbox_finder", SandboxFinder())
+            finder = sandbox_finder(ctx)
             directory = await in_thread(finder.executor_directory, url, ctx.core.framework_id, record.task_id)
             if directory:
                 relative = record.sandbox or "."

@@ -4,18 +4,23 @@ Shapes follow Metronome's RAML: a job is its JobSpec (plus embeds), a run is
 `{id, jobId, status, createdAt, completedAt, tasks}`; dockyard adds fields a
 client may ignore (`waiting`, `reason`, task `exitCode`, `agentUrl`, `sandbox`).
 PUT on a job that does not exist creates it (the demo and scripts rely on it).
+`GET /v1/events` is dockyard's jobs event stream (server-sent events with
+Metronome's event names), filtered by `jobId`, `runId` and `event_type`.
 """
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import json
+from typing import Any, AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scheduler.api.common import ApiError, body_document, describe, embeds, flag, guard, in_thread
+from scheduler.api.common import ApiError, body_document, describe, embeds, error_response, flag, guard, in_thread
 from scheduler.api.sandbox import resolve_sandboxes
-from scheduler.jobs.manager import JobManager
+from scheduler.events import marathon_time
+from scheduler.jobs.manager import JOB_EVENT_TYPES, JobManager, NotFound
 from scheduler.jobs.specs import JobSpec, Schedule, parse_job, parse_schedule
 
 
@@ -29,6 +34,43 @@ def job_view(jobs: JobManager, spec: JobSpec, embed: set[str]) -> dict:
         out["history"] = jobs.history(spec.id)
     if "historySummary" in embed:
         out["historySummary"] = jobs.history_summary(spec.id)
+    return out
+
+
+KEEPALIVE_SECONDS = 15.0
+UNPLACED = ("PENDING", "TASK_STAGING")
+
+
+def _needs_sandbox(task: dict) -> bool:
+    return bool(task.get("agentId")) and not task.get("sandbox") and task.get("status") not in UNPLACED
+
+
+def with_sandboxes(ctx: Any, jobs: JobManager, event: dict) -> dict:
+    """The event with its tasks' sandboxes filled in where they can be found (a copy; may block).
+
+    Statuses do not say where a task's files are; the agent does (`resolve_sandboxes`).
+    Done here, per listener, so that the status path never waits on an agent."""
+    run_view = event.get("jobRun") or {}
+    tasks = [event["task"]] if "task" in event else list(run_view.get("tasks") or [])
+    if not any(_needs_sandbox(t) for t in tasks):
+        return event
+    try:
+        run = jobs.find_run(event["runId"])
+    except NotFound:
+        return event
+    resolve_sandboxes(ctx, run)
+
+    def filled(task: dict) -> dict:
+        live = run.task(task["id"]) if _needs_sandbox(task) else None
+        if live is None or not live.sandbox:
+            return task
+        return {**task, "sandbox": live.sandbox, "agentUrl": live.agent_url or task.get("agentUrl")}
+
+    out = dict(event)
+    if "task" in event:
+        out["task"] = filled(event["task"])
+    if run_view.get("tasks"):
+        out["jobRun"] = {**run_view, "tasks": [filled(t) for t in run_view["tasks"]]}
     return out
 
 
@@ -163,6 +205,43 @@ def routes(ctx: Any) -> list[Route]:
                 out.append({"jobId": run.job_id, "runId": run.id, "tasks": pending, "waiting": run.waiting})
         return JSONResponse(out)
 
+    async def events(request: Request) -> Response:
+        """Server-sent events about jobs and runs (`jobId`, `runId`, `event_type` filter them)."""
+        types = [t for v in request.query_params.getlist("event_type") for t in v.split(",") if t]
+        unknown = sorted(set(types) - JOB_EVENT_TYPES)
+        if unknown:
+            return error_response(400, f"Unknown event type(s): {', '.join(unknown)}; known: "
+                                       f"{', '.join(sorted(JOB_EVENT_TYPES))}")
+        job_id = request.query_params.get("jobId")
+        run_id = request.query_params.get("runId")
+
+        def match(event: dict) -> bool:
+            return (job_id is None or event.get("jobId") == job_id) and \
+                (run_id is None or event.get("runId") == run_id)
+
+        subscription = jobs.events.subscribe(types or None, match=match)
+        client = request.client.host if request.client else ""
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                attached = {"eventType": "event_stream_attached", "timestamp": marathon_time(),
+                            "remoteAddress": client}
+                yield f"event: event_stream_attached\ndata: {json.dumps(attached)}\n\n".encode()
+                while True:
+                    event = await subscription.aget(KEEPALIVE_SECONDS)
+                    if event is None:
+                        yield b":\n\n"  # keep-alive (an SSE comment)
+                        continue
+                    if event["eventType"].startswith("job_run_"):
+                        event = await in_thread(with_sandboxes, ctx, jobs, event)
+                    yield f"event: {event['eventType']}\ndata: {json.dumps(event)}\n\n".encode()
+            except asyncio.CancelledError:
+                raise
+            finally:
+                subscription.close()
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
     job = "/v1/jobs/{job_id}"
     return [
         Route("/v1/jobs", list_jobs, methods=["GET"]),
@@ -181,4 +260,5 @@ def routes(ctx: Any) -> list[Route]:
         Route(job + "/schedules/{schedule_id}", delete_schedule, methods=["DELETE"]),
         Route("/v1/runs/{run_id}", find_run, methods=["GET"]),
         Route("/v1/queue", queue, methods=["GET"]),
+        Route("/v1/events", events, methods=["GET"]),
     ]

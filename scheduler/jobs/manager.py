@@ -22,6 +22,7 @@ from typing import Any, Callable
 from framework.errors import DockyardError
 from framework.store import Store
 from scheduler.core import Core
+from scheduler.events import EventBus
 from scheduler.jobs import dependencies, schedules
 from scheduler.jobs.runs import (ACTIVE, FAILED, INITIAL, STARTING, SUCCESS, JobRun, RunTask, new_run_id,
                                  task_ended, task_id_for)
@@ -33,6 +34,9 @@ from scheduler.tasks import State, TaskRecord
 log = logging.getLogger(__name__)
 OWNER_PREFIX = "job:"
 NOT_RUNNING_YET = frozenset({"PENDING", "TASK_STAGING", "TASK_STARTING"})  # maxLaunchDelay applies
+# The jobs event stream (`GET /v1/events`) uses Metronome's event names (its model/Event.scala).
+JOB_EVENT_TYPES = frozenset({"job_created", "job_updated", "job_deleted", "job_run_started",
+                             "job_run_updated", "job_run_finished", "job_run_failed"})
 
 
 class NotFound(DockyardError):
@@ -127,6 +131,9 @@ class JobManager:
         self._waiting_refreshed = 0.0
         self._thread: threading.Thread | None = None
         self.changed = threading.Condition(self._lock)       # notified whenever a run moves
+        # Job events, apart from Marathon's /v2/events (whose clients reject unknown types).
+        # Built only while someone listens: the status path pays one check otherwise.
+        self.events = EventBus()
         core.add_owner(OWNER_PREFIX, self.on_task_status)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -233,9 +240,12 @@ class JobManager:
                 del state.schedule_checked[sid]
         self.store.put(f"/jobs/{spec.id}", spec.model_dump_json(by_alias=True).encode())
         self.store.put(f"/jobs/{spec.id}/state", state.to_json())
+        existed = spec.id in self.jobs
         self.jobs[spec.id] = spec
         self.states[spec.id] = state
         self.kept.setdefault(spec.id, OrderedDict())
+        if self.events.subscriber_count:
+            self.events.publish("job_updated" if existed else "job_created", jobId=spec.id, job=spec.dump())
         return spec
 
     def get_job(self, job_id: str) -> JobSpec:
@@ -260,6 +270,7 @@ class JobManager:
             now = self.clock()
             for run in active:
                 run.status, run.completed_at, run.reason = FAILED, now, "stopped: job deleted"
+                self._emit_run("job_run_failed", run)
                 self.active.pop(run.id, None)
                 for task in run.tasks:
                     self._by_task.pop(task.id, None)
@@ -270,6 +281,8 @@ class JobManager:
             for run_id in self.kept.pop(job_id, {}):
                 self._kept_job.pop(run_id, None)
             self.store.delete(f"/jobs/{job_id}")
+            if self.events.subscriber_count:
+                self.events.publish("job_deleted", jobId=job_id)
 
     # -- schedules -------------------------------------------------------------------
 
@@ -317,6 +330,7 @@ class JobManager:
             self.store.put(f"/jobs/{job_id}/state", state.to_json())
             self.core.submit_many([task_request(spec, run, index, 1) for index in range(run.instances)])
             self.changed.notify_all()
+            self._emit_run("job_run_started", run)
             return run
 
     def get_run(self, job_id: str, run_id: str) -> JobRun:
@@ -408,6 +422,8 @@ class JobManager:
             run.status = STARTING
             run.waiting = ""
         self.changed.notify_all()
+        if not run.finished:  # a finished run has said so, with all its tasks
+            self._emit_run("job_run_updated", run, task)
 
     def _late_update(self, run_id: str, record: TaskRecord) -> None:
         """A status for a finished run's task (e.g. TASK_KILLED after a stop): keep it visible."""
@@ -421,6 +437,7 @@ class JobManager:
         if record.terminal:
             self._by_task.pop(record.task_id, None)
             self._save_run(run)
+        self._emit_run("job_run_updated", run, task)
 
     def _copy(self, record: TaskRecord, task: RunTask) -> None:
         task.status = record.state.value if record.state != State.LAUNCHED else "TASK_STAGING"
@@ -476,6 +493,7 @@ class JobManager:
                 self._by_task[task.id] = run.id
                 self._save_run(run)
                 self.core.submit(task_request(spec, run, index, attempt))
+                self._emit_run("job_run_updated", run, task)
         pending = [t for t in run.tasks if t.status == "PENDING"]
         # maxLaunchDelay (Metronome: "running within"): a task placed but stuck staging counts too.
         for task in (t for t in run.tasks if t.status in NOT_RUNNING_YET):
@@ -495,6 +513,7 @@ class JobManager:
         if text != run.waiting:
             run.waiting = text
             self.changed.notify_all()
+            self._emit_run("job_run_updated", run)
 
     def _give_up_unreachable(self, run: JobRun, now: float) -> None:
         """Retry a task whose agent stayed unreachable past `unreachable_seconds` (issue 6).
@@ -526,6 +545,7 @@ class JobManager:
                 return
             task.message = f"{message}: retried elsewhere"
             run.retry_at[task.index] = (outcome.retry_at if outcome is not None else None) or now
+            self._emit_run("job_run_updated", run, task)
 
     def _tick_schedule(self, spec: JobSpec, schedule: Schedule, now: float) -> None:
         state = self.states[spec.id]
@@ -600,6 +620,7 @@ class JobManager:
             if not State(task.status).terminal:
                 self.core.kill(task.id)
         self.changed.notify_all()
+        self._emit_run("job_run_finished" if status == SUCCESS else "job_run_failed", run)
         if status == SUCCESS:
             self._start_dependents(run.job_id)
 
@@ -609,6 +630,17 @@ class JobManager:
         last_triggered = {j: s.last_triggered_at or float("-inf") for j, s in self.states.items()}
         for child in dependencies.ready_children(graph, job_id, last_success, last_triggered):
             self.start_run(child, trigger=f"dependency:{job_id}")
+
+    def _emit_run(self, event_type: str, run: JobRun, task: RunTask | None = None) -> None:
+        """Publish a run event: `jobRun` is the run's API view (without its tasks in
+        `job_run_updated`, which names the one `task` that changed: O(1) per status)."""
+        if not self.events.subscriber_count:
+            return
+        fields: dict[str, Any] = {"jobId": run.job_id, "runId": run.id,
+                                  "jobRun": run.to_api(tasks=event_type != "job_run_updated")}
+        if task is not None:
+            fields["task"] = task.to_api()
+        self.events.publish(event_type, **fields)
 
     def _save_run(self, run: JobRun) -> None:
         self._put(f"/jobs/{run.job_id}/runs/{run.id}", run.to_json())

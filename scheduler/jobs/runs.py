@@ -107,13 +107,15 @@ class JobRun:
         data["retry_at"] = {int(k): v for k, v in data.get("retry_at", {}).items()}
         return cls(**data)
 
-    def to_api(self) -> dict:
+    def to_api(self, tasks: bool = True) -> dict:
+        """The API view; `tasks=False` leaves the task list out (events about one task)."""
         out: dict[str, Any] = {
             "id": self.id, "jobId": self.job_id, "status": self.status,
             "createdAt": timestamp(self.created_at), "completedAt": timestamp(self.completed_at),
             "trigger": self.trigger, "instances": self.instances,
-            "tasks": [t.to_api() for t in self.tasks],
         }
+        if tasks:
+            out["tasks"] = [t.to_api() for t in self.tasks]
         if self.reason:
             out["reason"] = self.reason
         if self.waiting and not self.finished:

@@ -4,12 +4,15 @@ It owns app definitions (and their versions), deployments and per-app backoff.
 Decisions come from the pure `reconcile()`; this class only gathers its inputs
 (the core's task records), applies its diff (`core.submit`, `core.kill`) and
 tells the event bus. One thread ticks when something changed (a status, an API
-call) or at the latest every `TICK_SECONDS` (backoff expiry, readiness checks).
+call, a readiness result) or at the latest every `TICK_SECONDS` (backoff expiry,
+readiness checks due). Readiness GETs run on `ReadinessProber` workers, never on
+this thread.
 """
 from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import socket
 import threading
 import time
@@ -22,7 +25,8 @@ from scheduler.events import marathon_time
 from scheduler.services import deployments as dep
 from scheduler.services.deployments import Deployment
 from scheduler.services.instances import new_task_id, owner_of, task_request
-from scheduler.services.reconcile import FAILURE_STATES, Backoff, Instance, reconcile
+from scheduler.services.readiness import Probe, ReadinessProber
+from scheduler.services.reconcile import FAILURE_STATES, Backoff, Instance, healthy_and_ready, reconcile
 from scheduler.services.specs import AppDefinition, parse_app
 
 log = logging.getLogger(__name__)
@@ -123,6 +127,7 @@ class ServiceManager:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.readiness = ReadinessProber(on_result=self.wake.set)
         self.core.add_owner("app:", self._on_status)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -147,6 +152,7 @@ class ServiceManager:
         self.wake.set()
         if self.thread is not None:
             self.thread.join(5)
+        self.readiness.stop()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -397,16 +403,24 @@ class ServiceManager:
         now = self.clock()
         with self.lock:
             states = list(self.apps.values())
+        probed: set[str] = set()
         for state in states:
-            self._check_readiness(state, now)
+            probed |= self._check_readiness(state, now)
             with self.lock:
                 self._tick_app(state, now)
+        self.readiness.retain(probed)
 
     def _tick_app(self, state: AppState, now: float) -> None:
         instances = self.instances(state)
         if state.frozen and not state.deleting:
             return
         diff = reconcile(state.app, instances, state.backoff, now, stopping=state.deleting)
+        deployment = state.deployment
+        if (deployment is not None and not deployment.finished and deployment.action != dep.STOP
+                and not diff.done and (diff.start or diff.stop) and self.waiting_for(state)):
+            # Marathon's group dependencies order deployments: nothing starts or stops
+            # until every app this one depends on is deployed, healthy and ready.
+            diff.start, diff.stop = 0, []
         for task_id in diff.stop:
             state.killing.add(task_id)
             self.core.kill(task_id)
@@ -423,7 +437,6 @@ class ServiceManager:
             state.waiting_since = marathon_time(now)
         elif pending <= 0:
             state.waiting_since = None
-        deployment = state.deployment
         if deployment is None or deployment.finished:
             if state.deleting and diff.done:
                 self._remove(state)
@@ -441,38 +454,60 @@ class ServiceManager:
             else:
                 self.wake.set()
 
+    def waiting_for(self, state: AppState) -> list[str]:
+        """The app's `dependencies` (absolute ids) not yet at their target: their deployment
+        finished and `instances` of them running, healthy and ready. A missing one counts."""
+        waiting = []
+        for dependency in dependency_ids(state.app):
+            other = self.apps.get(dependency)
+            if other is None or other.deleting or (other.deployment is not None and not other.deployment.finished):
+                waiting.append(dependency)
+                continue
+            up = [i for i in self.instances(other) if healthy_and_ready(other.app, i)]
+            if len(up) < other.app.instances:
+                waiting.append(dependency)
+        return waiting
+
     def _remove(self, state: AppState) -> None:
         if self.apps.get(state.app.id) is state:
             del self.apps[state.app.id]
             self.store.delete(_key(state.app.id))
             self.events.publish("app_terminated_event", appId=state.app.id)
 
-    def _check_readiness(self, state: AppState, now: float) -> None:
-        """Marathon runs readiness checks from the scheduler: HTTP GET on the task's port."""
+    def _check_readiness(self, state: AppState, now: float) -> set[str]:
+        """Marathon runs readiness checks from the scheduler: HTTP GET on the task's port.
+
+        The GETs run on the prober's workers; here results are read and due probes
+        submitted, so a slow endpoint delays no other app. Answers the ids of running tasks.
+        """
         if not state.app.readinessChecks:
-            return
+            return set()
         check = state.app.readinessChecks[0]
         names = [p.name for p in state.app.port_definitions()]
         index = names.index(check.portName) if check.portName in names else 0
+        running = set()
         for record in self.records(state.app.id):
-            if record.state.value != "TASK_RUNNING" or state.ready.get(record.task_id):
+            if record.state.value != "TASK_RUNNING":
+                continue
+            running.add(record.task_id)
+            result = self.readiness.take(record.task_id)
+            if result is not None:
+                state.ready[record.task_id] = result[0]
+                if result[0]:
+                    self.wake.set()
+            if state.ready.get(record.task_id) or self.readiness.busy(record.task_id):
                 continue
             if now - state.checked_at.get(record.task_id, 0.0) < check.intervalSeconds:
                 continue
-            state.checked_at[record.task_id] = now
             if index >= len(record.ports):
                 continue
+            state.checked_at[record.task_id] = now
+            state.ready.setdefault(record.task_id, False)
             # The agent's address, not its hostname: `dockyard up` names agents agent1, agent2, ...
             url = f"{check.protocol.lower()}://{self.address_of(record)}:{record.ports[index]}{check.path}"
-            try:
-                with urllib.request.urlopen(url, timeout=min(check.timeoutSeconds, 2)) as response:
-                    state.ready[record.task_id] = response.status in check.httpStatusCodesForReady
-            except urllib.error.HTTPError as error:
-                state.ready[record.task_id] = error.code in check.httpStatusCodesForReady
-            except OSError:
-                state.ready[record.task_id] = False
-            if state.ready[record.task_id]:
-                self.wake.set()
+            self.readiness.submit(record.task_id, Probe(url, float(check.timeoutSeconds),
+                                                        tuple(check.httpStatusCodesForReady)))
+        return running
 
     # -- statuses from the core ------------------------------------------------------------------
 
@@ -501,6 +536,7 @@ class ServiceManager:
                 state.instances.pop(record.task_id, None)
                 state.ready.pop(record.task_id, None)
                 state.checked_at.pop(record.task_id, None)
+                self.readiness.forget(record.task_id)
                 health = state.health.pop(record.task_id, None)
                 if record.healthy is False and not requested:
                     self.events.publish("unhealthy_instance_kill_event", appId=app_id, taskId=record.task_id,
@@ -710,6 +746,14 @@ class ServiceManager:
                 port_ranges=free_ports, total_cpus=float(total.get("cpus", 0)),
                 total_mem=float(total.get("mem", 0)), total_disk=float(total.get("disk", 0))))
         return views
+
+
+def dependency_ids(app: AppDefinition) -> list[str]:
+    """`dependencies` as absolute app ids: relative ones ("db", "../db") are resolved against
+    the app's group, as Marathon resolves a PathId."""
+    group = posixpath.dirname(app.id.rstrip("/")) or "/"
+    return [posixpath.normpath(posixpath.join(group, d)) if not d.startswith("/") else posixpath.normpath(d)
+            for d in app.dependencies if d]
 
 
 def _ranges(text: str) -> list[tuple[int, int]]:

@@ -119,3 +119,45 @@ def test_host_task_is_isolated_and_its_oom_is_reported_too(framework: RawFramewo
     status = framework.wait_terminal("host-hog", timeout=45)
     assert (status["state"], status.get("reason")) == ("TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY")
     assert "Memory limit exceeded: Requested: 32MB" in status["message"]  # the whole task went, not just dd
+
+
+def test_a_killed_executors_image_container_is_destroyed_at_once(framework: RawFramework,
+                                                                 cluster: Cluster) -> None:
+    """Issue 6: `kill -9` of the executor leaves `runc run` and the container running (they are
+    in their own session); the agent destroys them, the overlay and the cgroup before it reports
+    the task failed, not at its next start."""
+    import os
+    import signal
+
+    from tests.support import leaks
+
+    framework.launch(framework.offer(), [command_task("sleep 600", task_id="orphan-image", mem=64,
+                                                      container=image_container())])
+    framework.wait_state("orphan-image", "TASK_RUNNING", timeout=45)
+
+    def traces() -> list[str]:
+        return [i for i in leaks.leftovers([cluster.workdir / "agent0"]) if "-orphan-image-" in i]
+    before = traces()
+    assert any(i.startswith("mount ") for i in before) and any(i.startswith("runc ") for i in before), before
+    executor = next(pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                    if _env(pid).get("MESOS_EXECUTOR_ID") == "orphan-image" and "MESOS_TASK_ID" not in _env(pid)
+                    and b"executor" in _cmdline(pid))
+    os.kill(executor, signal.SIGKILL)
+    status = framework.wait_terminal("orphan-image", timeout=30)
+    assert (status["state"], status["source"]) == ("TASK_FAILED", "SOURCE_AGENT")
+    assert traces() == []
+
+
+def _env(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(i.split("=", 1) for i in raw.decode(errors="replace").split("\0") if "=" in i)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

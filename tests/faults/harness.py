@@ -102,15 +102,27 @@ class Deployment:
     agent_ping_timeout: float = 75.0
     agent_ping_interval: float = 5.0
     scheduler_args: tuple[str, ...] = ()
+    netns: bool = False  # each agent in its own network namespace: `partition` cuts its link
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     def __post_init__(self) -> None:
         self.restarted: Counter = Counter()  # what `supervise` had to bring back
         self.workdir = Path(self.workdir)
         self.scheduler_zk = self.zk.url(f"/dockyard-{self.tag}")
+        self.net: NetnsNetwork | None = None
+        self.nodes: list[NetnsNode] = []
+        ip, agent_net = "127.0.0.1", None
         self.mesos_zk = self.zk.url(f"/mesos-{self.tag}")
+        if self.netns:
+            # Masters and ZooKeeper on the bridge's host address, reachable from the agents'
+            # namespaces (127.0.0.1 inside a namespace is its own loopback).
+            self.net = NetnsNetwork().create()
+            self.nodes = [self.net.add_node() for _ in range(self.agents)]
+            ip = self.net.host_ip
+            self.mesos_zk = f"zk://{ip}:{self.zk.port}/mesos-{self.tag}"
+            agent_net = lambda index: (self.nodes[index].node_ip, self.nodes[index].argv([]))  # noqa: E731
         self.cluster = Cluster(self.workdir / "cluster", self.agents, masters=self.masters,
-                               zk_url=self.mesos_zk, resources=self.resources,
+                               zk_url=self.mesos_zk, resources=self.resources, ip=ip, agent_net=agent_net,
                                master_args=["--agent-ping-timeout", str(self.agent_ping_timeout),
                                             "--agent-ping-interval", str(self.agent_ping_interval)])
         self.scheds = [SchedulerProcess(i, free_port(), self.workdir / f"scheduler{i}")
@@ -146,10 +158,14 @@ class Deployment:
         return sched
 
     def stop(self) -> None:
+        for node in self.nodes:
+            node.heal()  # a cut agent must reach its master to say goodbye
         for sched in self.scheds:
             if sched.process is not None:
                 sched.process.stop()
         self.cluster.stop()
+        if self.net is not None:
+            self.net.remove()
 
     def __enter__(self) -> "Deployment":
         return self.start()
@@ -218,7 +234,7 @@ class Deployment:
     def leading_master(self) -> int | None:
         leader = self.cluster.leader()
         for index, port in enumerate(self.cluster.master_ports):
-            if leader == f"127.0.0.1:{port}":
+            if leader == f"{self.cluster.ip}:{port}":
                 return index
         return None
 
@@ -259,11 +275,16 @@ class Deployment:
         return found
 
     def kill_executor(self, rng: random.Random) -> str | None:
+        """`kill -9` one executor; returns once its agent has noticed (it no longer lists it),
+        so that the invariants checked next see the consequences, not the state before."""
         pids = self.executor_pids()
         if not pids:
             return None
         pid = rng.choice(sorted(pids))
         os.kill(pid, signal.SIGKILL)
+        directory = pids[pid].get("MESOS_DIRECTORY", "")
+        wait_for(lambda: directory not in live_executor_dirs(self), timeout=30,
+                 what=f"the agent to notice executor {pid} died")
         return pids[pid]["MESOS_EXECUTOR_ID"]
 
     def supervise(self) -> list[str]:
@@ -382,8 +403,8 @@ def check_runs(deployment: Deployment, runs: Iterable[tuple[str, str]], markers:
     return problems, dict(counts)
 
 
-def check_no_orphans(deployment: Deployment) -> list[str]:
-    """Every executor/task process of ours belongs to an executor some agent knows as live."""
+def live_executor_dirs(deployment: Deployment) -> list[str]:
+    """Sandboxes of the executors the live agents say are live."""
     live_dirs = []
     for index, process in enumerate(deployment.cluster.agents):
         if process is None or not process.alive():
@@ -394,45 +415,65 @@ def check_no_orphans(deployment: Deployment) -> list[str]:
             continue
         for framework in state.get("frameworks", []):
             live_dirs += [e["directory"] for e in framework.get("executors", [])]
+    return live_dirs
+
+
+def _under(path: str, dirs: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def check_no_orphans(deployment: Deployment) -> list[str]:
+    """Every executor/task process of ours belongs to an executor some agent knows as live."""
+    live_dirs = live_executor_dirs(deployment)
     problems = []
     for pid, env in our_processes(deployment.workdir):
         where = env.get("MESOS_DIRECTORY", "")
-        if where and not any(where.startswith(d) for d in live_dirs):
+        if where and not _under(where, live_dirs):
             problems.append(f"pid {pid} ({env.get('MESOS_EXECUTOR_ID')}) runs for no live executor")
     return problems
 
 
-def leftovers(workdir: Path) -> list[str]:
-    """After everything stopped: processes, mounts and cgroups of ours still there."""
-    root = str(Path(workdir).resolve())
-    found = [f"process {pid}" for pid, _ in our_processes(workdir)]
-    try:
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            point = line.split()[4]
-            if point.startswith(root):
-                found.append(f"mount {point}")
-    except OSError:
-        pass
-    try:
-        from executor.containers.launcher import work_tag
-        from framework import cgroups
+def check_no_orphan_containers(deployment: Deployment) -> list[str]:
+    """Every task container (its record, and so its cgroup, overlay and runtime state) belongs
+    to a live executor, and no task cgroup of an agent is without a container record."""
+    from executor.containers.launcher import work_tag
+    from tests.support import leaks
 
-        tags = {f"dy-{work_tag(p)}-" for p in Path(workdir).glob("cluster/agent*")}
-        for subtree in cgroups.find_subtrees():
-            for child in subtree.iterdir() if subtree.is_dir() else []:
-                if any(child.name.startswith(t) for t in tags):
-                    found.append(f"cgroup {child}")
-    except Exception:  # no cgroup support on this host: nothing of ours can be left there
-        pass
-    return found
+    live_dirs = live_executor_dirs(deployment)
+    cgroups = leaks._cgroup_children()  # listed before the records: a new container records itself first
+    problems = []
+    for index in range(len(deployment.cluster.agents)):
+        work = deployment.cluster.workdir / f"agent{index}"
+        containers = work / "containers"
+        names = set()
+        for directory in sorted(containers.iterdir()) if containers.is_dir() else []:
+            names.add(directory.name)
+            try:
+                record = json.loads((directory / "state.json").read_text())
+            except (OSError, ValueError):
+                continue  # being written or removed
+            if not _under(record.get("sandbox", ""), live_dirs):
+                problems.append(f"container {directory.name} on agent{index} outlives its executor")
+        prefix = f"dy-{work_tag(work)}-"
+        problems += [f"cgroup {c} has no container" for c in cgroups
+                     if c.name.startswith(prefix) and c.name not in names]
+    return problems
+
+
+def leftovers(workdir: Path) -> list[str]:
+    """After everything stopped: processes, and cgroups, mounts or containers (tests/support/leaks.py)."""
+    from tests.support import leaks
+
+    found = [f"process {pid}" for pid, _ in our_processes(workdir)]
+    return found + leaks.leftovers(leaks.work_dirs_under(workdir))
 
 
 # -- the fault loop ---------------------------------------------------------------------------------
 
 FAULTS = ("scheduler", "master", "agent", "executor", "zookeeper")
-# "partition": the agent stops answering (SIGSTOP) past the master's ping timeout, then comes
-# back (SIGCONT) with its tasks still running, as after a network cut; a stand-in for cutting
-# an agent's network namespace, which needs the whole cluster on routable addresses.
+# "partition" (needs `Deployment(netns=True)`, root): an agent's network link goes down, so the
+# master loses it past its ping timeout while it and its executors keep running; then the link
+# comes back and the agent re-registers with its tasks (NetnsNetwork below).
 
 
 @dataclass
@@ -442,6 +483,7 @@ class Faults:
     deployment: Deployment
     rng: random.Random = field(default_factory=lambda: random.Random(6))
     injected: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
     log: list[str] = field(default_factory=list)
 
     def inject(self, kind: str) -> str:
@@ -476,18 +518,19 @@ class Faults:
                 return self._skip(kind, "no executor running")
             what = f"kill -9 executor {killed}"
         elif kind == "partition":
+            if not d.nodes:
+                return self._skip(kind, "agents are not in network namespaces (Deployment(netns=True))")
             index = self.rng.randrange(len(d.cluster.agents))
-            process = d.cluster.agents[index]
             hostname = f"agent{index}"
-            os.kill(process.pid, signal.SIGSTOP)
+            d.nodes[index].cut()
             try:
                 wait_for(lambda: hostname not in d.active_agents(),
                          timeout=d.agent_ping_timeout + 30, what=f"{hostname} removed by the master")
             finally:
-                os.kill(process.pid, signal.SIGCONT)
+                d.nodes[index].heal()
             wait_for(lambda: hostname in d.active_agents(),
                      timeout=60, what=f"{hostname} back")
-            what = f"partition agent {index} past its ping timeout, then heal"
+            what = f"cut agent {index}'s network past its ping timeout, then heal"
         elif kind == "zookeeper":
             d.zk.restart()
             what = "restart ZooKeeper"
@@ -499,11 +542,15 @@ class Faults:
 
     def _skip(self, kind: str, why: str) -> str:
         self.log.append(f"skipped {kind}: {why}")
-        return f"skipped {kind}"
+        self.skipped[kind] += 1
+        return f"skipped {kind} ({why})"
 
     def summary(self) -> str:
         total = sum(self.injected.values())
-        return f"{total} faults injected: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.injected.items()))
+        text = f"{total} faults injected: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.injected.items()))
+        if self.skipped:
+            text += "; skipped: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.skipped.items()))
+        return text
 
 
 def converge(check: Callable[[], list[str]], timeout: float, what: str) -> list[str]:
@@ -571,6 +618,7 @@ class Workload:
         problems = converge(supervised(lambda: check_no_task_twice(d)), timeout, "duplicate")
         problems += converge(supervised(lambda: check_apps_converged(d, self.apps)), timeout, "apps")
         problems += converge(supervised(lambda: check_no_orphans(d)), timeout, "orphans")
+        problems += converge(supervised(lambda: check_no_orphan_containers(d)), timeout, "orphaned containers")
         return problems
 
     def finished_runs(self, timeout: float = 120.0) -> tuple[list[str], dict]:
@@ -616,6 +664,7 @@ def run_fault_loop(deployment: Deployment, workload: Workload, kinds: Iterable[s
     duplicated = [p for p in run_problems if "work was done" in p] if at_least_once else []
     problems += [p for p in run_problems if p not in duplicated]
     summary = {"faults": dict(faults.injected), "total_faults": sum(faults.injected.values()),
+               "skipped": dict(faults.skipped),
                "log": faults.log, "runs": counts, "apps": dict(workload.apps), "lost": problems,
                "writes_refused": dict(workload.refused), "duplicated_work": duplicated,
                "restarted_by_supervisor": dict(deployment.restarted)}
@@ -628,47 +677,88 @@ def run_fault_loop(deployment: Deployment, workload: Workload, kinds: Iterable[s
 # -- partition by network namespace --------------------------------------------------------------
 
 
-class NetnsNode:
-    """One agent's own network namespace on a private bridge: `cut()` downs its link.
+class NetnsNetwork:
+    """A private bridge with the host on `.1` and nodes, each in its own network namespace.
 
-    A real network cut, unlike SIGSTOP: the agent and its executors keep running and only
-    lose the master (issue 6). Needs root. Addresses live only inside namespaces made
-    here; `remove()` deletes the namespace, its veth and the bridge, and is idempotent.
+    The one place tests cut a network (issue 6): a node's `cut()` downs its link, so
+    the processes inside keep running and only lose everything outside. Needs root.
+    Addresses live only on this bridge; `remove()` deletes the namespaces, veths and
+    the bridge, and is idempotent.
     """
 
     def __init__(self) -> None:
         from framework.local.lab import network
 
         self._net = network
-        tag = uuid.uuid4().hex[:6]
-        self.bridge, self.netns, self.host_if = f"dyp{tag}br", f"dyp{tag}", f"dyp{tag}h"
-        subnet = f"10.213.{200 + random.randrange(50)}.0/24"
-        self.host_ip = network.bare(network.host_address(subnet, 1))
-        self.node_ip = network.bare(network.host_address(subnet, 2))
+        self.tag = uuid.uuid4().hex[:6]
+        self.bridge = f"dyp{self.tag}br"
+        taken = subprocess_output(["ip", "-4", "-o", "addr"])
+        free = [n for n in range(200, 250) if f"10.213.{n}." not in taken]
+        subnet = f"10.213.{random.choice(free or [200])}.0/24"
+        self._subnet = subnet
         self._prefix = subnet.split("/")[1]
+        self.host_ip = network.bare(network.host_address(subnet, 1))
+        self.nodes: list[NetnsNode] = []
 
-    def create(self) -> "NetnsNode":
-        net = self._net
+    def create(self) -> "NetnsNetwork":
         try:
-            net.add_bridge(self.bridge, f"{self.host_ip}/{self._prefix}")
-            net.add_netns(self.netns)
-            net.plug(net.NodeLink(self.netns, self.host_if, f"{self.node_ip}/{self._prefix}"), self.bridge)
+            self._net.add_bridge(self.bridge, f"{self.host_ip}/{self._prefix}")
         except BaseException:
             self.remove()
             raise
         return self
 
+    def add_node(self) -> "NetnsNode":
+        index = len(self.nodes)
+        node_ip = self._net.bare(self._net.host_address(self._subnet, 10 + index))
+        node = NetnsNode(self._net, f"dyp{self.tag}n{index}", f"dyp{self.tag}h{index}", self.host_ip, node_ip)
+        self.nodes.append(node)
+        try:
+            self._net.add_netns(node.netns)
+            self._net.plug(self._net.NodeLink(node.netns, node.host_if, f"{node_ip}/{self._prefix}"), self.bridge)
+        except BaseException:
+            self.remove()
+            raise
+        return node
+
+    def remove(self) -> None:
+        for node in self.nodes:
+            node.remove()
+        self._net.delete_link(self.bridge)
+
+
+@dataclass
+class NetnsNode:
+    """One node of a `NetnsNetwork`: run a command inside with `argv`, `cut()` / `heal()` its link."""
+
+    _net: Any
+    netns: str
+    host_if: str
+    host_ip: str  # the host's address on the bridge (where masters and ZooKeeper listen)
+    node_ip: str
+
     def argv(self, argv: list[str]) -> list[str]:
-        """`argv` run inside the namespace."""
-        return ["ip", "netns", "exec", self.netns, *argv]
+        """`argv` run inside the namespace. `nsenter` switches the network namespace only and
+        execs the command (the pid is the command's); `ip netns exec` would also remount /sys,
+        hiding the cgroup hierarchies, so tasks would run without their cgroups."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv]
 
     def cut(self) -> None:
         self._net.set_link(self.host_if, up=False)
 
     def heal(self) -> None:
-        self._net.set_link(self.host_if, up=True)
+        if self._net.link_exists(self.host_if):
+            self._net.set_link(self.host_if, up=True)
 
     def remove(self) -> None:
         self._net.delete_netns(self.netns)
         self._net.delete_link(self.host_if)
-        self._net.delete_link(self.bridge)
+
+
+def subprocess_output(argv: list[str]) -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""

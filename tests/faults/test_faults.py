@@ -1,10 +1,13 @@
 """Fault injection: services and jobs keep going while every kind of process dies.
 
-The short test (part of `make test`) lands one fault of each cheap kind; the
-soak (`make test-slow`) loops over all five, masters included, many times.
+The short test (part of `make test`) lands one fault of each cheap kind, a
+network cut included; the soak (`make test-slow`) loops over all of them,
+masters included, many times. A network cut puts every agent in its own network
+namespace (tests/faults/harness.py `NetnsNetwork`), so it needs root.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from tests.support.zookeeper import ZooKeeper
 
 
 def _world(zk: ZooKeeper, tmp_path: Path, masters: int, job_seconds: float = 2.0,
-           **options: float) -> tuple[Deployment, Workload]:
+           **options: object) -> tuple[Deployment, Workload]:
     started = time.monotonic()
     deployment = Deployment(tmp_path / "deployment", zk, masters=masters, agents=2, schedulers=2,
                             **options).start()  # type: ignore[arg-type]
@@ -33,11 +36,17 @@ def _assert_clean(deployment: Deployment, summary: dict) -> None:
     assert leftovers(deployment.workdir) == []
 
 
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="a network cut needs network namespaces (root)")
+
+
 def test_one_of_each_fault_loses_nothing(zk: ZooKeeper, tmp_path: Path) -> None:
-    deployment, workload = _world(zk, tmp_path, masters=1)
+    kinds = ["scheduler", "agent", "executor", "zookeeper", *(["partition"] if ROOT else [])]
+    deployment, workload = _world(zk, tmp_path, masters=1, netns=ROOT,
+                                  agent_ping_interval=0.5, agent_ping_timeout=5.0)
     try:
-        summary = run_fault_loop(deployment, workload, ["scheduler", "agent", "executor", "zookeeper"])
-        assert summary["total_faults"] == 4
+        summary = run_fault_loop(deployment, workload, kinds)
+        assert summary["total_faults"] == len(kinds), summary["log"]
         _assert_clean(deployment, summary)
     finally:
         deployment.stop()
@@ -58,11 +67,13 @@ def test_soak_every_fault_in_a_loop(zk: ZooKeeper, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_root
 def test_soak_with_partitions(zk: ZooKeeper, tmp_path: Path) -> None:
-    """Agents cut off past the master's ping timeout too. dockyard is PARTITION_AWARE: their
-    tasks are reported TASK_UNREACHABLE, runs wait for them (DOCKYARD_JOB_UNREACHABLE_SECONDS)
-    and services replace them per inactiveAfterSeconds, so every run is done exactly once."""
-    deployment, workload = _world(zk, tmp_path, masters=2, job_seconds=8.0,
+    """Agents cut off the network past the master's ping timeout too. dockyard is
+    PARTITION_AWARE: their tasks are reported TASK_UNREACHABLE, runs wait for them
+    (DOCKYARD_JOB_UNREACHABLE_SECONDS) and services replace them per inactiveAfterSeconds,
+    so every run is done exactly once."""
+    deployment, workload = _world(zk, tmp_path, masters=2, job_seconds=8.0, netns=True,
                                   agent_ping_interval=0.5, agent_ping_timeout=3.0)
     try:
         summary = run_fault_loop(deployment, workload, (*FAULTS, "partition", "partition"), rounds=2, seed=7)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.faults.harness import NetnsNode, call
+from tests.faults.harness import NetnsNetwork, NetnsNode, call
 from tests.support.procs import Process, dockyard, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -21,9 +21,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 @pytest.fixture
 def node() -> Iterator[NetnsNode]:
-    made = NetnsNode().create()
-    yield made
-    made.remove()
+    network = NetnsNetwork().create()
+    try:
+        yield network.add_node()
+    finally:
+        network.remove()
 
 
 @pytest.fixture

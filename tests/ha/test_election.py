@@ -87,3 +87,60 @@ def test_reading_the_leader(zk: ZooKeeper) -> None:
     assert current_leader(zk.url(f"/nobody-{uuid.uuid4().hex[:6]}")) is None
     with pytest.raises(LeadershipError):
         current_leader(f"zk://127.0.0.1:{free_port()}/dockyard", timeout=1)
+
+
+def expire_session(election: Election, hosts: str) -> None:
+    """Expire `election`'s ZooKeeper session for real: a second client attaches to the same
+    session and closes it (the server then tells the first client SESSION_EXPIRED)."""
+    from kazoo.client import KazooClient
+
+    session_id, password = election.client.client_id
+    thief = KazooClient(hosts=hosts, client_id=(session_id, password), timeout=5)
+    thief.start(timeout=10)
+    thief.stop()
+    thief.close()
+
+
+def test_a_leader_whose_session_expires_steps_down_and_the_next_leads(zk: ZooKeeper) -> None:
+    """Issue 6: the leader hears it lost (its owner then stops acting: the scheduler exits to be
+    restarted as a follower), and the follower, whose session is intact, takes over."""
+    url = zk.url(f"/election-{uuid.uuid4().hex[:6]}")
+    first, first_elected, first_lost = candidate(url, "127.0.0.1:1006")
+    second, second_elected, second_lost = candidate(url, "127.0.0.1:1007")
+    try:
+        first.start()
+        assert first_elected.wait(10)
+        second.start()
+        wait_for(lambda: second.leader_address() == "127.0.0.1:1006", timeout=10, what="the follower's view")
+        expire_session(first, zk.hosts)
+        wait_for(lambda: first_lost, timeout=15, what="the expired leader told it lost")
+        assert not first.is_leader
+        assert second_elected.wait(15) and second.is_leader
+        assert current_leader(url) == "127.0.0.1:1007" and second_lost == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_follower_whose_session_expires_stands_in_line_again(zk: ZooKeeper) -> None:
+    """A follower's node goes with its session; it must re-enter the election, or nobody
+    would take over when the leader dies."""
+    url = zk.url(f"/election-{uuid.uuid4().hex[:6]}")
+    first, first_elected, _ = candidate(url, "127.0.0.1:1008")
+    second, second_elected, second_lost = candidate(url, "127.0.0.1:1009")
+    try:
+        first.start()
+        assert first_elected.wait(10)
+        second.start()
+        wait_for(lambda: len(first.members()) == 2, timeout=10, what="two members")
+        old_node = next(m.node for m in first.members() if m.address == "127.0.0.1:1009")
+        expire_session(second, zk.hosts)
+        wait_for(lambda: [m.address for m in first.members()] == ["127.0.0.1:1008", "127.0.0.1:1009"]
+                 and old_node not in [m.node for m in first.members()], timeout=20,
+                 what="the follower back in line with a new node")
+        assert first.is_leader and not second.is_leader and second_lost == []
+        first.close()
+        assert second_elected.wait(15) and second.is_leader
+    finally:
+        first.close()
+        second.close()

@@ -70,6 +70,11 @@ def test_two_schedulers_elect_one_leader_and_the_follower_forwards(deploy) -> No
     response = connection.getresponse()
     assert response.status == 307 and response.getheader("Location") == f"http://{leader.address}/v2/events"
     connection.close()
+    connection = http.client.HTTPConnection("127.0.0.1", follower.port, timeout=5)
+    connection.request("GET", "/v1/events?jobId=x", headers={"Accept": "text/event-stream"})  # the jobs stream too
+    response = connection.getresponse()
+    assert response.status == 307 and response.getheader("Location") == f"http://{leader.address}/v1/events?jobId=x"
+    connection.close()
 
 
 def test_kill9_of_the_leader_fails_over_without_losing_or_doubling_tasks(deploy) -> None:
@@ -147,3 +152,32 @@ def test_state_survives_a_zookeeper_restart(deploy) -> None:
     second = start_long_run(d, "after-restart")
     assert second["status"] == "ACTIVE"
     assert leader.alive() and d.leader().index == leader.index
+
+
+def test_a_leader_whose_session_expires_exits_and_returns_as_a_follower(deploy) -> None:
+    """Issue 6: a leader frozen past its ZooKeeper session timeout (10 s) is replaced; when it
+    wakes it must not act: it exits (code 3) and, restarted by its supervisor, follows. Its app
+    keeps exactly its instances throughout."""
+    import os
+    import signal
+
+    from tests.faults.harness import check_apps_converged, converge
+
+    d = deploy(agents=1)
+    old = d.wait_leader()
+    assert d.api("POST", "/v2/apps", {"id": "/steady", "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
+                                       "instances": 2})[0] == 201
+    assert converge(lambda: check_apps_converged(d, {"/steady": 2}), 30, "apps") == []
+    before = {t["id"] for t in d.api("GET", "/v2/apps/steady/tasks")[1]["tasks"]}
+    os.kill(old.process.pid, signal.SIGSTOP)
+    try:
+        new = d.wait_leader(other_than=old.index, timeout=40)  # only ZooKeeper can depose it
+    finally:
+        os.kill(old.process.pid, signal.SIGCONT)
+    wait_for(lambda: not old.alive(), timeout=20, what="the expired leader to exit")
+    assert old.process.popen.returncode == 3
+    assert d.supervise() == [f"scheduler {old.index}"]
+    assert (old.health() or {}).get("role") == "standby"
+    assert d.wait_leader().index == new.index
+    assert converge(lambda: check_apps_converged(d, {"/steady": 2}), 30, "apps") == []
+    assert {t["id"] for t in d.api("GET", "/v2/apps/steady/tasks")[1]["tasks"]} == before  # none replaced

@@ -23,7 +23,9 @@ class Scheduler(SchedulerProcess):
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("jobs-cluster")
-    with Cluster(workdir, agents=2, resources="cpus:2;mem:2048;disk:10000;ports:[31000-31100]").start() as c:
+    # a small artifact cache, so that test_artifacts... sees the agent's budget reach the executors
+    with Cluster(workdir, agents=2, resources="cpus:2;mem:2048;disk:10000;ports:[31000-31100]",
+                 agent_args=["--fetcher-cache-size", "64KB"]).start() as c:
         yield c
 
 

@@ -197,19 +197,22 @@ def test_artifacts_are_fetched_into_the_sandbox_before_the_task_starts(cluster, 
         tar.add(payload / "data", arcname="data")
     with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as zipped:
         zipped.writestr("zipped/inside.txt", "hello from zip\n")
+    (served / "big.bin").write_bytes(b"x" * 100_000)  # more than the agents' 64KB cache budget
     out = tmp_path / "seen"
     scheduler.call("POST", "/v1/jobs", {"id": "fetching", "run": small(
         f"./tool.sh > {out}; cat data/hello.txt zipped/inside.txt >> {out}; ls >> {out}", artifacts=[
             {"uri": f"{base}/tool.sh", "executable": True},
             {"uri": f"{base}/data.tar.gz", "cache": True},
+            {"uri": f"{base}/big.bin", "cache": True},
             {"uri": (tmp_path / "bundle.zip").as_uri()}])})
     run = scheduler.call("POST", "/v1/jobs/fetching/runs")
     final = scheduler.wait_finished("fetching", run["id"])
     assert final["status"] == "SUCCESS", final
     lines = out.read_text().split("\n")
     assert lines[:3] == ["tool-ran", "hello from tar", "hello from zip"]
-    assert {"tool.sh", "data.tar.gz", "bundle.zip", "data", "zipped"} <= set(lines[3:])  # archives kept
+    assert {"tool.sh", "data.tar.gz", "big.bin", "bundle.zip", "data", "zipped"} <= set(lines[3:])  # archives kept
     assert len(list(cluster.workdir.glob("agent*/fetcher-cache/*-data.tar.gz"))) == 1  # cache: true only
+    assert not list(cluster.workdir.glob("agent*/fetcher-cache/*big.bin*"))  # over the budget: not kept
     # a URI that cannot be fetched fails the run before the command starts, and says which
     scheduler.call("POST", "/v1/jobs", {"id": "fetch-missing", "run": small(
         f"touch {tmp_path / 'started'}", artifacts=[{"uri": f"{base}/nope.tar.gz"}])})

@@ -17,6 +17,7 @@ import httpx
 
 from framework.mesos import recordio
 from framework.mesos.messages import valid_uuid
+from tests.support import leaks
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
 from tests.support.procs import dockyard, wait_for
@@ -432,6 +433,42 @@ def test_executor_crash_fails_live_tasks_and_leaves_no_orphans(framework: RawFra
                                    and e["failure"].get("executor_id") == {"value": "crash-exec"})
     assert failure["failure"]["status"] == signal.SIGKILL  # raw waitpid status of a signalled process
     wait_for(lambda: not processes_in(sandbox), 10, what="the orphaned task to be killed")
+
+
+def task_traces(cluster: Cluster, task_id: str) -> list[str]:
+    """Cgroups, mounts, runtime state and container records of `task_id` on agent 0."""
+    return [item for item in leaks.leftovers([cluster.workdir / "agent0"]) if f"-{task_id}-" in item]
+
+
+def test_a_killed_executors_containers_are_destroyed_while_the_agent_runs(framework: RawFramework,
+                                                                         cluster: Cluster) -> None:
+    """Issue 6: as a Mesos containerizer, the agent destroys a dead executor's containers at once
+    (not at its next start), and only then reports the task failed."""
+    offer = framework.offer()
+    task = command_task("", task_id="reaped")
+    del task["command"]
+    task["executor"] = dockyard_executor("reaped-exec")
+    task["data"] = base64.b64encode(json.dumps({"command": {"value": "sleep 60"}}).encode()).decode()
+    kept = command_task("sleep 60", task_id="bystander")
+    framework.launch(offer, [task, kept])
+    framework.wait_state("reaped", "TASK_RUNNING")
+    framework.wait_state("bystander", "TASK_RUNNING")
+    if os.geteuid() == 0:  # host tasks get a cgroup of their own (executor/containers/hostiso.py)
+        assert any(item.startswith("cgroup ") for item in task_traces(cluster, "reaped"))
+    sandbox = executor_sandbox(cluster, "reaped-exec")
+    executor_pid = wait_for(lambda: next((pid for pid in processes_in(sandbox) if b"executor" in Path(
+        f"/proc/{pid}/cmdline").read_bytes()), None), 10, what="the executor process")
+    os.kill(executor_pid, signal.SIGKILL)  # type: ignore[arg-type]
+    failed = framework.wait_terminal("reaped")
+    assert failed["state"] == "TASK_FAILED"
+    assert task_traces(cluster, "reaped") == []  # gone before the update was sent
+    # The agent's other executor and its container are untouched.
+    bystander = task_traces(cluster, "bystander")
+    assert os.geteuid() != 0 or any(item.startswith("cgroup ") for item in bystander)
+    assert [u["state"] for u in framework.updates("bystander")][-1] == "TASK_RUNNING"
+    framework.kill("bystander", offer["agent_id"])
+    assert framework.wait_terminal("bystander")["state"] == "TASK_KILLED"
+    wait_for(lambda: task_traces(cluster, "bystander") == [], 10, what="the killed task's container removed")
 
 
 def test_agent_follows_the_leading_master_through_zookeeper(tmp_path: Path, zk) -> None:  # noqa: ANN001

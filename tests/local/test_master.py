@@ -136,6 +136,17 @@ def test_content_negotiation(master: Master) -> None:
     assert master.post("/api/v1/scheduler", None, raw=b"{not json").status_code == 400
     assert master.post("/api/v1/scheduler", body, headers={
         "Content-Type": "application/json", "Accept": "text/plain"}).status_code == 406
+    # a real master also takes protobuf; this one says plainly that it takes JSON only
+    for path in ("/api/v1/scheduler", "/api/v1", "/master/api/v1", "/internal/agent"):
+        refused = master.post(path, None, raw=b"\x08\x01", headers={"Content-Type": "application/x-protobuf"})
+        assert refused.status_code == 415, (path, refused.status_code)
+        assert "supports only Content-Type: application/json" in refused.text, refused.text
+        assert "application/x-protobuf" in refused.text and "not supported" in refused.text
+    other = master.post("/api/v1/scheduler", body, headers={"Content-Type": "text/plain"})
+    assert "application/json" in other.text and "'text/plain'" in other.text
+    protobuf_only = master.post("/api/v1/scheduler", body, headers={
+        "Content-Type": "application/json", "Accept": "application/x-protobuf"})
+    assert protobuf_only.status_code == 406 and "only in JSON" in protobuf_only.text
     assert master.get("/api/v1/scheduler").status_code == 405
     bogus = master.post("/api/v1/scheduler", {"type": "BOGUS", "framework_id": {"value": "x"}})
     assert bogus.status_code == 400
@@ -551,6 +562,38 @@ def test_partition_aware_tasks_become_unreachable(start_master: StartMaster) -> 
     assert lost["state"] == "TASK_UNREACHABLE" and "unreachable_time" in lost
     fw.call("RECONCILE", reconcile={"tasks": [{"task_id": {"value": "t1"}}]})
     assert fw.update("t1")["state"] == "TASK_UNREACHABLE"
+
+
+def test_unreachable_tasks_a_returning_agent_does_not_report_are_dropped(start_master: StartMaster) -> None:
+    """Issue 6: a task launched as the agent's link broke never reached it. When the agent comes
+    back without it, the framework hears TASK_DROPPED instead of TASK_UNREACHABLE for ever."""
+    master = start_master("--agent-ping-timeout", "1", "--agent-ping-interval", "0.2")
+    agent = FakeAgent(master)
+    fw = Framework(master, PARTITION_AWARE)
+    offer = fw.offers()[0]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [launch([
+        task_info("kept", agent.id), task_info("never-arrived", agent.id)])]})
+    agent.stream.wait_for("RUN_TASK")
+    agent.update(fw.id, "kept", "TASK_RUNNING")
+    fw.update("kept")
+    assert fw.update("kept", timeout=5)["state"] == "TASK_UNREACHABLE"  # the agent stopped answering
+    agent.stream.close()
+    back = FakeAgent(master, agent_id=agent.id, reregister={
+        "frameworks": [{**fw.info, "id": {"value": fw.id}}],
+        "tasks": [{"task_id": {"value": "kept"}, "framework_id": {"value": fw.id},
+                   "name": "kept", "state": "TASK_RUNNING",
+                   "resources": task_info("kept", agent.id)["resources"]}]})
+    dropped = fw.update("never-arrived", timeout=10)
+    while dropped["state"] == "TASK_UNREACHABLE":
+        dropped = fw.update("never-arrived", timeout=10)
+    assert (dropped["state"], dropped["reason"]) == ("TASK_DROPPED", "REASON_RECONCILIATION")
+    kept = fw.update("kept", timeout=10)
+    assert (kept["state"], kept["reason"]) == ("TASK_RUNNING", "REASON_AGENT_REREGISTERED")
+    fw.call("RECONCILE", reconcile={"tasks": [{"task_id": {"value": "never-arrived"}}]})
+    assert fw.update("never-arrived")["state"] != "TASK_UNREACHABLE"
+    tasks = master.operator("GET_TASKS")["get_tasks"]["tasks"]
+    assert [(t["task_id"]["value"], t["state"]) for t in tasks] == [("kept", "TASK_RUNNING")]
+    back.close()
 
 
 def test_agent_reregistration_is_adopted_by_a_fresh_master(master: Master) -> None:

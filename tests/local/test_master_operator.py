@@ -15,6 +15,7 @@ import pytest
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
 from tests.support.mesos_http import EventStream, FakeAgent, Framework, Master, launch, task_info
+from tests.support.procs import wait_for
 
 from .test_master import MULTI_ROLE, PARTITION_AWARE, StartMaster, start_master  # noqa: F401
 
@@ -208,3 +209,38 @@ def test_get_roles_lists_weights_and_frameworks(start_master: StartMaster) -> No
     roles = {r["name"]: r for r in answer["get_roles"]["roles"]}
     assert roles["dev"]["weight"] == 1.0 and roles["*"]["weight"] == 1.0
     assert roles["dev"]["frameworks"] == [{"value": fw.id}]
+
+
+def test_tasks_a_reconnecting_agent_reports_are_announced_to_operators(
+        start_master: StartMaster) -> None:  # noqa: F811
+    """Mesos's Framework::addTask sends TASK_ADDED for a task the master takes in from an
+    agent's re-registration; a task it already knew is not announced again."""
+    master = start_master()
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]],
+                              "operations": [launch([task_info("known", agent.id)])]})
+    run = agent.stream.wait_for("RUN_TASK")["run_task"]["task"]
+    agent.update(fw.id, "known", "TASK_RUNNING")
+    fw.update("known")
+    events = EventStream("POST", master.base + "/api/v1", {"type": "SUBSCRIBE"})
+    try:
+        assert events.next()["type"] == "SUBSCRIBED"
+        agent.stream.close()  # the connection drops; the agent comes back with one more task
+        wait_for(lambda: not master.operator("GET_AGENTS")["get_agents"]["agents"][0]["active"],
+                 what="agent marked disconnected")
+        surprise = {"task_id": {"value": "surprise"}, "framework_id": {"value": fw.id},
+                    "name": "surprise", "state": "TASK_RUNNING", "resources": run["resources"]}
+        back = FakeAgent(master, agent_id=agent.id, reregister={
+            "frameworks": [{**fw.info, "id": {"value": fw.id}}],
+            "tasks": [{**surprise, "task_id": {"value": "known"}, "name": "known"}, surprise]})
+        added = events.wait_for(_of("TASK_ADDED"))["task_added"]["task"]
+        assert added["task_id"] == {"value": "surprise"} and added["state"] == "TASK_RUNNING"
+        assert added["framework_id"] == {"value": fw.id} and added["agent_id"] == {"value": agent.id}
+        assert not [e for e in events.drain(0.5) if e["type"] == "TASK_ADDED"]  # not "known"
+        tasks = master.operator("GET_TASKS")["get_tasks"]["tasks"]
+        assert sorted(t["task_id"]["value"] for t in tasks) == ["known", "surprise"]
+        back.close()
+    finally:
+        events.close()

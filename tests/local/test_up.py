@@ -104,3 +104,41 @@ def test_status_without_a_master_says_so() -> None:
                             text=True, timeout=30)
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+def test_up_stopped_by_sigterm_leaves_no_container_behind(tmp_path: Path) -> None:
+    """Issue 6: SIGTERM to `dockyard up` with tasks running, one agent killed beforehand (its
+    executors outlive it): no process, cgroup, mount or container record of the cluster is left."""
+    from tests.support import leaks
+    from tests.faults.harness import our_processes
+
+    master_port = free_port()
+    agent_port = consecutive_free_ports(2)
+    work = tmp_path / "up"
+    up = Process(dockyard("up", "--agents", "2", "--no-scheduler", "--work-dir", str(work),
+                          "--master-port", str(master_port), "--agent-port", str(agent_port),
+                          "--resources", "cpus:2;mem:2048;disk:1000;ports:[31000-31100]"),
+                 tmp_path / "up.log")
+    master = f"127.0.0.1:{master_port}"
+    client = None
+    try:
+        wait_for(lambda: len(get_json(f"http://{master}/master/state")["slaves"]) == 2, 30,
+                 what="two agents registered")
+        client = RawFramework(master, name="left-running", checkpoint=True).start()
+        for agent in ("agent1", "agent2"):
+            client.launch(client.offer(agent), [command_task("sleep 600", task_id=f"on-{agent}")])
+            client.wait_state(f"on-{agent}", "TASK_RUNNING")
+        assert any(i.startswith("cgroup ") for i in leaks.leftovers([work / "agent1", work / "agent2"])) \
+            or os.geteuid() != 0
+        victim = next(pid for pid, argv in processes()
+                      if "agent" in argv and argv[argv.index("--port") + 1] == str(agent_port + 1))
+        os.kill(victim, signal.SIGKILL)  # agent2 dies; its executor and task run on
+        wait_for(lambda: "agent2 killed by SIGKILL" in up.output(), 10, what="the death to be reported")
+        assert any(env.get("MESOS_EXECUTOR_ID") == "on-agent2" for _, env in our_processes(work))
+    finally:
+        code = up.stop(timeout=30)  # with the framework still connected and its tasks running
+        if client is not None:
+            client.stop(teardown=False)
+    assert code == 0, up.output()[-2000:]
+    assert leaks.leftovers(leaks.work_dirs_under(work)) == []
+    assert list(our_processes(work)) == []

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.support.cluster import Cluster
-from tests.support.procs import dockyard
+from tests.support.procs import dockyard, wait_for
 from tests.support.scheduler import SchedulerProcess
 
 
@@ -28,13 +28,17 @@ IMAGE = "busybox:test"
 
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Three agents whose image source is a directory holding a busybox image the test built."""
+    """Three agents whose image source is a directory holding a busybox image the test built.
+
+    The agents share this machine's network: each offers its own slice of ports (the
+    resources name none, see Cluster.agent_resources), as `dockyard up` does, so two
+    instances on different agents never get the same host port."""
     workdir = tmp_path_factory.mktemp("services-cluster")
     images = workdir / "images"
     images.mkdir()
     subprocess.run(dockyard("image", "build", "--busybox", "--tag", IMAGE, "--output", str(images / f"{IMAGE}.tar")),
                    check=True, capture_output=True, timeout=120)
-    with Cluster(workdir, agents=3, resources="cpus:4;mem:4096;disk:10000;ports:[31000-31200]",
+    with Cluster(workdir, agents=3, resources="cpus:4;mem:4096;disk:10000",
                  agent_args=["--docker-registry", str(images)]).start() as c:
         yield c
 
@@ -43,3 +47,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def marathon(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Marathon]:
     with Marathon.start(cluster.master_address, tmp_path_factory.mktemp("services-scheduler")) as m:
         yield m
+
+
+@pytest.fixture(autouse=True)
+def _no_app_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that used the scheduler, delete what it left (also when it failed) and wait
+    until every app is gone: its processes would hold ports, and survive the cluster's stop."""
+    yield
+    if "marathon" not in request.fixturenames:
+        return
+    marathon = request.getfixturevalue("marathon")
+    for app in marathon.call("GET", "/v2/apps")["apps"]:
+        marathon.status("DELETE", f"/v2/apps/{app['id'].strip('/')}?force=true")
+    # /v2/tasks still lists the live tasks of an app being deleted (/v2/apps no longer does)
+    wait_for(lambda: not marathon.call("GET", "/v2/tasks")["tasks"], timeout=60, what="every app's tasks ended")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from tests.support.procs import wait_for
+from tests.support.procs import port_open, wait_for
 
 
 def sleeper(app_id: str, instances: int = 2, **extra) -> dict:
@@ -185,3 +185,72 @@ def test_container_service_from_a_test_built_image_becomes_healthy(marathon) -> 
         with urllib.request.urlopen(f"http://127.0.0.1:{task['ports'][0]}/", timeout=5) as response:
             assert response.read() == b"boxed\n"
     marathon.call("DELETE", "/v2/apps/boxed?force=true")
+
+
+def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marathon, tmp_path) -> None:
+    """Readiness GETs run off the services loop: /hung's instances accept connections and never
+    answer (each probe hangs for its 30 s timeout); /brisk still finishes its deployment as soon
+    as its own instance is ready."""
+    import sys
+    import time
+
+    silent = ("import os, socket, time; s = socket.socket(); "
+              "s.bind(('127.0.0.1', int(os.environ['PORT0']))); s.listen(64); time.sleep(600)")
+    marathon.call("POST", "/v2/apps", {
+        "id": "/hung", "cmd": f"exec {sys.executable} -c \"{silent}\"", "cpus": 0.1, "mem": 32, "instances": 4,
+        "portDefinitions": [{"port": 0, "name": "http"}],
+        "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
+                             "intervalSeconds": 1, "timeoutSeconds": 30}]})
+    stuck = marathon.wait_until(lambda: marathon.app("/hung"), lambda a: a["tasksRunning"] == 4,
+                                "4 /hung instances running", timeout=60)
+    # listening (not refusing), so that from now on every probe of /hung hangs
+    wait_for(lambda: all(port_open(t["ports"][0]) for t in stuck["tasks"]), timeout=30, what="/hung listening")
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("ready\n")
+    marathon.call("POST", "/v2/apps", {
+        "id": "/brisk", "cmd": f"exec busybox httpd -f -p 127.0.0.1:$PORT0 -h {www}", "cpus": 0.1, "mem": 32,
+        "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
+        "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
+                             "intervalSeconds": 1, "timeoutSeconds": 30}]})
+    marathon.wait_until(lambda: marathon.app("/brisk"), lambda a: a["tasksRunning"] == 1, "/brisk running",
+                        timeout=60)
+    running_at = time.monotonic()
+    app = marathon.wait_deployed("/brisk", timeout=60)
+    # One services tick that waited on the four hanging GETs would take 4 x 30 s.
+    assert time.monotonic() - running_at < 10, "the deployment of /brisk waited on /hung's probes"
+    assert app["tasksRunning"] == 1
+    assert marathon.app("/hung")["deployments"]  # still waiting for readiness that never comes
+    assert all(not r["ready"] for r in marathon.call("GET", "/v2/apps?id=/hung&embed=apps.readiness")["apps"][0][
+        "readinessCheckResults"])
+    marathon.call("DELETE", "/v2/apps/hung?force=true")
+    marathon.call("DELETE", "/v2/apps/brisk?force=true")
+
+
+def test_an_app_waits_for_its_dependency_to_be_healthy(marathon, tmp_path) -> None:
+    """Marathon's `dependencies` (here relative: "db" in /deps): /deps/web launches nothing until
+    /deps/db is deployed and healthy; db's health is a file the test creates."""
+    ok = tmp_path / "db-ok"
+    db = {"id": "db", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 1,
+          "healthChecks": [{"protocol": "COMMAND", "command": {"value": f"test -f {ok}"},
+                            "gracePeriodSeconds": 0, "intervalSeconds": 1, "timeoutSeconds": 5,
+                            "maxConsecutiveFailures": 0}]}
+    web = {"id": "web", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 2, "dependencies": ["db"]}
+    marathon.call("POST", "/v2/groups", {"id": "/deps", "apps": [web, db]})
+
+    def db_unhealthy(app: dict) -> bool:
+        results = [r for t in app["tasks"] for r in t["healthCheckResults"]]
+        return bool(results) and results[0]["alive"] is False
+    marathon.wait_until(lambda: marathon.app("/deps/db"), db_unhealthy, "db running, its check failing", timeout=60)
+    # Both deployments began together; without the ordering web would have launched at once.
+    web_app = marathon.app("/deps/web")
+    assert web_app["tasks"] == [] and web_app["deployments"], web_app
+    assert web_app["dependencies"] == ["db"]
+    ok.write_text("")
+    db_app = marathon.wait_until(lambda: marathon.app("/deps/db"), lambda a: a["tasksHealthy"] == 1,
+                                 "db healthy", timeout=60)
+    web_app = marathon.wait_deployed("/deps/web", timeout=60)
+    assert web_app["tasksRunning"] == 2
+    healthy_since = db_app["tasks"][0]["healthCheckResults"][0]["firstSuccess"]
+    assert all(t["stagedAt"] >= healthy_since for t in web_app["tasks"]), (healthy_since, web_app["tasks"])
+    marathon.call("DELETE", "/v2/groups/deps")

@@ -67,3 +67,11 @@ def test_task_request_translation():
     assert check["type"] == "TCP" and check["tcp"] == {"port": 0, "port_index": 1}
     assert check["grace_period_seconds"] == 5 and check["consecutive_failures"] == 3
     assert request.constraints[0].describe() == "rack:IS:a"
+
+
+def test_dependencies_resolve_against_the_apps_group():
+    from scheduler.services.manager import dependency_ids
+
+    app = parse_app({"id": "/shop/web/front", "cmd": "x", "dependencies": ["db", "../cache", "/infra/dns"]})
+    assert dependency_ids(app) == ["/shop/web/db", "/shop/cache", "/infra/dns"]
+    assert dependency_ids(parse_app({"id": "/solo", "cmd": "x", "dependencies": ["db"]})) == ["/db"]

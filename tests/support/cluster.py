@@ -5,15 +5,18 @@
         cluster.kill_agent(0); cluster.start_agent(0)   # same id, port and work dir
 
 Several masters can share a ZooKeeper (`zk_url=`); `masters=2` starts two and
-`leader()` says which one leads.
+`leader()` says which one leads. `ip=` puts the masters on another host address
+and `agent_net=` runs agents elsewhere (e.g. each in its own network namespace,
+tests/faults/harness.py `NetnsNetwork`): `agent_net(index) -> (ip, argv prefix)`.
 """
 from __future__ import annotations
 
 import json
 import urllib.request
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from . import leaks
 from .procs import Process, dockyard, free_port, http_ok, wait_for
 
 DEFAULT_RESOURCES = "cpus:4;mem:4096;disk:10000"
@@ -30,7 +33,8 @@ class Cluster:
 
     def __init__(self, workdir: Path, agents: int = 1, *, masters: int = 1, zk_url: str | None = None,
                  resources: str = DEFAULT_RESOURCES, allocation_interval: float = 0.2,
-                 master_args: Sequence[str] = (), agent_args: Sequence[str] = ()) -> None:
+                 master_args: Sequence[str] = (), agent_args: Sequence[str] = (), ip: str = "127.0.0.1",
+                 agent_net: Callable[[int], tuple[str, list[str]]] | None = None) -> None:
         if masters > 1 and not zk_url:
             raise ValueError("several masters need a ZooKeeper URL")
         self.workdir = Path(workdir)
@@ -39,6 +43,8 @@ class Cluster:
         self.allocation_interval = allocation_interval
         self.master_args = list(master_args)
         self.agent_args = list(agent_args)
+        self.ip = ip
+        self.agent_net = agent_net or (lambda index: (ip, []))
         self.master_ports = [free_port() for _ in range(masters)]
         self.agent_ports = [free_port() for _ in range(agents)]
         self.masters: list[Process | None] = [None] * masters
@@ -49,7 +55,7 @@ class Cluster:
     @property
     def master_address(self) -> str:
         """The first master's "host:port" (the leader when there is only one)."""
-        return f"127.0.0.1:{self.master_ports[0]}"
+        return f"{self.ip}:{self.master_ports[0]}"
 
     @property
     def master_url(self) -> str:
@@ -61,7 +67,7 @@ class Cluster:
         return self.zk_url or self.master_address
 
     def agent_address(self, index: int) -> str:
-        return f"127.0.0.1:{self.agent_ports[index]}"
+        return f"{self.agent_net(index)[0]}:{self.agent_ports[index]}"
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -83,14 +89,14 @@ class Cluster:
     def start_master(self, index: int = 0) -> Process:
         port = self.master_ports[index]
         (self.workdir / f"master{index}").mkdir(parents=True, exist_ok=True)
-        argv = ["master", "--ip", "127.0.0.1", "--port", str(port),
+        argv = ["master", "--ip", self.ip, "--port", str(port),
                 "--work-dir", str(self.workdir / f"master{index}"),
                 "--allocation-interval", str(self.allocation_interval), *self.master_args]
         if self.zk_url:
             argv += ["--zk", self.zk_url]
         process = Process(dockyard(*argv), self.workdir / f"master{index}.log")
         self.masters[index] = process
-        self._wait_healthy(process, f"http://127.0.0.1:{port}/health", f"master {index}")
+        self._wait_healthy(process, f"http://{self.ip}:{port}/health", f"master {index}")
         return process
 
     def agent_resources(self, index: int) -> str:
@@ -103,13 +109,14 @@ class Cluster:
     def start_agent(self, index: int = 0, wait: bool = True) -> Process:
         port = self.agent_ports[index]
         (self.workdir / f"agent{index}").mkdir(parents=True, exist_ok=True)
+        ip, prefix = self.agent_net(index)
         argv = ["agent", "--master", self.master_uri if self.zk_url else self.master_address,
-                "--ip", "127.0.0.1", "--port", str(port),
+                "--ip", ip, "--port", str(port),
                 "--work-dir", str(self.workdir / f"agent{index}"),
                 "--resources", self.agent_resources(index), "--hostname", f"agent{index}", *self.agent_args]
-        process = Process(dockyard(*argv), self.workdir / f"agent{index}.log")
+        process = Process([*prefix, *dockyard(*argv)], self.workdir / f"agent{index}.log")
         self.agents[index] = process
-        self._wait_healthy(process, f"http://127.0.0.1:{port}/health", f"agent {index}")
+        self._wait_healthy(process, f"http://{ip}:{port}/health", f"agent {index}")
         if wait:
             wait_for(lambda: f"agent{index}" in {a["hostname"] for a in self.active_agents()},
                      timeout=30, what=f"agent {index} registered")
@@ -146,9 +153,23 @@ class Cluster:
             self.masters[index] = None
 
     def stop(self) -> None:
+        """Stop everything, then check that the agents left no cgroup, mount or container behind.
+
+        An agent a test killed and never restarted stands for a dead host: its
+        start-up clean-up (`dockyard executor --cleanup`) is run for it here, as its
+        next start would. What is left after that is noted for tests/conftest.py,
+        which fails the test, and removed so that later tests start clean.
+        """
+        dead = [i for i, p in enumerate(self.agents) if p is not None and not p.alive()]
         for process in [*self.agents, *self.masters]:
             if process is not None:
                 process.stop()
+        dirs = [self.workdir / f"agent{i}" for i, p in enumerate(self.agents) if p is not None]
+        leaks.clean([self.workdir / f"agent{i}" for i in dead])
+        found = leaks.leftovers(dirs)
+        if found:
+            leaks.record(f"cluster {self.workdir}", found)
+            leaks.clean(dirs)
 
     def __enter__(self) -> "Cluster":
         return self
@@ -159,7 +180,7 @@ class Cluster:
     # -- state ----------------------------------------------------------------------
 
     def state(self, index: int = 0) -> dict:
-        return get_json(f"http://127.0.0.1:{self.master_ports[index]}/master/state")
+        return get_json(f"http://{self.ip}:{self.master_ports[index]}/master/state")
 
     def active_agents(self) -> list[dict]:
         return [s for s in self.state().get("slaves", []) if s.get("active", True)]
