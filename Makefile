@@ -5,7 +5,7 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEBS    := runc crun zookeeper busybox-static docker-registry skopeo iproute2 procps vagrant vagrant-libvirt debootstrap
+DEBS    := runc crun tini zookeeper busybox-static docker-registry skopeo iproute2 procps vagrant vagrant-libvirt debootstrap
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow bench bootstrap debs clean

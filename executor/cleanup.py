@@ -58,6 +58,9 @@ def run(work_dir: Path | str, only: list[str] | None = None, keep: list[str] | N
                 if only is not None or keep:  # a record being written, or half-removed: the full run takes it
                     continue
                 record = {"id": directory.name, "dir": str(directory), "work_dir": str(work_dir)}
+            # A record from another version (or hand-made) may lack fields: where it lives
+            # and what it is called we know from its directory anyway.
+            record = {"id": directory.name, "dir": str(directory), "work_dir": str(work_dir), **record}
             sandbox = record.get("sandbox")
             if (only is not None and not _inside(sandbox, only)) or _inside(sandbox, keep):
                 kept.add(record.get("id", directory.name))

@@ -6,6 +6,8 @@ Entrypoint, Cmd). Pure functions: no runtime is called here.
 """
 from __future__ import annotations
 
+import os
+import posixpath
 import resource
 import socket
 from dataclasses import dataclass, field
@@ -17,6 +19,15 @@ from framework.errors import ContainerError
 
 SANDBOX = "/mnt/mesos/sandbox"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The container's PID 1, as Docker's `--init`: the kernel drops signals sent to a PID
+# namespace's init unless it has a handler, so the task must not be PID 1. tini (Debian's
+# `tini`, the static build: images need no libc) blocks and forwards every signal to the
+# task's process group (-g), reaps orphans, and exits with the task's status (128+N when
+# signal N killed it). It is bind-mounted read-only at INIT_PATH, on the /dev tmpfs the
+# runtime makes, so nothing is written into the image's root.
+INIT_BINARY = "/usr/bin/tini-static"
+INIT_PATH = "/dev/init"
 
 # The default capability set of container runtimes (containerd/Docker); everything
 # else is dropped from every set.
@@ -65,6 +76,17 @@ class ProcessSpec:
     gid: int
     groups: list[int] = field(default_factory=list)
 
+
+
+def find_init() -> Path | None:
+    """The host's init binary for containers, or None when it is not installed."""
+    path = Path(INIT_BINARY)
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def init_args(args: list[str]) -> list[str]:
+    """The process args with the init in front: `INIT_PATH -g -- args...`."""
+    return [INIT_PATH, "-g", "--", *args]
 
 
 def command_args(command: dict, image_config: dict) -> list[str]:
@@ -152,6 +174,55 @@ def process_spec(command: dict, env: dict[str, str], image_config: dict, rootfs:
                        cwd, uid, gid, groups)
 
 
+def _under(path: str, mounts: list[str]) -> bool:
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def program_error(rootfs: Path, process: ProcessSpec, mounts: list[str]) -> str | None:
+    """Why the task's program cannot be executed, worded as runc words it; None if it can.
+
+    Behind an init, a missing program would only show once the container runs (the init
+    exits 127); checking the image first keeps it a launch failure, as without an init.
+    Paths under `mounts` (volumes, the sandbox) are not in the image: given the benefit of
+    the doubt (the init reports them if they are missing).
+    """
+    program = process.args[0]
+    if "/" in program:
+        path = posixpath.normpath(posixpath.join(process.cwd, program))
+        problem = _executable(rootfs, path, mounts)
+        if problem is None:
+            return None
+        if problem == "missing":
+            return f'exec: "{program}": stat {program}: no such file or directory'
+        return f'exec: "{program}": permission denied'
+    env = dict(item.partition("=")[::2] for item in process.env)
+    for directory in env.get("PATH", DEFAULT_PATH).split(":"):
+        path = posixpath.normpath(posixpath.join(process.cwd, directory or ".", program))
+        if _executable(rootfs, path, mounts) is None:
+            return None
+    return f'exec: "{program}": executable file not found in $PATH'
+
+
+def _executable(rootfs: Path, path: str, mounts: list[str]) -> str | None:
+    """None (executable, or under a mount), "missing" or "denied" for `path` in the image."""
+    if _under(path, mounts):
+        return None
+    try:
+        found = secure_join(rootfs, path)
+    except ContainerError:
+        return "missing"
+    inside = "/" + str(found.relative_to(rootfs)) if found != rootfs else "/"
+    if _under(inside, mounts):
+        return None
+    try:
+        info = found.stat()
+    except OSError:
+        return "missing"
+    if not found.is_file() or not info.st_mode & 0o111:
+        return "denied"
+    return None
+
+
 def volumes_from(container: dict | None, sandbox: Path) -> list[Volume]:
     """Mesos `volumes` (snake_case) or Marathon's (camelCase): host or sandbox-relative paths."""
     found = []
@@ -180,8 +251,10 @@ def volumes_from(container: dict | None, sandbox: Path) -> list[Volume]:
 
 def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volumes: list[Volume],
                    network: str = "host", hostname: str | None = None,
-                   nofile: int | None = None) -> dict:
-    """The whole config.json. `network`: "host" (default) or "none" (loopback only)."""
+                   nofile: int | None = None, init: Path | None = None) -> dict:
+    """The whole config.json. `network`: "host" (default) or "none" (loopback only).
+    `init`: the host's init binary (`find_init()`), PID 1 with the task as its child;
+    None runs the task itself as PID 1."""
     namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
     if network == "none":
         namespaces.append({"type": "network"})
@@ -195,6 +268,8 @@ def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volum
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
+        *([{"destination": INIT_PATH, "type": "bind", "source": str(init),
+            "options": ["bind", "ro", "nosuid", "nodev"]}] if init is not None else []),
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
@@ -218,7 +293,7 @@ def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volum
         "process": {
             "terminal": False,
             "user": {"uid": process.uid, "gid": process.gid, "additionalGids": process.groups},
-            "args": process.args,
+            "args": init_args(process.args) if init is not None else process.args,
             "env": process.env,
             "cwd": process.cwd,
             "capabilities": {"bounding": caps, "effective": caps if process.uid == 0 else [],

@@ -10,6 +10,7 @@ A watcher thread turns an OOM kill or a full disk into a Mesos limitation reason
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ from executor.containers.state import State, check_move, write_json
 from executor.launcher import ExitInfo, LaunchSpec
 from framework import cgroups
 from framework.errors import ContainerError, DockyardError
+
+log = logging.getLogger(__name__)
 
 MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
 DISK = "REASON_CONTAINER_LIMITATION_DISK"
@@ -254,6 +257,7 @@ class Container:
         self.rootfs = self.bundle / "rootfs"
         self.upper_root = Path(spec.sandbox) / ".rootfs"
         self.runtime = Runtime(runtime_name, self.work_dir)
+        self.init = bundle.find_init()  # PID 1 of the container, the task its child
         self.state = State.NEW
         self.pid = 0
         self.group: cgroups.Cgroup | None = None
@@ -277,7 +281,7 @@ class Container:
             "work_dir": str(self.work_dir), "dir": str(self.dir), "runtime": self.runtime.name,
             "upper_root": str(self.upper_root), "sandbox": str(self.spec.sandbox), "layers": self.layers,
             "image": getattr(self.image, "name", None), "image_digest": getattr(self.image, "digest", None),
-            "pid": self.pid,
+            "pid": self.pid, "init": str(self.init) if self.init is not None else None,
             "cgroup": ({"paths": self.group.paths, "extra": [str(p) for p in self.group.extra]}
                        if self.group else None),
         })
@@ -323,8 +327,17 @@ class Container:
         mount_overlay(layer_dirs, upper, work, self.rootfs)
         process = bundle.process_spec(self.spec.command, self.spec.env, self.image.config, self.rootfs)
         volumes = bundle.volumes_from(self.spec.container, Path(self.spec.sandbox))
+        if self.init is None:
+            log.warning("%s is missing (Debian package tini): task %s runs as PID 1 of its container, "
+                        "which the kernel shields from signals it has no handler for, so SIGTERM may not "
+                        "stop it and a kill can wait out the whole grace period",
+                        bundle.INIT_BINARY, self.spec.task_id)
         config = bundle.runtime_config(process, Path(self.spec.sandbox), self.group.runtime_path(), volumes,
-                                       network_mode(self.spec.container))
+                                       network_mode(self.spec.container), init=self.init)
+        if self.init is not None:  # the runtime only sees the init: check the task's program here
+            problem = bundle.program_error(self.rootfs, process, [m["destination"] for m in config["mounts"]])
+            if problem:
+                raise ContainerError(f"{self.runtime.name} could not start the container: {problem}")
         write_json(self.bundle / "config.json", config)
         self._move(State.PREPARED)
 
@@ -351,11 +364,43 @@ class Container:
                 raise ContainerError(f"{self.runtime.name} did not start the container in {START_TIMEOUT:.0f}s")
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
+        if self.init is not None:
+            self._wait_for_init(deadline)
         self._move(State.RUNNING)
         resources = self.spec.resources or {}
         disk = resources.get("disk")
         self.watcher = LimitWatcher(self.group, [sandbox], int(disk * 1048576) if disk else None,
                                     resources.get("mem"), self._on_limit).start()
+
+    def _wait_for_init(self, deadline: float) -> None:
+        """Return once the init runs with signals blocked (from then on a SIGTERM is forwarded
+        to the task, never dropped), or has already gone. The pid file is written while the
+        runtime's own init still waits to exec ours."""
+        assert self.popen is not None
+        delay = 0.0005
+        while not self._init_ready():
+            if self.popen.poll() is not None:
+                return  # ended already: wait() reports how
+            if time.monotonic() > deadline:
+                raise ContainerError(f"the container's init did not start in {START_TIMEOUT:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+
+    def _init_ready(self) -> bool:
+        try:
+            with open(f"/proc/{self.pid}/status") as handle:
+                fields = dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+        except OSError:
+            return True  # gone
+        if fields.get("State", "")[:1] in ("Z", "X"):
+            return True
+        # tini blocks every signal it forwards, then ignores SIGTTOU: either shows it is past
+        # that point. (Its main loop waits in sigtimedwait, which lifts the block while it
+        # waits, SigBlk then reads 0; the kernel still counts those signals as blocked.)
+        blocked = int(fields.get("SigBlk", "0"), 16)
+        ignored = int(fields.get("SigIgn", "0"), 16)
+        return (fields.get("Name") == Path(bundle.INIT_PATH).name
+                and bool((blocked & (1 << (signals.SIGTERM - 1))) or (ignored & (1 << (signals.SIGTTOU - 1)))))
 
     def _on_limit(self, limitation: tuple[str, str]) -> None:
         if self.group is not None:

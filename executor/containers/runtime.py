@@ -2,7 +2,8 @@
 
 Containers run in the foreground (`run`), so the runtime process is our child and
 its exit status is the container's: `status` if init exited, 128+N if a signal
-killed it. Runtime state lives under `<work_dir>/runtime/<name>` (its `--root`),
+killed it. The init is tini when the host has it (see `bundle.INIT_BINARY`), which
+exits with the task's status, or 128+N when signal N killed the task. Runtime state lives under `<work_dir>/runtime/<name>` (its `--root`),
 so clean-up finds exactly what this agent made. Errors become `ContainerError`
 carrying the runtime's own message.
 """

@@ -32,6 +32,7 @@ from framework.proctree import descendants, kill_tree, statistics
 log = logging.getLogger(__name__)
 
 COMPLETED_KEPT = 200  # completed tasks/executors/frameworks kept for /state
+UPDATES_COMPACT_LINES = 10000  # status.updates lines before acknowledged ones are dropped
 _SCRIPT = Path(__file__).resolve().parents[2] / "dockyard.py"
 
 
@@ -147,6 +148,7 @@ class Agent:
         self.frameworks: dict[str, FrameworkRecord] = {}
         self.completed_frameworks: collections.deque = collections.deque(maxlen=COMPLETED_KEPT)
         self.pending_updates: dict[str, dict] = {}  # uuid -> UPDATE call not yet ACKed by the master
+        self._updates_lines = 0  # lines in status.updates (see _checkpoint_ack)
         self.start_time = time.time()
         self.counters: collections.Counter = collections.Counter()
         self.link = MasterLink(config.master, registration=self._registration_call,
@@ -294,7 +296,8 @@ class Agent:
         elif kind == "SHUTDOWN_FRAMEWORK":
             self.shutdown_framework(body["framework_id"]["value"])
         elif kind == "ACKNOWLEDGE":
-            self.pending_updates.pop(body.get("uuid", ""), None)
+            if self.pending_updates.pop(body.get("uuid", ""), None) is not None:
+                self._checkpoint_ack(body.get("uuid", ""))
         elif kind == "MESSAGE":
             framework = self.frameworks.get(body["framework_id"]["value"])
             executor = framework.executors.get(body["executor_id"]["value"]) if framework else None
@@ -619,11 +622,44 @@ class Agent:
         self.counters[f"status_updates/{state}"] += 1
         return self._forward(framework_id, status, state, task_id)
 
+    def _updates_file(self) -> Path | None:
+        """Unacknowledged status updates, as Mesos's status update manager checkpoints them:
+        resent after the agent restarts, so an update taken in is never lost (issue 6)."""
+        if not self.agent_id:
+            return None
+        return sandbox.meta_dir(self.config.work_dir, self.agent_id) / "status.updates"
+
     def _forward(self, framework_id: str, status: dict, latest: str, task_id: str) -> asyncio.Event:
         call = {"type": "UPDATE", "framework_id": {"value": framework_id}, "status": status,
                 "latest_state": latest}
         self.pending_updates[status["uuid"]] = call
+        framework = self.frameworks.get(framework_id)
+        path = self._updates_file()
+        if path is not None and framework is not None and framework.checkpoint:
+            checkpoint.append_line(path, {"update": call})  # before the executor hears ACKNOWLEDGED
+            self._updates_lines += 1
         return self.link.send(task_id, call)
+
+    def _checkpoint_ack(self, uuid: str) -> None:
+        """Note an acknowledged update; start the file afresh when nothing is left to resend,
+        and rewrite it with just the unacknowledged ones when acknowledged lines dominate."""
+        path = self._updates_file()
+        if path is None or not path.exists():
+            return
+        if not self.pending_updates:
+            path.unlink(missing_ok=True)
+            self._updates_lines = 0
+        elif self._updates_lines > UPDATES_COMPACT_LINES and self._updates_lines > 4 * len(self.pending_updates):
+            checkpoint.write_lines(path, [{"update": call} for call in self.pending_updates.values()
+                                          if self._checkpointing(call)])
+            self._updates_lines = len(self.pending_updates)
+        else:
+            checkpoint.append_line(path, {"ack": uuid})
+            self._updates_lines += 1
+
+    def _checkpointing(self, call: dict) -> bool:
+        framework = self.frameworks.get((call.get("framework_id") or {}).get("value", ""))
+        return framework is not None and framework.checkpoint
 
     def _executor_gone(self, framework: FrameworkRecord, executor: ExecutorRecord, wait_status: int | None,
                        reason: str | None, message: str | None) -> None:
@@ -754,7 +790,16 @@ class Agent:
         for framework, executor in dead:
             self._executor_gone(framework, executor, None, "REASON_EXECUTOR_TERMINATED",
                                 "Executor terminated while the agent was down")
-        log.info("recovered agent %s: %d live executor(s), %d gone", agent_id, live, len(dead))
+        pending: dict[str, dict] = {}
+        for line in checkpoint.read_lines(sandbox.meta_dir(self.config.work_dir, agent_id) / "status.updates"):
+            if "update" in line:
+                pending[line["update"]["status"]["uuid"]] = line["update"]
+            else:
+                pending.pop(line.get("ack", ""), None)
+            self._updates_lines += 1
+        self.pending_updates = {**pending, **self.pending_updates}
+        log.info("recovered agent %s: %d live executor(s), %d gone, %d update(s) to resend",
+                 agent_id, live, len(dead), len(pending))
         return live
 
     def _watch_recovered(self, framework: FrameworkRecord, executor: ExecutorRecord) -> None:

@@ -9,6 +9,7 @@ last line (a crash mid-write) is simply skipped on recovery.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -62,6 +63,20 @@ def append_line(path: Path, value: Any) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+def write_lines(path: Path, values: list[Any]) -> None:
+    """Replace a file of JSON lines whole (temp + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(b"".join(json.dumps(v, separators=(",", ":")).encode() + b"\n" for v in values))
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
 
 
 def read_lines(path: Path) -> list[Any]:

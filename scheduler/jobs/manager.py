@@ -160,10 +160,10 @@ class JobManager:
                         self.active[run.id] = run
                         for task in run.tasks:
                             latest = run.latest(task.index)
-                            if latest is not None and latest.id != task.id and not State(task.status).terminal:
-                                self._abandoned.add(task.id)  # retried while unreachable: kill if back
-                            else:
-                                self._by_task[task.id] = run.id
+                            superseded = latest is not None and latest.id != task.id
+                            if (superseded or task.counted_as) and not State(task.status).terminal:
+                                self._abandoned.add(task.id)  # given up while unreachable: kill if back
+                            self._by_task[task.id] = run.id
                 kept.sort(key=lambda r: r.completed_at or 0)
                 self.kept[job_id] = OrderedDict((r.id, r) for r in kept)
                 for run in kept:
@@ -171,6 +171,8 @@ class JobManager:
                     for task in run.tasks:
                         if not State(task.status).terminal:
                             self._by_task[task.id] = run.id
+                            if task.counted_as:  # given up as unreachable: kill it if it is back
+                                self._abandoned.add(task.id)
             for run in list(self.active.values()):
                 self._recover_run(run)
 
@@ -180,7 +182,7 @@ class JobManager:
             return
         for index in range(run.instances):
             task = run.latest(index)
-            if task is None or index in run.succeeded or index in run.retry_at:
+            if task is None or index in run.succeeded or index in run.retry_at or task.counted_as:
                 continue
             record = self.core.get(task.id)
             if record is None or record.state == State.PENDING:
@@ -384,9 +386,8 @@ class JobManager:
         if record.task_id in self._abandoned:
             if record.terminal:
                 self._abandoned.discard(record.task_id)
-            else:  # back from a partition after its retry started: only one copy may run
+            else:  # back from a partition after we gave it up: only one copy may run
                 self.core.kill(record.task_id)
-            return
         run_id = self._by_task.get(record.task_id)
         run = self.active.get(run_id or "")
         if run is None:
@@ -401,7 +402,12 @@ class JobManager:
         if record.terminal and spec is not None:
             outcome = task_ended(run, spec.run, task, record.state.value, record.message, self.clock())
             self._by_task.pop(record.task_id, None)
-            if outcome.action == "success":
+            if outcome.action != "ignore":
+                task.counted_as = record.state.value
+            if outcome.action == "ignore":
+                # Counted before (given up as unreachable) or superseded: recorded, nothing more.
+                self._save_run(run)
+            elif outcome.action == "success":
                 run.succeeded.append(task.index)
                 self._finish(run, SUCCESS, "")
             elif outcome.action == "instance_done":
@@ -414,6 +420,8 @@ class JobManager:
                 self._save_run(run)
             elif outcome.action == "fail":
                 self._finish(run, FAILED, outcome.reason)
+        elif task.counted_as:
+            pass  # given up already (and being killed): it does not make the run active again
         elif record.state == State.RUNNING and run.status != ACTIVE:
             run.status = ACTIVE
             run.waiting = ""
@@ -447,6 +455,9 @@ class JobManager:
         task.agent_id = record.agent_id
         task.host = record.hostname
         task.message = record.message
+        if task.counted_as and task.counted_as != task.status:
+            task.message = (f"{record.message}; " if record.message else "") + \
+                f"after the run counted it as {task.counted_as}"
         if record.agent_id:
             agent = self.core.agent(record.agent_id)
             if agent:
@@ -520,7 +531,7 @@ class JobManager:
 
         Until then the run waits: a task that comes back RUNNING just carries on."""
         waiting = [t for t in run.tasks if t.status in ("TASK_UNREACHABLE", "TASK_UNKNOWN")
-                   and t.id not in self._abandoned]
+                   and not t.counted_as and t.id not in self._abandoned]
         if not waiting:
             return
         records = {r.task_id: r for r in self.core.tasks(run.owner)}
@@ -530,21 +541,22 @@ class JobManager:
                 continue
             if now - record.history[-1][1] < self.unreachable_seconds:
                 continue
-            self._abandoned.add(task.id)
-            self._by_task.pop(task.id, None)
+            self._abandoned.add(task.id)  # killed if it comes back; its statuses are only recorded
             self.core.kill(task.id)
-            # Given up on, the task counts as lost: the run's restart policy decides.
+            # Given up on, the task counts as lost, once: the run's restart policy decides.
             message = f"unreachable for {self.unreachable_seconds:.0f} s"
             spec = self.jobs.get(run.job_id)
             outcome = task_ended(run, spec.run, task, "TASK_LOST", message, now) if spec else None
             if outcome is not None and outcome.action == "ignore":
                 continue
+            task.counted_as = "TASK_LOST"
             if outcome is not None and outcome.action == "fail":
                 task.message = message
                 self._finish(run, FAILED, outcome.reason)
                 return
             task.message = f"{message}: retried elsewhere"
             run.retry_at[task.index] = (outcome.retry_at if outcome is not None else None) or now
+            self._save_run(run)  # a new leader must not count it again, nor wait for it
             self._emit_run("job_run_updated", run, task)
 
     def _tick_schedule(self, spec: JobSpec, schedule: Schedule, now: float) -> None:

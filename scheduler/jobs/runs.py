@@ -44,6 +44,11 @@ class RunTask:
     agent_url: str | None = None
     sandbox: str | None = None
     message: str = ""
+    # The terminal state the run counted this attempt as, once and for good: its own, or
+    # TASK_LOST when it was given up as unreachable. Later terminal statuses of the same
+    # task (e.g. TASK_FINISHED from an agent back from a partition) are recorded, never
+    # counted again. Persisted with the run, so a new leader knows it too.
+    counted_as: str = ""
 
     def to_api(self) -> dict:
         out = {"id": self.id, "status": self.status, "index": self.index, "attempt": self.attempt,
@@ -146,9 +151,12 @@ class Outcome:
 
 
 def task_ended(run: JobRun, spec: Run, task: RunTask, state: str, message: str, now: float) -> Outcome:
-    """Decide after one task reached a terminal state (pure: no I/O, no clock)."""
-    if run.finished or run.latest(task.index) is not task:
-        return Outcome("ignore")  # a late status for a superseded attempt or a finished run
+    """Decide after one task reached a terminal state (pure: no I/O, no clock).
+
+    A task is counted once: a second terminal status of the same task (after it was
+    given up as unreachable, or replayed after a failover) changes nothing."""
+    if task.counted_as or run.finished or run.latest(task.index) is not task:
+        return Outcome("ignore")  # counted already, a superseded attempt, or a finished run
     if state == "TASK_FINISHED":
         done = set(run.succeeded) | {task.index}
         if len(done) >= run.instances:

@@ -35,23 +35,24 @@ def assert_undisturbed(container) -> None:
 
 
 def test_task_sees_image_env_cwd_sandbox_and_is_confined(launches: Launches) -> None:
-    script = ("echo env=$FROM_IMAGE,$OVERRIDE,$FROM_TASK,$MESOS_SANDBOX; echo cwd=$(pwd); echo pid=$$; "
+    script = ("echo env=$FROM_IMAGE,$OVERRIDE,$FROM_TASK,$MESOS_SANDBOX; echo cwd=$(pwd); echo pid=$$ init=$(cat /proc/1/comm); "
               "echo id=$(id -u):$(id -g); cat /etc/marker; echo hello > /mnt/mesos/sandbox/from-task; "
               "grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status; echo procs=$(ls /proc | grep -c '^[0-9]'); "
               "cat /proc/kcore 2>/dev/null | wc -c; echo x > /proc/sys/kernel/hostname 2>/dev/null || echo ro-proc; "
-              "touch /bin/new-file && echo rootfs-writable; exit 3")
+              "touch /bin/new-file && echo rootfs-writable; echo x > /dev/init 2>/dev/null || echo ro-init; exit 3")
     container = launches.launch(script, env={"FROM_TASK": "task", "OVERRIDE": "task"})
     result = container.wait(30)
     out = stdout_of(container)
     assert result is not None and result.exit_code == 3 and result.message == "Command exited with status 3"
     assert "env=yes,task,task,/mnt/mesos/sandbox" in out
-    assert "cwd=/tmp" in out and "pid=1" in out and "id=0:0" in out and "layer two" in out
+    assert "cwd=/tmp" in out and "id=0:0" in out and "layer two" in out
+    assert "init=init" in out and "pid=1 " not in out  # PID 1 is the init (tini), the task its child
     assert (Path(container.spec.sandbox) / "from-task").read_text() == "hello\n"
     assert "NoNewPrivs:\t1" in out and "Seccomp:\t2" in out
     assert "CapEff:\t00000000a80425fb" in out  # the default set, nothing more
     procs = int(out.split("procs=")[1].split()[0])
-    assert procs <= 5  # its own PID namespace: sh, the subshell, ls, grep
-    assert "ro-proc" in out and "rootfs-writable" in out
+    assert procs <= 6  # its own PID namespace: the init, sh, the subshell, ls, grep
+    assert "ro-proc" in out and "rootfs-writable" in out and "ro-init" in out
     stats = container.stats()
     assert {"cpus_user_time_secs", "cpus_system_time_secs", "cpus_limit", "mem_limit_bytes",
             "processes"} <= set(stats)
@@ -163,7 +164,8 @@ def test_kill_reaches_the_task_and_grace_is_honoured(launches: Launches) -> None
     polite.signal(signal.SIGTERM)
     result = polite.wait(20)
     assert result is not None and result.exit_code == 0 and "got TERM" in stdout_of(polite)
-    stubborn = launches.launch("echo ready; while true; do sleep 0.1; done")  # init ignores TERM
+    # TERM ignored (children inherit that): only the grace period's SIGKILL ends it
+    stubborn = launches.launch("trap '' TERM; echo ready; while true; do sleep 0.1; done")
     wait_output(stubborn, "ready")
     stubborn.signal(signal.SIGTERM)
     assert stubborn.wait(0.5) is None
@@ -231,6 +233,16 @@ def test_cleanup_after_kill_9_removes_everything(busybox: str, tmp_path: Path) -
     assert traces(work, container_id) == []
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10, what="the orphan task to be gone")
     assert cleanup.run(work)["containers"] == 0
+
+
+def test_cleanup_takes_a_record_that_lacks_fields(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    stray = work / "containers" / "dy-stray"
+    stray.mkdir(parents=True)
+    (stray / "state.json").write_text('{"id": "dy-stray", "layers": []}')  # no dir, no kind
+    report = cleanup.run(work)
+    assert report["errors"] == [] and report["containers"] == 1
+    assert not stray.exists()
 
 
 def test_prune_keeps_layers_a_container_uses(busybox: str, tmp_path: Path) -> None:

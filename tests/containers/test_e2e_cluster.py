@@ -70,7 +70,7 @@ def task_stdout(cluster: Cluster, task_id: str) -> str:
 
 
 def test_task_runs_inside_the_image_from_a_local_archive(framework: RawFramework, cluster: Cluster) -> None:
-    script = ("cat /etc/dockyard-image; test -e /etc/os-release || echo no-os-release; echo pid=$$; "
+    script = ("cat /etc/dockyard-image; test -e /etc/os-release || echo no-os-release; echo pid=$$ init=$(cat /proc/1/comm); "
               "echo sandbox=$MESOS_SANDBOX; ls /bin/busybox")
     framework.launch(framework.offer(), [command_task(script, task_id="in-image", mem=64,
                                                       container=image_container())])
@@ -79,7 +79,8 @@ def test_task_runs_inside_the_image_from_a_local_archive(framework: RawFramework
     out = task_stdout(cluster, "in-image")
     assert MARKER in out  # the file only the image has
     assert "no-os-release" in out  # the host's /etc (Debian) is not there
-    assert "pid=1" in out and "sandbox=/mnt/mesos/sandbox" in out and "/bin/busybox" in out
+    assert "init=init" in out and "pid=1 " not in out  # PID 1 is the init (tini), the task its child
+    assert "sandbox=/mnt/mesos/sandbox" in out and "/bin/busybox" in out
     # the archive was loaded into the agent's store under the name the task gave
     listed = subprocess.run(dockyard("image", "ls", "--json", "--work-dir", str(cluster.workdir / "agent0")),
                             capture_output=True, text=True, timeout=30)

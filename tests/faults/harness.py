@@ -399,8 +399,15 @@ def check_runs(deployment: Deployment, runs: Iterable[tuple[str, str]], markers:
             continue
         lines = (markers / run_id).read_text().split() if (markers / run_id).exists() else []
         if run["status"] == "SUCCESS" and len(lines) != run.get("instances", 1):
-            problems.append(f"run {job_id}/{run_id} SUCCESS but its work was done {len(lines)} times")
+            problems.append(f"run {job_id}/{run_id} SUCCESS but its work was done {len(lines)} times "
+                            f"(by attempts {', '.join(lines) or 'none'}; {_attempts(run)})")
     return problems, dict(counts)
+
+
+def _attempts(run: dict) -> str:
+    """How the run recorded each attempt: what a duplicate's cause is read from."""
+    return "; ".join(f"attempt {t.get('attempt')} {t.get('status')}"
+                     + (f" ({t['message']})" if t.get("message") else "") for t in run.get("tasks") or [])
 
 
 def live_executor_dirs(deployment: Deployment) -> list[str]:

@@ -141,4 +141,9 @@ def test_a_run_retries_a_task_unreachable_too_long_and_kills_it_on_return(deploy
                 if t["state"] in ("TASK_RUNNING", "TASK_STAGING", "TASK_STARTING", "TASK_KILLING")]
         return live == [second["id"]]
     wait_for(old_gone, timeout=30, what="the returned old task killed")
+    # Its end is recorded in the run, and not counted a second time: the run goes on.
+    old = wait_for(lambda: (t := tasks()) and t[0]["status"] == "TASK_KILLED" and t[0], timeout=30,
+                   what="the old task's end recorded in the run")
+    assert "counted it as TASK_LOST" in old["message"]
     assert d.api("GET", f"/v1/jobs/bounded/runs/{run['id']}")[1]["status"] == "ACTIVE"
+    assert [t["id"] for t in tasks()] == [first["id"], second["id"]]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from tests.faults.harness import Deployment, call, our_processes
 from tests.ha.test_scheduler_ha import start_long_run
 from tests.support.procs import wait_for
@@ -131,3 +133,38 @@ def test_an_agent_gone_past_its_timeout_has_its_work_replaced(deploy) -> None:
             for t in f.get("completed_tasks", []) + f.get("unreachable_tasks", []) + f["tasks"]
             if t["id"] == first["id"]]
     assert lost and lost[0]["state"] in ("TASK_LOST", "TASK_UNREACHABLE", "TASK_GONE")
+
+
+def test_an_update_the_agent_took_while_no_master_led_survives_its_kill9(deploy, tmp_path) -> None:
+    """As a Mesos agent checkpoints status updates and resends the unacknowledged ones after
+    recovery: a task that finished while no master led (its TASK_FINISHED held by the agent)
+    must not be forgotten when the agent is then killed and restarted. The soak saw this as
+    run faults-batch/20261128190115tgqzt3 done twice: attempt 1 ended TASK_GONE."""
+    d = deploy(masters=1, agents=1, schedulers=1)
+    marks, go = tmp_path / "marks", tmp_path / "go"
+    cmd = f"while [ ! -e {go} ]; do sleep 0.1; done; echo $DOCKYARD_ATTEMPT >> {marks}"
+    status, _ = d.api("POST", "/v1/jobs", {"id": "held", "run": {
+        "cmd": cmd, "cpus": 0.1, "mem": 32, "restart": {"policy": "ON_FAILURE", "backoffSeconds": 0.2}}})
+    assert status == 201
+    _, run = d.api("POST", "/v1/jobs/held/runs")
+    wait_for(lambda: d.api("GET", f"/v1/jobs/held/runs/{run['id']}")[1]["tasks"][0]["status"]
+             == "TASK_RUNNING", timeout=30, what="the first attempt running")
+    task_id = run["tasks"][0]["id"]
+    d.cluster.stop_master(0)  # no master leads from now on
+    go.touch()
+
+    def held() -> bool:  # the agent has the task's end, and no master to hand it to
+        return any(t["id"] == task_id and t["state"] == "TASK_FINISHED"
+                   for f in d.agent_state(0)["frameworks"] for e in f["executors"] + f["completed_executors"]
+                   for t in e["completed_tasks"])
+    wait_for(held, timeout=30, what="the agent to hold the task's TASK_FINISHED")
+    d.kill_agent(0)
+    d.cluster.start_agent(0, wait=False)  # no master to register with yet
+    d.cluster.start_master(0)
+
+    def finished() -> dict | None:
+        current = d.api("GET", f"/v1/jobs/held/runs/{run['id']}")[1]
+        return current if current.get("status") in ("SUCCESS", "FAILED") else None
+    current = wait_for(finished, timeout=90, what="the run finished")
+    assert [t["status"] for t in current["tasks"]] == ["TASK_FINISHED"], current["tasks"]
+    assert current["status"] == "SUCCESS" and marks.read_text().split() == ["1"]

@@ -39,3 +39,12 @@ def test_a_record_written_once_reads_back_and_a_torn_one_reads_as_absent(tmp_pat
     assert checkpoint.read_json(target) == {"info": {"name": "again"}}
     target.write_text('{"info": {"na')  # a crash mid-write
     assert checkpoint.read_json(target) is None
+
+
+def test_lines_rewritten_whole_keep_only_what_is_given(tmp_path: Path) -> None:
+    updates = tmp_path / "status.updates"
+    for n in range(5):
+        checkpoint.append_line(updates, {"update": n})
+    checkpoint.write_lines(updates, [{"update": 3}, {"update": 4}])
+    assert checkpoint.read_lines(updates) == [{"update": 3}, {"update": 4}]
+    assert [p.name for p in tmp_path.iterdir()] == ["status.updates"]

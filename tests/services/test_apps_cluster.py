@@ -194,17 +194,18 @@ def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marath
     import sys
     import time
 
-    silent = ("import os, socket, time; s = socket.socket(); "
+    # SO_REUSEADDR as any server: earlier tests' connections to these ports may sit in TIME_WAIT
+    silent = ("import os, socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
               "s.bind(('127.0.0.1', int(os.environ['PORT0']))); s.listen(64); time.sleep(600)")
     marathon.call("POST", "/v2/apps", {
         "id": "/hung", "cmd": f"exec {sys.executable} -c \"{silent}\"", "cpus": 0.1, "mem": 32, "instances": 4,
         "portDefinitions": [{"port": 0, "name": "http"}],
         "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
                              "intervalSeconds": 1, "timeoutSeconds": 30}]})
-    stuck = marathon.wait_until(lambda: marathon.app("/hung"), lambda a: a["tasksRunning"] == 4,
-                                "4 /hung instances running", timeout=60)
-    # listening (not refusing), so that from now on every probe of /hung hangs
-    wait_for(lambda: all(port_open(t["ports"][0]) for t in stuck["tasks"]), timeout=30, what="/hung listening")
+    # four running and listening (not refusing), so that from now on every probe of /hung hangs
+    marathon.wait_until(lambda: marathon.app("/hung"),
+                        lambda a: a["tasksRunning"] == 4 and all(port_open(t["ports"][0]) for t in a["tasks"]),
+                        "4 /hung instances running and listening", timeout=60)
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("ready\n")

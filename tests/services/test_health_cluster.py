@@ -151,7 +151,8 @@ def test_unique_hostname_holds_across_agents_for_container_instances(marathon, c
 
 def test_command_check_of_a_container_task_runs_inside_its_container(marathon) -> None:
     """A COMMAND check sees the container's root filesystem and pid namespace, as in Mesos:
-    the marker exists only in the container's rootfs, and pid 1 there is the task's httpd."""
+    the marker exists only in the container's rootfs, and pid 1 there is the container's
+    init, whose command line names the task's httpd."""
     marker = "/dockyard-check-marker"
     assert not os.path.exists(marker)  # on the host the check would fail
     spec = httpd_app("/cmdcheck", 1, constraints=[["hostname", "IS", "agent2"]])

@@ -8,7 +8,7 @@ set -euo pipefail
 src=${DOCKYARD_SRC:-/vagrant}
 prefix=${DOCKYARD_PREFIX:-/opt/dockyard}
 libexec=${DOCKYARD_LIBEXEC:-/usr/local/lib/dockyard}
-debs=(python3 python3-venv ca-certificates iproute2 procps runc crun busybox-static)
+debs=(python3 python3-venv ca-certificates iproute2 procps runc crun tini busybox-static)
 if [[ ${DOCKYARD_WITH_ZOOKEEPER:-0} == 1 ]]; then
   debs+=(zookeeper default-jre-headless)
 fi
