@@ -33,6 +33,16 @@ def _task_role(task: dict[str, Any], fw: Framework) -> str:
     return fw.roles[0] if fw.roles else "*"
 
 
+
+def _reported(call: dict[str, Any]) -> set[tuple[str, str]]:
+    """(framework id, task id) of every task a (re)registering agent accounts for: those it
+    runs, and those that ended meanwhile, whose own unacknowledged updates it re-sends."""
+    reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
+                for t in call.get("tasks") or []}
+    reported |= {(_val(u.get("framework_id")) or "", _val((u.get("status") or {}).get("task_id")) or "")
+                 for u in call.get("updates") or []}
+    return reported
+
 class AgentSide:
     """Agent-facing behaviour of the master; see `Master` for the state."""
 
@@ -121,10 +131,7 @@ class AgentSide:
         """Unreachable tasks of a returning agent that it does not report never reached it
         (launched as the link broke) or ended meanwhile: TASK_DROPPED (TASK_LOST for other
         frameworks), as `_reconnect` does, instead of staying unreachable for ever (issue 6)."""
-        reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
-                    for t in call.get("tasks") or []}
-        reported |= {(_val(u.get("framework_id")) or "", _val((u.get("status") or {}).get("task_id")) or "")
-                     for u in call.get("updates") or []}  # ended meanwhile: its own update tells
+        reported = _reported(call)
         for fw in self.frameworks.values():
             for tid, task in list(fw.unreachable_tasks.items()):
                 if task.agent_id != agent.id or (fw.id, tid) in reported:
@@ -165,8 +172,7 @@ class AgentSide:
         agent.reregistered_time = self.now()
         self.allocator.set_agent_active(agent.id, True)
         agent.stream.send({"type": "REREGISTERED", "reregistered": self._agent_welcome(agent)})
-        reported = {(_val(t.get("framework_id")) or "", _val(t.get("task_id")) or "")
-                    for t in call.get("tasks") or []}
+        reported = _reported(call)
         for fid, tid in list(agent.tasks):
             fw = self.frameworks.get(fid)
             task = fw.tasks.get(tid) if fw else None

@@ -857,6 +857,36 @@ def test_agent_reconnect_reconciles_its_tasks(master: Master) -> None:
     back.close()
 
 
+def test_a_task_that_ended_while_its_agent_was_away_is_not_dropped(master: Master) -> None:
+    """The agent re-sends the task's unacknowledged TASK_FINISHED with its re-registration
+    instead of listing it among its tasks: the framework hears FINISHED, never DROPPED/LOST."""
+    import base64
+
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [launch([task_info("done", agent.id)])]})
+    agent.stream.wait_for("RUN_TASK")
+    agent.update(fw.id, "done", "TASK_RUNNING")
+    running = fw.update("done")
+    fw.call("ACKNOWLEDGE", acknowledge={"agent_id": {"value": agent.id}, "task_id": {"value": "done"},
+                                        "uuid": running["uuid"]})
+    agent.stream.close()
+    wait_for(lambda: not master.operator("GET_AGENTS")["get_agents"]["agents"][0]["active"],
+             what="agent marked disconnected")
+    finished = {"task_id": {"value": "done"}, "state": "TASK_FINISHED", "source": "SOURCE_EXECUTOR",
+                "agent_id": {"value": agent.id}, "uuid": base64.b64encode(b"0123456789abcdef").decode()}
+    back = FakeAgent(master, agent_id=agent.id, reregister={
+        "frameworks": [{**fw.info, "id": {"value": fw.id}}], "tasks": [],
+        "updates": [{"type": "UPDATE", "framework_id": {"value": fw.id}, "status": finished,
+                     "latest_state": "TASK_FINISHED"}]})
+    ended = fw.stream.wait_for(lambda e: e.get("type") == "UPDATE"
+                               and e["update"]["status"]["task_id"]["value"] == "done"
+                               and e["update"]["status"]["state"] != "TASK_RUNNING", 10.0)
+    assert ended["update"]["status"]["state"] == "TASK_FINISHED", ended
+    back.close()
+
+
 def test_update_framework(master: Master) -> None:
     fw = Framework(master, {"user": "u", "name": "before"})
     info = {"user": "u", "name": "after", "id": {"value": fw.id}}
