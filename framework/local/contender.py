@@ -53,6 +53,7 @@ class ZooKeeperContender:
         self.node: str | None = None
         self._was_leading = False
         self._stopped = False
+        self._fence: asyncio.TimerHandle | None = None  # armed while leading and cut off
 
     def start(self) -> None:
         """Connect and contend; raises when ZooKeeper cannot be reached (caller retries)."""
@@ -112,9 +113,32 @@ class ZooKeeperContender:
         self._was_leading = self.master.leading
 
     def _on_state(self, state: str) -> None:
-        if state == KazooState.LOST and not self._stopped:
+        if self._stopped:
+            return
+        if state == KazooState.LOST:
             log.warning("ZooKeeper session lost")
             self.loop.call_soon_threadsafe(self._session_lost)
+        elif state == KazooState.SUSPENDED:
+            self.loop.call_soon_threadsafe(self._suspended)
+        elif state == KazooState.CONNECTED:
+            self.loop.call_soon_threadsafe(self._reconnected)
+
+    def _suspended(self) -> None:
+        """Cut off from ZooKeeper while leading: ZooKeeper may expire the session without our
+        hearing of it and elect a successor, so stop before that can happen (a Mesos master
+        forces the expiry itself on a timer); 90% of the session timeout is the limit."""
+        if self._was_leading and self._fence is None:
+            log.warning("ZooKeeper connection suspended while leading; fencing in %.1fs", self._timeout * 0.9)
+            self._fence = self.loop.call_later(self._timeout * 0.9, self._fenced)
+
+    def _reconnected(self) -> None:
+        if self._fence is not None:
+            self._fence.cancel()
+            self._fence = None
+
+    def _fenced(self) -> None:
+        log.error("ZooKeeper unreachable for most of a session timeout while leading: exiting")
+        os._exit(1)
 
     def _session_lost(self) -> None:
         if self._was_leading:

@@ -42,6 +42,7 @@ class MasterConfig:
     work_dir: str = "."
     hostname: str | None = None
     zk: str | None = None
+    zk_session_timeout: float = 10.0  # Mesos --zk_session_timeout
     allocation_interval: float = 1.0
     heartbeat_interval: float = 15.0
     status_update_retry: float = 10.0

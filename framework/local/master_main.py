@@ -40,7 +40,7 @@ def _run(config: MasterConfig, log_level: str) -> None:
             else:
                 from framework.local.contender import ZooKeeperContender
 
-                contender = ZooKeeperContender(master, config.zk, loop)
+                contender = ZooKeeperContender(master, config.zk, loop, timeout=config.zk_session_timeout)
                 while True:
                     try:
                         await loop.run_in_executor(None, contender.start)
@@ -73,6 +73,8 @@ def _run(config: MasterConfig, log_level: str) -> None:
 @click.option("--port", default=5050, show_default=True, type=int)
 @click.option("--work-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--zk", default=None, help="zk://host:port/path to register and elect in.")
+@click.option("--zk-session-timeout", default=10.0, show_default=True, type=float,
+              help="ZooKeeper session timeout; a leader cut off from ZooKeeper for 90% of it exits.")
 @click.option("--allocation-interval", default=1.0, show_default=True, type=float,
               help="Seconds between full allocation cycles.")
 @click.option("--hostname", default=None, help="Hostname to advertise (default: --ip).")
@@ -89,13 +91,14 @@ def _run(config: MasterConfig, log_level: str) -> None:
               help="Seconds after which an unanswered offer is rescinded (Mesos "
                    "--offer_timeout; default: never).")
 @click.option("--log-level", default="info", show_default=True)
-def master_command(ip: str, port: int, work_dir: str, zk: str | None,
+def master_command(ip: str, port: int, work_dir: str, zk: str | None, zk_session_timeout: float,
                    allocation_interval: float, hostname: str | None, heartbeat_interval: float,
                    status_update_retry: float, agent_ping_interval: float,
                    agent_ping_timeout: float, agent_reregister_timeout: float,
                    offer_timeout: float | None, log_level: str) -> None:
     """Run the embedded Mesos-compatible master."""
     _run(MasterConfig(ip=ip, port=port, work_dir=work_dir, hostname=hostname, zk=zk,
+                      zk_session_timeout=zk_session_timeout,
                       allocation_interval=allocation_interval,
                       heartbeat_interval=heartbeat_interval,
                       status_update_retry=status_update_retry,

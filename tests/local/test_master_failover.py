@@ -164,3 +164,23 @@ def test_a_standalone_master_restart_keeps_its_unreachable_agents(start_master: 
         assert fw.update("t-cut")["state"] == "TASK_UNREACHABLE"
     finally:
         fw.close()
+
+
+def test_a_leader_cut_off_from_zookeeper_steps_down_before_a_successor_can_lead(
+        start_master: StartMaster, tmp_path) -> None:  # noqa: F811
+    """ZooKeeper gone (here: stopped) leaves a leader unable to know whether its session still
+    lives; it must stop leading within the session timeout, as a Mesos master does."""
+    from tests.support.zookeeper import ZooKeeper
+
+    zk = ZooKeeper(tmp_path / "zk-fence").start()
+    try:
+        master = start_master("--zk", zk.url("/fence"), "--zk-session-timeout", "3")
+        wait_for(lambda: elected(master), timeout=20, what="the master to lead")
+        (process, _), = _procs_of(start_master)
+        zk.stop()
+        cut = time.monotonic()
+        wait_for(lambda: not process.alive(), timeout=15, what="the cut-off leader to step down")
+        assert time.monotonic() - cut < 3 + 3, "a leader must not outlive its session unheard"
+        assert "fencing in 2.7s" in process.output(), process.output()[-2000:]
+    finally:
+        zk.stop()
