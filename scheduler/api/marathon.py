@@ -315,14 +315,19 @@ def routes(ctx: Any) -> list[Route]:
                     deployments.append(await in_thread(services.scale, app_id,
                                                        int(round(state.app.instances * factor)),
                                                        flag(request, "force")))
+        members = []
         for app in document.get("apps") or []:
             app_id = str(app.get("id", ""))
             if not app_id.startswith("/"):
                 app_id = group_id.rstrip("/") + "/" + app_id
-            app_id = normalise_id(app_id)
-            if flag(request, "dryRun"):
+            members.append((normalise_id(app_id), app))
+        # the whole group is checked before any of it is deployed: a bad member changes nothing
+        if flag(request, "dryRun"):
+            for app_id, app in members:
                 parse_app({**app, "id": app_id})
-                continue
+        services.check_dependencies({app_id: list(app["dependencies"]) for app_id, app in members
+                                     if isinstance(app.get("dependencies"), list)})
+        for app_id, app in members if not flag(request, "dryRun") else []:
             _, deployment, _ = await in_thread(services.update, app_id, {**app, "id": app_id}, partial=True,
                                                force=flag(request, "force"))
             deployments.append(deployment)

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from framework.errors import DockyardError
+from framework.errors import DockyardError, SpecError
 from scheduler.events import marathon_time
 from scheduler.services import deployments as dep
 from scheduler.services.deployments import Deployment
@@ -219,7 +219,20 @@ class ServiceManager:
                            [current.id])
         self._finish(state, current, "canceled")
 
+    def check_dependencies(self, proposed: dict[str, list[str]]) -> None:
+        """Refuse (422 on `/dependencies`) what would make the apps' dependencies a cycle, as
+        Marathon refuses a group whose dependency graph is cyclic: such apps would wait forever.
+        `proposed`: app id -> its new `dependencies` as written (relative ones allowed)."""
+        with self.lock:
+            graph = {app_id: dependency_ids(state.app) for app_id, state in self.apps.items()
+                     if not state.deleting}
+        graph.update({app_id: absolute_ids(app_id, deps) for app_id, deps in proposed.items()})
+        cycle = _find_cycle(graph)
+        if cycle:
+            raise SpecError("/dependencies", "Dependency graph has cyclic dependencies: " + " -> ".join(cycle))
+
     def create(self, app: AppDefinition) -> tuple[AppState, Deployment]:
+        self.check_dependencies({app.id: app.dependencies})
         with self.lock:
             existing = self.apps.get(app.id)
             if existing is not None and not (existing.deleting and existing.deployment is None):
@@ -251,6 +264,7 @@ class ServiceManager:
             else:
                 app = parse_app(document, base=state.app if partial else None, app_id=app_id)
             app.id = app_id
+            self.check_dependencies({app_id: app.dependencies})
             return (state, *self._change(state, app, force), False)  # type: ignore[return-value]
 
     def scale(self, app_id: str, instances: int, force: bool = False) -> Deployment:
@@ -749,11 +763,43 @@ class ServiceManager:
 
 
 def dependency_ids(app: AppDefinition) -> list[str]:
+    return absolute_ids(app.id, app.dependencies)
+
+
+def absolute_ids(app_id: str, dependencies: list[str]) -> list[str]:
     """`dependencies` as absolute app ids: relative ones ("db", "../db") are resolved against
     the app's group, as Marathon resolves a PathId."""
-    group = posixpath.dirname(app.id.rstrip("/")) or "/"
+    group = posixpath.dirname(app_id.rstrip("/")) or "/"
     return [posixpath.normpath(posixpath.join(group, d)) if not d.startswith("/") else posixpath.normpath(d)
-            for d in app.dependencies if d]
+            for d in dependencies if d]
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """One cycle of app ids (first id repeated at the end), or [] (depth-first, iterative)."""
+    done: set[str] = set()
+    for root in sorted(graph):
+        if root in done:
+            continue
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                path.append(node)
+                on_path.add(node)
+            children = graph.get(node, [])
+            if index < len(children):
+                stack.append((node, index + 1))
+                child = children[index]
+                if child in on_path:
+                    return path[path.index(child):] + [child]
+                if child not in done:
+                    stack.append((child, 0))
+            else:
+                done.add(node)
+                on_path.discard(path.pop())
+    return []
 
 
 def _ranges(text: str) -> list[tuple[int, int]]:

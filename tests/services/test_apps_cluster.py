@@ -255,3 +255,23 @@ def test_an_app_waits_for_its_dependency_to_be_healthy(marathon, tmp_path) -> No
     healthy_since = db_app["tasks"][0]["healthCheckResults"][0]["firstSuccess"]
     assert all(t["stagedAt"] >= healthy_since for t in web_app["tasks"]), (healthy_since, web_app["tasks"])
     marathon.call("DELETE", "/v2/groups/deps")
+
+
+def test_a_dependency_cycle_is_refused_and_changes_nothing(marathon) -> None:
+    """Marathon answers 422 for a cyclic dependency graph: such apps would wait for each other
+    forever. The whole group is refused; an app that would close a cycle with existing apps too."""
+    group = {"id": "/loop", "apps": [
+        {"id": "a", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "dependencies": ["b"]},
+        {"id": "b", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "dependencies": ["../loop/a"]}]}
+    status, body = marathon.status("POST", "/v2/groups", group)
+    assert status == 422, body
+    assert body["details"][0]["path"] == "/dependencies"
+    assert "/loop/a -> /loop/b -> /loop/a" in body["details"][0]["errors"][0]
+    assert marathon.status("GET", "/v2/apps/loop/a")[0] == 404
+    marathon.call("POST", "/v2/apps", {"id": "/chain/a", "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
+                                       "instances": 0, "dependencies": ["/chain/b"]})
+    status, body = marathon.status("POST", "/v2/apps", {"id": "/chain/b", "cmd": "sleep 600", "cpus": 0.1,
+                                                        "mem": 32, "instances": 0, "dependencies": ["a"]})
+    assert status == 422 and "cyclic" in body["details"][0]["errors"][0], body
+    assert marathon.status("GET", "/v2/apps/chain/b")[0] == 404
+    marathon.call("DELETE", "/v2/apps/chain/a?force=true")

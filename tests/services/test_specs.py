@@ -75,3 +75,13 @@ def test_dependencies_resolve_against_the_apps_group():
     app = parse_app({"id": "/shop/web/front", "cmd": "x", "dependencies": ["db", "../cache", "/infra/dns"]})
     assert dependency_ids(app) == ["/shop/web/db", "/shop/cache", "/infra/dns"]
     assert dependency_ids(parse_app({"id": "/solo", "cmd": "x", "dependencies": ["db"]})) == ["/db"]
+
+
+def test_dependency_cycles_are_found() -> None:
+    from scheduler.services.manager import _find_cycle
+
+    assert _find_cycle({"/a": ["/b"], "/b": ["/c"], "/c": ["/a"]}) == ["/a", "/b", "/c", "/a"]
+    assert _find_cycle({"/a": ["/a"]}) == ["/a", "/a"]
+    assert _find_cycle({"/x": ["/a"], "/a": ["/b"], "/b": ["/a"]}) == ["/a", "/b", "/a"]
+    assert _find_cycle({"/web": ["/db", "/cache"], "/cache": ["/db"], "/db": []}) == []  # a diamond is fine
+    assert _find_cycle({"/web": ["/missing"]}) == []
