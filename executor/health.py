@@ -12,7 +12,10 @@ Failures during the grace period do not count, until the first success ends it
 (Mesos's rule: a slow starter is not killed for being slow).
 
 A COMMAND check of a task with an image runs inside the task's container (`runc
-exec`), as Mesos runs it; of a command task, on the host in its sandbox.
+exec`), as Mesos runs it; of a command task, on the host in its sandbox. An HTTP or
+TCP check of a container with its own network (`none`: loopback only) probes from
+inside that network namespace, as Mesos's checker enters the task's; with host
+networking the host's loopback is the task's.
 """
 from __future__ import annotations
 
@@ -108,6 +111,38 @@ def container_command_check(command: str, container: Callable[[], Any], env: dic
     return check
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def in_network_of(check: Check, pid: Callable[[], int | None]) -> Check:
+    """`check` run from inside the network namespace of process `pid()` (the container's).
+
+    The namespace is per thread: the calling thread (a HealthChecker's own) enters it at
+    its first call and stays; sockets it opens from then on belong to that namespace.
+    """
+    import ctypes
+
+    entered = threading.local()  # per thread, and gone with it (thread ids are reused)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def inside() -> tuple[bool, str]:
+        if not getattr(entered, "yes", False):
+            target = pid()
+            if target is None:
+                return False, "the container is not running yet"
+            fd = os.open(f"/proc/{target}/ns/net", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    error = ctypes.get_errno()
+                    return False, f"cannot enter the container's network: {os.strerror(error)}"
+            finally:
+                os.close(fd)
+            entered.yes = True
+        return check()
+
+    return inside
+
+
 def _kill_from_pid_file(pid_file: Path) -> None:
     try:
         pid = int(pid_file.read_text().strip())
@@ -197,11 +232,14 @@ class HealthChecker:
 
 
 def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, str] | None = None,
-                cwd: str | None = None, container: Callable[[], Any] | None = None) -> Check:
+                cwd: str | None = None, container: Callable[[], Any] | None = None,
+                network_pid: Callable[[], int | None] | None = None) -> Check:
     """A Mesos HealthCheck JSON as a check callable (`port_index` resolved against `ports`).
 
     With `container` (the task runs in one; see `container_command_check`) a COMMAND check
-    runs inside it; otherwise on the host, in `cwd` with `env`, next to the task.
+    runs inside it; otherwise on the host, in `cwd` with `env`, next to the task. With
+    `network_pid` (the container has a network of its own) HTTP and TCP checks probe
+    from inside the network namespace of that process.
     """
     kind = str(health_check.get("type", "")).upper()
     timeout = float(health_check.get("timeout_seconds", 20.0))
@@ -215,11 +253,15 @@ def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, s
             port = ports[index]
         return port
 
-    if kind == "HTTP":
-        target = health_check.get("http") or {}
-        return http_check(port_of(target), target.get("path", "/"), target.get("scheme", "http"), timeout)
-    if kind == "TCP":
-        return tcp_check(port_of(health_check.get("tcp") or {}), timeout)
+    if kind in ("HTTP", "TCP"):
+        if kind == "HTTP":
+            target = health_check.get("http") or {}
+            probe = http_check(port_of(target), target.get("path", "/"), target.get("scheme", "http"), timeout)
+        else:
+            probe = tcp_check(port_of(health_check.get("tcp") or {}), timeout)
+        if network_pid is not None:
+            return in_network_of(probe, network_pid)
+        return probe
     if kind == "COMMAND":
         command = health_check.get("command") or {}
         own = {item["name"]: str(item.get("value", ""))
@@ -236,10 +278,16 @@ def checkers_for(health_check: dict[str, Any] | None, runner: Any) -> list[Healt
         return []
     from executor.launcher import has_image
 
+    from executor.containers.launcher import network_mode
+
     spec = runner.spec
     # A task with an image has its COMMAND check run in its container (runner.process, once started).
     container = (lambda: runner.process) if has_image(spec.container) else None
-    check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox), container)
+    network_pid = None
+    if container is not None and network_mode(spec.container) == "none":
+        network_pid = lambda: getattr(runner.process, "pid", 0) or None  # noqa: E731
+    check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox), container,
+                        network_pid)
 
     def report(healthy: bool, reason: str) -> None:
         if runner.state == RUNNING:

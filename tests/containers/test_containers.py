@@ -95,6 +95,48 @@ def test_volumes_and_isolated_network(launches: Launches, tmp_path: Path) -> Non
     assert sorted(stdout_of(host).split()) == sorted(os.listdir("/sys/class/net"))
 
 
+def test_http_and_tcp_checks_of_a_container_with_its_own_network_probe_inside_it(launches: Launches) -> None:
+    """As Mesos's checker enters the task's network namespace: a server on the loopback of a
+    `none`-network container is healthy to the container's checks and unreachable from the host."""
+    import threading
+
+    from executor.health import build_check
+    from tests.support.procs import free_port
+
+    port = free_port()  # free on the host too: a host-side probe must find nothing there
+    www = Path(launches.base) / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("inside\n")
+    container = launches.launch(f"httpd -f -p 127.0.0.1:{port} -h /srv",
+                                container={"network_infos": [{"name": "none"}],
+                                           "volumes": [{"container_path": "/srv", "host_path": str(www),
+                                                        "mode": "RO"}]})
+    http = {"type": "HTTP", "http": {"port": port, "path": "/"}, "timeout_seconds": 2}
+    tcp = {"type": "TCP", "tcp": {"port": port}, "timeout_seconds": 2}
+
+    def in_own_thread(check) -> tuple[bool, str]:  # the probe's thread enters the namespace
+        result: list = []
+
+        def probe() -> None:
+            try:
+                result.append(check())
+            except Exception as error:  # noqa: BLE001 - a probe that raises is unhealthy
+                result.append((False, repr(error)))
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join(10)
+        return result[0]
+
+    inside = [build_check(spec, [], network_pid=lambda: container.pid) for spec in (http, tcp)]
+    wait_for(lambda: in_own_thread(inside[0])[0], timeout=20, what="httpd answering inside the container")
+    assert in_own_thread(inside[1])[0]
+    for spec in (http, tcp):  # the same checks from the host's network see nothing
+        healthy, reason = in_own_thread(build_check(spec, []))
+        assert not healthy, reason
+    container.signal(signal.SIGKILL)
+    container.wait(30)
+
+
 def test_memory_hog_is_oom_killed_and_reported(launches: Launches) -> None:
     other = neighbour(launches)
     hog = launches.launch("dd if=/dev/zero of=/dev/null bs=200M count=1; echo survived; sleep 60",
