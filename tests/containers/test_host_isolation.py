@@ -14,6 +14,15 @@ from tests.containers.conftest import traces
 pytestmark = pytest.mark.root
 
 
+def isolated(tmp_path: Path, task_id: str, resources: dict) -> tuple[HostIsolation, Path]:
+    """A host task's isolation (cgroups made, limits set) and its sandbox."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    spec = LaunchSpec(task_id=task_id, command={}, env={}, sandbox=sandbox, resources=resources,
+                      work_dir=tmp_path / "work")
+    return HostIsolation.create(spec), sandbox
+
+
 def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Popen, str]:
     """Start `script` the way executor/host.py does with isolation on."""
     out = open(sandbox / "stdout", "wb")
@@ -26,12 +35,8 @@ def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Pope
 
 
 def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    spec = LaunchSpec(task_id="host-task", command={}, env={}, sandbox=sandbox,
-                      resources={"cpus": 0.5, "mem": 32}, work_dir=tmp_path / "work")
     assert HostIsolation.available()
-    iso = HostIsolation.create(spec)
+    iso, sandbox = isolated(tmp_path, "host-task", {"cpus": 0.5, "mem": 32})
     try:
         popen, out = run(iso, "echo pid=$$; grep memory /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; "
                               "cat /etc/hostname >/dev/null && echo host-fs; exit 4", sandbox)
@@ -48,11 +53,7 @@ def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
 
 
 def test_the_task_is_in_every_cgroup_and_its_helper_outside_the_cpu_quota(tmp_path: Path) -> None:
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    spec = LaunchSpec(task_id="quota-task", command={}, env={}, sandbox=sandbox,
-                      resources={"cpus": 0.01, "mem": 32}, work_dir=tmp_path / "work")
-    iso = HostIsolation.create(spec)
+    iso, sandbox = isolated(tmp_path, "quota-task", {"cpus": 0.01, "mem": 32})
     try:
         # the task prints its own cgroups, then those of PID 1 (the helper init)
         popen, out = run(iso, "cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup", sandbox)
@@ -71,11 +72,7 @@ def test_the_task_is_in_every_cgroup_and_its_helper_outside_the_cpu_quota(tmp_pa
 
 
 def test_host_task_oom_is_reported(tmp_path: Path) -> None:
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    spec = LaunchSpec(task_id="host-hog", command={}, env={}, sandbox=sandbox,
-                      resources={"cpus": 1, "mem": 32}, work_dir=tmp_path / "work")
-    iso = HostIsolation.create(spec)
+    iso, sandbox = isolated(tmp_path, "host-hog", {"cpus": 1, "mem": 32})
     try:
         popen, _ = run(iso, "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30", sandbox)
         info = iso.annotate(describe_exit(popen.returncode))
@@ -91,11 +88,7 @@ def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None
 
     from tests.support.procs import wait_for
 
-    sandbox = tmp_path / "sandbox"
-    sandbox.mkdir()
-    spec = LaunchSpec(task_id="host-term", command={}, env={}, sandbox=sandbox, resources={"cpus": 1, "mem": 64},
-                      work_dir=tmp_path / "work")
-    iso = HostIsolation.create(spec)
+    iso, sandbox = isolated(tmp_path, "host-term", {"cpus": 1, "mem": 64})
     try:
         out = open(sandbox / "stdout", "wb")
         popen = subprocess.Popen(iso.wrap(["sh", "-c", "echo ready; exec sleep 60"], "/bin/sh"), stdout=out,
