@@ -140,8 +140,12 @@ def reconcile(app: AppDefinition, instances: list[Instance], backoff: Backoff, n
             diff.stop_reason[instance.task_id] = "replaced by a new version"
 
     missing = max(target - len(new), 0)
-    room = max_total - (len(new) + len(keep_ids))
-    if missing and room <= 0 and all(healthy_and_ready(app, i) for i in new):
+    # Every instance still alive counts against maximumOverCapacity, the ones being killed
+    # too: they hold their resources (and ports) until they are gone.
+    alive = [i for i in instances if (i.state in LIVE_STATES or i.state == "TASK_KILLING") and not i.inactive]
+    dying = [i for i in alive if i.killing or i.task_id in diff.stop]
+    room = max_total - len(alive)
+    if missing and room <= 0 and not dying and all(healthy_and_ready(app, i) for i in new):
         room = 1  # min 1.0 with max 0.0 would never move: go one over, as Marathon does
     diff.start = max(0, min(missing, room))
     if diff.start and backoff.until > now:

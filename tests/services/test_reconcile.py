@@ -66,6 +66,30 @@ def test_rolling_upgrade_honours_capacity(min_health, max_over, floor):
     assert min(healthy_seen) >= floor
 
 
+@pytest.mark.parametrize("min_health, max_over, most", [(0.5, 0.0, 4), (1.0, 0.0, 5), (1.0, 0.5, 6),
+                                                          (0.5, 1.0, 8)])
+def test_instances_being_killed_count_against_maximum_capacity(min_health, max_over, most):
+    """A killed instance lingers (TASK_KILLING) for a round before it is gone: it still holds its
+    resources, so it counts; only Marathon's one-over rule for max 0 / min 1.0 goes past target."""
+    spec = app(min_health=min_health, max_over=max_over)
+    instances, counter, alive_seen = running(4, "v1"), 0, []
+    for _ in range(40):
+        alive_seen.append(len(instances))
+        diff = reconcile(spec, instances, Backoff(), now=0)
+        if diff.done:
+            break
+        instances = [i for i in instances if not i.killing]  # last round's kills completed
+        instances = [Instance(i.task_id, i.version, "TASK_KILLING", healthy=i.healthy, started_at=i.started_at,
+                              killing=True) if i.task_id in diff.stop else
+                     Instance(i.task_id, i.version, "TASK_RUNNING", healthy=True, started_at=i.started_at)
+                     if i.state == "LAUNCHED" else i for i in instances]
+        for _ in range(diff.start):
+            counter += 1
+            instances.append(Instance(f"new-{counter}", spec.version, "LAUNCHED", started_at=100.0 + counter))
+    assert diff.done and all(i.version == "v2" for i in instances)
+    assert max(alive_seen) <= most, alive_seen
+
+
 def test_never_over_maximum_capacity():
     spec = app(min_health=1.0, max_over=0.5)
     diff = reconcile(spec, running(4, "v1"), Backoff(), now=0)
