@@ -53,6 +53,8 @@ def run(work_dir: Path | str, only: list[str] | None = None, keep: list[str] | N
     kept: set[str] = set()
     if containers.is_dir():
         for directory in sorted(containers.iterdir()):
+            if not directory.is_dir():  # not a container's: ours are directories
+                continue
             record = read_json(directory / "state.json")
             if record is None:
                 if only is not None or keep:  # a record being written, or half-removed: the full run takes it

@@ -55,7 +55,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             dirs = leaks.work_dirs_under(base, max_depth=8)
             found += leaks.leftovers(dirs)
             if found:
-                leaks.clean(dirs)
+                try:
+                    leaks.clean(dirs)
+                except Exception as error:  # report it with the rest, never as a crash of pytest
+                    found.append(f"clean-up failed: {error!r}")
     if found:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         text = "left behind by this session (issue 6):\n  " + "\n  ".join(found)

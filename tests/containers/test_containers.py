@@ -282,9 +282,10 @@ def test_cleanup_takes_a_record_that_lacks_fields(tmp_path: Path) -> None:
     stray = work / "containers" / "dy-stray"
     stray.mkdir(parents=True)
     (stray / "state.json").write_text('{"id": "dy-stray", "layers": []}')  # no dir, no kind
+    (work / "containers" / "README").write_text("not a container")  # and a file is none at all
     report = cleanup.run(work)
     assert report["errors"] == [] and report["containers"] == 1
-    assert not stray.exists()
+    assert not stray.exists() and (work / "containers" / "README").exists()
 
 
 def test_prune_keeps_layers_a_container_uses(busybox: str, tmp_path: Path) -> None:

@@ -33,11 +33,18 @@ def work_dirs_under(root: Path, max_depth: int = 6) -> list[Path]:
     root = Path(root)
     base = len(root.parts)
     for directory, subdirs, _files in os.walk(root):
-        if "containers" in subdirs or "runtime" in subdirs:
+        if _is_work_dir(Path(directory), subdirs):
             found.append(Path(directory))
         depth = len(Path(directory).parts) - base
         subdirs[:] = [] if depth >= max_depth else [s for s in subdirs if s not in _HEAVY]
     return found
+
+
+def _is_work_dir(directory: Path, subdirs: list[str]) -> bool:
+    """An agent's work dir, not any tree with a `containers` folder (a Python package, say)."""
+    if "runtime" in subdirs and any((directory / "runtime" / name).is_dir() for name in ("runc", "crun")):
+        return True
+    return "containers" in subdirs and any((directory / "containers").glob("*/state.json"))
 
 
 def _cgroup_children() -> list[Path]:
