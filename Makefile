@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 DEBS    := runc crun tini zookeeper busybox-static docker-registry skopeo iproute2 procps vagrant vagrant-libvirt debootstrap
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench bootstrap debs clean
+.PHONY: demo test test-slow test-cgroup-v2 vm-debs bench bootstrap debs clean
 
 demo: bootstrap
 	$(BIN)/python -m framework.local.demo
@@ -16,8 +16,18 @@ demo: bootstrap
 test: bootstrap
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: bootstrap
+test-slow: bootstrap vm-debs
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The cgroup v2 code path, in a small guest booted with cgroup_no_v1=all (tests/support/vm.py):
+# qemu here, a Debian kernel downloaded (not installed) into /var/cache/dockyard/vm.
+test-cgroup-v2: bootstrap vm-debs
+	$(BIN)/python -m pytest -m slow tests/containers/test_cgroup_v2_vm.py -s $(PYTEST_ARGS)
+
+vm-debs:
+	@dpkg-query -W -f='$${Status}' qemu-system-x86 2>/dev/null | grep -q "ok installed" || \
+	  (echo "installing Debian packages: qemu-system-x86" && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86)
 
 bench: bootstrap
 	$(BIN)/python -m bench

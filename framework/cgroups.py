@@ -382,10 +382,13 @@ def _v2_base(layout: Layout) -> str:
     """Our own v2 cgroup, made able to delegate controllers.
 
     v2 forbids enabling controllers for children of a cgroup that holds processes
-    (unless it is the root). If ours does, this process moves into a leaf child
-    (`dockyard-leaf`) so `dockyard/<id>` siblings can get cpu, memory and pids.
-    Other processes already in our cgroup stay put; a Mesos agent delegates an empty
-    cgroup per executor, where that never happens. (Not exercised on the hybrid dev VM.)
+    (unless it is the root). If ours does, its processes move into a leaf child
+    (`dockyard-leaf`), this one first, so `dockyard/<id>` siblings can get cpu, memory
+    and pids. A Mesos agent delegates an empty cgroup per executor, where only we are
+    there; `dockyard up` from a login shell shares the session's cgroup with the shell
+    and its other processes, which move along (they stay inside the same cgroup
+    subtree, so its accounting holds), as container runtimes do with a busy cgroup.
+    Verified in a cgroup v2 guest (tests/containers/test_cgroup_v2_vm.py).
     """
     own = own_cgroup("")
     base = own[: -len(LEAF) - 1] if own.endswith("/" + LEAF) else own
@@ -396,13 +399,20 @@ def _v2_base(layout: Layout) -> str:
     enabled = _read(directory / "cgroup.subtree_control").split()
     if all(c in enabled for c in ("cpu", "memory", "pids")):
         return base
-    if _read(directory / "cgroup.procs").split() and not own.endswith("/" + LEAF):
-        leaf = directory / LEAF
+    leaf = directory / LEAF
+    me = str(os.getpid())
+    for _round in range(5):  # processes may fork while we move them
+        pids = _read(directory / "cgroup.procs").split()
+        if not pids:
+            break
         leaf.mkdir(exist_ok=True)
-        try:
-            (leaf / "cgroup.procs").write_text(str(os.getpid()))
-        except OSError:
-            return base  # cannot move: limits will be missing, and `apply` says so
+        for pid in sorted(pids, key=lambda p: p != me):
+            try:
+                (leaf / "cgroup.procs").write_text(pid)
+            except OSError:
+                if pid == me:
+                    return base  # cannot move: `_create_v2` then says why limits are impossible
+                # another process that exited meanwhile, or one we may not move: left as is
     return base
 
 
