@@ -176,15 +176,6 @@ class Cgroup:
                 self._dirs = list(dict.fromkeys(self.dir(controller) for controller in self.paths))
         return list(self._dirs)
 
-    def quota_dirs(self) -> list[Path]:
-        """Where the CPU quota is enforced, when that is a hierarchy of its own (v1).
-
-        A process can join these last; on v2 one directory holds every limit.
-        """
-        if self.layout.version == 2 or "cpu" not in self.paths:
-            return []
-        return [self.dir("cpu")]
-
     def all_dirs(self) -> list[Path]:
         """Ours plus those a runtime made in other hierarchies: what `remove` deletes."""
         return self.dirs() + [p for p in self.extra if p not in self.dirs()]
@@ -288,8 +279,8 @@ class Cgroup:
     def procs(self) -> list[int]:
         """Every process in the cgroup or below it.
 
-        One hierarchy tells (whatever joins the task's cgroup joins it in all of them,
-        the CPU one last): `pids` where it exists, the first otherwise.
+        One hierarchy tells (whatever joins the task's cgroup joins it in all of them):
+        `pids` where it exists, the first otherwise.
         """
         found: set[int] = set()
         census = [self.dir("pids")] if self.layout.version == 1 and "pids" in self.paths else self.dirs()[:1]

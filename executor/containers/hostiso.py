@@ -21,6 +21,7 @@ import select
 import shlex
 import shutil
 import signal as signals
+from dataclasses import replace
 from pathlib import Path
 
 from executor.containers.launcher import LimitWatcher, describe_exit, new_container_id, teardown
@@ -44,23 +45,21 @@ SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 # process group or the cgroup reaches it, so the launcher hands the task out only
 # then. `env --default-signal` undoes the SIGINT/SIGQUIT ignore that sh imposes on
 # background jobs, so the task starts with default dispositions like any Mesos task.
-# The CPU cgroup is joined last, by the task's own process: its CFS quota is the
-# task's, and at 0.01 cpu (1 ms per 100 ms) the helper's few milliseconds of shell
-# start-up would otherwise cost the task a few throttled periods before it even runs.
+# The CPU limit (shares and CFS quota) is set once the task runs (`started`): at 0.01
+# cpu (1 ms per 100 ms) the helper's few milliseconds of shell start-up would otherwise
+# cost the task a few throttled periods before it even runs. Memory and pids limits are
+# there from the start.
 JOIN = 'for f in {files}; do echo 0 >"$f" || exit 125; done; '
 INIT = (
     'exec 9>&0 0</dev/null; '
     'for s in TERM INT HUP QUIT USR1 USR2; do trap "kill -$s \\$child 2>/dev/null" $s; done; '
-    '({late}echo ready 2>/dev/null >&9; exec env --default-signal=INT,QUIT "$@" 9>&-) & child=$!; '
+    '(echo ready 2>/dev/null >&9; exec env --default-signal=INT,QUIT "$@" 9>&-) & child=$!; '
     'exec 9>&-; '
     'while :; do wait $child; status=$?; kill -0 $child 2>/dev/null || break; done; '
     'exit $status'
 )
 READY_TIMEOUT = 30.0
 
-
-def _join_script(dirs: list[Path]) -> str:
-    return JOIN.format(files=" ".join(shlex.quote(str(d / "cgroup.procs")) for d in dirs)) if dirs else ""
 
 
 class HostIsolation:
@@ -71,6 +70,7 @@ class HostIsolation:
         self.dir = self.work_dir / "containers" / self.id
         self.group = cgroups.Cgroup.for_task(self.id)
         self.watcher: LimitWatcher | None = None
+        self.cpus: float | None = None  # applied once the task runs (see INIT)
         self.destroyed = False
         self._ready: tuple[int, int] | None = None  # (read, write) ends of the ready pipe
         self.record = {"id": self.id, "task_id": spec.task_id, "kind": "host", "work_dir": str(self.work_dir),
@@ -93,7 +93,9 @@ class HostIsolation:
         self = cls(spec)
         write_json(self.dir / "state.json", self.record)
         try:
-            self.group.create(cgroups.Limits.from_resources(spec.resources or {}, pids))
+            limits = cgroups.Limits.from_resources(spec.resources or {}, pids)
+            self.cpus = limits.cpus
+            self.group.create(replace(limits, cpus=None))  # the CPU limit once the task runs
         except BaseException:
             self.destroy()  # half-made cgroups and the record go now, not at the next agent start
             raise
@@ -115,11 +117,9 @@ class HostIsolation:
         if user:
             command = [SETPRIV, f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--init-groups",
                        "--", *command]
-        quota = self.group.quota_dirs()
-        early = [d for d in self.group.dirs() if d not in quota]
-        script = _join_script(early) + INIT.replace("{late}", _join_script(quota))
+        join = JOIN.format(files=" ".join(shlex.quote(str(d / "cgroup.procs")) for d in self.group.dirs()))
         return [UNSHARE, "--pid", "--fork", "--kill-child", "--mount-proc", "--",
-                "/bin/sh", "-c", script, "dockyard-init", *command]
+                "/bin/sh", "-c", join + INIT, "dockyard-init", *command]
 
     def ready_fd(self) -> int:
         """The write end of the pipe the init reports "ready" on: give it as the process's stdin.
@@ -147,6 +147,8 @@ class HostIsolation:
             if said == b"":  # EOF: the init died before starting the task (cgroup join, exec failure)
                 raise ContainerError("the task's isolation helper failed before the task started "
                                      "(see the sandbox's stderr)")
+        if self.cpus:
+            self.group.apply(cgroups.Limits(cpus=self.cpus, mem_mb=None, pids=None))
         disk = (self.spec.resources or {}).get("disk")
         self.watcher = LimitWatcher(self.group, [Path(self.spec.sandbox)], int(disk * 1048576) if disk else None,
                                     (self.spec.resources or {}).get("mem"),

@@ -20,16 +20,12 @@ from tests.support.procs import REPO
 # registry and the image store live on tmpfs), which these tests do not mind.
 GUEST_TESTS = ["tests/containers/test_host_isolation.py", "tests/containers/test_containers.py",
                "tests/containers/test_e2e_cluster.py"]
-# v1 only: it checks that the helper init stays outside the CPU hierarchy. On v2 there is
-# one hierarchy, so the helper shares the task's cgroup and its CPU quota (see
-# docs/containers.md, "cgroup v1, v2 and hybrid hosts"); at 0.01 CPUs its start-up alone is throttled for seconds.
-GUEST_DESELECT = "not helper_outside_the_cpu_quota"
 GUEST_TIMEOUT = 2400  # emulated (TCG) guests are slow; with KVM the run takes a few minutes
 
 pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(GUEST_TIMEOUT + 600)]
 
 
-def _guest_command(selection: list[str], deselect: str = GUEST_DESELECT) -> str:
+def _guest_command(selection: list[str]) -> str:
     # pytest runs as `dockyard up` from a login shell would on a systemd host: in a
     # non-root cgroup (`session.scope`) that other processes share (a shell, a `sleep`),
     # so the executor's move into `dockyard-leaf` before delegating is exercised too.
@@ -40,7 +36,7 @@ def _guest_command(selection: list[str], deselect: str = GUEST_DESELECT) -> str:
             "mkdir /sys/fs/cgroup/session.scope && echo 0 > /sys/fs/cgroup/session.scope/cgroup.procs; "
             "sleep 100000 & "
             ".venv/bin/python -m pytest -p no:cacheprovider -q --timeout 600 "
-            f"--junitxml=$VM_OUT/junit.xml -k '{deselect}' {' '.join(selection)}; status=$?; "
+            f"--junitxml=$VM_OUT/junit.xml {' '.join(selection)}; status=$?; "
             "cat /sys/fs/cgroup/session.scope/cgroup.procs > $VM_OUT/session; exit $status")
 
 

@@ -149,10 +149,12 @@ def test_memory_hog_is_oom_killed_and_reported(launches: Launches) -> None:
 
 def test_fork_bomb_is_held_by_the_pids_limit(launches: Launches) -> None:
     other = neighbour(launches)
-    bomb = launches.launch("f() { f | f & }; f; while true; do sleep 1; done",
+    # The bomb runs in a subshell; the task's own process then needs no fork (`exec sleep`),
+    # so a refused fork can only ever hit the bomb.
+    bomb = launches.launch("(f() { f | f & }; f) & exec sleep 1000",
                            container={"dockyard": {"pids_limit": 64}})
     # The bomb peaks at the limit for a fraction of a second, then its forks fail and it
-    # collapses (only the outer loop survives): sample while waiting for the refusals.
+    # collapses (the task's sleep survives): sample while waiting for the refusals.
     peak = 0
 
     def refused() -> bool:
@@ -161,7 +163,9 @@ def test_fork_bomb_is_held_by_the_pids_limit(launches: Launches) -> None:
         return "can't fork" in (Path(bomb.spec.sandbox) / "stderr").read_text(errors="replace")
 
     wait_for(refused, timeout=30, interval=0.01, what="forks refused by the pids limit")
-    assert 0 < peak <= 64
+    # The census lists cgroup.procs while processes fork and die: one that has just exited
+    # may still be listed beside the one charged in its place. Unlimited, it would be thousands.
+    assert 0 < peak <= 64 + 2
     assert bomb.wait(0) is None, "the task itself lives on; only its forks were refused"
     assert_undisturbed(other)
     bomb_id = bomb.id
