@@ -174,6 +174,9 @@ for dir in @WRITABLE@; do
     mount -t tmpfs -o mode=0755 tmpfs "/newroot/$dir" || fail "tmpfs on /$dir"
 done
 chmod 1777 /newroot/tmp /newroot/var/tmp
+# The host root once more, without those tmpfs: a checkout below /tmp (a CI clone) stays reachable.
+mkdir -p /newroot/run/hostroot && mount --bind /newroot /newroot/run/hostroot \
+    || fail "cannot keep the host root visible"
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
@@ -192,6 +195,7 @@ GUEST = r"""# stage two, PID 1 on the host's root (read-only 9p)
 export PATH=@PATH@ HOME=/tmp/home TMPDIR=/tmp LANG=C.UTF-8 VM_OUT=/run/vm
 cat /proc/uptime > /run/vm/boot-uptime
 mkdir -p /tmp/home /var/lib/dockyard /run/runc
+@KEEP@
 /bin/busybox ip link set lo up
 /bin/busybox hostname dockyard-vm
 @ENV@
@@ -218,6 +222,13 @@ def _cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
         add(name, mode, data, rdev, ino)
     add("TRAILER!!!", 0, b"", 0, 0)
     return bytes(out)
+
+
+def _keep(cwd: str) -> str:
+    """Shell lines that bring `cwd` back when a guest tmpfs (WRITABLE) hides it."""
+    if not any(cwd == f"/{d}" or cwd.startswith(f"/{d}/") for d in WRITABLE):
+        return ""
+    return f"mkdir -p {shlex.quote(cwd)} && mount --bind {shlex.quote('/run/hostroot' + cwd)} {shlex.quote(cwd)}"
 
 
 def build_initramfs(kern: Kernel, target: Path) -> Path:
@@ -276,7 +287,8 @@ def run(command: str, *, cwd: str = "/", env: dict[str, str] | None = None, time
         initramfs = build_initramfs(kern, share / "initramfs.cpio")
         exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in (env or {}).items())
         (share / "guest.sh").write_text(
-            GUEST.replace("@PATH@", GUEST_PATH).replace("@ENV@", exports).replace("@CWD@", shlex.quote(cwd))
+            GUEST.replace("@PATH@", GUEST_PATH).replace("@ENV@", exports).replace("@KEEP@", _keep(cwd))
+            .replace("@CWD@", shlex.quote(cwd))
             .replace("@COMMAND@", command))
         console = share / "console.log"
         append = "console=ttyS0 panic=-1 loglevel=7 rdinit=/init"
