@@ -633,9 +633,8 @@ class Agent:
         call = {"type": "UPDATE", "framework_id": {"value": framework_id}, "status": status,
                 "latest_state": latest}
         self.pending_updates[status["uuid"]] = call
-        framework = self.frameworks.get(framework_id)
         path = self._updates_file()
-        if path is not None and framework is not None and framework.checkpoint:
+        if path is not None and self._checkpointing(call):
             checkpoint.append_line(path, {"update": call})  # before the executor hears ACKNOWLEDGED
             self._updates_lines += 1
         return self.link.send(task_id, call)

@@ -17,19 +17,26 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: Path, value: Any) -> None:
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(value, out, separators=(",", ":"))
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.replace(temp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-        except FileNotFoundError:
-            pass
         raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    _replace(path, _encode(value))
 
 
 def write_new(path: Path, value: Any) -> None:
@@ -44,8 +51,8 @@ def write_new(path: Path, value: Any) -> None:
     except FileExistsError:
         write_json(path, value)
         return
-    with os.fdopen(fd, "w") as out:
-        json.dump(value, out, separators=(",", ":"))
+    with os.fdopen(fd, "wb") as out:
+        out.write(_encode(value))
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -57,7 +64,7 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def append_line(path: Path, value: Any) -> None:
-    line = json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    line = _encode(value) + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -67,16 +74,7 @@ def append_line(path: Path, value: Any) -> None:
 
 def write_lines(path: Path, values: list[Any]) -> None:
     """Replace a file of JSON lines whole (temp + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(b"".join(json.dumps(v, separators=(",", ":")).encode() + b"\n" for v in values))
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    _replace(path, b"".join(_encode(v) + b"\n" for v in values))
 
 
 def read_lines(path: Path) -> list[Any]:
