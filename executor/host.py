@@ -16,8 +16,9 @@ import signal
 import subprocess
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 from executor.launcher import ExitInfo, LaunchSpec, command_env
 from framework.proctree import descendants, statistics
@@ -153,25 +154,24 @@ class HostLauncher:
         if user and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name:
             kwargs["user"] = user
         isolation = None
-        stdin: int = subprocess.DEVNULL
-        if host_isolation_enabled():
+        isolators = Isolators.from_env()
+        if isolators.cgroups:
             from executor.containers.hostiso import HostIsolation
 
-            if HostIsolation.available():  # own cgroup + PID namespace, as Mesos isolates command tasks
-                isolation = HostIsolation.create(spec)
+            if HostIsolation.available(isolators.pid_namespace):  # without root or cgroups: unisolated
+                isolation = HostIsolation.create(spec, isolators.pid_namespace)
                 argv, program = isolation.wrap(argv, program, kwargs.pop("user", None)), None
-                stdin = isolation.ready_fd()  # the init's "task started" pipe; the task gets /dev/null
         popen = None
         try:
             with open(Path(spec.sandbox) / "stdout", "ab") as out, \
                     open(Path(spec.sandbox) / "stderr", "ab") as err:
                 with unblocked_signals():
                     popen = subprocess.Popen(
-                        argv, executable=program, stdin=stdin, stdout=out, stderr=err, env=env,
+                        argv, executable=program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                         cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
                     )
             if isolation is not None:
-                isolation.started(popen.pid)  # returns once the task runs in its cgroups
+                isolation.started(popen.pid)  # limits watched from here
         except BaseException:
             if isolation is not None:  # no process, cgroup or record outlives a failed launch
                 if popen is not None:
@@ -182,10 +182,44 @@ class HostLauncher:
         return HostProcess(popen, isolation)
 
 
-def host_isolation_enabled() -> bool:
-    """Own cgroups + PID namespace for command tasks: on unless DOCKYARD_HOST_ISOLATION=0.
+@dataclass(frozen=True)
+class Isolators:
+    """What a command task without an image gets, from the agent's `--isolation` (Mesos's names).
 
-    The escape hatch is for hosts where unshare/cgroups misbehave; without root or
-    cgroups, tasks run unisolated anyway (HostIsolation.available()).
+    `cgroups/cpu,cgroups/mem` (the default): its own cgroups, with the task's cpus, mem,
+    pids and disk limits and OOM/disk limitation reasons. `namespaces/pid` adds a PID
+    namespace with its own /proc, under an init (the cost: two more execs and a
+    namespace per task). `posix/cpu,posix/mem` (Mesos's own default): a plain process
+    group. Tasks with an image always run in a full container whatever this says.
     """
-    return os.environ.get("DOCKYARD_HOST_ISOLATION", "1").strip().lower() not in ("0", "false", "no", "off")
+
+    cgroups: bool = True
+    pid_namespace: bool = False
+
+    DEFAULT: ClassVar[str] = "cgroups/cpu,cgroups/mem"
+    CGROUPS: ClassVar[tuple[str, ...]] = ("cgroups/cpu", "cgroups/mem", "cgroups/pids", "cgroups/all")
+    # accepted as Mesos spells them; in dockyard these are always on (disk/du, image containers)
+    # or only measure (posix/*)
+    ALWAYS: ClassVar[tuple[str, ...]] = ("posix/cpu", "posix/mem", "posix/disk", "disk/du", "filesystem/linux",
+                                         "filesystem/posix", "docker/runtime")
+
+    @classmethod
+    def parse(cls, text: str) -> "Isolators":
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        known = (*cls.CGROUPS, "namespaces/pid", *cls.ALWAYS)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown isolator {unknown[0]!r} (known here: {', '.join(known)})")
+        found = cls(cgroups=any(name in cls.CGROUPS for name in names), pid_namespace="namespaces/pid" in names)
+        if found.pid_namespace and not found.cgroups:
+            raise ValueError("namespaces/pid needs a cgroups/ isolator too: the task's cgroup is how its "
+                             "processes are found, limited and killed")
+        return found
+
+    @classmethod
+    def from_env(cls) -> "Isolators":
+        """The agent's --isolation, which executors inherit as DOCKYARD_ISOLATION (checked there)."""
+        try:
+            return cls.parse(os.environ.get("DOCKYARD_ISOLATION", cls.DEFAULT))
+        except ValueError:
+            return cls.parse(cls.DEFAULT)

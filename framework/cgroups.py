@@ -84,16 +84,20 @@ def detect(refresh: bool = False) -> Layout:
     return _LAYOUT
 
 
-def own_cgroup(controller: str, pid: int | str = "self") -> str:
-    """The cgroup path of `pid` for a v1 controller, or its v2 path when controller is ''."""
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    """The cgroup path of `pid` per v1 controller, and its v2 path under the key ''."""
+    paths: dict[str, str] = {}
     with open(f"/proc/{pid}/cgroup") as handle:
         for line in handle:
             _num, names, path = line.rstrip("\n").split(":", 2)
-            if controller == "" and names == "":
-                return path
-            if controller and controller in names.split(","):
-                return path
-    return "/"
+            for name in names.split(",") if names else [""]:
+                paths.setdefault(name, path)
+    return paths
+
+
+def own_cgroup(controller: str, pid: int | str = "self") -> str:
+    """The cgroup path of `pid` for a v1 controller, or its v2 path when controller is ''."""
+    return own_cgroups(pid).get(controller, "/")
 
 
 def _write(path: Path, value: str | int) -> None:
@@ -157,7 +161,8 @@ class Cgroup:
         if layout.version == 2:
             return cls({"": _join(_v2_base(layout), SUBTREE, name)}, layout)
         extra = [mount / own.lstrip("/") / SUBTREE / name for mount, own in _other_hierarchies(layout)]
-        return cls({c: _join(own_cgroup(c), SUBTREE, name) for c in CONTROLLERS if c in layout.mounts},
+        own = own_cgroups()
+        return cls({c: _join(own.get(c, "/"), SUBTREE, name) for c in CONTROLLERS if c in layout.mounts},
                    layout, extra)
 
     # -- paths --------------------------------------------------------------
@@ -233,12 +238,24 @@ class Cgroup:
             current.mkdir(exist_ok=True)
         assert current == target
 
-    def apply(self, limits: Limits) -> None:
+    def cpu_settings(self, cpus: float) -> list[tuple[Path, str]]:
+        """The files, and what to write there, that give this cgroup `cpus`: shares and a CFS quota."""
         if self.layout.version == 2:
             base = self.dir("")
-            if limits.cpus:
-                _write(base / "cpu.weight", max(1, min(10000, int(limits.cpus * 100))))
-                _write(base / "cpu.max", f"{int(limits.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+            return [(base / "cpu.weight", str(max(1, min(10000, int(cpus * 100))))),
+                    (base / "cpu.max", f"{int(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")]
+        if "cpu" not in self.paths:
+            return []
+        cpu = self.dir("cpu")
+        return [(cpu / "cpu.shares", str(max(MIN_SHARES, int(cpus * 1024)))),
+                (cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US)),
+                (cpu / "cpu.cfs_quota_us", str(max(1000, int(cpus * CFS_PERIOD_US))))]
+
+    def apply(self, limits: Limits) -> None:
+        for path, value in self.cpu_settings(limits.cpus) if limits.cpus else []:
+            _write(path, value)
+        if self.layout.version == 2:
+            base = self.dir("")
             if limits.mem_mb:
                 _write(base / "memory.max", int(limits.mem_mb * 1024 * 1024))
                 if (base / "memory.swap.max").exists():
@@ -246,11 +263,6 @@ class Cgroup:
             if limits.pids:
                 _write(base / "pids.max", limits.pids)
             return
-        if limits.cpus and "cpu" in self.paths:
-            cpu = self.dir("cpu")
-            _write(cpu / "cpu.shares", max(MIN_SHARES, int(limits.cpus * 1024)))
-            _write(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
-            _write(cpu / "cpu.cfs_quota_us", max(1000, int(limits.cpus * CFS_PERIOD_US)))
         if limits.mem_mb and "memory" in self.paths:
             memory = self.dir("memory")
             value = int(limits.mem_mb * 1024 * 1024)
@@ -522,7 +534,8 @@ def stats_for_pid(pid: int) -> dict:
     layout = detect()
     if layout.version == 2:
         return read_stats(Cgroup({"": own_cgroup("", pid)}, layout))
-    return read_stats(Cgroup({c: own_cgroup(c, pid) for c in CONTROLLERS if c in layout.mounts}, layout))
+    own = own_cgroups(pid)
+    return read_stats(Cgroup({c: own.get(c, "/") for c in CONTROLLERS if c in layout.mounts}, layout))
 
 
 def find_subtrees(name: str = SUBTREE, max_depth: int = 6) -> list[Path]:

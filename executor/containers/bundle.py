@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import resource
+import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,25 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # runtime makes, so nothing is written into the image's root.
 INIT_BINARY = "/usr/bin/tini-static"
 INIT_PATH = "/dev/init"
+
+
+def init_ready(pid: int, name: str) -> bool:
+    """Whether tini, running as `pid` under the name `name`, is past the point from which it
+    forwards signals (or `pid` is gone). Before it, a signal sent to it is dropped."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            fields = dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+    except OSError:
+        return True  # gone
+    if fields.get("State", "")[:1] in ("Z", "X"):
+        return True
+    # tini blocks every signal it forwards, then ignores SIGTTOU: either shows it is past
+    # that point. (Its main loop waits in sigtimedwait, which lifts the block while it
+    # waits, SigBlk then reads 0; the kernel still counts those signals as blocked.)
+    blocked = int(fields.get("SigBlk", "0"), 16)
+    ignored = int(fields.get("SigIgn", "0"), 16)
+    return (fields.get("Name") == name
+            and bool((blocked & (1 << (signal.SIGTERM - 1))) or (ignored & (1 << (signal.SIGTTOU - 1)))))
 
 # The default capability set of container runtimes (containerd/Docker); everything
 # else is dropped from every set.

@@ -5,10 +5,11 @@ launch():  image (pulled if missing) -> cgroup with limits -> overlay rootfs
 destroy(): kill -> wait -> runtime delete -> unmount -> remove cgroup -> remove
            upper dir, bundle and state (one ordered, idempotent path, also used by
            clean-up after a crash, from the persisted state file).
-A watcher thread turns an OOM kill or a full disk into a Mesos limitation reason.
+A limit watcher (limits.py) turns an OOM kill or a full disk into a Mesos limitation reason.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from executor.containers import bundle
+from executor.containers.limits import LimitWatcher
 from executor.containers.rootfs import mount_overlay, unmount
 from executor.containers.runtime import Runtime, last_error
 from executor.containers.state import State, check_move, write_json
@@ -31,12 +33,11 @@ from framework.errors import ContainerError, DockyardError
 
 log = logging.getLogger(__name__)
 
-MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
-DISK = "REASON_CONTAINER_LIMITATION_DISK"
 DEFAULT_PIDS = 4096
 START_TIMEOUT = 60.0
 
 
+@functools.lru_cache(maxsize=64)
 def work_tag(work_dir: Path) -> str:
     """A short tag of the agent's work dir in every id we make, so clean-up only takes ours."""
     return hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:6]
@@ -74,33 +75,6 @@ def network_mode(container: dict | None) -> str:
     return "host"
 
 
-def disk_usage(path: Path) -> int:
-    """Bytes allocated below `path` (hard links counted once), without following symlinks."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [str(path)]
-    while stack:
-        current = stack.pop()
-        try:
-            with os.scandir(current) as entries:
-                for entry in entries:
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    key = (info.st_dev, info.st_ino)
-                    if info.st_nlink > 1:
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    total += info.st_blocks * 512
-        except OSError:
-            continue
-    return total
-
-
 def describe_exit(status: int) -> ExitInfo:
     """The runtime's status as Mesos words it: >128 means init died of signal status-128."""
     if status < 0:
@@ -114,62 +88,6 @@ def describe_exit(status: int) -> ExitInfo:
     except ValueError:
         name = str(number)
     return ExitInfo(None, number, None, f"Command terminated with signal {name}")
-
-
-class LimitWatcher:
-    """Polls a cgroup's OOM counter and the task's disk usage; calls `on_limit` once."""
-
-    def __init__(self, group: cgroups.Cgroup, disk_paths: list[Path], disk_limit: int | None,
-                 mem_mb: float | None, on_limit, interval: float = 0.2, disk_interval: float = 0.5) -> None:
-        self.group = group
-        self.disk_paths = disk_paths
-        self.disk_limit = disk_limit
-        self.mem_mb = mem_mb
-        self.on_limit = on_limit
-        self.interval = interval
-        self.disk_interval = disk_interval
-        self.disk_used = 0
-        self.limitation: tuple[str, str] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"limits-{id(self)}", daemon=True)
-
-    def start(self) -> "LimitWatcher":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(5)
-
-    def check_memory(self) -> tuple[str, str] | None:
-        if self.group.oom_kills() > 0:
-            peak = self.group.peak_memory() / 1048576
-            requested = f"Requested: {self.mem_mb:g}MB " if self.mem_mb else ""
-            return MEMORY, (f"Memory limit exceeded: {requested}Maximum Used: {peak:.0f}MB; "
-                            "the kernel OOM-killed a process of the task")
-        return None
-
-    def check_disk(self) -> tuple[str, str] | None:
-        if not self.disk_limit:
-            return None
-        self.disk_used = sum(disk_usage(p) for p in self.disk_paths)
-        if self.disk_used > self.disk_limit:
-            return DISK, (f"Disk usage ({self.disk_used / 1048576:.1f}MB) exceeds quota "
-                          f"({self.disk_limit / 1048576:.1f}MB) on the sandbox and root filesystem")
-        return None
-
-    def _loop(self) -> None:
-        next_disk = 0.0
-        while not self._stop.wait(self.interval):
-            found = self.check_memory()
-            if found is None and time.monotonic() >= next_disk:
-                found = self.check_disk()
-                next_disk = time.monotonic() + self.disk_interval
-            if found is not None:
-                self.limitation = found
-                self.on_limit(found)
-                return
 
 
 def teardown(record: dict, wait_for: subprocess.Popen | None = None) -> None:
@@ -187,7 +105,7 @@ def teardown(record: dict, wait_for: subprocess.Popen | None = None) -> None:
             group = cgroups.Cgroup(spec["paths"], layout, [Path(p) for p in spec.get("extra", [])])
         except DockyardError as error:
             errors.append(str(error))
-    if group is not None:
+    if group is not None and record.get("kind") != "host":  # a host task's cgroup: remove() kills if busy
         group.kill(signals.SIGKILL)
     runner = record.get("runner_pid")
     if wait_for is not None:
@@ -228,7 +146,12 @@ def teardown(record: dict, wait_for: subprocess.Popen | None = None) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() and not child.is_symlink() \
                 else child.unlink(missing_ok=True)
     (directory / "state.json").unlink(missing_ok=True)
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        directory.rmdir()  # emptied above: one call, where rmtree would list it again
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _start_time(pid: int) -> str | None:
@@ -387,20 +310,7 @@ class Container:
             delay = min(delay * 2, 0.002)
 
     def _init_ready(self) -> bool:
-        try:
-            with open(f"/proc/{self.pid}/status") as handle:
-                fields = dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
-        except OSError:
-            return True  # gone
-        if fields.get("State", "")[:1] in ("Z", "X"):
-            return True
-        # tini blocks every signal it forwards, then ignores SIGTTOU: either shows it is past
-        # that point. (Its main loop waits in sigtimedwait, which lifts the block while it
-        # waits, SigBlk then reads 0; the kernel still counts those signals as blocked.)
-        blocked = int(fields.get("SigBlk", "0"), 16)
-        ignored = int(fields.get("SigIgn", "0"), 16)
-        return (fields.get("Name") == Path(bundle.INIT_PATH).name
-                and bool((blocked & (1 << (signals.SIGTERM - 1))) or (ignored & (1 << (signals.SIGTTOU - 1)))))
+        return bundle.init_ready(self.pid, Path(bundle.INIT_PATH).name)
 
     def _on_limit(self, limitation: tuple[str, str]) -> None:
         if self.group is not None:
@@ -424,15 +334,7 @@ class Container:
 
     def _outcome(self, status: int) -> ExitInfo:
         info = describe_exit(status)
-        if self.watcher is not None:
-            self.watcher.stop()
-            limitation = self.watcher.limitation or self.watcher.check_memory()
-            if limitation is None and self.watcher.disk_limit:
-                limitation = self.watcher.check_disk()
-            if limitation is not None:
-                reason, message = limitation
-                return ExitInfo(info.exit_code, info.signal, reason, f"{message} ({info.message})")
-        return info
+        return self.watcher.explain(info) if self.watcher is not None else info
 
     def signal(self, sig: int) -> None:
         """Every process of the task, read from its cgroup (faster than `runtime kill`)."""

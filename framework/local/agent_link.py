@@ -322,3 +322,6 @@ class MasterLink:
                         log.info("%s with master %s as %s", kind.lower(), master, self.agent_id)
                     else:
                         await self._on_record(event)
+                        # A launch burst arrives as hundreds of records in a few chunks: let
+                        # the executors' streams send each task on as it is handled, not after all.
+                        await asyncio.sleep(0)

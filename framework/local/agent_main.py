@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from executor.host import Isolators
 from framework.local.agent import Agent, AgentConfig, default_hostname
 from framework.local.machine import agent_resources
 from framework.mesos.resources import parse_attributes
@@ -83,12 +84,16 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
               help="budget of the artifact cache (URIs fetched with cache: true) under WORK_DIR/fetcher-cache, "
                    "as Mesos's --fetcher_cache_size: least recently used entries not in use are evicted; "
                    "0 disables caching")
+@click.option("--isolation", default=Isolators.DEFAULT, show_default=True, envvar="DOCKYARD_ISOLATION",
+              help="what command tasks without an image get, in Mesos's isolator names: cgroups/cpu,cgroups/mem "
+                   "(own cgroups and limits), namespaces/pid (a PID namespace too), posix/cpu,posix/mem "
+                   "(a plain process group). Tasks with an image always run in a full container")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
                   hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
                   executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool,
-                  docker_registry: str | None, fetcher_cache_size: str, log_level: str) -> None:
+                  docker_registry: str | None, fetcher_cache_size: str, isolation: str, log_level: str) -> None:
     """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
@@ -123,5 +128,10 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
     # Executors fetch artifacts (executor/fetcher.py), so the budget reaches them through the
     # environment they inherit, as --docker-registry does.
     os.environ["DOCKYARD_FETCHER_CACHE_SIZE"] = fetcher_cache_size.strip()
+    try:
+        Isolators.parse(isolation)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--isolation") from None
+    os.environ["DOCKYARD_ISOLATION"] = isolation  # executors launch the tasks: theirs through the environment
     log.info("agent %s:%d resources %s", ip, port, total)
     serve(config, log_level)

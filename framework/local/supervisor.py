@@ -76,7 +76,7 @@ def agent_resources(resources: str | None, index: int, agents: int) -> str:
 
 
 def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int, scheduler_port: int,
-         scheduler: bool, resources: str | None) -> list[Child]:
+         scheduler: bool, resources: str | None, isolation: str | None = None) -> list[Child]:
     """The children of a cluster, in start order."""
     master = f"{ip}:{master_port}"
     children = [Child("master", dockyard_argv("master", "--ip", ip, "--port", str(master_port),
@@ -88,6 +88,7 @@ def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int
                              "--work-dir", str(work_dir / f"agent{index}"), "--hostname", f"agent{index}",
                              "--attributes", f"agent:agent{index}")
         argv += ["--resources", agent_resources(resources, index, agents)]
+        argv += ["--isolation", isolation] if isolation else []
         children.append(Child(f"agent{index}", argv, work_dir / "logs" / f"agent{index}.log",
                               f"http://{ip}:{port}", f"http://{ip}:{port}/health"))
     if scheduler:
@@ -225,13 +226,14 @@ def run(children: list[Child]) -> int:
 @click.option("--scheduler-port", default=8080, show_default=True, type=int)
 @click.option("--no-scheduler", is_flag=True, help="start the master and agents only")
 @click.option("--resources", default=None, help="every agent's --resources (detected when omitted)")
+@click.option("--isolation", default=None, help="every agent's --isolation (see `dockyard agent --help`)")
 def up_command(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int, scheduler_port: int,
-               no_scheduler: bool, resources: str | None) -> None:
+               no_scheduler: bool, resources: str | None, isolation: str | None) -> None:
     """Run a master, N agents and the scheduler on this machine until Ctrl-C."""
     work_dir = work_dir.resolve()
     scheduler = not no_scheduler
     if scheduler and importlib.util.find_spec("scheduler.cli") is None:
         console.print("[yellow]scheduler/cli.py is not there yet: starting without the scheduler[/]")
         scheduler = False
-    children = plan(agents, work_dir, ip, master_port, agent_port, scheduler_port, scheduler, resources)
+    children = plan(agents, work_dir, ip, master_port, agent_port, scheduler_port, scheduler, resources, isolation)
     sys.exit(run(children))

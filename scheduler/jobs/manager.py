@@ -328,8 +328,10 @@ class JobManager:
                 self._by_task[task.id] = run.id
             state = self.states[job_id]
             state.last_triggered_at = now
-            self._save_run(run)
-            self.store.put(f"/jobs/{job_id}/state", state.to_json())
+            self.store.put_lazy(f"/jobs/{job_id}/runs/{run.id}", run.to_json())
+            self.store.put_lazy(f"/jobs/{job_id}/state", state.to_json())
+            if not self._in_status:  # one fsync for both (in a status callback the core syncs before its ACK)
+                self.store.sync()
             self.core.submit_many([task_request(spec, run, index, 1) for index in range(run.instances)])
             self.changed.notify_all()
             self._emit_run("job_run_started", run)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from executor import cleanup
-from executor.containers.launcher import DISK, MEMORY, work_tag
+from executor.containers.launcher import work_tag
+from executor.containers.limits import DISK, MEMORY
 from framework import cgroups
 from framework.errors import ContainerError
 from tests.containers.conftest import Launches, stdout_of, traces, wait_output

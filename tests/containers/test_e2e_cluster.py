@@ -108,12 +108,14 @@ def test_oom_in_the_image_reaches_the_framework_as_memory_limitation(framework: 
 
 
 def test_host_task_is_isolated_and_its_oom_is_reported_too(framework: RawFramework, cluster: Cluster) -> None:
-    """No image: host filesystem, but its own PID namespace and cgroups, as Mesos runs command tasks."""
-    framework.launch(framework.offer(), [command_task("echo pid=$$; test -e /etc/os-release && echo host-fs",
+    """No image: host filesystem, but its own cgroups (the agent's default --isolation), as
+    Mesos's cgroups isolators run command tasks."""
+    framework.launch(framework.offer(), [command_task("grep -e memory -e '^0::' /proc/self/cgroup; "
+                                                      "test -e /etc/os-release && echo host-fs",
                                                       task_id="host-plain")])
     assert framework.wait_terminal("host-plain", timeout=30)["state"] == "TASK_FINISHED"
     out = task_stdout(cluster, "host-plain")
-    assert "pid=2" in out and "host-fs" in out  # pid 1 is the small init that forwards signals
+    assert "/dockyard/dy-" in out and "host-plain" in out and "host-fs" in out, out
     hog = command_task("dd if=/dev/zero of=/dev/null bs=200M count=1; echo survived; sleep 30",
                        task_id="host-hog", mem=32)
     framework.launch(framework.offer(), [hog])
@@ -162,3 +164,34 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_an_agent_with_namespaces_pid_gives_command_tasks_their_own_pid_namespace(tmp_path: Path) -> None:
+    """--isolation reaches the executors: with namespaces/pid the task is PID 2 under an init
+    (tini, PID 1), and an early SIGTERM still ends it promptly (tini forwards it)."""
+    with Cluster(tmp_path, agents=1,
+                 agent_args=["--isolation", "cgroups/cpu,cgroups/mem,namespaces/pid"]).start() as cluster:
+        client = RawFramework(cluster.master_address).start()
+        try:
+            client.launch(client.offer(), [command_task("echo pid=$$ init=$(cat /proc/1/comm); "
+                                                        "grep -c . /proc/self/cgroup >/dev/null && echo ok",
+                                                        task_id="in-pid-ns")])
+            assert client.wait_terminal("in-pid-ns", timeout=30)["state"] == "TASK_FINISHED"
+            out = task_stdout(cluster, "in-pid-ns")
+            assert "pid=2 init=tini-static" in out and "ok" in out, out
+            client.launch(client.offer(), [command_task("exec sleep 60", task_id="killed-in-pid-ns")])
+            client.wait_state("killed-in-pid-ns", "TASK_RUNNING", timeout=30)
+            client.kill("killed-in-pid-ns")
+            status = client.wait_terminal("killed-in-pid-ns", timeout=30)
+            assert status["state"] == "TASK_KILLED" and "SIGTERM" in status.get("message", ""), status
+        finally:
+            client.stop()
+
+
+def test_an_agent_refuses_an_isolator_it_does_not_know(tmp_path: Path) -> None:
+    """As a Mesos agent does: a bad --isolation stops it at start, naming what it knows."""
+    done = subprocess.run(dockyard("agent", "--master", "127.0.0.1:1", "--work-dir", str(tmp_path / "agent"),
+                                   "--isolation", "cgroups/cpu,network/port_mapping"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    assert "unknown isolator 'network/port_mapping'" in done.stderr and "namespaces/pid" in done.stderr

@@ -1,4 +1,4 @@
-"""Command tasks without an image: host filesystem, own cgroup and PID namespace, same limits."""
+"""Command tasks without an image: host filesystem, own cgroups and limits, a PID namespace if asked."""
 from __future__ import annotations
 
 import subprocess
@@ -7,43 +7,52 @@ from pathlib import Path
 import pytest
 
 from executor.containers.hostiso import HostIsolation
-from executor.containers.launcher import MEMORY, describe_exit
+from executor.containers.launcher import describe_exit
+from executor.containers.limits import MEMORY
 from executor.launcher import LaunchSpec
 from tests.containers.conftest import traces
 
 pytestmark = pytest.mark.root
 
+BOTH = pytest.mark.parametrize("pid_namespace", [False, True], ids=["cgroups", "cgroups+pid"])
 
-def isolated(tmp_path: Path, task_id: str, resources: dict) -> tuple[HostIsolation, Path]:
+
+def isolated(tmp_path: Path, task_id: str, resources: dict,
+             pid_namespace: bool = False) -> tuple[HostIsolation, Path]:
     """A host task's isolation (cgroups made, limits set) and its sandbox."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     spec = LaunchSpec(task_id=task_id, command={}, env={}, sandbox=sandbox, resources=resources,
                       work_dir=tmp_path / "work")
-    return HostIsolation.create(spec), sandbox
+    return HostIsolation.create(spec, pid_namespace), sandbox
 
 
 def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Popen, str]:
     """Start `script` the way executor/host.py does with isolation on."""
     out = open(sandbox / "stdout", "wb")
     popen = subprocess.Popen(iso.wrap(["sh", "-c", script], "/bin/sh"), stdout=out, stderr=subprocess.STDOUT,
-                             stdin=iso.ready_fd(), start_new_session=True, cwd=sandbox)
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=sandbox)
     iso.started(popen.pid)
     popen.wait(30)
     out.close()
     return popen, (sandbox / "stdout").read_text()
 
 
-def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
-    assert HostIsolation.available()
-    iso, sandbox = isolated(tmp_path, "host-task", {"cpus": 0.5, "mem": 32})
+@BOTH
+def test_host_task_gets_its_cgroup_and_limits_and_a_pid_namespace_when_asked(tmp_path: Path,
+                                                                           pid_namespace: bool) -> None:
+    assert HostIsolation.available(pid_namespace)
+    iso, sandbox = isolated(tmp_path, "host-task", {"cpus": 0.5, "mem": 32}, pid_namespace)
     try:
         popen, out = run(iso, "echo pid=$$; grep -e memory -e '^0::' /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; "
                               "cat /etc/hostname >/dev/null && echo host-fs; exit 4", sandbox)
         assert popen.returncode == 4
-        # PID 1 is the small init that forwards signals; the task comes right after it
-        assert "pid=2" in out and iso.id in out and "host-fs" in out
-        assert int(out.strip().splitlines()[-2]) <= 5
+        assert iso.id in out and "host-fs" in out
+        visible = int(out.strip().splitlines()[-2])
+        if pid_namespace:  # PID 1 is the init that forwards signals; the task comes right after it
+            assert "pid=2" in out and visible <= 5, out
+        else:  # the host's process table, the task under its own pid
+            assert f"pid={popen.pid}" in out and visible > 5, out
         assert iso.stats()["mem_limit_bytes"] == 32 * 1024 * 1024
         assert iso.stats()["cpus_limit"] == 0.5
     finally:
@@ -52,23 +61,30 @@ def test_host_task_gets_pid_namespace_cgroup_and_limits(tmp_path: Path) -> None:
     assert traces(tmp_path / "work", iso.id) == []
 
 
-def test_the_cpu_limit_applies_once_the_task_runs_not_to_its_helpers_start_up(tmp_path: Path) -> None:
-    """At 0.01 cpu (1 ms per 100 ms) a helper's shell start-up alone would be throttled for
-    periods: the task's processes are in every cgroup from the start, the CPU limit comes
-    once the task runs (memory and pids limits are there before)."""
-    iso, sandbox = isolated(tmp_path, "quota-task", {"cpus": 0.1, "mem": 32})
+@BOTH
+def test_the_cpu_limit_comes_with_the_task_not_before_its_helpers(tmp_path: Path, pid_namespace: bool) -> None:
+    """At 0.01 cpu (1 ms per 100 ms) the helpers' start-up under the quota would hold the task
+    back a period or more: every process of the task is in its cgroups from the start (helpers
+    included), the memory limit too; the CPU limit is written by the last helper, so the
+    task starts under it with its quota full."""
+    iso, sandbox = isolated(tmp_path, "quota-task", {"cpus": 0.1, "mem": 32}, pid_namespace)
+    v1 = iso.group.layout.version == 1
+    quota = iso.group.dir("cpu") / "cpu.cfs_quota_us" if v1 else iso.group.dir("") / "cpu.max"
     try:
-        assert "cpus_limit" not in iso.stats()  # no CPU quota yet
+        assert "cpus_limit" not in iso.stats()  # not yet: the helpers start unthrottled
         assert iso.stats()["mem_limit_bytes"] == 32 * 1024 * 1024
-        # the task prints its own cgroups, then those of PID 1 (the helper init)
-        # (shell built-ins only: the task itself runs under its quota, even in an emulated guest)
-        popen, out = run(iso, "while read -r l; do echo $l; done </proc/self/cgroup; echo ---; "
-                              "while read -r l; do echo $l; done </proc/1/cgroup", sandbox)
-        assert popen.returncode == 0
-        for part in out.split("---"):  # v1: a line per hierarchy; v2: the one `0::` line
+        # the task prints the quota it starts under, its own cgroups, then those of its oldest
+        # helper (PID 1 in a namespace, else the executor's child: itself); shell built-ins only
+        popen, out = run(iso, f"read -r q <{quota}; echo quota=$q; "
+                              "while read -r l; do echo $l; done </proc/self/cgroup; echo ---; "
+                              f"while read -r l; do echo $l; done </proc/{1 if pid_namespace else '$$'}/cgroup",
+                         sandbox)
+        assert popen.returncode == 0, out
+        assert out.startswith("quota=10000\n" if v1 else "quota=10000 100000\n"), out
+        for part in out.split("\n", 1)[1].split("---"):  # v1: a line per hierarchy; v2: the one `0::` line
             paths = {name: path for line in part.strip().splitlines()
                      for names, path in [line.split(":", 2)[1:]] for name in names.split(",")}
-            for controller in ("cpu", "memory", "pids") if iso.group.layout.version == 1 else ("",):
+            for controller in ("cpu", "memory", "pids") if v1 else ("",):
                 assert iso.id in paths[controller], (controller, part)
         assert iso.stats()["cpus_limit"] == 0.1
     finally:
@@ -93,11 +109,11 @@ def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None
 
     from tests.support.procs import wait_for
 
-    iso, sandbox = isolated(tmp_path, "host-term", {"cpus": 1, "mem": 64})
+    iso, sandbox = isolated(tmp_path, "host-term", {"cpus": 1, "mem": 64}, pid_namespace=True)
     try:
         out = open(sandbox / "stdout", "wb")
         popen = subprocess.Popen(iso.wrap(["sh", "-c", "echo ready; exec sleep 60"], "/bin/sh"), stdout=out,
-                                 stdin=iso.ready_fd(), start_new_session=True)
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
         iso.started(popen.pid)
         wait_for(lambda: "ready" in (sandbox / "stdout").read_text(), timeout=10, what="the task")
         os.killpg(popen.pid, signal.SIGTERM)  # what the host launcher sends first
@@ -109,19 +125,25 @@ def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None
     assert traces(tmp_path / "work", iso.id) == []
 
 
-def test_signal_right_after_launch_is_never_lost_and_dispositions_are_defaults(tmp_path: Path) -> None:
-    """launch() returns only once the task exists past the init's fork: an at-once SIGTERM ends it."""
+@pytest.mark.parametrize("isolation", ["cgroups/cpu,cgroups/mem", "cgroups/cpu,cgroups/mem,namespaces/pid"])
+def test_signal_right_after_launch_is_never_lost_and_dispositions_are_defaults(
+        tmp_path: Path, isolation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM at once after launch() ends the task: sent before the init forwards signals
+    it would be dropped, so a kill waits for the init (or finds the helper shell and kills it)."""
     import signal
+    import time
 
     from executor.host import HostLauncher
 
+    monkeypatch.setenv("DOCKYARD_ISOLATION", isolation)
     launcher = HostLauncher()
-    for round_ in range(15):
+    for round_ in range(30):
         spec = LaunchSpec(task_id=f"early-{round_}", command={"value": "exec sleep 60"},
                           env={"PATH": "/usr/bin:/bin"}, sandbox=tmp_path / f"early-{round_}",
                           resources={"cpus": 0.1, "mem": 32}, work_dir=tmp_path / "work")
         process = launcher.launch(spec)
         assert process.isolation is not None
+        time.sleep(round_ * 0.0002)  # somewhere in the helpers' start-up: shell, unshare, the init
         process.signal(signal.SIGTERM)
         info = process.wait(10)
         process.destroy()

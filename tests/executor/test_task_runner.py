@@ -104,7 +104,7 @@ def test_kill_reaches_children_of_the_task(tmp_path: Path) -> None:
     while not pidfile.exists() or not pidfile.read_text().strip():
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    # `$!` is the child's pid inside the task's PID namespace (host isolation); the host knows it by another
+    # `$!` is the pid the task sees (inside its PID namespace with --isolation=namespaces/pid); host_pid maps it
     child = host_pid(int(pidfile.read_text()), runner.process.pid)
     assert child is not None, "the task's child is in the task's process tree"
     runner.kill(0.5)

@@ -14,7 +14,11 @@ from tests.support import zookeeper
 def test_writes_wait_for_the_session_across_a_zookeeper_restart(tmp_path: Path) -> None:
     """A write issued while ZooKeeper is down completes once it is back, with no error."""
     server = zookeeper.ZooKeeper(tmp_path / "zk").start()
-    store = open_store(zk_url=f"zk://{server.hosts}/restart-{uuid.uuid4().hex[:8]}")
+    try:  # the server stops whatever fails, the store's opening included
+        store = open_store(zk_url=f"zk://{server.hosts}/restart-{uuid.uuid4().hex[:8]}")
+    except BaseException:
+        server.stop()
+        raise
     try:
         v0 = store.put("/jobs/a", b"one", expected_version=ABSENT)
         server.stop()
@@ -44,7 +48,11 @@ def test_writes_wait_for_the_session_across_a_zookeeper_restart(tmp_path: Path) 
 def test_a_zookeeper_that_stays_down_fails_as_store_error(tmp_path: Path) -> None:
     """Retries are bounded: past the timeout the caller gets StoreError, not a kazoo type."""
     server = zookeeper.ZooKeeper(tmp_path / "zk").start()
-    store = open_store(zk_url=f"zk://{server.hosts}/down-{uuid.uuid4().hex[:8]}")
+    try:  # the server stops whatever fails, the store's opening included
+        store = open_store(zk_url=f"zk://{server.hosts}/down-{uuid.uuid4().hex[:8]}")
+    except BaseException:
+        server.stop()
+        raise
     assert isinstance(store, ZooKeeperStore)
     store.retry_timeout = 2.0
     try:
