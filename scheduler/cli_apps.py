@@ -7,7 +7,6 @@ without launching anything. Tables for people, `--json` for scripts.
 """
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 

@@ -164,7 +164,7 @@ def validate_framework_info(info: Mapping[str, Any], suppressed: list[str]) -> s
         return "'FrameworkInfo.role' must not be set when MULTI_ROLE capability is specified"
     roles = framework_roles(info)
     if len(set(roles)) != len(roles):
-        return f"'FrameworkInfo.roles' contains duplicate items"
+        return "'FrameworkInfo.roles' contains duplicate items"
     for role in roles:
         error = invalid_role(role)
         if error:

@@ -18,7 +18,8 @@ from tests.support.procs import REPO
 
 # What runs in the guest. The repository is read-only there (tmp_path, work dirs, the
 # registry and the image store live on tmpfs), which these tests do not mind.
-GUEST_TESTS = ["tests/containers/test_host_isolation.py", "tests/containers/test_containers.py",
+GUEST_TESTS = ["tests/containers/test_host_isolation.py", "tests/containers/test_limits.py",
+               "tests/containers/test_containers.py",
                "tests/containers/test_e2e_cluster.py"]
 GUEST_TIMEOUT = 2400  # emulated (TCG) guests are slow; with KVM the run takes a few minutes
 

@@ -15,7 +15,6 @@ import pytest
 
 from executor.containers import bundle
 from executor.containers.launcher import Container, ContainerLauncher
-from executor.launcher import LaunchSpec
 from executor.task_runner import TaskRunner
 from framework.errors import ContainerError
 from tests.containers.conftest import Launches, stdout_of, wait_output

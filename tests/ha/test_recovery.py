@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 import signal
 
-import pytest
-
 from tests.faults.harness import Deployment, call, our_processes
 from tests.ha.test_scheduler_ha import start_long_run
 from tests.support.procs import wait_for
