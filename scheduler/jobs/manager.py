@@ -105,6 +105,10 @@ def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRe
     )
 
 
+def run_key(run: JobRun) -> str:
+    return f"/jobs/{run.job_id}/runs/{run.id}"
+
+
 class JobManager:
     def __init__(self, store: Store, core: Core, clock: Callable[[], float] = time.time,
                  history_limit: int = 50, tick_seconds: float = 0.25,
@@ -328,7 +332,7 @@ class JobManager:
                 self._by_task[task.id] = run.id
             state = self.states[job_id]
             state.last_triggered_at = now
-            self.store.put_lazy(f"/jobs/{job_id}/runs/{run.id}", run.to_json())
+            self.store.put_lazy(run_key(run), run.to_json())
             self.store.put_lazy(f"/jobs/{job_id}/state", state.to_json())
             if not self._in_status:  # one fsync for both (in a status callback the core syncs before its ACK)
                 self.store.sync()
@@ -629,7 +633,7 @@ class JobManager:
             self._kept_job.pop(old.id, None)
             for task in old.tasks:
                 self._by_task.pop(task.id, None)
-            self.store.delete(f"/jobs/{old.job_id}/runs/{old.id}")
+            self.store.delete(run_key(old))
         for task in run.tasks:
             if not State(task.status).terminal:
                 self.core.kill(task.id)
@@ -657,7 +661,7 @@ class JobManager:
         self.events.publish(event_type, **fields)
 
     def _save_run(self, run: JobRun) -> None:
-        self._put(f"/jobs/{run.job_id}/runs/{run.id}", run.to_json())
+        self._put(run_key(run), run.to_json())
 
     def _put(self, key: str, value: bytes) -> None:
         """Inside a status callback the core syncs the store before it ACKs (group commit);
