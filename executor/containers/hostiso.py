@@ -155,11 +155,12 @@ class HostIsolation:
         while time.monotonic() < deadline:
             starting = False
             for pid in self.group.procs():
-                if _name(pid) == name:
+                running = _name(pid)
+                if running == name:
                     if init_ready(pid, name):
                         return
                     starting = True
-                elif _name(pid) in ("sh", "unshare"):  # a helper not yet past its exec
+                elif running in ("sh", "unshare"):  # a helper not yet past its exec
                     starting = True
             if not starting:
                 return

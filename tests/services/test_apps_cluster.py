@@ -140,16 +140,21 @@ def test_groups_restart_and_filtered_event_stream(marathon) -> None:
     wait_for(lambda: marathon.status("GET", "/v2/groups/shop")[0] == 404, timeout=20, what="group gone")
 
 
-def test_readiness_check_reaches_the_task_by_agent_address(marathon, tmp_path) -> None:
-    """Agents here are named agent0, agent1, ... (no DNS): readiness must use the agent's address."""
+def post_ready_httpd(marathon, app_id: str, tmp_path, *, port: str, timeout_seconds: int) -> None:
+    """One busybox httpd instance serving "ready", with an HTTP readiness check on it."""
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("ready\n")
     marathon.call("POST", "/v2/apps", {
-        "id": "/ready", "cmd": f"exec busybox httpd -f -p $PORT0 -h {www}", "cpus": 0.1, "mem": 32,
+        "id": app_id, "cmd": f"exec busybox httpd -f -p {port} -h {www}", "cpus": 0.1, "mem": 32,
         "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
         "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
-                             "intervalSeconds": 1, "timeoutSeconds": 1}]})
+                             "intervalSeconds": 1, "timeoutSeconds": timeout_seconds}]})
+
+
+def test_readiness_check_reaches_the_task_by_agent_address(marathon, tmp_path) -> None:
+    """Agents here are named agent0, agent1, ... (no DNS): readiness must use the agent's address."""
+    post_ready_httpd(marathon, "/ready", tmp_path, port="$PORT0", timeout_seconds=1)
     app = marathon.wait_deployed("/ready", timeout=40)
     assert app["tasksRunning"] == 1
     marathon.call("DELETE", "/v2/apps/ready?force=true")
@@ -206,14 +211,7 @@ def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marath
     marathon.wait_until(lambda: marathon.app("/hung"),
                         lambda a: a["tasksRunning"] == 4 and all(port_open(t["ports"][0]) for t in a["tasks"]),
                         "4 /hung instances running and listening", timeout=60)
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("ready\n")
-    marathon.call("POST", "/v2/apps", {
-        "id": "/brisk", "cmd": f"exec busybox httpd -f -p 127.0.0.1:$PORT0 -h {www}", "cpus": 0.1, "mem": 32,
-        "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
-        "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
-                             "intervalSeconds": 1, "timeoutSeconds": 30}]})
+    post_ready_httpd(marathon, "/brisk", tmp_path, port="127.0.0.1:$PORT0", timeout_seconds=30)
     marathon.wait_until(lambda: marathon.app("/brisk"), lambda a: a["tasksRunning"] == 1, "/brisk running",
                         timeout=60)
     running_at = time.monotonic()
