@@ -11,6 +11,7 @@ do not wait on each other.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import zlib
 from typing import Awaitable, Callable
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "1.11.0"
 LANES = 4
+BATCH_MAX = 100  # calls in one BATCH POST
 RETRY_SECONDS = 1.0
 BACKOFF_MAX = 2.0
 
@@ -102,7 +104,12 @@ class PostConnection:
 
 
 class Lanes:
-    """Ordered delivery of agent calls; a failed POST is retried until it lands."""
+    """Ordered delivery of agent calls; a failed POST is retried until it lands.
+
+    What queued on a lane while its previous POST was out goes in the next one as a
+    BATCH (in order): under a burst the agent makes a few round trips, not one per
+    update. A master that does not know BATCH (an older one, 400) gets them one by one.
+    """
 
     def __init__(self, post: Callable[[dict, PostConnection], Awaitable[int]], registered: asyncio.Event) -> None:
         self._post = post
@@ -110,6 +117,7 @@ class Lanes:
         self._queues = [asyncio.Queue[tuple[dict, asyncio.Event, int]]() for _ in range(LANES)]
         self._epoch = 0
         self._workers: list[asyncio.Task] = []
+        self.batches = True
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._run(queue)) for queue in self._queues]
@@ -127,21 +135,39 @@ class Lanes:
     async def _run(self, queue: asyncio.Queue) -> None:
         connection = PostConnection()
         while True:
-            call, done, epoch = await queue.get()
-            while epoch == self._epoch:
-                await self._registered.wait()
-                if epoch != self._epoch:
-                    break
-                try:
-                    status = await self._post(call, connection)
-                except OSError as error:
-                    log.debug("posting %s failed: %s; retrying", call.get("type"), error)
-                    await asyncio.sleep(RETRY_SECONDS)
-                    continue
-                if status == 202 or status == 404 or 400 <= status < 500:
-                    break  # taken; or the stream is being re-established, carrying it
+            items = [await queue.get()]
+            while len(items) < BATCH_MAX and not queue.empty():
+                items.append(queue.get_nowait())
+            for epoch, group in itertools.groupby(items, key=lambda item: item[2]):
+                await self._deliver([call for call, _, _ in group], epoch, connection)
+            for _, done, _ in items:
+                done.set()
+
+    async def _deliver(self, calls: list[dict], epoch: int, connection: PostConnection) -> None:
+        """Until the master took `calls`, or a re-registration (a newer epoch) carries them."""
+        if len(calls) > 1 and not self.batches:
+            for call in calls:
+                await self._deliver([call], epoch, connection)
+            return
+        while epoch == self._epoch:
+            await self._registered.wait()
+            if epoch != self._epoch:
+                return
+            try:
+                status = await self._post(calls[0] if len(calls) == 1 else {"type": "BATCH", "calls": calls},
+                                          connection)
+            except OSError as error:
+                log.debug("posting %d call(s) failed: %s; retrying", len(calls), error)
                 await asyncio.sleep(RETRY_SECONDS)
-            done.set()
+                continue
+            if status == 400 and len(calls) > 1:
+                log.warning("the master does not take batches: posting calls one by one")
+                self.batches = False
+                await self._deliver(calls, epoch, connection)
+                return
+            if status == 202 or status == 404 or 400 <= status < 500:
+                return  # taken; or the stream is being re-established, carrying it
+            await asyncio.sleep(RETRY_SECONDS)
 
     async def stop(self) -> None:
         for worker in self._workers:
@@ -225,6 +251,10 @@ class MasterLink:
             self.reconnect()
         elif status >= 400:
             log.warning("master refused %s: %s %s", call.get("type"), status, answer[:300].decode(errors="replace"))
+        elif answer and call.get("type") == "BATCH":
+            for refusal in loads(answer).get("refused", []):
+                refused = call["calls"][refusal["index"]]
+                log.warning("master refused %s: %s %s", refused.get("type"), refusal["status"], refusal["message"])
         return status
 
     # -- loops --------------------------------------------------------------------------

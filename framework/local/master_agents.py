@@ -280,6 +280,27 @@ class AgentSide:
                     self._drop_offer(offer, rescind=True)
                 return
 
+    def agent_batch(self: "Master", batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Several calls of one agent in one POST, applied in order: what a busy agent has
+        queued goes in one round trip instead of one each. A call refused (400) does not
+        stop the ones after it; the refusals come back by index. An unknown agent is 404
+        for the whole batch (the agent re-registers, carrying its pending updates)."""
+        calls = batch.get("calls")
+        if not isinstance(calls, list):
+            raise HttpError(400, "BATCH needs 'calls', a list of agent calls")
+        agent_id = batch.get("agent_id")
+        if _val(agent_id) not in self.agents:
+            raise HttpError(404, "Agent is not registered")
+        refused = []
+        for index, call in enumerate(calls):
+            try:
+                if not isinstance(call, dict) or call.get("type") in ("BATCH", "REGISTER", "REREGISTER"):
+                    raise HttpError(400, "a BATCH holds UPDATE, EXECUTOR_EXITED, MESSAGE, PING or UNREGISTER calls")
+                self.agent_call({**call, "agent_id": agent_id})
+            except HttpError as error:
+                refused.append({"index": index, "status": error.status, "message": error.message})
+        return refused
+
     def agent_call(self: "Master", call: dict[str, Any]) -> None:
         """PING, UPDATE, EXECUTOR_EXITED, MESSAGE, UNREGISTER from a registered agent."""
         agent = self.agents.get(_val(call.get("agent_id")) or "")

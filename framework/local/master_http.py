@@ -155,6 +155,9 @@ class MasterHttp:
                 stream = self.master.agent_register(body)
             elif kind == "REREGISTER":
                 stream = self.master.agent_reregister(body)
+            elif kind == "BATCH":
+                refused = self.master.agent_batch(body)
+                return JSONResponse({"refused": refused}, status_code=202) if refused else Response(status_code=202)
             else:
                 self.master.agent_call(body)
                 return Response(status_code=202)

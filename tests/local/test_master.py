@@ -447,6 +447,46 @@ def test_status_updates_are_forwarded_retried_and_acknowledged(master: Master) -
              what="task completed after its terminal ACK")
 
 
+def test_an_agent_batch_is_applied_in_order_and_refuses_call_by_call(master: Master) -> None:
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [
+        launch([task_info("b1", agent.id), task_info("b2", agent.id)])]})
+    agent.stream.wait_for(lambda e: e.get("type") == "RUN_TASK" and
+                          e["run_task"]["task"]["task_id"]["value"] == "b2")
+
+    def update(task_id: str, state: str) -> dict:
+        return {"type": "UPDATE", "framework_id": {"value": fw.id}, "latest_state": state,
+                "status": {"task_id": {"value": task_id}, "state": state, "uuid": new_uuid(),
+                           "source": "SOURCE_EXECUTOR", "executor_id": {"value": task_id}}}
+
+    calls = [update("b1", "TASK_RUNNING"), {"type": "UPDATE", "status": {}}, {"type": "REGISTER"},
+             update("b2", "TASK_RUNNING"), update("b1", "TASK_FINISHED")]
+    response = agent.post("BATCH", calls=calls)
+    assert response.status_code == 202, response.text
+    refused = response.json()["refused"]
+    assert [(r["index"], r["status"]) for r in refused] == [(1, 400), (2, 400)]
+    assert "UPDATE needs status.task_id" in refused[0]["message"]
+    # the good calls all landed, in order: b1's FINISHED queues behind its RUNNING
+    first = fw.update()
+    second = fw.update()
+    assert {(s["task_id"]["value"], s["state"]) for s in (first, second)} == {
+        ("b1", "TASK_RUNNING"), ("b2", "TASK_RUNNING")}
+    b1 = first if first["task_id"]["value"] == "b1" else second
+    fw.call("ACKNOWLEDGE", acknowledge={"agent_id": {"value": agent.id}, "task_id": {"value": "b1"},
+                                        "uuid": b1["uuid"]})
+    fw.stream.wait_for(lambda e: e.get("type") == "UPDATE" and e["update"]["status"]["state"] == "TASK_FINISHED"
+                       and e["update"]["status"]["task_id"]["value"] == "b1")
+    states = {t["task_id"]["value"]: t["state"] for t in master.operator("GET_TASKS")["get_tasks"]["tasks"]}
+    assert states == {"b1": "TASK_FINISHED", "b2": "TASK_RUNNING"}
+    # a batch without calls is refused whole; one from an agent the master does not know is 404
+    assert agent.post("BATCH").status_code == 400
+    stranger = master.post("/internal/agent", {"type": "BATCH", "agent_id": {"value": "nobody"},
+                                               "calls": [calls[0]]})
+    assert stranger.status_code == 404
+
+
 def test_freed_resources_are_reoffered_promptly(start_master: StartMaster) -> None:
     master = start_master("--allocation-interval", "30")
     agent = FakeAgent(master, resources=[
