@@ -170,8 +170,6 @@ class HostLauncher:
                         argv, executable=program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                         cwd=str(spec.sandbox), start_new_session=True, close_fds=True, **kwargs,
                     )
-            if isolation is not None:
-                isolation.started(popen.pid)  # limits watched from here
         except BaseException:
             if isolation is not None:  # no process, cgroup or record outlives a failed launch
                 if popen is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import time
 from dataclasses import dataclass, field
@@ -136,6 +137,39 @@ class Limits:
         cpus = resources.get("cpus")
         mem = resources.get("mem")
         return cls(float(cpus) if cpus else None, float(mem) if mem else None, pids)
+
+
+class OomNotifier:
+    """v1: an eventfd registered on `memory.oom_control` (readable once the cgroup is
+    under OOM); v2: `memory.events` itself, which signals priority data on each change.
+    `rearm()` after each wake-up (empties the eventfd, or re-reads the file)."""
+
+    def __init__(self, fd: int, mask: int, v2: bool, keep: int | None = None) -> None:
+        self.fd = fd
+        self.mask = mask
+        self._v2 = v2
+        self._keep = keep  # v1: the oom_control descriptor the registration names
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def rearm(self) -> None:
+        try:
+            if self._v2:
+                os.pread(self.fd, 4096, 0)
+            else:
+                os.eventfd_read(self.fd)
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in (self.fd, self._keep):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.fd, self._keep = -1, None
 
 
 class Cgroup:
@@ -362,6 +396,32 @@ class Cgroup:
         limit = int(_read(self.dir("memory") / "memory.limit_in_bytes", "0") or 0)
         failed = int(_read(self.dir("memory") / "memory.failcnt", "0") or 0)
         return 1 if failed and limit and usage >= limit else 0
+
+    def oom_notifier(self) -> "OomNotifier | None":
+        """A descriptor the kernel wakes when this cgroup hits its memory limit, for an
+        epoll loop: no reading of counters until something happened (as Mesos's memory
+        isolator listens). None without a memory controller."""
+        if self.layout.version == 2:
+            fd = os.open(self.dir("") / "memory.events", os.O_RDONLY | os.O_CLOEXEC)
+            notifier = OomNotifier(fd, select.EPOLLPRI | select.EPOLLERR, v2=True)
+            notifier.rearm()  # from here on: memory.events signals each change (kernfs notify)
+            return notifier
+        if "memory" not in self.paths:
+            return None
+        directory = self.dir("memory")
+        event = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            control = os.open(directory / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(event)
+            raise
+        notifier = OomNotifier(event, select.EPOLLIN, v2=False, keep=control)
+        try:
+            _write(directory / "cgroup.event_control", f"{event} {control}")
+        except ContainerError:
+            notifier.close()
+            raise
+        return notifier
 
     def peak_memory(self) -> int:
         """The most memory the cgroup ever held (bytes); 0 when the kernel does not say."""

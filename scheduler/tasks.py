@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -182,9 +182,10 @@ class TaskRecord:
         return changed
 
     def to_json(self) -> bytes:
-        data = asdict(self)
+        """Every field but `version` (the store keeps that); written on every status,
+        so without `asdict`, whose deep copies cost more than the encoding."""
+        data = {name: getattr(self, name) for name in _STORED_FIELDS}
         data["state"] = self.state.value
-        data.pop("version")
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -193,3 +194,6 @@ class TaskRecord:
         data["state"] = State(data["state"])
         data["history"] = [tuple(item) for item in data.get("history", [])]
         return cls(**data, version=version)
+
+
+_STORED_FIELDS = tuple(f.name for f in fields(TaskRecord) if f.name != "version")

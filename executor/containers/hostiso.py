@@ -2,10 +2,9 @@
 
 The host launcher (`executor/host.py`) keeps starting the process; this adds:
 
-    iso = HostIsolation.create(spec, pid_namespace) # cgroup with the task's limits
+    iso = HostIsolation.create(spec, pid_namespace) # cgroup with the task's limits, watched from now on
     argv = iso.wrap(argv)                           # sh JOIN+LIMIT task, or sh JOIN -> unshare -> tini -> sh LIMIT task
     Popen(argv, ...)
-    iso.started(popen.pid)                          # OOM and disk watched
     iso.annotate(exit_info)                         # OOM/disk limitation -> Mesos reason
     iso.stats(); iso.signal(sig); iso.destroy()     # cgroup readings; kill all; clean up
 
@@ -93,6 +92,7 @@ class HostIsolation:
             limits = cgroups.Limits.from_resources(spec.resources or {}, pids)
             self.cpus = limits.cpus
             self.group.create(replace(limits, cpus=None))  # the CPU limit comes with the task (LIMIT)
+            self.watcher = LimitWatcher.watch(self.group, Path(spec.sandbox), spec.resources or {})
         except BaseException:
             self.destroy()  # half-made cgroups and the record go now, not at the next agent start
             raise
@@ -122,17 +122,6 @@ class HostIsolation:
             command = ["/bin/sh", "-c", limit + EXEC, "dockyard-limit", *command]
         return ["/bin/sh", "-c", join + EXEC, "dockyard-join", UNSHARE, "--pid", "--fork", "--kill-child",
                 "--mount-proc", "--", INIT_BINARY, "-g", "--", *command]
-
-    def started(self, pid: int) -> None:
-        """Watch the task's limits.
-
-        The runner (sh, then unshare) needs no record: it is in the task's cgroup, which
-        a clean-up kills.
-        """
-        disk = (self.spec.resources or {}).get("disk")
-        self.watcher = LimitWatcher(self.group, [Path(self.spec.sandbox)], int(disk * 1048576) if disk else None,
-                                    (self.spec.resources or {}).get("mem"),
-                                    lambda limitation: self.group.kill(signals.SIGKILL)).start()
 
     def annotate(self, info: ExitInfo) -> ExitInfo:
         """The exit with a Mesos limitation reason when a limit, not the task, ended it."""

@@ -244,6 +244,7 @@ class Container:
         self.group = cgroups.Cgroup.for_task(self.id)
         self._save()  # layers referenced (prune leaves them) and cgroup named, before any is made
         self.group.create(limits)
+        self.watcher = LimitWatcher.watch(self.group, Path(self.spec.sandbox), resources)
         upper, work = self.upper_root / "upper", self.upper_root / "work"
         self.upper_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.upper_root, 0o700)
@@ -290,10 +291,6 @@ class Container:
         if self.init is not None:
             self._wait_for_init(deadline)
         self._move(State.RUNNING)
-        resources = self.spec.resources or {}
-        disk = resources.get("disk")
-        self.watcher = LimitWatcher(self.group, [sandbox], int(disk * 1048576) if disk else None,
-                                    resources.get("mem"), self._on_limit).start()
 
     def _wait_for_init(self, deadline: float) -> None:
         """Return once the init runs with signals blocked (from then on a SIGTERM is forwarded
@@ -311,10 +308,6 @@ class Container:
 
     def _init_ready(self) -> bool:
         return bundle.init_ready(self.pid, Path(bundle.INIT_PATH).name)
-
-    def _on_limit(self, limitation: tuple[str, str]) -> None:
-        if self.group is not None:
-            self.group.kill(signals.SIGKILL)
 
     # -- the Running protocol -----------------------------------------------
     def wait(self, timeout: float | None = None) -> ExitInfo | None:

@@ -1,12 +1,12 @@
 """Why a task died, when a limit killed it: one watcher thread for every task of the executor.
 
-The kernel enforces memory and pids limits itself but does not say that it did; an
-OOM kill and a sandbox over its disk quota become Mesos limitation reasons here.
-One thread polls every task's watcher when it is due: a
-thread per task cost a start, a join and a wake-up every interval per task, which at
-a hundred short tasks a second was a measurable share of the executor's CPU.
+The kernel enforces memory and pids limits itself; here an OOM kill, and a sandbox
+over its disk quota, become Mesos limitation reasons (and end the whole task).
+One thread serves every task: it sleeps in epoll on each task's OOM notifier (the
+kernel wakes it; see `Cgroup.oom_notifier`) and measures the disk of tasks with a
+quota when due.
 
-    watcher = LimitWatcher(group, [sandbox], disk_limit, mem_mb, on_limit).start()
+    watcher = LimitWatcher.watch(group, sandbox, resources)   # right after the cgroup is made
     ...
     info = watcher.explain(exit_info)   # stops watching; adds the limitation, if any
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
 import threading
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Callable
 
 from executor.launcher import ExitInfo
 from framework import cgroups
+from framework.errors import ContainerError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,13 @@ MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
 DISK = "REASON_CONTAINER_LIMITATION_DISK"
 
 Limitation = tuple[str, str]  # (Mesos reason, message)
+
+# After a memory event the notifier rests while the counters are looked at again: the
+# kernel says "under OOM" a moment before it counts the kill, and a v2 cgroup that keeps
+# hitting memory.max (reclaiming page cache) signals on every hit. Bounds a task's checks
+# to RECHECKS + 1 per RECHECKS * RECHECK_SECONDS.
+RECHECK_SECONDS = 0.25
+RECHECKS = 2
 
 
 def disk_usage(path: Path) -> int:
@@ -58,34 +68,50 @@ def disk_usage(path: Path) -> int:
 
 
 class LimitWatcher:
-    """Polls one task's cgroup OOM counter and disk usage; calls `on_limit` once, then stops."""
+    """One task's limits: the kernel wakes us on an OOM (no polling of memory), and the
+    sandbox's disk usage is measured every `disk_interval` when it has a quota; calls
+    `on_limit` once, then stops."""
 
     def __init__(self, group: cgroups.Cgroup, disk_paths: list[Path], disk_limit: int | None,
                  mem_mb: float | None, on_limit: Callable[[Limitation], None], *,
-                 interval: float = 0.2, disk_interval: float = 0.5) -> None:
+                 disk_interval: float = 0.5) -> None:
         self.group = group
         self.disk_paths = disk_paths
         self.disk_limit = disk_limit
         self.mem_mb = mem_mb
         self.on_limit = on_limit
-        self.interval = interval
         self.disk_interval = disk_interval
         self.disk_used = 0
         self.limitation: Limitation | None = None
+        self.notifier: cgroups.OomNotifier | None = None
         self._lock = threading.Lock()  # a check and stop() never overlap: no kill after stop()
         self._stopped = False
-        self._next_memory = self._next_disk = 0.0
+        self._next_disk = self._next_memory = 0.0
+        self._rechecks = 0
 
     def start(self) -> "LimitWatcher":
-        now = time.monotonic()
-        self._next_memory = self._next_disk = now + self.interval
+        try:
+            self.notifier = self.group.oom_notifier()
+        except (OSError, ContainerError) as error:  # still explained at exit, just not at once
+            log.warning("no OOM notifications for %s: %s", self.group.paths, error)
+        self._next_disk = time.monotonic() + self.disk_interval
         _POLLER.add(self)
         return self
 
+    @classmethod
+    def watch(cls, group: cgroups.Cgroup, sandbox: Path, resources: dict[str, float]) -> "LimitWatcher":
+        """Watch a task's new cgroup: before its first process joins, so that no OOM goes
+        unseen. A limit hit kills the whole task (as Mesos destroys the container)."""
+        disk = resources.get("disk")
+        return cls(group, [sandbox], int(disk * 1048576) if disk else None, resources.get("mem"),
+                   lambda limitation: group.kill(signal.SIGKILL)).start()
+
     def stop(self) -> None:
+        _POLLER.discard(self)
         with self._lock:
             self._stopped = True
-        _POLLER.discard(self)
+            if self.notifier is not None:
+                self.notifier.close()
 
     def explain(self, info: ExitInfo) -> ExitInfo:
         """`info` with a Mesos limitation reason when a limit, not the task, ended it."""
@@ -116,66 +142,130 @@ class LimitWatcher:
         return None
 
     # -- called by the poller -------------------------------------------------
-    def due(self) -> float:
-        return self._next_memory
+    def due(self) -> float | None:
+        """When `poll` has something to look at: a memory recheck or the disk."""
+        dues = ([self._next_memory] if self._rechecks else []) + ([self._next_disk] if self.disk_limit else [])
+        return min(dues) if dues else None
 
-    def poll(self, now: float) -> bool:
-        """One look, if due; False once there is nothing more to watch."""
+    def memory_event(self) -> bool:
+        """The kernel signalled a memory event; False once there is nothing more to watch."""
         with self._lock:
             if self._stopped:
                 return False
-            if now < self._next_memory:
-                return True
-            self._next_memory = now + self.interval
+            if self.notifier is not None:
+                self.notifier.rearm()
             found = self.check_memory()
-            if found is None and now >= self._next_disk:
+            if found is None:
+                self._rechecks, self._next_memory = RECHECKS, time.monotonic() + RECHECK_SECONDS
+            return self._report(found)
+
+    def poll(self, now: float) -> bool:
+        """The looks that are due; False once there is nothing more to watch."""
+        with self._lock:
+            if self._stopped:
+                return False
+            found = None
+            if self._rechecks and now >= self._next_memory:
+                self._rechecks -= 1
+                self._next_memory = now + RECHECK_SECONDS
+                found = self.check_memory()
+                if found is None and not self._rechecks:
+                    _POLLER.resume(self)
+            if found is None and self.disk_limit and now >= self._next_disk:
                 self._next_disk = now + self.disk_interval
                 found = self.check_disk()
-            if found is None:
-                return True
-            self.limitation = found
-            self._stopped = True
-            self.on_limit(found)
-            return False
+            return self._report(found)
+
+    def _report(self, found: Limitation | None) -> bool:
+        if found is None:
+            return True
+        self.limitation = found
+        self._stopped = True
+        self.on_limit(found)
+        return False
 
 
 class _Poller:
-    """The one thread that polls every started watcher when it is due."""
+    """The one thread that waits on every task's OOM notifier (epoll) and measures the
+    disks that are due: a thread per task cost a start, a join and a wake-up every
+    interval per task, which at a hundred short tasks a second showed in the executor's
+    CPU; polling memory counters cost a read per task per interval even when idle."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._watchers: set[LimitWatcher] = set()
-        self._changed = threading.Condition()
+        self._by_fd: dict[int, LimitWatcher] = {}
+        self._epoll: select.epoll | None = None
+        self._wake = -1  # an eventfd: a new disk deadline may be sooner than the wait
         self._thread: threading.Thread | None = None
 
     def add(self, watcher: LimitWatcher) -> None:
-        with self._changed:
+        with self._lock:
+            if self._epoll is None:
+                self._epoll = select.epoll()
+                self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+                self._epoll.register(self._wake, select.EPOLLIN)
             self._watchers.add(watcher)
+            if watcher.notifier is not None:
+                self._by_fd[watcher.notifier.fd] = watcher
+                self._epoll.register(watcher.notifier.fd, watcher.notifier.mask | select.EPOLLONESHOT)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="limit-watcher", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+        if watcher.disk_limit:
+            os.eventfd_write(self._wake, 1)  # its first look may be due before the current wait ends
+
+    def resume(self, watcher: LimitWatcher) -> None:
+        """Listen to a watcher's notifier again (one event at a time: EPOLLONESHOT)."""
+        with self._lock:
+            if watcher.notifier is not None and self._by_fd.get(watcher.notifier.fd) is watcher:
+                assert self._epoll is not None
+                self._epoll.modify(watcher.notifier.fd, watcher.notifier.mask | select.EPOLLONESHOT)
 
     def discard(self, watcher: LimitWatcher) -> None:
-        with self._changed:
+        with self._lock:
             self._watchers.discard(watcher)
+            if watcher.notifier is not None and self._by_fd.get(watcher.notifier.fd) is watcher:
+                del self._by_fd[watcher.notifier.fd]
+                assert self._epoll is not None
+                try:
+                    self._epoll.unregister(watcher.notifier.fd)
+                except OSError:
+                    pass
 
     def _run(self) -> None:
+        assert self._epoll is not None
         while True:
-            with self._changed:
+            with self._lock:
                 now = time.monotonic()
-                due = [w for w in self._watchers if w.due() <= now]
-                if not due:
-                    soonest = min((w.due() for w in self._watchers), default=now + 60.0)
-                    self._changed.wait(soonest - now)
+                deadlines = [due for w in self._watchers if (due := w.due()) is not None]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else 60.0
+            events = self._epoll.poll(timeout)
+            for fd, _mask in events:
+                if fd == self._wake:
+                    try:
+                        os.eventfd_read(self._wake)
+                    except BlockingIOError:
+                        pass
                     continue
+                with self._lock:
+                    watcher = self._by_fd.get(fd)
+                if watcher is not None:
+                    self._check(watcher, watcher.memory_event)
+            now = time.monotonic()
+            with self._lock:
+                due = [w for w in self._watchers if (d := w.due()) is not None and d <= now]
             for watcher in due:
-                try:
-                    keep = watcher.poll(now)
-                except Exception:  # a broken check must not end the watching of every other task
-                    log.exception("limit check of %s failed", watcher.group.paths)
-                    keep = True
-                if not keep:
-                    self.discard(watcher)
+                self._check(watcher, lambda w=watcher: w.poll(now))
+
+    def _check(self, watcher: LimitWatcher, check: Callable[[], bool]) -> None:
+        try:
+            keep = check()
+        except Exception:  # a broken check must not end the watching of every other task
+            log.exception("limit check of %s failed", watcher.group.paths)
+            keep = True
+        if not keep:
+            self.discard(watcher)
 
 
 _POLLER = _Poller()

@@ -32,7 +32,6 @@ def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Pope
     out = open(sandbox / "stdout", "wb")
     popen = subprocess.Popen(iso.wrap(["sh", "-c", script], "/bin/sh"), stdout=out, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=sandbox)
-    iso.started(popen.pid)
     popen.wait(30)
     out.close()
     return popen, (sandbox / "stdout").read_text()
@@ -114,7 +113,6 @@ def test_host_task_signal_reaches_the_task_not_just_init(tmp_path: Path) -> None
         out = open(sandbox / "stdout", "wb")
         popen = subprocess.Popen(iso.wrap(["sh", "-c", "echo ready; exec sleep 60"], "/bin/sh"), stdout=out,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        iso.started(popen.pid)
         wait_for(lambda: "ready" in (sandbox / "stdout").read_text(), timeout=10, what="the task")
         os.killpg(popen.pid, signal.SIGTERM)  # what the host launcher sends first
         popen.wait(10)

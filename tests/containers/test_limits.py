@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,6 @@ def test_many_tasks_share_one_watcher_and_an_oom_is_reported_on_its_own_task_onl
             script = "dd if=/dev/zero of=/dev/null bs=200M count=1; sleep 30" if index == 0 else "sleep 0.5"
             popen = subprocess.Popen(iso.wrap(["sh", "-c", script], "/bin/sh"), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-            iso.started(popen.pid)
             tasks.append((iso, popen))
         assert watchers() == 1  # not one thread per task
         outcomes = [iso.annotate(describe_exit(popen.wait(30))) for iso, popen in tasks]
@@ -44,3 +44,29 @@ def test_many_tasks_share_one_watcher_and_an_oom_is_reported_on_its_own_task_onl
             popen.wait()
             iso.destroy()
     assert all(traces(tmp_path / "work", iso.id) == [] for iso, _ in tasks)
+
+
+def wakeups(thread: threading.Thread) -> int:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_idle_tasks_cost_the_watcher_no_wake_ups(tmp_path: Path) -> None:
+    """Memory is not polled: the kernel wakes the watcher on an OOM, and tasks without a
+    disk quota give it nothing to do on a clock."""
+    isolations = []
+    try:
+        for index in range(20):
+            sandbox = tmp_path / f"sandbox-{index}"
+            sandbox.mkdir()
+            isolations.append(HostIsolation.create(LaunchSpec(
+                task_id=f"idle-{index}", command={}, env={}, sandbox=sandbox, resources={"cpus": 0.1, "mem": 32},
+                work_dir=tmp_path / "work")))
+        watcher = next(thread for thread in threading.enumerate() if thread.name == "limit-watcher")
+        time.sleep(0.3)  # let it take in the new watchers
+        before = wakeups(watcher)
+        time.sleep(1.5)  # a poller at its old 0.2 s interval woke 7 times here
+        assert wakeups(watcher) - before <= 1
+    finally:
+        for iso in isolations:
+            iso.destroy()

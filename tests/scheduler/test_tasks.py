@@ -1,6 +1,8 @@
 """The task state machine: legal moves, repeats, illegal moves, persistence shape."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from scheduler.tasks import TERMINAL, TRANSITIONS, IllegalTransition, State, TaskRecord, exit_code_from
@@ -57,3 +59,9 @@ def test_record_round_trips_through_json() -> None:
     record.move(State.LAUNCHED, 2.0)
     copy = TaskRecord.from_json(record.to_json(), version=7)
     assert copy.state == State.LAUNCHED and copy.history == record.history and copy.version == 7
+    full = TaskRecord("t2", "o", "n", State.FINISHED, "a1", "host1", "e1", [31000, 31001], 1.0, 2.0, 3.0, 4.0,
+                      0, "Command exited with status 0", "REASON_X", True, "tasks/t2",
+                      [("TASK_RUNNING", 3.0), ("TASK_FINISHED", 4.0)], version=3)
+    again = TaskRecord.from_json(full.to_json(), version=3)
+    assert again == full
+    assert "version" not in json.loads(full.to_json())
