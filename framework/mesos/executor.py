@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from addict import Dict
 
+from .connection import Connection
 from .recordio import Decoder, RecordIOError
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class MesosExecutorDriver:
         self._lock = threading.RLock()
         self._state_changed = threading.Condition(self._lock)
         self._pool_lock = threading.Lock()
-        self._pool: list[tuple[http.client.HTTPConnection, float]] = []   # idle, with idle-since
+        self._pool: list[tuple[Connection, float]] = []   # idle, with idle-since
         self._lanes: dict[str, list] = {}     # task id -> [Lock, users]: per-task update order
         self._wakeup = threading.Event()
         self._status = DRIVER_NOT_STARTED
@@ -254,22 +255,20 @@ class MesosExecutorDriver:
         while True:
             conn, reused = self._checkout()
             try:
-                conn.request("POST", EXECUTOR_PATH, body=payload, headers=_POST_HEADERS)
-                response = conn.getresponse()
-                text = response.read().decode(errors="replace").strip()
+                answer = conn.post(EXECUTOR_PATH, payload, _POST_HEADERS)
             except (OSError, http.client.HTTPException) as error:
                 conn.close()
                 if reused:
                     continue
                 raise ExecutorDriverError(f"{body['type']} to agent failed: {error}") from error
-            self._checkin(conn, response.will_close)
+            self._checkin(conn, answer.will_close)
             break
-        if response.status not in (200, 202):
-            error = ExecutorDriverError(f"{body['type']} refused by agent: {response.status} {text[:500]}")
-            error.status = response.status  # type: ignore[attr-defined]
+        if answer.status not in (200, 202):
+            error = ExecutorDriverError(f"{body['type']} refused by agent: {answer.status} {answer.text.strip()[:500]}")
+            error.status = answer.status  # type: ignore[attr-defined]
             raise error
 
-    def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _checkout(self) -> tuple[Connection, bool]:
         """An idle pooled connection (reused=True) or a new one."""
         now = time.monotonic()
         with self._pool_lock:
@@ -278,9 +277,9 @@ class MesosExecutorDriver:
                 if now - idle_since < _IDLE_REUSE_SECONDS:
                     return conn, True
                 conn.close()  # the agent may be closing it right now: do not race it
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._http_timeout), False
+        return Connection(self._host, self._port, self._http_timeout, self._http_timeout), False
 
-    def _checkin(self, conn: http.client.HTTPConnection, will_close: bool) -> None:
+    def _checkin(self, conn: Connection, will_close: bool) -> None:
         with self._pool_lock:
             if not will_close and len(self._pool) < _POOL_SIZE and self._status == DRIVER_RUNNING:
                 self._pool.append((conn, time.monotonic()))
