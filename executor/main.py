@@ -52,7 +52,7 @@ def run_executor() -> int:
     single = os.environ.get("DOCKYARD_COMMAND_EXECUTOR") == "1"
     idle = float(os.environ.get("DOCKYARD_EXECUTOR_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT))
     executor = DockyardExecutor(single_task=single, idle_timeout=idle)
-    driver = MesosExecutorDriver(executor)
+    driver = MesosExecutorDriver(executor, use_addict=False)  # DockyardExecutor reads plain dicts
     driver.start()
     while driver.status == DRIVER_RUNNING and not executor.done.wait(1.0):
         if executor.idle():

@@ -82,7 +82,7 @@ def make_driver(ctx: Context):
     if ctx.core.framework_id:
         framework["id"] = {"value": ctx.core.framework_id}
     driver = MesosSchedulerDriver(DockyardScheduler(ctx.core), framework, ctx.config.master,
-                                  use_addict=True, implicit_acknowledgements=False)
+                                  use_addict=False, implicit_acknowledgements=False)
     ctx.core.attach(driver)
     ctx.driver = driver
     return driver
