@@ -144,14 +144,10 @@ class OomNotifier:
     under OOM); v2: `memory.events` itself, which signals priority data on each change.
     `rearm()` after each wake-up (empties the eventfd, or re-reads the file)."""
 
-    def __init__(self, fd: int, mask: int, v2: bool, keep: int | None = None) -> None:
+    def __init__(self, fd: int, mask: int, v2: bool) -> None:
         self.fd = fd
         self.mask = mask
         self._v2 = v2
-        self._keep = keep  # v1: the oom_control descriptor the registration names
-
-    def fileno(self) -> int:
-        return self.fd
 
     def rearm(self) -> None:
         try:
@@ -163,13 +159,9 @@ class OomNotifier:
             pass
 
     def close(self) -> None:
-        for fd in (self.fd, self._keep):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.fd, self._keep = -1, None
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
 
 
 class Cgroup:
@@ -409,16 +401,14 @@ class Cgroup:
         if "memory" not in self.paths:
             return None
         directory = self.dir("memory")
-        event = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        try:
+        notifier = OomNotifier(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK), select.EPOLLIN, v2=False)
+        try:  # the kernel keeps the registration, not the oom_control descriptor it names
             control = os.open(directory / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            os.close(event)
-            raise
-        notifier = OomNotifier(event, select.EPOLLIN, v2=False, keep=control)
-        try:
-            _write(directory / "cgroup.event_control", f"{event} {control}")
-        except ContainerError:
+            try:
+                _write(directory / "cgroup.event_control", f"{notifier.fd} {control}")
+            finally:
+                os.close(control)
+        except (OSError, ContainerError):
             notifier.close()
             raise
         return notifier

@@ -50,10 +50,6 @@ class Connection:
         authority = f"[{host}]" if ":" in host else host
         self._host_header = f"{authority}:{port}".encode()
 
-    @property
-    def connected(self) -> bool:
-        return self._sock is not None
-
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
         if self._sock is None:
             self._connect()
