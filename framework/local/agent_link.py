@@ -11,6 +11,7 @@ do not wait on each other.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import itertools
 import logging
 import zlib
@@ -19,6 +20,7 @@ from typing import Awaitable, Callable
 import httpx
 
 from framework.mesos import recordio
+from framework.mesos.connection import parse_head
 from framework.mesos.detector import MasterDetector, detect
 from framework.mesos.messages import dumps, loads
 
@@ -64,7 +66,7 @@ class PostConnection:
                 answer = await asyncio.wait_for(self._exchange(target, path, body), timeout)
                 self._last_used = loop.time()
                 return answer
-            except (asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError) as error:
+            except (asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError, http.client.HTTPException) as error:
                 self.close()
                 raise CallFailed(f"POST {path} to {target}: {error!r}") from None
             except (OSError, asyncio.IncompleteReadError) as error:
@@ -83,17 +85,11 @@ class PostConnection:
         assert self._reader is not None and self._writer is not None
         self._writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), target.encode(), len(body), body))
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        status, headers, will_close = parse_head(await self._reader.readuntil(b"\r\n\r\n"))
         if "content-length" not in headers:
-            raise ValueError(f"answer without Content-Length: {lines[0]}")
+            raise ValueError(f"answer {status} without Content-Length")
         answer = await self._reader.readexactly(int(headers["content-length"]))
-        if headers.get("connection", "").lower() == "close":
+        if will_close:
             self.close()
         return status, answer
 

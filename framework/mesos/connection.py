@@ -23,6 +23,23 @@ MAX_LINE = 65536
 MAX_HEADERS = 100
 
 
+def parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
+    """(status, headers with lower-case names, will_close) of an answer's status line and
+    headers (the agent's asyncio client reads the same answers: framework/local/agent_link.py)."""
+    lines = head.decode("latin-1").split("\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise http.client.BadStatusLine(lines[0].strip())
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip():
+            headers[name.strip().lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    will_close = connection == "close" or (parts[0] == "HTTP/1.0" and connection != "keep-alive")
+    return int(parts[1]), headers, will_close
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -92,15 +109,9 @@ class Connection:
             line = self._line()
             if not line:
                 raise http.client.RemoteDisconnected("the server closed the connection without an answer")
-            parts = line.decode("latin-1").split(None, 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-                raise http.client.BadStatusLine(line.decode("latin-1", "replace").strip())
-            status, version = int(parts[1]), parts[0]
-            headers = self._headers()
+            status, headers, will_close = parse_head(line + self._head_rest())
             if not 100 <= status < 200:  # an interim answer (100 Continue) is followed by the real one
                 break
-        connection = headers.get("connection", "").lower()
-        will_close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
         if status in (204, 304):
             body = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -115,14 +126,14 @@ class Connection:
             body, will_close = self._reader.read(), True
         return Answer(status, body, headers, will_close)
 
-    def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
+    def _head_rest(self) -> bytes:
+        """The header lines after the status line, up to the blank line (not included)."""
+        lines = []
         for _ in range(MAX_HEADERS + 1):
             line = self._line()
             if line in (b"\r\n", b"\n", b""):
-                return headers
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+                return b"".join(lines)
+            lines.append(line)
         raise http.client.HTTPException(f"more than {MAX_HEADERS} headers")
 
     def _exactly(self, size: int) -> bytes:
@@ -141,7 +152,7 @@ class Connection:
             except ValueError:
                 raise http.client.HTTPException(f"bad chunk size {size_text!r}") from None
             if size == 0:
-                self._headers()  # trailers, up to the blank line
+                self._head_rest()  # trailers, up to the blank line
                 return b"".join(chunks)
             chunks.append(self._exactly(size))
             self._line()  # the CRLF after each chunk

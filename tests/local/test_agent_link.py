@@ -150,3 +150,25 @@ def test_a_master_without_batches_gets_the_calls_one_by_one_in_order() -> None:
     singles = [body["n"] for body in server.seen if body["type"] == "UPDATE"]
     assert singles == [0, 1, 2, 3]
     assert [body["type"] for body in server.seen].count("BATCH") == 1  # asked once, then never again
+
+
+def test_a_garbled_answer_is_a_call_failure() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener:
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(65536)
+                peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def scenario() -> None:
+        with pytest.raises(CallFailed, match="BadStatusLine"):
+            await PostConnection().post(f"127.0.0.1:{port}", "/internal/agent", b"{}", 5)
+
+    asyncio.run(scenario())
+    thread.join(5)
