@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from framework.local.agent_link import CallFailed, Lanes, PostConnection
-from tests.support.procs import free_port, wait_for
+from tests.support.procs import free_port, raw_server, wait_for
 
 
 @pytest.fixture
@@ -153,18 +153,7 @@ def test_a_master_without_batches_gets_the_calls_one_by_one_in_order() -> None:
 
 
 def test_a_garbled_answer_is_a_call_failure() -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        with listener:
-            peer, _ = listener.accept()
-            with peer:
-                peer.recv(65536)
-                peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    port, thread = raw_server(lambda peer: peer.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"))
 
     async def scenario() -> None:
         with pytest.raises(CallFailed, match="BadStatusLine"):

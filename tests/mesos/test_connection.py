@@ -3,10 +3,9 @@ run), and against a raw socket server for the framings and faults uvicorn never 
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import uvicorn
@@ -16,7 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from framework.mesos.connection import Connection
-from tests.support.procs import free_port, wait_for
+from tests.support.procs import free_port, raw_server, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -71,30 +70,6 @@ def test_a_connection_the_server_closed_fails_before_any_answer(server) -> None:
             conn.post("/ok", b"{}", {})
     finally:
         conn.close()
-
-
-def raw_server(answer: Callable[[socket.socket], None]) -> tuple[int, threading.Thread]:
-    """Accept one connection, read one request head and body, reply with `answer`."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        with listener:
-            peer, _ = listener.accept()
-            with peer:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += peer.recv(4096)
-                head, _, rest = data.partition(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                while len(rest) < length:
-                    rest += peer.recv(4096)
-                answer(peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return port, thread
 
 
 @pytest.mark.parametrize("reply, status, body, closes", [

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -116,3 +117,28 @@ def http_json(method: str, url: str, body: object = None, timeout: float = 5.0) 
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
+
+
+def raw_server(answer: Callable[[socket.socket], None]) -> tuple[int, threading.Thread]:
+    """A one-shot HTTP peer on loopback for answers no real server gives (garbled, cut,
+    odd framings): accept one connection, read one request head and body, reply with `answer`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener:
+            peer, _ = listener.accept()
+            with peer:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += peer.recv(4096)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += peer.recv(4096)
+                answer(peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, thread
