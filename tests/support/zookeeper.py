@@ -13,12 +13,17 @@ def available() -> bool:
     return Path("/usr/share/java/zookeeper.jar").exists() and shutil.which("java") is not None
 
 
-def _ruok(port: int) -> bool:
+def _serving(port: int) -> bool:
+    """`stat` answers with the server's statistics only once it serves sessions (`ruok`
+    says "imok" as soon as the port is open, while a session request may still stall)."""
     import socket
 
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-        sock.sendall(b"ruok")
-        return sock.recv(16) == b"imok"
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"stat")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer.startswith(b"Zookeeper version:") and b"Mode:" in answer
 
 
 class ZooKeeper:
@@ -44,7 +49,7 @@ class ZooKeeper:
              "org.apache.zookeeper.server.ZooKeeperServerMain", str(self.port), str(data)],
             self.workdir / "zookeeper.log",
         )
-        wait_for(lambda: _ruok(self.port), timeout=60, what=f"ZooKeeper on {self.port}")
+        wait_for(lambda: _serving(self.port), timeout=60, what=f"ZooKeeper on {self.port} serving")
         return self
 
     def stop(self) -> None:
