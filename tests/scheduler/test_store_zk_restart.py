@@ -4,6 +4,9 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 from framework.errors import StoreError
 from framework.store import ABSENT, open_store
@@ -11,63 +14,58 @@ from framework.store.zk import ZooKeeperStore
 from tests.support import zookeeper
 
 
-def test_writes_wait_for_the_session_across_a_zookeeper_restart(tmp_path: Path) -> None:
-    """A write issued while ZooKeeper is down completes once it is back, with no error."""
+@pytest.fixture
+def zk_store(tmp_path: Path) -> Iterator[tuple[zookeeper.ZooKeeper, ZooKeeperStore]]:
+    """A real ZooKeeper and a store on it; both stopped whatever fails, the opening included."""
     server = zookeeper.ZooKeeper(tmp_path / "zk").start()
-    try:  # the server stops whatever fails, the store's opening included
-        store = open_store(zk_url=f"zk://{server.hosts}/restart-{uuid.uuid4().hex[:8]}")
-    except BaseException:
+    store = None
+    try:
+        store = open_store(zk_url=f"zk://{server.hosts}/store-{uuid.uuid4().hex[:8]}")
+        assert isinstance(store, ZooKeeperStore)
+        yield server, store
+    finally:
+        if store is not None:
+            store.close()
         server.stop()
-        raise
+
+
+def test_writes_wait_for_the_session_across_a_zookeeper_restart(zk_store) -> None:
+    """A write issued while ZooKeeper is down completes once it is back, with no error."""
+    server, store = zk_store
     # One reconnect attempt can hang until kazoo's handshake timeout (the session timeout,
     # 15 s, with one host) when it reaches the server while it starts; seen about once in
     # 25 runs here. The wait under test must outlast such an attempt, not race it.
-    assert isinstance(store, ZooKeeperStore)
     store.retry_timeout = 45.0
-    try:
-        v0 = store.put("/jobs/a", b"one", expected_version=ABSENT)
-        server.stop()
-        outcome: dict[str, object] = {}
+    v0 = store.put("/jobs/a", b"one", expected_version=ABSENT)
+    server.stop()
+    outcome: dict[str, object] = {}
 
-        def write() -> None:
-            try:
-                outcome["version"] = store.put("/jobs/a", b"two", expected_version=v0)
-                outcome["children"] = store.children("/jobs")
-            except Exception as error:  # reported to the test thread below
-                outcome["error"] = error
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        server.start()
-        writer.join(timeout=60)
-        assert not writer.is_alive()
-        assert "error" not in outcome, outcome
-        assert outcome["version"] == v0 + 1
-        assert outcome["children"] == ["a"]
-        assert store.get("/jobs/a") == (b"two", v0 + 1)
-    finally:
-        store.close()
-        server.stop()
-
-
-def test_a_zookeeper_that_stays_down_fails_as_store_error(tmp_path: Path) -> None:
-    """Retries are bounded: past the timeout the caller gets StoreError, not a kazoo type."""
-    server = zookeeper.ZooKeeper(tmp_path / "zk").start()
-    try:  # the server stops whatever fails, the store's opening included
-        store = open_store(zk_url=f"zk://{server.hosts}/down-{uuid.uuid4().hex[:8]}")
-    except BaseException:
-        server.stop()
-        raise
-    assert isinstance(store, ZooKeeperStore)
-    store.retry_timeout = 2.0
-    try:
-        server.stop()
+    def write() -> None:
         try:
-            store.put("/jobs/b", b"x")
-        except StoreError as error:
-            assert "ZooKeeper unavailable" in str(error) or "cannot write" in str(error)
-        else:
-            raise AssertionError("a write to a stopped ZooKeeper succeeded")
-    finally:
-        store.close()
-        server.stop()
+            outcome["version"] = store.put("/jobs/a", b"two", expected_version=v0)
+            outcome["children"] = store.children("/jobs")
+        except Exception as error:  # reported to the test thread below
+            outcome["error"] = error
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    server.start()
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    assert "error" not in outcome, outcome
+    assert outcome["version"] == v0 + 1
+    assert outcome["children"] == ["a"]
+    assert store.get("/jobs/a") == (b"two", v0 + 1)
+
+
+def test_a_zookeeper_that_stays_down_fails_as_store_error(zk_store) -> None:
+    """Retries are bounded: past the timeout the caller gets StoreError, not a kazoo type."""
+    server, store = zk_store
+    store.retry_timeout = 2.0
+    server.stop()
+    try:
+        store.put("/jobs/b", b"x")
+    except StoreError as error:
+        assert "ZooKeeper unavailable" in str(error) or "cannot write" in str(error)
+    else:
+        raise AssertionError("a write to a stopped ZooKeeper succeeded")
