@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from framework.errors import MesosError
+from framework.errors import MesosError, StoreError
 from framework.store import Store
 from framework.mesos.messages import encode_data
 from scheduler.requests import TaskRequest
@@ -34,8 +34,8 @@ from scheduler.tasks import IllegalTransition, State, TaskRecord
 
 log = logging.getLogger(__name__)
 
-from scheduler.placement.pipeline import place as _place
-from scheduler.placement.views import AgentView, Placed
+from scheduler.placement.pipeline import Plan, place as _place
+from scheduler.placement.views import AgentView, Assignment, Placed
 
 OwnerCallback = Callable[[TaskRecord, dict], None]
 REPO = Path(__file__).resolve().parents[1]
@@ -204,6 +204,7 @@ class Core:
         self.clock = clock
         self.driver: Any = None
         self.framework_id: str | None = None
+        self._unsaved_framework_id: str | None = None  # given by the master, not stored yet
         self._lock = threading.RLock()
         self._records: dict[str, TaskRecord] = {}
         self._pending: OrderedDict[str, TaskRequest] = OrderedDict()
@@ -382,13 +383,20 @@ class Core:
     def withdraw(self, task_id: str, message: str = "Withdrawn before launch") -> bool:
         """Drop a task that has not launched yet; its owner hears TASK_KILLED."""
         with self._lock:
-            if self._pending.pop(task_id, None) is None:
+            request = self._pending.pop(task_id, None)
+            if request is None:
                 return False
             self._submitted_at.pop(task_id, None)
             PENDING.set(len(self._pending))
             self._reports.pop(self._records[task_id].owner, None)
-        self._apply({"task_id": {"value": task_id}, "state": State.KILLED.value,
-                     "message": message, "source": "SOURCE_SCHEDULER"})
+        try:
+            self._apply({"task_id": {"value": task_id}, "state": State.KILLED.value,
+                         "message": message, "source": "SOURCE_SCHEDULER"})
+        except StoreError:
+            with self._lock:  # still queued, as the caller is told by the error
+                self._pending[task_id] = request
+                PENDING.set(len(self._pending))
+            raise
         return True
 
     def kill(self, task_id: str) -> bool:
@@ -410,8 +418,8 @@ class Core:
         with self._lock:
             new_id = payload.get("framework_id")
             if new_id and new_id != self.framework_id:
-                self.framework_id = new_id
-                self.store.put(FRAMEWORK_ID_KEY, new_id.encode())  # the next start fails over to it
+                self.framework_id = self._unsaved_framework_id = new_id
+                self._save_framework_id()
             self._suppressed = False
             self._held.clear()  # offers belong to a subscription: the old one's are void
             live = [r for r in self._records.values()
@@ -543,17 +551,10 @@ class Core:
                     for r in self._records.values() if not r.terminal and r.state != State.PENDING]
                 plan = _place(requests, views, placed, self.config.strategy)
                 chosen: dict[str, list[dict]] = {}
-                now = self.clock()
+                if not self._store_launches(plan.assignments, by_agent):
+                    plan = Plan(assignments=[], reports=plan.reports)
                 for assignment in plan.assignments:
                     request = assignment.request
-                    record = self._records[request.task_id]
-                    record.move(State.LAUNCHED, now)
-                    record.agent_id = assignment.agent_id
-                    record.hostname = by_agent[assignment.agent_id][0].get("hostname")
-                    record.ports = list(assignment.ports)
-                    record.executor_id = (self.config.executor_id if self.config.executor_command
-                                          else request.task_id)
-                    self._persist(record)
                     self._pending.pop(request.task_id, None)
                     started = self._submitted_at.pop(request.task_id, None)
                     if started is not None:
@@ -637,6 +638,44 @@ class Core:
                 late = bool(self._pending)
             if late:
                 self._sync_suppression(force_revive=True)
+
+    def _store_launches(self, assignments: list[Assignment], by_agent: dict[str, list[dict]]) -> bool:
+        """Move the round's tasks to LAUNCHED and store them (lock held); if the store
+        fails, put every one back as it was and say so: nothing unstored is launched."""
+        if not self._save_framework_id():
+            return False
+        now = self.clock()
+        saved: list[tuple[TaskRecord, TaskRecord]] = []
+        try:
+            for assignment in assignments:
+                record = self._records[assignment.request.task_id]
+                saved.append((record, record.copy()))
+                record.move(State.LAUNCHED, now)
+                record.agent_id = assignment.agent_id
+                record.hostname = by_agent[assignment.agent_id][0].get("hostname")
+                record.ports = list(assignment.ports)
+                record.executor_id = (self.config.executor_id if self.config.executor_command
+                                      else record.task_id)
+                self._persist(record)
+        except StoreError as error:
+            for record, before in saved:
+                record.restore(before)
+            log.warning("launches not stored, so not sent (the tasks wait for the next offer): %s", error)
+            return False
+        return True
+
+    def _save_framework_id(self) -> bool:
+        """Store the master's framework id before anything launches under it (lock held): a
+        restart that lost it would register anew, and the master would kill every task."""
+        if self._unsaved_framework_id is None:
+            return True
+        try:
+            self.store.put(FRAMEWORK_ID_KEY, self._unsaved_framework_id.encode())
+        except StoreError as error:
+            log.warning("framework id not stored, nothing launches until it is: %s", error)
+            return False
+        self._unsaved_framework_id = None
+        return True
 
     def _accept(self, ids: list[dict], infos: list[dict], filters: dict) -> None:
         """ACCEPT; then, as after a DECLINE, REVIVE if work arrived while it waited.
@@ -727,7 +766,12 @@ class Core:
         if received is not None:
             CORE_WAIT.observe(time.monotonic() - received)
         with APPLY_SECONDS.time():
-            self._apply(status)
+            try:
+                self._apply(status)
+            except StoreError as error:  # not acknowledged: the master sends it again
+                log.warning("%s of task %s not stored, so not acknowledged: %s", status.get("state"),
+                            _value(status.get("task_id")), error)
+                return
         if status.get("uuid"):
             self._after_sync(self._acknowledge, status)
 
@@ -826,7 +870,7 @@ class Core:
             if record is None:
                 orphan = state not in {s.value for s in State if s.terminal}
             else:
-                healthy_before = record.healthy
+                saved = record.copy()
                 try:
                     changed = record.apply_status(status, self.clock())
                 except IllegalTransition as error:
@@ -835,9 +879,13 @@ class Core:
                 except ValueError:
                     log.warning("task %s: unknown state %r ignored", task_id, state)
                     return None
-                if not changed and record.healthy == healthy_before:
+                if not changed and record.healthy == saved.healthy:
                     return record
-                self._persist(record)
+                try:
+                    self._persist(record)
+                except StoreError:
+                    record.restore(saved)
+                    raise
                 if record.terminal:
                     self._terminal_order.append(task_id)
                     self._collect_garbage()
@@ -856,11 +904,15 @@ class Core:
 
     def _collect_garbage(self) -> None:
         while len(self._terminal_order) > self.config.keep_terminal:
-            old = self._terminal_order.popleft()
+            old = self._terminal_order[0]
             record = self._records.get(old)
             if record is not None and record.terminal:
+                try:
+                    self.store.delete(f"{TASKS_KEY}/{old}")
+                except StoreError:
+                    return  # the oldest stays a while longer; the next terminal task retries
                 del self._records[old]
-                self.store.delete(f"{TASKS_KEY}/{old}")
+            self._terminal_order.popleft()
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -88,24 +88,6 @@ def make_driver(ctx: Context):
     return driver
 
 
-def wait_for_leadership(config: SchedulerConfig) -> object | None:
-    """With ZooKeeper, block until this instance holds the leader lock (others stand by)."""
-    if not config.zk:
-        return None
-    from kazoo.client import KazooClient
-
-    from framework.store.zk import parse_zk_url
-
-    hosts, root = parse_zk_url(config.zk)
-    client = KazooClient(hosts=hosts)
-    client.start(timeout=15)
-    lock = client.Lock(f"{root}/leader", identifier=f"{config.ip}:{config.port}")
-    log.info("waiting for leadership in %s/leader", root)
-    lock.acquire()
-    log.info("elected leader")
-    return lock
-
-
 def serve(config: SchedulerConfig) -> int:
     import uvicorn
 
@@ -117,7 +99,6 @@ def serve(config: SchedulerConfig) -> int:
         from scheduler.leader import serve_ha
 
         return serve_ha(config)
-    leadership = wait_for_leadership(config)
     ctx = build_context(config)
     driver = make_driver(ctx)
     ctx.core.start()
@@ -146,5 +127,4 @@ def serve(config: SchedulerConfig) -> int:
             log.exception("driver stop failed")
         ctx.core.stop()
         ctx.store.close()
-        del leadership
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -181,6 +181,16 @@ class TaskRecord:
             self.exit_code = exit_code_from(status)
         return changed
 
+    def copy(self) -> "TaskRecord":
+        """What to go back to when a change cannot be stored: memory never runs ahead of
+        the store, so a resent update or the next offer applies it again."""
+        return replace(self, ports=list(self.ports), history=list(self.history))
+
+    def restore(self, saved: "TaskRecord") -> None:
+        """Back to `saved` in place (owners hold this very object)."""
+        for name in _ALL_FIELDS:
+            setattr(self, name, getattr(saved, name))
+
     def to_json(self) -> bytes:
         """Every field but `version` (the store keeps that); written on every status,
         so without `asdict`, whose deep copies cost more than the encoding."""
@@ -196,4 +206,5 @@ class TaskRecord:
         return cls(**data, version=version)
 
 
-_STORED_FIELDS = tuple(f.name for f in fields(TaskRecord) if f.name != "version")
+_ALL_FIELDS = tuple(f.name for f in fields(TaskRecord))
+_STORED_FIELDS = tuple(name for name in _ALL_FIELDS if name != "version")

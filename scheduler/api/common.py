@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from framework.errors import ConflictError, DockyardError, SpecError
+from framework.errors import ConflictError, DockyardError, SpecError, StoreError
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -56,6 +56,8 @@ def render_error(error: Exception) -> JSONResponse:
         return error_response(404, str(error))
     if kind == "Conflict" or isinstance(error, ConflictError):
         return error_response(409, str(error))
+    if isinstance(error, StoreError):  # the store is down, not the request wrong: try again later
+        return error_response(503, f"state store unavailable: {error}")
     return error_response(500, f"{kind}: {error}")
 
 

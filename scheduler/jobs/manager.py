@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from framework.errors import DockyardError
+from framework.errors import DockyardError, StoreError
 from framework.store import Store
 from scheduler.core import Core
 from scheduler.events import EventBus
@@ -327,15 +327,19 @@ class JobManager:
             for index in range(run.instances):
                 run.tasks.append(RunTask(id=task_id_for(run, index, 1), index=index, attempt=1,
                                          created_at=now))
+            state = self.states[job_id]
+            triggered_before, state.last_triggered_at = state.last_triggered_at, now
+            try:  # stored before it exists here: a store outage leaves no run that never starts
+                self.store.put_lazy(run_key(run), run.to_json())
+                self.store.put_lazy(f"/jobs/{job_id}/state", state.to_json())
+                if not self._in_status:  # one fsync for both (in a status callback the core syncs before its ACK)
+                    self.store.sync()
+            except StoreError:
+                state.last_triggered_at = triggered_before
+                raise
             self.active[run.id] = run
             for task in run.tasks:
                 self._by_task[task.id] = run.id
-            state = self.states[job_id]
-            state.last_triggered_at = now
-            self.store.put_lazy(run_key(run), run.to_json())
-            self.store.put_lazy(f"/jobs/{job_id}/state", state.to_json())
-            if not self._in_status:  # one fsync for both (in a status callback the core syncs before its ACK)
-                self.store.sync()
             self.core.submit_many([task_request(spec, run, index, 1) for index in range(run.instances)])
             self.changed.notify_all()
             self._emit_run("job_run_started", run)

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from framework.errors import StoreError
 from framework.store import open_store
+from scheduler.api.common import render_error
 from scheduler.core import Core, CoreConfig
 from scheduler.jobs.manager import JobManager
 from scheduler.jobs.specs import SpecInvalid, parse_job
@@ -54,16 +56,19 @@ def offer(n: int, agent: str = "S1", cpus: float = 4, mem: float = 4096) -> dict
                           {"name": "ports", "type": "RANGES", "ranges": {"range": [{"begin": 31000, "end": 31010}]}}]}
 
 
-@pytest.fixture
-def world(tmp_path: Path):
+def make_world(store: Any) -> tuple[Clock, Core, RecordingDriver, JobManager]:
+    """A subscribed core and a jobs manager over `store`, driven by the test."""
     clock = Clock()
-    store = open_store(tmp_path)
     core = Core(store, CoreConfig(), clock=clock)
     driver = RecordingDriver(core)
     core.attach(driver)
     core.handle_subscribed({"framework_id": "F1"})
-    jobs = JobManager(store, core, clock=clock)
-    return clock, core, driver, jobs
+    return clock, core, driver, JobManager(store, core, clock=clock)
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    return make_world(open_store(tmp_path))
 
 
 def launched(driver: RecordingDriver) -> list[dict]:
@@ -281,3 +286,120 @@ def test_fires_missed_while_down_start_one_run_and_are_counted(world) -> None:
     assert len(runs) == 1 and runs[0].trigger == "schedule:m"
     stats = jobs2.states["cron"].schedule_stats["m"]
     assert stats["fired"] == 1 and stats["missed"] == 9
+
+
+class FlakyStore:
+    """The embedded store, with writes that fail as StoreError while `down` is set: an
+    outage of the store at an exact moment, which a real ZooKeeper cannot time."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if name in ("put", "put_lazy", "delete") and callable(attribute):
+            def write(*args: Any, **kwargs: Any) -> Any:
+                if self.down:
+                    raise StoreError("cannot write: store unavailable (test outage)")
+                return attribute(*args, **kwargs)
+            return write
+        return attribute
+
+
+@pytest.fixture
+def flaky(tmp_path: Path):
+    store = FlakyStore(open_store(tmp_path))
+    _, core, driver, jobs = make_world(store)
+    return store, core, driver, jobs
+
+
+def running(core: Core, driver: RecordingDriver, jobs: JobManager, job_id: str) -> tuple[Any, str]:
+    """A one-task run of `job_id`, launched and RUNNING: (the run, its task id)."""
+    jobs.create_job(parse_job({"id": job_id, "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}))
+    run = jobs.start_run(job_id)
+    core.handle_offers([offer(1)])
+    task_id = launched(driver)[-1]["task_id"]["value"]
+    core.handle_status(status(task_id, "TASK_RUNNING"))
+    return run, task_id
+
+
+def stored_state(core: Core, task_id: str) -> str | None:
+    raw, _ = core.store.get(f"/tasks/{task_id}")
+    return json.loads(raw)["state"] if raw else None
+
+
+def test_a_status_the_store_cannot_keep_is_not_acknowledged_and_counts_when_resent(flaky) -> None:
+    store, core, driver, jobs = flaky
+    run, task_id = running(core, driver, jobs, "j")
+    acks = len(driver.named("acknowledgeStatusUpdate"))
+    store.down = True
+    core.handle_status(status(task_id, "TASK_FINISHED", "Command exited with status 0"))
+    assert len(driver.named("acknowledgeStatusUpdate")) == acks, "acknowledged an update it did not store"
+    assert core.get(task_id).state == State.RUNNING, "memory ahead of the store"
+    assert run.status == "ACTIVE"
+    store.down = False
+    core.handle_status(status(task_id, "TASK_FINISHED", "Command exited with status 0"))  # the master resends
+    assert len(driver.named("acknowledgeStatusUpdate")) == acks + 1
+    assert stored_state(core, task_id) == "TASK_FINISHED"
+    assert run.status == "SUCCESS" and jobs.history_summary("j")["successCount"] == 1
+    assert [s for s, _ in core.get(task_id).history].count("TASK_FINISHED") == 1
+
+
+def test_an_offer_round_the_store_cannot_keep_launches_nothing_and_the_next_one_does(flaky) -> None:
+    store, core, driver, jobs = flaky
+    jobs.create_job(parse_job({"id": "k", "run": {"cmd": "true", "cpus": 0.1, "mem": 32, "instances": 3}}))
+    run = jobs.start_run("k")
+    store.down = True
+    core.handle_offers([offer(1)])
+    assert not launched(driver), "launched tasks whose LAUNCHED state is not stored"
+    assert [o["value"] for ids, _ in driver.named("declineOffer") for o in ids] == ["O1"]
+    assert {core.get(t.id).state for t in run.tasks} == {State.PENDING}
+    assert core.pending_count() == 3
+    store.down = False
+    core.handle_offers([offer(2)])
+    assert len(launched(driver)) == 3
+    assert {stored_state(core, t.id) for t in run.tasks} == {"LAUNCHED"}
+    assert [s for s, _ in core.get(run.tasks[0].id).history] == ["PENDING", "LAUNCHED"]
+
+
+def test_a_withdrawal_the_store_cannot_keep_leaves_the_task_queued(flaky) -> None:
+    store, core, driver, jobs = flaky
+    jobs.create_job(parse_job({"id": "w", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}))
+    run = jobs.start_run("w")
+    task_id = run.tasks[0].id
+    store.down = True
+    with pytest.raises(StoreError):
+        core.kill(task_id)
+    assert core.get(task_id).state == State.PENDING and core.pending_count() == 1
+    store.down = False
+    assert core.kill(task_id)
+    assert core.get(task_id).state == State.KILLED and core.pending_count() == 0
+
+
+def test_nothing_launches_under_a_framework_id_the_store_has_not_kept(flaky) -> None:
+    store, core, driver, jobs = flaky
+    jobs.create_job(parse_job({"id": "f", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}))
+    jobs.start_run("f")
+    store.down = True
+    core.handle_subscribed({"framework_id": "F2"})  # a new registration: its id is not stored
+    core.handle_offers([offer(1)])
+    assert not launched(driver), "a restart would lose the framework id these tasks run under"
+    store.down = False
+    core.handle_offers([offer(2)])
+    assert len(launched(driver)) == 1
+    assert core.store.get("/framework/id")[0] == b"F2"
+
+
+def test_a_run_the_store_cannot_keep_is_refused_whole_and_answers_503(flaky) -> None:
+    store, core, driver, jobs = flaky
+    jobs.create_job(parse_job({"id": "r", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}))
+    store.down = True
+    with pytest.raises(StoreError) as caught:
+        jobs.start_run("r")
+    answer = render_error(caught.value)
+    assert answer.status_code == 503 and b"store unavailable" in answer.body
+    assert not jobs.active_runs("r") and core.pending_count() == 0
+    store.down = False
+    run = jobs.start_run("r")
+    assert jobs.active_runs("r") == [run] and core.pending_count() == 1

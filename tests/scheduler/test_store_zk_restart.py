@@ -69,3 +69,25 @@ def test_a_zookeeper_that_stays_down_fails_as_store_error(zk_store) -> None:
         assert "ZooKeeper unavailable" in str(error) or "cannot write" in str(error)
     else:
         raise AssertionError("a write to a stopped ZooKeeper succeeded")
+
+
+def test_a_status_during_a_zookeeper_outage_is_acknowledged_only_once_stored(zk_store) -> None:
+    """The scheduler core over the real ZooKeeper store: an update that arrives while
+    ZooKeeper is down is not acknowledged (so the master resends it) and changes nothing;
+    the resend after ZooKeeper is back is stored, acknowledged and seen by its job run."""
+    from tests.scheduler.test_core_jobs import make_world, running, status
+
+    server, store = zk_store
+    _, core, driver, jobs = make_world(store)
+    run, task_id = running(core, driver, jobs, "z")
+    acks = len(driver.named("acknowledgeStatusUpdate"))
+    store.retry_timeout = 1.0
+    server.stop()
+    core.handle_status(status(task_id, "TASK_FINISHED", "Command exited with status 0"))
+    assert len(driver.named("acknowledgeStatusUpdate")) == acks
+    assert core.get(task_id).state.value == "TASK_RUNNING" and run.status == "ACTIVE"
+    server.start()
+    store.retry_timeout = 45.0  # see the first test: one reconnect attempt may hang 15 s
+    core.handle_status(status(task_id, "TASK_FINISHED", "Command exited with status 0"))
+    assert len(driver.named("acknowledgeStatusUpdate")) == acks + 1
+    assert core.get(task_id).state.value == "TASK_FINISHED" and run.status == "SUCCESS"
