@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from framework.errors import DockyardError, SpecError
+from framework.errors import DockyardError, SpecError, StoreError
 from scheduler.events import marathon_time
 from scheduler.services import deployments as dep
 from scheduler.services.deployments import Deployment
@@ -242,7 +242,15 @@ class ServiceManager:
             state.version_info = {"lastScalingAt": app.version, "lastConfigChangeAt": app.version}
             self.apps[app.id] = state
             deployment = self._deploy(state, None, app.out(), dep.actions_for(None, app.out(), True))
-            self._persist(state)
+            try:
+                self._persist(state)
+            except StoreError:  # the app never was: a resend creates it, not a 409
+                if existing is None:
+                    del self.apps[app.id]
+                else:
+                    self.apps[app.id] = existing
+                self._finish(state, deployment, "failed")
+                raise
         self.wake.set()
         return state, deployment
 
