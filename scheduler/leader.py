@@ -42,6 +42,7 @@ from kazoo.protocol.states import KazooState
 
 from framework.errors import LeadershipError
 from framework.store.zk import parse_zk_url
+from framework.zkclient import kazoo_client
 
 log = logging.getLogger("dockyard.leader")
 
@@ -90,7 +91,7 @@ def _members(client: KazooClient, path: str) -> list[Member]:
 def current_leader(zk_url: str, timeout: float = 10.0) -> str | None:
     """"ip:port" of the leading scheduler under `zk_url`, None when nobody leads (one-shot read)."""
     hosts, root = parse_zk_url(zk_url)
-    client = KazooClient(hosts=hosts, timeout=timeout)
+    client = kazoo_client(hosts, timeout)
     try:
         client.start(timeout=timeout)
         members = _members(client, f"{root}/leader")
@@ -125,7 +126,7 @@ class Election:
         self.on_elected = on_elected
         self.on_lost = on_lost
         self.fast_takeover = fast_takeover
-        self.client = KazooClient(hosts=self.hosts, timeout=session_timeout)
+        self.client = kazoo_client(self.hosts, session_timeout)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._node: str | None = None

@@ -18,6 +18,7 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NoNodeError
 
 from framework.local.master import Master
+from framework.zkclient import kazoo_client
 
 log = logging.getLogger("dockyard.master.zk")
 
@@ -57,7 +58,7 @@ class ZooKeeperContender:
 
     def start(self) -> None:
         """Connect and contend; raises when ZooKeeper cannot be reached (caller retries)."""
-        client = KazooClient(hosts=self.hosts, timeout=self._timeout, auth_data=self._auth)
+        client = kazoo_client(self.hosts, self._timeout, auth_data=self._auth)
         client.start(timeout=self._timeout)
         client.add_listener(self._on_state)
         self.client = client

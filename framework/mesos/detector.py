@@ -17,6 +17,8 @@ import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from framework.zkclient import kazoo_client
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5050
@@ -162,11 +164,10 @@ class MasterDetector:
 
     def _connect(self) -> Any:
         """A started KazooClient watching the path, or None when ZooKeeper did not answer."""
-        from kazoo.client import KazooClient
         from kazoo.handlers.threading import KazooTimeoutError
         from kazoo.protocol.states import KazooState
 
-        client = KazooClient(**self._zk_args)
+        client = kazoo_client(**self._zk_args)
 
         def on_state(state: str) -> None:
             if state == KazooState.LOST:

@@ -25,6 +25,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from framework.errors import ConflictError, StoreError
 from framework.store.base import ABSENT, Store, check_key
+from framework.zkclient import kazoo_client
 
 T = TypeVar("T")
 # Errors that mean "not connected right now", not "the operation is wrong": worth a retry.
@@ -60,7 +61,7 @@ class ZooKeeperStore(Store):
     @classmethod
     def from_url(cls, url: str, timeout: float = 15.0) -> "ZooKeeperStore":
         hosts, root = parse_zk_url(url)
-        client = KazooClient(hosts=hosts, timeout=timeout)
+        client = kazoo_client(hosts, timeout)
         try:
             client.start(timeout=timeout)
         except Exception as error:  # kazoo raises its own timeout type
