@@ -1,6 +1,7 @@
 """The election recipe in-process against the real ZooKeeper (fast; the process tests use it too)."""
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 
@@ -90,15 +91,22 @@ def test_reading_the_leader(zk: ZooKeeper) -> None:
 
 
 def expire_session(election: Election, hosts: str) -> None:
-    """Expire `election`'s ZooKeeper session for real: a second client attaches to the same
-    session and closes it (the server then tells the first client SESSION_EXPIRED)."""
-    from kazoo.client import KazooClient
+    """Expire `election`'s ZooKeeper session for real: attach to the same session and close
+    it (the server then tells the first client SESSION_EXPIRED).
+
+    Both requests go in one write, so the server handles them back to back: the first
+    client, which reconnects at once when its session moves away, cannot win the session
+    back between the two and leave the close to a connection that no longer owns it."""
+    from kazoo.protocol.serialization import Close, Connect, int_struct
 
     session_id, password = election.client.client_id
-    thief = KazooClient(hosts=hosts, client_id=(session_id, password), timeout=5)
-    thief.start(timeout=10)
-    thief.stop()
-    thief.close()
+    host, port = hosts.split(",")[0].split(":")
+    attach = bytes(Connect(0, 0, 10_000, session_id, password, False).serialize())
+    close = int_struct.pack(1) + int_struct.pack(Close.type) + Close.serialize()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(int_struct.pack(len(attach)) + attach + int_struct.pack(len(close)) + close)
+        while sock.recv(4096):  # the server answers both, then closes the connection
+            pass
 
 
 def test_a_leader_whose_session_expires_steps_down_and_the_next_leads(zk: ZooKeeper) -> None:
