@@ -169,11 +169,20 @@ class MasterDetector:
 
         client = kazoo_client(**self._zk_args)
 
+        expired = threading.Event()
+
         def on_state(state: str) -> None:
             if state == KazooState.LOST:
-                # Session gone: ephemeral nodes we saw may be stale; watches come back
-                # with the new session and tell us the truth again.
+                # Session gone: ephemeral nodes we saw may be stale. No leader until the
+                # new session has read them again.
+                expired.set()
                 self._set(None, None)
+            elif state == KazooState.CONNECTED and expired.is_set():
+                # The watches re-arm by themselves but stay silent when the children did
+                # not change (the same master still leads): read them here (a listener
+                # must not block kazoo's connection thread).
+                expired.clear()
+                client.handler.spawn(self._reread, client)
 
         client.add_listener(on_state)
         try:
@@ -202,6 +211,16 @@ class MasterDetector:
             with self._changed:
                 self._changed.wait_for(lambda: self._closed, delay)
             delay = min(delay * 2, 10.0)
+
+    def _reread(self, client: Any) -> None:
+        from kazoo.exceptions import KazooException
+
+        try:
+            children = client.get_children(self._path)
+        except KazooException as error:  # path gone (its DataWatch says so) or cut off again
+            log.info("cannot re-read masters in %s after a new session: %s", self._path, error)
+            return
+        self._on_children(children)
 
     def _on_path(self, data: Any, stat: Any) -> bool | None:
         if self._closed:

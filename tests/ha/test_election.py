@@ -1,7 +1,6 @@
 """The election recipe in-process against the real ZooKeeper (fast; the process tests use it too)."""
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
 
@@ -10,7 +9,7 @@ import pytest
 from framework.errors import LeadershipError
 from scheduler.leader import Election, current_leader
 from tests.support.procs import free_port, wait_for
-from tests.support.zookeeper import ZooKeeper
+from tests.support.zookeeper import ZooKeeper, expire_session
 
 
 def candidate(url: str, address: str) -> tuple[Election, threading.Event, list[str]]:
@@ -90,25 +89,6 @@ def test_reading_the_leader(zk: ZooKeeper) -> None:
         current_leader(f"zk://127.0.0.1:{free_port()}/dockyard", timeout=1)
 
 
-def expire_session(election: Election, hosts: str) -> None:
-    """Expire `election`'s ZooKeeper session for real: attach to the same session and close
-    it (the server then tells the first client SESSION_EXPIRED).
-
-    Both requests go in one write, so the server handles them back to back: the first
-    client, which reconnects at once when its session moves away, cannot win the session
-    back between the two and leave the close to a connection that no longer owns it."""
-    from kazoo.protocol.serialization import Close, Connect, int_struct
-
-    session_id, password = election.client.client_id
-    host, port = hosts.split(",")[0].split(":")
-    attach = bytes(Connect(0, 0, 10_000, session_id, password, False).serialize())
-    close = int_struct.pack(1) + int_struct.pack(Close.type) + Close.serialize()
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(int_struct.pack(len(attach)) + attach + int_struct.pack(len(close)) + close)
-        while sock.recv(4096):  # the server answers both, then closes the connection
-            pass
-
-
 def test_a_leader_whose_session_expires_steps_down_and_the_next_leads(zk: ZooKeeper) -> None:
     """Issue 6: the leader hears it lost (its owner then stops acting: the scheduler exits to be
     restarted as a follower), and the follower, whose session is intact, takes over."""
@@ -120,7 +100,7 @@ def test_a_leader_whose_session_expires_steps_down_and_the_next_leads(zk: ZooKee
         assert first_elected.wait(10)
         second.start()
         wait_for(lambda: second.leader_address() == "127.0.0.1:1006", timeout=10, what="the follower's view")
-        expire_session(first, zk.hosts)
+        expire_session(first.client, zk.hosts)
         wait_for(lambda: first_lost, timeout=15, what="the expired leader told it lost")
         assert not first.is_leader
         assert second_elected.wait(15) and second.is_leader
@@ -142,7 +122,7 @@ def test_a_follower_whose_session_expires_stands_in_line_again(zk: ZooKeeper) ->
         second.start()
         wait_for(lambda: len(first.members()) == 2, timeout=10, what="two members")
         old_node = next(m.node for m in first.members() if m.address == "127.0.0.1:1009")
-        expire_session(second, zk.hosts)
+        expire_session(second.client, zk.hosts)
         wait_for(lambda: [m.address for m in first.members()] == ["127.0.0.1:1008", "127.0.0.1:1009"]
                  and old_node not in [m.node for m in first.members()], timeout=20,
                  what="the follower back in line with a new node")

@@ -136,10 +136,12 @@ def test_a_run_retries_a_task_unreachable_too_long_and_kills_it_on_return(deploy
     assert second["host"] != first["host"]
     os.kill(pid, signal.SIGCONT)
 
-    def old_gone() -> bool:
-        live = [t["id"] for f in d.master_state()["frameworks"] for t in f["tasks"]
+    def old_gone() -> bool:  # killed once back: neither live nor still waiting as unreachable
+        frameworks = d.master_state()["frameworks"]
+        live = [t["id"] for f in frameworks for t in f["tasks"]
                 if t["state"] in ("TASK_RUNNING", "TASK_STAGING", "TASK_STARTING", "TASK_KILLING")]
-        return live == [second["id"]]
+        away = [t["id"] for f in frameworks for t in f.get("unreachable_tasks", [])]
+        return live == [second["id"]] and first["id"] not in away
     wait_for(old_gone, timeout=30, what="the returned old task killed")
     # Its end is recorded in the run, and not counted a second time: the run goes on.
     old = wait_for(lambda: (t := tasks()) and t[0]["status"] == "TASK_KILLED" and t[0], timeout=30,

@@ -10,6 +10,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from framework.mesos.detector import MasterDetector, parse_master_info, static_address
+from tests.support.zookeeper import expire_session
 
 
 def master_info(ip: str, port: int, hostname: str = "m") -> bytes:
@@ -146,3 +147,18 @@ def test_unreachable_zookeeper_means_no_leader_not_an_exception() -> None:
         assert detector.is_zk
         assert detector.leader() is None
         assert detector.wait(0.2) is None
+
+
+def test_the_leader_is_found_again_after_the_detectors_session_expires(zk, kazoo, zk_path) -> None:  # noqa: ANN001
+    """An agent frozen past its session timeout: its detector loses the leader with the
+    session, and must find the same one again in the new session, although the masters'
+    nodes did not change meanwhile (a watch re-armed on unchanged children stays silent)."""
+    contend(kazoo, zk_path, master_info("127.0.0.1", 7401))
+    changes: queue.Queue = queue.Queue()
+    with MasterDetector(zk.url(zk_path)) as detector:
+        assert detector.wait(10) == "127.0.0.1:7401"
+        detector.on_change(changes.put)
+        expire_session(detector._zk, zk.hosts)
+        assert changes.get(timeout=20) is None  # the session and what it saw are gone
+        assert changes.get(timeout=10) == "127.0.0.1:7401"
+        assert detector.leader() == "127.0.0.1:7401"

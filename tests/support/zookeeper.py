@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
+from typing import Any
 
 from .procs import Process, free_port, wait_for
 
@@ -60,3 +62,31 @@ class ZooKeeper:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def expire_session(client: Any, hosts: str, timeout: float = 30.0) -> None:
+    """Expire a kazoo `client`'s session for real: attach to the same session and close it
+    (the server then tells `client` SESSION_EXPIRED when it next talks to it).
+
+    `client` reconnects at once when its session moves away, and may win it back before
+    our close is handled (which then goes nowhere): so again, until an attach finds the
+    session already expired (the server answers it with a zero timeout)."""
+    import struct
+    import time
+
+    from kazoo.protocol.serialization import Close, Connect, int_struct
+
+    session_id, password = client.client_id
+    host, port = hosts.split(",")[0].split(":")
+    attach = bytes(Connect(0, 0, 10_000, session_id, password, False).serialize())
+    close = int_struct.pack(1) + int_struct.pack(Close.type) + Close.serialize()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(int_struct.pack(len(attach)) + attach + int_struct.pack(len(close)) + close)
+            answer = b""
+            while chunk := sock.recv(4096):  # the server answers, then closes the connection
+                answer += chunk
+        if len(answer) >= 12 and struct.unpack("!i", answer[8:12])[0] <= 0:
+            return  # length, protocol version, then the session timeout: 0 = expired
+    raise AssertionError(f"session {session_id:#x} still alive after {timeout:.0f} s of closing it")
