@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -14,21 +14,27 @@ from kazoo.client import KazooClient
 from framework.zkclient import HANDSHAKE_SECONDS, RETRY_MAX_DELAY, kazoo_client
 
 
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A TCP peer that accepts connections, reads what comes and never answers."""
+def serve(on_connect: Callable[[socket.socket], None]) -> socket.socket:
+    """A loopback listener that hands every connection it accepts to `on_connect`."""
     listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
 
     def accept() -> None:
         while True:
             try:
                 peer, _ = listener.accept()
-            except OSError:
+            except OSError:  # closed: the test is over
                 return
-            held.append(peer)
+            on_connect(peer)
 
     threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP peer that accepts connections, reads what comes and never answers."""
+    held: list[socket.socket] = []
+    listener = serve(held.append)
     yield f"127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
     for peer in held:
@@ -65,19 +71,13 @@ def test_the_pause_between_rounds_of_attempts_stops_growing_at_the_cap() -> None
     """kazoo's own pause doubles towards an hour (0.1, 0.2, ... 6.4, 12.8 s: after a 30 s
     ZooKeeper outage a client came back 8.8 s after ZooKeeper). Against a server that
     hangs up at once, ours tries again at least every RETRY_MAX_DELAY (+40% jitter)."""
-    listener = socket.create_server(("127.0.0.1", 0))
     attempts: list[float] = []
 
-    def hang_up() -> None:
-        while True:
-            try:
-                peer, _ = listener.accept()
-            except OSError:
-                return
-            attempts.append(time.monotonic())
-            peer.close()
+    def hang_up(peer: socket.socket) -> None:
+        attempts.append(time.monotonic())
+        peer.close()
 
-    threading.Thread(target=hang_up, daemon=True).start()
+    listener = serve(hang_up)
     client = kazoo_client(f"127.0.0.1:{listener.getsockname()[1]}", timeout=10.0)
     started = time.monotonic()
 
