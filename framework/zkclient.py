@@ -31,5 +31,5 @@ def kazoo_client(hosts: str, timeout: float, **options: Any) -> Any:
     servers_part, slash, chroot = hosts.partition("/")
     servers = [server.strip() for server in servers_part.split(",") if server.strip()]
     repeat = max(1, math.ceil(timeout / HANDSHAKE_SECONDS / max(len(servers), 1)))
-    options.setdefault("connection_retry", KazooRetry(max_tries=-1, max_delay=RETRY_MAX_DELAY))
-    return KazooClient(hosts=",".join(servers * repeat) + slash + chroot, timeout=timeout, **options)
+    return KazooClient(hosts=",".join(servers * repeat) + slash + chroot, timeout=timeout,
+                       connection_retry=KazooRetry(max_tries=-1, max_delay=RETRY_MAX_DELAY), **options)

@@ -640,8 +640,9 @@ class Core:
                 self._sync_suppression(force_revive=True)
 
     def _store_launches(self, assignments: list[Assignment], by_agent: dict[str, list[dict]]) -> bool:
-        """Move the round's tasks to LAUNCHED and store them (lock held); if the store
-        fails, put every one back as it was and say so: nothing unstored is launched."""
+        """Move the round's tasks to LAUNCHED and store them, after the framework id they
+        will run under (lock held); if the store fails, put every one back as it was and
+        say so: nothing unstored is launched."""
         if not self._save_framework_id():
             return False
         now = self.clock()
