@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from framework.errors import DockyardError, SpecError, StoreError
@@ -66,6 +66,18 @@ class AppState:
     checked_at: dict[str, float] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def draft(self) -> "AppState":
+        """A copy of the stored part, to change and store before the live state adopts it
+        (`ServiceManager._commit`). Changes replace `app` with a new definition."""
+        return AppState(app=self.app, versions=dict(self.versions), instances=dict(self.instances),
+                        backoff=replace(self.backoff), last_failure=self.last_failure,
+                        version_info=dict(self.version_info), deleting=self.deleting, frozen=self.frozen,
+                        deployment=self.deployment)
+
+    def adopt(self, draft: "AppState") -> None:
+        for name in STORED_FIELDS:
+            setattr(self, name, getattr(draft, name))
+
     def to_json(self) -> bytes:
         return json.dumps({
             "app": self.app.model_dump(), "versions": self.versions, "instances": self.instances,
@@ -83,6 +95,10 @@ class AppState:
                    backoff=Backoff(**data.get("backoff", {})), last_failure=data.get("lastTaskFailure"),
                    version_info=data.get("versionInfo", {}), deleting=data.get("deleting", False),
                    frozen=data.get("frozen", False), deployment=_deployment_from(data.get("deployment")))
+
+
+STORED_FIELDS = ("app", "versions", "instances", "backoff", "last_failure", "version_info", "deleting",
+                 "frozen", "deployment")
 
 
 def _deployment_json(deployment: Deployment | None) -> dict[str, Any] | None:
@@ -208,16 +224,13 @@ class ServiceManager:
             version = marathon_time(self.clock() + 0.001)
         return version
 
-    def _lock_for(self, state: AppState, force: bool) -> None:
-        """One deployment per app: 409 unless forced (then the old one is cancelled)."""
+    def _check_lock(self, state: AppState, force: bool) -> None:
+        """One deployment per app: 409 unless forced (`_commit` then cancels the old one)."""
         current = state.deployment
-        if current is None or current.finished:
-            return
-        if not force:
+        if current is not None and not current.finished and not force:
             raise Conflict("App is locked by one or more deployments. Override with the option "
                            "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
                            [current.id])
-        self._finish(state, current, "canceled")
 
     def check_dependencies(self, proposed: dict[str, list[str]]) -> None:
         """Refuse (422 on `/dependencies`) what would make the apps' dependencies a cycle, as
@@ -238,21 +251,10 @@ class ServiceManager:
             if existing is not None and not (existing.deleting and existing.deployment is None):
                 raise Conflict(f"An app with id [{app.id}] already exists.")
             app.version = self._new_version(None)
-            state = AppState(app=app, versions={app.version: app.model_dump()})
-            state.version_info = {"lastScalingAt": app.version, "lastConfigChangeAt": app.version}
-            self.apps[app.id] = state
-            deployment = self._deploy(state, None, app.out(), dep.actions_for(None, app.out(), True))
-            try:
-                self._persist(state)
-            except StoreError:  # the app never was: a resend creates it, not a 409
-                if existing is None:
-                    del self.apps[app.id]
-                else:
-                    self.apps[app.id] = existing
-                self._finish(state, deployment, "failed")
-                raise
-        self.wake.set()
-        return state, deployment
+            draft = AppState(app=app, versions={app.version: app.model_dump()})
+            draft.version_info = {"lastScalingAt": app.version, "lastConfigChangeAt": app.version}
+            deployment = self._deploy(draft, None, app.out(), dep.actions_for(None, app.out(), True))
+            return self._commit(None, draft), deployment
 
     def update(self, app_id: str, document: dict[str, Any], *, partial: bool = True,
                force: bool = False) -> tuple[AppState, Deployment, bool]:
@@ -282,32 +284,31 @@ class ServiceManager:
             return self._change(state, app, force)[0]
 
     def _change(self, state: AppState, app: AppDefinition, force: bool) -> tuple[Deployment]:
-        self._lock_for(state, force)
+        self._check_lock(state, force)
+        draft = state.draft()
         before = state.app.out()
         config_changed = not app.config_equal(state.app)
-        app.version = self._new_version(state)
-        state.version_info["lastScalingAt"] = app.version
         if config_changed:
-            state.version_info["lastConfigChangeAt"] = app.version
-            state.backoff.reset()  # a new version starts with a clean slate (Marathon)
+            app.version = self._new_version(state)
+            draft.version_info["lastConfigChangeAt"] = app.version
+            draft.backoff.reset()  # a new version starts with a clean slate (Marathon)
         else:
-            app.version = state.app.version  # scaling keeps the config version's instances
-            app.version = self._scaled_version(state, app)
-        state.app = app
-        state.versions[app.version] = app.model_dump()
-        self._trim_versions(state)
-        state.frozen = False
-        deployment = self._deploy(state, before, app.out(), dep.actions_for(before, app.out(), config_changed))
-        self._persist(state)
-        self.wake.set()
+            app.version = self._scaled_version(draft)
+        draft.version_info["lastScalingAt"] = app.version
+        draft.app = app
+        draft.versions[app.version] = app.model_dump()
+        self._trim_versions(draft)
+        draft.frozen = False
+        deployment = self._deploy(draft, before, app.out(), dep.actions_for(before, app.out(), config_changed))
+        self._commit(state, draft)
         return (deployment,)
 
-    def _scaled_version(self, state: AppState, app: AppDefinition) -> str:
+    def _scaled_version(self, draft: AppState) -> str:
         """Scaling makes a new app version, but running instances stay current: relabel them."""
-        version = self._new_version(state)
-        for task_id, old in list(state.instances.items()):
-            if old == state.app.version:
-                state.instances[task_id] = version
+        version = self._new_version(draft)
+        for task_id, old in list(draft.instances.items()):
+            if old == draft.app.version:
+                draft.instances[task_id] = version
         return version
 
     def _trim_versions(self, state: AppState) -> None:
@@ -317,27 +318,26 @@ class ServiceManager:
     def restart(self, app_id: str, force: bool = False) -> Deployment:
         with self.lock:
             state = self.get(app_id)
-            app = state.app.model_copy()
-            self._lock_for(state, force)
-            before = state.app.out()
-            app.version = self._new_version(state)
-            state.version_info["lastConfigChangeAt"] = app.version
-            state.app = app
-            state.versions[app.version] = app.model_dump()
-            state.frozen = False
-            deployment = self._deploy(state, before, app.out(), [dep.RESTART])
-            self._persist(state)
-        self.wake.set()
+            self._check_lock(state, force)
+            draft = state.draft()
+            app = state.app.model_copy(update={"version": self._new_version(state)})
+            draft.version_info["lastConfigChangeAt"] = app.version
+            draft.app = app
+            draft.versions[app.version] = app.model_dump()
+            self._trim_versions(draft)
+            draft.frozen = False
+            deployment = self._deploy(draft, state.app.out(), app.out(), [dep.RESTART])
+            self._commit(state, draft)
         return deployment
 
     def delete(self, app_id: str, force: bool = False) -> Deployment:
         with self.lock:
             state = self.get(app_id)
-            self._lock_for(state, True if force else False)
-            state.deleting = True
-            deployment = self._deploy(state, state.app.out(), None, [dep.STOP])
-            self._persist(state)
-        self.wake.set()
+            self._check_lock(state, force)
+            draft = state.draft()
+            draft.deleting = True
+            deployment = self._deploy(draft, state.app.out(), None, [dep.STOP])
+            self._commit(state, draft)
         return deployment
 
     def kill_tasks(self, task_ids: list[str], scale: bool = False, force: bool = False) -> list[Any]:
@@ -368,9 +368,9 @@ class ServiceManager:
             state = self.get(app_id)
             if state.backoff.until <= self.clock():
                 raise NotFound(f"There is no delay for app '{app_id}'")
-            state.backoff.reset()
-            self._persist(state)
-        self.wake.set()
+            draft = state.draft()
+            draft.backoff.reset()
+            self._commit(state, draft)
 
     def cancel(self, deployment_id: str, force: bool = False) -> Deployment | None:
         """DELETE /v2/deployments/{id}: roll back (a new deployment), or with force just stop."""
@@ -379,41 +379,61 @@ class ServiceManager:
             if deployment is None:
                 raise NotFound(f"DeploymentPlan {deployment_id} does not exist")
             state = self.apps[deployment.app_id]
-            self._finish(state, deployment, "canceled")
+            draft = state.draft()
+            draft.deployment = None  # `_commit` cancels it
+            rollback: Deployment | None = None
             if force:
-                state.frozen = True
-                self._persist(state)
-                return None
-            if deployment.original is None:  # it created the app: rolling back removes it
-                state.deleting = True
-                rollback = self._deploy(state, deployment.target, None, [dep.STOP])
+                draft.frozen = True
+            elif deployment.original is None:  # it created the app: rolling back removes it
+                draft.deleting = True
+                rollback = self._deploy(draft, deployment.target, None, [dep.STOP])
             else:
                 app = parse_app(deployment.original)
                 app.version = deployment.original.get("version")
-                state.app = app
-                state.deleting = False
-                rollback = self._deploy(state, deployment.target, app.out(), [dep.RESTART])
-            self._persist(state)
-        self.wake.set()
+                draft.app = app
+                draft.deleting = False
+                rollback = self._deploy(draft, deployment.target, app.out(), [dep.RESTART])
+            self._commit(state, draft)
         return rollback
 
-    def _deploy(self, state: AppState, before: dict | None, after: dict | None, actions: list[str]) -> Deployment:
+    def _deploy(self, draft: AppState, before: dict | None, after: dict | None, actions: list[str]) -> Deployment:
+        """The deployment of a change being prepared; `_commit` starts and announces it."""
         version = (after or before or {}).get("version") or marathon_time(self.clock())
-        deployment = Deployment(app_id=state.app.id, version=version, actions=actions, original=before,
+        deployment = Deployment(app_id=draft.app.id, version=version, actions=actions, original=before,
                                 target=after, started_at=self.clock())
-        state.deployment = deployment
-        self.deployments[deployment.id] = deployment
-        self.events.publish("deployment_info", plan=deployment.plan(),
-                            currentStep={"actions": [{"action": actions[0], "app": state.app.id}]})
+        draft.deployment = deployment
         return deployment
 
+    def _commit(self, live: AppState | None, draft: AppState) -> AppState:
+        """Store a changed app, then make it live and announce it. Storing comes first, so a
+        change the store refuses (StoreError, answered 503) leaves the app, its deployments
+        and the event stream as they were. A deployment the change replaces is cancelled."""
+        self._persist(draft)
+        old = live.deployment if live is not None else None
+        if live is None:
+            self.apps[draft.app.id] = live = draft
+        else:
+            live.adopt(draft)
+        new = live.deployment
+        if old is not None and old is not new and not old.finished:
+            self._announce_end(old, "canceled")
+        if new is not None and new is not old:
+            self.deployments[new.id] = new
+            self.events.publish("deployment_info", plan=new.plan(),
+                                currentStep={"actions": [{"action": new.actions[0], "app": live.app.id}]})
+        self.wake.set()
+        return live
+
     def _finish(self, state: AppState, deployment: Deployment, status: str) -> None:
-        deployment.status = status
-        self.deployments.pop(deployment.id, None)
         if state.deployment is deployment:
             state.deployment = None
             if self.apps.get(state.app.id) is state:
                 self._persist(state)
+        self._announce_end(deployment, status)
+
+    def _announce_end(self, deployment: Deployment, status: str) -> None:
+        deployment.status = status
+        self.deployments.pop(deployment.id, None)
         if status == "success":
             self.events.publish("deployment_success", id=deployment.id, plan=deployment.plan())
         else:
@@ -450,7 +470,12 @@ class ServiceManager:
             requests = [task_request(state.app) for _ in range(diff.start)]
             for request in requests:
                 state.instances[request.task_id] = state.app.version or ""
-            self._persist(state)  # know the instance before the core does
+            try:
+                self._persist(state)  # know the instance before the core does
+            except StoreError:
+                for request in requests:
+                    del state.instances[request.task_id]
+                raise
             for request in requests:
                 self.core.submit(request)
         pending = sum(1 for i in instances if i.state == "PENDING") + (
@@ -492,8 +517,8 @@ class ServiceManager:
 
     def _remove(self, state: AppState) -> None:
         if self.apps.get(state.app.id) is state:
-            del self.apps[state.app.id]
             self.store.delete(_key(state.app.id))
+            del self.apps[state.app.id]
             self.events.publish("app_terminated_event", appId=state.app.id)
 
     def _check_readiness(self, state: AppState, now: float) -> set[str]:
