@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from framework.errors import DockyardError, StoreError
@@ -61,6 +61,9 @@ class JobState:
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    def copy(self) -> "JobState":
+        return JobState.from_json(self.to_json())
 
     @classmethod
     def from_json(cls, raw: bytes) -> "JobState":
@@ -238,14 +241,17 @@ class JobManager:
     def _save_job(self, spec: JobSpec) -> JobSpec:
         self._check_dependencies(spec)
         now = self.clock()
-        state = self.states.get(spec.id) or JobState()
+        before = self.states.get(spec.id)
+        state = before.copy() if before is not None else JobState()
         for schedule in spec.schedules:
             state.schedule_checked.setdefault(schedule.id, now)  # new schedules look forward only
         for sid in list(state.schedule_checked):
             if sid not in {s.id for s in spec.schedules}:
                 del state.schedule_checked[sid]
-        self.store.put(f"/jobs/{spec.id}", spec.model_dump_json(by_alias=True).encode())
+        # The schedule cursors first: stored alone (the spec's write refused, 503) they change
+        # nothing a restart would act on; everything here changes only once both are stored.
         self.store.put(f"/jobs/{spec.id}/state", state.to_json())
+        self.store.put(f"/jobs/{spec.id}", spec.model_dump_json(by_alias=True).encode())
         existed = spec.id in self.jobs
         self.jobs[spec.id] = spec
         self.states[spec.id] = state
@@ -271,8 +277,10 @@ class JobManager:
             if active and not stop_runs:
                 raise Conflict(f"Job '{job_id}' has {len(active)} active run(s); "
                                "use stopCurrentJobRuns=true")
-            # The job and its history go away together: end its runs without per-run
-            # bookkeeping (no history to keep), then remove everything in one delete.
+            # The job and its history go away together, in one delete, before anything else:
+            # a delete the store refuses (503) leaves the job and its runs as they were.
+            # Its runs then end without per-run bookkeeping (no history to keep).
+            self.store.delete(f"/jobs/{job_id}")
             now = self.clock()
             for run in active:
                 run.status, run.completed_at, run.reason = FAILED, now, "stopped: job deleted"
@@ -286,7 +294,6 @@ class JobManager:
             self.states.pop(job_id, None)
             for run_id in self.kept.pop(job_id, {}):
                 self._kept_job.pop(run_id, None)
-            self.store.delete(f"/jobs/{job_id}")
             if self.events.subscriber_count:
                 self.events.publish("job_deleted", jobId=job_id)
 
@@ -378,6 +385,10 @@ class JobManager:
         with self._lock:
             run = self.get_run(job_id, run_id)
             if not run.finished:
+                # The stop is stored before anything changes here: refused by the store (503),
+                # the run goes on as it was and the stop can be sent again.
+                self._save_run(replace(run, status=FAILED, completed_at=self.clock(), reason=reason,
+                                       retry_at={}, waiting=""))
                 self._finish(run, FAILED, reason)
             return run
 

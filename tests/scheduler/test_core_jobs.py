@@ -403,3 +403,54 @@ def test_a_run_the_store_cannot_keep_is_refused_whole_and_answers_503(flaky) -> 
     store.down = False
     run = jobs.start_run("r")
     assert jobs.active_runs("r") == [run] and core.pending_count() == 1
+
+
+def _stored(store: FlakyStore, key: str) -> bytes | None:
+    return store.get(key)[0]
+
+
+def test_a_stop_the_store_cannot_keep_leaves_the_run_running_and_can_be_sent_again(flaky) -> None:
+    store, core, driver, jobs = flaky
+    run, task_id = running(core, driver, jobs, "s")
+    stored_run, stored_counts = _stored(store, f"/jobs/s/runs/{run.id}"), _stored(store, "/jobs/s/state")
+    store.down = True
+    with pytest.raises(StoreError):
+        jobs.stop_run("s", run.id)
+    assert jobs.get_run("s", run.id) is run and run.status == "ACTIVE" and jobs.active_runs("s") == [run]
+    assert not driver.named("killTask"), "killed the task of a run that still counts as running"
+    assert jobs.history_summary("s")["failureCount"] == 0
+    assert (_stored(store, f"/jobs/s/runs/{run.id}"), _stored(store, "/jobs/s/state")) == (stored_run, stored_counts)
+    store.down = False
+    jobs.stop_run("s", run.id)
+    assert run.status == "FAILED" and not jobs.active_runs("s") and jobs.finished_runs("s") == [run]
+    assert [ids for ids, *_ in driver.named("killTask")] == [{"value": task_id}]
+    assert jobs.history_summary("s")["failureCount"] == 1
+
+
+def test_a_job_delete_the_store_cannot_keep_leaves_the_job_and_its_runs(flaky) -> None:
+    store, core, driver, jobs = flaky
+    run, task_id = running(core, driver, jobs, "d")
+    store.down = True
+    with pytest.raises(StoreError):
+        jobs.delete_job("d", stop_runs=True)
+    assert jobs.get_job("d").id == "d" and jobs.active_runs("d") == [run] and run.status == "ACTIVE"
+    assert not driver.named("killTask")
+    store.down = False
+    jobs.delete_job("d", stop_runs=True)
+    assert _stored(store, "/jobs/d") is None and not jobs.jobs
+    assert [ids for ids, *_ in driver.named("killTask")] == [{"value": task_id}]
+
+
+def test_a_job_update_the_store_cannot_keep_changes_nothing(flaky) -> None:
+    store, core, driver, jobs = flaky
+    spec = jobs.create_job(parse_job({"id": "u", "run": {"cmd": "true", "cpus": 0.1, "mem": 32}}))
+    schedule = {"id": "nightly", "cron": "0 2 * * *"}
+    changed = parse_job({"id": "u", "run": {"cmd": "false", "cpus": 0.1, "mem": 32}, "schedules": [schedule]})
+    before = (_stored(store, "/jobs/u"), _stored(store, "/jobs/u/state"), jobs.states["u"].to_json())
+    store.down = True
+    with pytest.raises(StoreError):
+        jobs.put_job(changed)
+    assert jobs.get_job("u") is spec
+    assert (_stored(store, "/jobs/u"), _stored(store, "/jobs/u/state"), jobs.states["u"].to_json()) == before
+    store.down = False
+    assert jobs.put_job(changed).run.cmd == "false" and "nightly" in jobs.states["u"].schedule_checked
