@@ -163,3 +163,24 @@ def test_signal_right_after_launch_is_never_lost_and_dispositions_are_defaults(
     libc_reserved = (1 << 31) | (1 << 32)
     assert int(masks["SigBlk"], 16) & ~libc_reserved == 0, masks
     assert int(masks["SigIgn"], 16) & ~libc_reserved == 0, masks
+
+
+@BOTH
+def test_a_shell_task_starts_as_under_sh_c_in_its_cgroups(tmp_path: Path, pid_namespace: bool) -> None:
+    """A shell task's own shell joins its cgroups (no helper shell first): the script sees what
+    `sh -c SCRIPT` shows it (no variable of ours, its line numbers), and a syntax error in it
+    fails as there, before anything of it runs."""
+    iso, sandbox = isolated(tmp_path, "shell-task", {"cpus": 0.5, "mem": 32}, pid_namespace)
+    cases = ['echo "$0|$#|${f-unset}|$LINENO"; set | grep -c "^f=" || true',
+             "echo never; if then fi"]
+    try:
+        for script in cases:
+            plain = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, cwd=sandbox)
+            popen, out = run(iso, script, sandbox)
+            (sandbox / "stdout").unlink()
+            assert (popen.returncode, out) == (plain.returncode, plain.stdout + plain.stderr), script
+        popen, out = run(iso, "grep -e memory -e '^0::' /proc/self/cgroup", sandbox)
+        assert popen.returncode == 0 and iso.id in out
+    finally:
+        iso.destroy()
+    assert traces(tmp_path / "work", iso.id) == []
