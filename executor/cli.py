@@ -188,16 +188,13 @@ def list_images(work_dir: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from framework.tables import console, table as make_table
 
-    table = Table(box=None)
-    for column in ("IMAGE", "DIGEST", "LAYERS", "SIZE", "LAST USED"):
-        table.add_column(column)
+    table = make_table("IMAGE", "DIGEST", "LAYERS", "SIZE", "LAST USED", box=None)
     for row in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_used"])) if row["last_used"] else "-"
         table.add_row(row["image"], row["digest"][7:19], str(row["layers"]), _human(row["size"]), used)
-    Console().print(table)
+    console().print(table)
     click.echo(f"store: {_human(store.usage())}")
 
 

@@ -3,7 +3,7 @@
 The job commands are REST clients of a running scheduler (`--url` or
 `DOCKYARD_URL`); task output is read from the agent's `/files/read` API,
 so `job run --wait` works from any machine that reaches the cluster.
-Rich tables for people, `--json` for scripts.
+Plain tables for people (framework/tables.py), `--json` for scripts.
 """
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from typing import Any
 
 import click
 import httpx
-from rich.console import Console
-from rich.table import Table
+
+from framework.tables import console as make_console
+from framework.tables import table as make_table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 FINISHED = {"SUCCESS", "FAILED"}
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # lines stay whole in logs
+console = make_console(highlight=False)
+err_console = make_console(stderr=True, highlight=False, soft_wrap=True)  # lines stay whole in logs
 
 
 @click.group()
@@ -402,7 +403,7 @@ def job_list(url: str, as_json: bool) -> None:
     if as_json:
         emit(jobs)
         return
-    table = Table("ID", "CMD", "SCHEDULES", "ACTIVE", "SUCCESS", "FAILED", "LAST SUCCESS")
+    table = make_table("ID", "CMD", "SCHEDULES", "ACTIVE", "SUCCESS", "FAILED", "LAST SUCCESS")
     for item in jobs:
         summary = item.get("historySummary", {})
         table.add_row(item["id"], (item["run"].get("cmd") or " ".join(item["run"].get("args") or []))[:40],
@@ -450,7 +451,7 @@ def job_history(job_id: str, url: str, as_json: bool) -> None:
         return
     console.print(f"successes {data['successCount']} (last {data.get('lastSuccessAt') or '-'}), "
                   f"failures {data['failureCount']} (last {data.get('lastFailureAt') or '-'})")
-    table = Table("RUN", "RESULT", "CREATED", "FINISHED")
+    table = make_table("RUN", "RESULT", "CREATED", "FINISHED")
     rows = [(r, "SUCCESS") for r in data.get("successfulFinishedRuns", [])] + \
            [(r, "FAILED") for r in data.get("failedFinishedRuns", [])]
     for item, result in sorted(rows, key=lambda x: x[0]["finishedAt"] or "", reverse=True):
@@ -468,7 +469,7 @@ def job_runs(job_id: str, url: str, as_json: bool) -> None:
     if as_json:
         emit(runs)
         return
-    table = Table("RUN", "STATUS", "CREATED", "COMPLETED", "TASKS", "EXIT", "NOTE")
+    table = make_table("RUN", "STATUS", "CREATED", "COMPLETED", "TASKS", "EXIT", "NOTE")
     for run in sorted(runs, key=lambda r: r["createdAt"], reverse=True):
         exits = ",".join(str(t["exitCode"]) for t in run["tasks"] if t.get("exitCode") is not None)
         table.add_row(run["id"], run["status"], run["createdAt"], run.get("completedAt") or "-",

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 import httpx
-from rich.table import Table
+from framework.tables import table as make_table
 
 from scheduler.cli import (Api, _pump, _tails, console, emit, err_console, json_option, load_spec,
                            url_option)
@@ -72,7 +72,7 @@ def follow_deployment(api: Api, app_id: str, deployment_id: str, as_json: bool, 
 
 
 def print_plan(plan: dict) -> None:
-    table = Table("TASK", "AGENT", "HOST", "PORTS", "SCORES")
+    table = make_table("TASK", "AGENT", "HOST", "PORTS", "SCORES")
     for item in plan["assignments"]:
         table.add_row(item["taskId"], item["agentId"], item["host"], ",".join(map(str, item["ports"])),
                       " ".join(f"{k}={v}" for k, v in item["scores"].items()))
@@ -124,7 +124,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             emit(apps)
             return
-        table = Table("ID", "INSTANCES", "RUNNING", "HEALTHY", "STAGED", "CPUS", "MEM", "DEPLOYING", "CMD")
+        table = make_table("ID", "INSTANCES", "RUNNING", "HEALTHY", "STAGED", "CPUS", "MEM", "DEPLOYING", "CMD")
         for item in apps:
             table.add_row(item["id"], str(item["instances"]), str(item["tasksRunning"]), str(item["tasksHealthy"]),
                           str(item["tasksStaged"]), f"{item['cpus']:g}", f"{item['mem']:g}",
@@ -253,7 +253,7 @@ def register(cli: click.Group) -> None:
 
 
 def _task_table(tasks: list[dict[str, Any]]) -> None:
-    table = Table("ID", "APP", "STATE", "HEALTH", "HOST", "PORTS", "STARTED")
+    table = make_table("ID", "APP", "STATE", "HEALTH", "HOST", "PORTS", "STARTED")
     for item in tasks:
         results = item.get("healthCheckResults") or []
         health = "-" if not results else ("healthy" if results[0]["alive"] else "unhealthy")

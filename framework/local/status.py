@@ -12,9 +12,10 @@ from typing import Any
 import click
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 from framework.mesos.detector import detect
+from framework.tables import console as make_console
+from framework.tables import table
 
 FLAT = ("cpus", "mem", "disk", "gpus")
 
@@ -70,24 +71,19 @@ def _num(value: Any) -> str:
 
 
 def render(summary: dict, console: Console) -> None:
-    agents = Table(title="agents")
-    for column in ("hostname", "id", "active", "cpus used/total", "mem used/total (MB)", "disk free (MB)"):
-        agents.add_column(column)
+    agents = table("hostname", "id", "active", "cpus used/total", "mem used/total (MB)", "disk free (MB)", title="agents")
     for agent in summary["agents"]:
         agents.add_row(agent["hostname"], agent["id"], "yes" if agent["active"] else "no",
                        f"{_num(agent['used']['cpus'])}/{_num(agent['total']['cpus'])}",
                        f"{_num(agent['used']['mem'])}/{_num(agent['total']['mem'])}", _num(agent["free"]["disk"]))
     console.print(agents)
-    frameworks = Table(title="frameworks")
-    for column in ("name", "id", "active", "tasks", "cpus", "mem"):
-        frameworks.add_column(column)
+    frameworks = table("name", "id", "active", "tasks", "cpus", "mem", title="frameworks")
     for framework in summary["frameworks"]:
         frameworks.add_row(framework["name"], framework["id"], "yes" if framework["active"] else "no",
                            str(framework["tasks"]), _num(framework["used"]["cpus"]), _num(framework["used"]["mem"]))
     console.print(frameworks)
-    tasks = Table(title="tasks")
-    for column in ("id", "name", "framework", "agent", "state", "cpus", "mem"):
-        tasks.add_column(column)
+    tasks = table("id", "name", "framework", "agent", "state", "cpus", "mem",
+                  title="tasks")
     for task in summary["tasks"]:
         tasks.add_row(task["id"], task["name"], task["framework"], str(task["agent"]), task["state"],
                       _num(task["cpus"]), _num(task["mem"]))
@@ -107,4 +103,4 @@ def status_command(master: str, as_json: bool) -> None:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render(summary, Console())
+        render(summary, make_console())

@@ -20,10 +20,10 @@ from pathlib import Path
 import click
 
 from framework.local.agent import dockyard_argv, kill_sandbox_processes
-from rich.console import Console
-from rich.table import Table
+from framework.tables import console as make_console
+from framework.tables import table as make_table
 
-console = Console()
+console = make_console()
 STOP_TIMEOUT = 10.0
 
 
@@ -165,9 +165,7 @@ def describe_exit(code: int) -> str:
 
 
 def print_table(children: list[Child]) -> None:
-    table = Table(title="dockyard cluster")
-    for column in ("component", "listens on", "pid", "log"):
-        table.add_column(column)
+    table = make_table("component", "listens on", "pid", "log", title="dockyard cluster")
     for child in children:
         table.add_row(child.name, child.url, str(child.popen.pid if child.popen else "-"), str(child.log))
     console.print(table)

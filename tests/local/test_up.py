@@ -80,8 +80,10 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
             assert any(f["name"] == "status-check" and f["tasks"] == 1 for f in summary["frameworks"])
             assert [t["state"] for t in summary["tasks"] if t["id"] == "visible"] == ["TASK_RUNNING"]
             tables = subprocess.run(dockyard("status", "--master", master), capture_output=True, text=True,
-                                    timeout=30, env={**os.environ, "COLUMNS": "200"})
+                                    timeout=30, env={**os.environ, "COLUMNS": "80"})
             assert tables.returncode == 0 and "visible" in tables.stdout and "agent2" in tables.stdout
+            for agent in summary["agents"]:  # whole, on the agent's own line: ready to copy
+                assert any(agent["hostname"] in line and agent["id"] in line for line in tables.stdout.splitlines())
         finally:
             client.stop()
 

@@ -26,6 +26,9 @@ def test_deploy_list_logs_and_dry_run(marathon, tmp_path: Path) -> None:
     assert [a["tasksRunning"] for a in apps if a["id"] == "/cli/hello"] == [2]
     tasks = json.loads(cli(marathon, "task", "list", "/cli/hello", "--json").stdout)
     task = tasks[0]
+    listed = cli(marathon, "task", "list", "/cli/hello").stdout.splitlines()
+    assert listed[0].split() == ["ID", "APP", "STATE", "HEALTH", "HOST", "PORTS", "STARTED"]
+    assert sorted(line.split()[0] for line in listed[1:]) == sorted(t["id"] for t in tasks)  # whole IDs
     wait_for(lambda: f"hello-from-{task['ports'][0]}" in cli(marathon, "task", "logs", task["id"]).stdout,
              timeout=15, what="the task's stdout")
     assert "running 2" in cli(marathon, "app", "show", "/cli/hello").stdout
