@@ -295,12 +295,13 @@ class FlakyStore:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.down = False
+        self.refused = ""  # or only the writes to keys under this prefix fail
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
         if name in ("put", "put_lazy", "delete") and callable(attribute):
             def write(*args: Any, **kwargs: Any) -> Any:
-                if self.down:
+                if self.down or (self.refused and str(args[0]).startswith(self.refused)):
                     raise StoreError("cannot write: store unavailable (test outage)")
                 return attribute(*args, **kwargs)
             return write
@@ -454,3 +455,25 @@ def test_a_job_update_the_store_cannot_keep_changes_nothing(flaky) -> None:
     assert (_stored(store, "/jobs/u"), _stored(store, "/jobs/u/state"), jobs.states["u"].to_json()) == before
     store.down = False
     assert jobs.put_job(changed).run.cmd == "false" and "nightly" in jobs.states["u"].schedule_checked
+
+
+def test_a_finish_stored_for_the_task_but_not_its_run_is_caught_up_at_the_next_start(flaky) -> None:
+    """The store fails between the task's write and its run's: the update is acknowledged
+    (the task's record is the truth) and a restarted scheduler finishes the run from it."""
+    store, core, driver, jobs = flaky
+    run, task_id = running(core, driver, jobs, "c")
+    acks = len(driver.named("acknowledgeStatusUpdate"))
+    store.refused = "/jobs/"
+    core.handle_status(status(task_id, "TASK_FINISHED", "Command exited with status 0"))
+    assert len(driver.named("acknowledgeStatusUpdate")) == acks + 1
+    assert stored_state(core, task_id) == "TASK_FINISHED"
+    assert json.loads(store.get(f"/jobs/c/runs/{run.id}")[0])["status"] == "ACTIVE"
+    store.refused = ""
+    core.stop()
+    restarted = Core(store, CoreConfig(), clock=core.clock)
+    restarted.load()
+    jobs2 = JobManager(store, restarted, clock=core.clock)
+    jobs2.load()
+    assert jobs2.get_run("c", run.id).status == "SUCCESS" and jobs2.history_summary("c")["successCount"] == 1
+    assert json.loads(store.get(f"/jobs/c/runs/{run.id}")[0])["status"] == "SUCCESS"
+    restarted.stop()
