@@ -190,7 +190,7 @@ def list_images(work_dir: str, as_json: bool) -> None:
         return
     from framework.tables import console, table as make_table
 
-    table = make_table("IMAGE", "DIGEST", "LAYERS", "SIZE", "LAST USED", box=None)
+    table = make_table("IMAGE", "DIGEST", "LAYERS", "SIZE", "LAST USED")
     for row in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_used"])) if row["last_used"] else "-"
         table.add_row(row["image"], row["digest"][7:19], str(row["layers"]), _human(row["size"]), used)

@@ -21,8 +21,8 @@ def console(**options: Any) -> Console:
 
 
 def table(*columns: str, **options: Any) -> Table:
-    made = Table(box=None, pad_edge=False, header_style="bold", title_justify="left", title_style="bold",
-                 **options)
+    plain = {"box": None, "pad_edge": False, "header_style": "bold", "title_justify": "left", "title_style": "bold"}
+    made = Table(**{**plain, **options})
     for column in columns:
         made.add_column(column, no_wrap=True)
     return made
