@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-LOCAL_COMMANDS = {"master", "agent", "up", "status"}
+LOCAL_COMMANDS = {"master", "agent", "up", "status", "security"}
 EXECUTOR_COMMANDS = {"image"}
 LAB_COMMANDS = {"lab"}
 
@@ -24,6 +24,7 @@ Cluster (embedded, Mesos-compatible):
   master      run an embedded master (scheduler and operator APIs on :5050)
   agent       run an embedded agent (executor and files APIs on :5051)
   lab         a multi-node lab in network namespaces on this machine
+  security    make or inspect a security bundle (CA, certificates, credentials)
 
 Framework:
   scheduler   run the dockyard scheduler (Marathon and Metronome APIs on :8080)

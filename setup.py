@@ -25,6 +25,8 @@ setup(
         "rich>=13.7",
         "croniter>=2.0",
         "tzdata>=2024.1",  # IANA time zones for job schedules, also on hosts without /usr/share/zoneinfo
+        "PyJWT>=2.8",  # executor tokens (HS256, Mesos's claims)
+        "cryptography>=42",  # the CA and certificates `up`, the lab and Vagrant generate
     ],
     extras_require={
         "test": [

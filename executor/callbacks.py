@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from executor.launcher import LaunchSpec, has_image, launcher_for
 from executor.task_runner import TERMINAL, StatusChecker, TaskRunner, grace_seconds
+from framework.mesos.executor import TOKEN_ENV
 from framework.mesos.interface import Executor
 from framework.mesos.messages import new_uuid
 
@@ -82,6 +83,9 @@ class DockyardExecutor(Executor):
                  idle_timeout: float = 300.0, launcher: Callable[[LaunchSpec], Any] = launcher_for,
                  checkers: CheckerFactory = no_checkers) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        # Tasks start from this environment: the agent's token for this executor is never in it
+        # (the driver erases it from the process; this copy may have been taken before).
+        self.environ.pop(TOKEN_ENV, None)
         self.sandbox = Path(self.environ.get("MESOS_DIRECTORY") or os.getcwd())
         self.executor_id = self.environ.get("MESOS_EXECUTOR_ID", "")
         self.work_dir = Path(self.environ.get("DOCKYARD_WORK_DIR", "/var/lib/dockyard"))

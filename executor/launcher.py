@@ -71,9 +71,15 @@ def launcher_for(spec: LaunchSpec) -> Launcher:
     return HostLauncher()
 
 
+# What a task never inherits from its executor: the executor's token for the agent
+# (framework/mesos/executor.py erases it from the executor's own environment).
+NOT_INHERITED = ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN",)
+
+
 def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
-    """`base` plus the CommandInfo's own variables (VALUE type; secrets are not supported)."""
-    env = dict(base)
+    """`base` (less what tasks never inherit) plus the CommandInfo's own variables (VALUE type;
+    secrets are not supported). Host tasks and container tasks both start from this."""
+    env = {name: value for name, value in base.items() if name not in NOT_INHERITED}
     for variable in (command.get("environment") or {}).get("variables") or []:
         if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
             env[variable["name"]] = str(variable.get("value", ""))

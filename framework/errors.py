@@ -46,3 +46,8 @@ class ConflictError(StoreError):
 
 class LeadershipError(DockyardError):
     """Leader election could not be joined or read (ZooKeeper unreachable)."""
+
+
+class SecurityError(DockyardError):
+    """A security setting cannot be used: a credentials, ACL, key or certificate file, or a
+    combination of flags that would leave a component open (docs/security.md)."""

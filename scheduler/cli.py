@@ -4,6 +4,11 @@ The job commands are REST clients of a running scheduler (`--url` or
 `DOCKYARD_URL`); task output is read from the agent's `/files/read` API,
 so `job run --wait` works from any machine that reaches the cluster.
 Plain tables for people (framework/tables.py), `--json` for scripts.
+
+Who the user is comes from the client settings (framework/security/client.py):
+`--config FILE`, else `$DOCKYARD_CONFIG`, else `./.dockyard/client.json`. Their
+credentials and CA go to the scheduler and to the agents; a 401 or 403 is one
+line saying who we were, where that came from and what the server said.
 """
 from __future__ import annotations
 
@@ -11,11 +16,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import httpx
 
+from framework.errors import SecurityError
+from framework.security import client as client_settings
+from framework.security.client import ClientConfig
 from framework.tables import console as make_console
 from framework.tables import table as make_table
 
@@ -33,7 +41,8 @@ def cli() -> None:
 # -- dockyard scheduler -------------------------------------------------------------
 
 @cli.command()
-@click.option("--master", default="127.0.0.1:5050", show_default=True, help="HOST:PORT or zk://...")
+@click.option("--master", default="127.0.0.1:5050", show_default=True,
+              help="HOST:PORT or zk://... (HTTPS when TLS is on), or http(s)://HOST:PORT to choose")
 @click.option("--ip", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--data-dir", default=".dockyard/scheduler", show_default=True)
@@ -44,45 +53,105 @@ def cli() -> None:
               help="launch tasks through one warm dockyard executor per agent, or as plain command tasks")
 @click.option("--job-history", default=50, show_default=True, type=int, help="finished runs kept per job")
 @click.option("--clock-file", default=None, hidden=True, help="tests only: read 'now' from this file")
+@click.option("--mesos-authentication-principal", "principal", default=None,
+              help="our framework principal (FrameworkInfo.principal), as Marathon's flag")
+@click.option("--mesos-authentication-secret-file", "secret_file", default=None,
+              help="the principal's secret for the master (read whole: a trailing newline is part of it)")
+@click.option("--http-credentials", envvar="MESOSPHERE_HTTP_CREDENTIALS", show_envvar=True, default=None,
+              help="USER:PASSWORD of an admin of the REST API (Marathon's flag)")
+@click.option("--http-users", default=None,
+              help="Mesos credentials JSON of the API's users, each with a role: admin (default) or viewer")
+@click.option("--http-realm", default="Mesosphere", show_default=True, help="realm of the 401 challenge")
+@click.option("--tls-cert", default=None, help="PEM certificate: serve HTTPS and present it to peers")
+@click.option("--tls-key", default=None, help="PEM key of --tls-cert")
+@click.option("--tls-ca", default=None, help="PEM CA that peers' (and clients') certificates must chain to")
+@click.option("--tls-require-client-cert", is_flag=True, help="mutual TLS: ask every client for a certificate")
+@click.option("--insecure", is_flag=True,
+              help="serve a non-loopback --ip even with authentication or TLS off")
 def scheduler(master: str, ip: str, port: int, data_dir: str, zk: str | None, name: str,
               executor_command: str | None, warm_executor: bool, job_history: int,
-              clock_file: str | None) -> None:
+              clock_file: str | None, principal: str | None, secret_file: str | None,
+              http_credentials: str | None, http_users: str | None, http_realm: str, tls_cert: str | None,
+              tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool, insecure: bool) -> None:
     """Run the framework scheduler (REST API on --port)."""
+    from framework.errors import SecurityError
     from scheduler.context import SchedulerConfig
     from scheduler.main import serve
+    from scheduler.security import check_scheduler_binding, load_security
 
+    try:
+        security = load_security(principal=principal, secret_file=secret_file, http_credentials=http_credentials,
+                                 http_users=http_users, realm=http_realm, tls_cert=tls_cert, tls_key=tls_key,
+                                 tls_ca=tls_ca, require_client_cert=tls_require_client_cert, insecure=insecure)
+        check_scheduler_binding(security, ip)
+    except SecurityError as error:
+        click.echo(f"dockyard scheduler: {error}", err=True)
+        sys.exit(2)
     config = SchedulerConfig(master=master, ip=ip, port=port, data_dir=data_dir, zk=zk, name=name,
                              executor_command=executor_command, warm_executor=warm_executor,
-                             job_history=job_history, clock_file=clock_file)
+                             job_history=job_history, clock_file=clock_file, security=security)
     sys.exit(serve(config))
 
 
 # -- REST helpers ---------------------------------------------------------------------
 
+def server_message(response: httpx.Response) -> str:
+    """What a server said: Marathon's `{"message": ...}` (with its details), else the text."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text.strip()
+    if not isinstance(payload, dict):
+        return response.text.strip()
+    message = str(payload.get("message", response.text))
+    for detail in payload.get("details") or []:
+        if isinstance(detail, dict):
+            message += f"\n  {detail.get('path')}: {'; '.join(detail.get('errors', []))}"
+    return message
+
+
 class Api:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self.client = httpx.Client(timeout=30)
+    """A REST client of the scheduler, as the user of the client settings (credentials, CA)."""
+
+    def __init__(self, settings: ClientConfig | str) -> None:
+        self.settings = settings if isinstance(settings, ClientConfig) else ClientConfig().with_url(settings)
+        self.url = self.settings.url.rstrip("/")
+        self.client = httpx.Client(timeout=30, **self.settings.httpx_options())
 
     def call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
         try:
             response = self.client.request(method, self.url + path, json=body, params=params)
         except httpx.HTTPError as error:
             raise click.ClickException(f"cannot reach the scheduler at {self.url}: {error}") from None
+        if response.status_code in (401, 403):
+            raise click.ClickException(self.settings.refusal(
+                response.status_code, f"the scheduler at {self.url}", server_message(response)))
         if response.status_code >= 400:
-            try:
-                payload = response.json()
-                message = payload.get("message", response.text)
-                for detail in payload.get("details") or []:
-                    message += f"\n  {detail.get('path')}: {'; '.join(detail.get('errors', []))}"
-            except ValueError:
-                message = response.text
-            raise click.ClickException(f"{response.status_code}: {message}")
+            raise click.ClickException(f"{response.status_code}: {server_message(response)}")
         return response.json() if response.content.strip() else None
 
+    def files_client(self, timeout: float = 10.0) -> httpx.Client:
+        """A client for the agents' `/files` API: the same credentials and CA."""
+        return httpx.Client(timeout=timeout, **self.settings.httpx_options())
 
-url_option = click.option("--url", envvar="DOCKYARD_URL", default=DEFAULT_URL, show_default=True,
-                          help="the scheduler's REST API")
+
+def connect(url: str | None, config: str | None) -> Api:
+    """The scheduler client of `--url`/`$DOCKYARD_URL` and `--config`/the settings found."""
+    try:
+        return Api(client_settings.load(config, url))
+    except SecurityError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def client_options(command: Callable) -> Callable:
+    """`--url` and `--config`: which scheduler, and as whom (the command calls `connect`)."""
+    command = click.option("--config", "config", default=None, metavar="FILE",
+                           help="client settings (credentials, CA) [default: $DOCKYARD_CONFIG, "
+                                "else ./.dockyard/client.json]")(command)
+    return click.option("--url", envvar="DOCKYARD_URL", default=None,
+                        help=f"the scheduler's REST API [default: the settings' url, else {DEFAULT_URL}]")(command)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
 
 
@@ -110,23 +179,35 @@ def emit(data: Any) -> None:
 # -- reading task output from the agent -------------------------------------------------
 
 class LogTail:
-    """Follows one sandbox file through the agent's /files/read, from an offset."""
+    """Follows one sandbox file through the agent's /files/read, from an offset.
 
-    def __init__(self, client: httpx.Client, agent_url: str, path: str) -> None:
+    `client` carries the user's credentials and CA (`Api.files_client`); an agent that
+    refuses them leaves `refusal` set (said once by `_pump`) and the tail stops.
+    """
+
+    def __init__(self, client: httpx.Client, agent_url: str, path: str,
+                 settings: ClientConfig | None = None) -> None:
         self.client = client
         self.agent_url = agent_url
         self.path = path
         self.offset = 0
+        self.settings = settings or ClientConfig()
+        self.refusal: str | None = None
+        self.reported = False
 
     def read(self) -> str:
-        chunks = []
-        while True:
+        chunks: list[str] = []
+        while self.refusal is None:
             try:
                 response = self.client.get(f"{self.agent_url}/files/read",
                                            params={"path": self.path, "offset": self.offset,
                                                    "length": 1 << 20})
             except httpx.HTTPError:
                 return "".join(chunks)
+            if response.status_code in (401, 403):
+                self.refusal = self.settings.refusal(response.status_code, f"the agent at {self.agent_url}",
+                                                     server_message(response))
+                break
             if response.status_code != 200:
                 return "".join(chunks)
             data = response.json().get("data", "")
@@ -134,14 +215,16 @@ class LogTail:
                 return "".join(chunks)
             self.offset += len(data.encode("utf-8", errors="replace"))
             chunks.append(data)
+        return "".join(chunks)
 
 
-def _tails(client: httpx.Client, task: dict, cache: dict) -> list[tuple[str, LogTail]]:
+def _tails(client: httpx.Client, task: dict, cache: dict,
+           settings: ClientConfig | None = None) -> list[tuple[str, LogTail]]:
     if not task.get("sandbox") or not task.get("agentUrl"):
         return []
     key = task["id"]
     if key not in cache:
-        cache[key] = [(name, LogTail(client, task["agentUrl"], f"{task['sandbox']}/{name}"))
+        cache[key] = [(name, LogTail(client, task["agentUrl"], f"{task['sandbox']}/{name}", settings))
                       for name in ("stdout", "stderr")]
     return cache[key]
 
@@ -149,6 +232,9 @@ def _tails(client: httpx.Client, task: dict, cache: dict) -> list[tuple[str, Log
 def _pump(tails: list[tuple[str, LogTail]]) -> None:
     for name, tail in tails:
         text = tail.read()
+        if tail.refusal is not None and not tail.reported:
+            tail.reported = True
+            err_console.print(f"cannot read {name}: {tail.refusal}", style="yellow")
         if text:
             stream = sys.stdout if name == "stdout" else sys.stderr
             stream.write(text)
@@ -172,6 +258,7 @@ def run_exit_code(run: dict) -> int:
 LOG_INTERVAL = 0.25      # seconds between reads of a running task's output from its agent
 SANDBOX_LOOKUP = 0.5     # at most this often, ask for the run when a started task's sandbox is unknown
 STREAM_READ_TIMEOUT = 45.0  # the jobs stream sends a keep-alive every 15 s
+MAX_STREAM_REDIRECTS = 3
 
 
 class RunEvents:
@@ -180,42 +267,60 @@ class RunEvents:
     `next(timeout)` answers an event dict, None when nothing came within `timeout`, or
     raises `StreamBroken` once the stream has ended (or could not be opened)."""
 
-    def __init__(self, url: str, job_id: str, run_id: str) -> None:
+    def __init__(self, api: Api | str, job_id: str, run_id: str) -> None:
         import queue
         import threading
 
-        self.url = url.rstrip("/")
+        settings = api.settings if isinstance(api, Api) else ClientConfig().with_url(api)
+        self.url = settings.url.rstrip("/")
         self.params = {"jobId": job_id, "runId": run_id}
         self.queue: "queue.Queue[dict | None]" = queue.Queue()
         self.attached = threading.Event()
         self.reason = ""
-        self.client = httpx.Client(timeout=httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT), follow_redirects=True)
+        # Redirects are followed by hand: httpx drops credentials on a redirect to another
+        # origin, and a follower sends event streams to the leader (docs/ha.md).
+        self.client = httpx.Client(timeout=httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT),
+                                   **settings.httpx_options())
         self.thread = threading.Thread(target=self._read, name="job-events", daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
         try:
-            with self.client.stream("GET", self.url + "/v1/events", params=self.params,
-                                    headers={"Accept": "text/event-stream"}) as response:
-                if response.status_code != 200:
-                    raise RuntimeError(f"HTTP {response.status_code}")
-                data: list[str] = []
-                for line in response.iter_lines():
-                    if line.startswith("data:"):
-                        data.append(line[5:].strip())
-                    elif not line and data:
-                        event = json.loads("\n".join(data))
-                        data = []
-                        if event.get("eventType") == "event_stream_attached":
-                            self.attached.set()
-                        else:
-                            self.queue.put(event)
-                self.reason = "the scheduler closed it"
+            self._follow(self.url + "/v1/events", redirects=MAX_STREAM_REDIRECTS)
+            self.reason = "the scheduler closed it"
         except Exception as error:  # any failure ends the stream; the caller falls back to polling
             self.reason = str(error) or type(error).__name__
         finally:
             self.attached.set()
             self.queue.put(None)
+
+    def _follow(self, url: str, redirects: int) -> None:
+        """Read the stream at `url`, following a scheduler's 307 to its leader (never to plain
+        HTTP from HTTPS: the credentials go along)."""
+        with self.client.stream("GET", url, params=self.params,
+                                headers={"Accept": "text/event-stream"}) as response:
+            if response.status_code in (301, 302, 307, 308) and redirects > 0:
+                target = response.headers.get("location", "").split("?", 1)[0]
+                if url.startswith("https://") and not target.startswith("https://"):
+                    raise RuntimeError(f"refusing a redirect from HTTPS to {target}")
+                if not target:
+                    raise RuntimeError(f"HTTP {response.status_code} without a Location")
+                response.close()
+                self._follow(target, redirects - 1)
+                return
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}")
+            data: list[str] = []
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and data:
+                    event = json.loads("\n".join(data))
+                    data = []
+                    if event.get("eventType") == "event_stream_attached":
+                        self.attached.set()
+                    else:
+                        self.queue.put(event)
 
     def next(self, timeout: float) -> dict | None:
         import queue
@@ -264,8 +369,10 @@ def apply_event(run: dict, event: dict) -> dict:
 class RunPrinter:
     """Prints a run's task state changes and waiting reasons (stderr), and its tasks' output."""
 
-    def __init__(self, files: httpx.Client, show_states: bool, stream_logs: bool) -> None:
+    def __init__(self, files: httpx.Client, show_states: bool, stream_logs: bool,
+                 settings: ClientConfig | None = None) -> None:
         self.files = files
+        self.settings = settings
         self.show_states = show_states
         self.stream_logs = stream_logs
         self.seen: dict[str, str] = {}
@@ -285,7 +392,7 @@ class RunPrinter:
                     line += f": {task['message']}"
                 err_console.print(line, style="dim")
             if self.stream_logs:
-                _pump(_tails(self.files, task, self.tails))
+                _pump(_tails(self.files, task, self.tails, self.settings))
         if self.show_states and run.get("waiting") and run["waiting"] != self.waiting:
             self.waiting = run["waiting"]
             err_console.print(f"waiting for resources: {self.waiting}", style="yellow")
@@ -303,12 +410,12 @@ def follow_run(api: Api, job_id: str, run_id: str, as_json: bool, show_states: b
     Follows the jobs event stream; polls the run every `poll` seconds only if the
     stream cannot be opened or breaks. Output is read from the agents every
     LOG_INTERVAL seconds while tasks run (the agent's files API does not push)."""
-    events: RunEvents | None = RunEvents(api.url, job_id, run_id)
+    events: RunEvents | None = RunEvents(api, job_id, run_id)
     events.attached.wait(10)
     run = api.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")  # after attaching: nothing is missed
     looked_up = time.monotonic()
-    with httpx.Client(timeout=10) as files:
-        printer = RunPrinter(files, show_states, stream_logs)
+    with api.files_client() as files:
+        printer = RunPrinter(files, show_states, stream_logs, api.settings)
         try:
             while True:
                 printer.show(run)
@@ -365,11 +472,11 @@ def job() -> None:
 @job.command("run")
 @click.argument("file")
 @click.option("--wait", is_flag=True, help="show the task's states and output; exit with its exit code")
-@url_option
+@client_options
 @json_option
-def job_run(file: str, wait: bool, url: str, as_json: bool) -> None:
+def job_run(file: str, wait: bool, url: str | None, config: str | None, as_json: bool) -> None:
     """Submit the job in FILE (JSON or YAML) and start a run."""
-    api = Api(url)
+    api = connect(url, config)
     spec = load_spec(file)
     api.call("PUT", f"/v1/jobs/{spec['id']}", spec)
     run = api.call("POST", f"/v1/jobs/{spec['id']}/runs")
@@ -395,11 +502,11 @@ def job_run(file: str, wait: bool, url: str, as_json: bool) -> None:
 
 
 @job.command("list")
-@url_option
+@client_options
 @json_option
-def job_list(url: str, as_json: bool) -> None:
+def job_list(url: str | None, config: str | None, as_json: bool) -> None:
     """List jobs with their schedules and run counts."""
-    jobs = Api(url).call("GET", "/v1/jobs", params={"embed": ["activeRuns", "historySummary"]})
+    jobs = connect(url, config).call("GET", "/v1/jobs", params={"embed": ["activeRuns", "historySummary"]})
     if as_json:
         emit(jobs)
         return
@@ -415,11 +522,11 @@ def job_list(url: str, as_json: bool) -> None:
 
 @job.command("show")
 @click.argument("job_id")
-@url_option
+@client_options
 @json_option
-def job_show(job_id: str, url: str, as_json: bool) -> None:
+def job_show(job_id: str, url: str | None, config: str | None, as_json: bool) -> None:
     """Show a job's spec, schedules and active runs."""
-    data = Api(url).call("GET", f"/v1/jobs/{job_id}", params={"embed": ["activeRuns", "historySummary"]})
+    data = connect(url, config).call("GET", f"/v1/jobs/{job_id}", params={"embed": ["activeRuns", "historySummary"]})
     if as_json:
         emit(data)
         return
@@ -441,11 +548,11 @@ def job_show(job_id: str, url: str, as_json: bool) -> None:
 
 @job.command("history")
 @click.argument("job_id")
-@url_option
+@client_options
 @json_option
-def job_history(job_id: str, url: str, as_json: bool) -> None:
+def job_history(job_id: str, url: str | None, config: str | None, as_json: bool) -> None:
     """Success and failure counts and the kept finished runs."""
-    data = Api(url).call("GET", f"/v1/jobs/{job_id}", params={"embed": "history"})["history"]
+    data = connect(url, config).call("GET", f"/v1/jobs/{job_id}", params={"embed": "history"})["history"]
     if as_json:
         emit(data)
         return
@@ -461,11 +568,11 @@ def job_history(job_id: str, url: str, as_json: bool) -> None:
 
 @job.command("runs")
 @click.argument("job_id")
-@url_option
+@client_options
 @json_option
-def job_runs(job_id: str, url: str, as_json: bool) -> None:
+def job_runs(job_id: str, url: str | None, config: str | None, as_json: bool) -> None:
     """Active and kept runs of a job."""
-    runs = Api(url).call("GET", f"/v1/jobs/{job_id}/runs", params={"all": "true"})
+    runs = connect(url, config).call("GET", f"/v1/jobs/{job_id}/runs", params={"all": "true"})
     if as_json:
         emit(runs)
         return
@@ -480,31 +587,31 @@ def job_runs(job_id: str, url: str, as_json: bool) -> None:
 @job.command("stop")
 @click.argument("job_id")
 @click.argument("run_id")
-@url_option
+@client_options
 @json_option
-def job_stop(job_id: str, run_id: str, url: str, as_json: bool) -> None:
+def job_stop(job_id: str, run_id: str, url: str | None, config: str | None, as_json: bool) -> None:
     """Stop a run: its tasks are killed."""
-    run = Api(url).call("POST", f"/v1/jobs/{job_id}/runs/{run_id}/actions/stop")
+    run = connect(url, config).call("POST", f"/v1/jobs/{job_id}/runs/{run_id}/actions/stop")
     emit(run) if as_json else console.print(f"run {run_id}: {run['status']}")
 
 
 @job.command("delete")
 @click.argument("job_id")
 @click.option("--force", is_flag=True, help="stop its active runs too")
-@url_option
-def job_delete(job_id: str, force: bool, url: str) -> None:
+@client_options
+def job_delete(job_id: str, force: bool, url: str | None, config: str | None) -> None:
     """Delete a job."""
-    Api(url).call("DELETE", f"/v1/jobs/{job_id}", params={"stopCurrentJobRuns": str(force).lower()})
+    connect(url, config).call("DELETE", f"/v1/jobs/{job_id}", params={"stopCurrentJobRuns": str(force).lower()})
     console.print(f"deleted {job_id}")
 
 
 @job.command("logs")
 @click.argument("ids", nargs=-1, required=True)
 @click.option("-f", "--follow", is_flag=True, help="keep printing until the run finishes")
-@url_option
-def job_logs(ids: tuple[str, ...], follow: bool, url: str) -> None:
+@client_options
+def job_logs(ids: tuple[str, ...], follow: bool, url: str | None, config: str | None) -> None:
     """Print a run's stdout and stderr: `job logs RUN` or `job logs JOB RUN`."""
-    api = Api(url)
+    api = connect(url, config)
     if len(ids) == 1:
         run = api.call("GET", f"/v1/runs/{ids[0]}")
     elif len(ids) == 2:
@@ -514,13 +621,13 @@ def job_logs(ids: tuple[str, ...], follow: bool, url: str) -> None:
     if follow and run["status"] not in FINISHED:
         follow_run(api, run["jobId"], run["id"], as_json=False, show_states=False)
         return
-    with httpx.Client(timeout=10) as files:
+    with api.files_client() as files:
         tails: dict[str, list] = {}
         for task in run.get("tasks", []):
             if not task.get("sandbox"):
                 err_console.print(f"{task['id']}: no sandbox yet ({task['status']})", style="yellow")
                 continue
-            _pump(_tails(files, task, tails))
+            _pump(_tails(files, task, tails, api.settings))
 
 
 def _register_optional() -> None:

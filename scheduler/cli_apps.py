@@ -11,11 +11,10 @@ import time
 from typing import Any
 
 import click
-import httpx
-from framework.tables import table as make_table
 
-from scheduler.cli import (Api, _pump, _tails, console, emit, err_console, json_option, load_spec,
-                           url_option)
+from framework.tables import table as make_table
+from scheduler.cli import (Api, _pump, _tails, client_options, connect, console, emit, err_console, json_option,
+                           load_spec)
 
 POLL_SECONDS = 0.5
 
@@ -96,11 +95,12 @@ def register(cli: click.Group) -> None:
     @click.option("--dry-run", is_flag=True, help="print the placement plan and reasons; launch nothing")
     @click.option("--force", is_flag=True, help="override a deployment in progress")
     @click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for the deployment")
-    @url_option
+    @client_options
     @json_option
-    def app_deploy(file: str, dry_run: bool, force: bool, timeout: float, url: str, as_json: bool) -> None:
+    def app_deploy(file: str, dry_run: bool, force: bool, timeout: float,
+                   url: str | None, config: str | None, as_json: bool) -> None:
         """Create or update the app in FILE (JSON or YAML) and follow its deployment."""
-        api = Api(url)
+        api = connect(url, config)
         spec = _load_app(file)
         app_id = _path(spec["id"])
         if dry_run:
@@ -116,11 +116,11 @@ def register(cli: click.Group) -> None:
             emit(final)
 
     @app.command("list")
-    @url_option
+    @client_options
     @json_option
-    def app_list(url: str, as_json: bool) -> None:
+    def app_list(url: str | None, config: str | None, as_json: bool) -> None:
         """Apps with their instance counts."""
-        apps = Api(url).call("GET", "/v2/apps")["apps"]
+        apps = connect(url, config).call("GET", "/v2/apps")["apps"]
         if as_json:
             emit(apps)
             return
@@ -133,11 +133,11 @@ def register(cli: click.Group) -> None:
 
     @app.command("show")
     @click.argument("app_id")
-    @url_option
+    @client_options
     @json_option
-    def app_show(app_id: str, url: str, as_json: bool) -> None:
+    def app_show(app_id: str, url: str | None, config: str | None, as_json: bool) -> None:
         """An app: definition summary, tasks, last failure, why instances wait."""
-        api = Api(url)
+        api = connect(url, config)
         data = api.call("GET", f"/v2/apps{_path(app_id)}")["app"]
         if as_json:
             emit(data)
@@ -161,33 +161,36 @@ def register(cli: click.Group) -> None:
     @click.argument("app_id")
     @click.argument("instances", type=int)
     @click.option("--force", is_flag=True)
-    @url_option
+    @client_options
     @json_option
-    def app_scale(app_id: str, instances: int, force: bool, url: str, as_json: bool) -> None:
+    def app_scale(app_id: str, instances: int, force: bool,
+                  url: str | None, config: str | None, as_json: bool) -> None:
         """Set an app's instance count."""
-        result = Api(url).call("PUT", f"/v2/apps{_path(app_id)}", {"instances": instances},
+        result = connect(url, config).call("PUT", f"/v2/apps{_path(app_id)}", {"instances": instances},
                                params={"force": str(force).lower()})
         emit(result) if as_json else console.print(f"deployment {result['deploymentId']}")
 
     @app.command("restart")
     @click.argument("app_id")
     @click.option("--force", is_flag=True)
-    @url_option
+    @client_options
     @json_option
-    def app_restart(app_id: str, force: bool, url: str, as_json: bool) -> None:
+    def app_restart(app_id: str, force: bool, url: str | None, config: str | None, as_json: bool) -> None:
         """Replace every instance, rolling."""
-        result = Api(url).call("POST", f"/v2/apps{_path(app_id)}/restart", params={"force": str(force).lower()})
+        result = connect(url, config).call("POST", f"/v2/apps{_path(app_id)}/restart",
+                                           params={"force": str(force).lower()})
         emit(result) if as_json else console.print(f"deployment {result['deploymentId']}")
 
     @app.command("rollback")
     @click.argument("app_id")
     @click.option("--version", "version", help="the version to go back to (default: the previous one)")
     @click.option("--force", is_flag=True)
-    @url_option
+    @client_options
     @json_option
-    def app_rollback(app_id: str, version: str | None, force: bool, url: str, as_json: bool) -> None:
+    def app_rollback(app_id: str, version: str | None, force: bool,
+                     url: str | None, config: str | None, as_json: bool) -> None:
         """Go back to an earlier version (a new deployment)."""
-        api = Api(url)
+        api = connect(url, config)
         if version is None:
             versions = api.call("GET", f"/v2/apps{_path(app_id)}/versions")["versions"]
             if len(versions) < 2:
@@ -200,11 +203,11 @@ def register(cli: click.Group) -> None:
     @app.command("delete")
     @click.argument("app_id")
     @click.option("--force", is_flag=True)
-    @url_option
+    @client_options
     @json_option
-    def app_delete(app_id: str, force: bool, url: str, as_json: bool) -> None:
+    def app_delete(app_id: str, force: bool, url: str | None, config: str | None, as_json: bool) -> None:
         """Stop every instance and remove the app."""
-        result = Api(url).call("DELETE", f"/v2/apps{_path(app_id)}", params={"force": str(force).lower()})
+        result = connect(url, config).call("DELETE", f"/v2/apps{_path(app_id)}", params={"force": str(force).lower()})
         emit(result) if as_json else console.print(f"deployment {result['deploymentId']}")
 
     @cli.group()
@@ -213,41 +216,41 @@ def register(cli: click.Group) -> None:
 
     @task.command("list")
     @click.argument("app_id", required=False)
-    @url_option
+    @client_options
     @json_option
-    def task_list(app_id: str | None, url: str, as_json: bool) -> None:
+    def task_list(app_id: str | None, url: str | None, config: str | None, as_json: bool) -> None:
         """Tasks of one app, or of every app."""
         path = f"/v2/apps{_path(app_id)}/tasks" if app_id else "/v2/tasks"
-        tasks = Api(url).call("GET", path)["tasks"]
+        tasks = connect(url, config).call("GET", path)["tasks"]
         emit(tasks) if as_json else _task_table(tasks)
 
     @task.command("kill")
     @click.argument("task_ids", nargs=-1, required=True)
     @click.option("--scale", is_flag=True, help="lower the app's instances instead of replacing")
-    @url_option
+    @client_options
     @json_option
-    def task_kill(task_ids: tuple[str, ...], scale: bool, url: str, as_json: bool) -> None:
+    def task_kill(task_ids: tuple[str, ...], scale: bool, url: str | None, config: str | None, as_json: bool) -> None:
         """Kill tasks (they are replaced unless --scale)."""
-        result = Api(url).call("POST", "/v2/tasks/delete", {"ids": list(task_ids)},
+        result = connect(url, config).call("POST", "/v2/tasks/delete", {"ids": list(task_ids)},
                                params={"scale": str(scale).lower()})
         emit(result) if as_json else console.print(f"killed {len(task_ids)} task(s)")
 
     @task.command("logs")
     @click.argument("task_id")
     @click.option("-f", "--follow", is_flag=True, help="keep printing new output")
-    @url_option
-    def task_logs(task_id: str, follow: bool, url: str) -> None:
+    @client_options
+    def task_logs(task_id: str, follow: bool, url: str | None, config: str | None) -> None:
         """A task's stdout and stderr, read from its agent."""
-        api = Api(url)
-        files = httpx.Client(timeout=10)
+        api = connect(url, config)
+        files = api.files_client()
         cache: dict = {}
         while True:
             info = api.call("GET", f"/dockyard/v1/tasks/{task_id}")
-            _pump(_tails(files, info, cache))
+            _pump(_tails(files, info, cache, api.settings))
             if not follow or info["state"] not in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING",
                                                    "TASK_KILLING"):
                 if follow:
-                    _pump(_tails(files, info, cache))
+                    _pump(_tails(files, info, cache, api.settings))
                 return
             time.sleep(POLL_SECONDS)
 

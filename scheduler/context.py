@@ -12,6 +12,7 @@ from typing import Any, Callable
 from framework.store import Store
 from scheduler.core import Core
 from scheduler.events import EventBus
+from scheduler.security import SchedulerSecurity
 
 
 @dataclass
@@ -26,6 +27,12 @@ class SchedulerConfig:
     warm_executor: bool = True
     job_history: int = 50
     clock_file: str | None = None
+    security: SchedulerSecurity = field(default_factory=SchedulerSecurity)  # scheduler/security.py
+
+    @property
+    def scheme(self) -> str:
+        """How our API is served (and what a follower forwards with)."""
+        return self.security.scheme
 
 
 @dataclass

@@ -41,6 +41,9 @@ OwnerCallback = Callable[[TaskRecord, dict], None]
 REPO = Path(__file__).resolve().parents[1]
 TASKS_KEY = "/tasks"
 FRAMEWORK_ID_KEY = "/framework/id"
+# What a master answers a SUBSCRIBE of a framework it removed (mesos src/master/master.cpp); the one
+# error on which Marathon's `MarathonScheduler.error` forgets its framework id.
+FRAMEWORK_REMOVED = "Framework has been removed"
 
 TASKS_LAUNCHED = Counter("dockyard_scheduler_tasks_launched", "Tasks sent to Mesos in an ACCEPT")
 STATUS_UPDATES = Counter("dockyard_scheduler_status_updates", "Status updates received", ["state"])
@@ -227,6 +230,7 @@ class Core:
         self._stopping = threading.Event()
         self._reconcile_timer: threading.Timer | None = None
         self.subscribed = threading.Event()
+        self.failure: str | None = None  # why this scheduler can no longer act on Mesos (set once)
         self._acks: queue.Queue[tuple | None] = queue.Queue()  # the outbox of Mesos calls
         self._synced: queue.Queue[tuple | None] = queue.Queue()  # calls waiting for a store sync
         self._syncer: threading.Thread | None = None
@@ -301,6 +305,7 @@ class Core:
             "reconcile_implicit": lambda payload: self.reconcile_implicit(),
             "reconcile_explicit": lambda payload: self._reconcile_explicit(),  # issue 6 gate
             "executor_lost": lambda payload: None,
+            "error": self.handle_error,
         }
         while not self._stopping.is_set():
             kind, payload = self._events.get()
@@ -439,6 +444,51 @@ class Core:
                  **({"agent_id": {"value": r.agent_id}} if r.agent_id else {})} for r in live])
         self._schedule_implicit_reconcile(self.config.reconcile_delay)
         self._sync_suppression()
+
+    def handle_error(self, message: str) -> None:
+        """The master ended our subscription for good (an ERROR event, a refused SUBSCRIBE) and
+        the driver has aborted: nothing we send reaches Mesos any more, so say so instead of
+        serving as if nothing happened (`/health` 503, writes 503, one ERROR line).
+
+        A removed framework's id is forgotten, as Marathon's `MarathonScheduler.error`
+        does: the master will never take it again, so the next start registers a new
+        framework (apps and jobs are kept and launch again; the old tasks were killed).
+        """
+        removed = message.strip() == FRAMEWORK_REMOVED
+        with self._lock:
+            if self.failure is not None:
+                return
+            framework_id = self.framework_id
+            if removed:
+                self.failure = (f"The master removed framework {framework_id} and killed its tasks; "
+                                f"restart the scheduler to register a new framework")
+            else:
+                self.failure = f"Mesos error: {message}; fix the cause and restart the scheduler"
+            self.subscribed.clear()
+            self._held.clear()
+            forgotten = removed and self._forget_framework_id()
+        if removed:
+            log.error("the master removed framework %s (an operator tore it down, or it was away longer than "
+                      "its failover timeout): its tasks were killed and this scheduler can no longer launch or "
+                      "kill anything. %s Restart the scheduler to register a new framework; its apps and jobs "
+                      "are kept and launch again.", framework_id,
+                      "Its framework id is forgotten." if forgotten else
+                      f"Its framework id could not be forgotten: delete {FRAMEWORK_ID_KEY} from the state store "
+                      f"before restarting.")
+        else:
+            log.error("the master ended this scheduler's subscription: %s. Nothing reaches Mesos any more: fix "
+                      "the cause (credentials, principal, framework info) and restart the scheduler.", message)
+
+    def _forget_framework_id(self) -> bool:
+        """Remove the stored framework id (lock held); False when the store refused."""
+        try:
+            self.store.delete(FRAMEWORK_ID_KEY)
+            self.store.sync()  # the embedded journal makes a delete durable at the next sync
+        except StoreError as error:
+            log.warning("cannot forget the framework id: %s", error)
+            return False
+        self.framework_id = self._unsaved_framework_id = None
+        return True
 
     def handle_disconnected(self, payload: Any = None) -> None:
         self.subscribed.clear()
@@ -951,6 +1001,9 @@ class Core:
                 self._driver_call("suppressOffers")
 
     def _driver_call(self, name: str, *args: Any) -> bool:
+        if self.failure is not None:  # said once, loudly (handle_error); not again per call
+            log.debug("%s dropped: %s", name, self.failure)
+            return False
         if self.driver is None:
             log.warning("no driver: %s dropped", name)
             return False

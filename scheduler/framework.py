@@ -47,4 +47,4 @@ class DockyardScheduler(Scheduler):
                                          "agent_id": slaveId.get("value"), "status": status})
 
     def error(self, driver: Any, message: str) -> None:
-        log.error("Mesos error: %s", message)
+        self.core.post("error", message)  # the core says it, once, with what to do

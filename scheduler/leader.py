@@ -20,6 +20,15 @@ is never pre-empted: only ZooKeeper expires those.
 Losing leadership (node gone, session lost, ZooKeeper unreachable for a whole
 session timeout) stops the instance from acting by exiting the process, as
 Marathon does; its supervisor starts it again as a follower.
+
+Security: a follower is no open relay. It authenticates every caller itself
+with the same gate as the leader's API, keeps its local paths' decisions
+(`/ping` and `/health` open, `/metrics` and `GET /v2/leader` for viewers,
+`DELETE /v2/leader` for admins), and forwards the caller's own `Authorization`
+header unchanged, never one of its own: the leader authenticates the caller
+again and decides what that caller may do. With TLS on, it forwards (and
+probes) over HTTPS, verifying the leader with the CA and presenting its own
+certificate.
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -41,6 +51,9 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 
 from framework.errors import LeadershipError
+from framework.security.authn import Unauthorized
+from framework.security.gate import OPEN_GATE, Access, Forbidden, Gate
+from framework.security.peer import Peer
 from framework.store.zk import parse_zk_url
 from framework.zkclient import kazoo_client
 
@@ -62,10 +75,6 @@ class Member:
     node: str          # node name, `member_0000000003`
     address: str       # "ip:port" of its REST API
     instance: str      # random id of the process (tells a restarted process on the same port apart)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
 
 
 def _sequence(node: str) -> int:
@@ -105,7 +114,8 @@ def current_leader(zk_url: str, timeout: float = 10.0) -> str | None:
     return members[0].address if members else None
 
 
-def _default_lost(reason: str) -> None:
+def lost_leadership(reason: str) -> None:
+    """Stop acting by exiting (code 3), as Marathon does; a supervisor restarts us as a follower."""
     log.error("lost leadership (%s): exiting so that no two schedulers act", reason)
     logging.shutdown()
     os._exit(3)
@@ -116,11 +126,14 @@ class Election:
 
     def __init__(self, zk_url: str, address: str, *, session_timeout: float = SESSION_TIMEOUT,
                  on_elected: Callable[[], None] | None = None,
-                 on_lost: Callable[[str], None] = _default_lost,
-                 fast_takeover: bool = True) -> None:
+                 on_lost: Callable[[str], None] = lost_leadership,
+                 fast_takeover: bool = True, scheme: str = "http",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.hosts, root = parse_zk_url(zk_url)
         self.path = f"{root}/leader"
         self.address = address
+        self.scheme = scheme                # how every instance's API is served (all alike)
+        self.ssl_context = ssl_context      # for the take-over probe over HTTPS
         self.instance = uuid.uuid4().hex
         self.session_timeout = session_timeout
         self.on_elected = on_elected
@@ -172,6 +185,9 @@ class Election:
     def leader_address(self) -> str | None:
         member = self.leader()
         return member.address if member else None
+
+    def url_of(self, address: str) -> str:
+        return f"{self.scheme}://{address}"
 
     def members(self) -> list[Member]:
         with self._lock:
@@ -325,7 +341,7 @@ class Election:
                 continue
             if target.node != watched:
                 failures, watched = 0, target.node
-            if probe_gone(target):
+            if probe_gone(target, ssl_context=self.ssl_context if self.scheme == "https" else None):
                 failures += 1
                 if failures >= PROBE_FAILURES:
                     log.warning("leader %s (%s) is gone (its port refuses us): taking its node away",
@@ -343,14 +359,19 @@ class Election:
             self._probe_wakeup.clear()
 
 
-def probe_gone(member: Member, timeout: float = 1.0) -> bool:
+def probe_gone(member: Member, timeout: float = 1.0, ssl_context: ssl.SSLContext | None = None) -> bool:
     """True only when the member's process is surely not serving: refused, or another instance there.
 
     A timeout or a slow answer is *not* proof (a partition or a busy leader looks
-    the same); those wait for ZooKeeper to expire the session.
+    the same); those wait for ZooKeeper to expire the session. `/ping` is open, so
+    the probe needs no credentials; over HTTPS it verifies the member (`ssl_context`).
     """
     host, _, port = member.address.rpartition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    connection: http.client.HTTPConnection
+    if ssl_context is not None:
+        connection = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=ssl_context)
+    else:
+        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         connection.request("GET", "/ping")
         response = connection.getresponse()
@@ -371,8 +392,20 @@ Send = Callable[[dict], Any]
 Receive = Callable[[], Any]
 ASGIApp = Callable[[dict, Receive, Send], Any]
 
-# Answered by every instance itself, leader or not.
-LOCAL_PATHS = {"/ping", "/metrics", "/v2/leader", "/health"}
+# Answered by every instance itself, leader or not, with the app's decisions for them
+# (scheduler/api/app.py); (path, None) holds for every method.
+LOCAL_ACCESS: dict[tuple[str, str | None], Access] = {
+    ("/ping", None): Access.OPEN, ("/health", None): Access.OPEN, ("/metrics", None): Access.READ,
+    ("/v2/leader", "GET"): Access.READ, ("/v2/leader", "HEAD"): Access.READ,
+    ("/v2/leader", "DELETE"): Access.WRITE,
+}
+
+
+def proxy_access(path: str, method: str) -> Access:
+    """What the proxy asks of a caller: its local paths' decisions; anything it passes on needs an
+    authenticated caller (READ), and the leader decides again what that caller may do."""
+    return LOCAL_ACCESS.get((path, None)) or LOCAL_ACCESS.get((path, method)) or Access.READ
+
 # Not copied from the leader's answer: we decode its body, and we stamp our own identity.
 FORWARD_DROPPED = {"content-encoding", INSTANCE_HEADER.lower(), LEADER_HEADER.lower()}
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -389,15 +422,19 @@ class LeaderProxy:
     fail.
     """
 
-    def __init__(self, election: Election, *, start_wait: float = 30.0,
-                 forward_timeout: float = 60.0) -> None:
+    def __init__(self, election: Election, *, gate: Gate = OPEN_GATE, peer: Peer | None = None,
+                 start_wait: float = 30.0, forward_timeout: float = 60.0) -> None:
         import httpx
 
         self.election = election
+        self.gate = gate
         self.inner: ASGIApp | None = None
         self.ready: Callable[[], dict] = lambda: {}
         self.start_wait = start_wait
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(forward_timeout, connect=3.0))
+        # TLS only: the caller's own Authorization goes to the leader, never our principal.
+        context = (peer or Peer()).ssl_context()
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(forward_timeout, connect=3.0),
+                                         verify=context if context is not None else True)
 
     def attach(self, app: ASGIApp, ready: Callable[[], dict]) -> None:
         """Serve `app` from now on; `ready()` says whether the leader may act (health JSON)."""
@@ -413,7 +450,10 @@ class LeaderProxy:
         send = self._stamped(send)
         path = scope.get("path", "")
         method = scope.get("method", "GET")
-        if path == "/ping":
+        refusal = self._refusal(scope, path, method)
+        if refusal is not None:
+            await self.gate.render(refusal)(scope, receive, send)
+        elif path == "/ping":
             await _respond(send, 200, b"pong", "text/plain")
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -435,12 +475,22 @@ class LeaderProxy:
         else:
             await self._forward(scope, receive, send)
 
+    def _refusal(self, scope: dict, path: str, method: str) -> Unauthorized | Forbidden | None:
+        """Authenticate (and, on our own paths, authorize) the caller before anything else."""
+        authorization = None
+        for name, value in scope.get("headers", []):
+            if name.lower() == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        decision = self.gate.check(proxy_access(path, method), authorization)
+        return decision if isinstance(decision, (Unauthorized, Forbidden)) else None
+
     def _stamped(self, send: Send) -> Send:
         """Every answer says which process gave it and who leads (Marathon's header)."""
         extra = [(INSTANCE_HEADER.lower().encode(), self.election.instance.encode())]
         leader = self.election.leader_address()
         if leader:
-            extra.append((LEADER_HEADER.lower().encode(), f"http://{leader}".encode()))
+            extra.append((LEADER_HEADER.lower().encode(), self.election.url_of(leader).encode()))
 
         async def stamped(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -486,7 +536,7 @@ class LeaderProxy:
             return
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
-        target = f"http://{leader}{path}" + (f"?{query}" if query else "")
+        target = self.election.url_of(leader) + path + (f"?{query}" if query else "")
         if scope["path"].startswith(("/v2/events", "/v1/events")):
             await _respond(send, 307, b"", "text/plain", [(b"location", target.encode())])
             return
@@ -534,75 +584,15 @@ async def _json(send: Send, status: int, value: Any) -> None:
 
 # -- running an HA scheduler ----------------------------------------------------------------
 
-def serve_ha(config: Any) -> int:
-    """`dockyard scheduler --zk`: serve the API at once, contend, and start the real scheduler
-    only once elected (its state is loaded then, never while another instance writes it)."""
-    import uvicorn
-
-    from scheduler.api.app import build_app
-    from scheduler.main import build_context, make_driver
-
-    address = f"{config.ip}:{config.port}"
-    running: dict[str, Any] = {}
-
-    def lead() -> None:
+def contend(election: Election, server: Any) -> None:
+    """Join the election once our port answers (the take-over probe relies on it); retry until
+    ZooKeeper lets us in or the server stops (scheduler/main.py `serve` runs this on a thread)."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    while not server.should_exit:
         try:
-            ctx = build_context(config)
-            driver = make_driver(ctx)
-            ctx.core.start()
-            ctx.jobs.start()
-            if ctx.services is not None and hasattr(ctx.services, "start"):
-                ctx.services.start()
-            running["ctx"], running["driver"] = ctx, driver
-            proxy.attach(build_app(ctx), lambda: _leader_health(ctx))
-            threading.Thread(target=driver.start, name="driver-start", daemon=True).start()
-            log.info("leading: framework %s, master %s", ctx.core.framework_id or "(new)", config.master)
-        except Exception:
-            log.exception("could not start as the leader")
-            _default_lost("start-up failed")
-
-    election = Election(config.zk, address, on_elected=lead)
-    proxy = LeaderProxy(election)
-    server = uvicorn.Server(uvicorn.Config(proxy, host=config.ip, port=config.port, log_level="warning",
-                                           access_log=False, lifespan="on"))
-
-    def contend() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.05)  # contend only once our port answers (the take-over probe relies on it)
-        while not server.should_exit:
-            try:
-                election.start()
-                return
-            except LeadershipError as error:
-                log.warning("%s; retrying", error)
-                time.sleep(1.0)
-
-    threading.Thread(target=contend, name="contend", daemon=True).start()
-    log.info("scheduler on http://%s (HA, %s), master %s", address, config.zk, config.master)
-    try:
-        server.run()
-    finally:
-        log.info("stopping")
-        ctx = running.get("ctx")
-        if ctx is not None:
-            ctx.jobs.stop()
-            if ctx.services is not None and hasattr(ctx.services, "stop"):
-                try:
-                    ctx.services.stop()
-                except Exception:
-                    log.exception("services stop failed")
-            try:
-                running["driver"].stop(failover=True)  # tasks keep running for the next leader
-            except Exception:
-                log.exception("driver stop failed")
-            ctx.core.stop()
-            ctx.store.close()
-        election.close()
-    return 0
-
-
-def _leader_health(ctx: Any) -> dict:
-    core = ctx.core
-    reconciled = getattr(core, "reconciled", None)
-    return {"subscribed": core.subscribed.is_set(), "frameworkId": core.framework_id,
-            "reconciled": reconciled.is_set() if reconciled is not None else None}
+            election.start()
+            return
+        except LeadershipError as error:
+            log.warning("%s; retrying", error)
+            time.sleep(1.0)

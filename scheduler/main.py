@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from framework.store import open_store
 from scheduler.context import Context, SchedulerConfig
@@ -19,6 +19,11 @@ from scheduler.core import Core, CoreConfig, default_executor_command
 from scheduler.events import EventBus
 from scheduler.framework import DockyardScheduler
 from scheduler.jobs.manager import JobManager
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from framework.mesos.scheduler import MesosSchedulerDriver
 
 log = logging.getLogger("dockyard.scheduler")
 
@@ -69,52 +74,72 @@ def build_context(config: SchedulerConfig, clock: Callable[[], float] | None = N
     return ctx
 
 
-def make_driver(ctx: Context):
+def make_driver(ctx: Context) -> "MesosSchedulerDriver":
+    """The driver, as our framework (its principal and secret, our TLS towards the master)."""
     from framework.mesos.scheduler import MesosSchedulerDriver
 
-    framework = {"user": os.environ.get("USER", "root") or "root", "name": ctx.config.name,
-                 "failover_timeout": 7 * 86400.0, "hostname": ctx.config.ip,
-                 "webui_url": f"http://{ctx.config.ip}:{ctx.config.port}",
-                 # PARTITION_AWARE (issue 6): a cut-off agent's tasks come as TASK_UNREACHABLE, not
-                 # TASK_LOST, so runs wait for them instead of being done twice.
+    config, security = ctx.config, ctx.config.security
+    framework = {"user": os.environ.get("USER", "root") or "root", "name": config.name,
+                 "failover_timeout": 7 * 86400.0, "hostname": config.ip,
+                 "webui_url": f"{config.scheme}://{config.ip}:{config.port}",
+                 # PARTITION_AWARE: a cut-off agent's tasks come as TASK_UNREACHABLE, not
+                 # TASK_LOST, so runs wait for them instead of being done twice (docs/ha.md).
                  "capabilities": [{"type": "TASK_KILLING_STATE"}, {"type": "PARTITION_AWARE"}],
-                 "checkpoint": True}  # issue 6: agents checkpoint our tasks, so they survive an agent restart
+                 "checkpoint": True}  # agents checkpoint our tasks, so they survive an agent restart
+    if security.principal:
+        framework["principal"] = security.principal  # as Marathon: whenever given
     if ctx.core.framework_id:
         framework["id"] = {"value": ctx.core.framework_id}
-    driver = MesosSchedulerDriver(DockyardScheduler(ctx.core), framework, ctx.config.master,
-                                  use_addict=False, implicit_acknowledgements=False)
+    if security.tls is not None and config.master.startswith("http://"):
+        log.warning("TLS is on, but --master %s names plain HTTP: the master is spoken to without TLS",
+                    config.master)
+    driver = MesosSchedulerDriver(DockyardScheduler(ctx.core), framework, config.master,
+                                  use_addict=False, implicit_acknowledgements=False,
+                                  principal=security.principal if security.secret else None,
+                                  secret=security.secret, ssl_context=security.peer.ssl_context())
     ctx.core.attach(driver)
     ctx.driver = driver
     return driver
 
 
-def serve(config: SchedulerConfig) -> int:
-    import uvicorn
+class Leading:
+    """The part of a scheduler that acts on Mesos: built, started and stopped in one order.
 
-    from scheduler.api.app import build_app
+    A lone scheduler starts it at once; an HA one (`--zk`) only once elected, so its
+    state is loaded then, never while another instance writes it (docs/ha.md).
+    """
 
-    logging.basicConfig(level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if config.zk:  # HA (scheduler/leader.py, issue 6): elect; followers forward; state loads once leading
-        from scheduler.leader import serve_ha
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.ctx: Context | None = None
+        self.driver: Any = None
 
-        return serve_ha(config)
-    ctx = build_context(config)
-    driver = make_driver(ctx)
-    ctx.core.start()
-    ctx.jobs.start()
-    if ctx.services is not None and hasattr(ctx.services, "start"):
-        ctx.services.start()
-    server = uvicorn.Server(uvicorn.Config(build_app(ctx), host=config.ip, port=config.port,
-                                           log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=5))
-    threading.Thread(target=driver.start, name="driver-start", daemon=True).start()
-    log.info("scheduler on http://%s:%d, master %s, data %s", config.ip, config.port, config.master,
-             config.zk or config.data_dir)
-    try:
-        server.run()
-    finally:
-        log.info("stopping")
+    def start(self) -> "Starlette":
+        """Load state, start the core and the workloads, subscribe (in the background); the API app."""
+        from scheduler.api.app import build_app
+
+        ctx = build_context(self.config)
+        driver = make_driver(ctx)
+        ctx.core.start()
+        ctx.jobs.start()
+        if ctx.services is not None and hasattr(ctx.services, "start"):
+            ctx.services.start()
+        self.ctx, self.driver = ctx, driver
+        app = build_app(ctx)
+        threading.Thread(target=driver.start, name="driver-start", daemon=True).start()
+        log.info("acting as framework %s, master %s", ctx.core.framework_id or "(new)", self.config.master)
+        return app
+
+    def health(self) -> dict:
+        from scheduler.api.app import health_state
+
+        return health_state(self.ctx) if self.ctx is not None else {"subscribed": False}
+
+    def stop(self) -> None:
+        """Stop acting; the framework stays registered so the next start (or leader) fails over."""
+        ctx = self.ctx
+        if ctx is None:
+            return
         ctx.jobs.stop()
         if ctx.services is not None and hasattr(ctx.services, "stop"):
             try:
@@ -122,9 +147,57 @@ def serve(config: SchedulerConfig) -> int:
             except Exception:
                 log.exception("services stop failed")
         try:
-            driver.stop(failover=True)  # tasks keep running; the next start fails over to them
+            self.driver.stop(failover=True)  # tasks keep running; the next start fails over to them
         except Exception:
             log.exception("driver stop failed")
         ctx.core.stop()
         ctx.store.close()
+
+
+def serve(config: SchedulerConfig) -> int:
+    """Serve the API and act: at once alone; with `--zk`, behind the leader proxy once elected."""
+    import uvicorn
+
+    logging.basicConfig(level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    security = config.security
+    leading = Leading(config)
+    election = None
+    if config.zk:
+        from scheduler.leader import Election, LeaderProxy, lost_leadership
+
+        election = Election(config.zk, f"{config.ip}:{config.port}", scheme=config.scheme,
+                            ssl_context=security.peer.ssl_context())
+        proxy = LeaderProxy(election, gate=security.gate, peer=security.peer)
+
+        def lead() -> None:
+            try:
+                proxy.attach(leading.start(), leading.health)
+            except Exception:
+                log.exception("could not start as the leader")
+                lost_leadership("start-up failed")
+
+        election.on_elected = lead
+        app = proxy
+    else:
+        app = leading.start()
+    tls_options = security.tls.uvicorn_options() if security.tls is not None else {}
+    server = uvicorn.Server(uvicorn.Config(app, host=config.ip, port=config.port, log_level="warning",
+                                           access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                                           **tls_options))
+    if election is not None:
+        from scheduler.leader import contend
+
+        threading.Thread(target=contend, args=(election, server), name="contend", daemon=True).start()
+    log.info("scheduler on %s://%s:%d%s, master %s, data %s; API authentication %s", config.scheme, config.ip,
+             config.port, " (HA)" if config.zk else "", config.master, config.zk or config.data_dir,
+             "on" if security.users is not None else "off")
+    try:
+        server.run()
+    finally:
+        log.info("stopping")
+        leading.stop()
+        if election is not None:
+            election.close()
     return 0

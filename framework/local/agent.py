@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from framework.local import checkpoint, sandbox
-from framework.local.agent_link import VERSION, MasterLink
+from framework.local.agent_link import VERSION, MasterAccess, MasterLink
+from framework.local.agent_security import AgentSecurity, verify_executor_claims
 from framework.mesos import recordio
 from framework.mesos.messages import TERMINAL_STATES, dumps, new_uuid
 from framework.mesos.resources import Resources, attribute_value
 from framework.proctree import descendants, kill_tree, statistics
+from framework.security.authn import Principal
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class AgentConfig:
     recovery_timeout: float = 900.0
     subscription_backoff_max: float = 2.0
     cleanup: bool = True
+    # A task its executor reported terminal must be gone this many seconds later; what is
+    # left of it (processes, container) is destroyed then.
+    terminal_task_grace: float = 3.0
+    security: AgentSecurity = field(default_factory=AgentSecurity)
 
 
 @dataclass
@@ -152,13 +158,17 @@ class Agent:
         self.start_time = time.time()
         self.counters: collections.Counter = collections.Counter()
         self.link = MasterLink(config.master, registration=self._registration_call,
-                               on_record=self._on_master_record, on_registered=self._on_registered)
+                               on_record=self._on_master_record, on_registered=self._on_registered,
+                               access=master_access(config.security))
         self._exit_waiters: set[asyncio.Task] = set()
         # Dead executors whose containers await `dockyard executor --cleanup --sandbox` (one
         # clean-up process at a time takes every sandbox queued meanwhile).
         self._reap_pending: list[tuple[Path, asyncio.Future]] = []
         self._reaper: asyncio.Task | None = None
         self._reaping = False  # on between the start-up clean-up and stop(), which clean all
+        # Tasks reported terminal while their executor runs on, checked after the grace period.
+        self._ended_tasks: list[tuple[FrameworkRecord, ExecutorRecord, str]] = []
+        self._ended_check: asyncio.TimerHandle | None = None
 
     @property
     def agent_id(self) -> str | None:
@@ -336,13 +346,16 @@ class Agent:
         command = task.get("command", {})
         shown = command.get("value", "") if command.get("shell", True) else shlex.join(
             command.get("arguments") or [command.get("value", "")])
+        executor_command: dict[str, Any] = {"shell": False, "value": self.config.executor_command[0],
+                                            "arguments": list(self.config.executor_command)}
+        if command.get("user"):
+            executor_command["user"] = command["user"]  # as Mesos's getExecutorInfo (slave.cpp)
         return {
             "executor_id": {"value": task_id},
             "framework_id": {"value": framework_id},
             "name": f"Command Executor (Task: {task_id}) (Command: sh -c '{shown[:64]}')",
             "source": task_id,
-            "command": {"shell": False, "value": self.config.executor_command[0],
-                        "arguments": list(self.config.executor_command)},
+            "command": executor_command,
             "resources": [],
         }
 
@@ -414,6 +427,9 @@ class Agent:
             subscription_backoff_max=self.config.subscription_backoff_max, command_env=command_env)
         if executor.command_executor:
             env["DOCKYARD_COMMAND_EXECUTOR"] = "1"
+        # The executor's token (and TLS settings): last, so no CommandInfo variable replaces them.
+        env.update(self.config.security.executor_environment(
+            framework_id=framework.id, executor_id=executor.id, container_id=executor.container_id))
         task = asyncio.create_task(self._run_executor(framework, executor, command, env))
         self._exit_waiters.add(task)
         task.add_done_callback(self._exit_waiters.discard)
@@ -530,6 +546,22 @@ class Agent:
             raise ExecutorCallError(400, "Executor cannot be found")
         return framework, executor
 
+    def check_principal(self, principal: Principal | None, framework_id: str, executor_id: str) -> None:
+        """An executor token may act for its own framework, executor and current container only.
+
+        Raises ExecutorCallError 400 when the framework or executor is unknown (as Mesos,
+        before the claims are looked at) and 403 with Mesos's message when the claims do
+        not match (slave/http.cpp `verifyExecutorClaims`). No principal: the executor
+        realm is not authenticated, as with Mesos's `--authenticate_http_executors` off.
+        """
+        if principal is None:
+            return
+        _, executor = self.lookup(framework_id, executor_id)
+        problem = verify_executor_claims(principal, framework_id, executor_id, executor.container_id)
+        if problem is not None:
+            self.counters["executor_calls_forbidden"] += 1
+            raise ExecutorCallError(403, problem)
+
     def subscribe(self, framework_id: str, executor_id: str, subscribe: dict) -> asyncio.Queue:
         """Attach an executor's event stream; returns the queue the response drains."""
         framework, executor = self.lookup(framework_id, executor_id)
@@ -592,11 +624,61 @@ class Agent:
             task.statuses.append({"state": latest, "timestamp": status["timestamp"]})
             if latest in TERMINAL_STATES:
                 executor.completed.append(executor.tasks.pop(task_id))
+                self._task_ended(framework, executor, task_id)
             self._checkpoint_task(framework, executor, task)
         self._forward(framework_id, status, latest, task_id)
         if acknowledge and executor.stream is not None:
             executor.stream.put_nowait(event("ACKNOWLEDGED", task_id=status["task_id"], uuid=status["uuid"]))
         self.counters[f"status_updates/{latest}"] += 1
+
+    # -- tasks an executor reported ended ---------------------------------------------------------
+    def _task_ended(self, framework: FrameworkRecord, executor: ExecutorRecord, task_id: str) -> None:
+        """Make sure, after a grace period, that nothing of a task reported terminal still runs.
+
+        Mesos frees a terminal task's resources at once; a task that in fact still ran
+        (a buggy executor, a forged update) would go on unseen by anyone and unkillable
+        by its framework. dockyard's executor destroys a task's container before it
+        reports it ended, so the check normally finds nothing (one /proc and one
+        containers/ scan per batch of ended tasks).
+        """
+        if executor.terminated or executor.terminating is not None or executor.pid is None:
+            return  # the executor's own end takes everything of it
+        self._ended_tasks.append((framework, executor, task_id))
+        if self._ended_check is None:
+            loop = asyncio.get_running_loop()
+            self._ended_check = loop.call_later(self.config.terminal_task_grace, self._check_ended_tasks)
+
+    def _check_ended_tasks(self) -> None:
+        self._ended_check = None
+        batch, self._ended_tasks = self._ended_tasks, []
+        sandboxes: list[Path] = []
+        for framework, executor, task_id in batch:
+            if executor.terminated or executor.terminating is not None or task_id in executor.tasks:
+                continue  # gone with its executor; or launched again meanwhile
+            if executor.command_executor:
+                # Its one task has ended: a command executor that still runs after the grace
+                # period is ended, and with it whatever it left running.
+                if not executor.tasks and not executor.queued:
+                    log.warning("command executor %s still runs %.0fs after its task ended: shutting it down",
+                                executor.id, self.config.terminal_task_grace)
+                    self.shutdown_executor(executor, "TASK_KILLED")
+                continue
+            directory = task_sandbox(executor.directory, task_id)
+            if directory is not None:
+                sandboxes.append(directory)
+        if not sandboxes:
+            return
+        killed = kill_processes_in(sandboxes)
+        containers = containers_in(self.config.work_dir, sandboxes)
+        if killed or containers:
+            log.warning("tasks reported ended still ran %.0fs later: killed %d process(es), destroying %d "
+                        "container(s) in %s", self.config.terminal_task_grace, killed, len(containers),
+                        ", ".join(str(d) for d in sandboxes))
+            self.counters["ended_tasks_destroyed"] += 1
+        for directory in sorted({Path(c) for c in containers}):
+            task = asyncio.create_task(self._reap(directory))
+            self._exit_waiters.add(task)
+            task.add_done_callback(self._exit_waiters.discard)
 
     def message(self, framework_id: str, executor_id: str, data: str) -> None:
         self.link.send(executor_id, {"type": "MESSAGE", "framework_id": {"value": framework_id},
@@ -830,6 +912,31 @@ class Agent:
             checkpoint.write_new(directory / "task.json", {"info": task.info, "state": task.state})
             task.checkpointed = True
 
+    # -- sandboxes ----------------------------------------------------------------------------------
+    def sandbox_user(self, path: Path) -> str | None:
+        """Whose sandbox `path` is, for the `access_sandboxes` ACL: the executor's command user,
+        else its framework's user; None when the path names no framework the agent knows."""
+        try:
+            parts = path.relative_to(self.config.work_dir.resolve()).parts
+        except ValueError:
+            return None
+        if len(parts) < 4 or parts[0] != "slaves" or parts[2] != "frameworks":
+            return None
+        framework_id = parts[3]
+        executor_id = parts[5] if len(parts) >= 6 and parts[4] == "executors" else None
+        frameworks = [f for f in (self.frameworks.get(framework_id), *self.completed_frameworks)
+                      if f is not None and f.id == framework_id]
+        for framework in frameworks:
+            if executor_id is not None:
+                executors = [framework.executors.get(executor_id)]
+                executors += [e for e in framework.completed if e.id == executor_id]
+                for executor in executors:
+                    if executor is not None and (executor.info.get("command") or {}).get("user"):
+                        return str(executor.info["command"]["user"])
+            if framework.info.get("user"):
+                return str(framework.info["user"])
+        return None
+
     # -- views ------------------------------------------------------------------------------------
     def state(self) -> dict:
         """The legacy agent `/state` JSON."""
@@ -960,7 +1067,19 @@ def start_time(pid: int | None) -> int | None:
 
 def kill_sandbox_processes(directory: Path) -> int:
     """SIGKILL every process working inside `directory`: host tasks an executor left behind."""
-    prefix = str(directory)
+    return kill_processes_in([directory])
+
+
+def task_sandbox(executor_directory: Path, task_id: str) -> Path | None:
+    """`tasks/<task_id>/` of an executor sandbox (dockyard's executor runs each task there)."""
+    if not task_id or task_id in (".", "..") or "/" in task_id or "\0" in task_id:
+        return None
+    return executor_directory / "tasks" / task_id
+
+
+def kill_processes_in(directories: list[Path]) -> int:
+    """SIGKILL every process whose working directory is inside one of `directories` (one /proc scan)."""
+    prefixes = [str(d) for d in directories]
     killed = 0
     own = os.getpid()
     for entry in os.listdir("/proc"):
@@ -970,13 +1089,41 @@ def kill_sandbox_processes(directory: Path) -> int:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if cwd == prefix or cwd.startswith(prefix + "/"):
+        if any(cwd == prefix or cwd.startswith(prefix + "/") for prefix in prefixes):
             try:
                 os.kill(int(entry), signal.SIGKILL)
                 killed += 1
             except OSError:
                 pass
     return killed
+
+
+def containers_in(work_dir: Path, directories: list[Path]) -> list[str]:
+    """The task sandboxes among `directories` that still have a container record.
+
+    Records are `<work_dir>/containers/<id>/state.json`, written by dockyard's
+    executor (executor/containers/state.py) with the task's `sandbox`; a record
+    is removed last when a container is destroyed.
+    """
+    wanted = {str(d) for d in directories}
+    found = []
+    try:
+        entries = list(os.scandir(work_dir / "containers"))
+    except OSError:
+        return []
+    for entry in entries:
+        record = checkpoint.read_json(Path(entry.path) / "state.json")
+        if isinstance(record, dict) and record.get("sandbox") in wanted:
+            found.append(str(record["sandbox"]))
+    return found
+
+
+def master_access(security: AgentSecurity) -> MasterAccess:
+    """How the agent calls its master: its credential, and TLS verifying the master when it has TLS."""
+    credential = security.credential
+    return MasterAccess(ssl=security.tls.client_context() if security.tls is not None else None,
+                        principal=credential.principal if credential else None,
+                        secret=credential.secret if credential else None)
 
 
 def point_latest(run_dir: Path) -> None:

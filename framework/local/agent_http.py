@@ -2,12 +2,18 @@
 
 Handlers translate HTTP to calls on `Agent` and back; the rules live there.
 The executor API answers as the real agent does (reference §3, §8.12).
+
+Every route says who may call it (framework/security/gate.py): READ for the
+views (realm `mesos-agent-readonly`), EXECUTOR for the executor API (realm
+`mesos-agent-executor`, executor tokens only), OPEN for `/health`; the agent's
+flags decide which levels authenticate (framework/local/agent_security.py).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from pathlib import Path
 from typing import AsyncIterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,11 +21,12 @@ from prometheus_client.core import GaugeMetricFamily
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from framework.local.agent import Agent, ExecutorCallError
 from framework.local.files_api import FilesApi
 from framework.mesos.messages import valid_uuid
+from framework.security.acls import ALLOW_ALL
+from framework.security.gate import Access, principal_name, principal_of, route
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +84,14 @@ class AgentMetrics:
 
 
 def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
-    files = FilesApi(agent.config.work_dir)
+    security = agent.config.security
+
+    def may_read_sandbox(request: Request, path: Path) -> bool:
+        """Mesos's `access_sandboxes`: object = the executor's user, else its framework's."""
+        return security.acls.authorized("access_sandboxes", principal_name(request), agent.sandbox_user(path))
+
+    files = FilesApi(agent.config.work_dir) if security.acls is ALLOW_ALL else \
+        FilesApi(agent.config.work_dir, authorize=may_read_sandbox)
     registry = CollectorRegistry()
     registry.register(AgentMetrics(agent))
 
@@ -106,6 +120,8 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
             return Response(status_code=202)
         framework_id, executor_id = call["framework_id"]["value"], call["executor_id"]["value"]
         try:
+            # Before anything else happens: a token acts for its own executor only.
+            agent.check_principal(principal_of(request), framework_id, executor_id)
             if call["type"] == "SUBSCRIBE":
                 queue = agent.subscribe(framework_id, executor_id, call.get("subscribe") or {})
                 _, executor = agent.lookup(framework_id, executor_id)
@@ -151,15 +167,27 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
     async def snapshot(request: Request) -> Response:
         return JSONResponse(agent.summary())
 
+    read, get = Access.READ, ["GET"]
+    executor_methods = ["GET", "POST", "PUT", "DELETE"]
     routes = [
-        Route("/api/v1/executor", executor_api, methods=["GET", "POST", "PUT", "DELETE"]),
-        Route("/slave(1)/api/v1/executor", executor_api, methods=["GET", "POST", "PUT", "DELETE"]),
-        Route("/files/browse", files.browse), Route("/files/browse.json", files.browse),
-        Route("/files/read", files.read), Route("/files/read.json", files.read),
-        Route("/files/download", files.download), Route("/files/download.json", files.download),
-        Route("/state", state), Route("/state.json", state), Route("/slave(1)/state", state),
-        Route("/monitor/statistics", monitor), Route("/monitor/statistics.json", monitor),
-        Route("/health", health), Route("/slave(1)/health", health),
-        Route("/metrics", metrics), Route("/metrics/snapshot", snapshot),
+        route("/api/v1/executor", executor_api, methods=executor_methods, access=Access.EXECUTOR),
+        route("/slave(1)/api/v1/executor", executor_api, methods=executor_methods, access=Access.EXECUTOR),
+        route("/files/browse", files.browse, methods=get, access=read),
+        route("/files/browse.json", files.browse, methods=get, access=read),
+        route("/files/read", files.read, methods=get, access=read),
+        route("/files/read.json", files.read, methods=get, access=read),
+        route("/files/download", files.download, methods=get, access=read),
+        route("/files/download.json", files.download, methods=get, access=read),
+        route("/state", state, methods=get, access=read),
+        route("/state.json", state, methods=get, access=read),
+        route("/slave(1)/state", state, methods=get, access=read),
+        route("/monitor/statistics", monitor, methods=get, access=read),
+        route("/monitor/statistics.json", monitor, methods=get, access=read),
+        route("/health", health, methods=get, access=Access.OPEN),
+        route("/slave(1)/health", health, methods=get, access=Access.OPEN),
+        route("/metrics", metrics, methods=get, access=read),
+        route("/metrics/snapshot", snapshot, methods=get, access=read),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gate = security.gate()
+    return app

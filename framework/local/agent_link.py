@@ -7,14 +7,24 @@ HEARTBEAT for 3 intervals), follows 307s and the zk:// detector, and reconnects
 with back-off. Calls go out through ordered lanes: updates of one task always
 take the same lane, so they reach the master in order, while different tasks
 do not wait on each other.
+
+Every call and the registration stream carry the agent's `--credential` as HTTP
+Basic, and go over TLS (the master verified with the agent's CA) when the agent
+has TLS: a libprocess process speaks TLS on all its sockets or none. A master
+that refuses the credential (401/403) is told about in the log, with the
+principal and the master's words, and retried with a longer back-off.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import itertools
 import logging
+import ssl
+import time
 import zlib
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import httpx
@@ -31,6 +41,33 @@ LANES = 4
 BATCH_MAX = 100  # calls in one BATCH POST
 RETRY_SECONDS = 1.0
 BACKOFF_MAX = 2.0
+REFUSED_BACKOFF_MAX = 30.0  # a master refusing our credential will not change its mind in 2 s
+REFUSAL_LOG_SECONDS = 60.0  # the same refusal is logged at most this often (WARNING)
+
+
+@dataclass(frozen=True)
+class MasterAccess:
+    """How the agent reaches the master: plain or TLS, with or without its credential."""
+
+    ssl: ssl.SSLContext | None = None
+    principal: str | None = None
+    secret: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl is not None else "http"
+
+    @property
+    def authorization(self) -> str | None:
+        if self.principal is None or self.secret is None:
+            return None
+        return "Basic " + base64.b64encode(f"{self.principal}:{self.secret}".encode()).decode()
+
+    def who(self) -> str:
+        return f"principal '{self.principal}'" if self.principal else "no credential: see --credential"
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"MasterAccess(scheme={self.scheme}, principal={self.principal!r})"
 
 
 class CallFailed(OSError):
@@ -50,11 +87,14 @@ class PostConnection:
 
     IDLE_SECONDS = 3.0
 
-    def __init__(self) -> None:
+    def __init__(self, access: MasterAccess | None = None) -> None:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._target: str | None = None
         self._last_used = 0.0
+        self._ssl = access.ssl if access is not None else None
+        authorization = access.authorization if access is not None else None
+        self._extra = b"Authorization: %s\r\n" % authorization.encode() if authorization else b""
 
     async def post(self, target: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()
@@ -66,6 +106,9 @@ class PostConnection:
                 answer = await asyncio.wait_for(self._exchange(target, path, body), timeout)
                 self._last_used = loop.time()
                 return answer
+            except ssl.SSLError as error:  # an OSError, but a failed handshake is not a stale connection
+                self.close()
+                raise CallFailed(f"POST {path} to {target}: TLS: {error}") from None
             except (asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError, http.client.HTTPException) as error:
                 self.close()
                 raise CallFailed(f"POST {path} to {target}: {error!r}") from None
@@ -80,11 +123,15 @@ class PostConnection:
         if self._writer is None or self._target != target or self._writer.is_closing():
             self.close()
             host, _, port = target.rpartition(":")
-            self._reader, self._writer = await asyncio.open_connection(host, int(port))
+            host = host.strip("[]")
+            # One handshake per connection: keep-alive pays it once for many calls.
+            self._reader, self._writer = await asyncio.open_connection(
+                host, int(port), ssl=self._ssl, server_hostname=host if self._ssl is not None else None)
             self._target = target
         assert self._reader is not None and self._writer is not None
         self._writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), target.encode(), len(body), body))
+                           b"%sContent-Length: %d\r\n\r\n%s" % (path.encode(), target.encode(), self._extra,
+                                                                   len(body), body))
         status, headers, will_close = parse_head(await self._reader.readuntil(b"\r\n\r\n"))
         if "content-length" not in headers:
             raise ValueError(f"answer {status} without Content-Length")
@@ -107,9 +154,11 @@ class Lanes:
     update. A master that does not know BATCH (an older one, 400) gets them one by one.
     """
 
-    def __init__(self, post: Callable[[dict, PostConnection], Awaitable[int]], registered: asyncio.Event) -> None:
+    def __init__(self, post: Callable[[dict, PostConnection], Awaitable[int]], registered: asyncio.Event,
+                 connect: Callable[[], PostConnection] = PostConnection) -> None:
         self._post = post
         self._registered = registered
+        self._connect = connect
         self._queues = [asyncio.Queue[tuple[dict, asyncio.Event, int]]() for _ in range(LANES)]
         self._epoch = 0
         self._workers: list[asyncio.Task] = []
@@ -129,7 +178,7 @@ class Lanes:
         self._epoch += 1
 
     async def _run(self, queue: asyncio.Queue) -> None:
-        connection = PostConnection()
+        connection = self._connect()
         while True:
             items = [await queue.get()]
             while len(items) < BATCH_MAX and not queue.empty():
@@ -145,6 +194,7 @@ class Lanes:
             for call in calls:
                 await self._deliver([call], epoch, connection)
             return
+        refused = 0
         while epoch == self._epoch:
             await self._registered.wait()
             if epoch != self._epoch:
@@ -161,6 +211,12 @@ class Lanes:
                 self.batches = False
                 await self._deliver(calls, epoch, connection)
                 return
+            if status in (401, 403):
+                # Not taken: the master refuses our credential. The update stays pending
+                # (a re-registration carries it too); try again, more slowly each time.
+                refused += 1
+                await asyncio.sleep(min(RETRY_SECONDS * 2 ** min(refused, 5), REFUSED_BACKOFF_MAX))
+                continue
             if status == 202 or status == 404 or 400 <= status < 500:
                 return  # taken; or the stream is being re-established, carrying it
             await asyncio.sleep(RETRY_SECONDS)
@@ -176,8 +232,10 @@ class MasterLink:
 
     def __init__(self, master: str, *, registration: Callable[[str | None], dict],
                  on_record: Callable[[dict], Awaitable[None]],
-                 on_registered: Callable[[str, dict], Awaitable[None]]) -> None:
+                 on_registered: Callable[[str, dict], Awaitable[None]],
+                 access: MasterAccess | None = None) -> None:
         self.master_uri = master
+        self.access = access or MasterAccess()
         self._registration = registration  # agent_id|None -> REGISTER or REREGISTER call
         self._on_record = on_record
         self._on_registered = on_registered
@@ -186,14 +244,31 @@ class MasterLink:
         self.master_info: dict = {}
         self.ping_interval = 5.0
         self.registered = asyncio.Event()
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=32))
-        self.lanes = Lanes(self._post, self.registered)
-        self._control = PostConnection()  # PING and UNREGISTER
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=32),
+                                        verify=self.access.ssl if self.access.ssl is not None else True)
+        self.lanes = Lanes(self._post, self.registered, self._connection)
+        self._control = self._connection()  # PING and UNREGISTER
+        self._refusals: dict[tuple[str, int, str], float] = {}  # (call, status, answer) -> last logged
         self._detector: MasterDetector | None = None
         self._tasks: list[asyncio.Task] = []
         self._stream_task: asyncio.Task | None = None
         self._leader_changed = asyncio.Event()
         self._closing = False
+        self._last_refused = False  # the last stream ended in a 401/403
+
+    def _connection(self) -> PostConnection:
+        return PostConnection(self.access)
+
+    def _refused(self, what: str, master: str, status: int, answer: str) -> None:
+        """A 401/403: say who we were and what the master said (once a minute for the same answer)."""
+        key = (what, status, answer)
+        now = time.monotonic()
+        level = logging.WARNING if now - self._refusals.get(key, -REFUSAL_LOG_SECONDS) >= REFUSAL_LOG_SECONDS \
+            else logging.DEBUG
+        if level == logging.WARNING:
+            self._refusals[key] = now
+        log.log(level, "master %s refused %s from this agent (%s) with %d: %s; retrying", master, what,
+                self.access.who(), status, answer.strip()[:300] or "(no message)")
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -207,7 +282,7 @@ class MasterLink:
         self._closing = True
         if unregister and self.agent_id and self.master:
             try:
-                farewell = PostConnection()
+                farewell = self._connection()
                 await self._post({"type": "UNREGISTER", "agent_id": {"value": self.agent_id}}, farewell,
                                  timeout=3.0)
                 farewell.close()
@@ -245,6 +320,8 @@ class MasterLink:
         if status == 404:
             log.warning("master does not know agent %s: re-registering", self.agent_id)
             self.reconnect()
+        elif status in (401, 403):
+            self._refused(str(call.get("type")), self.master, status, answer.decode(errors="replace"))
         elif status >= 400:
             log.warning("master refused %s: %s %s", call.get("type"), status, answer[:300].decode(errors="replace"))
         elif answer and call.get("type") == "BATCH":
@@ -294,7 +371,11 @@ class MasterLink:
                     raise
                 result = None
             except Exception as error:  # connection refused, reset, bad record: reconnect
-                log.info("master stream to %s ended: %s", leader, error)
+                # A failed TLS handshake (unknown CA, wrong name) will not mend by itself: say it loudly.
+                tls_failure = isinstance(error.__cause__ or error.__context__, ssl.SSLError) or \
+                    "SSL" in str(error) or "CERTIFICATE" in str(error)
+                log.log(logging.WARNING if tls_failure else logging.INFO, "master stream to %s ended: %s",
+                        leader, error)
                 result = None
             self.registered.clear()
             if isinstance(result, str):
@@ -302,19 +383,30 @@ class MasterLink:
                 continue
             if result is True:
                 backoff = 0.1  # the stream worked for a while; come back quickly
+            ceiling = REFUSED_BACKOFF_MAX if result is None and self._last_refused else BACKOFF_MAX
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            backoff = min(backoff * 2, ceiling)
 
-    async def _stream(self, master: str) -> bool | str:
-        """One registration stream. Returns a redirect target, or whether it registered."""
+    async def _stream(self, master: str) -> bool | str | None:
+        """One registration stream. Returns a redirect target, or whether it registered
+        (None: the master refused our credential)."""
         call = self._registration(self.agent_id)
         self.lanes.reset()  # the call carries every unacknowledged update; later ones queue anew
+        self._last_refused = False
         timeout = httpx.Timeout(10.0, read=None)
-        async with self.client.stream("POST", f"http://{master}/internal/agent", content=dumps(call),
-                                      headers={"Content-Type": "application/json"}, timeout=timeout) as response:
+        headers = {"Content-Type": "application/json"}
+        if self.access.authorization:
+            headers["Authorization"] = self.access.authorization
+        async with self.client.stream("POST", f"{self.access.scheme}://{master}/internal/agent", content=dumps(call),
+                                      headers=headers, timeout=timeout) as response:
             if response.status_code == 307:
                 location = response.headers.get("location", "")
                 return location.lstrip("/").split("/", 1)[0] or False
+            if response.status_code in (401, 403):
+                body = (await response.aread()).decode(errors="replace")
+                self._refused(call["type"], master, response.status_code, body)
+                self._last_refused = True
+                return None
             if response.status_code != 200:
                 body = (await response.aread()).decode(errors="replace")
                 log.warning("master %s refused %s: %s %s", master, call["type"], response.status_code, body)

@@ -13,15 +13,25 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from executor.host import Isolators
+from framework.errors import SecurityError
 from framework.local.agent import Agent, AgentConfig, default_hostname
+from framework.local.agent_security import AgentSecurity
 from framework.local.machine import agent_resources
 from framework.mesos.resources import parse_attributes
+from framework.security.binding import check_binding
 
 log = logging.getLogger(__name__)
+
+
+def refuse(message: str) -> NoReturn:
+    """A setting the agent cannot start with: one line on stderr, exit status 2 (as a bad flag)."""
+    click.echo(f"dockyard agent: {message}", err=True)
+    sys.exit(2)
 
 
 def serve(config: AgentConfig, log_level: str = "info") -> None:
@@ -54,7 +64,7 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
     app = build_app(agent, lifespan=lifespan)
     server = AgentServer(uvicorn.Config(
         app, host=config.ip, port=config.port, log_level=log_level, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=2))
+        lifespan="on", timeout_graceful_shutdown=2, **config.security.uvicorn_options()))
     server.run()  # uvloop and httptools when installed
 
 
@@ -88,16 +98,52 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
               help="what command tasks without an image get, in Mesos's isolator names: cgroups/cpu,cgroups/mem "
                    "(own cgroups and limits), namespaces/pid (a PID namespace too), posix/cpu,posix/mem "
                    "(a plain process group). Tasks with an image always run in a full container")
+@click.option("--http-credentials", default=None, metavar="FILE",
+              help='Mesos credentials JSON ({"credentials": [{"principal", "secret"}]}) for HTTP Basic')
+@click.option("--authenticate-http-readonly", is_flag=True,
+              help="/state, /files/*, /monitor/statistics and /metrics need credentials (mesos-agent-readonly)")
+@click.option("--authenticate-http-readwrite", is_flag=True,
+              help="the operator API /api/v1 needs credentials (mesos-agent-readwrite)")
+@click.option("--authenticate-http-executors", is_flag=True,
+              help="the executor API needs the executor's own token (mesos-agent-executor); "
+                   "needs --executor-secret-key")
+@click.option("--executor-secret-key", "--jwt-secret-key", "executor_secret_key", default=None, metavar="FILE",
+              help="key (32+ bytes) executor tokens are signed with; every executor gets one in "
+                   "MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+@click.option("--credential", default=None, metavar="FILE",
+              help='this agent\'s own {"principal", "secret"}: HTTP Basic on every call to the master')
+@click.option("--acls", default=None, metavar="FILE",
+              help="Mesos ACLs JSON; access_sandboxes decides who reads which sandbox")
+@click.option("--tls-cert", default=None, metavar="FILE", help="serve TLS with this certificate (PEM)")
+@click.option("--tls-key", default=None, metavar="FILE", help="the certificate's key (PEM)")
+@click.option("--tls-ca", default=None, metavar="FILE",
+              help="CA that certifies the master (and clients, with --tls-require-client-cert)")
+@click.option("--tls-require-client-cert", is_flag=True, help="mutual TLS: callers must present a certificate")
+@click.option("--insecure", is_flag=True,
+              help="serve a non-loopback --ip without authentication or TLS anyway")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
                   hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
                   executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool,
-                  docker_registry: str | None, fetcher_cache_size: str, isolation: str, log_level: str) -> None:
+                  docker_registry: str | None, fetcher_cache_size: str, isolation: str,
+                  http_credentials: str | None, authenticate_http_readonly: bool, authenticate_http_readwrite: bool,
+                  authenticate_http_executors: bool, executor_secret_key: str | None, credential: str | None,
+                  acls: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
+                  tls_require_client_cert: bool, insecure: bool, log_level: str) -> None:
     """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call to the master is noise
+    try:
+        security = AgentSecurity.from_flags(
+            http_credentials=http_credentials, authenticate_readonly=authenticate_http_readonly,
+            authenticate_readwrite=authenticate_http_readwrite, authenticate_executors=authenticate_http_executors,
+            executor_secret_key=executor_secret_key, credential=credential, acls=acls, tls_cert=tls_cert,
+            tls_key=tls_key, tls_ca=tls_ca, tls_require_client_cert=tls_require_client_cert, insecure=insecure)
+        check_binding("agent", ip, security.missing(), insecure)
+    except SecurityError as error:
+        refuse(str(error))
     work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -110,7 +156,7 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
         hostname=hostname or default_hostname(),
         registration_timeout=executor_registration_timeout,
         reregistration_timeout=executor_reregistration_timeout, shutdown_grace=executor_shutdown_grace_period,
-        cleanup=not no_cleanup,
+        cleanup=not no_cleanup, security=security,
     )
     if executor_command:
         config.executor_command = shlex.split(executor_command)

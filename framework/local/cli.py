@@ -7,6 +7,7 @@ from framework.local.agent_main import agent_command
 from framework.local.master_main import master_command
 from framework.local.status import status_command
 from framework.local.supervisor import up_command
+from framework.security.cli import security_command
 
 
 @click.group()
@@ -18,3 +19,4 @@ cli.add_command(master_command)
 cli.add_command(agent_command)
 cli.add_command(up_command)
 cli.add_command(status_command)
+cli.add_command(security_command)

@@ -7,13 +7,16 @@ Marathon API and runs `examples/hello-job.json` through the Metronome API, print
 where everything listens, and keeps the cluster up until Ctrl-C.
 
 It speaks to the scheduler over HTTP only: `framework/` imports nothing from the
-scheduler, the demo included.
+scheduler, the demo included. The cluster is secured as `up` secures it; the demo
+is a client like any other, with the operator's credentials from `client.json`.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import ssl
 import signal
 import subprocess
 import sys
@@ -31,11 +34,25 @@ class DemoError(RuntimeError):
     """The demo could not bring something up; the message says what and where to look."""
 
 
+class Client:
+    """The operator's credentials (and CA, with TLS) from the `client.json` that `up` writes."""
+
+    headers: dict[str, str] = {}
+    context: ssl.SSLContext | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> None:
+        settings = json.loads(path.read_text())
+        token = base64.b64encode(f"{settings['principal']}:{settings['secret']}".encode()).decode()
+        cls.headers = {"Authorization": f"Basic {token}"}
+        cls.context = ssl.create_default_context(cafile=settings["ca"]) if settings.get("ca") else None
+
+
 def call(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+                                     headers={"Content-Type": "application/json", **Client.headers})
+    with urllib.request.urlopen(request, timeout=timeout, context=Client.context) as response:
         payload = response.read()
     return json.loads(payload) if payload.strip() else None
 
@@ -81,10 +98,13 @@ def run(work_dir: Path, agents: int, master_port: int, agent_port: int, schedule
         env={**os.environ, "PYTHONPATH": str(REPO), "DOCKYARD_DOCKER_REGISTRY": str(images)},
     )
     try:
+        client_file = work_dir / "client.json"
+        wait("the cluster's credentials", lambda: client_file.exists(), 60, supervisor)
+        Client.load(client_file)
         wait("the master", lambda: call("GET", f"{master}/health") is None or True, 60, supervisor)
         wait(f"{agents} agents to register",
              lambda: len(call("GET", f"{master}/state")["slaves"]) >= agents, 60, supervisor)
-        wait("the scheduler", lambda: urllib.request.urlopen(f"{scheduler}/ping", timeout=2), 60, supervisor)
+        wait("the scheduler", lambda: call("GET", f"{scheduler}/v2/info", timeout=2), 60, supervisor)
 
         service = json.loads((EXAMPLES / "web-container.json").read_text())
         step(f"deploying the service {service['id']}: {service['instances']} instances of "
@@ -109,6 +129,9 @@ def run(work_dir: Path, agents: int, master_port: int, agent_port: int, schedule
             print(f"  service     {url}   (on {task['host']}) says: {answer}")
         print(f"  job run     {job['id']} {run_info['id']}: {finished['status']}")
         print()
+        print(f"  credentials {client_file}: the CLI reads it when run in {work_dir.parent} (else give")
+        print(f"              --config {client_file}); curl: -u \"operator:$(cat "
+              f"{work_dir / 'security' / 'operator.secret'})\"")
         print("  try:  .venv/bin/dockyard status")
         print("        .venv/bin/dockyard app list")
         print(f"        .venv/bin/dockyard job runs {job['id']}")
@@ -156,7 +179,8 @@ def _run_done(scheduler: str, job_id: str, run_id: str) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, default=REPO / ".dockyard" / "demo")
+    # `up`'s default work dir, so the CLI finds the cluster's client.json there (./.dockyard/client.json).
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".dockyard")
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--master-port", type=int, default=5050)
     parser.add_argument("--agent-port", type=int, default=5051, help="agent1's port; agent2 gets +1 ...")

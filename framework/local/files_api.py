@@ -1,7 +1,11 @@
 """The agent's sandbox files API (`/files/browse`, `/files/read`, `/files/download`).
 
-Answers in Mesos's JSON shapes. Only paths inside the agent's work dir are
-served: anything that resolves outside it (`..`, symlinks) is refused.
+Answers in Mesos's JSON shapes. Only the sandboxes are served, as a Mesos agent
+serves only the paths it attached (src/files/files.cpp): what resolves outside
+`<work_dir>/slaves/` (`..`, symlinks, the agent's checkpoints under `meta/`, the
+image store) is refused. Inside, `authorize(request, path)` decides (the
+`access_sandboxes` ACL); a denial is Mesos's `403 Forbidden.`, given before the
+path's existence is looked at, so it tells nothing about what is there.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import os
 import pwd
 import stat
 from pathlib import Path
+from typing import Callable
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -17,17 +22,30 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 MAX_READ = 16 * 1024 * 1024  # one read returns at most this much
 
 
+Authorize = Callable[[Request, Path], bool]
+
+
+def _anyone(request: Request, path: Path) -> bool:
+    return True
+
+
 class FilesApi:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, authorize: Authorize = _anyone) -> None:
         self.root = root.resolve()
+        self.sandboxes = self.root / "slaves"
+        self.authorize = authorize
 
     def _resolve(self, request: Request) -> Path | Response:
         raw = request.query_params.get("path")
         if not raw:
             return PlainTextResponse("Expecting 'path=value' in query.\n", status_code=400)
+        if "\0" in raw:
+            return PlainTextResponse("Path holds a NUL byte\n", status_code=400)
         path = Path(os.path.realpath(raw))
-        if path != self.root and self.root not in path.parents:
-            return PlainTextResponse(f"Path '{raw}' is outside the agent's work dir\n", status_code=403)
+        if path != self.sandboxes and self.sandboxes not in path.parents:
+            return PlainTextResponse(f"Path '{raw}' is outside the agent's sandboxes\n", status_code=403)
+        if not self.authorize(request, path):
+            return PlainTextResponse("403 Forbidden.", status_code=403)
         if not path.exists():
             return PlainTextResponse("", status_code=404)
         return path

@@ -22,6 +22,8 @@ from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources
 from framework.local import validation
 from framework.local.allocator import Allocator
+from framework.local.master_security import (MasterSecurity, framework_roles, launch_refused,
+                                             registration_refused, task_user)
 from framework.local.master_model import (VERSION, Agent, Executor, Framework, HttpError,
                                          Offer, Stream, Task)
 from framework.local.master_model import id_obj as _id, id_value as _val
@@ -54,6 +56,19 @@ class MasterConfig:
     allocation_batch: float = 0.002
     # Mesos --offer_timeout: rescind offers outstanding longer than this (None: never).
     offer_timeout: float | None = None
+    # Security (docs/security.md), Mesos's flags; all off by default, as in Mesos.
+    credentials: str | None = None              # --credentials: Mesos's JSON file
+    authenticate_http_frameworks: bool = False  # realm mesos-master-scheduler
+    http_framework_authenticators: str = "basic"
+    authenticate_http_readonly: bool = False    # realm mesos-master-readonly
+    authenticate_http_readwrite: bool = False   # realm mesos-master-readwrite
+    authenticate_agents: bool = False           # realm dockyard-master-agents
+    acls: str | None = None                     # --acls: the local authorizer's JSON
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    tls_require_client_cert: bool = False
+    insecure: bool = False                      # serve a network address open, knowingly
 
 
 def ip_as_int(ip: str) -> int:
@@ -77,9 +92,14 @@ def advertised_ip(ip: str) -> str:
 class Master(AgentSide):
     """The embedded master's whole state; the HTTP layer calls into it."""
 
-    def __init__(self, config: MasterConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: MasterConfig, *, clock: Callable[[], float] = time.monotonic,
+                 security: MasterSecurity | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.security = security or MasterSecurity()
+        self.acls = self.security.acls  # --acls; without it everything is allowed, as in Mesos
+        # One TLS setting for the cluster, as libprocess has: agents serve what the master does.
+        self.agent_scheme = "https" if self.security.tls is not None else "http"
         self.id = str(uuidlib.uuid4())
         ip = advertised_ip(config.ip)
         self.hostname = config.hostname or ip
@@ -115,6 +135,10 @@ class Master(AgentSide):
         # Registry: admitted agents survive a master restart/failover (ids only).
         self.registry: Registry | None = None
         self.registered: dict[str, dict[str, Any]] = {}
+        # Agent id -> the principal that registered it (--authenticate-agents): only that
+        # principal may speak for the agent. Kept in the registry with the agents, for
+        # registered, awaited and unreachable agents alike.
+        self.agent_owners: dict[str, str] = {}
         self.recovering: dict[str, dict[str, Any]] = {}
         self._registry_writer: Any = None
         self._recovery_timer: asyncio.TimerHandle | None = None
@@ -229,7 +253,7 @@ class Master(AgentSide):
         rendered: dict[str, Any] = {
             "id": _id(offer.id), "framework_id": _id(fw.id), "agent_id": _id(agent.id),
             "hostname": agent.hostname,
-            "url": {"scheme": "http",
+            "url": {"scheme": self.agent_scheme,
                     "address": {"hostname": agent.hostname, "ip": agent.ip, "port": agent.port},
                     "path": "/slave(1)"},
             "resources": offer.resources.to_json(allocation_role=role),
@@ -242,13 +266,21 @@ class Master(AgentSide):
         return rendered
 
     def _offer_timed_out(self, offer_id: str) -> None:
-        """--offer-timeout: an offer held too long goes back to the pool (rescinded)."""
+        """--offer-timeout: an offer held too long goes back to the pool (rescinded).
+
+        The framework that sat on it is filtered from those resources for as long
+        again, as if it had declined them: otherwise DRF, which now sees it holding
+        less, would offer them straight back to it, and a framework that never
+        answers would keep an agent from every other framework for ever. Those
+        resources go first to the frameworks that were not offered them; a REVIVE
+        clears the filter, as any other.
+        """
         offer = self.offers.get(offer_id)
         if offer is not None:
             offer.timer = None
-            log.info("rescinding offer %s: outstanding longer than %ss", offer_id,
-                     self.config.offer_timeout)
-            self._drop_offer(offer, rescind=True)
+            log.info("rescinding offer %s of framework %s: outstanding longer than %ss", offer_id,
+                     offer.framework_id, self.config.offer_timeout)
+            self._drop_offer(offer, rescind=True, refuse_seconds=self.config.offer_timeout)
             self.request_allocation([offer.agent_id])
 
     def _drop_offer(self, offer: Offer, *, rescind: bool, refuse_seconds: float | None = None
@@ -278,10 +310,15 @@ class Master(AgentSide):
         framework_id = _val(info.get("id"))
         if error is None and framework_id in self.completed_frameworks:
             error = "Framework has been removed"
+        if error is None:
+            error = self._authorize_registration(info)
         fw = self.frameworks.get(framework_id) if framework_id else None
-        if error is None and fw is not None and fw.info.get("principal") != info.get("principal"):
-            error = "Changing framework's principal is not allowed"
+        if error is None and fw is not None:
+            # Whoever holds a framework id must not take the framework over (and, by
+            # disconnecting, have its tasks killed): master.cpp `_subscribe`, validateUpdate.
+            error = validation.framework_update_error(fw.info, info, preserve_immutable=True)
         if error is not None:
+            log.info("refusing subscription of framework '%s': %s", info.get("name", ""), error)
             stream.send({"type": "ERROR", "error": {"message": error}})
             stream.close()
             return stream
@@ -340,6 +377,14 @@ class Master(AgentSide):
         self.request_allocation()
         return stream
 
+    def _authorize_registration(self, info: dict[str, Any]) -> str | None:
+        """`register_frameworks` for the framework's principal and every role it asks for."""
+        principal = info.get("principal") if isinstance(info.get("principal"), str) else None
+        roles = framework_roles(info)
+        if self.acls.authorized("register_frameworks", principal, roles):
+            return None
+        return registration_refused(_val(info.get("id")) or "", roles)
+
     def stream_closed(self, stream: Stream) -> None:
         """A scheduler's connection ended: deactivate, start the failover timer (§1.4)."""
         stream.closed = True
@@ -371,11 +416,19 @@ class Master(AgentSide):
             log.info("framework %s did not fail over in time: removing it", framework_id)
             self.remove_framework(fw)
 
-    def lookup(self, framework_id: str, stream_id: str | None) -> Framework:
-        """Checks 9-12 of §1.1 for every call but SUBSCRIBE."""
+    def lookup(self, framework_id: str, stream_id: str | None, principal: str | None = None) -> Framework:
+        """Checks 9-12 of §1.1 for every call but SUBSCRIBE.
+
+        `principal` (the authenticated caller, None when frameworks are not
+        authenticated) must be the framework's own, as master/http.cpp `scheduler`
+        checks it right after finding the framework.
+        """
         fw = self.frameworks.get(framework_id)
         if fw is None:
             raise HttpError(400, "Framework cannot be found")
+        if principal is not None and principal != fw.info.get("principal"):
+            raise HttpError(400, f"Authenticated principal '{principal}' does not match principal "
+                                 f"'{fw.info.get('principal') or ''}' set in `FrameworkInfo`")
         if not fw.connected:
             raise HttpError(403, "Framework is not subscribed")
         if stream_id is None:
@@ -436,10 +489,12 @@ class Master(AgentSide):
         error = validation.validate_framework_info(info, suppressed)
         if error:
             return 400, error
-        for key in ("user", "principal", "checkpoint"):
-            if info.get(key) != fw.info.get(key) and not (
-                    key == "checkpoint" and not info.get(key) and not fw.info.get(key)):
-                return 400, f"Updating 'FrameworkInfo.{key}' is unsupported"
+        error = validation.framework_update_error(fw.info, info)
+        if error:
+            return 400, error
+        refused = self._authorize_registration(info)
+        if refused:
+            return 403, refused
         info.setdefault("failover_timeout", 0.0)
         fw.info = info
         fw.roles = validation.framework_roles(info)
@@ -550,6 +605,11 @@ class Master(AgentSide):
             if isinstance(executor, dict) and "framework_id" not in executor:
                 task["executor"] = executor = {**executor, "framework_id": _id(fw.id)}
             executor_id = _val(executor.get("executor_id")) if isinstance(executor, dict) else None
+            refused = self._authorize_launch(fw, [task])
+            if refused is not None:
+                self._master_update(fw, task_id, "TASK_ERROR", "REASON_TASK_UNAUTHORIZED", refused,
+                                    agent_id=_val(task.get("agent_id")))
+                continue
             if operation.get("id"):
                 error: str | None = "The `id` field is not supported for LAUNCH operations"
                 consumed = Resources()
@@ -581,6 +641,13 @@ class Master(AgentSide):
         tasks = [dict(t) for t in (group.get("task_group") or {}).get("tasks") or []]
         executor_id = _val(executor.get("executor_id")) or ""
         existing = agent.executors.get((fw.id, executor_id))
+        refused = self._authorize_launch(fw, [{**task, "executor": executor} for task in tasks])
+        if refused is not None:
+            for task in tasks:
+                self._master_update(fw, _val(task.get("task_id")) or "", "TASK_ERROR",
+                                    "REASON_TASK_GROUP_UNAUTHORIZED", refused,
+                                    agent_id=_val(task.get("agent_id")))
+            return available
         if operation.get("id"):
             error: str | None = "The `id` field is not supported for LAUNCH_GROUP operations"
             consumed = Resources()
@@ -606,6 +673,16 @@ class Master(AgentSide):
         self._to_agent(agent, "RUN_TASK_GROUP", {"framework_info": fw.info, "executor": executor,
                                                  "task_group": {"tasks": tasks}})
         return available
+
+    def _authorize_launch(self, fw: Framework, tasks: list[dict[str, Any]]) -> str | None:
+        """`run_tasks` for the framework's principal and each task's user: why the first
+        refused task may not run, or None (the master refuses before validating, as Mesos)."""
+        principal = fw.info.get("principal") if isinstance(fw.info.get("principal"), str) else None
+        for task in tasks:
+            user = task_user(task, fw.info)
+            if not self.acls.authorized("run_tasks", principal, user):
+                return launch_refused(_val(task.get("task_id")) or "", fw.id, user)
+        return None
 
     def _add_executor(self, fw: Framework, agent: Agent, info: dict[str, Any], role: str,
                       resources: Resources) -> Executor:
@@ -754,6 +831,12 @@ class Master(AgentSide):
             agent.tasks.discard((fw.id, task.task_id))
         if completed:
             fw.completed_tasks.append(task)
+
+    def may_tear_down(self, fw: Framework, principal: str | None) -> bool:
+        """`teardown_frameworks` for the caller and the target framework's principal
+        (master/http.cpp `_teardown`)."""
+        target = fw.info.get("principal") if isinstance(fw.info.get("principal"), str) else None
+        return self.acls.authorized("teardown_frameworks", principal, target)
 
     # ------------------------------------------------------------ framework removal
     def remove_framework(self, fw: Framework) -> None:

@@ -44,9 +44,33 @@ def _reported(call: dict[str, Any]) -> set[tuple[str, str]]:
     return reported
 
 class AgentSide:
-    """Agent-facing behaviour of the master; see `Master` for the state."""
+    """Agent-facing behaviour of the master; see `Master` for the state.
 
-    def agent_register(self: "Master", call: dict[str, Any]) -> Stream:
+    With `--authenticate-agents` every call carries the principal that
+    authenticated it, and an agent id belongs to the principal that registered
+    it: REREGISTER, UPDATE, BATCH, UNREGISTER and every other call naming that id
+    from another principal is refused (403) and changes nothing. Otherwise anyone
+    able to reach the master could re-register a real agent's id, or unregister it
+    and have its tasks relaunched elsewhere while they keep running.
+    """
+
+    def _check_owner(self: "Master", agent_id: str, principal: str | None) -> None:
+        """Refuse (403) a principal speaking for an agent id another principal registered."""
+        if principal is None:
+            return  # agents are not authenticated: there is no one to tell apart
+        owner = self.agent_owners.get(agent_id)
+        if owner is not None and owner != principal:
+            log.warning("refusing principal '%s' speaking for agent %s, which '%s' registered",
+                        principal, agent_id, owner)
+            raise HttpError(403, f"Agent {agent_id} is registered by another principal")
+
+    def _bind_owner(self: "Master", agent_id: str, principal: str | None) -> None:
+        """The first authenticated principal to name an agent id owns it (kept in the registry)."""
+        if principal is not None and agent_id not in self.agent_owners:
+            self.agent_owners[agent_id] = principal
+            self._persist()
+
+    def agent_register(self: "Master", call: dict[str, Any], principal: str | None = None) -> Stream:
         info = dict(call.get("agent_info") or {})
         if not info.get("hostname"):
             raise HttpError(400, "Missing 'agent_info.hostname'")
@@ -56,11 +80,12 @@ class AgentSide:
             total = Resources(info.get("resources") or [])
         except (ValueError, KeyError, TypeError) as error:
             raise HttpError(400, f"Invalid agent resources: {error}") from error
-        for agent in list(self.agents.values()):
-            if agent.ip == ip and agent.port == port:
-                log.info("agent %s re-registered as new at %s:%s: removing the old one",
-                         agent.id, ip, port)
-                self.remove_agent(agent, "Agent restarted without its state")
+        replaced = [a for a in self.agents.values() if a.ip == ip and a.port == port]
+        for agent in replaced:  # a new agent at an address must not end another principal's
+            self._check_owner(agent.id, principal)
+        for agent in replaced:
+            log.info("agent %s re-registered as new at %s:%s: removing the old one", agent.id, ip, port)
+            self.remove_agent(agent, "Agent restarted without its state")
         agent_id = f"{self.id}-S{self._next_agent}"
         self._next_agent += 1
         info["id"] = _id(agent_id)
@@ -69,6 +94,7 @@ class AgentSide:
         agent = Agent(agent_id, info, ip, port, str(info["hostname"]), total,
                       str(call.get("version") or VERSION), now, self.clock(), Stream())
         self.agents[agent_id] = agent
+        self._bind_owner(agent_id, principal)
         self.allocator.add_agent(agent_id, total)
         self._admit(agent)
         self.notify("AGENT_ADDED", agent)
@@ -81,10 +107,11 @@ class AgentSide:
         return {"agent_id": _id(agent.id), "master_info": self.info,
                 "ping_interval_seconds": float(self.config.agent_ping_interval)}
 
-    def agent_reregister(self: "Master", call: dict[str, Any]) -> Stream:
+    def agent_reregister(self: "Master", call: dict[str, Any], principal: str | None = None) -> Stream:
         agent_id = _val(call.get("agent_id")) or _val((call.get("agent_info") or {}).get("id"))
         if not agent_id:
             raise HttpError(400, "Missing 'agent_id'")
+        self._check_owner(agent_id, principal)
         info = dict(call.get("agent_info") or {})
         info["id"] = _id(agent_id)
         try:
@@ -92,6 +119,7 @@ class AgentSide:
         except (ValueError, KeyError, TypeError) as error:
             raise HttpError(400, f"Invalid agent resources: {error}") from error
         existing = self.agents.get(agent_id)
+        self._bind_owner(agent_id, principal)
         if existing is not None:
             return self._reconnect(existing, call)
         ip = str(call.get("ip") or info.get("hostname") or "")
@@ -280,7 +308,7 @@ class AgentSide:
                     self._drop_offer(offer, rescind=True)
                 return
 
-    def agent_batch(self: "Master", batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def agent_batch(self: "Master", batch: dict[str, Any], principal: str | None = None) -> list[dict[str, Any]]:
         """Several calls of one agent in one POST, applied in order: what a busy agent has
         queued goes in one round trip instead of one each. A call refused (400) does not
         stop the ones after it; the refusals come back by index. An unknown agent is 404
@@ -291,21 +319,23 @@ class AgentSide:
         agent_id = batch.get("agent_id")
         if _val(agent_id) not in self.agents:
             raise HttpError(404, "Agent is not registered")
+        self._check_owner(_val(agent_id) or "", principal)
         refused = []
         for index, call in enumerate(calls):
             try:
                 if not isinstance(call, dict) or call.get("type") in ("BATCH", "REGISTER", "REREGISTER"):
                     raise HttpError(400, "a BATCH holds UPDATE, EXECUTOR_EXITED, MESSAGE, PING or UNREGISTER calls")
-                self.agent_call({**call, "agent_id": agent_id})
+                self.agent_call({**call, "agent_id": agent_id}, principal)
             except HttpError as error:
                 refused.append({"index": index, "status": error.status, "message": error.message})
         return refused
 
-    def agent_call(self: "Master", call: dict[str, Any]) -> None:
+    def agent_call(self: "Master", call: dict[str, Any], principal: str | None = None) -> None:
         """PING, UPDATE, EXECUTOR_EXITED, MESSAGE, UNREGISTER from a registered agent."""
         agent = self.agents.get(_val(call.get("agent_id")) or "")
         if agent is None:
             raise HttpError(404, "Agent is not registered")
+        self._check_owner(agent.id, principal)
         agent.last_seen = self.clock()
         kind = call.get("type")
         if kind == "PING":
@@ -432,6 +462,8 @@ class AgentSide:
         self.registered.pop(agent.id, None)
         if unreachable:
             self.unreachable_agents[agent.id] = now
+        else:
+            self.agent_owners.pop(agent.id, None)  # shut down for good: the id is done with
         self._persist()
         self.notify("AGENT_REMOVED", agent)
         for fw in self.frameworks.values():
@@ -457,9 +489,13 @@ class AgentSide:
         try:
             known = self.registry.load()
             unreachable = self.registry.load_unreachable()
+            owners = self.registry.load_owners()
         except Exception:
             log.exception("cannot read the registry: starting without it")
-            known, unreachable = {}, {}
+            known, unreachable, owners = {}, {}, {}
+        for agent_id, principal in owners.items():
+            if isinstance(principal, str):
+                self.agent_owners.setdefault(agent_id, principal)
         for agent_id, when in unreachable.items():
             if agent_id not in self.agents and agent_id not in known:
                 self.unreachable_agents.setdefault(agent_id, float(when))
@@ -485,8 +521,10 @@ class AgentSide:
     def _admit(self: "Master", agent: Agent) -> None:
         """Record an agent in the registry; an address reused by a new agent ends the old."""
         self.recovering.pop(agent.id, None)
+        owner = self.agent_owners.get(agent.id)
         for agent_id, info in list(self.recovering.items()):
-            if info.get("ip") == agent.ip and info.get("port") == agent.port:
+            if info.get("ip") == agent.ip and info.get("port") == agent.port and \
+                    self.agent_owners.get(agent_id, owner) == owner:
                 self.recovering.pop(agent_id)
                 self.registered.pop(agent_id, None)
                 self.unreachable_agents[agent_id] = self.now()
@@ -504,9 +542,13 @@ class AgentSide:
             self._registry_writer = ThreadPoolExecutor(1, thread_name_prefix="registry")
         snapshot = {k: dict(v) for k, v in self.registered.items()}
         while len(self.unreachable_agents) > MAX_UNREACHABLE_AGENTS:  # oldest first, as Mesos's GC
-            del self.unreachable_agents[min(self.unreachable_agents, key=self.unreachable_agents.__getitem__)]
+            oldest = min(self.unreachable_agents, key=self.unreachable_agents.__getitem__)
+            del self.unreachable_agents[oldest]
+            if oldest not in self.agents and oldest not in self.recovering:
+                self.agent_owners.pop(oldest, None)
         unreachable = dict(self.unreachable_agents)
+        owners = dict(self.agent_owners)
         registry = self.registry
-        future = self._registry_writer.submit(registry.save, snapshot, unreachable)
+        future = self._registry_writer.submit(registry.save, snapshot, unreachable, owners)
         future.add_done_callback(
             lambda f: f.exception() and log.error("registry write failed: %s", f.exception()))

@@ -3,6 +3,12 @@
 Handlers stay thin: check the request the way the real master does (§0, §1.1),
 call one `Master` method, render. The order of the checks is the real master's,
 because frameworks observe it (a 400 versus a 403 tells them different things).
+
+Every route is made with an access level (framework/security/gate.py); the
+server's gate authenticates it in the realm Mesos uses for that endpoint
+(framework/local/master_security.py) before the handler runs, as libprocess
+authenticates before the master sees a request. Handlers find the caller with
+`principal_name(request)` and ask the master's ACLs.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import contextlib
 import json
 import logging
 from typing import Any, AsyncIterator, Callable
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -24,6 +31,8 @@ from framework.mesos.messages import dumps
 from framework.local import operator, validation
 from framework.local.master import Master
 from framework.local.master_model import HttpError, Stream
+from framework.local.master_security import Views
+from framework.security.gate import OPEN_GATE, Access, Gate, principal_name, route
 
 log = logging.getLogger("dockyard.master.http")
 
@@ -35,6 +44,9 @@ JSON_ONLY = (f"The dockyard embedded master supports only Content-Type: {JSON}; 
 NOT_ACCEPTABLE = (f"Expecting 'Accept' to allow '{JSON}': the dockyard embedded master answers only in JSON "
                   f"({PROTOBUF} is not supported)")
 HEARTBEAT = recordio.encode(dumps({"type": "HEARTBEAT"}))
+
+
+FORBIDDEN = "403 Forbidden."  # libprocess's `Forbidden()` body
 
 
 def _text(status: int, message: str = "") -> Response:
@@ -87,6 +99,10 @@ class MasterHttp:
         self.registry.register(operator.MasterCollector(master))  # type: ignore[arg-type]
         self.subscribers = operator.Subscribers(master)
 
+    def views(self, request: Request) -> Views:
+        """What the caller may see (the `view_*` ACLs filter; they never refuse)."""
+        return Views(self.master.acls, principal_name(request))
+
     # -- leadership ----------------------------------------------------------------
     def _not_leader(self, request: Request) -> Response | None:
         """Step 1 of §1.1: 307 to the leader (protocol-relative), 503 when none is known."""
@@ -112,7 +128,8 @@ class MasterHttp:
             return _text(error.status, error.message)
         except validation.CallError as error:
             return _text(400, str(error))
-        problem = validation.validate_call(call)
+        principal = principal_name(request)
+        problem = validation.validate_call(call, principal)
         if problem is not None:
             return _text(400, f"Failed to validate scheduler::Call: {problem}")
         if call["type"] == "SUBSCRIBE":
@@ -121,12 +138,19 @@ class MasterHttp:
             if "mesos-stream-id" in request.headers:
                 return _text(400, "Subscribe calls should not include the 'Mesos-Stream-Id' "
                                   "header")
+            info = call["subscribe"]["framework_info"]
+            if principal is not None and "principal" not in info:
+                # As master/http.cpp: an authenticated framework that names no principal
+                # is registered under the one it authenticated with.
+                log.warning("setting 'principal' in FrameworkInfo to '%s': the framework "
+                            "authenticated with it but did not set it", principal)
+                call["subscribe"] = {**call["subscribe"], "framework_info": {**info, "principal": principal}}
             stream = self.master.subscribe(call)
             return self._stream(request, stream, self.master.config.heartbeat_interval,
                                 self.master.stream_closed, {"Mesos-Stream-Id": stream.id})
         try:
             fw = self.master.lookup(call["framework_id"]["value"],
-                                    request.headers.get("mesos-stream-id"))
+                                    request.headers.get("mesos-stream-id"), principal)
         except HttpError as error:
             return _text(error.status, error.message)
         status, body = self.master.call(fw, call)
@@ -151,15 +175,16 @@ class MasterHttp:
             if not isinstance(body, dict):
                 raise HttpError(400, "Expecting a JSON object")
             kind = body.get("type")
+            principal = principal_name(request)
             if kind == "REGISTER":
-                stream = self.master.agent_register(body)
+                stream = self.master.agent_register(body, principal)
             elif kind == "REREGISTER":
-                stream = self.master.agent_reregister(body)
+                stream = self.master.agent_reregister(body, principal)
             elif kind == "BATCH":
-                refused = self.master.agent_batch(body)
+                refused = self.master.agent_batch(body, principal)
                 return JSONResponse({"refused": refused}, status_code=202) if refused else Response(status_code=202)
             else:
-                self.master.agent_call(body)
+                self.master.agent_call(body, principal)
                 return Response(status_code=202)
         except HttpError as error:
             return _text(error.status, error.message)
@@ -183,17 +208,21 @@ class MasterHttp:
         if kind is None:
             return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
         if kind == "SUBSCRIBE":
-            stream = self.subscribers.subscribe()
+            stream = self.subscribers.subscribe(self.views(request))
             return self._stream(request, stream, self.master.config.heartbeat_interval,
                                 self.subscribers.closed, {})
         if kind == "TEARDOWN":
-            fid = ((body.get("teardown") or {}).get("framework_id") or {}).get("value")
-            fw = self.master.frameworks.get(fid or "")
+            teardown = body.get("teardown")
+            framework_id = teardown.get("framework_id") if isinstance(teardown, dict) else None
+            fid = framework_id.get("value") if isinstance(framework_id, dict) else None
+            fw = self.master.frameworks.get(fid) if isinstance(fid, str) else None
             if fw is None:
                 return _text(400, f"Framework {fid} not found")
+            if not self.master.may_tear_down(fw, principal_name(request)):
+                return _text(403, FORBIDDEN)
             self.master.remove_framework(fw)
             return Response(status_code=200)
-        answer = operator.operator_call(self.master, str(kind))
+        answer = operator.operator_call(self.master, str(kind), self.views(request))
         if answer is None:
             return _text(501, f"Operator call {kind} is not served by the embedded master")
         return JSONResponse(answer)
@@ -209,32 +238,25 @@ class MasterHttp:
         redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
         if redirect is not None:
             return redirect
-        return JSONResponse(operator.legacy_state(self.master))
+        return JSONResponse(operator.legacy_state(self.master, self.views(request)))
 
     async def frameworks(self, request: Request) -> Response:
         redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
         if redirect is not None:
             return redirect
-        state = operator.legacy_state(self.master)
-        return JSONResponse({k: state[k] for k in ("frameworks", "completed_frameworks",
-                                                    "unregistered_frameworks")})
+        return JSONResponse(operator.legacy_frameworks(self.master, self.views(request)))
 
     async def slaves(self, request: Request) -> Response:
         redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
         if redirect is not None:
             return redirect
-        state = operator.legacy_state(self.master)
-        return JSONResponse({"slaves": state["slaves"], "recovered_slaves": []})
+        return JSONResponse({"slaves": operator.legacy_agents(self.master), "recovered_slaves": []})
 
     async def tasks(self, request: Request) -> Response:
         redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
         if redirect is not None:
             return redirect
-        tasks = []
-        for fw in self.master.frameworks.values():
-            tasks.extend(operator.legacy_task(t) for t in fw.tasks.values())
-            tasks.extend(operator.legacy_task(t) for t in fw.completed_tasks)
-        return JSONResponse({"tasks": tasks})
+        return JSONResponse({"tasks": operator.legacy_tasks(self.master, self.views(request))})
 
     async def redirect(self, request: Request) -> Response:
         leader = self.master.leader_info
@@ -244,11 +266,16 @@ class MasterHttp:
                         headers={"Location": f"//{leader['hostname']}:{leader['port']}"})
 
     async def teardown(self, request: Request) -> Response:
-        form = await request.form()
-        fid = str(form.get("frameworkId") or "")
+        # The body is a query string (`frameworkId=<id>`), as master/http.cpp `teardown` decodes it.
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        if "frameworkId" not in form:
+            return _text(400, "Missing 'frameworkId' query parameter in the request body")
+        fid = form["frameworkId"][0]
         fw = self.master.frameworks.get(fid)
         if fw is None:
             return _text(400, f"No framework found with specified ID '{fid}'")
+        if not self.master.may_tear_down(fw, principal_name(request)):
+            return _text(403, FORBIDDEN)
         self.master.remove_framework(fw)
         return Response(status_code=200)
 
@@ -301,30 +328,37 @@ async def _records(request: Request, stream: Stream, heartbeat: float,
         closed(stream)
 
 
-def create_app(master: Master, background: Callable[[], Any] | None = None) -> Starlette:
-    """The master's ASGI app; `background` (a coroutine function) runs for its lifetime."""
-    http = MasterHttp(master)
+def routes(http: MasterHttp) -> list[Route]:
+    """Every endpoint with the access it needs (the realms are in master_security.py)."""
     any_method = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    routes = []
+    made = []
     for prefix in ("", "/master"):
-        routes += [
-            Route(f"{prefix}/api/v1/scheduler", http.scheduler, methods=any_method),
-            Route(f"{prefix}/api/v1", http.operator_api, methods=any_method),
-            Route(f"{prefix}/internal/agent", http.agent, methods=any_method),
-            Route(f"{prefix}/health", http.health, methods=["GET", "HEAD"]),
-            Route(f"{prefix}/state", http.state, methods=["GET"]),
-            Route(f"{prefix}/state.json", http.state, methods=["GET"]),
-            Route(f"{prefix}/frameworks", http.frameworks, methods=["GET"]),
-            Route(f"{prefix}/slaves", http.slaves, methods=["GET"]),
-            Route(f"{prefix}/tasks", http.tasks, methods=["GET"]),
-            Route(f"{prefix}/redirect", http.redirect, methods=["GET"]),
-            Route(f"{prefix}/teardown", http.teardown, methods=["POST"]),
+        made += [
+            route(f"{prefix}/api/v1/scheduler", http.scheduler, methods=any_method, access=Access.FRAMEWORK),
+            route(f"{prefix}/api/v1", http.operator_api, methods=any_method, access=Access.WRITE),
+            route(f"{prefix}/internal/agent", http.agent, methods=any_method, access=Access.AGENT),
+            route(f"{prefix}/health", http.health, methods=["GET", "HEAD"], access=Access.OPEN),
+            route(f"{prefix}/state", http.state, methods=["GET"], access=Access.READ),
+            route(f"{prefix}/state.json", http.state, methods=["GET"], access=Access.READ),
+            route(f"{prefix}/frameworks", http.frameworks, methods=["GET"], access=Access.READ),
+            route(f"{prefix}/slaves", http.slaves, methods=["GET"], access=Access.READ),
+            route(f"{prefix}/tasks", http.tasks, methods=["GET"], access=Access.READ),
+            route(f"{prefix}/redirect", http.redirect, methods=["GET"], access=Access.OPEN),
+            route(f"{prefix}/teardown", http.teardown, methods=["POST"], access=Access.WRITE),
         ]
-    routes += [
-        Route("/version", http.version, methods=["GET"]),
-        Route("/metrics", http.metrics, methods=["GET"]),
-        Route("/metrics/snapshot", http.metrics_snapshot, methods=["GET"]),
+    made += [
+        route("/version", http.version, methods=["GET"], access=Access.OPEN),
+        route("/metrics", http.metrics, methods=["GET"], access=Access.READ),
+        route("/metrics/snapshot", http.metrics_snapshot, methods=["GET"], access=Access.READ),
     ]
+    return made
+
+
+def create_app(master: Master, background: Callable[[], Any] | None = None,
+               gate: Gate = OPEN_GATE) -> Starlette:
+    """The master's ASGI app; `background` (a coroutine function) runs for its lifetime,
+    `gate` authenticates its routes (open: no `--authenticate-*` flag)."""
+    http = MasterHttp(master)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -337,7 +371,9 @@ def create_app(master: Master, background: Callable[[], Any] | None = None) -> S
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes(http), lifespan=lifespan)
+    app.state.gate = gate
+    return app
 
 
 async def run_timers(master: Master) -> None:

@@ -10,7 +10,31 @@ from pathlib import Path
 import click
 import uvicorn
 
+from framework.errors import SecurityError
+from framework.local import master_security
 from framework.local.master import Master, MasterConfig
+from framework.local.master_security import MasterSecurity
+
+# Connections stay open between an agent's pings and a scheduler's calls (a TLS
+# handshake per call would cost more than the call).
+KEEP_ALIVE_SECONDS = 75.0
+
+
+class StartupError(click.ClickException):
+    """A setting the master cannot start with: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+def load_security(config: MasterConfig) -> MasterSecurity:
+    """The credentials, ACLs and TLS the flags name, and the check that an open master
+    stays on loopback; a file that cannot be used stops the start-up in one line."""
+    try:
+        security = master_security.load(config)
+        master_security.check_open_binding(config, security)
+    except SecurityError as error:
+        raise StartupError(str(error)) from None
+    return security
 
 
 def _run(config: MasterConfig, log_level: str) -> None:
@@ -18,13 +42,14 @@ def _run(config: MasterConfig, log_level: str) -> None:
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    security = load_security(config)
     Path(config.work_dir).mkdir(parents=True, exist_ok=True)
     # Everything imported so far lives as long as the process. Freezing it keeps the
     # garbage collector's full passes, which run in the middle of whatever the event
     # loop is doing (an allocation cycle, say), from walking it again and again.
     gc.collect()
     gc.freeze()
-    master = Master(config)
+    master = Master(config, security=security)
     contender = None
 
     async def background() -> None:
@@ -55,12 +80,16 @@ def _run(config: MasterConfig, log_level: str) -> None:
             if contender is not None:
                 await loop.run_in_executor(None, contender.stop)
 
-    app = create_app(master, background)
+    app = create_app(master, background, security.gate)
+    tls_options = security.tls.uvicorn_options() if security.tls is not None else {}
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.ip, port=config.port, log_level="warning", access_log=False,
-        lifespan="on", timeout_graceful_shutdown=0.2))  # type: ignore[arg-type]
+        lifespan="on", timeout_graceful_shutdown=0.2, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        **tls_options))  # type: ignore[arg-type]
     logging.getLogger("dockyard.master").info(
-        "master %s on %s:%s (zk: %s)", master.id, config.ip, config.port, config.zk or "none")
+        "master %s on %s://%s:%s (zk: %s; authenticated realms: %s; ACLs: %s)", master.id,
+        "https" if security.tls else "http", config.ip, config.port, config.zk or "none",
+        ", ".join(r.name for r in security.gate.realms.values()) or "none", config.acls or "none")
     (Path(config.work_dir) / "master.pid").write_text(str(os.getpid()))
     try:
         server.run()
@@ -90,12 +119,40 @@ def _run(config: MasterConfig, log_level: str) -> None:
 @click.option("--offer-timeout", default=None, type=float,
               help="Seconds after which an unanswered offer is rescinded (Mesos "
                    "--offer_timeout; default: never).")
+@click.option("--credentials", default=None, metavar="FILE",
+              help="Mesos credentials file (JSON: {\"credentials\": [{\"principal\", \"secret\"}]}) "
+                   "for every --authenticate-* realm.")
+@click.option("--authenticate-http-frameworks", is_flag=True,
+              help="Authenticate the scheduler API (realm mesos-master-scheduler).")
+@click.option("--http-framework-authenticators", default="basic", show_default=True,
+              help="Authenticators of the scheduler API (only basic).")
+@click.option("--authenticate-http-readonly", is_flag=True,
+              help="Authenticate /state, /frameworks, /slaves, /tasks, /metrics (mesos-master-readonly).")
+@click.option("--authenticate-http-readwrite", is_flag=True,
+              help="Authenticate the operator API and /teardown (mesos-master-readwrite).")
+@click.option("--authenticate-agents", is_flag=True,
+              help="Authenticate agents (realm dockyard-master-agents); an agent id then belongs "
+                   "to the principal that registered it.")
+@click.option("--acls", default=None, metavar="FILE",
+              help="Mesos local-authorizer ACLs (JSON); without it everything is allowed.")
+@click.option("--tls-cert", default=None, metavar="FILE", help="Serve TLS with this PEM certificate.")
+@click.option("--tls-key", default=None, metavar="FILE", help="The certificate's key.")
+@click.option("--tls-ca", default=None, metavar="FILE", help="CA that client certificates must chain to.")
+@click.option("--tls-require-client-cert", is_flag=True, help="Mutual TLS: refuse clients without a "
+                                                               "certificate of --tls-ca.")
+@click.option("--insecure", is_flag=True,
+              help="Serve a non-loopback --ip without authentication or TLS anyway.")
 @click.option("--log-level", default="info", show_default=True)
 def master_command(ip: str, port: int, work_dir: str, zk: str | None, zk_session_timeout: float,
                    allocation_interval: float, hostname: str | None, heartbeat_interval: float,
                    status_update_retry: float, agent_ping_interval: float,
                    agent_ping_timeout: float, agent_reregister_timeout: float,
-                   offer_timeout: float | None, log_level: str) -> None:
+                   offer_timeout: float | None, credentials: str | None,
+                   authenticate_http_frameworks: bool, http_framework_authenticators: str,
+                   authenticate_http_readonly: bool, authenticate_http_readwrite: bool,
+                   authenticate_agents: bool, acls: str | None, tls_cert: str | None,
+                   tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool,
+                   insecure: bool, log_level: str) -> None:
     """Run the embedded Mesos-compatible master."""
     _run(MasterConfig(ip=ip, port=port, work_dir=work_dir, hostname=hostname, zk=zk,
                       zk_session_timeout=zk_session_timeout,
@@ -105,4 +162,11 @@ def master_command(ip: str, port: int, work_dir: str, zk: str | None, zk_session
                       agent_ping_interval=agent_ping_interval,
                       agent_ping_timeout=agent_ping_timeout,
                       agent_reregister_timeout=agent_reregister_timeout,
-                      offer_timeout=offer_timeout), log_level)
+                      offer_timeout=offer_timeout, credentials=credentials,
+                      authenticate_http_frameworks=authenticate_http_frameworks,
+                      http_framework_authenticators=http_framework_authenticators,
+                      authenticate_http_readonly=authenticate_http_readonly,
+                      authenticate_http_readwrite=authenticate_http_readwrite,
+                      authenticate_agents=authenticate_agents, acls=acls, tls_cert=tls_cert,
+                      tls_key=tls_key, tls_ca=tls_ca, tls_require_client_cert=tls_require_client_cert,
+                      insecure=insecure), log_level)

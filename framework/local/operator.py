@@ -2,7 +2,9 @@
 
 Rendering only: functions read the `Master` and return JSON-ready dicts. The v1
 responses always carry their top-level arrays, even when empty (§5); legacy
-endpoints use flat resources and flat string ids.
+endpoints use flat resources and flat string ids. Views of frameworks, tasks and
+executors take the caller's `Views` (the `view_*` ACLs): what it may not see is
+left out, as Mesos filters (src/master/http.cpp), never refused.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources, attribute_value
 from framework.local.master import VERSION, Master
 from framework.local.master_model import Agent, Framework, Stream, Task
+from framework.local.master_security import ALL_VISIBLE, Views
 
 TASK_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_FINISHED",
                "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED",
@@ -109,20 +112,24 @@ def _offered(master: Master, fw: Framework) -> Resources:
     return offered
 
 
-def get_tasks(master: Master) -> dict[str, Any]:
+def get_tasks(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
     tasks, unreachable, completed = [], [], []
     for fw in list(master.frameworks.values()) + list(master.completed_frameworks.values()):
-        tasks.extend(task_json(t) for t in fw.tasks.values())
-        unreachable.extend(task_json(t) for t in fw.unreachable_tasks.values())
-        completed.extend(task_json(t) for t in fw.completed_tasks)
+        if not views.framework(fw.info):
+            continue
+        tasks.extend(task_json(t) for t in fw.tasks.values() if views.task(t.info, fw.info))
+        unreachable.extend(task_json(t) for t in fw.unreachable_tasks.values() if views.task(t.info, fw.info))
+        completed.extend(task_json(t) for t in fw.completed_tasks if views.task(t.info, fw.info))
     return {"pending_tasks": [], "tasks": tasks, "unreachable_tasks": unreachable,
             "completed_tasks": completed, "orphan_tasks": []}
 
 
-def get_frameworks(master: Master) -> dict[str, Any]:
-    return {"frameworks": [framework_json(master, f) for f in master.frameworks.values()],
+def get_frameworks(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
+    return {"frameworks": [framework_json(master, f) for f in master.frameworks.values()
+                           if views.framework(f.info)],
             "completed_frameworks": [framework_json(master, f)
-                                     for f in master.completed_frameworks.values()],
+                                     for f in master.completed_frameworks.values()
+                                     if views.framework(f.info)],
             "recovered_frameworks": []}
 
 
@@ -131,17 +138,20 @@ def get_agents(master: Master) -> dict[str, Any]:
             "recovered_agents": []}
 
 
-def get_executors(master: Master) -> dict[str, Any]:
+def get_executors(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
     executors = []
     for agent in master.agents.values():
         for executor in agent.executors.values():
+            fw = master.frameworks.get(executor.framework_id)
+            if fw is not None and not views.executor(executor.info, fw.info):
+                continue
             executors.append({"executor_info": executor.info, "agent_id": _id(agent.id)})
     return {"executors": executors, "orphan_executors": []}
 
 
-def get_state(master: Master) -> dict[str, Any]:
-    return {"get_tasks": get_tasks(master), "get_executors": get_executors(master),
-            "get_frameworks": get_frameworks(master), "get_agents": get_agents(master)}
+def get_state(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
+    return {"get_tasks": get_tasks(master, views), "get_executors": get_executors(master, views),
+            "get_frameworks": get_frameworks(master, views), "get_agents": get_agents(master)}
 
 
 def get_version() -> dict[str, Any]:
@@ -152,22 +162,22 @@ def version() -> dict[str, Any]:
     return {"version": VERSION, **BUILD}
 
 
-def operator_call(master: Master, kind: str) -> dict[str, Any] | None:
+def operator_call(master: Master, kind: str, views: Views = ALL_VISIBLE) -> dict[str, Any] | None:
     """The answer to a v1 operator call, or None when the type is not served."""
     if kind == "GET_HEALTH":
         return {"type": kind, "get_health": {"healthy": True}}
     if kind == "GET_VERSION":
         return {"type": kind, "get_version": get_version()}
     if kind == "GET_STATE":
-        return {"type": kind, "get_state": get_state(master)}
+        return {"type": kind, "get_state": get_state(master, views)}
     if kind == "GET_AGENTS":
         return {"type": kind, "get_agents": get_agents(master)}
     if kind == "GET_FRAMEWORKS":
-        return {"type": kind, "get_frameworks": get_frameworks(master)}
+        return {"type": kind, "get_frameworks": get_frameworks(master, views)}
     if kind == "GET_TASKS":
-        return {"type": kind, "get_tasks": get_tasks(master)}
+        return {"type": kind, "get_tasks": get_tasks(master, views)}
     if kind == "GET_EXECUTORS":
-        return {"type": kind, "get_executors": get_executors(master)}
+        return {"type": kind, "get_executors": get_executors(master, views)}
     if kind == "GET_MASTER":
         return {"type": kind, "get_master": {
             "master_info": master.info, "start_time": master.start_time,
@@ -184,28 +194,28 @@ class Subscribers:
     """Operator API SUBSCRIBE: open event streams and what the master tells them.
 
     The master calls `observe` (it is one of `master.observers`) as things
-    change; each change becomes one v1 master Event on every open stream, in the
-    order the master made the changes.
+    change; each change becomes one v1 master Event on every open stream whose
+    subscriber may see it, in the order the master made the changes (as Mesos's
+    `Master::Subscribers::send` asks each subscriber's approvers).
     """
 
     def __init__(self, master: Master) -> None:
         self.master = master
-        self.streams: list[Stream] = []
+        self.streams: dict[Stream, Views] = {}
         master.observers.append(self.observe)
 
-    def subscribe(self) -> Stream:
+    def subscribe(self, views: Views = ALL_VISIBLE) -> Stream:
         """A new stream that starts with SUBSCRIBED{get_state, heartbeat_interval_seconds}."""
         stream = Stream()
         stream.send({"type": "SUBSCRIBED", "subscribed": {
-            "get_state": get_state(self.master),
+            "get_state": get_state(self.master, views),
             "heartbeat_interval_seconds": float(self.master.config.heartbeat_interval)}})
-        self.streams.append(stream)
+        self.streams[stream] = views
         return stream
 
     def closed(self, stream: Stream) -> None:
         stream.closed = True
-        if stream in self.streams:
-            self.streams.remove(stream)
+        self.streams.pop(stream, None)
 
     def observe(self, kind: str, subject: Any) -> None:
         if not self.streams:
@@ -213,8 +223,22 @@ class Subscribers:
         event = self.render(kind, subject)
         if event is None:
             return
-        for stream in list(self.streams):
-            stream.send(event)
+        for stream, views in list(self.streams.items()):
+            if self.visible(kind, subject, views):
+                stream.send(event)
+
+    def visible(self, kind: str, subject: Any, views: Views) -> bool:
+        """May a subscriber with `views` hear of this change? Agents: always."""
+        if views.everything:
+            return True
+        if kind in ("TASK_ADDED", "TASK_UPDATED"):
+            task = subject if kind == "TASK_ADDED" else subject[0]
+            fw = self.master.frameworks.get(task.framework_id) or \
+                self.master.completed_frameworks.get(task.framework_id)
+            return fw is not None and views.task(task.info, fw.info)
+        if kind in ("FRAMEWORK_ADDED", "FRAMEWORK_UPDATED", "FRAMEWORK_REMOVED"):
+            return views.framework(subject.info)
+        return True
 
     def render(self, kind: str, subject: Any) -> dict[str, Any] | None:
         master = self.master
@@ -284,7 +308,7 @@ def legacy_task(task: Task) -> dict[str, Any]:
     return out
 
 
-def legacy_framework(master: Master, fw: Framework) -> dict[str, Any]:
+def legacy_framework(master: Master, fw: Framework, views: Views = ALL_VISIBLE) -> dict[str, Any]:
     info = fw.info
     offered = _offered(master, fw)
     out: dict[str, Any] = {
@@ -298,17 +322,19 @@ def legacy_framework(master: Master, fw: Framework) -> dict[str, Any]:
         "checkpoint": bool(info.get("checkpoint", False)),
         "registered_time": fw.registered_time,
         "unregistered_time": fw.unregistered_time or 0.0,
-        "principal": info.get("principal", ""),
-        "tasks": [legacy_task(t) for t in fw.tasks.values()],
-        "unreachable_tasks": [legacy_task(t) for t in fw.unreachable_tasks.values()],
-        "completed_tasks": [legacy_task(t) for t in fw.completed_tasks],
+        "tasks": [legacy_task(t) for t in fw.tasks.values() if views.task(t.info, info)],
+        "unreachable_tasks": [legacy_task(t) for t in fw.unreachable_tasks.values()
+                              if views.task(t.info, info)],
+        "completed_tasks": [legacy_task(t) for t in fw.completed_tasks if views.task(t.info, info)],
         "offers": [{"id": o.id, "framework_id": o.framework_id, "slave_id": o.agent_id,
                     "resources": o.resources.flat()}
                    for o in (master.offers[i] for i in fw.offers if i in master.offers)],
         "executors": [{"executor_id": e.executor_id, "slave_id": e.agent_id,
                        "resources": e.resources.flat(), "name": e.info.get("name", "")}
-                      for e in fw.executors.values()],
+                      for e in fw.executors.values() if views.executor(e.info, info)],
     }
+    if isinstance(info.get("principal"), str):  # as Mesos: only when the framework has one
+        out["principal"] = info["principal"]
     if fw.multi_role:
         out["roles"] = list(fw.roles)
     else:
@@ -337,7 +363,30 @@ def legacy_agent(master: Master, agent: Agent) -> dict[str, Any]:
     }
 
 
-def legacy_state(master: Master) -> dict[str, Any]:
+def legacy_frameworks(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
+    """`/frameworks`: the frameworks the caller may see, active and completed."""
+    return {"frameworks": [legacy_framework(master, f, views) for f in master.frameworks.values()
+                           if views.framework(f.info)],
+            "completed_frameworks": [legacy_framework(master, f, views)
+                                     for f in master.completed_frameworks.values()
+                                     if views.framework(f.info)],
+            "unregistered_frameworks": []}
+
+
+def legacy_agents(master: Master) -> list[dict[str, Any]]:
+    return [legacy_agent(master, a) for a in master.agents.values()]
+
+
+def legacy_tasks(master: Master, views: Views = ALL_VISIBLE) -> list[dict[str, Any]]:
+    """`/tasks`: active and completed tasks of active frameworks the caller may see."""
+    tasks = []
+    for fw in master.frameworks.values():
+        tasks.extend(legacy_task(t) for t in fw.tasks.values() if views.task(t.info, fw.info))
+        tasks.extend(legacy_task(t) for t in fw.completed_tasks if views.task(t.info, fw.info))
+    return tasks
+
+
+def legacy_state(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
     leader = master.leader_info
     out: dict[str, Any] = {
         "version": VERSION, **{k: v for k, v in BUILD.items() if k != "git_tag"},
@@ -349,12 +398,10 @@ def legacy_state(master: Master) -> dict[str, Any]:
         "deactivated_slaves": sum(1 for a in master.agents.values() if not a.connected),
         "unreachable_slaves": len(master.unreachable_agents),
         "flags": {k: str(v) for k, v in flags(master).items()},
-        "slaves": [legacy_agent(master, a) for a in master.agents.values()],
+        "slaves": legacy_agents(master),
         "recovered_slaves": [],
-        "frameworks": [legacy_framework(master, f) for f in master.frameworks.values()],
-        "completed_frameworks": [legacy_framework(master, f)
-                                 for f in master.completed_frameworks.values()],
-        "orphan_tasks": [], "unregistered_frameworks": [],
+        **legacy_frameworks(master, views),
+        "orphan_tasks": [],
     }
     if master.elected_time is not None and master.leading:
         out["elected_time"] = master.elected_time

@@ -4,10 +4,11 @@ A real Mesos master records admitted agents in its replicated log, so a new
 leader knows which agents to wait for. That matters to frameworks: while such
 an agent has not re-registered, reconciling a task on it gets *no* answer (the
 framework retries) instead of TASK_LOST, which would make it relaunch a task
-that is still running. The registry holds only agent ids and addresses, and the
+that is still running. The registry holds only agent ids and addresses, the
 agents marked unreachable with the time they were (so a new leader still answers
-TASK_UNREACHABLE for their tasks); tasks and frameworks come back with the agents'
-re-registration, as in Mesos.
+TASK_UNREACHABLE for their tasks), and, with `--authenticate-agents`, the principal
+each agent id belongs to (so a new leader refuses that id from anyone else); tasks
+and frameworks come back with the agents' re-registration, as in Mesos.
 """
 from __future__ import annotations
 
@@ -24,11 +25,21 @@ log = logging.getLogger("dockyard.master.registry")
 class Registry(Protocol):
     def load(self) -> dict[str, dict[str, Any]]: ...
     def load_unreachable(self) -> dict[str, float]: ...
-    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None) -> None: ...
+    def load_owners(self) -> dict[str, str]: ...
+    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None,
+             owners: dict[str, str] | None = None) -> None: ...
 
 
-def _document(agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None) -> dict[str, Any]:
-    return {"agents": agents, "unreachable": dict(unreachable or {})}
+def _document(agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None,
+              owners: dict[str, str] | None) -> dict[str, Any]:
+    return {"agents": agents, "unreachable": dict(unreachable or {}), "owners": dict(owners or {})}
+
+
+def _owners(document: dict[str, Any]) -> dict[str, str]:
+    owners = document.get("owners")
+    if not isinstance(owners, dict):
+        return {}
+    return {str(k): v for k, v in owners.items() if isinstance(v, str)}
 
 
 class FileRegistry:
@@ -52,11 +63,15 @@ class FileRegistry:
     def load_unreachable(self) -> dict[str, float]:
         return dict(self._read().get("unreachable") or {})
 
-    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None) -> None:
+    def load_owners(self) -> dict[str, str]:
+        return _owners(self._read())
+
+    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None,
+             owners: dict[str, str] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry-")
         with os.fdopen(fd, "w") as handle:
-            json.dump(_document(agents, unreachable), handle)
+            json.dump(_document(agents, unreachable, owners), handle)
         os.replace(tmp, self.path)
 
 
@@ -85,8 +100,12 @@ class ZooKeeperRegistry:
     def load_unreachable(self) -> dict[str, float]:
         return dict(self._read().get("unreachable") or {})
 
-    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None) -> None:
-        data = json.dumps(_document(agents, unreachable)).encode()
+    def load_owners(self) -> dict[str, str]:
+        return _owners(self._read())
+
+    def save(self, agents: dict[str, dict[str, Any]], unreachable: dict[str, float] | None = None,
+             owners: dict[str, str] | None = None) -> None:
+        data = json.dumps(_document(agents, unreachable, owners)).encode()
         if self.client.exists(self.path):
             self.client.set(self.path, data)
         else:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from framework.mesos.messages import seconds_to_duration
 
+TOKEN_ENV = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"  # set by the agent's security settings only
+
 
 def executor_dir(work_dir: Path, agent_id: str, framework_id: str, executor_id: str, container_id: str) -> Path:
     return (work_dir / "slaves" / agent_id / "frameworks" / framework_id / "executors" / executor_id
@@ -45,8 +47,13 @@ def executor_environment(*, framework_id: str, executor_id: str, directory: Path
                          subscription_backoff_max: float = 2.0, http_command_executor: bool = True,
                          command_env: dict[str, str] | None = None,
                          inherit: dict[str, str] | None = None) -> dict[str, str]:
-    """The executor's environment, as reference §3 lists it, plus dockyard's own."""
+    """The executor's environment, as reference §3 lists it, plus dockyard's own.
+
+    A token the agent itself inherited (an agent run as a task of another Mesos)
+    is never passed on: an executor's token is the one the agent issues it.
+    """
     env = dict(os.environ if inherit is None else inherit)
+    env.pop(TOKEN_ENV, None)
     env.update({
         "MESOS_FRAMEWORK_ID": framework_id,
         "MESOS_EXECUTOR_ID": executor_id,

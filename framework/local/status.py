@@ -1,26 +1,48 @@
 """`dockyard status`: agents, frameworks and tasks of a master, as tables or JSON.
 
 Reads the master's legacy `/master/state` (which a real Mesos master serves too),
-so it works against either.
+so it works against either. The master and the user come from the client
+settings (framework/security/client.py: `--config`, `$DOCKYARD_CONFIG`,
+`./.dockyard/client.json`): `--master` wins over the file's `master`, and the
+file's credentials and CA are used either way. HTTPS is spoken when the master
+URL says `https://`, or, for a zk:// master, when the settings' URLs do.
 """
 from __future__ import annotations
 
 import json
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import httpx
 from rich.console import Console
 
+from framework.errors import SecurityError
 from framework.mesos.detector import detect
+from framework.security import client as client_settings
+from framework.security.client import ClientConfig
 from framework.tables import console as make_console
 from framework.tables import table
 
 FLAT = ("cpus", "mem", "disk", "gpus")
 
 
-def fetch_state(master: str, timeout: float = 5.0) -> dict:
+DEFAULT_MASTER = "127.0.0.1:5050"
+
+
+def master_scheme(master: str, settings: ClientConfig) -> str:
+    """`https` when the master URL says so, or (zk://) when the settings' URLs are HTTPS."""
+    if master.startswith(("http://", "https://")):
+        return master.split("://", 1)[0]
+    if master.startswith("zk://"):
+        urls = [settings.master or "", settings.url]
+        return "https" if any(u.startswith("https://") for u in urls) else "http"
+    return "https" if (settings.master or "").startswith("https://") else "http"
+
+
+def fetch_state(master: str, timeout: float = 5.0, settings: ClientConfig | None = None) -> dict:
+    settings = settings or ClientConfig()
     detector = detect(master)
     try:
         leader = detector.wait(timeout)
@@ -28,7 +50,19 @@ def fetch_state(master: str, timeout: float = 5.0) -> dict:
         detector.close()
     if leader is None:
         raise click.ClickException(f"no leading master found at {master}")
-    response = httpx.get(f"http://{leader}/master/state", timeout=timeout, follow_redirects=True)
+    url = f"{master_scheme(master, settings)}://{leader}"
+    with httpx.Client(timeout=timeout, **settings.httpx_options()) as client:
+        response = client.get(f"{url}/master/state")
+        for _ in range(3):  # a standby master names the leader; by hand, so the credentials go too
+            location = urlsplit(response.headers.get("location", ""))
+            if response.status_code not in (301, 302, 307, 308) or not location.netloc:
+                break
+            scheme = "https" if url.startswith("https://") else (location.scheme or "http")
+            url = f"{scheme}://{location.netloc}"
+            response = client.get(f"{url}/master/state")
+    if response.status_code in (401, 403):
+        raise click.ClickException(settings.refusal(response.status_code, f"the master at {url}",
+                                                    response.text))
     response.raise_for_status()
     return response.json()
 
@@ -91,12 +125,21 @@ def render(summary: dict, console: Console) -> None:
 
 
 @click.command("status")
-@click.option("--master", default="127.0.0.1:5050", show_default=True, help="HOST:PORT or zk://...")
+@click.option("--master", default=None,
+              help=f"HOST:PORT, http(s)://HOST:PORT or zk://... "
+                   f"[default: the settings' master, else {DEFAULT_MASTER}]")
+@click.option("--config", default=None, metavar="FILE",
+              help="client settings (credentials, CA) [default: $DOCKYARD_CONFIG, else ./.dockyard/client.json]")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
-def status_command(master: str, as_json: bool) -> None:
+def status_command(master: str | None, config: str | None, as_json: bool) -> None:
     """Show the cluster: agents (resources used/free), frameworks, tasks."""
     try:
-        summary = summarize(fetch_state(master))
+        settings = client_settings.load(config)
+    except SecurityError as error:
+        raise click.ClickException(str(error)) from None
+    master = master or settings.master or DEFAULT_MASTER
+    try:
+        summary = summarize(fetch_state(master, settings=settings))
     except httpx.HTTPError as error:
         raise click.ClickException(f"cannot read the master's state at {master}: {error}") from None
     if as_json:

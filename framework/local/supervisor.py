@@ -4,22 +4,36 @@ Each component is its own process with its own log file. Nothing is restarted
 behind the user's back: when a child dies the supervisor says which, how, and
 where its log is, and keeps the others running. Ctrl-C or SIGTERM stops them
 all (scheduler, agents, master, in that order).
+
+Secure by default (docs/security.md): on first start `up` generates a security
+bundle under `WORK_DIR/security` (a CA, certificates, credentials, ACLs, the
+executor key), turns authentication on for every component, and writes
+`WORK_DIR/client.json` for the CLI. TLS is on when `--tls` is given or the
+cluster binds an address other than loopback. `--insecure` runs today's open
+cluster instead, for a loopback playground.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import click
 
+from framework.errors import SecurityError
 from framework.local.agent import dockyard_argv, kill_sandbox_processes
+from framework.security import client as client_settings
+from framework.security.binding import is_loopback
+from framework.security.bundle import Bundle
 from framework.tables import console as make_console
 from framework.tables import table as make_table
 
@@ -37,6 +51,7 @@ class Child:
     popen: subprocess.Popen | None = None
     reported: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None  # to check the health of a TLS server
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +65,7 @@ class Child:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.health, timeout=1) as response:
+            with urllib.request.urlopen(self.health, timeout=1, context=self.tls) as response:
                 return 200 <= response.status < 300
         except OSError:
             return False
@@ -75,28 +90,103 @@ def agent_resources(resources: str | None, index: int, agents: int) -> str:
     return f"{resources};{ports}" if resources else ports
 
 
+OFFER_TIMEOUT = 10.0  # seconds before an unanswered offer is rescinded (Mesos's --offer_timeout); the
+# scheduler holds offers it cannot use for up to 5 s before declining, so 10 s leaves margin
+
+
+@dataclass(frozen=True)
+class Security:
+    """What a cluster runs with: a bundle (None: open), and a certificate when TLS is on."""
+
+    bundle: Bundle | None = None
+    cert: tuple[Path, Path] | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cert else "http"
+
+    def client_context(self) -> ssl.SSLContext | None:
+        if self.bundle is None or self.cert is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.bundle.ca_cert))
+
+    def flags(self, component: str, name: str = "") -> list[str]:
+        if self.bundle is None:
+            return ["--insecure"]
+        tls = self.bundle.tls_flags(*self.cert) if self.cert else []
+        if component == "master":
+            return self.bundle.master_flags() + tls
+        if component == "agent":
+            return self.bundle.agent_flags(name) + tls
+        return self.bundle.scheduler_flags() + tls
+
+
+def hosts_of(ip: str) -> list[str]:
+    """What a certificate for this machine's cluster must name: the bound address and loopback."""
+    hosts = {"127.0.0.1", "localhost", socket.gethostname()}
+    if ip not in ("0.0.0.0", "::", ""):
+        hosts.add(ip)
+    else:
+        try:
+            hosts.add(socket.gethostbyname(socket.gethostname()))
+        except OSError:
+            pass
+    return sorted(hosts)
+
+
+def prepare_security(work_dir: Path, ip: str, agents: int, tls: bool, insecure: bool) -> Security:
+    """Generate (or reuse) the bundle under WORK_DIR/security; certificates when TLS is on."""
+    if insecure:
+        return Security()
+    bundle = Bundle(work_dir / "security").ensure(agents=[f"agent{i}" for i in range(1, agents + 1)])
+    if not (tls or not is_loopback(ip)):
+        return Security(bundle)
+    return Security(bundle, bundle.certificate("cluster", hosts_of(ip)))
+
+
+def write_client_settings(work_dir: Path, ip: str, master_port: int, scheduler_port: int,
+                          security: Security) -> Path:
+    """WORK_DIR/client.json: where the CLI finds this cluster and who it is there (written open
+    too, so a file left from an earlier secured run never points the CLI at the wrong setting)."""
+    host = "127.0.0.1" if ip in ("0.0.0.0", "::", "") else ip
+    settings = {"url": f"{security.scheme}://{host}:{scheduler_port}",
+                "master": f"{security.scheme}://{host}:{master_port}"}
+    if security.bundle is not None:
+        settings.update(principal=security.bundle.operator.principal, secret=security.bundle.operator.secret)
+    if security.bundle is not None and security.cert:
+        settings["ca"] = str(security.bundle.ca_cert)
+    path = work_dir / "client.json"
+    client_settings.write(path, settings)
+    return path
+
+
 def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int, scheduler_port: int,
-         scheduler: bool, resources: str | None, isolation: str | None = None) -> list[Child]:
+         scheduler: bool, resources: str | None, isolation: str | None = None,
+         security: Security = Security()) -> list[Child]:
     """The children of a cluster, in start order."""
     master = f"{ip}:{master_port}"
+    scheme, context = security.scheme, security.client_context()
     children = [Child("master", dockyard_argv("master", "--ip", ip, "--port", str(master_port),
-                                              "--work-dir", str(work_dir / "master")),
-                      work_dir / "logs" / "master.log", f"http://{master}", f"http://{master}/health")]
+                                              "--work-dir", str(work_dir / "master"),
+                                              "--offer-timeout", str(OFFER_TIMEOUT), *security.flags("master")),
+                      work_dir / "logs" / "master.log", f"{scheme}://{master}", f"{scheme}://{master}/health",
+                      tls=context)]
     for index in range(1, agents + 1):
         port = agent_port + index - 1
         argv = dockyard_argv("agent", "--master", master, "--ip", ip, "--port", str(port),
                              "--work-dir", str(work_dir / f"agent{index}"), "--hostname", f"agent{index}",
-                             "--attributes", f"agent:agent{index}")
+                             "--attributes", f"agent:agent{index}", *security.flags("agent", f"agent{index}"))
         argv += ["--resources", agent_resources(resources, index, agents)]
         argv += ["--isolation", isolation] if isolation else []
         children.append(Child(f"agent{index}", argv, work_dir / "logs" / f"agent{index}.log",
-                              f"http://{ip}:{port}", f"http://{ip}:{port}/health"))
+                              f"{scheme}://{ip}:{port}", f"{scheme}://{ip}:{port}/health", tls=context))
     if scheduler:
         children.append(Child("scheduler", dockyard_argv("scheduler", "--master", master, "--ip", ip,
                                                          "--port", str(scheduler_port),
-                                                         "--data-dir", str(work_dir / "scheduler")),
-                              work_dir / "logs" / "scheduler.log", f"http://{ip}:{scheduler_port}",
-                              f"http://{ip}:{scheduler_port}/health"))
+                                                         "--data-dir", str(work_dir / "scheduler"),
+                                                         *security.flags("scheduler")),
+                              work_dir / "logs" / "scheduler.log", f"{scheme}://{ip}:{scheduler_port}",
+                              f"{scheme}://{ip}:{scheduler_port}/health", tls=context))
     return children
 
 
@@ -171,11 +261,26 @@ def print_table(children: list[Child]) -> None:
     console.print(table)
 
 
+def print_access(security: Security, client_file: Path) -> None:
+    """Where the credentials are, and how a curl or the CLI uses them."""
+    if security.bundle is None:
+        console.print("[yellow]security is off (--insecure): every API is open to anyone who can reach it[/]",
+                      highlight=False)
+        return
+    bundle = security.bundle
+    tls = f" --cacert {bundle.ca_cert}" if security.cert else ""
+    console.print(f"authentication on{' with TLS' if security.cert else ''}; credentials in {bundle.directory}",
+                  highlight=False)
+    console.print(f"the CLI reads {client_file} (or --config FILE, or $DOCKYARD_CONFIG); curl needs "
+                  f'-u "{bundle.operator.principal}:$(cat {bundle.operator_secret_file})"{tls}',
+                  highlight=False, soft_wrap=True)
+
+
 class Stop(Exception):
     """SIGTERM arrived."""
 
 
-def run(children: list[Child]) -> int:
+def run(children: list[Child], on_up: Callable[[], None] | None = None) -> int:
     def on_term(_signum: int, _frame: object) -> None:
         raise Stop()
 
@@ -192,6 +297,8 @@ def run(children: list[Child]) -> int:
             if not wait_healthy(child):
                 console.print(f"[yellow]{child.name} is not healthy yet; see {child.log}[/]")
         print_table(started)
+        if on_up is not None:
+            on_up()
         console.print("cluster up; Ctrl-C stops it", highlight=False)
         sys.stdout.flush()
         while True:
@@ -217,21 +324,35 @@ def run(children: list[Child]) -> int:
 
 @click.command("up")
 @click.option("--agents", default=2, show_default=True, type=int)
-@click.option("--work-dir", default=".dockyard", show_default=True, type=click.Path(path_type=Path))
-@click.option("--ip", default="127.0.0.1", show_default=True)
+@click.option("--work-dir", default=".dockyard", show_default=True, type=click.Path(path_type=Path),
+              help="logs, state, the security bundle (security/) and client.json")
+@click.option("--ip", default="127.0.0.1", show_default=True,
+              help="address every component binds; another than loopback turns TLS on")
 @click.option("--master-port", default=5050, show_default=True, type=int)
 @click.option("--agent-port", default=5051, show_default=True, type=int, help="port of agent1; agent2 gets +1 ...")
 @click.option("--scheduler-port", default=8080, show_default=True, type=int)
 @click.option("--no-scheduler", is_flag=True, help="start the master and agents only")
 @click.option("--resources", default=None, help="every agent's --resources (detected when omitted)")
 @click.option("--isolation", default=None, help="every agent's --isolation (see `dockyard agent --help`)")
+@click.option("--tls", is_flag=True, help="serve TLS on loopback too (always on for other addresses)")
+@click.option("--insecure", is_flag=True,
+              help="no authentication, no TLS: every API open to anyone who reaches it (a loopback playground)")
 def up_command(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int, scheduler_port: int,
-               no_scheduler: bool, resources: str | None, isolation: str | None) -> None:
+               no_scheduler: bool, resources: str | None, isolation: str | None, tls: bool,
+               insecure: bool) -> None:
     """Run a master, N agents and the scheduler on this machine until Ctrl-C."""
+    if tls and insecure:
+        raise click.UsageError("--tls and --insecure contradict each other")
     work_dir = work_dir.resolve()
     scheduler = not no_scheduler
     if scheduler and importlib.util.find_spec("scheduler.cli") is None:
         console.print("[yellow]scheduler/cli.py is not there yet: starting without the scheduler[/]")
         scheduler = False
-    children = plan(agents, work_dir, ip, master_port, agent_port, scheduler_port, scheduler, resources, isolation)
-    sys.exit(run(children))
+    try:
+        security = prepare_security(work_dir, ip, agents, tls, insecure)
+    except (SecurityError, OSError) as error:
+        raise click.ClickException(f"cannot prepare the cluster's security under {work_dir}: {error}") from None
+    client_file = write_client_settings(work_dir, ip, master_port, scheduler_port, security)
+    children = plan(agents, work_dir, ip, master_port, agent_port, scheduler_port, scheduler, resources, isolation,
+                    security)
+    sys.exit(run(children, on_up=lambda: print_access(security, client_file)))

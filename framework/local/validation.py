@@ -87,8 +87,13 @@ def parse_call(body: Any) -> dict[str, Any]:
     return call
 
 
-def validate_call(call: Mapping[str, Any]) -> str | None:
-    """The master's scheduler::Call validation (step 5 of the request checks)."""
+def validate_call(call: Mapping[str, Any], principal: str | None = None) -> str | None:
+    """The master's scheduler::Call validation (step 5 of the request checks).
+
+    `principal` is the authenticated caller (None when frameworks are not
+    authenticated): a SUBSCRIBE naming another principal is refused here, as
+    src/master/validation.cpp `scheduler::call::validate` does.
+    """
     kind = call.get("type")
     if kind is None:
         return "Expecting 'type' to be present"
@@ -96,9 +101,14 @@ def validate_call(call: Mapping[str, Any]) -> str | None:
         subscribe = call.get("subscribe")
         if not isinstance(subscribe, dict):
             return "Expecting 'subscribe' to be present"
-        info_id = _id_value(subscribe["framework_info"].get("id"))
+        info = subscribe["framework_info"]
+        info_id = _id_value(info.get("id"))
         if info_id != _id_value(call.get("framework_id")):
             return "'framework_id' differs from 'subscribe.framework_info.id'"
+        claimed = info.get("principal")
+        if principal is not None and claimed is not None and claimed != principal:
+            return (f"Authenticated principal '{principal}' does not match principal '{claimed}' "
+                    f"set in `FrameworkInfo`")
         return None
     if _id_value(call.get("framework_id")) is None:
         return "Expecting 'framework_id' to be present"
@@ -111,6 +121,28 @@ def validate_call(call: Mapping[str, Any]) -> str | None:
         info_id = _id_value(call["update_framework"]["framework_info"].get("id"))
         if info_id != _id_value(call.get("framework_id")):
             return "'framework_id' differs from 'update_framework.framework_info.id'"
+    return None
+
+
+def framework_update_error(old: Mapping[str, Any], new: Mapping[str, Any], *,
+                           preserve_immutable: bool = False) -> str | None:
+    """What a re-SUBSCRIBE or UPDATE_FRAMEWORK may not change (validation.cpp `validateUpdate`).
+
+    The principal never changes. `user` and `checkpoint` do not either: an
+    UPDATE_FRAMEWORK that changes them is refused, while a SUBSCRIBE keeps the old
+    values (`preserve_immutable`, as `preserveImmutableFields`).
+    """
+    if old.get("principal") != new.get("principal"):
+        return "Changing framework's principal is not allowed."
+    if preserve_immutable:
+        return None
+    if str(new.get("user", "")) != str(old.get("user", "")):
+        return (f"Updating 'FrameworkInfo.user' is unsupported; attempted to update from "
+                f"'{old.get('user', '')}' to '{new.get('user', '')}'")
+    before, after = bool(old.get("checkpoint", False)), bool(new.get("checkpoint", False))
+    if before != after:
+        return (f"Updating 'FrameworkInfo.checkpoint' is unsupported; attempted to update from "
+                f"'{str(before).lower()}' to '{str(after).lower()}'")
     return None
 
 

@@ -12,6 +12,13 @@ MESOS_SUBSCRIPTION_BACKOFF_MAX) for up to MESOS_RECOVERY_TIMEOUT; without it a
 lost connection means the agent is gone: the driver calls `shutdown` and stops.
 Calls go out on a small pool of keep-alive connections; updates of one task are
 sent one at a time, in order, while different tasks' updates travel in parallel.
+
+Security, as Mesos's executor library (src/executor/executor.cpp): the agent's
+token (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`) goes out as `Authorization: Bearer`
+on SUBSCRIBE and every call, and is taken out of the process environment as soon
+as it is read (see `erase_environment`), so no task inherits or reads it; with
+`LIBPROCESS_SSL_ENABLED` the agent is spoken to over https (framework/security/tls.py,
+standard library only), a handshake per keep-alive connection.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from addict import Dict
 
+from framework.security.tls import Tls, TlsError
+
 from .connection import Connection
 from .recordio import Decoder, RecordIOError
 
@@ -43,6 +52,7 @@ DRIVER_ABORTED = "DRIVER_ABORTED"
 DRIVER_STOPPED = "DRIVER_STOPPED"
 
 _POST_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+TOKEN_ENV = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
 _POOL_SIZE = 8               # idle keep-alive connections kept for calls
 _IDLE_REUSE_SECONDS = 2.0    # uvicorn closes idle connections after 5 s; never reuse near that
 
@@ -105,6 +115,89 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+def take_token(env: Mapping[str, str] | None = None) -> str | None:
+    """The agent's token for this executor; erased from the process environment when read from it."""
+    source = os.environ if env is None else env
+    token = source.get(TOKEN_ENV) or None
+    if source is os.environ and TOKEN_ENV in os.environ:
+        erase_environment(TOKEN_ENV)
+    return token
+
+
+def erase_environment(name: str) -> None:
+    """Remove `name` from this process's environment, including the copy the kernel shows.
+
+    Deleting it from `os.environ` unsets it in libc's `environ` too (Mesos's
+    executor library does that much with `os::eraseenv`), so no process started
+    from here inherits it. That is not enough: `/proc/<pid>/environ` shows the
+    block the kernel wrote on the stack at exec, which unsetenv never changes,
+    and a task running as the executor's user (or root) can read that file. So
+    first the value's bytes are overwritten with NULs in place: libc's `environ`
+    array points at those very bytes (ctypes reads it; a process-private write).
+    If `/proc/self/environ` still shows a value (the variable was set again after
+    exec, so the array pointed at a copy), the block itself, between the stack
+    addresses `/proc/self/stat` gives, is scrubbed the same way. The name stays
+    visible there, with an empty value.
+    """
+    if name in os.environ:
+        encoded = os.fsencode(name)
+        try:
+            _wipe_through_environ(encoded)
+            if _kernel_shows(encoded):
+                _wipe_stack_block(encoded)
+        except (OSError, ValueError, AttributeError) as error:  # no libc, no /proc: the unset below still holds
+            log.warning("could not scrub %s from the process environment block: %s", name, error)
+    os.environ.pop(name, None)
+    try:  # the interpreter's own copy of the initial environment
+        import posix
+
+        posix.environ.pop(os.fsencode(name), None)
+    except ImportError:
+        pass
+
+
+def _wipe_through_environ(name: bytes) -> None:
+    import ctypes
+
+    environ = ctypes.POINTER(ctypes.c_void_p).in_dll(ctypes.CDLL(None), "environ")
+    prefix = name + b"="
+    index = 0
+    while environ[index]:
+        address = environ[index]
+        entry = ctypes.string_at(address)
+        if entry.startswith(prefix) and len(entry) > len(prefix):
+            ctypes.memset(address + len(prefix), 0, len(entry) - len(prefix))
+        index += 1
+
+
+def _entries_with_values(block: bytes, name: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of the non-empty values of `name=` entries in a NUL-separated block."""
+    prefix = name + b"="
+    found = []
+    offset = 0
+    for entry in block.split(b"\0"):
+        if entry.startswith(prefix) and len(entry) > len(prefix):
+            found.append((offset + len(prefix), len(entry) - len(prefix)))
+        offset += len(entry) + 1
+    return found
+
+
+def _kernel_shows(name: bytes) -> bool:
+    with open("/proc/self/environ", "rb") as handle:
+        return bool(_entries_with_values(handle.read(), name))
+
+
+def _wipe_stack_block(name: bytes) -> None:
+    import ctypes
+
+    with open("/proc/self/stat", "rb") as handle:
+        stat = handle.read()
+    fields = stat[stat.rfind(b")") + 2:].split()
+    start, end = int(fields[47]), int(fields[48])  # env_start, env_end (proc(5), fields 50 and 51)
+    for offset, length in _entries_with_values(ctypes.string_at(start, end - start), name):
+        ctypes.memset(start + offset, 0, length)
+
+
 class MesosExecutorDriver:
     """Drive an `Executor` against the agent that started this process."""
 
@@ -113,6 +206,15 @@ class MesosExecutorDriver:
         """`timeout` bounds the first subscription (the agent gives up after ~1 min too)."""
         self.executor = executor
         self.env = ExecutorEnvironment.from_environ(env)
+        self._token = take_token(env)  # before any thread or task exists: nothing inherits it
+        try:
+            self._tls = Tls.resolve_client(os.environ if env is None else env)
+            self._ssl = self._tls.client_context() if self._tls is not None else None
+        except TlsError as error:
+            raise ExecutorDriverError(f"TLS settings from the agent are unusable: {error}") from None
+        self._headers = dict(_POST_HEADERS)
+        if self._token:
+            self._headers["Authorization"] = f"Bearer {self._token}"
         self.framework_id = {"value": self.env.framework_id}
         self.executor_id = {"value": self.env.executor_id}
         self.checkpoint = self.env.checkpoint
@@ -255,7 +357,7 @@ class MesosExecutorDriver:
         while True:
             conn, reused = self._checkout()
             try:
-                answer = conn.post(EXECUTOR_PATH, payload, _POST_HEADERS)
+                answer = conn.post(EXECUTOR_PATH, payload, self._headers)
             except (OSError, http.client.HTTPException) as error:
                 conn.close()
                 if reused:
@@ -277,7 +379,7 @@ class MesosExecutorDriver:
                 if now - idle_since < _IDLE_REUSE_SECONDS:
                     return conn, True
                 conn.close()  # the agent may be closing it right now: do not race it
-        return Connection(self._host, self._port, self._http_timeout, self._http_timeout), False
+        return Connection(self._host, self._port, self._http_timeout, self._http_timeout, tls=self._ssl), False
 
     def _checkin(self, conn: Connection, will_close: bool) -> None:
         with self._pool_lock:
@@ -367,11 +469,15 @@ class MesosExecutorDriver:
                     "unacknowledged_updates": [{"status": s} for s in self._updates.values()],
                 },
             }
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=self._http_timeout)
+        conn: http.client.HTTPConnection
+        if self._ssl is not None:
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._http_timeout,
+                                               context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._http_timeout)
         subscribed = False
         try:
-            conn.request("POST", EXECUTOR_PATH, body=json.dumps(body).encode(),
-                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+            conn.request("POST", EXECUTOR_PATH, body=json.dumps(body).encode(), headers=self._headers)
             response = conn.getresponse()
             if response.status != 200:
                 text = response.read().decode(errors="replace").strip()[:500]

@@ -29,6 +29,11 @@ Behaviour worth knowing:
 * An ERROR event calls `Scheduler.error`, then aborts the driver; so does a 4xx
   answer to SUBSCRIBE (the framework info is wrong and retrying will not help).
 * Exceptions raised by callbacks are logged and the stream goes on.
+* **Authentication and TLS**: `principal` and `secret` put HTTP Basic on SUBSCRIBE
+  and every call. `ssl_context` (a client context: our CA, and our certificate for
+  mutual TLS) makes both the stream and the calls HTTPS with it; a master URI that
+  names its scheme (`http://`, `https://`) keeps it, as a bare `host:port` or a
+  zk:// leader follows the context (docs/security.md).
 """
 from __future__ import annotations
 
@@ -96,8 +101,8 @@ class _CallPool:
     """
 
     def __init__(self, scheme: str, auth: tuple[str, str] | None, timeout: float, connect_timeout: float,
-                 size: int = 16, idle_reuse: float = 2.0) -> None:
-        self._tls = ssl.create_default_context() if scheme == "https" else None
+                 size: int = 16, idle_reuse: float = 2.0, context: ssl.SSLContext | None = None) -> None:
+        self._tls = (context or ssl.create_default_context()) if scheme == "https" else None
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._size = size
@@ -178,6 +183,7 @@ class MesosSchedulerDriver:
         call_timeout: float = 75.0,
         connect_timeout: float = 10.0,
         max_queued_calls: int = 10000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Positional parameters are pymesos's (`use_addict` defaults to True here).
 
@@ -186,6 +192,7 @@ class MesosSchedulerDriver:
         `heartbeat_factor` x `heartbeat_interval` (default: what SUBSCRIBED announces,
         else 15 s) without a byte on the stream declares it dead.
         `backoff_initial`/`backoff_max`: re-subscription delays (doubling, jittered).
+        `ssl_context`: speak HTTPS to the master with it (verify, present our certificate).
         """
         self.sched = sched
         self.master_uri = master_uri
@@ -204,7 +211,10 @@ class MesosSchedulerDriver:
         self._connect_timeout = connect_timeout
         self._max_queued = max_queued_calls
         self._auth = (principal, secret) if principal is not None and secret is not None else None
-        self._scheme = "https" if master_uri.startswith("https://") else "http"
+        if master_uri.startswith(("http://", "https://")):
+            self._scheme = master_uri.split("://", 1)[0]
+        else:
+            self._scheme = "https" if ssl_context is not None else "http"
 
         self._lock = threading.RLock()
         self._state_changed = threading.Condition(self._lock)
@@ -221,8 +231,9 @@ class MesosSchedulerDriver:
         self._queue: collections.deque[dict] = collections.deque()
         self._thread: threading.Thread | None = None
         self._detector: MasterDetector | None = None
-        self._calls = _CallPool(self._scheme, self._auth, call_timeout, connect_timeout)
-        self._streams = httpx.Client(auth=self._auth, follow_redirects=False)
+        self._calls = _CallPool(self._scheme, self._auth, call_timeout, connect_timeout, context=ssl_context)
+        self._streams = httpx.Client(auth=self._auth, follow_redirects=False,
+                                     verify=ssl_context if ssl_context is not None else True)
 
     # -- state --------------------------------------------------------------
 
@@ -694,7 +705,8 @@ class MesosSchedulerDriver:
             log.exception("Scheduler.%s raised", name)
 
     def _report_error(self, message: str) -> None:
-        log.error("%s", message)
+        # A warning: the scheduler's `error` callback decides how loud this is (and what to do).
+        log.warning("error from the master: %s", message)
         self._callback("error", message)
 
     def _dispatch(self, event: dict, stream_id: str, master: str) -> str | None:

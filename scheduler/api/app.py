@@ -3,6 +3,11 @@
 The OpenAPI document is generated from the mounted routes and the pydantic
 models their handlers declare (`common.describe`), so it cannot drift from
 what the server actually serves.
+
+Every route is made with its access decision (`common.api_route`); the app's
+gate (`ctx.config.security.gate`) enforces them. `/ping` and `/health` are
+open (Marathon 1.5+ answers `/ping` to anyone; supervisors and load balancers
+probe `/health`); `/metrics` and `/openapi.json` are for viewers.
 """
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from framework.security.gate import Access
 from scheduler.api import metronome
+from scheduler.api.common import api_route
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,18 @@ def openapi(routes: list[BaseRoute], title: str = "dockyard scheduler") -> dict:
             "components": {"schemas": schemas}}
 
 
+def health_state(ctx: Any) -> dict:
+    """What `/health` says of a leading (or the only) scheduler; healthy when `subscribed`."""
+    core = ctx.core
+    reconciled = getattr(core, "reconciled", None)
+    state = {"subscribed": core.subscribed.is_set(), "frameworkId": core.framework_id,
+             "reconciled": reconciled.is_set() if reconciled is not None else None}
+    failure = getattr(core, "failure", None)
+    if failure:
+        state.update(subscribed=False, error=failure)
+    return state
+
+
 def build_app(ctx: Any) -> Starlette:
     routes: list[BaseRoute] = []
     if ctx.jobs is not None:
@@ -82,17 +101,16 @@ def build_app(ctx: Any) -> Starlette:
         return PlainTextResponse("pong")
 
     async def health(request: Request) -> Response:
-        """200 once subscribed to a master, 503 before."""
-        ok = ctx.core.subscribed.is_set()
-        return JSONResponse({"subscribed": ok, "frameworkId": ctx.core.framework_id},
-                            status_code=200 if ok else 503)
+        """200 once subscribed to a master; 503 before, and for good once the master removed us."""
+        state = health_state(ctx)
+        return JSONResponse(state, status_code=200 if state["subscribed"] else 503)
 
     async def metrics(request: Request) -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    own = [Route("/ping", ping, methods=["GET"]), Route("/health", health, methods=["GET"]),
-           Route("/metrics", metrics, methods=["GET"])]
+    own = [api_route("/ping", ping, ["GET"], Access.OPEN), api_route("/health", health, ["GET"], Access.OPEN),
+           api_route("/metrics", metrics, ["GET"], Access.READ)]
     document: dict[str, Any] = {}
 
     async def openapi_json(request: Request) -> Response:
@@ -101,5 +119,8 @@ def build_app(ctx: Any) -> Starlette:
             document.update(openapi(own + routes))
         return JSONResponse(document)
 
-    own.append(Route("/openapi.json", openapi_json, methods=["GET"]))
-    return Starlette(routes=own + routes)
+    own.append(api_route("/openapi.json", openapi_json, ["GET"], Access.READ))
+    app = Starlette(routes=own + routes)
+    app.state.gate = ctx.config.security.gate
+    app.state.halted = lambda: getattr(ctx.core, "failure", None)
+    return app

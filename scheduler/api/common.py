@@ -6,15 +6,19 @@ clients parse it: 400 "Invalid JSON", 422 "Object is not valid" with a
 """
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import yaml
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from framework.errors import ConflictError, DockyardError, SpecError, StoreError
+from framework.security.gate import Access, access_of
+from framework.security.gate import route as gated_route
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -59,6 +63,31 @@ def render_error(error: Exception) -> JSONResponse:
     if isinstance(error, StoreError):  # the store is down, not the request wrong: try again later
         return error_response(503, f"state store unavailable: {error}")
     return error_response(500, f"{kind}: {error}")
+
+
+def api_route(path: str, endpoint: Handler, methods: list[str],
+              access: Access | Mapping[str, Access]) -> Route:
+    """A route of the scheduler's API, made with its access decision (framework/security/gate.py).
+
+    READ: viewers and admins (GETs, event streams); WRITE: admins (what changes state).
+    While the scheduler cannot act (`app.state.halted()` says why: the master removed
+    our framework), WRITE calls answer 503 with that reason instead of pretending.
+    """
+    return gated_route(path, _unless_halted(endpoint, access), methods=methods, access=access)
+
+
+def _unless_halted(endpoint: Handler, access: Access | Mapping[str, Access]) -> Handler:
+    @functools.wraps(endpoint)
+    async def handler(request: Request) -> Response:
+        if access_of(handler, request.method) == Access.WRITE:
+            halted = getattr(request.app.state, "halted", None)
+            reason = halted() if halted is not None else None
+            if reason:
+                return error_response(503, reason)
+        return await endpoint(request)
+
+    handler.access = access  # type: ignore[attr-defined]
+    return handler
 
 
 def guard(handler: Handler) -> Handler:

@@ -15,13 +15,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scheduler.api.common import ApiError, body_document, describe, embeds, error_response, flag, guard, in_thread
+from framework.security.gate import Access
+from scheduler.api.common import (ApiError, api_route, body_document, describe, embeds, error_response, flag, guard,
+                                  in_thread)
 from scheduler.api.sandbox import sandbox_finder
 from scheduler.events import EVENT_TYPES
 from scheduler.services.manager import Conflict, NotFound, ServiceManager
 from scheduler.services.specs import AppDefinition, normalise_id, parse_app
 
 KEEPALIVE_SECONDS = 15.0
+READ, WRITE = Access.READ, Access.WRITE
 
 
 def _app_id(request: Request) -> str:
@@ -448,33 +451,35 @@ def routes(ctx: Any) -> list[Route]:
 
     app_path = "/v2/apps/{app_id:path}"
     return [
-        Route("/v2/apps", list_apps, methods=["GET"]),
-        Route("/v2/apps", create_app, methods=["POST"]),
-        Route("/v2/apps", update_apps, methods=["PUT", "PATCH"]),
-        Route(app_path + "/tasks/{task_id}", kill_app_task, methods=["DELETE"]),
-        Route(app_path + "/tasks", app_tasks, methods=["GET"]),
-        Route(app_path + "/tasks", kill_app_tasks, methods=["DELETE"]),
-        Route(app_path + "/restart", restart_app, methods=["POST"]),
-        Route(app_path + "/versions/{version}", app_version, methods=["GET"]),
-        Route(app_path + "/versions", app_versions, methods=["GET"]),
-        Route(app_path, get_app, methods=["GET"]),
-        Route(app_path, put_app, methods=["PUT", "PATCH"]),
-        Route(app_path, delete_app, methods=["DELETE"]),
-        Route("/v2/tasks", list_tasks, methods=["GET"]),
-        Route("/v2/tasks/delete", delete_tasks, methods=["POST"]),
-        Route("/v2/deployments", list_deployments, methods=["GET"]),
-        Route("/v2/deployments/{deployment_id}", delete_deployment, methods=["DELETE"]),
-        Route("/v2/groups", get_group, methods=["GET"]),
-        Route("/v2/groups", put_group, methods=["POST", "PUT", "PATCH"]),
-        Route("/v2/groups/{group_id:path}", get_group, methods=["GET"]),
-        Route("/v2/groups/{group_id:path}", put_group, methods=["POST", "PUT", "PATCH"]),
-        Route("/v2/groups/{group_id:path}", delete_group, methods=["DELETE"]),
-        Route("/v2/queue", get_queue, methods=["GET"]),
-        Route("/v2/queue/{app_id:path}/delay", reset_delay, methods=["DELETE"]),
-        Route("/v2/info", info, methods=["GET"]),
-        Route("/v2/leader", leader, methods=["GET"]),
-        Route("/v2/events", events, methods=["GET"]),
-        Route("/v2/eventSubscriptions", subscriptions_gone, methods=["GET", "POST", "DELETE"]),
-        Route("/dockyard/v1/plan", plan_app, methods=["POST"]),
-        Route("/dockyard/v1/tasks/{task_id}", task_files, methods=["GET"]),
+        api_route("/v2/apps", list_apps, ["GET"], READ),
+        api_route("/v2/apps", create_app, ["POST"], WRITE),
+        api_route("/v2/apps", update_apps, ["PUT", "PATCH"], WRITE),
+        api_route(app_path + "/tasks/{task_id}", kill_app_task, ["DELETE"], WRITE),
+        api_route(app_path + "/tasks", app_tasks, ["GET"], READ),
+        api_route(app_path + "/tasks", kill_app_tasks, ["DELETE"], WRITE),
+        api_route(app_path + "/restart", restart_app, ["POST"], WRITE),
+        api_route(app_path + "/versions/{version}", app_version, ["GET"], READ),
+        api_route(app_path + "/versions", app_versions, ["GET"], READ),
+        api_route(app_path, get_app, ["GET"], READ),
+        api_route(app_path, put_app, ["PUT", "PATCH"], WRITE),
+        api_route(app_path, delete_app, ["DELETE"], WRITE),
+        api_route("/v2/tasks", list_tasks, ["GET"], READ),
+        api_route("/v2/tasks/delete", delete_tasks, ["POST"], WRITE),
+        api_route("/v2/deployments", list_deployments, ["GET"], READ),
+        api_route("/v2/deployments/{deployment_id}", delete_deployment, ["DELETE"], WRITE),
+        api_route("/v2/groups", get_group, ["GET"], READ),
+        api_route("/v2/groups", put_group, ["POST", "PUT", "PATCH"], WRITE),
+        api_route("/v2/groups/{group_id:path}", get_group, ["GET"], READ),
+        api_route("/v2/groups/{group_id:path}", put_group, ["POST", "PUT", "PATCH"], WRITE),
+        api_route("/v2/groups/{group_id:path}", delete_group, ["DELETE"], WRITE),
+        api_route("/v2/queue", get_queue, ["GET"], READ),
+        api_route("/v2/queue/{app_id:path}/delay", reset_delay, ["DELETE"], WRITE),
+        api_route("/v2/info", info, ["GET"], READ),
+        api_route("/v2/leader", leader, ["GET"], READ),
+        api_route("/v2/events", events, ["GET"], READ),
+        api_route("/v2/eventSubscriptions", subscriptions_gone, ["GET", "POST", "DELETE"],
+                  {"GET": READ, "POST": WRITE, "DELETE": WRITE}),
+        # A dry run: it changes nothing, so a viewer may ask where an app would go.
+        api_route("/dockyard/v1/plan", plan_app, ["POST"], READ),
+        api_route("/dockyard/v1/tasks/{task_id}", task_files, ["GET"], READ),
     ]

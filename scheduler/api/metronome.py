@@ -17,7 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from scheduler.api.common import ApiError, body_document, describe, embeds, error_response, flag, guard, in_thread
+from framework.security.gate import Access
+from scheduler.api.common import (ApiError, api_route, body_document, describe, embeds, error_response, flag, guard,
+                                  in_thread)
 from scheduler.api.sandbox import resolve_sandboxes
 from scheduler.events import marathon_time
 from scheduler.jobs.manager import JOB_EVENT_TYPES, JobManager, NotFound
@@ -38,6 +40,7 @@ def job_view(jobs: JobManager, spec: JobSpec, embed: set[str]) -> dict:
 
 
 KEEPALIVE_SECONDS = 15.0
+READ, WRITE = Access.READ, Access.WRITE
 UNPLACED = ("PENDING", "TASK_STAGING")
 
 
@@ -244,21 +247,21 @@ def routes(ctx: Any) -> list[Route]:
 
     job = "/v1/jobs/{job_id}"
     return [
-        Route("/v1/jobs", list_jobs, methods=["GET"]),
-        Route("/v1/jobs", create_job, methods=["POST"]),
-        Route(job, get_job, methods=["GET"]),
-        Route(job, put_job, methods=["PUT"]),
-        Route(job, delete_job, methods=["DELETE"]),
-        Route(job + "/runs", list_runs, methods=["GET"]),
-        Route(job + "/runs", start_run, methods=["POST"]),
-        Route(job + "/runs/{run_id}", get_run, methods=["GET"]),
-        Route(job + "/runs/{run_id}/actions/stop", stop_run, methods=["POST"]),
-        Route(job + "/schedules", list_schedules, methods=["GET"]),
-        Route(job + "/schedules", create_schedule, methods=["POST"]),
-        Route(job + "/schedules/{schedule_id}", get_schedule, methods=["GET"]),
-        Route(job + "/schedules/{schedule_id}", put_schedule, methods=["PUT"]),
-        Route(job + "/schedules/{schedule_id}", delete_schedule, methods=["DELETE"]),
-        Route("/v1/runs/{run_id}", find_run, methods=["GET"]),
-        Route("/v1/queue", queue, methods=["GET"]),
-        Route("/v1/events", events, methods=["GET"]),
+        api_route("/v1/jobs", list_jobs, ["GET"], READ),
+        api_route("/v1/jobs", create_job, ["POST"], WRITE),
+        api_route(job, get_job, ["GET"], READ),
+        api_route(job, put_job, ["PUT"], WRITE),
+        api_route(job, delete_job, ["DELETE"], WRITE),
+        api_route(job + "/runs", list_runs, ["GET"], READ),
+        api_route(job + "/runs", start_run, ["POST"], WRITE),
+        api_route(job + "/runs/{run_id}", get_run, ["GET"], READ),
+        api_route(job + "/runs/{run_id}/actions/stop", stop_run, ["POST"], WRITE),
+        api_route(job + "/schedules", list_schedules, ["GET"], READ),
+        api_route(job + "/schedules", create_schedule, ["POST"], WRITE),
+        api_route(job + "/schedules/{schedule_id}", get_schedule, ["GET"], READ),
+        api_route(job + "/schedules/{schedule_id}", put_schedule, ["PUT"], WRITE),
+        api_route(job + "/schedules/{schedule_id}", delete_schedule, ["DELETE"], WRITE),
+        api_route("/v1/runs/{run_id}", find_run, ["GET"], READ),
+        api_route("/v1/queue", queue, ["GET"], READ),
+        api_route("/v1/events", events, ["GET"], READ),
     ]

@@ -7,6 +7,10 @@ task id -> executor directory, refreshed at most twice a second when a task
 is missing from it. dockyard's executor labels each status with the task's
 sandbox relative to the executor's (`dockyard.sandbox`): a warm executor keeps
 each task in `tasks/<task id>/`.
+
+The agent is read as the scheduler: with its framework principal (the ACLs of a
+generated cluster let `dockyard` view what it launched) and, with TLS on, over
+HTTPS verified with the CA and presenting the scheduler's certificate.
 """
 from __future__ import annotations
 
@@ -17,19 +21,31 @@ from typing import Any
 
 import httpx
 
+from framework.security.peer import Peer
+
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 0.5
 
 
 class SandboxFinder:
-    def __init__(self, timeout: float = 3.0) -> None:
-        self.client = httpx.Client(timeout=timeout)
+    def __init__(self, timeout: float = 3.0, peer: Peer | None = None) -> None:
+        self.client = httpx.Client(timeout=timeout, **(peer or Peer()).httpx_options())
         self._lock = threading.Lock()
         self._maps: dict[str, tuple[float, dict[str, str]]] = {}
+        self._refused: set[str] = set()
 
     def _refresh(self, agent_url: str, framework_id: str | None) -> dict[str, str]:
         try:
-            state = self.client.get(f"{agent_url}/state").json()
+            response = self.client.get(f"{agent_url}/state")
+            if response.status_code in (401, 403):
+                if agent_url in self._refused:
+                    return {}
+                self._refused.add(agent_url)  # said once per agent: lookups repeat twice a second
+                log.warning("the agent at %s refuses to show us its state (%s %s): task output cannot be "
+                            "located; check the scheduler's principal and the agent's ACLs",
+                            agent_url, response.status_code, response.text.strip()[:200])
+                return {}
+            state = response.json()
         except (httpx.HTTPError, ValueError) as error:
             log.debug("cannot read %s/state: %s", agent_url, error)
             return {}
@@ -64,7 +80,7 @@ def sandbox_finder(ctx: Any) -> SandboxFinder:
     """The scheduler's one finder (made on first use: a client and its TLS context cost ~10 ms)."""
     finder = ctx.extras.get("sandbox_finder")
     if finder is None:
-        finder = ctx.extras["sandbox_finder"] = SandboxFinder()
+        finder = ctx.extras["sandbox_finder"] = SandboxFinder(peer=ctx.config.security.peer)
     return finder
 
 

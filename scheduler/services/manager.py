@@ -16,7 +16,7 @@ import posixpath
 import socket
 import threading
 import time
-import urllib.request
+import urllib.error
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -765,16 +765,23 @@ class ServiceManager:
         }
 
     def _agent_views(self) -> list[Any]:
-        """Free resources per agent from the master's `/state` (what offers would say)."""
+        """Free resources per agent from the master's `/state` (what offers would say), read as
+        the scheduler (its principal; TLS verified with its CA)."""
+        from framework.security.peer import Peer
         from scheduler.placement import AgentView
 
         master = str(getattr(self.ctx.config, "master", "") or "")
-        if not master or master.startswith("zk://"):
+        if master.startswith("zk://"):  # the leading master, as the driver found it
+            master = str(getattr(getattr(self.ctx, "driver", None), "master", None) or "")
+        if not master:
             return []
-        base = master if master.startswith("http") else f"http://{master}"
+        security = getattr(self.ctx.config, "security", None)
+        peer = security.peer if security is not None else Peer()
         try:
-            with urllib.request.urlopen(f"{base}/state", timeout=5) as response:
-                state = json.loads(response.read())
+            state = peer.get_json(f"{peer.base_url(master)}/state", timeout=5)
+        except urllib.error.HTTPError as error:
+            log.warning("the master refuses us its state (%s): the preview sees no agent", error)
+            return []
         except (OSError, ValueError):
             return []
         views = []

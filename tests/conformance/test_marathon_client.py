@@ -1,7 +1,9 @@
 """The PyPI `marathon` client (0.13.0) drives a whole app lifecycle against dockyard.
 
 The client builds its models with fixed keyword lists, so any key dockyard adds
-that Marathon does not have fails these tests with a TypeError.
+that Marathon does not have fails these tests with a TypeError. It also works
+against a secured scheduler: `username`/`password` (HTTP Basic, as with
+Marathon's `--http_credentials`) over HTTPS verified with `verify=<CA file>`.
 """
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from typing import Iterator
 
 import pytest
 from marathon import MarathonApp, MarathonClient
-from marathon.exceptions import MarathonHttpError, NotFoundError
+from marathon.exceptions import MarathonError, MarathonHttpError, NoResponseError, NotFoundError
 
+from framework.security.bundle import Bundle
+from tests.security.secured import SecuredScheduler
 from tests.support.cluster import Cluster
 from tests.support.procs import Process, dockyard, free_port, http_ok, wait_for
 
@@ -117,3 +121,51 @@ def test_whole_lifecycle(client: MarathonClient) -> None:
     assert not [e for e in events if isinstance(e, Exception)]
     kinds = {e.event_type for e in events}
     assert {"api_post_event", "status_update_event", "deployment_info", "deployment_success"} <= kinds
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Bundle]]:
+    """A scheduler serving HTTPS (the bundle's CA) with the bundle's users, on its own cluster."""
+    workdir = Path(tmp_path_factory.mktemp("marathon-client-secured"))
+    bundle = Bundle(workdir / "security").ensure()
+    with Cluster(workdir / "cluster", agents=1).start() as cluster:
+        # TLS on the API only: the embedded master here is plain HTTP, which `http://` says.
+        with SecuredScheduler.start(cluster.master_url, workdir / "scheduler", bundle,
+                                    "--http-users", str(bundle.users_file), tls=True) as scheduler:
+            wait_for(lambda: scheduler.health().get("subscribed"), timeout=60, what="secured scheduler")
+            yield scheduler.url, bundle
+
+
+def test_username_and_password_over_https(secured: tuple[str, Bundle]) -> None:
+    url, bundle = secured
+    ca = str(bundle.ca_cert)
+    operator = MarathonClient(url, username=bundle.operator.principal, password=bundle.operator.secret,
+                              verify=ca, timeout=10)
+    viewer = MarathonClient(url, username=bundle.viewer.principal, password=bundle.viewer.secret,
+                            verify=ca, timeout=10)
+    assert operator.ping()  # open, as Marathon answers it
+    assert operator.get_info().name == "dockyard"
+
+    events = operator.event_stream()  # the SSE session authenticates too
+    assert next(iter(events)).event_type == "event_stream_attached"
+
+    app = operator.create_app("secure-web", MarathonApp(cmd="sleep 3600", mem=16, cpus=0.1, instances=1))
+    assert app.id == "/secure-web"
+    final = wait_for(lambda: deployed(operator, "/secure-web"), timeout=60, what="secure-web deployed")
+    assert final.tasks_running == 1
+    assert [a.id for a in viewer.list_apps()] == ["/secure-web"]
+    with pytest.raises(MarathonHttpError) as refused:
+        viewer.scale_app("/secure-web", 2)
+    assert refused.value.status_code == 403
+    operator.delete_app("/secure-web")
+    wait_for(lambda: not operator.list_apps(), timeout=60, what="secure-web deleted")
+
+    with pytest.raises(MarathonHttpError) as unauthorized:
+        MarathonClient(url, verify=ca, timeout=10).list_apps()
+    assert unauthorized.value.status_code == 401
+    wrong = MarathonClient(url, username=bundle.operator.principal, password="wrong", verify=ca, timeout=10)
+    with pytest.raises(MarathonHttpError):
+        wrong.list_apps()
+    with pytest.raises((NoResponseError, MarathonError)):  # the system's CAs do not know ours
+        MarathonClient(url, username=bundle.operator.principal, password=bundle.operator.secret,
+                       timeout=10).list_apps()

@@ -54,7 +54,7 @@ def test_role_command_lines_embedded(tmp_path: Path) -> None:
         "--attributes", "node:agent1", "--resources", "cpus:2;mem:1024;ports:[31000-31099]"]
     assert role_argv(tmp_path, "master", *common, "DOCKYARD_ZK=zk://10.213.0.2:2181/mesos") == [
         "/opt/py", "/src/dockyard.py", "master", "--ip", "10.213.0.11", "--port", "5050",
-        "--work-dir", "/w", "--hostname", "agent1", "--zk", "zk://10.213.0.2:2181/mesos"]
+        "--work-dir", "/w", "--hostname", "agent1", "--offer-timeout", "10", "--zk", "zk://10.213.0.2:2181/mesos"]
     assert role_argv(tmp_path, "scheduler", *common, "DOCKYARD_MASTER=zk://c:2181/mesos",
                      "DOCKYARD_PORT=8080") == [
         "/opt/py", "/src/dockyard.py", "scheduler", "--master", "zk://c:2181/mesos",
@@ -66,7 +66,7 @@ def test_role_command_lines_apache_mesos(tmp_path: Path) -> None:
                      "DOCKYARD_WORK_DIR=/var/lib/dockyard/master", "DOCKYARD_HOSTNAME=control",
                      "DOCKYARD_ZK=zk://192.168.56.10:2181/mesos")
     assert argv == ["mesos-master", "--ip=192.168.56.10", "--port=5050",
-                    "--work_dir=/var/lib/dockyard/master", "--hostname=control",
+                    "--work_dir=/var/lib/dockyard/master", "--hostname=control", "--offer_timeout=10secs",
                     "--zk=zk://192.168.56.10:2181/mesos", "--quorum=1"]
     agent = role_argv(tmp_path, "agent", "DOCKYARD_MESOS=apache", "DOCKYARD_IP=192.168.56.11",
                       "DOCKYARD_WORK_DIR=/w", "DOCKYARD_MASTER=zk://192.168.56.10:2181/mesos",
@@ -180,3 +180,31 @@ def test_zookeeper_role_runs_in_a_namespace_node(node: network.NodeLink, tmp_pat
     with socket.socket() as sock:
         sock.settimeout(0.5)
         assert sock.connect_ex((ip, 8080)) != 0
+
+
+def test_secured_roles_get_the_same_flags_as_up(tmp_path: Path) -> None:
+    """run-role.sh (lab and Vagrant) and `dockyard up` (framework/security/bundle.py) secure the
+    embedded roles with the same flags; Apache Mesos gets Mesos's names and libprocess's TLS."""
+    from framework.security.bundle import Bundle
+
+    sec = tmp_path / "security"
+    bundle = Bundle(sec)
+    common = ("DOCKYARD_CMD=dockyard", "DOCKYARD_IP=10.213.0.11", "DOCKYARD_HOSTNAME=agent1",
+              "DOCKYARD_WORK_DIR=/w", f"DOCKYARD_SECURITY_DIR={sec}", "DOCKYARD_TLS_NAME=agent1")
+    tls = bundle.tls_flags(sec / "agent1.pem", sec / "agent1.key")
+    master = role_argv(tmp_path, "master", *common)
+    assert master[-len(bundle.master_flags()) - len(tls):] == [*bundle.master_flags(), *tls]
+    assert master[master.index("--offer-timeout") + 1] == "10"
+    agent = role_argv(tmp_path, "agent", *common, "DOCKYARD_MASTER=10.213.0.2:5050")
+    assert agent[-len(bundle.agent_flags("agent1")) - len(tls):] == [*bundle.agent_flags("agent1"), *tls]
+    scheduler = role_argv(tmp_path, "scheduler", *common, "DOCKYARD_MASTER=10.213.0.2:5050")
+    assert scheduler[-len(bundle.scheduler_flags()) - len(tls):] == [*bundle.scheduler_flags(), *tls]
+
+    apache = role_argv(tmp_path, "master", *common, "DOCKYARD_MESOS=apache")
+    assert apache[:2] == ["env", "LIBPROCESS_SSL_ENABLED=true"]
+    assert f"--credentials={sec}/credentials.json" in apache and "--authenticate_agents" in apache
+    assert "mesos-master" in apache
+
+    open_agent = role_argv(tmp_path, "agent", "DOCKYARD_CMD=dockyard", "DOCKYARD_IP=10.213.0.11",
+                           "DOCKYARD_WORK_DIR=/w", "DOCKYARD_MASTER=m:5050", "DOCKYARD_INSECURE=1")
+    assert open_agent[-1] == "--insecure" and "--credential" not in open_agent

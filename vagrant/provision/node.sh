@@ -11,6 +11,8 @@
 #   DOCKYARD_ZK          1: ZooKeeper on the control node (default 1)
 #   DOCKYARD_MESOS       auto|apache|embedded (default auto, see install-mesos.sh)
 #   DOCKYARD_SRC         the checkout (default /vagrant)
+#   DOCKYARD_SEED_FILE   the seed every node derives the cluster's security from
+#   DOCKYARD_INSECURE    1: no authentication, no TLS (default 0)
 set -euo pipefail
 
 # Vagrant uploads this script alone, so its siblings are found in the checkout.
@@ -50,6 +52,27 @@ else
   master_url="$control:5050"
 fi
 common=(DOCKYARD_IP="$DOCKYARD_IP" DOCKYARD_HOSTNAME="$DOCKYARD_NODE" DOCKYARD_MESOS="$impl")
+
+# Security (docs/security.md): the same bundle on every node, from the shared seed, and
+# this node's own certificate in it.
+if [[ ${DOCKYARD_INSECURE:-0} == 1 ]]; then
+  common+=(DOCKYARD_INSECURE=1)
+else
+  seed=${DOCKYARD_SEED_FILE:-${DOCKYARD_SRC:-/vagrant}/vagrant/.security-seed}
+  if [[ ! -s $seed ]]; then
+    echo "node.sh: no security seed at $seed (the Vagrantfile makes it); DOCKYARD_INSECURE=1 runs open" >&2
+    exit 2
+  fi
+  agents=()
+  for pair in "${hosts[@]}"; do
+    name=${pair%%=*}
+    [[ $name == agent* ]] && agents+=(--agent "$name")
+  done
+  read -r -a dockyard_cmd <<<"${DOCKYARD_CMD:-dockyard}"
+  "${dockyard_cmd[@]}" security init "$etc/security" --seed-file "$seed" "${agents[@]}" \
+    --cert "$DOCKYARD_NODE" --host "$DOCKYARD_IP" --host "$DOCKYARD_NODE"
+  common+=(DOCKYARD_SECURITY_DIR="$etc/security" DOCKYARD_TLS_NAME="$DOCKYARD_NODE")
+fi
 
 if [[ $kind == control ]]; then
   if [[ $zk == 1 ]]; then

@@ -55,14 +55,18 @@ case $role in
   master)
     need DOCKYARD_IP; need DOCKYARD_WORK_DIR
     if [[ $impl == apache ]]; then
+      # An offer no framework answers is taken back after 10 s, so one silent framework
+      # cannot hold the cluster (docs/security.md).
       argv=(mesos-master "--ip=$DOCKYARD_IP" "--port=${DOCKYARD_PORT:-5050}"
-            "--work_dir=$DOCKYARD_WORK_DIR" "--hostname=${DOCKYARD_HOSTNAME:-$DOCKYARD_IP}")
+            "--work_dir=$DOCKYARD_WORK_DIR" "--hostname=${DOCKYARD_HOSTNAME:-$DOCKYARD_IP}"
+            --offer_timeout=10secs)
       if [[ -n ${DOCKYARD_ZK:-} ]]; then
         argv+=("--zk=$DOCKYARD_ZK" --quorum=1)
       fi
     else
       argv=("${dockyard[@]}" master --ip "$DOCKYARD_IP" --port "${DOCKYARD_PORT:-5050}"
-            --work-dir "$DOCKYARD_WORK_DIR" --hostname "${DOCKYARD_HOSTNAME:-$DOCKYARD_IP}")
+            --work-dir "$DOCKYARD_WORK_DIR" --hostname "${DOCKYARD_HOSTNAME:-$DOCKYARD_IP}"
+            --offer-timeout 10)
       if [[ -n ${DOCKYARD_ZK:-} ]]; then
         argv+=(--zk "$DOCKYARD_ZK")
       fi
@@ -98,6 +102,48 @@ case $role in
     exit 2
     ;;
 esac
+
+# Security (docs/security.md). DOCKYARD_SECURITY_DIR is a bundle made by `dockyard lab up`
+# or `dockyard security init`; DOCKYARD_TLS_NAME names this node's certificate in it (TLS
+# on). Without a bundle, DOCKYARD_INSECURE=1 is the explicit way to serve the lab open.
+sec=${DOCKYARD_SECURITY_DIR:-}
+if [[ -n $sec && $role != zookeeper ]]; then
+  tls=()
+  tls_env=()
+  if [[ -n ${DOCKYARD_TLS_NAME:-} ]]; then
+    cert="$sec/$DOCKYARD_TLS_NAME.pem"
+    key="$sec/$DOCKYARD_TLS_NAME.key"
+    tls=(--tls-cert "$cert" --tls-key "$key" --tls-ca "$sec/ca.pem")
+    # Apache Mesos reads its TLS settings from the environment (libprocess).
+    tls_env=(env LIBPROCESS_SSL_ENABLED=true "LIBPROCESS_SSL_CERT_FILE=$cert" "LIBPROCESS_SSL_KEY_FILE=$key"
+             "LIBPROCESS_SSL_CA_FILE=$sec/ca.pem" LIBPROCESS_SSL_VERIFY_SERVER_CERT=true)
+  fi
+  case $role/$impl in
+    master/embedded)
+      argv+=(--credentials "$sec/credentials.json" --authenticate-http-frameworks
+             --authenticate-http-readonly --authenticate-http-readwrite --authenticate-agents
+             --acls "$sec/acls.json" "${tls[@]}") ;;
+    agent/embedded)
+      argv+=(--credential "$sec/agent-$hostname.json" --http-credentials "$sec/credentials.json"
+             --authenticate-http-readonly --authenticate-http-readwrite --authenticate-http-executors
+             --executor-secret-key "$sec/executor.key" --acls "$sec/acls.json" "${tls[@]}") ;;
+    master/apache)
+      argv=("${tls_env[@]}" "${argv[@]}" "--credentials=$sec/credentials.json" --authenticate_http_frameworks
+            --http_framework_authenticators=basic --authenticate_http_readonly --authenticate_http_readwrite
+            --authenticate_agents "--acls=$sec/acls.json") ;;
+    agent/apache)
+      argv=("${tls_env[@]}" "${argv[@]}" "--credential=$sec/agent-$hostname.json"
+            "--http_credentials=$sec/credentials.json" --authenticate_http_readonly
+            --authenticate_http_readwrite --authenticate_http_executors "--jwt_secret_key=$sec/executor.key"
+            "--acls=$sec/acls.json") ;;
+    scheduler/*)
+      argv+=(--mesos-authentication-principal dockyard
+             --mesos-authentication-secret-file "$sec/scheduler.secret" --http-users "$sec/users.json"
+             "${tls[@]}") ;;
+  esac
+elif [[ ${DOCKYARD_INSECURE:-0} == 1 && $role != zookeeper && ( $impl == embedded || $role == scheduler ) ]]; then
+  argv+=(--insecure)
+fi
 
 if [[ -n ${DOCKYARD_EXTRA_ARGS:-} ]]; then
   read -r -a extra <<<"$DOCKYARD_EXTRA_ARGS"

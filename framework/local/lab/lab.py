@@ -8,6 +8,11 @@ Layout of a lab named NAME on subnet S (default 10.213.0.0/24):
 
 Roles are started through `vagrant/provision/run-role.sh` with an environment
 file written by `role-env.sh`, the same scripts a Vagrant node runs under systemd.
+
+Secured as `dockyard up` is (docs/security.md): a bundle under the lab's folder
+(`security/`), a certificate per node, authentication on every role and TLS on
+every connection (the nodes talk over a network, not loopback). The host's CLI
+uses the lab's `client.json`. `--insecure` serves the lab open instead.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +31,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from framework.security import client as client_settings
+from framework.security.bundle import Bundle
 
 from . import LabError, network, nodes
 from .state import LabState, Node, Proc, lab_dir, load, prefix, remove
@@ -59,6 +68,7 @@ class UpOptions:
     timeout: float = 90.0
     keep_on_failure: bool = False         # leave a failed lab up for inspection
     extra: dict[str, str] | None = None   # role -> DOCKYARD_EXTRA_ARGS
+    insecure: bool = False                # no authentication, no TLS
 
 
 def _fault(step: str) -> None:
@@ -115,6 +125,8 @@ def up(name: str, root: Path | None, options: UpOptions,
     _check_subnet_free(options.subnet)
     state.save()
     try:
+        if not options.insecure:
+            _secure(state, say)
         _build_network(state, say)
         _start_roles(state, options, say)
     except BaseException as error:
@@ -137,6 +149,31 @@ def _check_subnet_free(subnet: str) -> None:
         if dst and dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(wanted):
             raise LabError(f"subnet {subnet} overlaps {dst} on {route.get('dev')}; "
                            "pick another with --subnet")
+
+
+def security_dir(state: LabState) -> Path:
+    return Path(state.dir) / "security"
+
+
+def secured(state: LabState) -> bool:
+    return (security_dir(state) / "credentials.json").exists()
+
+
+def _secure(state: LabState, say: Callable[[str], None]) -> None:
+    """The lab's bundle, a certificate per node, and the host CLI's client.json."""
+    bundle = Bundle(security_dir(state)).ensure(
+        agents=[node.name for node in state.nodes.values() if "agent" in node.roles])
+    for node in state.nodes.values():
+        bundle.certificate(node.name, [node.ip, node.name])
+    control = state.control()
+    client_settings.write(client_file(state), {
+        "url": f"https://{control.ip}:{PORTS['scheduler']}", "master": f"https://{control.ip}:{PORTS['master']}",
+        "principal": bundle.operator.principal, "secret": bundle.operator.secret, "ca": str(bundle.ca_cert)})
+    say(f"security bundle in {bundle.directory}; the CLI uses {client_file(state)}")
+
+
+def client_file(state: LabState) -> Path:
+    return Path(state.dir) / "client.json"
 
 
 def _build_network(state: LabState, say: Callable[[str], None]) -> None:
@@ -182,6 +219,11 @@ def _role_settings(state: LabState, node: Node, role: str, options: UpOptions) -
             settings["DOCKYARD_RESOURCES"] = options.agent_resources
     if options.extra and options.extra.get(role):
         settings["DOCKYARD_EXTRA_ARGS"] = options.extra[role]
+    if options.insecure:
+        settings["DOCKYARD_INSECURE"] = "1"
+    else:
+        settings["DOCKYARD_SECURITY_DIR"] = str(security_dir(state))
+        settings["DOCKYARD_TLS_NAME"] = node.name
     return settings
 
 
@@ -239,7 +281,12 @@ def _start_roles(state: LabState, options: UpOptions, say: Callable[[str], None]
 
 
 def service_url(state: LabState, node: Node, role: str) -> str:
-    return f"http://{node.ip}:{state.ports[role]}"
+    return f"{'https' if secured(state) else 'http'}://{node.ip}:{state.ports[role]}"
+
+
+def _context(state: LabState) -> ssl.SSLContext | None:
+    ca = security_dir(state) / "ca.pem"
+    return ssl.create_default_context(cafile=str(ca)) if secured(state) else None
 
 
 def probe(state: LabState, node: Node, role: str, timeout: float = 1.0) -> bool:
@@ -253,7 +300,7 @@ def probe(state: LabState, node: Node, role: str, timeout: float = 1.0) -> bool:
             return False
     try:
         with urllib.request.urlopen(service_url(state, node, role) + "/health",
-                                    timeout=timeout) as response:
+                                    timeout=timeout, context=_context(state)) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -318,6 +365,8 @@ def status(state: LabState) -> dict:
     if control:
         result["urls"] = {"master": service_url(state, control, "master"),
                           "scheduler": service_url(state, control, "scheduler")}
+        if secured(state):
+            result["client_config"] = str(client_file(state))
     return result
 
 

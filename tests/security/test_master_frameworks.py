@@ -1,0 +1,305 @@
+"""Framework principals and the local authorizer's ACLs on a real `dockyard master` process.
+
+What a Mesos master does (src/master/validation.cpp, http.cpp `scheduler`,
+master.cpp `_subscribe`, authorization.cpp; reference §2.2, §3):
+
+* a SUBSCRIBE naming a principal other than the authenticated one is a 400; one
+  naming none is registered under the authenticated one;
+* a framework id belongs to its principal: SUBSCRIBE with it from another principal
+  gets one ERROR (`Changing framework's principal is not allowed.`) and the running
+  framework is untouched; other calls from another principal are 400s;
+* `register_frameworks`, `run_tasks`, `teardown_frameworks` refuse; `view_*` filter.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from framework.security.bundle import Identity
+from tests.support.mesos_http import EventStream
+from tests.support.procs import wait_for
+from tests.support.security import authorization
+
+from .master_support import (AuthAgent, SecuredMaster, get, launch, operator_call, scheduler_call, state,
+                             subscribe, task)
+
+PRINCIPALS = ("operator", "viewer", "dockyard", "other", "intruder", "outsider", "agent-a")
+IDS = {p: Identity(p, f"secret-of-{p}") for p in PRINCIPALS}
+OPERATOR, VIEWER, DOCKYARD, OTHER, INTRUDER, OUTSIDER, AGENT = (IDS[p] for p in PRINCIPALS)
+ANY = {"type": "ANY"}
+
+ACLS = {
+    "permissive": False,
+    "register_frameworks": [
+        {"principals": {"values": ["dockyard", "intruder"]}, "roles": ANY},
+        {"principals": {"values": ["other"]}, "roles": {"values": ["*"]}},
+    ],
+    "run_tasks": [
+        {"principals": {"values": ["dockyard"]}, "users": {"values": ["alice", "nobody"]}},
+        {"principals": {"values": ["other", "intruder"]}, "users": ANY},
+    ],
+    "teardown_frameworks": [{"principals": {"values": ["operator"]}, "framework_principals": ANY}],
+    **{action: [{"principals": {"values": ["operator", "dockyard", "other", "intruder"]}, "users": ANY},
+                {"principals": {"values": ["viewer"]}, "users": {"values": ["alice"]}}]
+       for action in ("view_frameworks", "view_tasks", "view_executors")},
+}
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredMaster]:
+    work: Path = tmp_path_factory.mktemp("master-frameworks")
+    (work / "credentials.json").write_text(json.dumps(
+        {"credentials": [{"principal": i.principal, "secret": i.secret} for i in IDS.values()]}))
+    (work / "acls.json").write_text(json.dumps(ACLS))
+    running = SecuredMaster(work, "--credentials", str(work / "credentials.json"), "--acls", str(work / "acls.json"),
+                            "--authenticate-http-frameworks", "--authenticate-http-readonly",
+                            "--authenticate-http-readwrite", "--authenticate-agents",
+                            "--agent-ping-timeout", "600")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def agent(master: SecuredMaster) -> Iterator[AuthAgent]:
+    registered = AuthAgent(master.url, AGENT)
+    assert registered.status == 200, registered.stream.body
+    yield registered
+    registered.close()
+
+
+class Fw:
+    """A subscribed framework as `identity`, torn down at the end of the test."""
+
+    def __init__(self, master: SecuredMaster, identity: Identity, info: dict[str, Any]) -> None:
+        self.master = master
+        self.identity = identity
+        self.stream = subscribe(master.url, info, identity)
+        assert self.stream.status == 200, (self.stream.status, self.stream.body)
+        first = self.stream.next()
+        assert first["type"] == "SUBSCRIBED", first
+        self.id: str = first["subscribed"]["framework_id"]["value"]
+
+    def call(self, kind: str, identity: Identity | None = None, **payload: Any) -> Any:
+        return scheduler_call(self.master.url, identity or self.identity, self.id, self.stream.stream_id,
+                              kind, **payload)
+
+    def offer(self) -> dict[str, Any]:
+        return self.stream.wait_for("OFFERS")["offers"]["offers"][0]
+
+    def update(self, task_id: str) -> dict[str, Any]:
+        return self.stream.wait_for(lambda e: e.get("type") == "UPDATE"
+                                    and e["update"]["status"]["task_id"]["value"] == task_id)["update"]["status"]
+
+    def close(self) -> None:
+        if not self.stream.ended.is_set():
+            self.call("TEARDOWN")
+        self.stream.close()
+
+
+@pytest.fixture
+def frameworks(master: SecuredMaster) -> Iterator[list[Fw]]:
+    opened: list[Fw] = []
+    yield opened
+    for fw in opened:
+        fw.close()
+
+
+def _open(opened: list[Fw], master: SecuredMaster, identity: Identity, info: dict[str, Any]) -> Fw:
+    fw = Fw(master, identity, info)
+    opened.append(fw)
+    return fw
+
+
+def _only_error(stream: EventStream) -> str:
+    """The message of a stream that carries one ERROR event and ends."""
+    assert stream.status == 200, (stream.status, stream.body)
+    event = stream.next()
+    assert event["type"] == "ERROR", event
+    assert stream.ended.wait(5), "the stream stays open after its ERROR"
+    with pytest.raises(EOFError):
+        stream.next(timeout=1)
+    return event["error"]["message"]
+
+
+# -- principals ---------------------------------------------------------------------------------
+
+def test_a_subscribe_naming_another_principal_is_refused(master: SecuredMaster) -> None:
+    stream = subscribe(master.url, {"user": "alice", "name": "f", "principal": "other"}, DOCKYARD)
+    assert stream.status == 400
+    assert stream.body.decode() == ("Failed to validate scheduler::Call: Authenticated principal 'dockyard' "
+                                    "does not match principal 'other' set in `FrameworkInfo`")
+    assert subscribe(master.url, {"user": "alice", "name": "f"}, None).status == 401
+
+
+def test_the_authenticated_principal_is_recorded_and_shown(master: SecuredMaster, frameworks: list[Fw]) -> None:
+    fw = _open(frameworks, master, DOCKYARD, {"user": "alice", "name": "recorded"})
+    legacy = [f for f in state(master.url, OPERATOR)["frameworks"] if f["id"] == fw.id]
+    assert legacy and legacy[0]["principal"] == "dockyard"
+    listed = operator_call(master.url, OPERATOR, "GET_FRAMEWORKS").json()["get_frameworks"]["frameworks"]
+    assert [f["framework_info"]["principal"] for f in listed if f["framework_info"]["id"]["value"] == fw.id] \
+        == ["dockyard"]
+
+
+def test_another_principal_cannot_take_a_framework_over(master: SecuredMaster, frameworks: list[Fw]) -> None:
+    fw = _open(frameworks, master, DOCKYARD, {"user": "alice", "name": "victim", "failover_timeout": 0})
+    # The hijack: the same framework id from another principal (with or without naming one).
+    for info in ({"user": "alice", "name": "thief"}, {"user": "alice", "name": "thief", "principal": "intruder"}):
+        thief = subscribe(master.url, info, INTRUDER, framework_id=fw.id)
+        assert _only_error(thief) == "Changing framework's principal is not allowed."
+    claims = subscribe(master.url, {"user": "alice", "name": "thief", "principal": "dockyard"}, INTRUDER,
+                       framework_id=fw.id)
+    assert claims.status == 400 and b"Authenticated principal 'intruder'" in claims.body
+    # The victim keeps its stream, its subscription and its calls.
+    assert not fw.stream.ended.is_set()
+    assert fw.call("REVIVE").status_code == 202
+    (listed,) = [f for f in state(master.url, OPERATOR)["frameworks"] if f["id"] == fw.id]
+    assert listed["active"] and listed["connected"] and listed["name"] == "victim"
+
+
+def test_calls_from_another_principal_are_refused(master: SecuredMaster, frameworks: list[Fw]) -> None:
+    fw = _open(frameworks, master, DOCKYARD, {"user": "alice", "name": "mine"})
+    for kind in ("TEARDOWN", "REVIVE"):
+        response = fw.call(kind, identity=INTRUDER)
+        assert response.status_code == 400
+        assert response.text == ("Authenticated principal 'intruder' does not match principal 'dockyard' set in "
+                                 "`FrameworkInfo`")
+    assert fw.id in {f["id"] for f in state(master.url, OPERATOR)["frameworks"]}
+    changed = fw.call("UPDATE_FRAMEWORK", update_framework={"framework_info": {
+        "user": "alice", "name": "mine", "id": {"value": fw.id}, "principal": "dockyard2"}})
+    assert changed.status_code == 400 and changed.text == "Changing framework's principal is not allowed."
+
+
+# -- ACLs ------------------------------------------------------------------------------------------
+
+def test_registration_needs_register_frameworks(master: SecuredMaster, frameworks: list[Fw]) -> None:
+    refused = subscribe(master.url, {"user": "alice", "name": "nope"}, OUTSIDER)
+    assert _only_error(refused) == "Not authorized to register framework  with roles { * }"
+    roles = subscribe(master.url, {"user": "bob", "name": "roles", "roles": ["prod", "*"],
+                                   "capabilities": [{"type": "MULTI_ROLE"}]}, OTHER)
+    assert _only_error(roles) == "Not authorized to register framework  with roles { *, prod }"
+    assert not [f for f in state(master.url, OPERATOR)["frameworks"] if f["name"] in ("nope", "roles")]
+    fw = _open(frameworks, master, OTHER, {"user": "bob", "name": "star"})  # role * is allowed
+    update = fw.call("UPDATE_FRAMEWORK", update_framework={"framework_info": {
+        "user": "bob", "name": "star", "id": {"value": fw.id}, "principal": "other", "role": "prod"}})
+    assert update.status_code == 403
+    assert update.text == f"Not authorized to register framework {fw.id} with roles {{ prod }}"
+
+
+def test_tasks_need_run_tasks(master: SecuredMaster, agent: AuthAgent, frameworks: list[Fw]) -> None:
+    fw = _open(frameworks, master, DOCKYARD, {"user": "alice", "name": "runner"})
+    offer = fw.offer()
+    root = task("as-root", agent.id or "", command={"value": "true", "user": "root"})
+    fine = task("as-alice", agent.id or "")
+    assert launch(master.url, DOCKYARD, fw.id, fw.stream.stream_id, offer,
+                  {"type": "LAUNCH", "launch": {"task_infos": [root, fine]}}).status_code == 202
+    refused = fw.update("as-root")
+    assert refused["state"] == "TASK_ERROR" and refused["reason"] == "REASON_TASK_UNAUTHORIZED"
+    assert refused["message"] == f"Not authorized to launch task as-root of framework {fw.id} under user 'root'"
+    run = agent.stream.wait_for("RUN_TASK")["run_task"]
+    assert run["task"]["task_id"]["value"] == "as-alice"
+    assert run["framework_info"]["principal"] == "dockyard"
+
+    offer = fw.offer()
+    executor = {"executor_id": {"value": "group"}, "type": "DEFAULT", "framework_id": {"value": fw.id},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+    group = [task("g-alice", agent.id or ""), task("g-root", agent.id or "", command={"value": "true", "user": "root"})]
+    assert launch(master.url, DOCKYARD, fw.id, fw.stream.stream_id, offer, {"type": "LAUNCH_GROUP", "launch_group": {
+        "executor": executor, "task_group": {"tasks": group}}}).status_code == 202
+    for task_id in ("g-alice", "g-root"):
+        status = fw.update(task_id)
+        assert status["state"] == "TASK_ERROR" and status["reason"] == "REASON_TASK_GROUP_UNAUTHORIZED"
+        assert status["message"] == f"Not authorized to launch task g-root of framework {fw.id} under user 'root'"
+    assert not [e for e in agent.stream.drain(0.5) if e.get("type") == "RUN_TASK_GROUP"]
+
+
+def test_teardown_needs_teardown_frameworks(master: SecuredMaster, frameworks: list[Fw]) -> None:
+    fw = _open(frameworks, master, DOCKYARD, {"user": "alice", "name": "target"})
+    for path in ("/teardown", "/master/teardown"):
+        denied = _post_form(master, path, f"frameworkId={fw.id}", VIEWER)
+        assert denied.status_code == 403 and denied.text == "403 Forbidden."
+    denied = operator_call(master.url, VIEWER, "TEARDOWN", teardown={"framework_id": {"value": fw.id}})
+    assert denied.status_code == 403 and denied.text == "403 Forbidden."
+    assert not fw.stream.ended.is_set()
+    assert _post_form(master, "/teardown", "", OPERATOR).status_code == 400
+    done = operator_call(master.url, OPERATOR, "TEARDOWN", teardown={"framework_id": {"value": fw.id}})
+    assert done.status_code == 200
+    assert fw.stream.ended.wait(5)
+    assert fw.id not in {f["id"] for f in state(master.url, OPERATOR)["frameworks"]}
+
+
+def _post_form(master: SecuredMaster, path: str, body: str, identity: Identity) -> httpx.Response:
+    return httpx.post(master.url + path, content=body, timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded", **authorization(identity)})
+
+
+def test_views_show_a_principal_only_what_it_may_see(master: SecuredMaster, agent: AuthAgent,
+                                                     frameworks: list[Fw]) -> None:
+    watcher = EventStream("POST", master.url + "/api/v1", {"type": "SUBSCRIBE"},
+                          headers={"Content-Type": "application/json", "Accept": "application/json",
+                                   **authorization(VIEWER)})
+    assert watcher.status == 200
+    assert watcher.next()["type"] == "SUBSCRIBED"
+    alice = _open(frameworks, master, DOCKYARD, {"user": "alice", "name": "alice-fw"})
+    bob = _open(frameworks, master, OTHER, {"user": "bob", "name": "bob-fw"})
+    agent_id = agent.id or ""
+
+    def executor(name: str, user: str | None) -> dict[str, Any]:
+        command: dict[str, Any] = {"value": "run"}
+        if user:
+            command["user"] = user
+        return {"executor_id": {"value": name}, "command": command, "framework_id": {"value": alice.id},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+
+    alice_tasks = [task("seen", agent_id), task("hidden", agent_id, command={"value": "true", "user": "nobody"}),
+                   {**task("by-exec", agent_id), "executor": executor("e-alice", None)},
+                   {**task("by-exec-nobody", agent_id), "executor": executor("e-nobody", "nobody")}]
+    for item in alice_tasks[2:]:
+        del item["command"]
+    assert launch(master.url, DOCKYARD, alice.id, alice.stream.stream_id, alice.offer(),
+                  {"type": "LAUNCH", "launch": {"task_infos": alice_tasks}}).status_code == 202
+    assert launch(master.url, OTHER, bob.id, bob.stream.stream_id, bob.offer(),
+                  {"type": "LAUNCH", "launch": {"task_infos": [task("bobs", agent_id)]}}).status_code == 202
+    everything = {"seen", "hidden", "by-exec", "by-exec-nobody", "bobs"}
+    visible = {"seen", "by-exec"}
+
+    def legacy_tasks(identity: Identity) -> set[str]:
+        return {t["id"] for t in get(master.url + "/tasks", identity).json()["tasks"]}
+
+    wait_for(lambda: legacy_tasks(OPERATOR) >= everything, timeout=10, what="every task launched")
+    assert legacy_tasks(VIEWER) == visible
+
+    seen = state(master.url, VIEWER)
+    assert [f["id"] for f in seen["frameworks"]] == [alice.id]
+    assert {t["id"] for t in seen["frameworks"][0]["tasks"]} == visible
+    assert {e["executor_id"] for e in seen["frameworks"][0]["executors"]} == {"e-alice"}
+    assert [f["id"] for f in get(master.url + "/frameworks", VIEWER).json()["frameworks"]] == [alice.id]
+    assert {f["id"] for f in state(master.url, OPERATOR)["frameworks"]} >= {alice.id, bob.id}
+
+    got = operator_call(master.url, VIEWER, "GET_STATE").json()["get_state"]
+    assert [f["framework_info"]["id"]["value"] for f in got["get_frameworks"]["frameworks"]] == [alice.id]
+    assert {t["task_id"]["value"] for t in got["get_tasks"]["tasks"]} == visible
+    assert {e["executor_info"]["executor_id"]["value"] for e in got["get_executors"]["executors"]} == {"e-alice"}
+    tasks = operator_call(master.url, VIEWER, "GET_TASKS").json()["get_tasks"]["tasks"]
+    assert {t["task_id"]["value"] for t in tasks} == visible
+    executors = operator_call(master.url, VIEWER, "GET_EXECUTORS").json()["get_executors"]["executors"]
+    assert {e["executor_info"]["executor_id"]["value"] for e in executors} == {"e-alice"}
+    listed = operator_call(master.url, VIEWER, "GET_FRAMEWORKS").json()["get_frameworks"]["frameworks"]
+    assert [f["framework_info"]["id"]["value"] for f in listed] == [alice.id]
+    operators = operator_call(master.url, OPERATOR, "GET_TASKS").json()["get_tasks"]["tasks"]
+    assert {t["task_id"]["value"] for t in operators} >= everything
+
+    # The viewer's event stream: what it may see, nothing of the rest.
+    heard = watcher.drain(1.0)
+    added = {e["task_added"]["task"]["task_id"]["value"] for e in heard if e["type"] == "TASK_ADDED"}
+    frameworks_heard = {e["framework_added"]["framework"]["framework_info"]["id"]["value"]
+                        for e in heard if e["type"] == "FRAMEWORK_ADDED"}
+    assert added == visible, heard
+    assert frameworks_heard == {alice.id}
+    watcher.close()
+
