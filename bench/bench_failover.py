@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.leader import SESSION_TIMEOUT
-from tests.faults.harness import Deployment, call, running_tasks_by_agent
+from tests.faults.harness import Deployment, running_tasks_by_agent
 from tests.support.procs import wait_for
 from tests.support.zookeeper import ZooKeeper
 
@@ -66,7 +66,7 @@ def scheduler_failover(d: Deployment, kills: int, tasks: set[str]) -> dict[str, 
 
         def serving() -> bool:
             new = d.leader()
-            return new is not None and new.index != old.index and call(new.url + "/v2/apps", timeout=2)[0] == 200
+            return new is not None and new.index != old.index and new.call("/v2/apps", timeout=2)[0] == 200
         wait_for(serving, timeout=60, interval=0.01, what="a new leader serving, reconciled")
         samples.append(time.monotonic() - started)
         framework_ids.add(d.leader().health()["frameworkId"])

@@ -7,7 +7,8 @@ free slot), and the scheduler's memory per queued run (RSS growth while runs
 that cannot be placed pile up). Targets: drain >= 90% of the allowed rate,
 scheduling latency p99 <= 1 s, <= 5 KB per queued run.
 
-    python -m bench jobs     # DOCKYARD_BENCH_JOBS=10000, DOCKYARD_BENCH_JOB_CPUS=0.1
+    python -m bench jobs     # DOCKYARD_BENCH_JOBS=10000, DOCKYARD_BENCH_JOB_CPUS=0.1,
+                             # DOCKYARD_BENCH_SECURITY=auth (or tls, insecure: see bench/_up.py)
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def run() -> dict:
     count = int(os.environ.get("DOCKYARD_BENCH_JOBS", "10000"))
     cpus = float(os.environ.get("DOCKYARD_BENCH_JOB_CPUS", "0.1"))
     mem = 32.0
-    with Up(agents=2, job_history=count + 10) as up, httpx.Client(base_url=up.url, timeout=60) as client:
+    with Up(agents=2, job_history=count + 10) as up:
+        client = up.client(timeout=60)  # client.json's credentials (and CA), one keep-alive connection
         total = up.cluster_resources()
         slots = int(min(total["cpus"] / cpus, total["mem"] / mem))
         allowed = slots / DURATION
@@ -61,6 +63,7 @@ def run() -> dict:
         cpu_after = cpu_by_role(up.workdir)
         failures = summary["failureCount"]
         metrics = client.get("/metrics").text
+        security = up.security
     rate = done / drain_seconds if drain_seconds else 0.0
 
     def q(name: str, quantile: float, label: str = "") -> float | None:
@@ -70,7 +73,7 @@ def run() -> dict:
         return None if value is None else round(value * 1000, 1)
 
     return {
-        "jobs": count, "job_cpus": cpus, "job_seconds": DURATION, "cluster": total,
+        "jobs": count, "security": security, "job_cpus": cpus, "job_seconds": DURATION, "cluster": total,
         "slots": slots, "allowed_runs_per_s": round(allowed, 1),
         "drain_runs_per_s": round(rate, 2), "drain_vs_allowed": round(rate / allowed, 3) if allowed else None,
         "drain_seconds": round(drain_seconds, 1), "finished": done, "failed": failures,

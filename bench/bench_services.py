@@ -16,7 +16,8 @@ Where the time goes is read from each task's own timestamps (/v2/apps/{id}/tasks
 POST -> stagedAt (offers and placement), stagedAt -> startedAt (agent, executor,
 container start), startedAt -> health firstSuccess (health check).
 
-    .venv/bin/python -m bench.bench_services     # DOCKYARD_BENCH_SERVICE_INSTANCES=100
+    .venv/bin/python -m bench.bench_services     # DOCKYARD_BENCH_SERVICE_INSTANCES=100,
+                                                 # DOCKYARD_BENCH_SECURITY=auth (tls, insecure)
     .venv/bin/python -m bench services
 """
 from __future__ import annotations
@@ -53,7 +54,9 @@ def container_app(count: int, cpus: float = 0.01) -> dict[str, Any]:
 
 
 def host_app(count: int) -> dict[str, Any]:
-    return {"id": "/bench/host", "cmd": SERVE.format(httpd=BUSYBOX), "cpus": 0.01, "mem": 16,
+    # in its sandbox: a host task runs as nobody, and /tmp/www may be another user's
+    cmd = f"mkdir www && echo ok > www/index.html && exec {BUSYBOX} httpd -f -p $PORT0 -h www"
+    return {"id": "/bench/host", "cmd": cmd, "cpus": 0.01, "mem": 16,
             "instances": count, "portDefinitions": [{"port": 0, "name": "http"}],
             "healthChecks": [HEALTH]}
 
@@ -140,14 +143,14 @@ def delete(client: httpx.Client, app_id: str, timeout: float = 120.0) -> float:
     return round(time.monotonic() - started, 2)
 
 
-def ports_taken(master_port: int, per_agent: int = 40) -> list[int]:
+def ports_taken(up: Up, per_agent: int = 40) -> list[int]:
     """Host ports at the start of each agent's range that something else already holds.
 
     Every `dockyard up` on a machine slices the same 31000-32999 range, so a second
     cluster's tasks can hold ports our agents will offer; an instance given one fails
     to bind and is retried with backoff. Reported so a slow run says why.
     """
-    state = httpx.get(f"http://127.0.0.1:{master_port}/state", timeout=5).json()
+    state = up.master_state()  # as the operator (client.json), over TLS when the cluster has it
     taken = []
     for agent in state["slaves"]:
         ranges = agent["resources"].get("ports", "").strip("[]")
@@ -175,8 +178,9 @@ def run(instances: int | None = None) -> dict:
         build_seconds = build_image(registry)
         # 4 cpus per agent (12 on a 2-core machine): room for the cpus 0.1 run below.
         with registry_env(registry), Up(agents=3, resources="cpus:4") as up:
-            client = httpx.Client(base_url=up.url, timeout=30)
-            taken = ports_taken(up.master_port)
+            client = up.client()  # client.json's credentials (and CA); closed with the cluster
+            taken = ports_taken(up)
+            security = up.security
             # CPU is sampled while the executors still live (an exited one is not counted).
             before = cpu_by_role(up.workdir)
             host = deploy(client, host_app(count))
@@ -193,12 +197,11 @@ def run(instances: int | None = None) -> dict:
             roomier = deploy(client, container_app(count, cpus=0.1))
             roomier["cpu_seconds_by_role"] = _delta(before, cpu_by_role(up.workdir))
             roomier["delete_seconds"] = delete(client, "/bench/container")
-            client.close()
     finally:
         shutil.rmtree(registry, ignore_errors=True)
     healthy, baseline = container["all_healthy_seconds"], host["all_healthy_seconds"]
     return {
-        "instances": count, "agents": 3, "image": IMAGE, "image_build_seconds": round(build_seconds, 2),
+        "instances": count, "agents": 3, "security": security, "image": IMAGE, "image_build_seconds": round(build_seconds, 2),
         "container": container,
         "container_cpus_0_1": roomier,
         "host_baseline": host,

@@ -64,6 +64,12 @@ class AgentSide:
                         principal, agent_id, owner)
             raise HttpError(403, f"Agent {agent_id} is registered by another principal")
 
+    def _check_may_register(self: "Master", principal: str | None) -> None:
+        """`register_agents` (Mesos's `Master::authorizeSlave`): who may add capacity to the cluster."""
+        if not self.acls.authorized("register_agents", principal, None):
+            log.warning("refusing to register an agent for principal '%s': not authorized", principal)
+            raise HttpError(403, f"Not authorized to register agent with principal '{principal}'")
+
     def _bind_owner(self: "Master", agent_id: str, principal: str | None) -> None:
         """The first authenticated principal to name an agent id owns it (kept in the registry)."""
         if principal is not None and agent_id not in self.agent_owners:
@@ -74,6 +80,7 @@ class AgentSide:
         info = dict(call.get("agent_info") or {})
         if not info.get("hostname"):
             raise HttpError(400, "Missing 'agent_info.hostname'")
+        self._check_may_register(principal)
         ip = str(call.get("ip") or info["hostname"])
         port = int(info.get("port", 5051))
         try:
@@ -111,6 +118,7 @@ class AgentSide:
         agent_id = _val(call.get("agent_id")) or _val((call.get("agent_info") or {}).get("id"))
         if not agent_id:
             raise HttpError(400, "Missing 'agent_id'")
+        self._check_may_register(principal)
         self._check_owner(agent_id, principal)
         info = dict(call.get("agent_info") or {})
         info["id"] = _id(agent_id)

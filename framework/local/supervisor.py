@@ -156,6 +156,7 @@ def write_client_settings(work_dir: Path, ip: str, master_port: int, scheduler_p
     if security.bundle is not None and security.cert:
         settings["ca"] = str(security.bundle.ca_cert)
     path = work_dir / "client.json"
+    work_dir.mkdir(parents=True, exist_ok=True)  # `--insecure` makes no security dir that would create it
     client_settings.write(path, settings)
     return path
 

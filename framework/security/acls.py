@@ -21,12 +21,15 @@ So `{"type": "NONE"}` as an entry's object is how a deny is written.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable
 
 from framework.errors import SecurityError
+
+log = logging.getLogger(__name__)
 
 
 class Kind(Enum):
@@ -101,13 +104,73 @@ ACTIONS: dict[str, str] = {
     "wait_nested_containers": "users",
     "kill_nested_containers": "users",
     "remove_nested_containers": "users",
+    "register_agents": "agents",                    # ANY or NONE: agents are not named
 }
+
+# Actions of Mesos's acls.proto that no dockyard server performs: a file written for a Mesos
+# cluster may hold them. They are read and ignored (with a warning), not refused, but a name
+# in neither table is a typo and refuses the file.
+MESOS_ONLY_ACTIONS = frozenset({
+    "reserve_resources", "unreserve_resources", "create_volumes", "destroy_volumes", "resize_volumes",
+    "update_weights", "get_endpoints", "get_quotas", "update_quotas", "access_mesos_logs", "view_roles",
+    "view_flags", "view_containers", "set_log_level", "update_maintenance_schedules",
+    "get_maintenance_schedules", "start_maintenances", "stop_maintenances", "get_maintenance_statuses",
+    "mark_agents_gone", "launch_standalone_containers", "kill_standalone_containers",
+    "wait_standalone_containers", "remove_standalone_containers", "view_standalone_containers",
+    "modify_resource_provider_configs", "view_resource_providers", "mark_resource_providers_gone",
+    "prune_images", "drain_agents", "deactivate_agents", "reactivate_agents",
+})
 
 
 @dataclass(frozen=True)
 class Rule:
     principals: Entity
     objects: Entity
+
+
+def read_document(path: str | Path, what: str) -> Any:
+    """A JSON policy file, or a SecurityError that names it (`what`: how the operator gave it)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise SecurityError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise SecurityError(f"{what} {path} is not JSON: {error}") from None
+
+
+def parse_policy(document: Any, where: str, fields: dict[str, str], ignored: frozenset[str] = frozenset(),
+                 ) -> tuple[dict[str, list[tuple["Entity", "Entity"]]], bool]:
+    """A Mesos-shaped policy document: `permissive` and, per action, entries of exactly
+    `principals` and the action's object field (`fields[action]`), as (subject, object) entities.
+
+    An action in `ignored` is skipped with a warning; any other unknown one refuses the file,
+    since a misspelt action silently ignored would leave what it guards open."""
+    if not isinstance(document, dict):
+        raise SecurityError(f"{where}: expected a JSON object")
+    permissive = document.get("permissive", True)
+    if not isinstance(permissive, bool):
+        raise SecurityError(f"{where}: 'permissive' must be true or false")
+    rules: dict[str, list[tuple[Entity, Entity]]] = {}
+    for action, entries in document.items():
+        if action == "permissive":
+            continue
+        if action in ignored:
+            log.warning("%s: ACL action %r is Mesos's, but no dockyard server performs it: ignored", where, action)
+            continue
+        if action not in fields:
+            raise SecurityError(f"{where}: unknown ACL action {action!r} (known: {', '.join(sorted(fields))})")
+        if not isinstance(entries, list):
+            raise SecurityError(f"{where}: {action} must be a list")
+        field = fields[action]
+        parsed = []
+        for index, entry in enumerate(entries):
+            at = f"{where}: {action}[{index}]"
+            if not isinstance(entry, dict) or set(entry) != {"principals", field}:
+                raise SecurityError(f"{at}: expected exactly 'principals' and '{field}'")
+            parsed.append((Entity.parse(entry["principals"], f"{at}.principals"),
+                           Entity.parse(entry[field], f"{at}.{field}")))
+        rules[action] = parsed
+    return rules, permissive
 
 
 class Acls:
@@ -119,40 +182,12 @@ class Acls:
 
     @classmethod
     def load(cls, path: str | Path) -> "Acls":
-        try:
-            document = json.loads(Path(path).read_text())
-        except OSError as error:
-            raise SecurityError(f"cannot read the ACL file {path}: {error.strerror or error}") from None
-        except ValueError as error:
-            raise SecurityError(f"the ACL file {path} is not JSON: {error}") from None
-        return cls.from_json(document, str(path))
+        return cls.from_json(read_document(path, "the ACL file"), str(path))
 
     @classmethod
     def from_json(cls, document: Any, where: str = "acls") -> "Acls":
-        if not isinstance(document, dict):
-            raise SecurityError(f"{where}: expected a JSON object")
-        permissive = document.get("permissive", True)
-        if not isinstance(permissive, bool):
-            raise SecurityError(f"{where}: 'permissive' must be true or false")
-        rules: dict[str, list[Rule]] = {}
-        for action, entries in document.items():
-            if action == "permissive":
-                continue
-            if action not in ACTIONS:
-                # A misspelt action silently ignored would leave the cluster open: refuse the file.
-                raise SecurityError(f"{where}: unknown ACL action {action!r} (known: {', '.join(sorted(ACTIONS))})")
-            if not isinstance(entries, list):
-                raise SecurityError(f"{where}: {action} must be a list")
-            field = ACTIONS[action]
-            parsed = []
-            for index, entry in enumerate(entries):
-                at = f"{where}: {action}[{index}]"
-                if not isinstance(entry, dict) or set(entry) != {"principals", field}:
-                    raise SecurityError(f"{at}: expected exactly 'principals' and '{field}'")
-                parsed.append(Rule(Entity.parse(entry["principals"], f"{at}.principals"),
-                                   Entity.parse(entry[field], f"{at}.{field}")))
-            rules[action] = parsed
-        return cls(rules, permissive)
+        parsed, permissive = parse_policy(document, where, ACTIONS, MESOS_ONLY_ACTIONS)
+        return cls({action: [Rule(*pair) for pair in pairs] for action, pairs in parsed.items()}, permissive)
 
     def authorized(self, action: str, principal: str | None, objects: str | Iterable[str] | None) -> bool:
         """May `principal` (None: unauthenticated) do `action` on `objects` (None: any)?

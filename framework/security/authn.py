@@ -77,7 +77,10 @@ class BearerAuthenticator:
     scheme = "Bearer"
 
     def __init__(self, key: bytes) -> None:
+        from framework.security.tokens import Verifier
+
         self.key = key
+        self._verify = Verifier(key)  # an executor's token is checked in full once, then looked up
 
     def challenge(self, realm: str, error: str | None = None) -> str:
         if error is None:
@@ -87,7 +90,7 @@ class BearerAuthenticator:
         return f'Bearer realm="{realm}", error="invalid_token", error_description="{safe}"'
 
     def authenticate(self, header: str) -> Principal | str:
-        from framework.security.tokens import TokenError, verify
+        from framework.security.tokens import TokenError
 
         parts = header.split(" ")
         if len(parts) != 2:
@@ -95,7 +98,7 @@ class BearerAuthenticator:
         if parts[0] != "Bearer":
             return f"Scheme '{parts[0][:32]}' unsupported"
         try:
-            claims = verify(self.key, parts[1])
+            claims = self._verify(parts[1])
         except TokenError as error:
             return str(error)
         return Principal(None, claims)

@@ -1,9 +1,10 @@
 """The PyPI `marathon` client (0.13.0) drives a whole app lifecycle against dockyard.
 
 The client builds its models with fixed keyword lists, so any key dockyard adds
-that Marathon does not have fails these tests with a TypeError. It also works
-against a secured scheduler: `username`/`password` (HTTP Basic, as with
-Marathon's `--http_credentials`) over HTTPS verified with `verify=<CA file>`.
+that Marathon does not have fails these tests with a TypeError. The scheduler is
+secured as a test cluster's always is, so the client logs in with
+`username`/`password` (HTTP Basic, as with Marathon's `--http_credentials`); it
+also works over HTTPS verified with `verify=<CA file>`.
 """
 from __future__ import annotations
 
@@ -16,23 +17,19 @@ from marathon import MarathonApp, MarathonClient
 from marathon.exceptions import MarathonError, MarathonHttpError, NoResponseError, NotFoundError
 
 from framework.security.bundle import Bundle
-from tests.security.secured import SecuredScheduler
 from tests.support.cluster import Cluster
-from tests.support.procs import Process, dockyard, free_port, http_ok, wait_for
+from tests.support.procs import wait_for
+from tests.support.scheduler import SchedulerProcess
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarathonClient]:
     workdir = Path(tmp_path_factory.mktemp("marathon-client"))
     with Cluster(workdir, agents=2, resources="cpus:4;mem:4096;disk:10000;ports:[31000-31100]").start() as cluster:
-        port = free_port()
-        process = Process(dockyard("scheduler", "--master", cluster.master_address, "--port", str(port),
-                                   "--data-dir", str(workdir / "data")), workdir / "scheduler.log")
-        try:
-            wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=60, what="scheduler")
-            yield MarathonClient(f"http://127.0.0.1:{port}", timeout=10)
-        finally:
-            process.stop()
+        with SchedulerProcess.start(cluster, workdir / "scheduler") as scheduler:
+            operator = cluster.operator
+            assert operator is not None
+            yield MarathonClient(scheduler.url, username=operator.principal, password=operator.secret, timeout=10)
 
 
 def deployed(client: MarathonClient, app_id: str) -> MarathonApp | None:
@@ -125,15 +122,13 @@ def test_whole_lifecycle(client: MarathonClient) -> None:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Bundle]]:
-    """A scheduler serving HTTPS (the bundle's CA) with the bundle's users, on its own cluster."""
+    """A scheduler serving HTTPS (the cluster's CA) with the cluster bundle's users."""
     workdir = Path(tmp_path_factory.mktemp("marathon-client-secured"))
-    bundle = Bundle(workdir / "security").ensure()
     with Cluster(workdir / "cluster", agents=1).start() as cluster:
         # TLS on the API only: the embedded master here is plain HTTP, which `http://` says.
-        with SecuredScheduler.start(cluster.master_url, workdir / "scheduler", bundle,
-                                    "--http-users", str(bundle.users_file), tls=True) as scheduler:
-            wait_for(lambda: scheduler.health().get("subscribed"), timeout=60, what="secured scheduler")
-            yield scheduler.url, bundle
+        with SchedulerProcess.start(cluster, workdir / "scheduler", tls=True) as scheduler:
+            assert cluster.bundle is not None
+            yield scheduler.url, cluster.bundle
 
 
 def test_username_and_password_over_https(secured: tuple[str, Bundle]) -> None:

@@ -3,6 +3,9 @@
 pymesos cannot be installed on Python 3.11+ (its http-parser dependency does not
 build), so it runs in a cached Python 3.10 virtualenv (`.venv-pymesos/`) as
 separate processes: a pymesos scheduler launching a task on a pymesos executor.
+The cluster is secured as every test cluster is: the scheduler authenticates with
+pymesos's own `principal`/`secret`, the executor sends the agent's token
+(pymesos_apps/executor.py). pymesos speaks no TLS, so the cluster (on loopback) has none.
 """
 from __future__ import annotations
 
@@ -49,6 +52,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, zk) -> Iterator[Cluster]: 
         yield running
 
 
+def scheduler_argv(python310: Path, cluster: Cluster, master: str, executor_command: str) -> list[str]:
+    """The pymesos scheduler app's command line, with the operator's credentials when secured."""
+    argv = [str(python310), str(APPS / "scheduler.py"), master, executor_command]
+    if cluster.operator is not None:
+        assert cluster.bundle is not None
+        argv += [cluster.operator.principal, str(cluster.bundle.operator_secret_file)]
+    return argv
+
+
 def events(process: Process) -> list[dict]:
     found = []
     for line in process.output().splitlines():
@@ -68,9 +80,8 @@ def test_pymesos_scheduler_and_executor_end_to_end(cluster: Cluster, python310: 
     executor_command = f"{python310} {APPS / 'executor.py'}"
     master = cluster.master_address if how == "address" else cluster.zk_url
     assert master is not None
-    scheduler = Process([str(python310), str(APPS / "scheduler.py"), master,
-                         executor_command], tmp_path / "pymesos-scheduler.log",
-                        env={"PYTHONPATH": ""})
+    scheduler = Process(scheduler_argv(python310, cluster, master, executor_command),
+                        tmp_path / "pymesos-scheduler.log", env={"PYTHONPATH": ""})
     try:
         def finished() -> bool:
             if not scheduler.alive() and not any(e["event"] == "stopped" for e in events(scheduler)):

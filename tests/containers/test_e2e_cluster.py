@@ -11,12 +11,11 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
-from tests.support.procs import dockyard, wait_for
+from tests.support.procs import dockyard
 
 pytestmark = pytest.mark.root
 
@@ -51,22 +50,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, archives: Path) -> Iterato
 
 @pytest.fixture
 def framework(cluster: Cluster) -> Iterator[RawFramework]:
-    client = RawFramework(cluster.master_address).start()
+    client = RawFramework(cluster.master_api()).start()
     yield client
     client.stop()
 
 
 def task_stdout(cluster: Cluster, task_id: str) -> str:
     """The task's stdout, found through the agent's /state (the sandbox Mesos reports)."""
-    def find() -> Path | None:
-        state = httpx.get(f"http://{cluster.agent_address(0)}/state", timeout=5).json()
-        for framework in state["frameworks"] + state["completed_frameworks"]:
-            for executor in framework["executors"] + framework["completed_executors"]:
-                if executor["id"] == task_id:
-                    return Path(executor["directory"]) / "stdout"
-        return None
-
-    return wait_for(find, 10, what=f"{task_id}'s sandbox").read_text()  # type: ignore[union-attr]
+    return (Path(cluster.executor(task_id, timeout=10)["directory"]) / "stdout").read_text()
 
 
 def test_task_runs_inside_the_image_from_a_local_archive(framework: RawFramework, cluster: Cluster) -> None:
@@ -171,7 +162,7 @@ def test_an_agent_with_namespaces_pid_gives_command_tasks_their_own_pid_namespac
     (tini, PID 1), and an early SIGTERM still ends it promptly (tini forwards it)."""
     with Cluster(tmp_path, agents=1,
                  agent_args=["--isolation", "cgroups/cpu,cgroups/mem,namespaces/pid"]).start() as cluster:
-        client = RawFramework(cluster.master_address).start()
+        client = RawFramework(cluster.master_api()).start()
         try:
             client.launch(client.offer(), [command_task("echo pid=$$ init=$(cat /proc/1/comm); "
                                                         "grep -c . /proc/self/cgroup >/dev/null && echo ok",

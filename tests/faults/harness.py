@@ -16,17 +16,19 @@ import json
 import os
 import random
 import signal
+import ssl
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from framework.security.bundle import Identity
+from tests.support import security
 from tests.support.cluster import Cluster
 from tests.support.procs import Process, dockyard, free_port, wait_for
+from tests.support.security import Endpoint
 from tests.support.zookeeper import ZooKeeper
 
 SMALL_AGENT = "cpus:4;mem:4096;disk:10000;ports:[31000-31200]"
@@ -34,16 +36,10 @@ SMALL_AGENT = "cpus:4;mem:4096;disk:10000;ports:[31000-31200]"
 
 # -- HTTP ------------------------------------------------------------------------------------
 
-def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> tuple[int, Any, dict]:
+def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0, *,
+         identity: Identity | None = None, context: ssl.SSLContext | None = None) -> tuple[int, Any, dict]:
     """(status, JSON or text, headers with lower-case names); connection errors raise OSError."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw, status, headers = response.read(), response.status, _lower(response.headers)
-    except urllib.error.HTTPError as error:
-        raw, status, headers = error.read(), error.code, _lower(error.headers)
+    status, headers, raw = security.call(method, url, identity, body, context=context, timeout=timeout)
     try:
         payload = json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -51,47 +47,49 @@ def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0)
     return status, payload, headers
 
 
-def _lower(headers: Any) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
-def get(url: str, timeout: float = 5.0) -> Any:
-    status, payload, _ = call(url, timeout=timeout)
-    if status >= 400:
-        raise OSError(f"GET {url}: {status} {payload}")
-    return payload
-
-
 # -- processes ---------------------------------------------------------------------------------
 
 @dataclass
 class SchedulerProcess:
+    """One HA scheduler of a deployment; `api` is its API as the cluster's operator."""
+
     index: int
-    port: int
+    api: Endpoint
     workdir: Path
     process: Process | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.api.url
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.api.address
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    def call(self, path: str, method: str = "GET", body: Any = None,
+             timeout: float = 10.0) -> tuple[int, Any, dict]:
+        """(status, JSON or text, lower-case headers) of one call as the operator."""
+        return call(self.url + path, method, body, timeout, identity=self.api.identity, context=self.api.context)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()
 
     def health(self) -> dict | None:
         try:
-            return call(self.url + "/health", timeout=2)[1]
+            return call(self.url + "/health", timeout=2, context=self.api.context)[1]
         except OSError:
             return None
 
 
 @dataclass
 class Deployment:
-    """ZooKeeper + masters (contending in ZooKeeper when >1) + agents + HA schedulers."""
+    """ZooKeeper + masters (contending in ZooKeeper when >1) + agents + HA schedulers, secured as a
+    test cluster is (tests/support/cluster.py): with `netns=True` the masters and agents serve
+    network addresses, so TLS is on too; `api`, `SchedulerProcess.call` act as the operator."""
 
     workdir: Path
     zk: ZooKeeper
@@ -125,7 +123,9 @@ class Deployment:
                                zk_url=self.mesos_zk, resources=self.resources, ip=ip, agent_net=agent_net,
                                master_args=["--agent-ping-timeout", str(self.agent_ping_timeout),
                                             "--agent-ping-interval", str(self.agent_ping_interval)])
-        self.scheds = [SchedulerProcess(i, free_port(), self.workdir / f"scheduler{i}")
+        self.scheds = [SchedulerProcess(i, Endpoint(f"{self.cluster.scheme}://127.0.0.1:{free_port()}",
+                                                    self.cluster.operator, self.cluster.ssl_context),
+                                        self.workdir / f"scheduler{i}")
                        for i in range(self.schedulers)]
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -146,12 +146,13 @@ class Deployment:
         sched.workdir.mkdir(parents=True, exist_ok=True)
         argv = dockyard("scheduler", "--master", self.cluster.master_uri, "--ip", "127.0.0.1",
                         "--port", str(sched.port), "--data-dir", str(sched.workdir / "data"),
-                        "--zk", self.scheduler_zk, *self.scheduler_args)
+                        "--zk", self.scheduler_zk, *self.cluster.security_flags("scheduler"),
+                        *self.scheduler_args)
         sched.process = Process(argv, self.workdir / f"scheduler{index}.log")
         def joined() -> bool:  # serving, and in the election (it knows who leads)
             if not sched.alive():
                 return True
-            return call(sched.url + "/v2/leader", timeout=2)[0] == 200
+            return sched.call("/v2/leader", timeout=2)[0] == 200
         wait_for(joined, timeout=30, what=f"scheduler {index} serving and in the election")
         if not sched.alive():
             raise RuntimeError(f"scheduler {index} exited:\n{sched.process.output()[-3000:]}")
@@ -182,7 +183,7 @@ class Deployment:
             if not sched.alive():
                 continue
             try:
-                status, payload, _ = call(sched.url + "/v2/leader", timeout=2)
+                status, payload, _ = sched.call("/v2/leader", timeout=2)
             except OSError:
                 return None
             answers.add(payload.get("leader") if status == 200 else None)
@@ -215,7 +216,7 @@ class Deployment:
         while True:
             target = via or next((s for s in self.scheds if s.alive()), None)
             try:
-                status, payload, _ = call(target.url + path, method, body, timeout=timeout)
+                status, payload, _ = target.call(path, method, body, timeout=timeout)
                 if status != 503 or via is not None or time.monotonic() > deadline:
                     return status, payload
             except OSError:
@@ -257,7 +258,7 @@ class Deployment:
     # -- agents and executors ------------------------------------------------------------------
 
     def agent_state(self, index: int) -> dict:
-        return get(f"http://{self.cluster.agent_address(index)}/state")
+        return self.cluster.agent_api(index).get_json("/state")
 
     def kill_agent(self, index: int) -> None:
         self.cluster.kill_agent(index)
@@ -603,6 +604,7 @@ class Workload:
 
     def add_job(self, job_id: str, seconds: float = 2.0) -> None:
         self.markers.mkdir(parents=True, exist_ok=True)
+        self.markers.chmod(0o777)  # the tasks run as nobody
         cmd = f"sleep {seconds}; echo $DOCKYARD_ATTEMPT >> {self.markers}/$DOCKYARD_RUN_ID"
         body = {"id": job_id, "run": {"cmd": cmd, "cpus": 0.1, "mem": 32,
                                       "restart": {"policy": "ON_FAILURE", "backoffSeconds": 0.2}}}

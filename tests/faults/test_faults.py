@@ -17,12 +17,12 @@ from tests.faults.harness import FAULTS, Deployment, Workload, leftovers, run_fa
 from tests.support.zookeeper import ZooKeeper
 
 
-def _world(zk: ZooKeeper, tmp_path: Path, masters: int, job_seconds: float = 2.0,
+def _world(zk: ZooKeeper, tmp_path: Path, task_dir: Path, masters: int, job_seconds: float = 2.0,
            **options: object) -> tuple[Deployment, Workload]:
     started = time.monotonic()
     deployment = Deployment(tmp_path / "deployment", zk, masters=masters, agents=2, schedulers=2,
                             **options).start()  # type: ignore[arg-type]
-    workload = Workload(deployment, tmp_path / "markers")
+    workload = Workload(deployment, task_dir / "markers")  # where the job's tasks (nobody) may write
     workload.add_app("/faults-web", 2)
     workload.add_job("faults-batch", seconds=job_seconds)
     workload.start_run("faults-batch")
@@ -40,9 +40,9 @@ ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="a network cut needs network namespaces (root)")
 
 
-def test_one_of_each_fault_loses_nothing(zk: ZooKeeper, tmp_path: Path) -> None:
+def test_one_of_each_fault_loses_nothing(zk: ZooKeeper, tmp_path: Path, task_dir: Path) -> None:
     kinds = ["scheduler", "agent", "executor", "zookeeper", *(["partition"] if ROOT else [])]
-    deployment, workload = _world(zk, tmp_path, masters=1, netns=ROOT,
+    deployment, workload = _world(zk, tmp_path, task_dir, masters=1, netns=ROOT,
                                   agent_ping_interval=0.5, agent_ping_timeout=5.0)
     try:
         summary = run_fault_loop(deployment, workload, kinds)
@@ -53,8 +53,8 @@ def test_one_of_each_fault_loses_nothing(zk: ZooKeeper, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_soak_every_fault_in_a_loop(zk: ZooKeeper, tmp_path: Path) -> None:
-    deployment, workload = _world(zk, tmp_path, masters=2)
+def test_soak_every_fault_in_a_loop(zk: ZooKeeper, tmp_path: Path, task_dir: Path) -> None:
+    deployment, workload = _world(zk, tmp_path, task_dir, masters=2)
     workload.add_app("/faults-api", 1)
     workload.add_job("faults-quick", seconds=0.5)
     workload.start_run("faults-quick")
@@ -68,12 +68,12 @@ def test_soak_every_fault_in_a_loop(zk: ZooKeeper, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_root
-def test_soak_with_partitions(zk: ZooKeeper, tmp_path: Path) -> None:
+def test_soak_with_partitions(zk: ZooKeeper, tmp_path: Path, task_dir: Path) -> None:
     """Agents cut off the network past the master's ping timeout too. dockyard is
     PARTITION_AWARE: their tasks are reported TASK_UNREACHABLE, runs wait for them
     (DOCKYARD_JOB_UNREACHABLE_SECONDS) and services replace them per inactiveAfterSeconds,
     so every run is done exactly once."""
-    deployment, workload = _world(zk, tmp_path, masters=2, job_seconds=8.0, netns=True,
+    deployment, workload = _world(zk, tmp_path, task_dir, masters=2, job_seconds=8.0, netns=True,
                                   agent_ping_interval=0.5, agent_ping_timeout=3.0)
     try:
         summary = run_fault_loop(deployment, workload, (*FAULTS, "partition", "partition"), rounds=2, seed=7)

@@ -13,8 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.faults.harness import NetnsNetwork, NetnsNode, call
-from tests.support.procs import Process, dockyard, free_port, wait_for
+from tests.faults.harness import NetnsNetwork, NetnsNode
+from tests.support.cluster import Cluster
+from tests.support.procs import wait_for
+from tests.support.scheduler import SchedulerProcess
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -28,45 +30,31 @@ def node() -> Iterator[NetnsNode]:
         network.remove()
 
 
-@pytest.fixture
-def procs() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in reversed(started):
-        process.stop()
+def test_a_run_on_an_agent_cut_off_by_its_netns_is_done_once(node: NetnsNode, tmp_path: Path,
+                                                             task_dir: Path) -> None:
+    """The master on the bridge's host address and the agent in its namespace serve a network, not
+    loopback: the cluster runs with TLS on (certificates naming those addresses) besides its
+    authentication, and the scheduler speaks HTTPS to the master."""
+    cluster = Cluster(tmp_path / "cluster", agents=1, ip=node.host_ip,
+                      agent_net=lambda index: (node.node_ip, node.argv([])),
+                      resources="cpus:2;mem:1024;disk:1024;ports:[31000-31099]",
+                      master_args=["--agent-ping-interval", "1", "--agent-ping-timeout", "5"])
+    assert cluster.tls and cluster.master_url.startswith("https://")
+    with cluster.start(), SchedulerProcess.start(cluster, tmp_path / "sched") as scheduler:
+        run_cut_and_heal(node, scheduler, task_dir)
 
 
-def test_a_run_on_an_agent_cut_off_by_its_netns_is_done_once(node: NetnsNode, procs: list[Process],
-                                                             tmp_path: Path) -> None:
-    master_port, agent_port, sched_port = free_port(), free_port(), free_port()
-    master = f"{node.host_ip}:{master_port}"
-    procs.append(Process(dockyard("master", "--ip", node.host_ip, "--port", str(master_port),
-                                  "--work-dir", str(tmp_path / "master"), "--agent-ping-interval", "1",
-                                  "--agent-ping-timeout", "5"), tmp_path / "master.log"))
-    wait_for(lambda: call(f"http://{master}/health")[0] == 200, timeout=30, what="master up")
-    procs.append(Process(node.argv(dockyard("agent", "--master", master, "--ip", node.node_ip,
-                                            "--port", str(agent_port), "--work-dir", str(tmp_path / "agent"),
-                                            "--resources", "cpus:2;mem:1024;disk:1024;ports:[31000-31099]",
-                                            "--hostname", "netagent")), tmp_path / "agent.log"))
-
-    def agents() -> list[str]:
-        return [a["hostname"] for a in call(f"http://{master}/master/state")[1].get("slaves", [])
-                if a.get("active")]
-    wait_for(lambda: agents() == ["netagent"], timeout=30, what="the namespaced agent registered")
-    api = f"http://127.0.0.1:{sched_port}"
-    procs.append(Process(dockyard("scheduler", "--master", master, "--ip", "127.0.0.1", "--port", str(sched_port),
-                                  "--data-dir", str(tmp_path / "sched")), tmp_path / "scheduler.log"))
-    wait_for(lambda: call(f"{api}/ping")[0] == 200, timeout=30, what="scheduler up")
-
-    marks, go = tmp_path / "marks", tmp_path / "go"
+def run_cut_and_heal(node: NetnsNode, scheduler: SchedulerProcess, shared: Path) -> None:
+    """`shared`: a directory the job's task (nobody) may write."""
+    marks, go = shared / "marks", shared / "go"
     cmd = f"echo done >> {marks}; while [ ! -e {go} ]; do sleep 0.2; done"
     job = {"id": "cut", "run": {"cmd": cmd, "cpus": 0.1, "mem": 32}}
-    assert call(f"{api}/v1/jobs", "POST", job)[0] == 201
-    status, run, _ = call(f"{api}/v1/jobs/cut/runs", "POST")
+    assert scheduler.status("POST", "/v1/jobs", job)[0] == 201
+    status, run = scheduler.status("POST", "/v1/jobs/cut/runs")
     assert status == 201, run
 
     def task(state: str) -> dict | None:
-        tasks = call(f"{api}/v1/jobs/cut/runs/{run['id']}")[1].get("tasks") or []
+        tasks = scheduler.call("GET", f"/v1/jobs/cut/runs/{run['id']}").get("tasks") or []
         return tasks[-1] if tasks and tasks[-1]["status"] == state else None
     first = wait_for(lambda: task("TASK_RUNNING"), timeout=30, what="the run's task running")
     node.cut()
@@ -79,7 +67,7 @@ def test_a_run_on_an_agent_cut_off_by_its_netns_is_done_once(node: NetnsNode, pr
     go.touch()
 
     def finished() -> dict | None:
-        current = call(f"{api}/v1/jobs/cut/runs/{run['id']}")[1]
+        current = scheduler.call("GET", f"/v1/jobs/cut/runs/{run['id']}")
         return current if current.get("status") == "SUCCESS" else None
     done = wait_for(finished, timeout=30, what="the run succeeded")
     assert [t["id"] for t in done["tasks"]] == [first["id"]]

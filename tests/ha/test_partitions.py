@@ -42,11 +42,11 @@ def freeze_agent(d: Deployment, hostname: str, frozen: list[int]) -> int:
     return pid
 
 
-def test_a_job_run_across_a_partition_is_done_exactly_once(deploy, frozen, tmp_path: Path,
+def test_a_job_run_across_a_partition_is_done_exactly_once(deploy, frozen, task_dir: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKYARD_JOB_UNREACHABLE_SECONDS", "300")  # longer than the partition
     d = deploy(**FAST_PINGS)
-    marks, go = tmp_path / "marks", tmp_path / "go"
+    marks, go = task_dir / "marks", task_dir / "go"
     cmd = f"echo done >> {marks}; while [ ! -e {go} ]; do sleep 0.2; done"
     assert d.api("POST", "/v1/jobs", job("once", cmd))[0] == 201
     status, run = d.api("POST", "/v1/jobs/once/runs")

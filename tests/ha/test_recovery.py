@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
-from tests.faults.harness import Deployment, call, our_processes
+from tests.faults.harness import Deployment, our_processes
 from tests.ha.test_scheduler_ha import start_long_run
 from tests.support.procs import wait_for
 
 
 def task_pids(d: Deployment, task_id: str) -> set[int]:
     return {pid for pid, env in our_processes(d.workdir) if env.get("MESOS_TASK_ID") == task_id}
+
+
+def settled_task_pids(d: Deployment, task_id: str) -> set[int]:
+    """The task's processes once its shell has started its command (`sh -c "sleep 600"` is two)."""
+    def settled() -> set[int] | None:
+        first = task_pids(d, task_id)
+        time.sleep(0.3)
+        return first if len(first) >= 2 and task_pids(d, task_id) == first else None
+    return wait_for(settled, timeout=30, what=f"{task_id}'s shell and its command")
 
 
 def agent_of(d: Deployment, hostname: str) -> int:
@@ -54,8 +64,7 @@ def test_agent_kill9_and_restart_recovers_its_running_tasks(deploy) -> None:
     d = deploy(agents=1)
     run = start_long_run(d, "kept")
     task_id = run["tasks"][0]["id"]
-    pids = task_pids(d, task_id)
-    assert pids
+    pids = settled_task_pids(d, task_id)
     executors_before = d.executor_pids()
 
     d.kill_agent(0)
@@ -101,7 +110,7 @@ def test_an_executor_that_died_with_its_agent_is_reported(deploy) -> None:
     assert current["status"] == "ACTIVE"
     running = [t for f in d.master_state()["frameworks"] for t in f["tasks"] if t["state"] == "TASK_RUNNING"]
     assert [t["id"] for t in running] == [current["tasks"][-1]["id"]]
-    assert call(f"http://{d.cluster.agent_address(0)}/health")[0] == 200
+    assert d.cluster.agent_api(0).call("GET", "/health")[0] == 200
 
 
 def test_an_agent_gone_past_its_timeout_has_its_work_replaced(deploy) -> None:
@@ -133,13 +142,13 @@ def test_an_agent_gone_past_its_timeout_has_its_work_replaced(deploy) -> None:
     assert lost and lost[0]["state"] in ("TASK_LOST", "TASK_UNREACHABLE", "TASK_GONE")
 
 
-def test_an_update_the_agent_took_while_no_master_led_survives_its_kill9(deploy, tmp_path) -> None:
+def test_an_update_the_agent_took_while_no_master_led_survives_its_kill9(deploy, task_dir) -> None:
     """As a Mesos agent checkpoints status updates and resends the unacknowledged ones after
     recovery: a task that finished while no master led (its TASK_FINISHED held by the agent)
     must not be forgotten when the agent is then killed and restarted. The soak saw this as
     run faults-batch/20261128190115tgqzt3 done twice: attempt 1 ended TASK_GONE."""
     d = deploy(masters=1, agents=1, schedulers=1)
-    marks, go = tmp_path / "marks", tmp_path / "go"
+    marks, go = task_dir / "marks", task_dir / "go"
     cmd = f"while [ ! -e {go} ]; do sleep 0.1; done; echo $DOCKYARD_ATTEMPT >> {marks}"
     status, _ = d.api("POST", "/v1/jobs", {"id": "held", "run": {
         "cmd": cmd, "cpus": 0.1, "mem": 32, "restart": {"policy": "ON_FAILURE", "backoffSeconds": 0.2}}})

@@ -1,14 +1,13 @@
 """Scheduler HA against real ZooKeeper and real processes: election, forwarding, failover."""
 from __future__ import annotations
 
-import http.client
 import json
 
 from kazoo.client import KazooClient
 
 from framework.store.zk import parse_zk_url
 from scheduler.leader import current_leader
-from tests.faults.harness import Deployment, call
+from tests.faults.harness import Deployment
 from tests.ha.conftest import job
 from tests.support.procs import wait_for
 
@@ -38,40 +37,41 @@ def test_two_schedulers_elect_one_leader_and_the_follower_forwards(deploy) -> No
     leader = d.wait_leader()
     follower = d.follower()
     for sched in d.scheds:
-        assert call(sched.url + "/v2/leader")[1] == {"leader": leader.address}
+        assert sched.call("/v2/leader")[1] == {"leader": leader.address}
     assert current_leader(d.scheduler_zk) == leader.address
     assert follower.health()["role"] == "standby"
 
     # Writes through the follower land on the leader; reads through either agree.
-    created = call(follower.url + "/v1/jobs", "POST", job("via-follower", "true"))
+    created = follower.call("/v1/jobs", "POST", job("via-follower", "true"))
     assert created[0] == 201 and created[1]["id"] == "via-follower"
     assert created[2].get("x-marathon-leader") == f"http://{leader.address}"
     for sched in (leader, follower):
-        status, jobs, _ = call(sched.url + "/v1/jobs")
+        status, jobs, _ = sched.call("/v1/jobs")
         assert status == 200 and [j["id"] for j in jobs] == ["via-follower"]
-    status, run, _ = call(follower.url + "/v1/jobs/via-follower/runs", "POST")
+    status, run, _ = follower.call("/v1/jobs/via-follower/runs", "POST")
     assert status == 201
-    wait_for(lambda: call(follower.url + f"/v1/jobs/via-follower/runs/{run['id']}")[1]["status"] == "SUCCESS",
+    wait_for(lambda: follower.call(f"/v1/jobs/via-follower/runs/{run['id']}")[1]["status"] == "SUCCESS",
              timeout=30, what="the run started through the follower to succeed")
     # Validation errors come back unchanged (status and body), not as proxy errors.
-    bad = call(follower.url + "/v1/jobs", "POST", {"id": "Bad Id!", "run": {}})
-    assert bad[0] == call(leader.url + "/v1/jobs", "POST", {"id": "Bad Id!", "run": {}})[0] == 422
+    bad = follower.call("/v1/jobs", "POST", {"id": "Bad Id!", "run": {}})
+    assert bad[0] == leader.call("/v1/jobs", "POST", {"id": "Bad Id!", "run": {}})[0] == 422
 
     # Marathon's API goes the same way (whatever the leader answers, the follower answers).
     app = {"id": "/ha-web", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 1}
-    created = call(follower.url + "/v2/apps", "POST", app)
+    created = follower.call("/v2/apps", "POST", app)
     assert created[0] == 201, created
-    on_leader, on_follower = call(leader.url + "/v2/apps"), call(follower.url + "/v2/apps")
+    on_leader, on_follower = leader.call("/v2/apps"), follower.call("/v2/apps")
     assert on_leader[0] == on_follower[0] == 200
     assert [a["id"] for a in on_follower[1]["apps"]] == [a["id"] for a in on_leader[1]["apps"]] == ["/ha-web"]
     # The event stream is not proxied: the follower sends the client to the leader.
-    connection = http.client.HTTPConnection("127.0.0.1", follower.port, timeout=5)
-    connection.request("GET", "/v2/events", headers={"Accept": "text/event-stream"})
+    connection = follower.api.http_connection(timeout=5)
+    connection.request("GET", "/v2/events", headers=follower.api.headers({"Accept": "text/event-stream"}))
     response = connection.getresponse()
     assert response.status == 307 and response.getheader("Location") == f"http://{leader.address}/v2/events"
     connection.close()
-    connection = http.client.HTTPConnection("127.0.0.1", follower.port, timeout=5)
-    connection.request("GET", "/v1/events?jobId=x", headers={"Accept": "text/event-stream"})  # the jobs stream too
+    connection = follower.api.http_connection(timeout=5)
+    connection.request("GET", "/v1/events?jobId=x",  # the jobs stream too
+                       headers=follower.api.headers({"Accept": "text/event-stream"}))
     response = connection.getresponse()
     assert response.status == 307 and response.getheader("Location") == f"http://{leader.address}/v1/events?jobId=x"
     connection.close()
@@ -88,7 +88,7 @@ def test_kill9_of_the_leader_fails_over_without_losing_or_doubling_tasks(deploy)
     new = d.wait_leader(other_than=old.index, timeout=40)
     health = new.health()
     assert health["frameworkId"] == framework_id  # re-subscribed with the stored id
-    assert call(new.url + "/v2/leader")[1] == {"leader": new.address}
+    assert new.call("/v2/leader")[1] == {"leader": new.address}
     # The new leader knows the run and its task, still running; Mesos runs it once.
     _, after = d.api("GET", f"/v1/jobs/long/runs/{run['id']}", via=new)
     assert after["status"] == "ACTIVE" and [t["id"] for t in after["tasks"]] == [task_id]
@@ -122,14 +122,14 @@ def test_a_leader_that_loses_its_node_stops_acting(deploy) -> None:
     wait_for(lambda: not old.alive(), timeout=15, what="the deposed leader to exit")
     assert old.process.popen.returncode == 3
     new = d.wait_leader(other_than=old.index, timeout=30)
-    assert call(new.url + "/v2/leader")[1] == {"leader": new.address}
+    assert new.call("/v2/leader")[1] == {"leader": new.address}
 
 
 def test_abdication_hands_leadership_over(deploy) -> None:
     d = deploy(agents=1)
     old = d.wait_leader()
     follower = d.follower()
-    status, payload, _ = call(follower.url + "/v2/leader", "DELETE")  # forwarded to the leader
+    status, payload, _ = follower.call("/v2/leader", "DELETE")  # forwarded to the leader
     assert status == 200 and payload == {"message": "Leadership abdicated"}
     wait_for(lambda: not old.alive(), timeout=15, what="the abdicating leader to exit")
     assert d.wait_leader(timeout=30).index == follower.index

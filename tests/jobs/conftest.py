@@ -31,5 +31,5 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="package")
 def scheduler(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scheduler]:
-    with Scheduler.start(cluster.master_address, tmp_path_factory.mktemp("jobs-scheduler"), clock=True) as s:
+    with Scheduler.start(cluster, tmp_path_factory.mktemp("jobs-scheduler"), clock=True) as s:
         yield s

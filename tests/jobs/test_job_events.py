@@ -20,6 +20,7 @@ from typing import Iterator
 import pytest
 
 from tests.support.procs import dockyard
+from tests.support.security import Endpoint
 
 SMALL = {"cpus": 0.1, "mem": 32}
 
@@ -93,11 +94,13 @@ def proxy(scheduler) -> Iterator[CountingProxy]:
 
 
 class Cli:
-    """`dockyard job run FILE --wait` as a child process; its output lines read as they come."""
+    """`dockyard job run FILE --wait` as a child process (credentials from `config`, the scheduler's
+    client.json; `url` may be a proxy in front of it); its output lines read as they come."""
 
-    def __init__(self, spec: Path, url: str) -> None:
+    def __init__(self, spec: Path, url: str, config: Path) -> None:
         self.started = time.monotonic()
-        self.popen = subprocess.Popen(dockyard("job", "run", str(spec), "--wait", "--url", url),
+        self.popen = subprocess.Popen(dockyard("job", "run", str(spec), "--wait", "--url", url,
+                                               "--config", str(config)),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         self.lines: queue.Queue[tuple[str, str, float]] = queue.Queue()
         self.seen: list[tuple[str, str, float]] = []
@@ -140,17 +143,16 @@ def write_spec(tmp_path: Path, spec: dict) -> Path:
     return path
 
 
-def read_events(url: str, query: str, until: tuple[str, ...], timeout: float = 30) -> list[dict]:
+def read_events(api: Endpoint, query: str, until: tuple[str, ...], timeout: float = 30) -> list[dict]:
     """Records of `/v1/events?query` after the attached one, up to the first of type `until`."""
-    parsed = urllib.parse.urlparse(url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-    connection.request("GET", f"/v1/events?{query}", headers={"Accept": "text/event-stream"})
+    connection = api.http_connection(timeout=timeout)
+    connection.request("GET", f"/v1/events?{query}", headers=api.headers({"Accept": "text/event-stream"}))
     answer = connection.getresponse()
     assert answer.status == 200 and answer.getheader("Content-Type", "").startswith("text/event-stream")
     events: list[dict] = []
     try:
         while not events or events[-1]["eventType"] not in until:
-            line = answer.fp.readline().decode()
+            line = answer.readline().decode()  # chunked framing decoded: a record may span chunks
             if not line:
                 break
             if line.startswith("data:"):
@@ -164,7 +166,7 @@ def test_jobs_event_stream_tells_a_runs_story_with_metronome_names(scheduler) ->
     scheduler.call("PUT", "/v1/jobs/evented", {"id": "evented", "run": {"cmd": "echo hi; exit 2", **SMALL}})
     got: list[list[dict]] = []
     reader = threading.Thread(target=lambda: got.append(read_events(
-        scheduler.url, "jobId=evented", until=("job_run_finished", "job_run_failed"))))
+        scheduler.api, "jobId=evented", until=("job_run_finished", "job_run_failed"))))
     reader.start()
     time.sleep(0.5)  # attached before the run starts (the stream only looks forward)
     other = scheduler.call("PUT", "/v1/jobs/not-evented", {"id": "not-evented", "run": {"cmd": "true", **SMALL}})
@@ -190,7 +192,7 @@ def test_job_run_wait_follows_the_event_stream_and_streams_output_live(scheduler
                                                                        tmp_path: Path) -> None:
     spec = write_spec(tmp_path, {"id": "live", "run": {
         "cmd": "echo first-line; sleep 4; echo second-line >&2; exit 5", **SMALL}})
-    cli = Cli(spec, proxy.url)
+    cli = Cli(spec, proxy.url, scheduler.client_file)
     try:
         cli.wait_line("first-line")
         # printed while the task still runs: the output is streamed, not dumped at the end
@@ -212,7 +214,7 @@ def test_job_run_wait_follows_the_event_stream_and_streams_output_live(scheduler
 def test_job_run_wait_falls_back_to_polling_when_the_stream_breaks(scheduler, tmp_path: Path) -> None:
     cutting = CountingProxy(scheduler.url, cut_events=True)
     spec = write_spec(tmp_path, {"id": "cut", "run": {"cmd": "echo before; sleep 2; echo after; exit 3", **SMALL}})
-    cli = Cli(spec, cutting.url)
+    cli = Cli(spec, cutting.url, scheduler.client_file)
     try:
         code, out, err = cli.finish()
     finally:
@@ -228,7 +230,7 @@ def test_job_run_wait_falls_back_to_polling_when_the_stream_breaks(scheduler, tm
 def test_job_run_wait_says_why_a_run_cannot_be_placed_while_it_waits(scheduler, tmp_path: Path) -> None:
     spec = write_spec(tmp_path, {"id": "unplaceable", "run": {
         "cmd": "true", "cpus": 0.1, "mem": 64000, "maxLaunchDelay": 8}})
-    cli = Cli(spec, scheduler.url)
+    cli = Cli(spec, scheduler.url, scheduler.client_file)
     try:
         _, line, seen_at = cli.wait_line("waiting for resources", timeout=15)
         assert "mem" in line.lower(), line

@@ -6,6 +6,8 @@ import os
 import secrets
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +15,7 @@ import pytest
 
 from framework.local.lab import lab as labs
 from tests.support.procs import REPO
+from tests.support.security import Endpoint
 
 STANDIN = f"{sys.executable} {REPO / 'tests' / 'lab' / 'standin_role.py'}"
 
@@ -57,6 +60,26 @@ class Lab:
     @property
     def dir(self) -> Path:
         return self.root / self.name
+
+    def scheduler_api(self) -> Endpoint:
+        """The lab's scheduler as the host's CLI reaches it: the lab's client.json (its operator,
+        its CA; the lab serves TLS on every role)."""
+        return Endpoint.from_client_file(self.dir / "client.json", "url")
+
+    def master_api(self) -> Endpoint:
+        return Endpoint.from_client_file(self.dir / "client.json", "master")
+
+
+def serves(ip: str, port: int) -> bool:
+    """Whether an HTTP server answers at ip:port from the host. Any answer counts: `python -m
+    http.server` run as nobody may answer 404 for a sandbox whose parents nobody may list."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -4,14 +4,21 @@ It takes a role's command line (`ROLE --ip IP --port PORT ...`), serves
 `/health` there and forks one child (as an agent forks executors), so the
 tests can check that the lab starts processes at the node's address and that
 `lab down` stops processes it never recorded. The end-to-end test runs the
-real master, agent and scheduler instead.
+real master, agent and scheduler instead. Given the lab's `--tls-cert` and
+`--tls-key` (a secured lab, the default), it serves HTTPS with them, as the real
+roles do; other flags are ignored.
 """
 from __future__ import annotations
 
 import http.server
 import os
+import ssl
 import sys
 import time
+
+
+def flag(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
 
 
 def main(argv: list[str]) -> None:
@@ -34,7 +41,13 @@ def main(argv: list[str]) -> None:
         def log_message(self, *_: object) -> None:
             pass
 
-    http.server.ThreadingHTTPServer((ip, port), Health).serve_forever()
+    server = http.server.ThreadingHTTPServer((ip, port), Health)
+    cert, key = flag(args, "--tls-cert"), flag(args, "--tls-key")
+    if cert and key:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ debootstraps, every run installs packages and dockyard with pip.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Iterator
 
 import pytest
 
+from framework.security.bundle import Bundle
 from tests.support.procs import REPO
+from tests.support.security import Endpoint, client_context
 
 CACHE = Path(os.environ.get("DOCKYARD_TEST_CACHE", "/var/cache/dockyard-tests"))
 ROOTFS = CACHE / "rootfs-bookworm"
@@ -81,8 +84,13 @@ def chroot(tmp_path: Path) -> Iterator[Path]:
 
 def in_chroot(root: Path, *argv: str, env: dict[str, str] | None = None,
               timeout: float = 1500) -> subprocess.CompletedProcess:
+    """`argv` in the chroot; node.sh there secures the node from a security seed (as the
+    Vagrantfile gives every node one), written here once per chroot."""
+    seed = root / "root" / "security-seed"
+    if not seed.exists():
+        seed.write_bytes(secrets.token_bytes(32))
     base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root", "LANG": "C.UTF-8", "PIP_CERT": HOST_CA}
+            "HOME": "/root", "LANG": "C.UTF-8", "PIP_CERT": HOST_CA, "DOCKYARD_SEED_FILE": "/root/security-seed"}
     return run("chroot", str(root), *argv, env={**base, **(env or {})}, timeout=timeout)
 
 
@@ -111,10 +119,7 @@ def test_node_sh_provisions_an_agent_node(chroot: Path) -> None:
 def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None:
     """Provision control in the chroot, then run its three units' commands in a namespace
     node: ZooKeeper, the master registered in it, the scheduler finding the master there."""
-    import json
-    import secrets
     import socket
-    import urllib.request
 
     from framework.local.lab import network, nodes
     from framework.local.lab.state import prefix
@@ -145,9 +150,11 @@ def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None
                 sock.sendall(b"ruok")
                 return sock.recv(8) == b"imok"
 
+        bundle = Bundle(chroot / "etc/dockyard/security")  # what node.sh made from the seed
+        master = Endpoint(f"https://{ip}:5050", bundle.operator, client_context(bundle, with_cert=False))
+
         def frameworks() -> list[str]:
-            with urllib.request.urlopen(f"http://{ip}:5050/state", timeout=2) as answer:
-                return [f["name"] for f in json.loads(answer.read())["frameworks"]]
+            return [f["name"] for f in master.get_json("/state")["frameworks"]]
 
         wait_for(ruok, timeout=120, what="ZooKeeper from the chroot")
         wait_for(lambda: frameworks() == ["dockyard"], timeout=120,

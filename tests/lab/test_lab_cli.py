@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import subprocess
 import urllib.request
 
@@ -25,8 +26,11 @@ from .conftest import STANDIN, Lab, assert_clean, processes_mentioning
 pytestmark = pytest.mark.root
 
 
-def health(ip: str, port: int) -> str:
-    with urllib.request.urlopen(f"http://{ip}:{port}/health", timeout=1) as response:
+def health(lab: Lab, ip: str, port: int) -> str:
+    """What a role answers on /health, over the HTTPS a secured lab (the default) serves."""
+    ca = lab.dir / "security" / "ca.pem"
+    with urllib.request.urlopen(f"https://{ip}:{port}/health", timeout=1,
+                                context=ssl.create_default_context(cafile=str(ca))) as response:
         return response.read().decode()
 
 
@@ -51,13 +55,14 @@ def test_up_status_partition_heal_kill_start_down(lab: Lab) -> None:
     control, agent1, agent2 = report["nodes"]
     assert len({control["ip"], agent1["ip"], agent2["ip"]}) == 3
     # Each role is reachable from the host at its node's own address.
-    assert health(control["ip"], 5050).startswith("master")
-    assert health(control["ip"], 8080).startswith("scheduler")
-    assert health(agent2["ip"], 5051).startswith("agent")
-    # Nodes find each other by name (the lab writes each namespace's hosts file).
+    assert health(lab, control["ip"], 5050).startswith("master")
+    assert health(lab, control["ip"], 8080).startswith("scheduler")
+    assert health(lab, agent2["ip"], 5051).startswith("agent")
+    # Nodes find each other by name (the lab writes each namespace's hosts file; certificates name
+    # the node too).
     by_name = subprocess.run(["ip", "netns", "exec", agent1["netns"], "curl", "-sf", "-m", "5",
-                              "http://control:5050/health"], capture_output=True, text=True,
-                             timeout=30)
+                              "--cacert", str(lab.dir / "security" / "ca.pem"), "https://control:5050/health"],
+                             capture_output=True, text=True, timeout=30)
     assert by_name.stdout.startswith("master"), by_name.stderr
 
     lab.run("partition", "agent2")

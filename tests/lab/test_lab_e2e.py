@@ -12,17 +12,15 @@ nothing.
 """
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from framework.local.lab import network
-from tests.support.procs import http_json, wait_for
+from tests.support.procs import wait_for
+from tests.support.security import Endpoint
 
-from .conftest import Lab, assert_clean
+from .conftest import Lab, assert_clean, serves
 
 # Agents are declared lost 5 s after they go silent (Mesos' default is 75 s).
 FAST_DRILLS = "--agent-ping-interval 1 --agent-ping-timeout 5"
@@ -34,11 +32,8 @@ pytestmark = [
 ]
 
 
-call = http_json
-
-
-def running(api: str) -> list[dict]:
-    status, body = call("GET", f"{api}/v2/apps{APP_ID}/tasks")
+def running(api: Endpoint) -> list[dict]:
+    status, body = api.json("GET", f"/v2/apps{APP_ID}/tasks")
     assert status == 200, body
     return [task for task in body["tasks"] if task.get("state") == "TASK_RUNNING"]
 
@@ -47,23 +42,16 @@ def hosts(tasks: list[dict]) -> set[str]:
     return {task["host"] for task in tasks}
 
 
-def running_on(api: str, wanted: set[str]) -> list[dict] | None:
+def running_on(api: Endpoint, wanted: set[str]) -> list[dict] | None:
     """The running tasks when there is exactly one on each host of `wanted`."""
     tasks = running(api)
     return tasks if len(tasks) == len(wanted) and hosts(tasks) == wanted else None
 
 
-def spread_over(api: str, count: int) -> list[dict] | None:
+def spread_over(api: Endpoint, count: int) -> list[dict] | None:
     tasks = running(api)
     return tasks if len(tasks) == count and len(hosts(tasks)) == count else None
 
-
-def serves(ip: str, port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def service_processes(netns: str) -> list[int]:
@@ -93,20 +81,21 @@ def wait_instances(netns: str, count: int, what: str, timeout: float = 60) -> No
                              f"(pids {seen})") from None
 
 
-def active_agents(master: str) -> set[str]:
-    with urllib.request.urlopen(f"{master}/state", timeout=3) as response:
-        state = json.loads(response.read())
+def active_agents(master: Endpoint) -> set[str]:
+    state = master.get_json("/state")
     return {agent["hostname"] for agent in state["slaves"] if agent.get("active", True)}
 
 
-def start_service(lab: Lab, agents: int) -> tuple[str, str, dict[str, dict]]:
+def start_service(lab: Lab, agents: int, python: str) -> tuple[Endpoint, Endpoint, dict[str, dict]]:
+    """The service on `agents` nodes, run by `python` (one its task user, nobody, may run)."""
     lab.up("--agents", str(agents), "--master-args", FAST_DRILLS, timeout=240)
     report = lab.status()
     nodes = {node["name"]: node for node in report["nodes"]}
-    api, master = report["urls"]["scheduler"], report["urls"]["master"]
+    api, master = lab.scheduler_api(), lab.master_api()
+    assert (api.url, master.url) == (report["urls"]["scheduler"], report["urls"]["master"])
     wait_for(lambda: len(active_agents(master)) == agents, timeout=60, what="agents")
-    status, body = call("POST", f"{api}/v2/apps", {
-        "id": APP_ID, "cmd": f"exec python3 -m {MARKER} $PORT0", "cpus": 0.1, "mem": 64,
+    status, body = api.json("POST", "/v2/apps", {
+        "id": APP_ID, "cmd": f"exec {python} -m {MARKER} $PORT0", "cpus": 0.1, "mem": 64,
         "instances": 3, "constraints": [["hostname", "UNIQUE"]],
         "portDefinitions": [{"port": 0}],
     })
@@ -114,8 +103,8 @@ def start_service(lab: Lab, agents: int) -> tuple[str, str, dict[str, dict]]:
     return api, master, nodes
 
 
-def test_partitioned_instance_is_replaced_on_a_free_node_then_healed(lab: Lab) -> None:
-    api, master, nodes = start_service(lab, agents=4)
+def test_partitioned_instance_is_replaced_on_a_free_node_then_healed(lab: Lab, task_python: str) -> None:
+    api, master, nodes = start_service(lab, agents=4, python=task_python)
     first = wait_for(lambda: spread_over(api, 3), timeout=90, what="3 instances on 3 nodes")
     # The service answers from the host at each node's own address and port.
     for task in first:
@@ -142,17 +131,17 @@ def test_partitioned_instance_is_replaced_on_a_free_node_then_healed(lab: Lab) -
                    "after the heal")
     assert running_on(api, moved_to)
 
-    status, _ = call("DELETE", f"{api}/v2/apps{APP_ID}")
+    status, _ = api.json("DELETE", f"/v2/apps{APP_ID}")
     assert status in (200, 202)
-    wait_for(lambda: call("GET", f"{api}/v2/apps{APP_ID}")[0] == 404, timeout=60,
+    wait_for(lambda: api.json("GET", f"/v2/apps{APP_ID}")[0] == 404, timeout=60,
              what="app deleted")
     lab.run("down")
     assert_clean(lab)
 
 
 @pytest.mark.slow
-def test_with_three_agents_the_lost_instance_waits_for_the_heal(lab: Lab) -> None:
-    api, master, nodes = start_service(lab, agents=3)
+def test_with_three_agents_the_lost_instance_waits_for_the_heal(lab: Lab, task_python: str) -> None:
+    api, master, nodes = start_service(lab, agents=3, python=task_python)
     first = wait_for(lambda: spread_over(api, 3), timeout=90, what="3 instances on 3 nodes")
     victim = first[0]["host"]
     lab.run("partition", victim)

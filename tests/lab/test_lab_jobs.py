@@ -7,16 +7,14 @@ down` then leaves nothing, executors and tasks included.
 """
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 
 import pytest
 
 from framework.local.lab import network
-from tests.support.procs import http_json, wait_for
+from tests.support.procs import wait_for
+from tests.support.security import Endpoint
 
-from .conftest import Lab, assert_clean
+from .conftest import Lab, assert_clean, serves
 
 FAST_DRILLS = "--agent-ping-interval 1 --agent-ping-timeout 5"
 PORT = 18080   # inside agent2's namespace: nothing else listens there
@@ -26,37 +24,25 @@ pytestmark = [
 ]
 
 
-call = http_json
 
-
-def serves(ip: str, port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def task(api: str) -> dict | None:
-    status, runs = call("GET", f"{api}/v1/jobs/web/runs")
+def task(api: Endpoint) -> dict | None:
+    status, runs = api.json("GET", "/v1/jobs/web/runs")
     assert status == 200, runs
     tasks = [t for run in runs for t in run["tasks"]]  # type: ignore[union-attr]
     return tasks[0] if tasks else None
 
 
-def history(api: str) -> dict:
-    status, job = call("GET", f"{api}/v1/jobs/web?embed=history")
+def history(api: Endpoint) -> dict:
+    status, job = api.json("GET", "/v1/jobs/web?embed=history")
     assert status == 200, job
     return job["history"]  # type: ignore[index]
 
 
-def active_agents(master: str) -> set[str]:
-    with urllib.request.urlopen(f"{master}/state", timeout=3) as response:
-        return {a["hostname"] for a in json.loads(response.read())["slaves"]
-                if a.get("active", True)}
+def active_agents(master: Endpoint) -> set[str]:
+    return {a["hostname"] for a in master.get_json("/state")["slaves"] if a.get("active", True)}
 
 
-def test_job_runs_on_its_node_and_a_node_crash_is_reported(lab: Lab) -> None:
+def test_job_runs_on_its_node_and_a_node_crash_is_reported(lab: Lab, task_python: str) -> None:
     # The framework is partition-aware: a run whose node vanished waits this long for it to
     # come back before it counts as failed (300 s by default).
     lab.up("--agents", "2", "--master-args", FAST_DRILLS, timeout=240,
@@ -64,15 +50,15 @@ def test_job_runs_on_its_node_and_a_node_crash_is_reported(lab: Lab) -> None:
     report = lab.status()
     ips = {node["name"]: node["ip"] for node in report["nodes"]}
     netns = {node["name"]: node["netns"] for node in report["nodes"]}
-    api, master = report["urls"]["scheduler"], report["urls"]["master"]
+    api, master = lab.scheduler_api(), lab.master_api()
     wait_for(lambda: active_agents(master) == {"agent1", "agent2"}, timeout=60, what="agents")
 
-    status, body = call("POST", f"{api}/v1/jobs", {"id": "web", "run": {
-        "cmd": f"exec python3 -m http.server {PORT}", "cpus": 0.1, "mem": 32, "disk": 0,
+    status, body = api.json("POST", "/v1/jobs", {"id": "web", "run": {
+        "cmd": f"exec {task_python} -m http.server {PORT}", "cpus": 0.1, "mem": 32, "disk": 0,
         "placement": {"constraints": [{"attribute": "node", "operator": "LIKE",
                                        "value": "agent2"}]}}})
     assert status == 201, body
-    status, body = call("POST", f"{api}/v1/jobs/web/runs")
+    status, body = api.json("POST", "/v1/jobs/web/runs")
     assert status == 201, body
     running = wait_for(lambda: (t := task(api)) and t.get("status") == "TASK_RUNNING" and t,
                        timeout=90, what="job task running")
@@ -106,8 +92,7 @@ def test_zk_lab_finds_the_master_through_zookeeper(lab: Lab) -> None:
     assert f'DOCKYARD_MASTER="zk://{control["ip"]}:2181/mesos"' in settings
 
     def registered() -> bool:
-        with urllib.request.urlopen(f"{report['urls']['master']}/state", timeout=3) as answer:
-            state = json.loads(answer.read())
+        state = lab.master_api().get_json("/state")
         return ({a["hostname"] for a in state["slaves"]} == {"agent1", "agent2"}
                 and [f["name"] for f in state["frameworks"]] == ["dockyard"])
 

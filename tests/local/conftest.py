@@ -23,6 +23,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture
 def framework(cluster: Cluster) -> Iterator[RawFramework]:
     """A fresh framework per test (torn down after), speaking raw v1 HTTP."""
-    client = RawFramework(cluster.master_address, capabilities=["TASK_KILLING_STATE"]).start()
+    client = RawFramework(cluster.master_api(), capabilities=["TASK_KILLING_STATE"]).start()
     yield client
     client.stop()

@@ -12,6 +12,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,12 +22,15 @@ from tests.support import leaks
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
 from tests.support.procs import dockyard, wait_for
+from tests.support.security import bearer, executor_token
 
 from .conftest import REGISTRATION_TIMEOUT
 
 
-def agent_url(cluster: Cluster) -> str:
-    return f"http://{cluster.agent_address(0)}"
+def agent_get(cluster: Cluster, path: str, **options: Any) -> httpx.Response:
+    """GET from the agent as the cluster's operator."""
+    with cluster.agent_api(0).client() as client:
+        return client.get(path, **options)
 
 
 def custom_executor(command: str, executor_id: str | None = None) -> dict:
@@ -46,15 +50,7 @@ def dockyard_executor(executor_id: str, idle_seconds: float = 30) -> dict:
 
 
 def executor_sandbox(cluster: Cluster, executor_id: str) -> Path:
-    def find() -> Path | None:
-        state = httpx.get(f"{agent_url(cluster)}/state").json()
-        for framework in state["frameworks"] + state["completed_frameworks"]:
-            for executor in framework["executors"] + framework["completed_executors"]:
-                if executor["id"] == executor_id:
-                    return Path(executor["directory"])
-        return None
-
-    return wait_for(find, 10, what=f"executor {executor_id} in the agent's /state")  # type: ignore[return-value]
+    return Path(cluster.executor(executor_id, timeout=10)["directory"])
 
 
 # -- command tasks ------------------------------------------------------------------------------
@@ -135,7 +131,7 @@ def test_warm_executor_runs_many_tasks_in_one_process(framework: RawFramework, c
     sandbox = executor_sandbox(cluster, "warm-exec")
     for task_id in ids:
         assert (sandbox / "tasks" / task_id / "stdout").read_text() == f"{task_id}\n"
-    state = httpx.get(f"{agent_url(cluster)}/state").json()
+    state = agent_get(cluster, "/state").json()
     ours = [f for f in state["frameworks"] if f["id"] == framework.framework_id]
     assert len(ours) == 1 and [e["id"] for e in ours[0]["executors"]] == ["warm-exec"]
     assert {t["id"] for t in ours[0]["executors"][0]["completed_tasks"]} == set(ids)
@@ -198,7 +194,7 @@ def test_executor_environment_and_registration_timeout(framework: RawFramework, 
 
 
 def test_checkpointing_framework_gets_recovery_environment(cluster: Cluster) -> None:
-    client = RawFramework(cluster.master_address, name="checkpointer", checkpoint=True).start()
+    client = RawFramework(cluster.master_api(), name="checkpointer", checkpoint=True).start()
     try:
         offer = client.offer()
         task = command_task("true", task_id="ckpt")
@@ -219,10 +215,25 @@ def test_checkpointing_framework_gets_recovery_environment(cluster: Cluster) -> 
 
 # -- the executor API's answers ------------------------------------------------------------------------
 
+def executor_headers(cluster: Cluster, executor: dict[str, Any]) -> dict[str, str]:
+    """The token the agent would give this executor ({"framework_id", "id", "container"}): the
+    agent authenticates its executor API (the signature first, the claims once the executor is
+    known), so the checks under test are reached."""
+    assert cluster.bundle is not None
+    return bearer(executor_token(cluster.bundle, executor))
+
+
 def post_executor_call(cluster: Cluster, body: dict | str, content_type: str = "application/json",
-                       path: str = "/api/v1/executor") -> httpx.Response:
+                       path: str = "/api/v1/executor", executor: dict[str, Any] | None = None) -> httpx.Response:
+    """POST to the executor API with the token of `executor` (default: the one the call names)."""
     content = body if isinstance(body, str) else json.dumps(body)
-    return httpx.post(f"{agent_url(cluster)}{path}", content=content, headers={"Content-Type": content_type})
+    if executor is None:
+        ids = {} if isinstance(body, str) else body
+        executor = {"framework_id": ids.get("framework_id", {}).get("value", ""),
+                    "id": ids.get("executor_id", {}).get("value", "")}
+    with httpx.Client(base_url=cluster.agent_api(0).url, verify=cluster.ssl_context or True, timeout=10) as client:
+        return client.post(path, content=content, headers={"Content-Type": content_type,
+                                                           **executor_headers(cluster, executor)})
 
 
 def test_executor_api_rejects_bad_calls_like_mesos(cluster: Cluster, framework: RawFramework) -> None:
@@ -245,7 +256,9 @@ def test_executor_api_rejects_bad_calls_like_mesos(cluster: Cluster, framework: 
     assert post_executor_call(cluster, {"type": "HEARTBEAT", **ids},
                               content_type="application/json; charset=utf-8").status_code == 415
     assert post_executor_call(cluster, "{not json").status_code == 400
-    assert httpx.get(f"{agent_url(cluster)}/api/v1/executor").status_code == 405
+    nobody = {"framework_id": framework.framework_id, "id": "nobody"}
+    with httpx.Client(base_url=cluster.agent_api(0).url, verify=cluster.ssl_context or True) as client:
+        assert client.get("/api/v1/executor", headers=executor_headers(cluster, nobody)).status_code == 405
 
 
 # -- files, state, monitoring ----------------------------------------------------------------------------
@@ -255,45 +268,43 @@ def test_files_api_reads_a_task_stdout_and_refuses_outside_paths(framework: RawF
     framework.launch(framework.offer(), [command_task("echo hello from the sandbox", task_id="talker")])
     assert framework.wait_terminal("talker")["state"] == "TASK_FINISHED"
     sandbox = executor_sandbox(cluster, "talker")
-    base = agent_url(cluster)
-    listing = httpx.get(f"{base}/files/browse", params={"path": str(sandbox)}).json()
+    listing = agent_get(cluster, "/files/browse", params={"path": str(sandbox)}).json()
     names = {Path(entry["path"]).name: entry for entry in listing}
     assert {"stdout", "stderr"} <= set(names)
     assert names["stdout"]["mode"].startswith("-rw")
     content = "hello from the sandbox\n"
-    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout")}).json() == {
+    assert agent_get(cluster, "/files/read", params={"path": str(sandbox / "stdout")}).json() == {
         "data": "", "offset": len(content)}
-    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout"), "offset": 0}).json() == {
+    assert agent_get(cluster, "/files/read", params={"path": str(sandbox / "stdout"), "offset": 0}).json() == {
         "data": content, "offset": 0}
-    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "stdout"), "offset": 6,
+    assert agent_get(cluster, "/files/read", params={"path": str(sandbox / "stdout"), "offset": 6,
                                                    "length": 4}).json() == {"data": "from", "offset": 6}
-    assert httpx.get(f"{base}/files/download", params={"path": str(sandbox / "stdout")}).text == content
+    assert agent_get(cluster, "/files/download", params={"path": str(sandbox / "stdout")}).text == content
     latest = sandbox.parent / "latest" / "stdout"  # runs/latest points at the newest run, as in Mesos
-    assert httpx.get(f"{base}/files/read", params={"path": str(latest), "offset": 0}).json()["data"] == content
-    assert [Path(e["path"]).name for e in httpx.get(f"{base}/files/browse",
+    assert agent_get(cluster, "/files/read", params={"path": str(latest), "offset": 0}).json()["data"] == content
+    assert [Path(e["path"]).name for e in agent_get(cluster, "/files/browse",
                                                     params={"path": str(sandbox / "stdout")}).json()] == ["stdout"]
-    assert httpx.get(f"{base}/files/read", params={"path": "/etc/passwd", "offset": 0}).status_code == 403
+    assert agent_get(cluster, "/files/read", params={"path": "/etc/passwd", "offset": 0}).status_code == 403
     escape = f"{sandbox}/../../../../../../../../../../etc/passwd"
-    assert httpx.get(f"{base}/files/read", params={"path": escape, "offset": 0}).status_code == 403
-    assert httpx.get(f"{base}/files/read", params={"path": str(sandbox / "missing")}).status_code == 404
+    assert agent_get(cluster, "/files/read", params={"path": escape, "offset": 0}).status_code == 403
+    assert agent_get(cluster, "/files/read", params={"path": str(sandbox / "missing")}).status_code == 404
 
 
 def test_state_monitor_health_and_metrics(framework: RawFramework, cluster: Cluster) -> None:
     framework.launch(framework.offer(), [command_task("sleep 30", task_id="sleeper")])
     framework.wait_state("sleeper", "TASK_RUNNING")
-    base = agent_url(cluster)
-    assert httpx.get(f"{base}/health").status_code == 200
-    state = httpx.get(f"{base}/state").json()
+    assert agent_get(cluster, "/health").status_code == 200
+    state = agent_get(cluster, "/state").json()
     assert state["hostname"] == "agent0"
     assert state["resources"]["cpus"] == 4
     assert state["pid"] == f"slave(1)@{cluster.agent_address(0)}"
     tasks = [t for f in state["frameworks"] for e in f["executors"] for t in e["tasks"]]
     assert any(t["id"] == "sleeper" and t["state"] == "TASK_RUNNING" for t in tasks)
-    stats = httpx.get(f"{base}/monitor/statistics").json()
+    stats = agent_get(cluster, "/monitor/statistics").json()
     mine = [s for s in stats if s["executor_id"] == "sleeper"]
     assert mine and mine[0]["framework_id"] == framework.framework_id
     assert mine[0]["statistics"]["mem_rss_bytes"] > 0 and "cpus_user_time_secs" in mine[0]["statistics"]
-    metrics = httpx.get(f"{base}/metrics").text
+    metrics = agent_get(cluster, "/metrics").text
     assert "dockyard_agent_tasks_running" in metrics
     framework.kill("sleeper")
     assert framework.wait_terminal("sleeper")["state"] == "TASK_KILLED"
@@ -304,7 +315,7 @@ def test_state_monitor_health_and_metrics(framework: RawFramework, cluster: Clus
 def test_agent_killed_hard_has_its_tasks_lost(tmp_path: Path) -> None:
     with Cluster(tmp_path, agents=1, master_args=["--agent-ping-interval", "0.2",
                                                   "--agent-ping-timeout", "1.5"]).start() as cluster:
-        client = RawFramework(cluster.master_address).start()
+        client = RawFramework(cluster.master_api()).start()
         try:
             client.launch(client.offer(), [command_task("sleep 60", task_id="doomed")])
             client.wait_state("doomed", "TASK_RUNNING")
@@ -320,7 +331,7 @@ def test_agent_killed_hard_has_its_tasks_lost(tmp_path: Path) -> None:
 
 def test_restarted_agent_takes_back_checkpointed_executors(tmp_path: Path) -> None:
     with Cluster(tmp_path, agents=1).start() as cluster:
-        client = RawFramework(cluster.master_address, name="durable", checkpoint=True).start()
+        client = RawFramework(cluster.master_api(), name="durable", checkpoint=True).start()
         try:
             offer = client.offer()
             task = command_task("", task_id="survivor")
@@ -329,7 +340,7 @@ def test_restarted_agent_takes_back_checkpointed_executors(tmp_path: Path) -> No
             task["data"] = base64.b64encode(json.dumps({"command": {"value": "sleep 60"}}).encode()).decode()
             client.launch(offer, [task])
             client.wait_state("survivor", "TASK_RUNNING")
-            before = httpx.get(f"{agent_url(cluster)}/monitor/statistics").json()
+            before = agent_get(cluster, "/monitor/statistics").json()
             executor_pid_tree = before[0]["statistics"]["processes"]
             assert executor_pid_tree >= 2  # the executor and its task
 
@@ -337,7 +348,7 @@ def test_restarted_agent_takes_back_checkpointed_executors(tmp_path: Path) -> No
             cluster.start_agent(0)
 
             def resubscribed() -> bool:
-                state = httpx.get(f"{agent_url(cluster)}/state").json()
+                state = agent_get(cluster, "/state").json()
                 return state["id"] == offer["agent_id"]["value"] and any(
                     t["id"] == "survivor" and t["state"] == "TASK_RUNNING"
                     for f in state["frameworks"] for e in f["executors"] for t in e["tasks"])
@@ -354,7 +365,7 @@ def test_restarted_agent_takes_back_checkpointed_executors(tmp_path: Path) -> No
 
 def test_agent_reregisters_its_tasks_with_a_restarted_master(tmp_path: Path) -> None:
     with Cluster(tmp_path, agents=1, master_args=["--agent-ping-interval", "0.3"]).start() as cluster:
-        client = RawFramework(cluster.master_address, name="patient").start()
+        client = RawFramework(cluster.master_api(), name="patient").start()
         try:
             offer = client.offer()
             client.launch(offer, [command_task("sleep 60", task_id="steady")])
@@ -392,7 +403,7 @@ def test_scheduler_shutdown_of_an_executor_kills_its_tasks(framework: RawFramewo
         assert killed["state"] == "TASK_KILLED" and killed["source"] == "SOURCE_EXECUTOR"
 
     def completed() -> bool:
-        state = httpx.get(f"{agent_url(cluster)}/state").json()
+        state = agent_get(cluster, "/state").json()
         frameworks = state["frameworks"] + state["completed_frameworks"]
         return any(e["id"] == "doomed-exec" for f in frameworks for e in f["completed_executors"])
 
@@ -478,7 +489,7 @@ def test_agent_follows_the_leading_master_through_zookeeper(tmp_path: Path, zk) 
         leader = cluster.leader()
         assert leader is not None
         leading = 0 if leader.endswith(f":{cluster.master_ports[0]}") else 1
-        client = RawFramework(leader, name="ha").start()
+        client = RawFramework(cluster.master_api(leading), name="ha").start()
         try:
             offer = client.offer()
             client.launch(offer, [command_task("sleep 60", task_id="through-failover")])
@@ -504,11 +515,13 @@ def test_executor_api_subscribe_update_acknowledged_like_mesos(framework: RawFra
     task["executor"] = custom_executor("exec sleep 60", "hand-exec")  # a process that never subscribes
     framework.launch(offer, [task])
     executor_sandbox(cluster, "hand-exec")
+    executor = cluster.executor("hand-exec", framework.framework_id)
     ids = {"framework_id": {"value": framework.framework_id}, "executor_id": {"value": "hand-exec"}}
-    with httpx.Client(timeout=httpx.Timeout(10.0, read=10.0)) as client:
-        with client.stream("POST", f"{agent_url(cluster)}/api/v1/executor",
+    with httpx.Client(timeout=httpx.Timeout(10.0, read=10.0), verify=cluster.ssl_context or True) as client:
+        with client.stream("POST", f"{cluster.agent_api(0).url}/api/v1/executor",
                            content=json.dumps({"type": "SUBSCRIBE", **ids, "subscribe": {}}),
-                           headers={"Content-Type": "application/json", "Accept": "application/json"}) as stream:
+                           headers={"Content-Type": "application/json", "Accept": "application/json",
+                                    **executor_headers(cluster, executor)}) as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"] == "application/json"
             def records():  # noqa: ANN202 - RecordIO records off the chunked body, in order
@@ -532,7 +545,8 @@ def test_executor_api_subscribe_update_acknowledged_like_mesos(framework: RawFra
             uuid_text = base64.b64encode(uuid.uuid4().bytes).decode()
             status = {"task_id": {"value": "by-hand"}, "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR",
                       "uuid": uuid_text}
-            answer = post_executor_call(cluster, {"type": "UPDATE", **ids, "update": {"status": status}})
+            answer = post_executor_call(cluster, {"type": "UPDATE", **ids, "update": {"status": status}},
+                                        executor=executor)
             assert answer.status_code == 202
             acknowledged = next_event()
             assert acknowledged["type"] == "ACKNOWLEDGED"

@@ -10,13 +10,14 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-import httpx
 import pytest
 
 from framework.mesos.messages import new_uuid
+from framework.security.bundle import Bundle
 from tests.support.mesos_http import (JSON_HEADERS, FakeAgent, Framework, Master, launch,
                                       task_info)
-from tests.support.procs import Process, dockyard, free_port, http_ok, wait_for
+from tests.support.procs import Process, dockyard, free_port, wait_for
+from tests.support.security import Endpoint
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PARTITION_AWARE = {"user": "tester", "name": "pa", "capabilities": [{"type": "PARTITION_AWARE"}]}
@@ -28,23 +29,28 @@ StartMaster = Callable[..., Master]
 
 
 class Masters:
-    """Master processes started by tests, each stopped for sure at the end."""
+    """Master processes started by tests, secured with one bundle (every realm authenticated,
+    agents too; the clients act as its operator), each stopped for sure at the end."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
+        self.bundle = Bundle(workdir / "security").ensure()
         self.procs: list[tuple[Process, Master]] = []
+
+    def argv(self, port: int, *flags: str, work_dir: Path | None = None) -> list[str]:
+        return dockyard("master", "--ip", "127.0.0.1", "--port", str(port),
+                        "--work-dir", str(work_dir or self.workdir / f"master-{port}"),
+                        "--allocation-interval", "0.2", *self.bundle.master_flags(), *flags)
+
+    def api(self, port: int) -> Endpoint:
+        return Endpoint(f"http://127.0.0.1:{port}", self.bundle.operator)
 
     def start(self, *flags: str, port: int | None = None) -> Master:
         port = port or free_port()
-        proc = Process(dockyard("master", "--ip", "127.0.0.1", "--port", str(port),
-                                "--work-dir", str(self.workdir / f"master-{port}"),
-                                "--allocation-interval", "0.2", *flags),
-                       self.workdir / f"master-{port}.log")
-        base = f"http://127.0.0.1:{port}"
-        client = Master(base)
+        proc = Process(self.argv(port, *flags), self.workdir / f"master-{port}.log")
+        client = Master(self.api(port))
         self.procs.append((proc, client))
-        wait_for(lambda: http_ok(base + "/health") or not proc.alive(), timeout=20,
-                 what="master /health")
+        wait_for(lambda: client.api.ok() or not proc.alive(), timeout=20, what="master /health")
         assert proc.alive(), proc.output()
         return client
 
@@ -131,7 +137,7 @@ def test_content_negotiation(master: Master) -> None:
         "Content-Type": "application/json; charset=utf-8"}).status_code == 415
     assert master.post("/api/v1/scheduler", body, headers={
         "Content-Type": "text/plain"}).status_code == 415
-    assert master.client.post(master.base + "/api/v1/scheduler",
+    assert master.client.post(master.base + "/api/v1/scheduler", headers=master.api.headers(),
                               content=b"{}").status_code == 400  # no Content-Type
     assert master.post("/api/v1/scheduler", None, raw=b"{not json").status_code == 400
     assert master.post("/api/v1/scheduler", body, headers={
@@ -638,7 +644,7 @@ def test_unreachable_tasks_a_returning_agent_does_not_report_are_dropped(start_m
 
 def test_agent_reregistration_is_adopted_by_a_fresh_master(master: Master) -> None:
     fid = "0a0b0c0d-0000-4000-8000-000000000000-0000"
-    framework_info = {"user": "tester", "name": "old", "id": {"value": fid}}
+    framework_info = master.framework_info({"user": "tester", "name": "old", "id": {"value": fid}})
     agent = FakeAgent(master, agent_id="old-master-S3", reregister={
         "frameworks": [framework_info],
         "tasks": [{"task_id": {"value": "t9"}, "framework_id": {"value": fid},
@@ -802,17 +808,15 @@ def test_zookeeper_registration_and_redirects(start_master: StartMaster, zk) -> 
 
 
 def test_no_leader_answers_503(start_master: StartMaster, tmp_path: Path) -> None:
+    masters: Masters = start_master.__self__  # type: ignore[attr-defined]
     port = free_port()
     # a ZooKeeper that is not there: the master starts, never leads, answers 503
-    proc = Process(dockyard("master", "--port", str(port), "--work-dir", str(tmp_path / "nz"),
-                            "--zk", f"zk://127.0.0.1:{free_port()}/mesos"),
+    proc = Process(masters.argv(port, "--zk", f"zk://127.0.0.1:{free_port()}/mesos", work_dir=tmp_path / "nz"),
                    tmp_path / "nz.log")
     try:
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout=20,
-                 what="master without ZooKeeper")
-        response = httpx.post(f"http://127.0.0.1:{port}/api/v1/scheduler",
-                              headers=JSON_HEADERS, content=b"{}")
-        assert response.status_code == 503
+        api = masters.api(port)
+        wait_for(api.ok, timeout=20, what="master without ZooKeeper")
+        assert api.call("POST", "/api/v1/scheduler", b"{}", headers=JSON_HEADERS)[0] == 503
     finally:
         proc.stop()
 
@@ -820,20 +824,19 @@ def test_no_leader_answers_503(start_master: StartMaster, tmp_path: Path) -> Non
 def test_restarted_master_waits_for_registered_agents(tmp_path: Path) -> None:
     """A task on an agent that has not re-registered yet gets no reconciliation answer."""
     port = free_port()
-    argv = dockyard("master", "--port", str(port), "--work-dir", str(tmp_path / "m"),
-                    "--allocation-interval", "0.2")
-    base = f"http://127.0.0.1:{port}"
+    masters = Masters(tmp_path)
+    argv = masters.argv(port, work_dir=tmp_path / "m")
     proc = Process(argv, tmp_path / "m1.log")
-    master = Master(base)
+    master = Master(masters.api(port))
     try:
-        wait_for(lambda: http_ok(base + "/health"), what="master")
+        wait_for(master.api.ok, what="master")
         agent_id = FakeAgent(master).id
         wait_for(lambda: agent_id in (tmp_path / "m" / "registry.json").read_text(),
                  what="registry written")
         proc.kill9()
         proc.stop()
         proc = Process(argv, tmp_path / "m2.log")
-        wait_for(lambda: http_ok(base + "/health"), what="restarted master")
+        wait_for(master.api.ok, what="restarted master")
         fw = Framework(master, PARTITION_AWARE)
         fw.call("RECONCILE", reconcile={"tasks": [
             {"task_id": {"value": "waiting"}, "agent_id": {"value": agent_id}},
@@ -929,7 +932,7 @@ def test_a_task_that_ended_while_its_agent_was_away_is_not_dropped(master: Maste
 
 def test_update_framework(master: Master) -> None:
     fw = Framework(master, {"user": "u", "name": "before"})
-    info = {"user": "u", "name": "after", "id": {"value": fw.id}}
+    info = {**fw.info, "name": "after", "id": {"value": fw.id}}
     response = fw.call("UPDATE_FRAMEWORK", update_framework={"framework_info": info})
     assert response.status_code == 200
     names = [f["name"] for f in master.get("/state").json()["frameworks"] if f["id"] == fw.id]

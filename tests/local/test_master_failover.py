@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from tests.support.mesos_http import EventStream, FakeAgent, Framework, Master, task_info
+from tests.support.mesos_http import FakeAgent, Framework, Master, task_info
 from tests.support.procs import free_port, wait_for
 
 from .test_master import PARTITION_AWARE, StartMaster, _procs_of, start_master  # noqa: F401
@@ -97,7 +97,7 @@ def test_reconciliation_after_a_leader_change_follows_the_registry(
     next(proc for proc, client in _procs_of(start_master) if client is first).stop()
     wait_for(lambda: elected(second), timeout=20, what="second master elected")
 
-    events = EventStream("POST", second.base + "/api/v1", {"type": "SUBSCRIBE"})
+    events = second.stream("/api/v1", {"type": "SUBSCRIBE"})
     aware = Framework(second, PARTITION_AWARE)
     plain = Framework(second, PLAIN)
     try:

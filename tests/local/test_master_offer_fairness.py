@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
-from tests.support.mesos_http import EventStream
+from tests.support.mesos_http import open_stream
 
 OFFER_TIMEOUT = 2.0
 BOUND = 3 * OFFER_TIMEOUT + 5.0  # rescind, one allocation, the launch itself
@@ -32,13 +32,13 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 def test_a_silent_framework_does_not_starve_a_working_one(cluster: Cluster) -> None:
-    silent = EventStream("POST", cluster.master_url + "/api/v1/scheduler", {
+    silent = open_stream(cluster.master_api(), "/api/v1/scheduler", {
         "type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": "silent"}}})
     try:
         assert silent.status == 200
         held = silent.wait_for("OFFERS")["offers"]["offers"]
         assert held, "the silent framework was offered the agent first"
-        normal = RawFramework(cluster.master_address, name="normal").start()
+        normal = RawFramework(cluster.master_api(), name="normal").start()
         try:
             for number in range(2):  # not one lucky round: each task needs an offer of its own
                 started = time.monotonic()

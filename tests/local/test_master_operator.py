@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
-from tests.support.mesos_http import EventStream, FakeAgent, Framework, Master, launch, task_info
+from tests.support.mesos_http import FakeAgent, Framework, Master, launch, open_stream, task_info
 from tests.support.procs import wait_for
 
 from .test_master import MULTI_ROLE, PARTITION_AWARE, StartMaster, start_master  # noqa: F401
@@ -35,7 +35,7 @@ def operator_cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 def test_operator_subscribe_streams_what_the_master_does(operator_cluster: Cluster) -> None:
     cluster = operator_cluster
-    events = EventStream("POST", cluster.master_url + "/api/v1", {"type": "SUBSCRIBE"})
+    events = open_stream(cluster.master_api(), "/api/v1", {"type": "SUBSCRIBE"})
     try:
         assert events.status == 200
         assert events.headers is not None
@@ -48,7 +48,7 @@ def test_operator_subscribe_streams_what_the_master_does(operator_cluster: Clust
             {"agent0", "agent1"}
         assert state["get_tasks"]["tasks"] == [] and state["get_frameworks"]["frameworks"] == []
 
-        framework = RawFramework(cluster.master_address, name="watched").start()
+        framework = RawFramework(cluster.master_api(), name="watched").start()
         try:
             added = events.wait_for(_of("FRAMEWORK_ADDED"))["framework_added"]["framework"]
             assert added["framework_info"]["id"]["value"] == framework.framework_id
@@ -99,8 +99,8 @@ def test_operator_subscribe_checks_accept(start_master: StartMaster) -> None:  #
                           headers={"Content-Type": "application/json", "Accept": "text/html"})
     assert refused.status_code == 406
     # a subscriber that hangs up is forgotten: the next change still reaches the others
-    first = EventStream("POST", master.base + "/api/v1", {"type": "SUBSCRIBE"})
-    second = EventStream("POST", master.base + "/api/v1", {"type": "SUBSCRIBE"})
+    first = master.stream("/api/v1", {"type": "SUBSCRIBE"})
+    second = master.stream("/api/v1", {"type": "SUBSCRIBE"})
     try:
         assert first.next()["type"] == second.next()["type"] == "SUBSCRIBED"
         first.close()
@@ -224,7 +224,7 @@ def test_tasks_a_reconnecting_agent_reports_are_announced_to_operators(
     run = agent.stream.wait_for("RUN_TASK")["run_task"]["task"]
     agent.update(fw.id, "known", "TASK_RUNNING")
     fw.update("known")
-    events = EventStream("POST", master.base + "/api/v1", {"type": "SUBSCRIBE"})
+    events = master.stream("/api/v1", {"type": "SUBSCRIBE"})
     try:
         assert events.next()["type"] == "SUBSCRIBED"
         agent.stream.close()  # the connection drops; the agent comes back with one more task

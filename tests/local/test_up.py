@@ -8,9 +8,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.support.cluster import get_json
 from tests.support.framework import RawFramework, command_task
 from tests.support.procs import Process, dockyard, free_port, port_open, wait_for
+from tests.support.security import Endpoint
 
 
 def consecutive_free_ports(count: int) -> int:
@@ -47,6 +47,19 @@ def processes() -> list[tuple[int, list[str]]]:
     return found
 
 
+def master_of(work: Path) -> Endpoint:
+    """The master `dockyard up` (secured by default) says is there, as the user its client.json names."""
+    return Endpoint.from_client_file(work / "client.json", "master")
+
+
+def registered(work: Path, count: int) -> dict | None:
+    """The master's state once `count` agents registered (None before, also while up is starting)."""
+    if not (work / "client.json").exists():
+        return None
+    state = master_of(work).get_json("/master/state")
+    return state if len(state["slaves"]) == count else None
+
+
 def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -> None:
     master_port = free_port()
     agent_port = consecutive_free_ports(2)
@@ -55,9 +68,9 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
                           "--resources", "cpus:2;mem:2048;disk:1000;ports:[31000-31100]"),
                  tmp_path / "up.log", env={"COLUMNS": "200"})
     master = f"127.0.0.1:{master_port}"
+    work = tmp_path / "up"
     try:
-        state = wait_for(lambda: (s := get_json(f"http://{master}/master/state")) and len(s["slaves"]) == 2 and s,
-                         30, what="two agents registered")
+        state = wait_for(lambda: registered(work, 2), 30, what="two agents registered")
         hosts = {agent["hostname"]: agent for agent in state["slaves"]}  # type: ignore[index]
         assert set(hosts) == {"agent1", "agent2"}
         assert hosts["agent1"]["attributes"] == {"agent": "agent1"}
@@ -66,11 +79,13 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
         table = up.output()
         assert f"http://127.0.0.1:{master_port}" in table and f"http://127.0.0.1:{agent_port + 1}" in table
 
-        client = RawFramework(master, name="status-check").start()
+        assert master_of(work).identity is not None  # secured by default
+        client = RawFramework(master_of(work), name="status-check").start()
         try:
             client.launch(client.offer(), [command_task("sleep 30", task_id="visible", cpus=0.5, mem=64)])
             client.wait_state("visible", "TASK_RUNNING")
-            result = subprocess.run(dockyard("status", "--master", master, "--json"), capture_output=True,
+            config = ["--config", str(work / "client.json")]
+            result = subprocess.run(dockyard("status", "--master", master, *config, "--json"), capture_output=True,
                                     text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
             assert result.returncode == 0, result.stderr
             summary = json.loads(result.stdout)
@@ -79,7 +94,7 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
             assert len(busy) == 1 and busy[0]["free"]["cpus"] < 2
             assert any(f["name"] == "status-check" and f["tasks"] == 1 for f in summary["frameworks"])
             assert [t["state"] for t in summary["tasks"] if t["id"] == "visible"] == ["TASK_RUNNING"]
-            tables = subprocess.run(dockyard("status", "--master", master), capture_output=True, text=True,
+            tables = subprocess.run(dockyard("status", "--master", master, *config), capture_output=True, text=True,
                                     timeout=30, env={**os.environ, "COLUMNS": "80"})
             assert tables.returncode == 0 and "visible" in tables.stdout and "agent2" in tables.stdout
             for agent in summary["agents"]:  # whole, on the agent's own line: ready to copy
@@ -121,12 +136,10 @@ def test_up_stopped_by_sigterm_leaves_no_container_behind(tmp_path: Path) -> Non
                           "--master-port", str(master_port), "--agent-port", str(agent_port),
                           "--resources", "cpus:2;mem:2048;disk:1000;ports:[31000-31100]"),
                  tmp_path / "up.log")
-    master = f"127.0.0.1:{master_port}"
     client = None
     try:
-        wait_for(lambda: len(get_json(f"http://{master}/master/state")["slaves"]) == 2, 30,
-                 what="two agents registered")
-        client = RawFramework(master, name="left-running", checkpoint=True).start()
+        wait_for(lambda: registered(work, 2), 30, what="two agents registered")
+        client = RawFramework(master_of(work), name="left-running", checkpoint=True).start()
         for agent in ("agent1", "agent2"):
             client.launch(client.offer(agent), [command_task("sleep 600", task_id=f"on-{agent}")])
             client.wait_state(f"on-{agent}", "TASK_RUNNING")

@@ -167,12 +167,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def drivers() -> Iterator[Callable[..., MesosSchedulerDriver]]:
-    """Factory for scheduler drivers that are all stopped (with teardown) after the test."""
+    """Factory for scheduler drivers of a cluster (authenticated as its operator, verifying its TLS;
+    `master=` another URI than its first master), all stopped (with teardown) after the test."""
     made: list[MesosSchedulerDriver] = []
 
-    def make(sched: Scheduler, master_uri: str, framework: dict | None = None,
+    def make(sched: Scheduler, cluster: Cluster, framework: dict | None = None, *, master: str | None = None,
              **kwargs: Any) -> MesosSchedulerDriver:
-        driver = MesosSchedulerDriver(sched, framework or framework_info(), master_uri, **kwargs)
+        driver = MesosSchedulerDriver(sched, framework or framework_info(), master or cluster.master_address,
+                                      **{**cluster.master_api().driver_options(), **kwargs})
         made.append(driver)
         return driver
 

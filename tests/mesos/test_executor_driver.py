@@ -56,7 +56,7 @@ def test_status_update_fields_are_filled_and_kept_until_acknowledged() -> None:
 
 def test_custom_executor_lifecycle(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     framework_id = rec.wait_named("registered")[0].value
     offer = rec.take_offer()
@@ -113,7 +113,7 @@ def test_custom_executor_lifecycle(cluster, drivers) -> None:  # noqa: ANN001
 def test_without_checkpoint_executor_exits_when_agent_dies(tmp_path, drivers) -> None:  # noqa: ANN001
     with Cluster(tmp_path, agents=1).start() as cluster:
         rec = Recorder()
-        driver = drivers(rec, cluster.master_address)
+        driver = drivers(rec, cluster)
         driver.start()
         offer = rec.take_offer()
         task_id = new_id("orphan")
@@ -127,7 +127,7 @@ def test_without_checkpoint_executor_exits_when_agent_dies(tmp_path, drivers) ->
 def test_with_checkpoint_updates_survive_an_agent_restart(tmp_path, drivers) -> None:  # noqa: ANN001
     with Cluster(tmp_path, agents=1).start() as cluster:
         rec = Recorder()
-        driver = drivers(rec, cluster.master_address, framework_info(checkpoint=True, failover_timeout=60.0))
+        driver = drivers(rec, cluster, framework_info(checkpoint=True, failover_timeout=60.0))
         driver.start()
         offer = rec.take_offer()
         task_id = new_id("durable")

@@ -22,7 +22,7 @@ def frameworks(cluster: Cluster) -> tuple[set[str], set[str]]:
 
 def test_subscribe_registers_and_offers_arrive(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     framework_id, master_info = rec.wait_named("registered")
     assert framework_id.value and driver.framework_id == framework_id.value
@@ -38,7 +38,7 @@ def test_subscribe_registers_and_offers_arrive(cluster, drivers) -> None:  # noq
 
 def test_launch_command_task_runs_to_finished_and_is_acknowledged(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     task_id = new_id("finish")
@@ -61,7 +61,7 @@ def test_launch_command_task_runs_to_finished_and_is_acknowledged(cluster, drive
 
 def test_explicit_acknowledgement(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address, implicit_acknowledgements=False)
+    driver = drivers(rec, cluster, implicit_acknowledgements=False)
     driver.start()
     offer = rec.take_offer()
     task_id = new_id("explicit")
@@ -94,7 +94,7 @@ def test_explicit_acknowledgement(cluster, drivers) -> None:  # noqa: ANN001
 
 def test_failed_command_reports_exit_status(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     task_id = new_id("fail")
@@ -105,7 +105,7 @@ def test_failed_command_reports_exit_status(cluster, drivers) -> None:  # noqa: 
 
 def test_kill_with_kill_policy_and_implicit_reconcile(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     task_id = new_id("sleeper")
@@ -125,7 +125,7 @@ def test_kill_with_kill_policy_and_implicit_reconcile(cluster, drivers) -> None:
 
 def test_launch_group_with_default_executor(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     first, second = new_id("g1"), new_id("g2")
@@ -139,7 +139,7 @@ def test_launch_group_with_default_executor(cluster, drivers) -> None:  # noqa: 
 
 def test_invalid_offer_gives_task_lost_from_master(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     task_id = new_id("stale")
@@ -151,7 +151,7 @@ def test_invalid_offer_gives_task_lost_from_master(cluster, drivers) -> None:  #
 
 def test_decline_filters_and_revive(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     driver.declineOffer(offer.id, {"refuse_seconds": 0})
@@ -167,7 +167,7 @@ def test_decline_filters_and_revive(cluster, drivers) -> None:  # noqa: ANN001
 
 def test_suppress_stops_offers_until_revive(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     driver.start()
     offer = rec.take_offer()
     driver.suppressOffers()
@@ -182,7 +182,7 @@ def test_suppress_stops_offers_until_revive(cluster, drivers) -> None:  # noqa: 
 
 def test_calls_before_subscription_are_queued_and_sent(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = drivers(rec, cluster.master_address)
+    driver = drivers(rec, cluster)
     task_id = new_id("never-launched")
     driver.killTask({"value": task_id})        # queued: not started yet
     driver.start()
@@ -195,7 +195,8 @@ def test_calls_before_subscription_are_queued_and_sent(cluster, drivers) -> None
 
 def test_calls_after_stop_raise(cluster) -> None:  # noqa: ANN001
     rec = Recorder()
-    driver = MesosSchedulerDriver(rec, framework_info(), cluster.master_address)
+    driver = MesosSchedulerDriver(rec, framework_info(), cluster.master_address,
+                                  **cluster.master_api().driver_options())
     driver.start()
     rec.wait_named("registered")
     assert driver.stop() == DRIVER_STOPPED
@@ -206,7 +207,7 @@ def test_calls_after_stop_raise(cluster) -> None:  # noqa: ANN001
 
 def test_stop_tears_down_and_failover_keeps_tasks(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
-    first = drivers(rec, cluster.master_address, framework_info(failover_timeout=60.0))
+    first = drivers(rec, cluster, framework_info(failover_timeout=60.0))
     first.start()
     framework_id = rec.wait_named("registered")[0].value
     offer = rec.take_offer()
@@ -217,7 +218,7 @@ def test_stop_tears_down_and_failover_keeps_tasks(cluster, drivers) -> None:  # 
 
     assert framework_id in frameworks(cluster)[0]
     rec2 = Recorder()
-    second = drivers(rec2, cluster.master_address,
+    second = drivers(rec2, cluster,
                      framework_info(failover_timeout=60.0, id={"value": framework_id}))
     second.start()
     rec2.wait_named("reregistered")
@@ -230,7 +231,7 @@ def test_stop_tears_down_and_failover_keeps_tasks(cluster, drivers) -> None:  # 
     assert framework_id not in frameworks(cluster)[0]
 
     rec3 = Recorder()
-    third = drivers(rec3, cluster.master_address, framework_info(id={"value": framework_id}))
+    third = drivers(rec3, cluster, framework_info(id={"value": framework_id}))
     third.start()
     message = rec3.wait_named("error")[0]
     assert "removed" in message.lower()
@@ -240,7 +241,7 @@ def test_stop_tears_down_and_failover_keeps_tasks(cluster, drivers) -> None:  # 
 def test_heartbeats_keep_the_stream_and_silence_kills_it(cluster, drivers) -> None:  # noqa: ANN001
     rec = Recorder()
     # Dead after 3 x the interval the master announces (0.3 s here, 15 s by default).
-    driver = drivers(rec, cluster.master_address, heartbeat_factor=3,
+    driver = drivers(rec, cluster, heartbeat_factor=3,
                      backoff_initial=0.2, backoff_max=0.5)
     driver.start()
     framework_id = rec.wait_named("registered")[0].value
@@ -270,14 +271,14 @@ def test_redirect_and_zk_failover(tmp_path, zk, drivers) -> None:  # noqa: ANN00
 
         # A non-leading master answers 307 //leader; the driver follows it.
         rec = Recorder()
-        via_follower = drivers(rec, follower, backoff_initial=0.2, backoff_max=1.0)
+        via_follower = drivers(rec, cluster, master=follower, backoff_initial=0.2, backoff_max=1.0)
         via_follower.start()
         rec.wait_named("registered")
         assert via_follower.master == leader
 
         # With zk:// the driver follows the leader when it dies.
         rec2 = Recorder()
-        via_zk = drivers(rec2, zk_url, framework_info(failover_timeout=60.0),
+        via_zk = drivers(rec2, cluster, framework_info(failover_timeout=60.0), master=zk_url,
                          backoff_initial=0.2, backoff_max=1.0)
         via_zk.start()
         framework_id = rec2.wait_named("registered")[0].value
@@ -294,7 +295,8 @@ def test_failover_resubscribe_soak(cluster) -> None:  # noqa: ANN001
     re-subscribed framework subscribed (an intermittent 403 was seen once)."""
     for _ in range(30):
         rec = Recorder()
-        first = MesosSchedulerDriver(rec, framework_info(failover_timeout=60.0), cluster.master_address)
+        first = MesosSchedulerDriver(rec, framework_info(failover_timeout=60.0), cluster.master_address,
+                                     **cluster.master_api().driver_options())
         first.start()
         framework_id = rec.wait_named("registered")[0].value
         offer = rec.take_offer()
@@ -305,7 +307,7 @@ def test_failover_resubscribe_soak(cluster) -> None:  # noqa: ANN001
 
         rec2 = Recorder()
         second = MesosSchedulerDriver(rec2, framework_info(failover_timeout=60.0, id={"value": framework_id}),
-                                      cluster.master_address)
+                                      cluster.master_address, **cluster.master_api().driver_options())
         second.start()
         rec2.wait_named("reregistered")
         second.teardown()                     # raises MesosError on a 403

@@ -1,7 +1,7 @@
-"""Helpers of the agent and executor security tests: the agent's views, executor calls, raw requests.
+"""Helpers of the agent and executor security tests: executor calls, raw requests, custom executors.
 
-    state = agent_state(address, bundle.operator)           # /state with Basic
-    info = wait_executor(address, bundle.operator, "exec-a") # its /state entry (container, directory)
+    info = cluster.executor("exec-a")                        # its /state entry (tests/support/cluster.py)
+    token = executor_token(cluster.bundle, info)             # tests/support/security.py
     status, headers, body = executor_call(address, call, token=token)
 """
 from __future__ import annotations
@@ -14,40 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from framework.security import tokens
-from framework.security.bundle import Bundle, Identity
-from tests.support.procs import wait_for
 from tests.support.security import call
-
-
-def agent_state(address: str, identity: Identity | None, scheme: str = "http",
-                context: ssl.SSLContext | None = None) -> dict:
-    status, _, body = call("GET", f"{scheme}://{address}/state", identity, context=context)
-    assert status == 200, (status, body[:300])
-    return json.loads(body)
-
-
-def find_executor(state: dict, executor_id: str, framework_id: str | None = None) -> dict | None:
-    for framework in state["frameworks"] + state["completed_frameworks"]:
-        if framework_id is not None and framework["id"] != framework_id:
-            continue
-        for executor in framework["executors"]:
-            if executor["id"] == executor_id:
-                return {**executor, "framework_id": framework["id"]}
-    return None
-
-
-def wait_executor(address: str, identity: Identity | None, executor_id: str, framework_id: str | None = None,
-                  scheme: str = "http", context: ssl.SSLContext | None = None, timeout: float = 20) -> dict:
-    """A live executor's /state entry (id, container, directory, framework_id)."""
-    return wait_for(lambda: find_executor(agent_state(address, identity, scheme, context), executor_id,
-                                          framework_id), timeout, what=f"executor {executor_id} on the agent")  # type: ignore[return-value]
-
-
-def token_for(bundle: Bundle, executor: dict) -> str:
-    """The token the agent gave this executor (the test holds the agent's key)."""
-    return tokens.issue(bundle.executor_key_file.read_bytes(), framework_id=executor["framework_id"],
-                        executor_id=executor["id"], container_id=executor["container"])
 
 
 def executor_call(address: str, body: dict | bytes, token: str | None = None, *,

@@ -1,18 +1,20 @@
 """The route matrix: every route x method x caller of an ASGI app, against its access decision.
 
-Generic over servers, so the master's and the agents' tables can be walked the
-same way as the scheduler's:
+Generic over servers (tests/security/test_route_matrix.py walks the master's, the
+agent's and the scheduler's tables with it):
 
-    cases = route_cases(app.routes)                   # fails on a route without a decision
-    failures = run_matrix(app, cases, callers, EXPECT)
-    assert not failures, "\\n".join(failures)
+    cases, undecided = route_cases(app.routes)        # undecided: routes without a decision
+    failures = run_matrix(app, cases, callers, expect, challenges, json_body=False)
+    assert not (undecided or failures), "\\n".join(undecided + failures)
 
-A caller is a name and the `Authorization` header it sends; `EXPECT[access][caller]`
+A caller is a name and the `Authorization` header it sends; `expect[access][caller]`
 is what that caller must get: `"401"`, `"403"` or `"pass"` (anything but 401/403).
 No answer may be a server error (5xx; 503 excepted: a server not ready to act, e.g.
 a scheduler not yet subscribed, says so), and a refusal must carry the gate's shape
-(`check_refusal`). Requests go straight to the ASGI app: an event stream is cut
-once its status is known.
+(`check_refusal`): a 401 challenges with the realm of the route's level
+(`challenges[access]`), and the body is Marathon's `{"message": ...}` (`json_body`)
+or libprocess's text (`401 Unauthorized.`). Requests go straight to the ASGI app:
+an event stream is cut once its status is known.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Union
 
 from starlette.routing import BaseRoute, Route
 
@@ -50,15 +52,6 @@ class Answer:
     body: bytes
 
 
-# What each kind of caller gets at each access level (the scheduler's; a server with other realms
-# passes its own table).
-EXPECT: dict[Access, dict[str, str]] = {
-    Access.OPEN: {"none": "pass", "wrong": "pass", "viewer": "pass", "admin": "pass"},
-    Access.READ: {"none": "401", "wrong": "401", "viewer": "pass", "admin": "pass"},
-    Access.WRITE: {"none": "401", "wrong": "401", "viewer": "403", "admin": "pass"},
-}
-
-
 def concrete(path: str) -> str:
     """A route path with each `{param}` / `{param:path}` replaced by a sample value."""
     return re.sub(r"{\w+(?::\w+)?}", SAMPLE_PARAM, path)
@@ -81,8 +74,10 @@ def route_cases(routes: Iterable[BaseRoute]) -> tuple[list[Case], list[str]]:
     return cases, undecided
 
 
-async def _ask(app: Callable, method: str, path: str, headers: Mapping[str, str] | list[tuple[bytes, bytes]],
-               body: bytes = b"", timeout: float = 10.0) -> Answer:
+async def ask_async(app: Callable, method: str, path: str,
+                    headers: Mapping[str, str] | list[tuple[bytes, bytes]], body: bytes = b"",
+                    timeout: float = 10.0) -> Answer:
+    """`ask` on the running event loop (to send many requests at once)."""
     raw_headers = headers if isinstance(headers, list) else [
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if body:
@@ -133,7 +128,7 @@ async def _ask(app: Callable, method: str, path: str, headers: Mapping[str, str]
 def ask(app: Callable, method: str, path: str, headers: Mapping[str, str] | list[tuple[bytes, bytes]],
         body: bytes = b"", timeout: float = 10.0) -> Answer:
     """One request straight to an ASGI app (a stream is cut once it has started)."""
-    return asyncio.run(_ask(app, method, path, headers, body, timeout))
+    return asyncio.run(ask_async(app, method, path, headers, body, timeout))
 
 
 def server_error(status: int) -> bool:
@@ -141,44 +136,86 @@ def server_error(status: int) -> bool:
     return status >= 500 and status != 503
 
 
-def check_refusal(answer: Answer, realm: str, json_body: bool = True) -> str | None:
-    """Why a 401/403 does not have the gate's shape (None when it does)."""
-    if answer.status == 401 and answer.headers.get("www-authenticate") != f'Basic realm="{realm}"':
-        return f"401 without the challenge (got {answer.headers.get('www-authenticate')!r})"
-    if json_body and answer.status in (401, 403):
+# A realm's name (its challenge is `Basic realm="<name>"`), or the challenge of each level.
+Challenges = Union[str, Mapping[Access, str]]
+TEXT_UNAUTHORIZED = b"401 Unauthorized."  # libprocess's body of a 401
+
+
+def challenge_of(challenges: Challenges, access: Access) -> str:
+    """The challenge a 401 at this level must carry ("" for a level without a realm)."""
+    if isinstance(challenges, str):
+        return f'Basic realm="{challenges}"'
+    return challenges.get(access, "")
+
+
+def check_refusal(answer: Answer, challenge: str, json_body: bool = True) -> str | None:
+    """Why a 401/403 does not have the gate's shape (None when it does).
+
+    `challenge` is the `WWW-Authenticate` a 401 must carry; a Bearer challenge may go on
+    with what was wrong (`, error="invalid_token", ...`). A plain realm name stands for
+    its Basic challenge.
+    """
+    if not challenge.startswith(("Basic ", "Bearer ")):
+        challenge = f'Basic realm="{challenge}"'
+    got = answer.headers.get("www-authenticate")
+    if answer.status == 401 and not (got == challenge or (got or "").startswith(challenge + ",")):
+        return f"401 without the challenge {challenge!r} (got {got!r})"
+    if answer.status not in (401, 403):
+        return None
+    if json_body:
         try:
             message = json.loads(answer.body).get("message")
         except (ValueError, AttributeError):
             return f"{answer.status} body is not JSON: {answer.body[:80]!r}"
         if not isinstance(message, str) or not message:
             return f"{answer.status} JSON without a message: {answer.body[:80]!r}"
+    elif answer.status == 401 and answer.body != TEXT_UNAUTHORIZED:
+        return f"401 body is not {TEXT_UNAUTHORIZED!r}: {answer.body[:80]!r}"
+    elif answer.status == 403 and not answer.body.strip():
+        return "403 without a body"
+    return None
+
+
+def judge(label: str, answer: Answer, wanted: str, challenge: str, json_body: bool) -> str | None:
+    """What is wrong with one answer (None: as expected)."""
+    got = answer.status
+    if server_error(got):
+        return f"{label}: {got} {answer.body[:120]!r}"
+    if wanted == "pass" and got in (401, 403):
+        return f"{label}: refused {got}, expected to pass"
+    if wanted != "pass" and str(got) != wanted:
+        return f"{label}: {got}, expected {wanted}"
+    if got in (401, 403) and (why := check_refusal(answer, challenge, json_body)):
+        return f"{label}: {why}"
     return None
 
 
 def run_matrix(app: Callable, cases: list[Case], callers: list[Caller], expect: Mapping[Access, Mapping[str, str]],
-               realm: str, json_body: bool = True) -> list[str]:
-    """Every case for every caller; the list of what went wrong (empty: all as expected)."""
+               challenges: Challenges, json_body: bool = True, path_of: Callable[[Case], str] | None = None,
+               body: bytes = b"", overrides: Mapping[tuple[str, str], str] | None = None) -> list[str]:
+    """Every case for every caller; the list of what went wrong (empty: all as expected).
+
+    `path_of` gives the path to ask for a case (default: its own); `body` goes with every
+    method but GET and HEAD (as JSON); `overrides[(template, caller)]` replaces what the
+    level expects for one route (an ACL that refuses a caller the gate lets in).
+    """
     async def walk() -> list[str]:
         failures = []
         for case in cases:
+            path = path_of(case) if path_of is not None else case.path
+            payload = b"" if case.method in ("GET", "HEAD") else body
             for caller in callers:
                 headers = {"Authorization": caller.authorization} if caller.authorization is not None else {}
                 label = f"{case.method} {case.path} ({case.template}, {case.access.value}) as {caller.name}"
                 try:
-                    answer = await _ask(app, case.method, case.path, headers)
+                    answer = await ask_async(app, case.method, path, headers, payload)
                 except asyncio.TimeoutError:
                     failures.append(f"{label}: no answer")
                     continue
-                wanted = expect[case.access][caller.name]
-                got = answer.status
-                if server_error(got):
-                    failures.append(f"{label}: {got} {answer.body[:120]!r}")
-                elif wanted == "pass" and got in (401, 403):
-                    failures.append(f"{label}: refused {got}, expected to pass")
-                elif wanted != "pass" and str(got) != wanted:
-                    failures.append(f"{label}: {got}, expected {wanted}")
-                elif got in (401, 403) and (why := check_refusal(answer, realm, json_body)):
-                    failures.append(f"{label}: {why}")
+                wanted = (overrides or {}).get((case.template, caller.name)) or expect[case.access][caller.name]
+                why = judge(label, answer, wanted, challenge_of(challenges, case.access), json_body)
+                if why is not None:
+                    failures.append(why)
         return failures
 
     return asyncio.run(walk())

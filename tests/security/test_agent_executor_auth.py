@@ -1,7 +1,7 @@
 """Executor authentication on a real agent: tokens, the claims rule, and what no caller gets in.
 
-A master (agents authenticated) and one agent with `--authenticate-http-executors`
-and every other agent realm on, as `up` runs them; executors are real processes
+A test cluster, secured as `up` runs one: agents authenticated, and one agent with
+`--authenticate-http-executors` and every other agent realm on; executors are real processes
 (dockyard's, and processes that never subscribe so that a test can play them).
 Without the executor realm, a forged UPDATE with ids read from /state was taken:
 every refusal below is 202 on an agent without it.
@@ -20,31 +20,29 @@ from framework.security.bundle import Bundle
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
 from tests.support.procs import dockyard, http_ok, wait_for
-from tests.support.security import agent_flags, authorization, call
+from tests.support.security import authorization, call, executor_token
 
-from .agent_support import (executor_call, executor_info, raw_request, status_of, task_for, token_for,
-                            update_call, wait_executor)
+from .agent_support import executor_call, executor_info, raw_request, status_of, task_for, update_call
 
 REALM_CHALLENGE = 'Bearer realm="mesos-agent-executor"'
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
-    return Bundle(tmp_path_factory.mktemp("security") / "security").ensure(agents=["agent0"])
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with Cluster(Path(tmp_path_factory.mktemp("cluster")), agents=1,
+                 agent_args=["--executor-registration-timeout", "20"]).start() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Iterator[Cluster]:
-    master_args = ["--credentials", str(bundle.credentials_file), "--authenticate-agents"]
-    agent_args = [*agent_flags(bundle, "agent0"), "--executor-registration-timeout", "20"]
-    with Cluster(Path(tmp_path_factory.mktemp("cluster")), agents=1, master_args=master_args,
-                 agent_args=agent_args).start() as running:
-        yield running
+def bundle(cluster: Cluster) -> Bundle:
+    assert cluster.bundle is not None
+    return cluster.bundle
 
 
 @pytest.fixture
 def framework(cluster: Cluster) -> Iterator[RawFramework]:
-    client = RawFramework(cluster.master_address, capabilities=["TASK_KILLING_STATE"]).start()
+    client = RawFramework(cluster.master_api(), capabilities=["TASK_KILLING_STATE"]).start()
     yield client
     client.stop()
 
@@ -53,7 +51,7 @@ def idle_executor(framework: RawFramework, cluster: Cluster, bundle: Bundle, exe
                   task_id: str) -> dict:
     """An executor process that never subscribes (the test speaks for it), with one task queued."""
     framework.launch(framework.offer(), [task_for(executor_info(executor_id), task_id)])
-    return wait_executor(cluster.agent_address(0), bundle.operator, executor_id, framework.framework_id)
+    return cluster.executor(executor_id, framework.framework_id)
 
 
 def decline_offers(framework: RawFramework) -> None:
@@ -95,22 +93,22 @@ def test_forged_update_without_a_token_is_refused_and_changes_nothing(framework:
     assert 'error="invalid_token"' in headers["www-authenticate"] and "signature" in headers["www-authenticate"]
     time.sleep(0.5)
     assert not any(u["state"] == "TASK_FAILED" for u in framework.updates("victim"))
-    assert [t["id"] for t in wait_executor(address, bundle.operator, "victim-exec")["queued_tasks"]] == ["victim"]
+    assert [t["id"] for t in cluster.executor("victim-exec")["queued_tasks"]] == ["victim"]
 
 
 def test_a_token_acts_for_its_own_executor_and_current_container_only(cluster: Cluster, bundle: Bundle) -> None:
     """Mesos's claims rule (slave/http.cpp `verifyExecutorClaims`), with Mesos's messages."""
-    first = RawFramework(cluster.master_address, name="first").start()
-    second = RawFramework(cluster.master_address, name="second").start()
+    first = RawFramework(cluster.master_api(), name="first").start()
+    second = RawFramework(cluster.master_api(), name="second").start()
     try:
         address = cluster.agent_address(0)
         first.launch(first.offer(), [task_for(executor_info("exec-a"), "task-a"),
                                      task_for(executor_info("exec-b"), "task-b")])
         decline_offers(first)  # what is left goes to the second framework
-        a = wait_executor(address, bundle.operator, "exec-a", first.framework_id)
-        b = wait_executor(address, bundle.operator, "exec-b", first.framework_id)
+        a = cluster.executor("exec-a", first.framework_id)
+        b = cluster.executor("exec-b", first.framework_id)
         twin = idle_executor(second, cluster, bundle, "exec-a", "task-twin")  # same executor id, other framework
-        token_a = token_for(bundle, a)
+        token_a = executor_token(bundle, a)
         claims = json.dumps({"claims": {"cid": a["container"], "eid": "exec-a", "fid": a["framework_id"]}},
                             separators=(",", ":"))
 
@@ -175,7 +173,7 @@ def test_hostile_authorization_headers_are_401_and_the_agent_keeps_serving(clust
 
 def test_tampered_and_truncated_tokens_are_401(framework: RawFramework, cluster: Cluster, bundle: Bundle) -> None:
     executor = idle_executor(framework, cluster, bundle, "tamper-exec", "tamper")
-    good = token_for(bundle, executor)
+    good = executor_token(bundle, executor)
     header, payload, signature = good.split(".")
     swapped = tokens.issue(b"0" * 32, framework_id="x", executor_id="y", container_id="z").split(".")[1]
     heartbeat = {"type": "HEARTBEAT", "framework_id": {"value": executor["framework_id"]},
@@ -189,7 +187,7 @@ def test_tampered_and_truncated_tokens_are_401(framework: RawFramework, cluster:
 
 
 def test_readonly_routes_want_credentials_and_health_is_open(cluster: Cluster, bundle: Bundle) -> None:
-    base = f"http://{cluster.agent_address(0)}"
+    base = cluster.agent_api(0).url
     for path in ("/state", "/monitor/statistics", "/metrics", "/metrics/snapshot", "/files/browse?path=/"):
         status, headers, body = call("GET", base + path)
         assert (status, headers.get("www-authenticate"), body) == (
@@ -204,10 +202,10 @@ def test_the_files_api_serves_sandboxes_to_whom_the_acls_allow(framework: RawFra
                                                                bundle: Bundle) -> None:
     framework.launch(framework.offer(), [command_task("echo in the sandbox", task_id="files-task")])
     assert framework.wait_terminal("files-task")["state"] == "TASK_FINISHED"
-    state = json.loads(call("GET", f"http://{cluster.agent_address(0)}/state", bundle.viewer)[2])
+    state = json.loads(call("GET", cluster.agent_api(0).url + "/state", bundle.viewer)[2])
     directory = next(e["directory"] for f in state["frameworks"] + state["completed_frameworks"]
                      for e in f["executors"] + f["completed_executors"] if e["id"] == "files-task")
-    base = f"http://{cluster.agent_address(0)}/files/read?offset=0&path="
+    base = cluster.agent_api(0).url + "/files/read?offset=0&path="
     status, _, body = call("GET", base + f"{directory}/stdout", bundle.viewer)
     assert status == 200 and json.loads(body)["data"] == "in the sandbox\n"
     # The agent's checkpoints and image store are not sandboxes: refused to anyone.
@@ -217,12 +215,12 @@ def test_the_files_api_serves_sandboxes_to_whom_the_acls_allow(framework: RawFra
     assert call("GET", base + f"{directory}/stdout", bundle.identity("dockyard"))[0] == 200
 
 
-def test_agent_restart_keeps_a_recovered_executors_token_valid(bundle: Bundle, tmp_path: Path) -> None:
+def test_agent_restart_keeps_a_recovered_executors_token_valid(tmp_path: Path) -> None:
     """Tokens are derived again, never stored: a recovered executor's calls still pass."""
-    master_args = ["--credentials", str(bundle.credentials_file), "--authenticate-agents"]
-    with Cluster(tmp_path, agents=1, master_args=master_args,
-                 agent_args=agent_flags(bundle, "agent0")).start() as cluster:
-        client = RawFramework(cluster.master_address, name="ckpt", checkpoint=True).start()
+    with Cluster(tmp_path, agents=1).start() as cluster:
+        bundle = cluster.bundle
+        assert bundle is not None
+        client = RawFramework(cluster.master_api(), name="ckpt", checkpoint=True).start()
         try:
             warm = executor_info("survivor", argv=dockyard("executor"), env={"DOCKYARD_EXECUTOR_IDLE_TIMEOUT": "60"})
             client.launch(client.offer(), [task_for(warm, "long", "sleep 3; echo done")])
@@ -232,7 +230,7 @@ def test_agent_restart_keeps_a_recovered_executors_token_valid(bundle: Bundle, t
             assert client.wait_terminal("long", timeout=30)["state"] == "TASK_FINISHED"
             client.launch(offer_after(client, "long"), [task_for(warm, "after", "echo after")])
             assert client.wait_terminal("after", timeout=30)["state"] == "TASK_FINISHED", client.updates("after")
-            executor = wait_executor(cluster.agent_address(0), bundle.operator, "survivor", client.framework_id)
+            executor = cluster.executor("survivor", client.framework_id)
             assert "refused by agent" not in (Path(executor["directory"]) / "stderr").read_text()
             assert not tokens_on_disk(cluster, bundle)
         finally:
@@ -264,11 +262,11 @@ def test_executor_tls_environment_is_not_given_without_tls(framework: RawFramewo
     """A custom executor gets its token (and no TLS settings on a plain agent)."""
     framework.launch(framework.offer(), [task_for(executor_info("env-exec", "env > env.txt; exec sleep 60"),
                                                   "env-task")])
-    executor = wait_executor(cluster.agent_address(0), bundle.operator, "env-exec", framework.framework_id)
+    executor = cluster.executor("env-exec", framework.framework_id)
     env_file = Path(executor["directory"]) / "env.txt"
     wait_for(lambda: env_file.exists() and "MESOS_SANDBOX" in env_file.read_text(), 10, what="env.txt")
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
-    assert env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] == token_for(bundle, executor)
+    assert env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] == executor_token(bundle, executor)
     assert tokens.verify(bundle.executor_key_file.read_bytes(), env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"]) == {
         "cid": executor["container"], "eid": "env-exec", "fid": framework.framework_id}
     assert "LIBPROCESS_SSL_ENABLED" not in env

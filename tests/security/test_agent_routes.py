@@ -1,10 +1,8 @@
-"""Every route of the agent, every method, every kind of caller, against its access decision.
+"""The agent's own route behaviour: open as before without flags, sandboxes by `access_sandboxes`.
 
-The agent's app is asked directly (no process, no master): a route made without
-a decision fails the walk; READ routes want Basic credentials of the
-`mesos-agent-readonly` realm, the executor API an executor token of the
-`mesos-agent-executor` realm (and nothing else), `/health` nobody. No answer is
-a server error, whatever the header.
+The agent's app is asked directly (no process, no master). Every route against
+every kind of caller (Basic principals, executor tokens, hostile headers):
+tests/security/test_route_matrix.py.
 """
 from __future__ import annotations
 
@@ -16,11 +14,8 @@ import pytest
 from framework.local.agent import Agent, AgentConfig
 from framework.local.agent_http import build_app
 from framework.local.agent_security import AgentSecurity
-from framework.security import tokens
 from framework.security.bundle import Bundle
-from framework.security.gate import Access
-from tests.security.route_matrix import ask, route_cases, server_error
-
+from tests.security.route_matrix import ask
 
 
 def basic(principal: str, secret: str) -> str:
@@ -30,65 +25,6 @@ def basic(principal: str, secret: str) -> str:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     return Bundle(tmp_path_factory.mktemp("security") / "security").ensure(agents=["agent0"])
-
-
-def secured_app(bundle: Bundle, work_dir: Path):  # noqa: ANN201 - a Starlette app
-    security = AgentSecurity.from_flags(
-        http_credentials=bundle.credentials_file, authenticate_readonly=True, authenticate_readwrite=True,
-        authenticate_executors=True, executor_secret_key=bundle.executor_key_file, acls=bundle.acls_file,
-        environ={})
-    return build_app(Agent(AgentConfig(master="127.0.0.1:1", work_dir=work_dir, security=security)))
-
-
-def callers(bundle: Bundle) -> dict[str, str | None]:
-    key = bundle.executor_key_file.read_bytes()
-    return {
-        "none": None,
-        "wrong": basic(bundle.operator.principal, "not-the-secret"),
-        "viewer": basic(bundle.viewer.principal, bundle.viewer.secret),
-        "operator": basic(bundle.operator.principal, bundle.operator.secret),
-        "token": "Bearer " + tokens.issue(key, framework_id="f", executor_id="e", container_id="c"),
-        "foreign-token": "Bearer " + tokens.issue(b"k" * 32, framework_id="f", executor_id="e", container_id="c"),
-        "garbage": "Bearer \x7f\x01not-a-token",
-    }
-
-
-EXPECT = {
-    Access.OPEN: {"none": "pass", "wrong": "pass", "viewer": "pass", "operator": "pass", "token": "pass",
-                  "foreign-token": "pass", "garbage": "pass"},
-    Access.READ: {"none": "401", "wrong": "401", "viewer": "pass", "operator": "pass", "token": "401",
-                  "foreign-token": "401", "garbage": "401"},
-    Access.EXECUTOR: {"none": "401", "wrong": "401", "viewer": "401", "operator": "401", "token": "pass",
-                      "foreign-token": "401", "garbage": "401"},
-}
-CHALLENGES = {Access.READ: 'Basic realm="mesos-agent-readonly"', Access.EXECUTOR: 'Bearer realm="mesos-agent-executor"'}
-
-
-def test_every_route_has_a_decision_and_keeps_it(bundle: Bundle, tmp_path: Path) -> None:
-    app = secured_app(bundle, tmp_path)
-    (tmp_path / "slaves").mkdir()
-    cases, undecided = route_cases(app.routes)
-    assert not undecided, undecided
-    assert {case.access for case in cases} == {Access.OPEN, Access.READ, Access.EXECUTOR}
-    failures = []
-    for case in cases:
-        path = case.path + (f"?path={tmp_path}/slaves" if case.path.startswith("/files/") else "")
-        for name, header in callers(bundle).items():
-            answer = ask(app, case.method, path, {"Authorization": header} if header is not None else {})
-            wanted = EXPECT[case.access][name]
-            label = f"{case.method} {case.path} as {name}"
-            if server_error(answer.status):
-                failures.append(f"{label}: {answer.status} {answer.body[:120]!r}")
-            elif wanted == "pass" and answer.status in (401, 403):
-                failures.append(f"{label}: refused {answer.status}")
-            elif wanted == "401":
-                if answer.status != 401:
-                    failures.append(f"{label}: {answer.status}, expected 401")
-                elif not answer.headers.get("www-authenticate", "").startswith(CHALLENGES[case.access]):
-                    failures.append(f"{label}: challenge {answer.headers.get('www-authenticate')!r}")
-                elif answer.body != b"401 Unauthorized.":
-                    failures.append(f"{label}: body {answer.body[:80]!r}")
-    assert not failures, "\n".join(failures)
 
 
 def test_without_flags_nothing_is_asked(tmp_path: Path) -> None:

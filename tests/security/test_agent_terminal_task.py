@@ -3,7 +3,8 @@
 The agent frees a terminal task's resources at once and the framework forgets
 it; a task that in fact still ran (an executor that lied, or an UPDATE forged on
 an agent without executor authentication) would run on unseen, unkillable by its
-framework, and survive even the deletion of its app. The agent makes sure: after
+framework, and survive even the deletion of its app. Here the executor lies: the
+forged UPDATE carries its own token (the agent authenticates executors). The agent makes sure: after
 a short grace period, what is left of it (processes in its sandbox, its
 container and cgroups) is destroyed, and a command executor that outlives its
 only task is shut down. On the agent before this, every process below lived on.
@@ -21,7 +22,7 @@ import pytest
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
 from tests.support.procs import dockyard, wait_for
-from tests.support.security import call
+from tests.support.security import executor_token
 
 from .agent_support import executor_call, executor_info, task_for, update_call
 
@@ -42,7 +43,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, archives: Path) -> Iterator[Cluster]:
-    """An agent without executor authentication: anyone may speak for an executor, as in Mesos by default."""
+    """A secured agent (executor authentication on) with a directory of images."""
     with Cluster(Path(tmp_path_factory.mktemp("cluster")), agents=1,
                  agent_args=["--docker-registry", str(archives)]).start() as running:
         yield running
@@ -50,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, archives: Path) -> Iterato
 
 @pytest.fixture
 def framework(cluster: Cluster) -> Iterator[RawFramework]:
-    client = RawFramework(cluster.master_address).start()
+    client = RawFramework(cluster.master_api()).start()
     yield client
     client.stop()
 
@@ -68,15 +69,15 @@ def read_pid(path: Path) -> int:
 
 
 def sandbox_of(cluster: Cluster, executor_id: str) -> Path:
-    def find() -> Path | None:
-        status, _, body = call("GET", f"http://{cluster.agent_address(0)}/state")
-        for framework in json.loads(body)["frameworks"]:
-            for executor in framework["executors"]:
-                if executor["id"] == executor_id:
-                    return Path(executor["directory"])
-        return None
+    return Path(cluster.executor(executor_id)["directory"])
 
-    return wait_for(find, 20, what=f"executor {executor_id}")  # type: ignore[return-value]
+
+def lie(cluster: Cluster, framework: RawFramework, executor_id: str, task_id: str, state: str) -> int:
+    """The executor's own (authenticated) UPDATE saying `task_id` is `state`, when it is not: the status."""
+    assert cluster.bundle is not None
+    token = executor_token(cluster.bundle, cluster.executor(executor_id, framework.framework_id))
+    forged = update_call(framework.framework_id or "", executor_id, task_id, state)
+    return executor_call(cluster.agent_address(0), forged, token)[0]
 
 
 def test_a_warm_executors_task_reported_finished_is_killed_and_its_neighbour_lives(framework: RawFramework,
@@ -88,8 +89,7 @@ def test_a_warm_executors_task_reported_finished_is_killed_and_its_neighbour_liv
     framework.wait_state("neighbour", "TASK_RUNNING")
     sandbox = sandbox_of(cluster, "warm-liar")
     victim, neighbour = read_pid(sandbox / "tasks" / "lied-about" / "pid"), read_pid(sandbox / "tasks" / "neighbour" / "pid")
-    forged = update_call(framework.framework_id or "", "warm-liar", "lied-about", "TASK_FINISHED")
-    assert executor_call(cluster.agent_address(0), forged)[0] == 202  # no executor authentication here
+    assert lie(cluster, framework, "warm-liar", "lied-about", "TASK_FINISHED") == 202
     assert framework.wait_terminal("lied-about")["state"] == "TASK_FINISHED"
     reported = time.monotonic()
     wait_for(lambda: not alive(victim), GRACE + 10, what="the task reported finished to be killed")
@@ -106,12 +106,11 @@ def test_a_command_executor_that_outlives_its_task_is_shut_down(framework: RawFr
     framework.wait_state("lone-liar", "TASK_RUNNING")
     sandbox = sandbox_of(cluster, "lone-liar")
     pid = read_pid(sandbox / "pid")
-    forged = update_call(framework.framework_id or "", "lone-liar", "lone-liar", "TASK_FAILED")
-    assert executor_call(cluster.agent_address(0), forged)[0] == 202
+    assert lie(cluster, framework, "lone-liar", "lone-liar", "TASK_FAILED") == 202
     wait_for(lambda: not alive(pid), GRACE + 15, what="the task and its executor to be ended")
 
     def completed() -> bool:
-        state = json.loads(call("GET", f"http://{cluster.agent_address(0)}/state")[2])
+        state = cluster.agent_api(0).get_json("/state")
         return any(e["id"] == "lone-liar" for f in state["frameworks"] + state["completed_frameworks"]
                    for e in f["completed_executors"])
 
@@ -136,8 +135,7 @@ def test_a_task_in_an_image_reported_finished_has_its_container_destroyed(framew
     ids = wait_for(records, 10, what="the task's container record")
     sleepers = wait_for(lambda: container_pids(containers / ids[0] / "state.json"), 10,  # type: ignore[index]
                         what="the container's processes")
-    forged = update_call(framework.framework_id or "", "warm-image", "boxed", "TASK_FINISHED")
-    assert executor_call(cluster.agent_address(0), forged)[0] == 202
+    assert lie(cluster, framework, "warm-image", "boxed", "TASK_FINISHED") == 202
     wait_for(lambda: not records(), GRACE + 30, what="the container to be destroyed")
     wait_for(lambda: not any(alive(pid) for pid in sleepers), 10, what="the container's processes to be gone")
 

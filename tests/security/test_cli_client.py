@@ -17,10 +17,9 @@ import pytest
 
 from framework.security import client as client_settings
 from framework.security.bundle import Bundle, Identity
-from tests.security.secured import SecuredMaster, SecuredScheduler
 from tests.support.cluster import Cluster
-from tests.support.procs import dockyard, wait_for
-from tests.support.security import agent_flags, master_flags
+from tests.support.procs import dockyard
+from tests.support.scheduler import SchedulerProcess
 
 JOB = {"id": "hello", "run": {"cmd": "echo hello-from-a-secured-agent", "cpus": 0.1, "mem": 32}}
 OUTSIDER = Identity("ops", "not-known-to-the-agents")  # the scheduler knows it; the agents do not
@@ -50,22 +49,15 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bundle, SecuredScheduler]]:
-    """Master, agent and scheduler with a generated bundle: the agent asks for credentials on
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bundle, SchedulerProcess]]:
+    """A secured cluster (its bundle's flags) and scheduler: the agent asks for credentials on
     `/state` and `/files`, the scheduler's API for users (plus `ops`, an admin the agents do not know)."""
     workdir = Path(tmp_path_factory.mktemp("cli-secured"))
-    bundle = Bundle(workdir / "security").ensure(agents=["agent0"])
-    # The cluster helper reads the master's /state without credentials: that realm stays open here.
-    master_args = [f for f in master_flags(bundle) if f != "--authenticate-http-readonly"]
-    with Cluster(workdir / "cluster", agents=1, master_args=master_args,
-                 agent_args=agent_flags(bundle, "agent0")).start() as cluster:
-        with SecuredScheduler.start(cluster.master_address, workdir / "scheduler", bundle,
-                                    "--mesos-authentication-principal", "dockyard",
-                                    "--mesos-authentication-secret-file", str(bundle.scheduler_secret_file),
-                                    "--http-users", str(bundle.users_file),
+    with Cluster(workdir / "cluster", agents=1).start() as cluster:
+        assert cluster.bundle is not None
+        with SchedulerProcess.start(cluster, workdir / "scheduler",
                                     "--http-credentials", f"{OUTSIDER.principal}:{OUTSIDER.secret}") as scheduler:
-            wait_for(lambda: scheduler.health().get("subscribed"), timeout=60, what="subscribed")
-            yield bundle, scheduler
+            yield cluster.bundle, scheduler
 
 
 def test_settings_are_found_in_order_and_refusals_are_one_line(secured, tmp_path: Path) -> None:  # noqa: ANN001
@@ -133,23 +125,25 @@ def test_task_output_is_read_from_a_secured_agent(secured, tmp_path: Path) -> No
 
 
 def test_status_reads_a_secured_master_over_tls(tmp_path: Path) -> None:
-    bundle = Bundle(tmp_path / "security").ensure()
-    cert, key = (str(path) for path in bundle.certificate("cluster", ["127.0.0.1", "localhost"]))
-    with SecuredMaster.start(tmp_path, bundle) as master:
-        config = settings(tmp_path / "client.json", bundle.viewer, master=master.url, ca=str(bundle.ca_cert),
+    with Cluster(tmp_path / "cluster", agents=0, mutual_tls=True).start() as cluster:
+        bundle = cluster.bundle
+        assert bundle is not None and cluster.cert is not None
+        cert, key = (str(path) for path in cluster.cert)
+        url = cluster.master_url
+        config = settings(tmp_path / "client.json", bundle.viewer, master=url, ca=str(bundle.ca_cert),
                           cert=cert, key=key)
         done = run(tmp_path, "status", "--json", "--config", str(config))
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["agents"] == []
         # --master over the file's master, with the file's credentials and CA.
-        done = run(tmp_path, "status", "--json", "--master", master.url, env={"DOCKYARD_CONFIG": str(config)})
+        done = run(tmp_path, "status", "--json", "--master", url, env={"DOCKYARD_CONFIG": str(config)})
         assert done.returncode == 0, done.stderr
 
-        anonymous = settings(tmp_path / "anonymous.json", None, master=master.url, ca=str(bundle.ca_cert),
+        anonymous = settings(tmp_path / "anonymous.json", None, master=url, ca=str(bundle.ca_cert),
                              cert=cert, key=key)
         line = one_error_line(run(tmp_path, "status", "--config", str(anonymous)))
-        assert line.startswith(f"Error: the master at {master.url} answered 401 Unauthorized to no credentials "
+        assert line.startswith(f"Error: the master at {url} answered 401 Unauthorized to no credentials "
                                f"(credentials from {anonymous})"), line
-        untrusting = settings(tmp_path / "untrusting.json", bundle.viewer, master=master.url)
+        untrusting = settings(tmp_path / "untrusting.json", bundle.viewer, master=url)
         line = one_error_line(run(tmp_path, "status", "--config", str(untrusting)))
         assert "CERTIFICATE_VERIFY_FAILED" in line, line

@@ -13,11 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from framework.security.bundle import Bundle
-from tests.conformance.test_pymesos import APPS, events, pymesos_python
+from tests.conformance.test_pymesos import APPS, events, pymesos_python, scheduler_argv
 from tests.support.cluster import Cluster
 from tests.support.procs import Process, wait_for
-from tests.support.security import agent_flags
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +25,14 @@ def python310() -> Path:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    bundle = Bundle(tmp_path_factory.mktemp("security") / "security").ensure(agents=["agent0"])
+    """Secured as every test cluster (executor authentication on)."""
     with Cluster(Path(tmp_path_factory.mktemp("cluster")), agents=1,
-                 agent_args=[*agent_flags(bundle, "agent0"), "--executor-registration-timeout", "10"]).start() as c:
+                 agent_args=["--executor-registration-timeout", "10"]).start() as c:
         yield c
 
 
 def run_scheduler(cluster: Cluster, python310: Path, executor: str, log: Path, timeout: float) -> list[dict]:
-    scheduler = Process([str(python310), str(APPS / "scheduler.py"), cluster.master_address, executor], log,
+    scheduler = Process(scheduler_argv(python310, cluster, cluster.master_address, executor), log,
                         env={"PYTHONPATH": ""})
     try:
         wait_for(lambda: any(e["event"] == "stopped" for e in events(scheduler))

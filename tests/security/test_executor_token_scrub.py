@@ -20,9 +20,9 @@ from framework.security.bundle import Bundle
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task
 from tests.support.procs import REPO, dockyard, wait_for
-from tests.support.security import agent_flags
+from tests.support.security import executor_token
 
-from .agent_support import executor_info, grep_tree, task_for, token_for, wait_executor
+from .agent_support import executor_info, grep_tree, task_for
 
 TOKEN = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJjaWQiOiJjIn0.c2VjcmV0LXRva2VuLXZhbHVlLXh5eg"
 
@@ -103,11 +103,10 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory, archives: Path) -> Iterator[tuple[Cluster, Bundle]]:
-    bundle = Bundle(tmp_path_factory.mktemp("security") / "security").ensure(agents=["agent0"])
     with Cluster(Path(tmp_path_factory.mktemp("cluster")), agents=1,
-                 master_args=["--credentials", str(bundle.credentials_file), "--authenticate-agents"],
-                 agent_args=[*agent_flags(bundle, "agent0"), "--docker-registry", str(archives)]).start() as cluster:
-        yield cluster, bundle
+                 agent_args=["--docker-registry", str(archives)]).start() as cluster:
+        assert cluster.bundle is not None
+        yield cluster, cluster.bundle
 
 
 def sections(text: str) -> dict[str, str]:
@@ -124,9 +123,8 @@ def sections(text: str) -> dict[str, str]:
 
 def test_no_task_sees_its_executors_token(secured: tuple[Cluster, Bundle]) -> None:
     cluster, bundle = secured
-    framework = RawFramework(cluster.master_address).start()
+    framework = RawFramework(cluster.master_api()).start()
     try:
-        address = cluster.agent_address(0)
         image = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "busybox:test"}}}}
         warm = executor_info("warm-scrub", argv=dockyard("executor"), env={"DOCKYARD_EXECUTOR_IDLE_TIMEOUT": "30"})
         framework.launch(framework.offer(), [
@@ -136,13 +134,14 @@ def test_no_task_sees_its_executors_token(secured: tuple[Cluster, Bundle]) -> No
         ])
         for task_id in ("command-scrub", "warm-task", "image-scrub"):
             framework.wait_state(task_id, "TASK_RUNNING", timeout=60)
-        command = wait_executor(address, bundle.operator, "command-scrub", framework.framework_id)
-        warm_exec = wait_executor(address, bundle.operator, "warm-scrub", framework.framework_id)
-        image_exec = wait_executor(address, bundle.operator, "image-scrub", framework.framework_id)
+        command = cluster.executor("command-scrub", framework.framework_id)
+        warm_exec = cluster.executor("warm-scrub", framework.framework_id)
+        image_exec = cluster.executor("image-scrub", framework.framework_id)
         outputs = {
-            "command-scrub": (Path(command["directory"]) / "stdout", token_for(bundle, command)),
-            "warm-task": (Path(warm_exec["directory"]) / "tasks" / "warm-task" / "stdout", token_for(bundle, warm_exec)),
-            "image-scrub": (Path(image_exec["directory"]) / "stdout", token_for(bundle, image_exec)),
+            "command-scrub": (Path(command["directory"]) / "stdout", executor_token(bundle, command)),
+            "warm-task": (Path(warm_exec["directory"]) / "tasks" / "warm-task" / "stdout",
+                          executor_token(bundle, warm_exec)),
+            "image-scrub": (Path(image_exec["directory"]) / "stdout", executor_token(bundle, image_exec)),
         }
         for task_id, (stdout, token) in outputs.items():
             text = wait_for(lambda: (stdout.exists() and "END" in stdout.read_text()) and stdout.read_text(), 30,

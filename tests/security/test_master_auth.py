@@ -17,10 +17,9 @@ from typing import Iterator
 import pytest
 
 from framework.security.bundle import Bundle, Identity
+from tests.support.cluster import Cluster
 from tests.support.procs import Process, dockyard, free_port, http_ok, wait_for
 from tests.support.security import authorization
-
-from .master_support import SecuredMaster, get
 
 SCHEDULER = "mesos-master-scheduler"
 READONLY = "mesos-master-readonly"
@@ -69,13 +68,10 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
 
 
 @pytest.fixture(scope="module")
-def master(bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredMaster]:
-    running = SecuredMaster(tmp_path_factory.mktemp("master-auth-run"),
-                            "--credentials", str(bundle.credentials_file), "--authenticate-http-frameworks",
-                            "--authenticate-http-readonly", "--authenticate-http-readwrite",
-                            "--authenticate-agents")
-    yield running
-    running.stop()
+def master(bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A master secured with the bundle as every test cluster is (each realm authenticated)."""
+    with Cluster(tmp_path_factory.mktemp("master-auth-run"), agents=0, bundle=bundle).start() as running:
+        yield running
 
 
 def raw_request(port: int, method: str, path: str, authorization_value: bytes | None) -> tuple[int, dict, bytes]:
@@ -103,31 +99,32 @@ def raw_request(port: int, method: str, path: str, authorization_value: bytes | 
 
 
 @pytest.mark.parametrize("method, path, realm", ENDPOINTS)
-def test_every_realm_answers_401_to_every_bad_header(master: SecuredMaster, method: str, path: str,
+def test_every_realm_answers_401_to_every_bad_header(master: Cluster, method: str, path: str,
                                                      realm: str) -> None:
     for name, value in BAD_HEADERS.items():
-        status, fields, body = raw_request(master.port, method, path, value)
+        status, fields, body = raw_request(master.master_ports[0], method, path, value)
         assert status == 401, (name, status, body[:200])
         assert fields["www-authenticate"] == f'Basic realm="{realm}"', name
         assert body == b"401 Unauthorized.", name
-    assert get(master.url + "/health").status_code == 200  # still serving
+    assert master.master_api().as_(None).call("GET", "/health")[0] == 200  # still serving
 
 
-def test_wrong_secret_and_other_realms_credentials(master: SecuredMaster, bundle: Bundle) -> None:
+def test_wrong_secret_and_other_realms_credentials(master: Cluster, bundle: Bundle) -> None:
     wrong = Identity("operator", bundle.operator.secret + "x")
     for method, path, _ in ENDPOINTS:
-        status, _, _ = raw_request(master.port, method, path, authorization(wrong)["Authorization"].encode())
+        status, _, _ = raw_request(master.master_ports[0], method, path,
+                                   authorization(wrong)["Authorization"].encode())
         assert status == 401, (method, path)
 
 
-def test_good_credentials_pass_and_open_endpoints_stay_open(master: SecuredMaster, bundle: Bundle) -> None:
+def test_good_credentials_pass_and_open_endpoints_stay_open(master: Cluster, bundle: Bundle) -> None:
     operator = authorization(bundle.operator)["Authorization"].encode()
     for method, path, realm in ENDPOINTS:
-        status, _, body = raw_request(master.port, method, path, operator)
+        status, _, body = raw_request(master.master_ports[0], method, path, operator)
         # past the gate: the handler answers (200 for views, 400 or 404 for an empty call)
         assert status in (200, 400, 404), (method, path, status, body[:200])
     for path in OPEN:
-        status, fields, _ = raw_request(master.port, "GET", path, None)
+        status, fields, _ = raw_request(master.master_ports[0], "GET", path, None)
         assert status in (200, 307), (path, status)
         assert "www-authenticate" not in fields
 
@@ -187,6 +184,7 @@ def test_an_open_master_stays_on_loopback(tmp_path: Path, bundle: Bundle) -> Non
 
 
 def test_insecure_serves_a_network_address_open(tmp_path: Path) -> None:
+    """About `--insecure` itself: started by hand, open on purpose."""
     port = free_port()
     process = Process(dockyard("master", "--ip", "0.0.0.0", "--port", str(port), "--work-dir",
                                str(tmp_path / "open"), "--insecure"), tmp_path / "open.log")

@@ -17,8 +17,8 @@ import pytest
 
 from framework.security.bundle import Bundle
 from framework.security.tls import Tls
-
-from .master_support import SecuredMaster
+from tests.support.cluster import Cluster
+from tests.support.procs import Process, dockyard, free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,11 @@ def _trusting(bundle: Bundle, cert: bool = False) -> ssl.SSLContext:
                       key=str(key) if cert else None).client_context()
 
 
-def _tls_flags(bundle: Bundle, mutual: bool = False) -> list[str]:
-    flags = ["--tls-cert", str(bundle.directory / "cluster.pem"), "--tls-key", str(bundle.directory / "cluster.key"),
-             "--tls-ca", str(bundle.ca_cert)]
-    return flags + (["--tls-require-client-cert"] if mutual else [])
-
-
 @pytest.fixture(scope="module")
-def tls_master(bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredMaster]:
-    running = SecuredMaster(tmp_path_factory.mktemp("tls-master"), *_tls_flags(bundle), context=_trusting(bundle))
-    yield running
-    running.stop()
+def tls_master(bundle: Bundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A secured master (the bundle's authentication) serving TLS with the bundle's certificate."""
+    with Cluster(tmp_path_factory.mktemp("tls-master"), agents=0, tls=True, bundle=bundle).start() as running:
+        yield running
 
 
 def _plaintext(port: int) -> bytes:
@@ -71,40 +65,40 @@ def _plaintext(port: int) -> bytes:
     return data
 
 
-def test_the_master_serves_https_and_refuses_plaintext(tls_master: SecuredMaster, bundle: Bundle) -> None:
+def test_the_master_serves_https_and_refuses_plaintext(tls_master: Cluster, bundle: Bundle) -> None:
     context = _trusting(bundle)
-    assert httpx.get(tls_master.url + "/health", verify=context).status_code == 200
-    assert httpx.get(tls_master.url + "/version", verify=context).json()["version"]
-    assert not _plaintext(tls_master.port).startswith(b"HTTP/1.1 5")
-    assert b"HTTP/" not in _plaintext(tls_master.port)
+    url, port = tls_master.master_url, tls_master.master_ports[0]
+    assert httpx.get(url + "/health", verify=context).status_code == 200
+    assert httpx.get(url + "/version", verify=context).json()["version"]
+    assert not _plaintext(port).startswith(b"HTTP/1.1 5")
+    assert b"HTTP/" not in _plaintext(port)
     with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://127.0.0.1:{tls_master.port}/health", timeout=5)
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
     # one connection, several requests (keep-alive)
     with httpx.Client(verify=context) as client:
         for _ in range(3):
-            assert client.get(tls_master.url + "/health").status_code == 200
-    assert httpx.get(tls_master.url + "/state", verify=context).status_code == 200
+            assert client.get(url + "/health").status_code == 200
+    operator = tls_master.operator
+    assert operator is not None
+    assert httpx.get(url + "/state", verify=context, auth=(operator.principal, operator.secret)).status_code == 200
 
 
-def test_a_client_that_does_not_trust_the_ca_fails_its_handshake(tls_master: SecuredMaster,
+def test_a_client_that_does_not_trust_the_ca_fails_its_handshake(tls_master: Cluster,
                                                                   stranger: Bundle, bundle: Bundle) -> None:
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        httpx.get(tls_master.url + "/health", verify=_trusting(stranger))
-    assert httpx.get(tls_master.url + "/health", verify=_trusting(bundle)).status_code == 200
+        httpx.get(tls_master.master_url + "/health", verify=_trusting(stranger))
+    assert httpx.get(tls_master.master_url + "/health", verify=_trusting(bundle)).status_code == 200
 
 
 def test_mutual_tls_refuses_clients_without_a_certificate_of_its_ca(bundle: Bundle, stranger: Bundle,
                                                                     tmp_path: Path) -> None:
-    master = SecuredMaster(tmp_path, *_tls_flags(bundle, mutual=True), context=_trusting(bundle, cert=True))
-    try:
+    with Cluster(tmp_path, agents=0, mutual_tls=True, bundle=bundle).start() as master:
         for context in (_trusting(bundle), _stranger_client(bundle, stranger)):
             with pytest.raises(httpx.HTTPError):
-                response = httpx.get(master.url + "/health", verify=context, timeout=5)
+                response = httpx.get(master.master_url + "/health", verify=context, timeout=5)
                 raise AssertionError(f"answered {response.status_code} without a good client certificate")
-        assert httpx.get(master.url + "/health", verify=_trusting(bundle, cert=True)).status_code == 200
-        assert master.process is not None and master.process.alive()
-    finally:
-        master.stop()
+        assert httpx.get(master.master_url + "/health", verify=_trusting(bundle, cert=True)).status_code == 200
+        assert master.masters[0] is not None and master.masters[0].alive()
 
 
 def _stranger_client(bundle: Bundle, stranger: Bundle) -> ssl.SSLContext:
@@ -117,9 +111,17 @@ def test_libprocess_ssl_environment_turns_tls_on(bundle: Bundle, tmp_path: Path)
     env = {"LIBPROCESS_SSL_ENABLED": "true", "LIBPROCESS_SSL_CERT_FILE": str(bundle.directory / "cluster.pem"),
            "LIBPROCESS_SSL_KEY_FILE": str(bundle.directory / "cluster.key"),
            "LIBPROCESS_SSL_CA_FILE": str(bundle.ca_cert)}
-    master = SecuredMaster(tmp_path, env=env, context=_trusting(bundle))
+    port = free_port()  # started by hand: the cluster support gives TLS as flags, this test as environment
+    master = Process(dockyard("master", "--ip", "127.0.0.1", "--port", str(port), "--work-dir", str(tmp_path / "m"),
+                              *bundle.master_flags()), tmp_path / "master.log", env=env)
     try:
-        assert httpx.get(master.url + "/health", verify=_trusting(bundle)).status_code == 200
-        assert b"HTTP/" not in _plaintext(master.port)
+        def healthy() -> bool:
+            assert master.alive(), master.output()[-3000:]
+            try:
+                return httpx.get(f"https://127.0.0.1:{port}/health", verify=_trusting(bundle)).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(healthy, timeout=30, what="the master serving TLS from LIBPROCESS_SSL_*")
+        assert b"HTTP/" not in _plaintext(port)
     finally:
         master.stop()

@@ -10,7 +10,7 @@ from tests.support.procs import REPO, wait_for
 
 
 def cli(marathon, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, str(REPO / "dockyard.py"), *args, "--url", marathon.url],
+    done = subprocess.run([sys.executable, str(REPO / "dockyard.py"), *args, "--config", str(marathon.client_file)],
                           capture_output=True, text=True, timeout=60)
     if check:
         assert done.returncode == 0, done.stderr + done.stdout

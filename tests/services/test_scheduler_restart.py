@@ -8,7 +8,7 @@ from tests.support.procs import wait_for
 
 
 def test_restart_keeps_apps_tasks_and_deployments(cluster, tmp_path: Path) -> None:
-    first = Marathon.start(cluster.master_address, tmp_path, log_name="first.log")
+    first = Marathon.start(cluster, tmp_path, log_name="first.log")
     try:
         first.call("POST", "/v2/apps", {"id": "/keep", "cmd": "sleep 600", "cpus": 0.1, "mem": 32,
                                         "instances": 2})
@@ -18,7 +18,7 @@ def test_restart_keeps_apps_tasks_and_deployments(cluster, tmp_path: Path) -> No
         deployment = first.call("GET", "/v2/deployments")[0]["id"]
     finally:
         first.process.stop()
-    second = Marathon.start(cluster.master_address, tmp_path, log_name="second.log")
+    second = Marathon.start(cluster, tmp_path, log_name="second.log")
     try:
         app = second.app("/keep")
         assert {t["id"] for t in app["tasks"]} == tasks and not app["deployments"]

@@ -1,8 +1,21 @@
-"""The embedded cluster (`dockyard master` + `dockyard agent`s) as real processes on loopback.
+"""The embedded cluster (`dockyard master` + `dockyard agent`s) as real processes, secured.
 
     with Cluster(tmp_path, agents=1).start() as cluster:
         cluster.master_address        # "127.0.0.1:<port>", for a scheduler driver
+        cluster.operator              # the Identity tests act as (None when secure=False)
+        cluster.get_json("/master/state")      # as the operator, verifying TLS when on
+        cluster.master_api()          # an Endpoint (tests/support/security.py) for anything else
         cluster.kill_agent(0); cluster.start_agent(0)   # same id, port and work dir
+
+Secured as `dockyard up` is: a bundle under `<workdir>/security` (or `bundle=`),
+every master realm authenticated, agents authenticated with their own principal
+(`agent-agent<i>`), executors with tokens, the generated ACLs. `tls=True` (or
+`mutual_tls=True`) adds TLS with a certificate for every address in use; it is
+on by itself when any process binds a non-loopback address, as the components
+refuse to serve those open. `secure=False` adds no security flags of the
+support's own: for tests about open behaviour (non-loopback addresses then get
+`--insecure`), or tests whose subject is their own security flags (in
+`master_args`/`agent_args`, with `operator=` the identity the support acts as).
 
 Several masters can share a ZooKeeper (`zk_url=`); `masters=2` starts two and
 `leader()` says which one leads. `ip=` puts the masters on another host address
@@ -11,21 +24,19 @@ tests/faults/harness.py `NetnsNetwork`): `agent_net(index) -> (ip, argv prefix)`
 """
 from __future__ import annotations
 
-import json
-import urllib.request
+import ssl
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from framework.security.binding import is_loopback
+from framework.security.bundle import Bundle, Identity
+
 from . import leaks
-from .procs import Process, dockyard, free_port, http_ok, wait_for
+from .procs import Process, dockyard, free_port, wait_for
+from .security import CERT_NAME, LOOPBACK_HOSTS, Endpoint, client_context
 
 DEFAULT_RESOURCES = "cpus:4;mem:4096;disk:10000"
 PORTS_PER_AGENT = 300  # slices stay below the ephemeral range (32768+) for up to 5 agents
-
-
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
 class Cluster:
@@ -34,7 +45,9 @@ class Cluster:
     def __init__(self, workdir: Path, agents: int = 1, *, masters: int = 1, zk_url: str | None = None,
                  resources: str = DEFAULT_RESOURCES, allocation_interval: float = 0.2,
                  master_args: Sequence[str] = (), agent_args: Sequence[str] = (), ip: str = "127.0.0.1",
-                 agent_net: Callable[[int], tuple[str, list[str]]] | None = None) -> None:
+                 agent_net: Callable[[int], tuple[str, list[str]]] | None = None,
+                 secure: bool = True, tls: bool = False, mutual_tls: bool = False,
+                 bundle: Bundle | None = None, operator: Identity | None = None) -> None:
         if masters > 1 and not zk_url:
             raise ValueError("several masters need a ZooKeeper URL")
         self.workdir = Path(workdir)
@@ -49,6 +62,59 @@ class Cluster:
         self.agent_ports = [free_port() for _ in range(agents)]
         self.masters: list[Process | None] = [None] * masters
         self.agents: list[Process | None] = [None] * agents
+        self.hosts = sorted({*LOOPBACK_HOSTS, ip, *(self.agent_net(i)[0] for i in range(agents))})
+        self.open_network = not all(is_loopback(host) for host in self.hosts)
+        self.secure = secure
+        self._operator = operator
+        self.mutual_tls = mutual_tls
+        self.tls = tls or mutual_tls or (secure and self.open_network)
+        self.bundle = bundle if bundle is not None else (
+            Bundle(self.workdir / "security") if secure or self.tls else None)
+        if self.bundle is not None:
+            self.bundle.ensure(agents=[self.agent_name(i) for i in range(agents)])
+        self.cert: tuple[Path, Path] | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        if self.tls:
+            assert self.bundle is not None
+            self.cert = self.bundle.certificate(CERT_NAME, self.hosts)
+            self.ssl_context = client_context(self.bundle)
+
+    # -- who and how ----------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def operator(self) -> Identity | None:
+        """Who tests act as: `operator=` when given (a test bringing its own credentials), else the
+        bundle's operator (may do everything); None when open."""
+        if self._operator is not None:
+            return self._operator
+        return self.bundle.operator if self.secure and self.bundle is not None else None
+
+    @staticmethod
+    def agent_name(index: int) -> str:
+        """Agent `index`'s hostname; its principal is `agent-<name>`."""
+        return f"agent{index}"
+
+    def security_flags(self, component: str, name: str = "") -> list[str]:
+        """The flags that secure a "master", an "agent" (named `name`) or a "scheduler" of this cluster."""
+        flags: list[str] = []
+        if self.secure:
+            assert self.bundle is not None
+            if component == "master":
+                flags += self.bundle.master_flags()
+            elif component == "agent":
+                flags += self.bundle.agent_flags(name)
+            else:
+                flags += self.bundle.scheduler_flags()
+        if self.cert is not None:
+            assert self.bundle is not None
+            flags += self.bundle.tls_flags(*self.cert, mutual=self.mutual_tls)
+        if not self.secure and self.open_network:
+            flags.append("--insecure")  # open on purpose: the components refuse it otherwise
+        return flags
 
     # -- addresses --------------------------------------------------------------
 
@@ -59,7 +125,7 @@ class Cluster:
 
     @property
     def master_url(self) -> str:
-        return f"http://{self.master_address}"
+        return f"{self.scheme}://{self.master_address}"
 
     @property
     def master_uri(self) -> str:
@@ -68,6 +134,21 @@ class Cluster:
 
     def agent_address(self, index: int) -> str:
         return f"{self.agent_net(index)[0]}:{self.agent_ports[index]}"
+
+    def master_api(self, index: int = 0) -> Endpoint:
+        """Master `index` as the operator, verified with the cluster's CA when TLS is on."""
+        return Endpoint(f"{self.scheme}://{self.ip}:{self.master_ports[index]}", self.operator, self.ssl_context)
+
+    def agent_api(self, index: int = 0) -> Endpoint:
+        return Endpoint(f"{self.scheme}://{self.agent_address(index)}", self.operator, self.ssl_context)
+
+    def call(self, method: str, path: str, body: Any = None, **options: Any) -> tuple[int, dict[str, str], bytes]:
+        """One request to the first master as the operator: (status, lower-case headers, body)."""
+        return self.master_api().call(method, path, body, **options)
+
+    def get_json(self, path: str) -> Any:
+        """GET from the first master as the operator; anything but success raises OSError."""
+        return self.master_api().get_json(path)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -91,12 +172,13 @@ class Cluster:
         (self.workdir / f"master{index}").mkdir(parents=True, exist_ok=True)
         argv = ["master", "--ip", self.ip, "--port", str(port),
                 "--work-dir", str(self.workdir / f"master{index}"),
-                "--allocation-interval", str(self.allocation_interval), *self.master_args]
+                "--allocation-interval", str(self.allocation_interval),
+                *self.security_flags("master"), *self.master_args]
         if self.zk_url:
             argv += ["--zk", self.zk_url]
         process = Process(dockyard(*argv), self.workdir / f"master{index}.log")
         self.masters[index] = process
-        self._wait_healthy(process, f"http://{self.ip}:{port}/health", f"master {index}")
+        self._wait_healthy(process, self.master_api(index), f"master {index}")
         return process
 
     def agent_resources(self, index: int) -> str:
@@ -110,22 +192,24 @@ class Cluster:
         port = self.agent_ports[index]
         (self.workdir / f"agent{index}").mkdir(parents=True, exist_ok=True)
         ip, prefix = self.agent_net(index)
+        name = self.agent_name(index)
         argv = ["agent", "--master", self.master_uri if self.zk_url else self.master_address,
                 "--ip", ip, "--port", str(port),
                 "--work-dir", str(self.workdir / f"agent{index}"),
-                "--resources", self.agent_resources(index), "--hostname", f"agent{index}", *self.agent_args]
+                "--resources", self.agent_resources(index), "--hostname", name,
+                *self.security_flags("agent", name), *self.agent_args]
         process = Process([*prefix, *dockyard(*argv)], self.workdir / f"agent{index}.log")
         self.agents[index] = process
-        self._wait_healthy(process, f"http://{ip}:{port}/health", f"agent {index}")
+        self._wait_healthy(process, self.agent_api(index), f"agent {index}")
         if wait:
-            wait_for(lambda: f"agent{index}" in {a["hostname"] for a in self.active_agents()},
+            wait_for(lambda: name in {a["hostname"] for a in self.active_agents()},
                      timeout=30, what=f"agent {index} registered")
         return process
 
-    def _wait_healthy(self, process: Process, url: str, name: str) -> None:
+    def _wait_healthy(self, process: Process, api: Endpoint, name: str) -> None:
         try:
-            state = wait_for(lambda: "exited" if not process.alive() else http_ok(url),
-                             timeout=30, what=f"{name} healthy at {url}")
+            state = wait_for(lambda: "exited" if not process.alive() else api.ok("/health"),
+                             timeout=30, what=f"{name} healthy at {api.url}/health")
         except TimeoutError as error:
             raise TimeoutError(f"{error}\n--- {name} log ---\n{process.output()[-3000:]}") from None
         if state == "exited":
@@ -180,10 +264,17 @@ class Cluster:
     # -- state ----------------------------------------------------------------------
 
     def state(self, index: int = 0) -> dict:
-        return get_json(f"http://{self.ip}:{self.master_ports[index]}/master/state")
+        return self.master_api(index).get_json("/master/state")
 
     def active_agents(self) -> list[dict]:
         return [s for s in self.state().get("slaves", []) if s.get("active", True)]
+
+    def executor(self, executor_id: str, framework_id: str | None = None, index: int = 0,
+                 timeout: float = 20.0) -> dict:
+        """An executor's agent /state entry (id, container, directory...) plus its "framework_id",
+        once the agent lists it (see `find_executor`)."""
+        return wait_for(lambda: find_executor(self.agent_api(index).get_json("/state"), executor_id, framework_id),
+                        timeout, what=f"executor {executor_id} on agent {index}")  # type: ignore[return-value]
 
     def leader(self) -> str | None:
         """"host:port" of the leading master, from any live master's /master/state."""
@@ -210,3 +301,16 @@ class Cluster:
             if process is not None:
                 parts.append(f"--- {name} ---\n{process.output()[-4000:]}")
         return "\n".join(parts)
+
+
+def find_executor(state: dict, executor_id: str, framework_id: str | None = None) -> dict | None:
+    """An executor's entry in an agent's /state with its "framework_id": a live one first, else a
+    completed one (its sandbox stays readable)."""
+    frameworks = [f for f in state["frameworks"] + state["completed_frameworks"]
+                  if framework_id is None or f["id"] == framework_id]
+    for kind in ("executors", "completed_executors"):
+        for framework in frameworks:
+            for executor in framework.get(kind, []):
+                if executor["id"] == executor_id:
+                    return {**executor, "framework_id": framework["id"]}
+    return None

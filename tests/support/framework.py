@@ -2,7 +2,11 @@
 
 It subscribes on a background thread, records every event, and offers small
 helpers (launch, kill, acknowledge, wait for an update). Tests see exactly what
-the master sends: uuids, sources, reasons.
+the master sends: uuids, sources, reasons. It is given the master as an
+`Endpoint` (tests/support/security.py), so it authenticates and verifies TLS as
+that endpoint does:
+
+    framework = RawFramework(cluster.master_api(), name="test").start()
 """
 from __future__ import annotations
 
@@ -16,19 +20,23 @@ import httpx
 
 from framework.mesos import recordio
 
+from .security import Endpoint
+
 
 class RawFramework:
-    def __init__(self, master: str, *, name: str = "test", capabilities: list[str] = (),  # type: ignore[assignment]
+    def __init__(self, master: Endpoint, *, name: str = "test", capabilities: list[str] = (),  # type: ignore[assignment]
                  checkpoint: bool = False, auto_ack: bool = True) -> None:
         self.master = master
         self.info: dict[str, Any] = {"user": "root", "name": name, "checkpoint": checkpoint,
                                      "capabilities": [{"type": c} for c in capabilities]}
+        if master.identity is not None:  # as a secured framework: the principal it authenticates with
+            self.info["principal"] = master.identity.principal
         self.auto_ack = auto_ack
         self.framework_id: str | None = None
         self.stream_id: str | None = None
         self.events: list[dict] = []
         self.cond = threading.Condition()
-        self.client = httpx.Client(timeout=10.0)
+        self.client = master.client()
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -60,8 +68,8 @@ class RawFramework:
 
     def _stream(self) -> None:
         body = {"type": "SUBSCRIBE", "subscribe": {"framework_info": self.info}}
-        with httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client:
-            with client.stream("POST", f"http://{self.master}/api/v1/scheduler", content=json.dumps(body),
+        with self.master.client(timeout=httpx.Timeout(10.0, read=None)) as client:
+            with client.stream("POST", f"{self.master.url}/api/v1/scheduler", content=json.dumps(body),
                                headers={"Content-Type": "application/json", "Accept": "application/json"}) as resp:
                 self.stream_id = resp.headers.get("mesos-stream-id")
                 decoder = recordio.Decoder()
@@ -86,7 +94,7 @@ class RawFramework:
     # -- calls ----------------------------------------------------------------------
     def call(self, body: dict) -> httpx.Response:
         body = {**body, "framework_id": {"value": self.framework_id}}
-        response = self.client.post(f"http://{self.master}/api/v1/scheduler", content=json.dumps(body),
+        response = self.client.post(f"{self.master.url}/api/v1/scheduler", content=json.dumps(body),
                                     headers={"Content-Type": "application/json",
                                              "Mesos-Stream-Id": self.stream_id or ""})
         assert response.status_code == 202, (body["type"], response.status_code, response.text)

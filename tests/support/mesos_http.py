@@ -1,10 +1,19 @@
-"""Raw Mesos v1 HTTP for tests: calls, and RecordIO event streams read in a thread."""
+"""Raw Mesos v1 HTTP for tests: calls, and RecordIO event streams read in a thread.
+
+Every client here speaks to the master as an `Endpoint` (tests/support/security.py)
+says: its identity on every request (streams too), TLS verified with its context.
+
+    master = Master(cluster.master_api())
+    framework = Framework(master)                       # subscribed, as the operator
+    agent = FakeAgent(Master(cluster.master_api().as_(bundle.identity("agent-a"))))
+"""
 from __future__ import annotations
 
 import http.client
 import json
 import queue
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable
@@ -13,6 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from framework.mesos.recordio import Decoder
+
+from .security import Endpoint
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -27,7 +38,7 @@ class EventStream:
     """
 
     def __init__(self, method: str, url: str, body: Any,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None) -> None:
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self.ended = threading.Event()
@@ -38,7 +49,11 @@ class EventStream:
         self.raw_records: list[bytes] = []
         self.error: Exception | None = None
         parts = urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        if parts.scheme == "https":
+            self._conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=10, context=context)
+        else:
+            self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         self._thread = threading.Thread(
             target=self._run, args=(method, parts.path, json.dumps(body).encode(),
                                     headers or JSON_HEADERS), daemon=True)
@@ -128,17 +143,42 @@ class EventStream:
         self.ended.wait(5)
 
 
-class Master:
-    """A client of one master's HTTP endpoints."""
+def open_stream(api: Endpoint, path: str, body: Any, headers: dict[str, str] | None = None) -> EventStream:
+    """POST `body` to `api`'s `path` as its caller and read the RecordIO answer on a thread;
+    `headers` default to JSON's, and get the caller's Authorization unless they carry one."""
+    return EventStream("POST", api.url + path, body, headers=api.headers(headers if headers is not None
+                                                                          else JSON_HEADERS),
+                       context=api.context)
 
-    def __init__(self, base: str) -> None:
-        self.base = base.rstrip("/")
-        self.client = httpx.Client(timeout=10)
+
+class Master:
+    """A client of one master's HTTP endpoints, as `api`'s caller."""
+
+    def __init__(self, api: Endpoint) -> None:
+        self.api = api
+        self.base = api.url
+        self.client = httpx.Client(timeout=10, verify=api.httpx_options()["verify"])
         self.opened: list[Any] = []  # streams, frameworks and agents to clean up
+
+    def framework_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """`info` naming the principal this client authenticates with (unless it names one)."""
+        if self.api.identity is None or "principal" in info:
+            return info
+        return {**info, "principal": self.api.identity.principal}
+
+    def as_(self, identity: Any) -> "Master":
+        """A client of the same master as another caller (cleaned up with this one)."""
+        other = Master(self.api.as_(identity))
+        self.opened.append(other)
+        return other
+
+    def headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        """`headers` (default: JSON) with our Authorization, unless they carry their own."""
+        return self.api.headers(headers if headers is not None else JSON_HEADERS)
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
              raw: bytes | None = None) -> httpx.Response:
-        return self.client.post(self.base + path, headers=headers or JSON_HEADERS,
+        return self.client.post(self.base + path, headers=self.headers(headers),
                                 content=raw if raw is not None else json.dumps(body).encode())
 
     def call(self, body: Any, stream_id: str | None = None, **extra: str) -> httpx.Response:
@@ -148,23 +188,27 @@ class Master:
         headers.update(extra)
         return self.post("/api/v1/scheduler", body, headers=headers)
 
+    def stream(self, path: str, body: Any, headers: dict[str, str] | None = None) -> EventStream:
+        """A POST whose answer is a RecordIO stream (read on a thread), cleaned up with this client."""
+        stream = open_stream(self.api, path, body, headers)
+        self.opened.append(stream)
+        return stream
+
     def subscribe(self, framework_info: dict[str, Any], framework_id: str | None = None,
                   headers: dict[str, str] | None = None, **subscribe: Any) -> EventStream:
         body: dict[str, Any] = {"type": "SUBSCRIBE",
                                 "subscribe": {"framework_info": framework_info, **subscribe}}
         if framework_id is not None:
             body["framework_id"] = {"value": framework_id}
-        stream = EventStream("POST", self.base + "/api/v1/scheduler", body, headers=headers)
-        self.opened.append(stream)
-        return stream
+        return self.stream("/api/v1/scheduler", body, headers=headers)
 
     def operator(self, kind: str, **payload: Any) -> dict[str, Any]:
         response = self.post("/api/v1", {"type": kind, **payload})
         response.raise_for_status()
         return response.json()
 
-    def get(self, path: str) -> httpx.Response:
-        return self.client.get(self.base + path)
+    def get(self, path: str, **options: Any) -> httpx.Response:
+        return self.client.get(self.base + path, headers=self.api.headers(), **options)
 
     def cleanup(self) -> None:
         """Tear down what tests opened so the next test sees an empty cluster."""
@@ -181,12 +225,13 @@ class Master:
 
 
 class Framework:
-    """A subscribed framework: its id, stream and helpers for calls."""
+    """A subscribed framework: its id, stream and helpers for calls. Its FrameworkInfo names the
+    principal it authenticates with (`master`'s caller), as a secured framework's does."""
 
     def __init__(self, master: Master, info: dict[str, Any] | None = None,
                  **subscribe: Any) -> None:
         self.master = master
-        self.info = info or {"user": "tester", "name": "test-framework"}
+        self.info = master.framework_info(info or {"user": "tester", "name": "test-framework"})
         self.stream = master.subscribe(self.info, **subscribe)
         assert self.stream.status == 200, (self.stream.status, self.stream.body)
         subscribed = self.stream.wait_for("SUBSCRIBED")
@@ -216,12 +261,17 @@ class Framework:
 
 
 class FakeAgent:
-    """A real client of the master's internal agent protocol (docs/internal-protocol.md)."""
+    """A real client of the master's internal agent protocol (docs/internal-protocol.md), as the
+    caller of `master` (on a master with `--authenticate-agents`: the agent's principal).
+
+    `registered=False` accepts a refusal: `status` and `stream.body` say what the master
+    answered, and `id` stays `agent_id`."""
 
     def __init__(self, master: Master, hostname: str = "agent1", port: int = 5051,
                  resources: list[dict[str, Any]] | None = None,
                  attributes: list[dict[str, Any]] | None = None,
-                 agent_id: str | None = None, reregister: dict[str, Any] | None = None) -> None:
+                 agent_id: str | None = None, reregister: dict[str, Any] | None = None,
+                 registered: bool = True) -> None:
         from framework.mesos.resources import Resources
 
         self.master = master
@@ -236,33 +286,39 @@ class FakeAgent:
             info["id"] = {"value": agent_id}
             body = {"type": "REREGISTER", "agent_id": {"value": agent_id}, "agent_info": info,
                     "ip": "127.0.0.1", "version": "1.11.0", **(reregister or {})}
-        self.stream = EventStream("POST", master.base + "/internal/agent", body)
-        assert self.stream.status == 200, (self.stream.status, self.stream.body)
-        first = self.stream.next()
-        payload = first.get("registered") or first.get("reregistered")
-        self.id: str = payload["agent_id"]["value"]
+        self.stream = open_stream(master.api, "/internal/agent", body)
+        self.status = self.stream.status
+        self.id: str = agent_id or ""
         master.opened.append(self)
+        if registered:
+            assert self.status == 200, (self.status, self.stream.body)
+        if self.status == 200:
+            first = self.stream.next()
+            payload = first.get("registered") or first.get("reregistered")
+            self.id = payload["agent_id"]["value"]
 
-    def post(self, kind: str, **payload: Any) -> httpx.Response:
-        return self.master.post("/internal/agent",
-                                {"type": kind, "agent_id": {"value": self.id}, **payload})
+    def post(self, kind: str, caller: Master | None = None, **payload: Any) -> httpx.Response:
+        """One call naming this agent's id, as `caller` (default: this agent's own client)."""
+        return (caller or self.master).post("/internal/agent",
+                                            {"type": kind, "agent_id": {"value": self.id}, **payload})
 
     def update(self, framework_id: str, task_id: str, state: str, uuid: str | None = None,
-               **status: Any) -> tuple[httpx.Response, str]:
+               caller: Master | None = None, **status: Any) -> tuple[httpx.Response, str]:
         from framework.mesos.messages import new_uuid
 
         uuid = uuid or new_uuid()
         body = {"task_id": {"value": task_id}, "state": state, "source": "SOURCE_EXECUTOR",
                 "uuid": uuid, "timestamp": time.time(), **status}
-        response = self.post("UPDATE", framework_id={"value": framework_id}, status=body,
+        response = self.post("UPDATE", caller, framework_id={"value": framework_id}, status=body,
                              latest_state=state)
         return response, uuid
 
     def close(self) -> None:
-        try:
-            self.post("UNREGISTER")
-        except httpx.HTTPError:
-            pass
+        if self.status == 200:
+            try:
+                self.post("UNREGISTER")
+            except httpx.HTTPError:
+                pass
         self.stream.close()
 
 

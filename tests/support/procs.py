@@ -39,6 +39,8 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, interval: f
 
 
 def http_ok(url: str) -> bool:
+    """A plain-HTTP, unauthenticated 2xx (open endpoints of processes started by hand);
+    tests/support/security.py `Endpoint.ok` is the same for a secured server."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return 200 <= response.status < 300
@@ -103,20 +105,6 @@ class Process:
 def dockyard(*args: str) -> list[str]:
     """argv for running the dockyard CLI from this checkout with the current interpreter."""
     return [sys.executable, str(REPO / "dockyard.py"), *args]
-
-
-def http_json(method: str, url: str, body: object = None, timeout: float = 5.0) -> tuple[int, object]:
-    """One JSON call; HTTP errors come back as (status, body) instead of raising."""
-    import json
-
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def raw_server(answer: Callable[[socket.socket], None]) -> tuple[int, threading.Thread]:

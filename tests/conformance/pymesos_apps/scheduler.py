@@ -1,7 +1,9 @@
 """A pymesos 0.3.15 scheduler: launches one task on a pymesos executor, then stops.
 
-usage: scheduler.py MASTER EXECUTOR_COMMAND
+usage: scheduler.py MASTER EXECUTOR_COMMAND [PRINCIPAL SECRET_FILE]
 Prints one JSON object per line for each callback, so the test can follow it.
+With PRINCIPAL and SECRET_FILE it authenticates to the master (HTTP Basic, pymesos's
+`principal`/`secret`), as a secured cluster asks every framework to.
 Runs under Python 3.10 with pymesos installed; it does not import dockyard.
 """
 import getpass
@@ -93,9 +95,17 @@ class OneTask(Scheduler):
 
 def main():
     master, executor_command = sys.argv[1], sys.argv[2]
+    principal, secret = None, None
+    if len(sys.argv) > 4:
+        principal = sys.argv[3]
+        with open(sys.argv[4]) as handle:
+            secret = handle.read().strip()
     framework = {"user": getpass.getuser(), "name": "pymesos-conformance",
                  "hostname": socket.gethostname()}
-    driver = MesosSchedulerDriver(OneTask(executor_command), framework, master, use_addict=True)
+    if principal:
+        framework["principal"] = principal
+    driver = MesosSchedulerDriver(OneTask(executor_command), framework, master, use_addict=True,
+                                  principal=principal, secret=secret)
     driver.run()
     say(event="stopped")
 
