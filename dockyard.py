@@ -31,6 +31,7 @@ Framework:
   app         deploy and manage services (Marathon apps)
   task        list, kill and read the logs of tasks
   job         run and manage batch jobs (Metronome jobs)
+  secret      store secrets for apps and jobs (never shown again, delivered in launches only)
   image       pull, push, load and inspect OCI images on this agent
 
 Run `dockyard COMMAND --help` for a command's options.

@@ -8,6 +8,7 @@ setup(
     "in layered OCI containers, with an embedded single-machine cluster.",
     python_requires=">=3.11",
     packages=find_packages(include=["framework*", "scheduler*", "executor*"]),
+    package_data={"executor.containers.seccomp": ["*.json"]},  # the default seccomp profile
     py_modules=["dockyard"],
     install_requires=[
         "addict>=2.4",
@@ -33,6 +34,8 @@ setup(
             "pytest>=8",
             "pytest-timeout>=2.3",
             "marathon==0.13.0",
+            "hypothesis>=6.100",  # property tests of the Mesos JSON calls (tests/local)
+            "schemathesis>=4.0",  # the scheduler's OpenAPI document, fuzzed (tests/scheduler)
         ],
     },
     entry_points={"console_scripts": ["dockyard = dockyard:main"]},

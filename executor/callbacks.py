@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from executor.launcher import LaunchSpec, has_image, launcher_for
+from executor.launcher import LaunchSpec, has_image, launcher_for, task_environment
 from executor.task_runner import TERMINAL, StatusChecker, TaskRunner, grace_seconds
 from framework.mesos.executor import TOKEN_ENV
 from framework.mesos.interface import Executor
@@ -97,6 +97,7 @@ class DockyardExecutor(Executor):
         self.runners: dict[str, TaskRunner] = {}
         self.groups: dict[str, list[str]] = {}  # task id -> the ids of its task group
         self.send_killing = False
+        self.framework_user: str | None = None  # FrameworkInfo.user: tasks without CommandInfo.user run as it
         self.driver: Any = None
         self.done = threading.Event()  # the executor has nothing left to do
         self.last_busy = time.monotonic()
@@ -106,6 +107,7 @@ class DockyardExecutor(Executor):
         self.driver = driver
         capabilities = (frameworkInfo or {}).get("capabilities") or []
         self.send_killing = any(c.get("type") == "TASK_KILLING_STATE" for c in capabilities)
+        self.framework_user = str((frameworkInfo or {}).get("user") or "") or None
         log.info("registered executor %s on agent %s", self.executor_id, (slaveInfo or {}).get("hostname"))
 
     def launchTask(self, driver: Any, task: Any) -> None:
@@ -171,13 +173,13 @@ class DockyardExecutor(Executor):
             self._status(task_id, "TASK_FAILED", f"Invalid task: {error}", "REASON_TASK_INVALID", None)
             return
         scalars, ports = flat_resources(task.get("resources") or [])
-        env = dict(self.environ)
-        env.pop("DOCKYARD_COMMAND_EXECUTOR", None)
+        env = task_environment(self.environ)
         env.update({"MESOS_SANDBOX": str(sandbox), "MESOS_TASK_ID": task_id})
         if task_id != self.executor_id:
             env["MESOS_DIRECTORY"] = str(sandbox)
         spec = LaunchSpec(task_id=task_id, command=command, env=env, sandbox=sandbox, resources=scalars,
-                          ports=ports, container=container, work_dir=self.work_dir)
+                          ports=ports, container=container, work_dir=self.work_dir,
+                          user=command.get("user") or self.framework_user)
         try:
             launcher = self.launcher(spec)
         except Exception as error:  # no launcher for this container: fail the task, keep serving

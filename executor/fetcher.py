@@ -10,16 +10,26 @@ the sandbox unless `extract` is false, and the archive itself is kept, as Mesos
 does. `cache` keeps a copy under the agent's work dir keyed by the URI
 (`ArtifactCache`: a size budget with least-recently-used eviction, as Mesos's
 `--fetcher_cache_size`).
+
+A `file://` URI (or a plain path) is opened with the task's user's permissions, as
+Mesos's fetcher runs as that user: an executor running as root never hands a task
+of another user a file that user could not read itself (`as_user`). Only regular
+files are fetched. Cache entries are keyed by user and URI, as Mesos keys them.
 Standard library only: this module is on the task start-up path.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import hashlib
 import logging
 import os
+import platform
+import pwd
 import re
+import stat
 import shutil
 import tarfile
 import urllib.parse
@@ -61,25 +71,49 @@ def cache_size_from_env(environ: Mapping[str, str] | None = None) -> int:
 
 
 def fetch_all(uris: list[dict], sandbox: Path, cache_dir: Path | None = None,
-              cache_size: int | None = None) -> list[Path]:
+              cache_size: int | None = None, user: str | None = None) -> list[Path]:
     """Fetch every URI into `sandbox`, in order; the paths of the fetched files.
 
-    `cache_size` is the cache's budget in bytes (default: `cache_size_from_env()`)."""
+    `cache_size` is the cache's budget in bytes (default: `cache_size_from_env()`);
+    `user` is the task's (CommandInfo.user): local files are opened as that user."""
     sandbox.mkdir(parents=True, exist_ok=True)
     cache = None
     if cache_dir is not None and any(uri.get("cache") for uri in uris):
         cache = ArtifactCache(cache_dir, cache_size_from_env() if cache_size is None else cache_size)
-    return [fetch_one(uri, sandbox, cache) for uri in uris]
+    before = {entry.name for entry in sandbox.iterdir()}
+    fetched = [fetch_one(uri, sandbox, cache, user) for uri in uris]
+    give_away([entry for entry in sandbox.iterdir() if entry.name not in before or entry in fetched], user)
+    return fetched
 
 
-def fetch_one(uri: dict, sandbox: Path, cache: "ArtifactCache | None" = None) -> Path:
+def give_away(paths: list[Path], user: str | None) -> None:
+    """What the fetch made (files, unpacked trees) becomes `user`'s, as if Mesos's fetcher, which
+    runs as the task's user, had made it. Before the task starts, so nothing in it is the task's
+    yet; links are changed themselves, never followed."""
+    if not user or os.geteuid() != 0:
+        return
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise FetchError(f"user {user!r} does not exist on this host") from None
+    if account.pw_uid == 0:
+        return
+    for path in paths:
+        os.lchown(path, account.pw_uid, account.pw_gid)
+        if path.is_dir() and not path.is_symlink():
+            for root, dirs, files in os.walk(path):
+                for name in dirs + files:
+                    os.lchown(os.path.join(root, name), account.pw_uid, account.pw_gid)
+
+
+def fetch_one(uri: dict, sandbox: Path, cache: "ArtifactCache | None" = None, user: str | None = None) -> Path:
     value = str(uri.get("value") or "")
     try:
         target = sandbox / _file_name(uri)
         if uri.get("cache") and cache is not None:
-            cache.fetch(value, target)
+            cache.fetch(value, target, user)
         else:
-            _download(value, target)
+            _download(value, target, user=user)
         if uri.get("executable"):
             target.chmod(0o755)  # Mesos: an executable URI is never extracted
         elif uri.get("extract", True):
@@ -100,7 +134,7 @@ def _file_name(uri: dict) -> str:
     return name
 
 
-def _open_source(value: str) -> tuple[BinaryIO, int | None]:
+def _open_source(value: str, user: str | None = None) -> tuple[BinaryIO, int | None]:
     """The URI's bytes as a stream, and their size when it is known up front (Content-Length, stat)."""
     scheme = urllib.parse.urlparse(value).scheme
     if scheme in ("http", "https"):
@@ -108,16 +142,74 @@ def _open_source(value: str) -> tuple[BinaryIO, int | None]:
         length = response.headers.get("Content-Length")
         return response, (int(length) if length and length.isdigit() else None)
     if scheme == "file" or (not scheme and value.startswith("/")):
-        handle = open(urllib.request.url2pathname(urllib.parse.urlparse(value).path), "rb")
-        return handle, os.fstat(handle.fileno()).st_size
+        return _open_local(urllib.request.url2pathname(urllib.parse.urlparse(value).path), user)
     raise FetchError(f"unsupported URI scheme {scheme!r} in {value!r} (http, https and file are)")
 
 
-def _download(value: str, target: Path, source: BinaryIO | None = None) -> None:
+def _open_local(path: str, user: str | None) -> tuple[BinaryIO, int]:
+    """A local file opened with `user`'s permissions, if a regular file: a FIFO or a device
+    would block or never end, so the path is looked at first (O_PATH opens nothing) and only
+    a regular file is opened for reading, through that same descriptor."""
+    with as_user(user):
+        found = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            info = os.fstat(found)
+            if not stat.S_ISREG(info.st_mode):
+                raise FetchError(f"{path} is not a regular file")
+            fd = os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC)  # permissions checked here
+        finally:
+            os.close(found)
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}.get(platform.machine())
+
+
+@contextlib.contextmanager
+def as_user(user: str | None) -> Iterator[None]:
+    """File access from this thread with `user`'s ids and groups, then back.
+
+    Only when running as root for another user. The filesystem ids (setfsuid/setfsgid) and
+    the raw setgroups syscall change the calling thread only (glibc's setuid and setgroups
+    would change every thread of the executor); with a non-root fsuid the kernel drops the
+    capabilities that bypass file permissions, and gives them back when it is 0 again."""
+    if not user or os.geteuid() != 0:
+        yield
+        return
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise FetchError(f"user {user!r} does not exist on this host") from None
+    if account.pw_uid == 0:
+        yield
+        return
+    if _SYS_SETGROUPS is None:
+        raise FetchError(f"cannot open files as {user} on {platform.machine()}")
+    groups = os.getgrouplist(user, account.pw_gid)
+    saved = os.getgroups()
+    _set_groups(groups)
+    _libc.setfsgid(account.pw_gid)
+    _libc.setfsuid(account.pw_uid)
+    try:
+        yield
+    finally:
+        _libc.setfsuid(0)
+        _libc.setfsgid(0)
+        _set_groups(saved)
+
+
+def _set_groups(groups: list[int]) -> None:
+    array = (ctypes.c_uint * max(len(groups), 1))(*groups)
+    if _libc.syscall(_SYS_SETGROUPS, len(groups), array) != 0:
+        raise FetchError(f"setgroups: {os.strerror(ctypes.get_errno())}")
+
+
+def _download(value: str, target: Path, source: BinaryIO | None = None, user: str | None = None) -> None:
     """Copy the URI's bytes (or the already opened `source`) to `target`, via a temporary name."""
     partial = target.with_name(target.name + ".partial")
     if source is None:
-        source, _size = _open_source(value)
+        source, _size = _open_source(value, user)
     with source, open(partial, "wb") as out:
         shutil.copyfileobj(source, out, 1 << 20)
     os.replace(partial, target)
@@ -147,12 +239,13 @@ class ArtifactCache:
         self.directory = Path(directory)
         self.budget = max(0, int(budget))
 
-    def entry(self, value: str, name: str) -> Path:
-        return self.directory / (hashlib.sha256(value.encode()).hexdigest()[:32] + "-" + name)
+    def entry(self, value: str, name: str, user: str | None = None) -> Path:
+        key = value if not user else f"{user}\0{value}"  # a user's entries are theirs, as in Mesos
+        return self.directory / (hashlib.sha256(key.encode()).hexdigest()[:32] + "-" + name)
 
-    def fetch(self, value: str, target: Path) -> None:
+    def fetch(self, value: str, target: Path, user: str | None = None) -> None:
         """Put the URI's bytes at `target`, from the cache if it has them, caching them if they fit."""
-        entry = self.entry(value, target.name)
+        entry = self.entry(value, target.name, user)
         partial = entry.with_name(entry.name + ".partial")
         for _attempt in range(3):
             held: BinaryIO | None = None
@@ -176,15 +269,15 @@ class ArtifactCache:
                 with downloading:  # another task fetches this URI: wait for it, then look again
                     fcntl.flock(downloading, fcntl.LOCK_SH)
                 continue
-            if self._download(value, entry, partial, target):
+            if self._download(value, entry, partial, target, user):
                 return
-        _download(value, target)  # the cache keeps losing races for this URI: do without it
+        _download(value, target, user=user)  # the cache keeps losing races for this URI: do without it
 
-    def _download(self, value: str, entry: Path, partial: Path, target: Path) -> bool:
+    def _download(self, value: str, entry: Path, partial: Path, target: Path, user: str | None = None) -> bool:
         """Download into the cache and copy to `target`, or straight to `target` when it does not fit.
 
         False when another fetch started on this URI meanwhile (the caller looks again)."""
-        source, size = _open_source(value)
+        source, size = _open_source(value, user)
         with source:
             out: BinaryIO | None = None
             with self._locked():

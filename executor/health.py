@@ -64,12 +64,15 @@ def tcp_check(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> Chec
 
 
 def command_check(command: str, env: dict[str, str] | None = None, timeout: float = 20.0,
-                  cwd: str | None = None) -> Check:
-    """Healthy when the shell command exits 0 within `timeout` seconds."""
+                  cwd: str | None = None, user: str | None = None) -> Check:
+    """Healthy when the shell command exits 0 within `timeout` seconds; run as the task's `user`,
+    as Mesos runs a check: a spec's check may do no more than its task."""
+    from executor.host import identity
+
     def check() -> tuple[bool, str]:
         try:
             done = subprocess.run(["/bin/sh", "-c", command], env=env, cwd=cwd, timeout=timeout,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **identity(user))
         except subprocess.TimeoutExpired:
             return False, f"command timed out after {timeout:g}s"
         if done.returncode == 0:
@@ -233,11 +236,11 @@ class HealthChecker:
 
 def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, str] | None = None,
                 cwd: str | None = None, container: Callable[[], Any] | None = None,
-                network_pid: Callable[[], int | None] | None = None) -> Check:
+                network_pid: Callable[[], int | None] | None = None, user: str | None = None) -> Check:
     """A Mesos HealthCheck JSON as a check callable (`port_index` resolved against `ports`).
 
     With `container` (the task runs in one; see `container_command_check`) a COMMAND check
-    runs inside it; otherwise on the host, in `cwd` with `env`, next to the task. With
+    runs inside it; otherwise on the host, in `cwd` with `env`, as `user`, next to the task. With
     `network_pid` (the container has a network of its own) HTTP and TCP checks probe
     from inside the network namespace of that process.
     """
@@ -268,7 +271,7 @@ def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, s
                for item in (command.get("environment") or {}).get("variables") or []}
         if container is not None:
             return container_command_check(command.get("value", "true"), container, own, timeout)
-        return command_check(command.get("value", "true"), {**(env or os.environ), **own}, timeout, cwd)
+        return command_check(command.get("value", "true"), {**(env or os.environ), **own}, timeout, cwd, user)
     raise ValueError(f"unsupported health check type {kind!r}")
 
 
@@ -287,7 +290,7 @@ def checkers_for(health_check: dict[str, Any] | None, runner: Any) -> list[Healt
     if container is not None and network_mode(spec.container) == "none":
         network_pid = lambda: getattr(runner.process, "pid", 0) or None  # noqa: E731
     check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox), container,
-                        network_pid)
+                        network_pid, getattr(spec, "user", None) or spec.command.get("user"))
 
     def report(healthy: bool, reason: str) -> None:
         if runner.state == RUNNING:

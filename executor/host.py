@@ -124,6 +124,32 @@ class HostProcess:
             self._pidfd = None
 
 
+def identity(user: str | None) -> dict:
+    """Popen's arguments that start a process as `user`, with its group and supplementary groups,
+    never root's; none when there is nothing to switch (no user, root, or not root ourselves).
+    ValueError when the user does not exist here."""
+    if not user or os.geteuid() != 0:
+        return {}
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise ValueError(f"user '{user}' does not exist on this agent") from None
+    if account.pw_uid == 0:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid,
+            "extra_groups": os.getgrouplist(user, account.pw_gid)}
+
+
+def as_user(user: str, sandbox: Path) -> dict:
+    """`identity(user)`; a sandbox the executor made (owned by root) is given to that user, mode
+    0750, as the agent gives an executor's."""
+    kwargs = identity(user)
+    if kwargs and sandbox.stat().st_uid == 0:
+        os.chown(sandbox, kwargs["user"], kwargs["group"])
+        os.chmod(sandbox, 0o750)
+    return kwargs
+
+
 @contextmanager
 def unblocked_signals() -> Iterator[None]:
     """Fork with an empty signal mask: a task must not inherit signals its launcher blocked.
@@ -146,13 +172,14 @@ class HostLauncher:
             return self._launch(spec)
 
     def _launch(self, spec: LaunchSpec) -> HostProcess:
+        if any((v.get("source") or {}).get("type") == "SECRET" for v in (spec.container or {}).get("volumes") or []):
+            raise ValueError("a secret volume needs a container image (file based secrets are only supported by UCR)")
         spec.sandbox.mkdir(parents=True, exist_ok=True)
         program, argv = command_argv(spec.command)
         env = command_env(spec.env, spec.command)
-        user = spec.command.get("user")
-        kwargs: dict = {}
-        if user and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name:
-            kwargs["user"] = user
+        user = spec.user or spec.command.get("user")
+        switch = bool(user) and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name
+        kwargs = as_user(user, spec.sandbox) if switch else {}
         isolation = None
         isolators = Isolators.from_env()
         if isolators.cgroups:
@@ -160,7 +187,8 @@ class HostLauncher:
 
             if HostIsolation.available(isolators.pid_namespace):  # without root or cgroups: unisolated
                 isolation = HostIsolation.create(spec, isolators.pid_namespace)
-                argv, program = isolation.wrap(argv, program, kwargs.pop("user", None)), None
+                argv, program = isolation.wrap(argv, program, user if switch else None), None
+                kwargs = {}  # setpriv switches, once the cgroups are joined
         popen = None
         try:
             with open(Path(spec.sandbox) / "stdout", "ab") as out, \
@@ -188,11 +216,14 @@ class Isolators:
     pids and disk limits and OOM/disk limitation reasons. `namespaces/pid` adds a PID
     namespace with its own /proc, under an init (the cost: two more execs and a
     namespace per task). `posix/cpu,posix/mem` (Mesos's own default): a plain process
-    group. Tasks with an image always run in a full container whatever this says.
+    group. Tasks with an image always run in a full container whatever this says;
+    `namespaces/user` is for them only: their root is an unprivileged host user
+    (executor/containers/userns.py).
     """
 
     cgroups: bool = True
     pid_namespace: bool = False
+    user_namespace: bool = False
 
     DEFAULT: ClassVar[str] = "cgroups/cpu,cgroups/mem"
     CGROUPS: ClassVar[tuple[str, ...]] = ("cgroups/cpu", "cgroups/mem", "cgroups/pids", "cgroups/all")
@@ -204,11 +235,12 @@ class Isolators:
     @classmethod
     def parse(cls, text: str) -> "Isolators":
         names = [name.strip() for name in text.split(",") if name.strip()]
-        known = (*cls.CGROUPS, "namespaces/pid", *cls.ALWAYS)
+        known = (*cls.CGROUPS, "namespaces/pid", "namespaces/user", *cls.ALWAYS)
         unknown = [name for name in names if name not in known]
         if unknown:
             raise ValueError(f"unknown isolator {unknown[0]!r} (known here: {', '.join(known)})")
-        found = cls(cgroups=any(name in cls.CGROUPS for name in names), pid_namespace="namespaces/pid" in names)
+        found = cls(cgroups=any(name in cls.CGROUPS for name in names), pid_namespace="namespaces/pid" in names,
+                    user_namespace="namespaces/user" in names)
         if found.pid_namespace and not found.cgroups:
             raise ValueError("namespaces/pid needs a cgroups/ isolator too: the task's cgroup is how its "
                              "processes are found, limited and killed")

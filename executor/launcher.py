@@ -20,6 +20,10 @@ class LaunchSpec:
     ports: list[int] = field(default_factory=list)
     container: dict | None = None  # Mesos ContainerInfo JSON; None for a command task
     work_dir: Path = Path("/var/lib/dockyard")  # the agent's work dir (images, runtime state)
+    # The host user the task acts as: CommandInfo.user, else FrameworkInfo.user (Mesos's rule). A
+    # command task runs as it and the fetcher opens local files as it; a container's process runs
+    # as CommandInfo.user, else as its image's user. None: as the executor.
+    user: str | None = None
 
 
 @dataclass
@@ -74,13 +78,36 @@ def launcher_for(spec: LaunchSpec) -> Launcher:
 # What a task never inherits from its executor: the executor's token for the agent
 # (framework/mesos/executor.py erases it from the executor's own environment).
 NOT_INHERITED = ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN",)
+# Mesos's default PATH for what it launches (stout's os::host_default_path).
+HOST_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def task_environment(executor_env: dict[str, str]) -> dict[str, str]:
+    """What a task starts from: what Mesos gives it, never the rest of its executor's environment.
+
+    A Mesos agent launches with only what executorEnvironment (src/slave/slave.cpp) makes:
+    the MESOS_* variables, LIBPROCESS_IP/PORT and PATH (the host's default when unset); the
+    command executor passes that on, less its token. dockyard's executor also holds the
+    agent's settings and whatever the agent was started with: none of it reaches a task.
+    The task's own CommandInfo variables come on top (`command_env`)."""
+    env = {name: value for name, value in executor_env.items()
+           if (name.startswith("MESOS_") or name in ("LIBPROCESS_IP", "LIBPROCESS_PORT", "PATH"))
+           and name not in NOT_INHERITED}
+    env.setdefault("PATH", HOST_DEFAULT_PATH)
+    return env
 
 
 def command_env(base: dict[str, str], command: dict) -> dict[str, str]:
-    """`base` (less what tasks never inherit) plus the CommandInfo's own variables (VALUE type;
-    secrets are not supported). Host tasks and container tasks both start from this."""
+    """`base` (less what tasks never inherit) plus the CommandInfo's own variables: VALUE ones,
+    and SECRET ones of type VALUE (their bytes as text; Mesos's environment_secret isolator).
+    Host tasks and container tasks both start from this; it is the only place a secret
+    becomes an environment variable, and only the task's own."""
+    from framework.mesos.secrets import environment_secrets
+
     env = {name: value for name, value in base.items() if name not in NOT_INHERITED}
-    for variable in (command.get("environment") or {}).get("variables") or []:
+    variables = (command.get("environment") or {}).get("variables") or []
+    for variable in variables:
         if variable.get("type", "VALUE") == "VALUE" and "name" in variable:
             env[variable["name"]] = str(variable.get("value", ""))
+    env.update(environment_secrets(variables))
     return env

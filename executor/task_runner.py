@@ -100,7 +100,8 @@ class Starting(Stage):
             from executor.fetcher import FetchError, fetch_all
 
             try:
-                fetch_all(list(uris), runner.spec.sandbox, runner.spec.work_dir / "fetcher-cache")
+                fetch_all(list(uris), runner.spec.sandbox, runner.spec.work_dir / "fetcher-cache",
+                          user=runner.spec.user or runner.spec.command.get("user"))
             except FetchError as error:
                 runner.finish(FAILED, f"Failed to fetch all URIs for container: {error}",
                               "REASON_CONTAINER_LAUNCH_FAILED")

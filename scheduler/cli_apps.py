@@ -156,6 +156,8 @@ def register(cli: click.Group) -> None:
         if why:
             console.print(f"  waiting: {why}")
         _task_table(data.get("tasks", []))
+        if data.get("secrets"):
+            _secret_versions(api, data)
 
     @app.command("scale")
     @click.argument("app_id")
@@ -253,6 +255,19 @@ def register(cli: click.Group) -> None:
                     _pump(_tails(files, info, cache, api.settings))
                 return
             time.sleep(POLL_SECONDS)
+
+
+def _secret_versions(api: Api, app: dict[str, Any]) -> None:
+    """Which version of each secret every instance was given (a new one reaches new instances)."""
+    console.print("  secrets: " + ", ".join(f"{name} <- {spec['source']}" for name, spec in app["secrets"].items()))
+    given = api.call("GET", "/dockyard/v1/secrets/usage", params={"appId": app["id"]})["tasks"]
+    live = {t["id"] for t in app.get("tasks", [])}
+    table = make_table("TASK", "SECRET", "VERSION")
+    for task in given:
+        if task["taskId"] in live:
+            for path, version in sorted(task["secrets"].items()):
+                table.add_row(task["taskId"], path, str(version))
+    console.print(table)
 
 
 def _task_table(tasks: list[dict[str, Any]]) -> None:

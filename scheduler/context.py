@@ -12,6 +12,7 @@ from typing import Any, Callable
 from framework.store import Store
 from scheduler.core import Core
 from scheduler.events import EventBus
+from scheduler.limits import Limits
 from scheduler.security import SchedulerSecurity
 
 
@@ -27,7 +28,11 @@ class SchedulerConfig:
     warm_executor: bool = True
     job_history: int = 50
     clock_file: str | None = None
+    mesos_user: str = "nobody"  # FrameworkInfo.user: what tasks without a user run as (scheduler/run_as.py)
+    secrets_key_file: str | None = None  # docs/secrets.md
+    secrets_acls: str | None = None
     security: SchedulerSecurity = field(default_factory=SchedulerSecurity)  # scheduler/security.py
+    limits: Limits = field(default_factory=Limits)  # scheduler/limits.py
 
     @property
     def scheme(self) -> str:
@@ -45,4 +50,5 @@ class Context:
     jobs: Any = None        # scheduler.jobs.manager.JobManager
     services: Any = None    # scheduler.services.ServiceManager, when present
     driver: Any = None
+    secrets: Any = None     # scheduler.secrets: SecretStore, or SecretsOff without a key file
     extras: dict[str, Any] = field(default_factory=dict)

@@ -26,9 +26,10 @@ from typing import Any, Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from framework.errors import MesosError, StoreError
+from framework.errors import DockyardError, MesosError, StoreError
 from framework.store import Store
 from framework.mesos.messages import encode_data
+from framework.mesos.secrets import value_secret
 from scheduler.requests import TaskRequest
 from scheduler.tasks import IllegalTransition, State, TaskRecord
 
@@ -146,8 +147,11 @@ def _scalar(name: str, value: float, role: str) -> dict:
 
 
 def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: dict | None,
-              hostname: str | None = None) -> dict:
-    """The Mesos TaskInfo for a request placed on an agent with these ports."""
+              hostname: str | None = None, secrets: list[tuple[Any, bytes, int]] | None = None) -> dict:
+    """The Mesos TaskInfo for a request placed on an agent with these ports.
+
+    `secrets` (use, value, version) become Mesos SECRET environment variables and SECRET
+    volumes, of type VALUE: the launch is the only message that carries them."""
     resources = [_scalar("cpus", request.cpus, request.role), _scalar("mem", request.mem, request.role)]
     if request.disk:
         resources.append(_scalar("disk", request.disk, request.role))
@@ -170,6 +174,15 @@ def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: d
     for port_name, port in zip(port_names, ports):
         if port_name:
             variables.append({"name": f"PORT_{port_name.upper().replace('-', '_')}", "value": str(port)})
+    container = request.container
+    for use, value, _ in secrets or ():
+        if use.env is not None:
+            variables.append({"name": use.env, "type": "SECRET", "secret": value_secret(value)})
+        else:
+            container = dict(container or {"type": "MESOS"})
+            container["volumes"] = [*(container.get("volumes") or []), {
+                "container_path": use.path, "mode": "RO",
+                "source": {"type": "SECRET", "secret": value_secret(value)}}]
     if variables:
         command["environment"] = {"variables": variables}
     info: dict[str, Any] = {
@@ -181,8 +194,8 @@ def task_info(request: TaskRequest, agent_id: str, ports: list[int], executor: d
     }
     if request.labels:
         info["labels"] = {"labels": [{"key": k, "value": v} for k, v in request.labels.items()]}
-    if request.container:
-        info["container"] = request.container
+    if container:
+        info["container"] = container
     if request.health_check:
         info["health_check"] = request.health_check
     if executor is not None:
@@ -206,6 +219,7 @@ class Core:
         self.config = config or CoreConfig()
         self.clock = clock
         self.driver: Any = None
+        self.secrets: Any = None  # resolves TaskRequest.secrets at launch (scheduler/secrets/store.py)
         self.framework_id: str | None = None
         self._unsaved_framework_id: str | None = None  # given by the master, not stored yet
         self._lock = threading.RLock()
@@ -575,6 +589,7 @@ class Core:
             return
         launches: list[tuple[list[dict], list[dict]]] = []
         declines: list[dict] = []
+        refused: dict[str, str] = {}
         with self._lock:
             OFFERS.labels("received").inc(len(offers))
             offers = offers + self._take_held()
@@ -600,6 +615,12 @@ class Core:
                            attributes=(self._agents.get(r.agent_id or "") or {}).get("attributes", {}))
                     for r in self._records.values() if not r.terminal and r.state != State.PENDING]
                 plan = _place(requests, views, placed, self.config.strategy)
+                resolved, refused = self._resolve_secrets(plan.assignments)
+                if refused:
+                    plan.assignments = [a for a in plan.assignments if a.request.task_id not in refused]
+                    for task_id in refused:
+                        self._pending.pop(task_id, None)
+                        self._submitted_at.pop(task_id, None)
                 chosen: dict[str, list[dict]] = {}
                 if not self._store_launches(plan.assignments, by_agent):
                     plan = Plan(assignments=[], reports=plan.reports)
@@ -612,7 +633,7 @@ class Core:
                     self._reports.pop(request.owner, None)
                     chosen.setdefault(assignment.agent_id, []).append(
                         task_info(request, assignment.agent_id, assignment.ports, self._executor_info(),
-                              hostname=assignment.hostname))
+                              hostname=assignment.hostname, secrets=resolved.get(request.task_id)))
                 for owner, report in plan.reports.items():
                     if getattr(report, "unplaced", 1):
                         self._reports[owner] = report
@@ -632,6 +653,12 @@ class Core:
                 log.debug("offer round: %d offers from %d agents, %d launched, %d still pending, refuse %.0fs",
                           len(offers), len(by_agent), len(plan.assignments), len(self._pending), refuse)
                 PENDING.set(len(self._pending))
+        for task_id, why in refused.items():
+            try:
+                self._apply({"task_id": {"value": task_id}, "state": State.ERROR.value, "source": "SOURCE_SCHEDULER",
+                             "reason": "REASON_TASK_INVALID", "message": f"Failed to launch container: {why}"})
+            except StoreError as error:
+                log.warning("task %s not launched (%s), and that not stored: %s", task_id, why, error)
         self._sync_suppression(force_revive=starved)
         filters = {"refuse_seconds": refuse}
         for ids, infos in launches:
@@ -688,6 +715,28 @@ class Core:
                 late = bool(self._pending)
             if late:
                 self._sync_suppression(force_revive=True)
+
+    def _resolve_secrets(self, assignments: list[Assignment]) -> tuple[dict[str, list], dict[str, str]]:
+        """The secrets of this round's launches (lock held): (task id -> [(use, value, version)],
+        task id -> why it cannot have them). Values live only until the ACCEPT is built;
+        the record keeps the versions, so `app show` can say which one each task got."""
+        resolved: dict[str, list] = {}
+        refused: dict[str, str] = {}
+        for assignment in assignments:
+            request = assignment.request
+            if not request.secrets:
+                continue
+            if self.secrets is None:
+                refused[request.task_id] = "this scheduler has no secret store"
+                continue
+            try:
+                resolved[request.task_id] = self.secrets.resolve(request.secrets)
+            except DockyardError as error:
+                refused[request.task_id] = str(error)
+                continue
+            self._records[request.task_id].secrets = {use.source: version
+                                                      for use, _, version in resolved[request.task_id]}
+        return resolved, refused
 
     def _store_launches(self, assignments: list[Assignment], by_agent: dict[str, list[dict]]) -> bool:
         """Move the round's tasks to LAUNCHED and store them, after the framework id they
@@ -799,9 +848,11 @@ class Core:
     def _executor_info(self) -> dict | None:
         if not self.config.executor_command:
             return None
+        # Root, whatever FrameworkInfo.user says: the executor makes containers and cgroups and
+        # starts each task as that task's user (an agent that is not root ignores this).
         info = {"executor_id": {"value": self.config.executor_id}, "type": "CUSTOM",
                 "name": f"{self.config.framework_name} warm executor",
-                "command": {"value": self.config.executor_command, "shell": True}}
+                "command": {"value": self.config.executor_command, "shell": True, "user": "root"}}
         if self.framework_id:
             info["framework_id"] = {"value": self.framework_id}
         return info

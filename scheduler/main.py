@@ -17,8 +17,10 @@ from framework.store import open_store
 from scheduler.context import Context, SchedulerConfig
 from scheduler.core import Core, CoreConfig, default_executor_command
 from scheduler.events import EventBus
+from scheduler import limits
 from scheduler.framework import DockyardScheduler
 from scheduler.jobs.manager import JobManager
+from scheduler.secrets.store import open_secrets
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -49,15 +51,18 @@ class FileClock:
 def build_context(config: SchedulerConfig, clock: Callable[[], float] | None = None) -> Context:
     """Everything but the driver and the HTTP server; tests use this directly."""
     clock = clock or (FileClock(config.clock_file) if config.clock_file else time.time)
-    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    limits.configure(config.limits)  # before any spec is read: what loads is what the API accepts
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     store = open_store(config.data_dir, config.zk)
     executor = None
     if config.warm_executor:
         executor = config.executor_command or default_executor_command()
     core = Core(store, CoreConfig(framework_name=config.name, executor_command=executor), clock=time.time)
     ctx = Context(config=config, store=store, core=core, events=EventBus(), clock=clock)
+    ctx.secrets = core.secrets = open_secrets(store, config.secrets_key_file, config.secrets_acls)
     core.load()
     ctx.jobs = JobManager(store, core, clock=clock, history_limit=config.job_history)
+    ctx.jobs.secrets = ctx.secrets
     ctx.jobs.load()
     try:
         from scheduler.services import ServiceManager  # the services engineer's workload
@@ -79,7 +84,7 @@ def make_driver(ctx: Context) -> "MesosSchedulerDriver":
     from framework.mesos.scheduler import MesosSchedulerDriver
 
     config, security = ctx.config, ctx.config.security
-    framework = {"user": os.environ.get("USER", "root") or "root", "name": config.name,
+    framework = {"user": config.mesos_user, "name": config.name,
                  "failover_timeout": 7 * 86400.0, "hostname": config.ip,
                  "webui_url": f"{config.scheme}://{config.ip}:{config.port}",
                  # PARTITION_AWARE: a cut-off agent's tasks come as TASK_UNREACHABLE, not
@@ -179,13 +184,17 @@ def serve(config: SchedulerConfig) -> int:
                 lost_leadership("start-up failed")
 
         election.on_elected = lead
-        app = proxy
+        from framework.bodies import BodyLimit, json_render
+
+        app = BodyLimit(proxy, config.limits.max_request_bytes, json_render, config.limits.body_timeout)
     else:
         app = leading.start()
     tls_options = security.tls.uvicorn_options() if security.tls is not None else {}
+    from scheduler.api.server import uvicorn_options
+
     server = uvicorn.Server(uvicorn.Config(app, host=config.ip, port=config.port, log_level="warning",
                                            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                                           **tls_options))
+                                           **uvicorn_options(config.limits), **tls_options))
     if election is not None:
         from scheduler.leader import contend
 

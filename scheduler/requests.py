@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from scheduler.placement.constraints import Constraint
+    from scheduler.secrets.refs import SecretUse
 
 
 @dataclass(slots=True)  # many thousands may wait in the queue: no per-instance dict
@@ -27,3 +28,5 @@ class TaskRequest:
     kill_grace_seconds: float = 3.0
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # References only: the core resolves them into the launch, and nowhere else (docs/secrets.md).
+    secrets: list["SecretUse"] = field(default_factory=list)

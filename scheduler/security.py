@@ -17,8 +17,13 @@ peers, verify them with the CA and present our certificate; `--insecure`: serve
 a non-loopback address without authentication or TLS, on purpose.
 
 Roles: a viewer may call every READ route (GETs, event streams); WRITE routes
-(anything that changes state) are for admins. Where Marathon answers a refused
-principal 403, so do we, with Marathon's `{"message": ...}`.
+(anything that changes state) are for admins. `--allow-privileged` lets admins
+submit specs that reach past the container (privileged Docker, added
+capabilities or devices, host-path volumes: scheduler/privileged.py); without
+it nobody may. `--acls FILE` (Mesos's ACL format; only `run_tasks` is read) says
+which users each caller may run tasks as (scheduler/run_as.py); without it, any.
+Where Marathon answers a refused principal 403, so do we, with Marathon's
+`{"message": ...}`.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from framework.errors import SecurityError
+from framework.security.acls import Acls
 from framework.security.authn import BasicAuthenticator, Principal, Realm
 from framework.security.binding import check_binding
 from framework.security.credentials import (Credentials, Role, load_credentials, parse_user_password,
@@ -49,6 +55,8 @@ class SchedulerSecurity:
     realm: str = REALM
     tls: Tls | None = None
     insecure: bool = False
+    allow_privileged: bool = False  # admins may submit specs that reach past the container
+    acls: Acls | None = None  # `run_tasks`: which users each caller may run tasks as (scheduler/run_as.py)
 
     def __repr__(self) -> str:  # never print a secret
         return (f"SchedulerSecurity(principal={self.principal!r}, users={len(self.users or ())}, "
@@ -100,7 +108,8 @@ def load_security(*, principal: str | None = None, secret_file: str | None = Non
                   http_credentials: str | None = None, http_users: str | None = None,
                   realm: str = REALM, tls_cert: str | None = None, tls_key: str | None = None,
                   tls_ca: str | None = None, require_client_cert: bool = False, insecure: bool = False,
-                  environ: Mapping[str, str] | None = None) -> SchedulerSecurity:
+                  environ: Mapping[str, str] | None = None, allow_privileged: bool = False,
+                  acls_file: str | None = None) -> SchedulerSecurity:
     """Read every file the flags name, once; SecurityError names the first bad one."""
     if secret_file and not principal:
         raise SecurityError("--mesos-authentication-secret-file needs --mesos-authentication-principal")
@@ -121,8 +130,9 @@ def load_security(*, principal: str | None = None, secret_file: str | None = Non
         tls = Tls.resolve(tls_cert, tls_key, tls_ca, require_client_cert, environ=environ)
     except TlsError as error:
         raise SecurityError(str(error)) from None
+    acls = Acls.load(acls_file) if acls_file else None
     return SchedulerSecurity(principal=principal or None, secret=secret, users=users, realm=_realm(realm),
-                             tls=tls, insecure=insecure)
+                             tls=tls, insecure=insecure, allow_privileged=allow_privileged, acls=acls)
 
 
 def check_scheduler_binding(security: SchedulerSecurity, ip: str) -> None:

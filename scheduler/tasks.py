@@ -135,6 +135,7 @@ class TaskRecord:
     healthy: bool | None = None
     sandbox: str | None = None  # relative to the executor's directory (executor's status label)
     history: list[tuple[str, float]] = field(default_factory=list)
+    secrets: dict[str, int] = field(default_factory=dict)  # secret path -> version given at launch
     version: int = -1  # the store version this record was read or written at
 
     @property

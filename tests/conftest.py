@@ -1,6 +1,11 @@
 """Shared fixtures: real services on loopback, started and stopped by the tests."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +22,30 @@ def zk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zookeeper.ZooKeeper
     server = zookeeper.ZooKeeper(Path(tmp_path_factory.mktemp("zookeeper"))).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def task_dir() -> Iterator[Path]:
+    """A directory every task user may read and write, for files a test shares with its tasks:
+    tasks run as nobody unless their spec names a user, and tmp_path's parents are root's alone."""
+    path = Path(tempfile.mkdtemp(prefix="dockyard-task-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def task_python() -> str:
+    """A Python every task user may run: the tests' own may live under root's private home."""
+    if os.geteuid() != 0:
+        return sys.executable
+    for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
+        try:
+            if candidate and subprocess.run([candidate, "-c", ""], user="nobody", capture_output=True).returncode == 0:
+                return candidate
+        except OSError:  # not executable for nobody
+            continue
+    pytest.fail("no Python that user nobody may run (tasks run as nobody by default)")
 
 
 _unattributed: list[str] = []

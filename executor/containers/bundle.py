@@ -14,6 +14,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from executor.containers import seccomp
+from executor.containers.policy import ContainerPolicy
 from executor.containers.rootfs import secure_join
 from executor.launcher import command_env
 from framework.errors import ContainerError
@@ -49,35 +51,71 @@ def init_ready(pid: int, name: str) -> bool:
     return (fields.get("Name") == name
             and bool((blocked & (1 << (signal.SIGTERM - 1))) or (ignored & (1 << (signal.SIGTTOU - 1)))))
 
-# The default capability set of container runtimes (containerd/Docker); everything
-# else is dropped from every set.
-DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+# Docker's default capability set less CAP_NET_RAW (CIS Docker Benchmark 5.3): with it,
+# a container opens raw and packet sockets and, on the host network, reads every
+# neighbour's traffic on the loopback. Everything else is dropped from every set.
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
                 "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+# Every capability the kernel defines (linux/capability.h, up to CAP_CHECKPOINT_RESTORE):
+# a privileged container's set, as Docker's --privileged.
+ALL_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+            "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+            "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+            "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+            "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+            "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+            "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+            "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
 
-MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+# Docker's (and runc's `spec`) masked and read-only paths: kernel state a container must
+# neither read (masked: /dev/null over files, an empty read-only tmpfs over directories)
+# nor change.
+MASKED = ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+          "/sys/devices/virtual/powercap"]
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
-# The default seccomp profile: allow, except the syscalls Docker's default profile
-# refuses to containers without extra capabilities (kernel modules, keyrings, clocks,
-# mounts and namespaces, kexec, BPF, perf, swap, reboot...). They fail with EPERM.
-DENIED_SYSCALLS = ["acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-                   "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-                   "get_kernel_syms", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load",
-                   "kexec_load", "keyctl", "lookup_dcookie", "mount", "move_mount", "name_to_handle_at",
-                   "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
-                   "process_vm_readv", "process_vm_writev", "query_module", "quotactl", "reboot",
-                   "request_key", "setns", "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl",
-                   "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old"]
+
+def privileged_caps() -> list[str]:
+    """ALL_CAPS less any the host does not let us hold (our bounding set): a runtime cannot give
+    a container a capability it lacks itself."""
+    try:
+        with open("/proc/self/status") as handle:
+            bounding = next(int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return list(ALL_CAPS)
+    return [name for number, name in enumerate(ALL_CAPS) if bounding & (1 << number)]
 
 
-def seccomp_profile() -> dict:
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-    }
+def masked_paths() -> list[str]:
+    """MASKED plus each CPU's thermal_throttle counters (as Docker masks them: they leak host
+    activity and writing them resets the host's)."""
+    cpus = sorted(str(p) for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/thermal_throttle"))
+    return MASKED + cpus
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """A user namespace's mapping: container ids 0..size-1 are host ids host_uid.., host_gid.."""
+
+    host_uid: int
+    host_gid: int
+    size: int = 65536
+
+    def host(self, uid: int, gid: int) -> tuple[int, int]:
+        return self.host_uid + uid, self.host_gid + gid
+
+
+@dataclass(frozen=True)
+class Security:
+    """How a container is confined. The defaults are the hardened ones; only the agent's
+    flags (executor.containers.policy) loosen them."""
+
+    seccomp: str = "default"  # "default", "unconfined" or a profile file (executor.containers.seccomp)
+    privileged: bool = False  # every capability, every device, no seccomp, no masked paths
+    id_map: IdMap | None = None  # a user namespace (--isolation namespaces/user)
+    pids_limit: int = 4096
 
 
 @dataclass
@@ -181,12 +219,9 @@ def process_spec(command: dict, env: dict[str, str], image_config: dict, rootfs:
     merged.update(command_env(env, command))
     merged["MESOS_SANDBOX"] = SANDBOX
     merged.setdefault("PATH", DEFAULT_PATH)
-    # The image's User wins; else the task's user (Mesos sets the framework's) if the
-    # image knows it; else root.
-    user = config.get("User") or ""
-    task_user = command.get("user")
-    if not user and task_user and any(e and e[0] == task_user for e in _passwd(rootfs, "passwd")):
-        user = task_user
+    # The task's own user (CommandInfo.user: the app's or the job's), named in the image's
+    # /etc/passwd or by number; else the image's User; else root, as Docker runs an image.
+    user = command.get("user") or config.get("User") or ""
     uid, gid, groups, home = resolve_user(rootfs, user)
     merged.setdefault("HOME", home)
     cwd = config.get("WorkingDir") or SANDBOX
@@ -243,8 +278,11 @@ def _executable(rootfs: Path, path: str, mounts: list[str]) -> str | None:
     return None
 
 
-def volumes_from(container: dict | None, sandbox: Path) -> list[Volume]:
-    """Mesos `volumes` (snake_case) or Marathon's (camelCase): host or sandbox-relative paths."""
+def volumes_from(container: dict | None, sandbox: Path, policy: ContainerPolicy | None = None) -> list[Volume]:
+    """Mesos `volumes` (snake_case) or Marathon's (camelCase): host or sandbox-relative paths,
+    each resolved (symlinks followed now, on the host) and checked: a host path only where the
+    agent's `policy` allows one (none by default), a relative one only inside the sandbox."""
+    policy = policy or ContainerPolicy()
     found = []
     for item in (container or {}).get("volumes") or []:
         container_path = item.get("container_path") or item.get("containerPath")
@@ -256,14 +294,18 @@ def volumes_from(container: dict | None, sandbox: Path) -> list[Volume]:
             if host.startswith("/"):
                 raise ContainerError(f"volume {container_path}: no host path given")
         mode = str(item.get("mode") or "RW").upper()
-        host_path = Path(host) if host.startswith("/") else sandbox / host
-        if not host.startswith("/"):
-            resolved = host_path.resolve()
-            if not resolved.is_relative_to(sandbox.resolve()):
+        if host.startswith("/"):
+            if not os.path.lexists(host):
+                raise ContainerError(f"volume {container_path}: host path {host} does not exist")
+            try:
+                host_path = policy.host_path(host)
+            except ContainerError as error:
+                raise ContainerError(f"volume {container_path}: {error}") from None
+        else:
+            host_path = (sandbox / host).resolve()
+            if not host_path.is_relative_to(sandbox.resolve()):
                 raise ContainerError(f"volume {container_path}: {host!r} leaves the sandbox")
-            resolved.mkdir(parents=True, exist_ok=True)
-        elif not host_path.exists():
-            raise ContainerError(f"volume {container_path}: host path {host} does not exist")
+            host_path.mkdir(parents=True, exist_ok=True)
         target = container_path if container_path.startswith("/") else f"{SANDBOX}/{container_path}"
         found.append(Volume(target, host_path, mode == "RO"))
     return found
@@ -271,13 +313,19 @@ def volumes_from(container: dict | None, sandbox: Path) -> list[Volume]:
 
 def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volumes: list[Volume],
                    network: str = "host", hostname: str | None = None,
-                   nofile: int | None = None, init: Path | None = None) -> dict:
+                   nofile: int | None = None, init: Path | None = None, security: Security | None = None) -> dict:
     """The whole config.json. `network`: "host" (default) or "none" (loopback only).
     `init`: the host's init binary (`find_init()`), PID 1 with the task as its child;
-    None runs the task itself as PID 1."""
-    namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc")]
+    None runs the task itself as PID 1. `security`: Docker's defaults hardened (see Security)."""
+    security = security or Security()
+    privileged = security.privileged
+    id_map = None if privileged else security.id_map
+    namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc", "cgroup")]
     if network == "none":
         namespaces.append({"type": "network"})
+    if id_map is not None:
+        namespaces.append({"type": "user"})
+    sys_options = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -290,10 +338,15 @@ def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volum
          "options": ["nosuid", "noexec", "nodev"]},
         *([{"destination": INIT_PATH, "type": "bind", "source": str(init),
             "options": ["bind", "ro", "nosuid", "nodev"]}] if init is not None else []),
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        # sysfs can be mounted only from the network namespace's owner: a user-namespaced
+        # container on the host network gets the host's /sys bound instead (its own root
+        # has no power over it), where Docker refuses the combination.
+        ({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", *sys_options]}
+         if id_map is not None and network != "none" else
+         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options}),
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        {"destination": SANDBOX, "type": "bind", "source": str(sandbox), "options": ["rbind", "rw", "nosuid"]},
+         "options": ["nosuid", "noexec", "nodev", "relatime"] + ([] if privileged else ["ro"])},
+        {"destination": SANDBOX, "type": "bind", "source": str(sandbox), "options": ["rbind", "rw", "nosuid", "nodev"]},
     ]
     if network == "host":
         for name in ("resolv.conf", "hosts"):
@@ -302,10 +355,28 @@ def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volum
                                "options": ["rbind", "ro", "nosuid", "nodev"]})
     for volume in volumes:
         mounts.append({"destination": volume.container_path, "type": "bind", "source": str(volume.host_path),
-                       "options": ["rbind", "ro" if volume.read_only else "rw", "nosuid"]})
-    caps = list(DEFAULT_CAPS)
+                       "options": ["rbind", "ro" if volume.read_only else "rw", "nosuid", "nodev"]})
+    caps = privileged_caps() if privileged else list(DEFAULT_CAPS)
     if nofile is None:  # raising the hard limit needs CAP_SYS_RESOURCE, which we may lack
         nofile = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    linux: dict = {
+        "namespaces": namespaces,
+        "cgroupsPath": cgroups_path,
+        "resources": {"devices": [{"allow": privileged, "access": "rwm"}],
+                      "pids": {"limit": security.pids_limit}},
+        "maskedPaths": [] if privileged else masked_paths(),
+        "readonlyPaths": [] if privileged else READONLY,
+    }
+    profile = None if privileged else seccomp.for_container(security.seccomp, caps)
+    if profile is not None:
+        linux["seccomp"] = profile
+    if network == "none":
+        # Unprivileged ICMP echo sockets, as Docker sets it for a container with its own
+        # network: ping works without CAP_NET_RAW.
+        linux["sysctl"] = {"net.ipv4.ping_group_range": "0 2147483647"}
+    if id_map is not None:
+        linux["uidMappings"] = [{"containerID": 0, "hostID": id_map.host_uid, "size": id_map.size}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": id_map.host_gid, "size": id_map.size}]
     return {
         "ociVersion": "1.0.2-dev",
         "root": {"path": "rootfs", "readonly": False},
@@ -319,15 +390,8 @@ def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volum
             "capabilities": {"bounding": caps, "effective": caps if process.uid == 0 else [],
                              "permitted": caps if process.uid == 0 else [], "inheritable": [], "ambient": []},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-            "noNewPrivileges": True,
+            "noNewPrivileges": not privileged,
         },
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "cgroupsPath": cgroups_path,
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "maskedPaths": MASKED,
-            "readonlyPaths": READONLY,
-            "seccomp": seccomp_profile(),
-        },
+        "linux": linux,
     }

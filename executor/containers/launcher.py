@@ -24,10 +24,14 @@ from pathlib import Path
 
 from executor.containers import bundle
 from executor.containers.limits import LimitWatcher
-from executor.containers.rootfs import mount_overlay, unmount
+from executor.containers.policy import ContainerPolicy, is_privileged
+from executor.containers.rootfs import mount_overlay, pin_bind, unmount
 from executor.containers.runtime import Runtime, last_error
 from executor.containers.state import State, check_move, write_json
+from executor.host import Isolators
 from executor.launcher import ExitInfo, LaunchSpec
+from executor.secrets import SecretMount, has_secrets
+from framework.mesos.secrets import volume_secrets, without_secret_volumes
 from framework import cgroups
 from framework.errors import ContainerError, DockyardError
 
@@ -46,6 +50,20 @@ def work_tag(work_dir: Path) -> str:
 def new_container_id(work_dir: Path, task_id: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:32].strip("._-") or "task"
     return f"dy-{work_tag(work_dir)}-{slug}-{uuid.uuid4().hex[:6]}"
+
+
+def pids_limit(value: object) -> int:
+    """The task's pids limit (ContainerInfo `dockyard.pids_limit`), DEFAULT_PIDS when it sets
+    none: a container always has one, so a fork bomb stays inside it."""
+    if value is None:
+        return DEFAULT_PIDS
+    try:
+        limit = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ContainerError(f"pids_limit {value!r} is not a number") from None
+    if limit < 1:
+        raise ContainerError(f"pids_limit must be at least 1 (got {limit}); a container always has a limit")
+    return limit
 
 
 def image_name(container: dict | None) -> tuple[str | None, dict]:
@@ -182,6 +200,9 @@ class Container:
         self.runtime = Runtime(runtime_name, self.work_dir)
         self.init = bundle.find_init()  # PID 1 of the container, the task its child
         self.state = State.NEW
+        self.security = bundle.Security()
+        self.secrets: SecretMount | None = None  # a tmpfs, when the task has secrets (executor/secrets.py)
+        self.config_dir = self.bundle  # where config.json goes: the secrets' tmpfs when it holds them
         self.pid = 0
         self.group: cgroups.Cgroup | None = None
         self.popen: subprocess.Popen | None = None
@@ -222,6 +243,7 @@ class Container:
             if credential.get("principal") else None
         if not extra.get("cached", True) and store.resolve(name) is not None:
             store.pull(name, credentials=creds)
+        self.security = self._security()
         self.image, layer_dirs = store.prepare(name, credentials=creds)
         self.layers = [d.name for d in layer_dirs]
         try:
@@ -237,10 +259,25 @@ class Container:
             raise ContainerError(f"container for {self.spec.task_id} failed to start: {error}") from error
         return self
 
+    def _security(self) -> bundle.Security:
+        """The container's confinement from the agent's policy (inherited through the
+        environment) and the task: checked before anything is pulled or made."""
+        policy = ContainerPolicy.from_env(work_dir=self.work_dir)
+        privileged = is_privileged(self.spec.container)
+        if privileged and not policy.allow_privileged:
+            raise ContainerError("privileged containers are not allowed on this agent (see its --allow-privileged)")
+        extension = (self.spec.container or {}).get("dockyard") or {}
+        id_map = None
+        if Isolators.from_env().user_namespace and not privileged:
+            from executor.containers import userns
+
+            id_map = userns.id_map()
+        return bundle.Security(policy.seccomp, privileged, id_map, pids_limit(extension.get("pids_limit")))
+
     def _prepare(self, layer_dirs: list[Path]) -> None:
         resources = self.spec.resources or {}
-        extension = (self.spec.container or {}).get("dockyard") or {}
-        limits = cgroups.Limits.from_resources(resources, int(extension.get("pids_limit", DEFAULT_PIDS)))
+        security = self.security
+        limits = cgroups.Limits.from_resources(resources, security.pids_limit)
         self.group = cgroups.Cgroup.for_task(self.id)
         self._save()  # layers referenced (prune leaves them) and cgroup named, before any is made
         self.group.create(limits)
@@ -248,29 +285,69 @@ class Container:
         upper, work = self.upper_root / "upper", self.upper_root / "work"
         self.upper_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.upper_root, 0o700)
+        if security.id_map is not None:
+            from executor.containers import userns
+
+            userns.check_reachable(self.dir, Path(self.spec.sandbox))
+            layer_dirs = userns.mapped_layers(layer_dirs, self.dir / "lower", security.id_map)
+            userns.own(security.id_map, upper, work)
         mount_overlay(layer_dirs, upper, work, self.rootfs)
         process = bundle.process_spec(self.spec.command, self.spec.env, self.image.config, self.rootfs)
-        volumes = bundle.volumes_from(self.spec.container, Path(self.spec.sandbox))
+        if security.id_map is not None:
+            userns.own(security.id_map, Path(self.spec.sandbox), uid=process.uid, gid=process.gid)
+        else:  # the sandbox is the user's who runs in it (the agent made it its framework user's)
+            os.chown(self.spec.sandbox, process.uid, process.gid)
+        volumes = self._pinned(bundle.volumes_from(without_secret_volumes(self.spec.container),
+                                                   Path(self.spec.sandbox),
+                                                   ContainerPolicy.from_env(work_dir=self.work_dir)))
+        volumes += self._secret_files(process, security)
         if self.init is None:
             log.warning("%s is missing (Debian package tini): task %s runs as PID 1 of its container, "
                         "which the kernel shields from signals it has no handler for, so SIGTERM may not "
                         "stop it and a kill can wait out the whole grace period",
                         bundle.INIT_BINARY, self.spec.task_id)
         config = bundle.runtime_config(process, Path(self.spec.sandbox), self.group.runtime_path(), volumes,
-                                       network_mode(self.spec.container), init=self.init)
+                                       network_mode(self.spec.container), init=self.init, security=security)
         if self.init is not None:  # the runtime only sees the init: check the task's program here
             problem = bundle.program_error(self.rootfs, process, [m["destination"] for m in config["mounts"]])
             if problem:
                 raise ContainerError(f"{self.runtime.name} could not start the container: {problem}")
-        write_json(self.bundle / "config.json", config)
+        if self.secrets is not None:  # the environment holds secrets: config.json stays off the disk
+            config["root"]["path"] = str(self.rootfs)
+            self.config_dir = self.secrets.directory
+        write_json(self.config_dir / "config.json", config)
         self._move(State.PREPARED)
+
+    def _secret_files(self, process: bundle.ProcessSpec, security: bundle.Security) -> list[bundle.Volume]:
+        """The task's secrets on a tmpfs of their own, if it has any: each file read-only at its
+        path, owned by the task's user (as the host sees it, with a user namespace)."""
+        if not has_secrets(self.spec.command, self.spec.container):
+            return []
+        self.secrets = SecretMount(self.dir / "secrets")
+        files = volume_secrets(self.spec.container)
+        self.secrets.mount(2 * sum(len(data) for _, data in files) + (1 << 20))
+        uid, gid = process.uid, process.gid
+        if security.id_map is not None:
+            uid, gid = security.id_map.host(uid, gid)
+        return [bundle.Volume(item.target, item.host_path, True)
+                for item in self.secrets.files(self.spec.container, bundle.SANDBOX, uid, gid)]
+
+    def _pinned(self, volumes: list[bundle.Volume]) -> list[bundle.Volume]:
+        """Each volume bound first under this container's directory from the object that was
+        checked (rootfs.pin_bind), so the runtime mounts that and nothing a swap put there."""
+        pinned = []
+        for number, volume in enumerate(volumes):
+            target = self.dir / "volumes" / str(number)
+            pin_bind(volume.host_path, target)
+            pinned.append(bundle.Volume(volume.container_path, target, volume.read_only))
+        return pinned
 
     def _run(self) -> None:
         sandbox = Path(self.spec.sandbox)
         pid_file = self.dir / "init.pid"
         log = self.dir / "runtime.log"
         with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
-            self.popen = self.runtime.run(self.id, self.bundle, out, err, pid_file, log)
+            self.popen = self.runtime.run(self.id, self.config_dir, out, err, pid_file, log)
         self._record["runner_pid"] = self.popen.pid
         self._record["runner_start"] = _start_time(self.popen.pid)
         deadline = time.monotonic() + START_TIMEOUT

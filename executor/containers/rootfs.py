@@ -100,3 +100,37 @@ def secure_join(root: Path, path: str) -> Path:
             continue
         resolved.append(part)
     return root.joinpath(*resolved)
+
+
+MS_BIND = 0x1000
+MS_REC = 0x4000
+
+
+def pin_bind(source: Path, target: Path) -> None:
+    """Bind `source` at `target`, mounting exactly the object that was checked at `source`.
+
+    `source` is a resolved host path that a policy has just allowed. It is opened without
+    following a symlink in its last component, the open is checked to have landed on that
+    very path (a directory swapped for a symlink on the way lands elsewhere), and the bind
+    is made from the open descriptor: a later swap cannot redirect the mount. The runtime
+    then binds `target`, a path under the container's own directory, which nobody else writes.
+    """
+    try:
+        fd = os.open(source, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ContainerError(f"cannot open {source}: {error.strerror}") from None
+    try:
+        landed = os.readlink(f"/proc/self/fd/{fd}")
+        if landed != str(source):
+            raise ContainerError(f"{source} changed while it was checked (now {landed})")
+        is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            target.mkdir(exist_ok=True)
+        else:
+            target.touch(exist_ok=True)
+        if _libc.mount(f"/proc/self/fd/{fd}".encode(), str(target).encode(), None, MS_BIND | MS_REC, None) != 0:
+            code = ctypes.get_errno()
+            raise ContainerError(f"cannot bind {source}: {os.strerror(code)}")
+    finally:
+        os.close(fd)

@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor.containers.policy import ContainerPolicy
 from framework.local import checkpoint, sandbox
 from framework.local.agent_link import VERSION, MasterAccess, MasterLink
 from framework.local.agent_security import AgentSecurity, verify_executor_claims
+from framework.local.master_security import executor_user
 from framework.mesos import recordio
 from framework.mesos.messages import TERMINAL_STATES, dumps, new_uuid
 from framework.mesos.resources import Resources, attribute_value
+from framework.mesos.secrets import checkpointed
 from framework.proctree import descendants, kill_tree, statistics
 from framework.security.authn import Principal
 
@@ -65,6 +68,8 @@ class AgentConfig:
     # left of it (processes, container) is destroyed then.
     terminal_task_grace: float = 3.0
     security: AgentSecurity = field(default_factory=AgentSecurity)
+    # What container tasks may ask for (--allowed-host-paths, --allow-privileged, --seccomp-profile).
+    container_policy: ContainerPolicy = field(default_factory=ContainerPolicy)
 
 
 @dataclass
@@ -359,8 +364,22 @@ class Agent:
             "resources": [],
         }
 
+    def _refused(self, framework: FrameworkRecord, tasks: list[dict]) -> bool:
+        """Fail `tasks` (a task or a whole group) whose containers the agent's policy forbids,
+        before any executor starts; the executor checks again where it mounts."""
+        reasons = [why for task in tasks if (why := self.config.container_policy.refusal(task.get("container")))]
+        if not reasons:
+            return False
+        for task in tasks:
+            log.warning("refusing task %s: %s", task["task_id"]["value"], reasons[0])
+            self._agent_update(framework.id, None, task["task_id"]["value"], "TASK_FAILED",
+                               f"Failed to launch container: {reasons[0]}", "REASON_CONTAINER_LAUNCH_FAILED")
+        return True
+
     def run_task(self, framework_info: dict, task: dict) -> None:
         framework = self._framework(framework_info)
+        if self._refused(framework, [task]):
+            return
         command_task = "executor" not in task
         info = self.command_executor_info(framework.id, task) if command_task else task["executor"]
         executor = self._executor_for(framework, info, command_task)
@@ -371,6 +390,8 @@ class Agent:
 
     def run_task_group(self, framework_info: dict, executor_info: dict, group: dict) -> None:
         framework = self._framework(framework_info)
+        if self._refused(framework, list(group.get("tasks", []))):
+            return
         info = dict(executor_info)
         if not info.get("command"):
             # A DEFAULT executor: ours stands in for mesos-default-executor.
@@ -427,9 +448,13 @@ class Agent:
             subscription_backoff_max=self.config.subscription_backoff_max, command_env=command_env)
         if executor.command_executor:
             env["DOCKYARD_COMMAND_EXECUTOR"] = "1"
-        # The executor's token (and TLS settings): last, so no CommandInfo variable replaces them.
+        # The executor's token (and TLS settings) and the agent's container policy and isolation:
+        # last, so no CommandInfo variable replaces them.
         env.update(self.config.security.executor_environment(
             framework_id=framework.id, executor_id=executor.id, container_id=executor.container_id))
+        env.update(self.config.container_policy.to_env())
+        if "DOCKYARD_ISOLATION" in os.environ:
+            env["DOCKYARD_ISOLATION"] = os.environ["DOCKYARD_ISOLATION"]
         task = asyncio.create_task(self._run_executor(framework, executor, command, env))
         self._exit_waiters.add(task)
         task.add_done_callback(self._exit_waiters.discard)
@@ -439,7 +464,14 @@ class Agent:
 
     async def _run_executor(self, framework: FrameworkRecord, executor: ExecutorRecord, command: dict,
                             env: dict[str, str]) -> None:
-        executor.directory.mkdir(parents=True, exist_ok=True)
+        user = executor_user(executor.info, framework.info)
+        try:
+            sandbox.create_sandbox(executor.directory, user)
+        except KeyError:
+            log.warning("executor %s: user %r does not exist on this agent", executor.id, user)
+            self._executor_gone(framework, executor, None, "REASON_CONTAINER_LAUNCH_FAILED",
+                                f"Failed to create the sandbox: user '{user}' does not exist on this agent")
+            return
         point_latest(executor.directory)
         try:
             with open(executor.directory / "stdout", "ab") as out, open(executor.directory / "stderr", "ab") as err:
@@ -903,13 +935,14 @@ class Agent:
                                                self._registration_timed_out, executor))
 
     def _checkpoint_task(self, framework: FrameworkRecord, executor: ExecutorRecord, task: TaskRecord) -> None:
+        """A task's info and states on disk, for recovery; its secrets never (`checkpointed`)."""
         if not framework.checkpoint or not self.agent_id:
             return
         directory = self._run_dir(framework, executor) / "tasks" / task.id
         if task.checkpointed:
             checkpoint.append_line(directory / "task.updates", {"state": task.state})
         else:
-            checkpoint.write_new(directory / "task.json", {"info": task.info, "state": task.state})
+            checkpoint.write_new(directory / "task.json", {"info": checkpointed(task.info), "state": task.state})
             task.checkpointed = True
 
     # -- sandboxes ----------------------------------------------------------------------------------

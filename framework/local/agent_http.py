@@ -7,11 +7,14 @@ Every route says who may call it (framework/security/gate.py): READ for the
 views (realm `mesos-agent-readonly`), EXECUTOR for the executor API (realm
 `mesos-agent-executor`, executor tokens only), OPEN for `/health`; the agent's
 flags decide which levels authenticate (framework/local/agent_security.py).
+
+Executor calls are read under limits (framework/bodies.py): at most
+`MAX_BODY_BYTES` (413), nested at most `MAX_JSON_DEPTH` deep, no NaN or
+infinities (400); a malformed call is a 4xx, never a 500.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import AsyncIterator
@@ -19,11 +22,14 @@ from typing import AsyncIterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from framework import bodies
 from framework.local.agent import Agent, ExecutorCallError
 from framework.local.files_api import FilesApi
+from framework.local.validation import EXECUTOR_CALL, shape_error
 from framework.mesos.messages import valid_uuid
 from framework.security.acls import ALLOW_ALL
 from framework.security.gate import Access, principal_name, principal_of, route
@@ -31,42 +37,52 @@ from framework.security.gate import Access, principal_name, principal_of, route
 log = logging.getLogger(__name__)
 
 CALL_TYPES = {"SUBSCRIBE", "UPDATE", "MESSAGE", "HEARTBEAT"}
+MAX_BODY_BYTES = 16 << 20  # a status update's `data` may be large; nothing an executor sends is larger
+MAX_JSON_DEPTH = 64
 
 
 def text(status: int, message: str) -> PlainTextResponse:
     return PlainTextResponse(message, status_code=status)
 
 
+def _id_value(obj: object) -> str | None:
+    """`obj["value"]` of a Mesos ID message, when `obj` is one (a non-empty string value)."""
+    value = obj.get("value") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def validate_call(call: dict) -> str | None:
     """Mesos's validateExecutorCall: the reason a call is malformed, or None."""
     kind = call.get("type")
-    if kind not in CALL_TYPES:
+    if not isinstance(kind, str) or kind not in CALL_TYPES:
         return "Expecting 'type' to be present"
-    if not (call.get("executor_id") or {}).get("value"):
+    if _id_value(call.get("executor_id")) is None:
         return "Expecting 'executor_id' to be present"
-    if not (call.get("framework_id") or {}).get("value"):
+    if _id_value(call.get("framework_id")) is None:
         return "Expecting 'framework_id' to be present"
     if kind == "SUBSCRIBE" and not isinstance(call.get("subscribe", {}), dict):
         return "Expecting 'subscribe' to be present"
-    if kind == "MESSAGE" and "message" not in call:
+    if kind == "MESSAGE" and not isinstance(call.get("message"), dict):
         return "Expecting 'message' to be present"
+    if kind == "MESSAGE" and not isinstance(call["message"].get("data", ""), str):
+        return "Expecting 'message.data' to be bytes (base64)"
     if kind == "UPDATE":
         update = call.get("update")
         if not isinstance(update, dict) or not isinstance(update.get("status"), dict):
             return "Expecting 'update' to be present"
         status = update["status"]
-        if not (status.get("task_id") or {}).get("value") or not status.get("state"):
+        if _id_value(status.get("task_id")) is None or not isinstance(status.get("state"), str) \
+                or not status["state"]:
             return "Missing required fields in 'update.status'"
         if "uuid" not in status:
             return "Expecting 'uuid' to be present"
-        if not valid_uuid(status["uuid"]):
+        if not isinstance(status["uuid"], str) or not valid_uuid(status["uuid"]):
             return "Not a valid UUID"
         if status.get("source", "SOURCE_MASTER") != "SOURCE_EXECUTOR":
-            return f"Received Call from executor with invalid source {status.get('source', 'SOURCE_MASTER')}"
+            return f"Received Call from executor with invalid source {str(status.get('source', 'SOURCE_MASTER'))[:64]}"
         if status["state"] == "TASK_STAGING":
             return "Received TASK_STAGING from executor"
-        executor_id = (status.get("executor_id") or {}).get("value")
-        if executor_id is not None and executor_id != call["executor_id"]["value"]:
+        if "executor_id" in status and _id_value(status["executor_id"]) != call["executor_id"]["value"]:
             return "ExecutorID in Call does not match ExecutorID in TaskStatus"
     return None
 
@@ -108,11 +124,16 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
                    for a in accept.split(",")):
             return text(406, "Expecting 'Accept' to allow application/json")
         try:
-            call = json.loads(await request.body())
+            call = bodies.loads(await bodies.read_body(request.receive, MAX_BODY_BYTES), MAX_JSON_DEPTH)
             if not isinstance(call, dict):
                 raise ValueError("not an object")
-        except ValueError as error:
+        except bodies.BodyTooLarge as error:
+            return text(413, error.message)
+        except (ValueError, UnicodeDecodeError) as error:
             return text(400, f"Failed to parse body into Call: {error}")
+        problem = shape_error(call, EXECUTOR_CALL)
+        if problem:
+            return text(400, f"Failed to convert JSON into Call protobuf: {problem}")
         problem = validate_call(call)
         if problem:
             return text(400, f"Failed to validate executor::Call: {problem}")
@@ -188,6 +209,7 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
         route("/metrics", metrics, methods=get, access=read),
         route("/metrics/snapshot", snapshot, methods=get, access=read),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(bodies.BodyLimit, max_bytes=MAX_BODY_BYTES)])
     app.state.gate = security.gate()
     return app

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 import click
 
+from executor.containers.policy import ContainerPolicy
 from executor.host import Isolators
 from framework.errors import SecurityError
 from framework.local.agent import Agent, AgentConfig, default_hostname
@@ -97,7 +98,18 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 @click.option("--isolation", default=Isolators.DEFAULT, show_default=True, envvar="DOCKYARD_ISOLATION",
               help="what command tasks without an image get, in Mesos's isolator names: cgroups/cpu,cgroups/mem "
                    "(own cgroups and limits), namespaces/pid (a PID namespace too), posix/cpu,posix/mem "
-                   "(a plain process group). Tasks with an image always run in a full container")
+                   "(a plain process group). Tasks with an image always run in a full container; "
+                   "namespaces/user gives theirs a user namespace (root inside, an unprivileged host user outside)")
+@click.option("--allowed-host-paths", default="", envvar="DOCKYARD_ALLOWED_HOST_PATHS", metavar="DIR,...",
+              help="host directories under which container tasks may mount host-path volumes [none]; "
+                   "/, /etc, /proc, /sys, /dev and the work dir never")
+@click.option("--allow-privileged", is_flag=True,
+              help="let container tasks run privileged (Docker's --privileged: every capability and device, "
+                   "no seccomp); refused by default")
+@click.option("--seccomp-profile", default="default", show_default=True, envvar="DOCKYARD_SECCOMP_PROFILE",
+              metavar="PATH|default|unconfined",
+              help="seccomp for container tasks: dockyard's allow-list (default), none (unconfined), or a "
+                   "profile file in Docker's or the OCI schema")
 @click.option("--http-credentials", default=None, metavar="FILE",
               help='Mesos credentials JSON ({"credentials": [{"principal", "secret"}]}) for HTTP Basic')
 @click.option("--authenticate-http-readonly", is_flag=True,
@@ -127,6 +139,7 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
                   hostname: str | None, executor_command: str | None, executor_registration_timeout: float,
                   executor_reregistration_timeout: float, executor_shutdown_grace_period: float, no_cleanup: bool,
                   docker_registry: str | None, fetcher_cache_size: str, isolation: str,
+                  allowed_host_paths: str, allow_privileged: bool, seccomp_profile: str,
                   http_credentials: str | None, authenticate_http_readonly: bool, authenticate_http_readwrite: bool,
                   authenticate_http_executors: bool, executor_secret_key: str | None, credential: str | None,
                   acls: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
@@ -151,12 +164,16 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
         parsed_attributes = parse_attributes(attributes) if attributes else []
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+    try:
+        policy = ContainerPolicy.from_flags(allowed_host_paths, allow_privileged, seccomp_profile, work_dir)
+    except ValueError as error:
+        refuse(str(error))
     config = AgentConfig(
         master=master, ip=ip, port=port, work_dir=work_dir, resources=total, attributes=parsed_attributes,
         hostname=hostname or default_hostname(),
         registration_timeout=executor_registration_timeout,
         reregistration_timeout=executor_reregistration_timeout, shutdown_grace=executor_shutdown_grace_period,
-        cleanup=not no_cleanup, security=security,
+        cleanup=not no_cleanup, security=security, container_policy=policy,
     )
     if executor_command:
         config.executor_command = shlex.split(executor_command)

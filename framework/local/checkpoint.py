@@ -5,7 +5,9 @@ directory, then renamed over the target (runc's saveState pattern), so a reader
 never sees half a file. Records that change often (a task's states) are appended
 one JSON line at a time, as a Mesos agent appends to `task.updates`: a rename per
 status update costs a forced writeback on ext4, an append does not, and a torn
-last line (a crash mid-write) is simply skipped on recovery.
+last line (a crash mid-write) is simply skipped on recovery. Checkpoints hold task
+and executor infos (environments, commands): files are 0600 and the directories
+this module creates 0700.
 """
 from __future__ import annotations
 
@@ -17,14 +19,31 @@ from pathlib import Path
 from typing import Any
 
 
+FILE_MODE, DIR_MODE = 0o600, 0o700
+
+
+def _make_parent(path: Path) -> None:
+    """`path`'s directory and any missing ancestors, each 0700."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
+
+
 def _encode(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _replace(path: Path, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    _make_parent(path)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -45,9 +64,9 @@ def write_new(path: Path, value: Any) -> None:
     A crash mid-write leaves a file `read_json` cannot parse, which reads as absent:
     what a crash before the write would have left. An existing file is replaced whole.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
         write_json(path, value)
         return
@@ -65,7 +84,7 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 def append_line(path: Path, value: Any) -> None:
     line = _encode(value) + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         os.write(fd, line)
     finally:

@@ -9,12 +9,16 @@ server's gate authenticates it in the realm Mesos uses for that endpoint
 (framework/local/master_security.py) before the handler runs, as libprocess
 authenticates before the master sees a request. Handlers find the caller with
 `principal_name(request)` and ask the master's ACLs.
+
+Bodies are read under limits (framework/bodies.py): at most `MAX_BODY_BYTES`
+(413), JSON nested at most `MAX_JSON_DEPTH` deep (400: Mesos's parser answers a
+body it cannot convert 400), no NaN or infinities. Whatever a call holds, a
+malformed one is a 4xx, never a 500.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import parse_qs
@@ -22,10 +26,12 @@ from urllib.parse import parse_qs
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from framework import bodies
 from framework.mesos import recordio
 from framework.mesos.messages import dumps
 from framework.local import operator, validation
@@ -44,6 +50,20 @@ JSON_ONLY = (f"The dockyard embedded master supports only Content-Type: {JSON}; 
 NOT_ACCEPTABLE = (f"Expecting 'Accept' to allow '{JSON}': the dockyard embedded master answers only in JSON "
                   f"({PROTOBUF} is not supported)")
 HEARTBEAT = recordio.encode(dumps({"type": "HEARTBEAT"}))
+# An agent re-registering with thousands of tasks, or an ACCEPT launching them, is several MB.
+MAX_BODY_BYTES = 64 << 20
+MAX_JSON_DEPTH = 64
+# mesos::master::Call::Type (master.proto): a type outside it is not a Call (400); one in it that
+# this master does not serve is 501, as Mesos answers what it does not implement.
+OPERATOR_CALL_TYPES = frozenset({
+    "GET_HEALTH", "GET_FLAGS", "GET_VERSION", "GET_METRICS", "GET_LOGGING_LEVEL", "SET_LOGGING_LEVEL",
+    "LIST_FILES", "READ_FILE", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_EXECUTORS",
+    "GET_OPERATIONS", "GET_TASKS", "GET_ROLES", "GET_WEIGHTS", "UPDATE_WEIGHTS", "GET_MASTER", "SUBSCRIBE",
+    "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME",
+    "SHRINK_VOLUME", "GET_MAINTENANCE_STATUS", "GET_MAINTENANCE_SCHEDULE", "UPDATE_MAINTENANCE_SCHEDULE",
+    "START_MAINTENANCE", "STOP_MAINTENANCE", "DRAIN_AGENT", "DEACTIVATE_AGENT", "REACTIVATE_AGENT",
+    "GET_QUOTA", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA", "TEARDOWN", "MARK_AGENT_GONE",
+})
 
 
 FORBIDDEN = "403 Forbidden."  # libprocess's `Forbidden()` body
@@ -83,11 +103,13 @@ async def _read_json(request: Request) -> Any:
     if ctype != JSON:
         raise HttpError(415, f"Expecting 'Content-Type' of {JSON} (exactly; {PROTOBUF} is not supported "
                              f"by the dockyard embedded master), received '{ctype}'")
-    body = await request.body()
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise HttpError(400, f"Failed to parse body into JSON: {error}") from error
+        body = await bodies.read_body(request.receive, MAX_BODY_BYTES)
+        return bodies.loads(body, MAX_JSON_DEPTH)
+    except bodies.BodyTooLarge as error:
+        raise HttpError(413, error.message) from None
+    except (ValueError, UnicodeDecodeError) as error:  # BodyError (too deep) included
+        raise HttpError(400, f"Failed to parse body into JSON: {error}") from None
 
 
 class MasterHttp:
@@ -174,6 +196,11 @@ class MasterHttp:
             body = await _read_json(request)
             if not isinstance(body, dict):
                 raise HttpError(400, "Expecting a JSON object")
+            calls = body.get("calls") if body.get("type") == "BATCH" else None
+            for index, one in enumerate([body, *(calls if isinstance(calls, list) else [])]):
+                problem = validation.agent_call_error(one, f"calls[{index - 1}]" if index else "")
+                if problem is not None:
+                    raise HttpError(400, f"Failed to convert JSON into the agent's call: {problem}")
             kind = body.get("type")
             principal = principal_name(request)
             if kind == "REGISTER":
@@ -207,6 +234,8 @@ class MasterHttp:
         kind = body.get("type") if isinstance(body, dict) else None
         if kind is None:
             return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
+        if not isinstance(kind, str) or kind not in OPERATOR_CALL_TYPES:
+            return _text(400, f"Failed to convert JSON into Call protobuf: unknown type {str(kind)[:64]!r}")
         if kind == "SUBSCRIBE":
             stream = self.subscribers.subscribe(self.views(request))
             return self._stream(request, stream, self.master.config.heartbeat_interval,
@@ -371,7 +400,8 @@ def create_app(master: Master, background: Callable[[], Any] | None = None,
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    app = Starlette(routes=routes(http), lifespan=lifespan)
+    app = Starlette(routes=routes(http), lifespan=lifespan,
+                    middleware=[Middleware(bodies.BodyLimit, max_bytes=MAX_BODY_BYTES)])
     app.state.gate = gate
     return app
 

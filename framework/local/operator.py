@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources, attribute_value
+from framework.mesos.secrets import redacted
 from framework.local.master import VERSION, Master
 from framework.local.master_model import Agent, Framework, Stream, Task
 from framework.local.master_security import ALL_VISIBLE, Views
@@ -50,7 +51,7 @@ def task_json(task: Task) -> dict[str, Any]:
         out["status_update_uuid"] = task.status_update_uuid
     for key in ("labels", "discovery", "container", "health_check", "kill_policy", "check"):
         if key in task.info:
-            out[key] = task.info[key]
+            out[key] = redacted(task.info[key])  # a SECRET volume's bytes never show
     return out
 
 
@@ -303,7 +304,7 @@ def legacy_task(task: Task) -> dict[str, Any]:
     }
     for key in ("labels", "discovery", "container", "health_check"):
         if key in task.info:
-            value = task.info[key]
+            value = redacted(task.info[key])
             out[key] = value.get("labels", []) if key == "labels" else value
     return out
 

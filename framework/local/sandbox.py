@@ -6,6 +6,7 @@ for sandboxes; `<work_dir>/meta/...` for checkpoints (same shape, JSON files).
 from __future__ import annotations
 
 import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,38 @@ from framework.mesos.messages import seconds_to_duration
 
 TOKEN_ENV = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"  # set by the agent's security settings only
 
+# What an executor takes from the agent's own environment. A Mesos agent gives an executor
+# only what executorEnvironment (src/slave/slave.cpp) makes: LIBPROCESS_IP, PATH, the MESOS_*
+# below. dockyard's executor also reads the agent's settings (DOCKYARD_*: isolation, registry,
+# seccomp...) and honours, when it downloads, proxies, CA bundles and the locale. Nothing
+# else the agent was started with (cloud credentials, tokens, a login shell's variables)
+# reaches an executor, and its tasks get less still (executor.launcher.task_environment).
+INHERITED = frozenset({"PATH", "LIBPROCESS_IP", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                       "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"})
+INHERITED_PREFIXES = ("DOCKYARD_", "LC_")
+
 
 def executor_dir(work_dir: Path, agent_id: str, framework_id: str, executor_id: str, container_id: str) -> Path:
     return (work_dir / "slaves" / agent_id / "frameworks" / framework_id / "executors" / executor_id
             / "runs" / container_id)
+
+
+def create_sandbox(directory: Path, user: str | None) -> None:
+    """Make an executor's sandbox, owned by the user its executor and tasks run as.
+
+    As Mesos's createSandboxDirectory with `--switch_user` (its default): the directory
+    belongs to `user` and its group, mode 0750, so other tasks' users cannot read it. An
+    agent that is not root cannot give files away, and runs everything as itself. Root's
+    sandbox stays 0755: the warm executor runs as root, and its tasks, each as its own
+    user, reach their sandboxes below it. KeyError when `user` does not exist here."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not user or os.geteuid() != 0:
+        return
+    account = pwd.getpwnam(user)
+    if account.pw_uid == 0:
+        return
+    os.chown(directory, account.pw_uid, account.pw_gid)
+    os.chmod(directory, 0o750)
 
 
 def meta_dir(work_dir: Path, agent_id: str) -> Path:
@@ -49,11 +78,12 @@ def executor_environment(*, framework_id: str, executor_id: str, directory: Path
                          inherit: dict[str, str] | None = None) -> dict[str, str]:
     """The executor's environment, as reference §3 lists it, plus dockyard's own.
 
-    A token the agent itself inherited (an agent run as a task of another Mesos)
-    is never passed on: an executor's token is the one the agent issues it.
+    Of the agent's environment (`inherit`), only INHERITED is passed on: no MESOS_*
+    the agent itself inherited (an agent run as a task of another Mesos), so no token
+    but the one the agent issues the executor.
     """
-    env = dict(os.environ if inherit is None else inherit)
-    env.pop(TOKEN_ENV, None)
+    env = {name: value for name, value in (os.environ if inherit is None else inherit).items()
+           if name in INHERITED or name.startswith(INHERITED_PREFIXES)}
     env.update({
         "MESOS_FRAMEWORK_ID": framework_id,
         "MESOS_EXECUTOR_ID": executor_id,

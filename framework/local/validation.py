@@ -58,8 +58,12 @@ def parse_call(body: Any) -> dict[str, Any]:
     """Protobuf-like parse of a scheduler Call: unknown `type` dropped, required fields checked."""
     if not isinstance(body, dict):
         raise CallError("Failed to convert JSON into Call protobuf: expected an object")
+    shape = shape_error({k: v for k, v in body.items() if k != "type"}, SCHEDULER_CALL)
+    if shape is not None:
+        raise CallError(f"Failed to convert JSON into Call protobuf: {shape}")
     call = dict(body)
-    if call.get("type") not in CALL_TYPES:
+    kind = call.get("type")
+    if not isinstance(kind, str) or kind not in CALL_TYPES:
         call.pop("type", None)  # unknown enum on an optional field: unset
     missing: list[str] = []
     if "framework_id" in call and _id_value(call["framework_id"]) is None:
@@ -76,9 +80,14 @@ def parse_call(body: Any) -> dict[str, Any]:
         if isinstance(info, dict):
             missing.extend(f"{key}.framework_info.{f}" for f in FRAMEWORK_INFO_REQUIRED
                            if f not in info)
+        elif info is not None:
+            raise CallError(f"Failed to convert JSON into Call protobuf: '{key}.framework_info' is not an object")
     reconcile = call.get("reconcile")
     if isinstance(reconcile, dict):
-        for i, task in enumerate(reconcile.get("tasks") or []):
+        tasks = reconcile.get("tasks") or []
+        if not isinstance(tasks, list):
+            raise CallError("Failed to convert JSON into Call protobuf: 'reconcile.tasks' is not an array")
+        for i, task in enumerate(tasks):
             if not isinstance(task, dict) or _id_value(task.get("task_id")) is None:
                 missing.append(f"reconcile.tasks[{i}].task_id")
     if missing:
@@ -355,3 +364,175 @@ def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, An
         return (f"Total resources {total} required by task group and its executor are more "
                 f"than available {offered}"), Resources()
     return None, total
+
+
+# -- protobuf shapes ---------------------------------------------------------------------
+# Mesos converts a JSON call into its protobuf message before anything looks at it, and a
+# value of the wrong type (a list where a string goes, a string where an object goes, an
+# enum name it does not know) fails that conversion: 400 "Failed to convert JSON into Call
+# protobuf". `shape_error` does the same over the fields below (unknown fields are ignored,
+# as the conversion ignores them), so the master's code only ever sees the types it expects.
+
+class _Number:
+    """A protobuf double/float: a JSON number (or a string holding one, as Mesos accepts)."""
+
+
+class _Integer:
+    """A protobuf int32/int64/uint*: an integral JSON number (or a string holding one)."""
+
+
+NUMBER, INTEGER, ANY_OBJECT = _Number(), _Integer(), dict
+Spec = Any
+
+ID: dict = {"value": str}
+LABELS: dict = {"labels": [{"key": str, "value": str}]}
+DURATION: dict = {"nanoseconds": INTEGER}
+RESOURCE: dict = {
+    "name": str, "type": frozenset({"SCALAR", "RANGES", "SET", "TEXT"}), "scalar": {"value": NUMBER},
+    "ranges": {"range": [{"begin": INTEGER, "end": INTEGER}]}, "set": {"item": [str]}, "role": str,
+    "allocation_info": {"role": str}, "reservation": ANY_OBJECT, "reservations": [ANY_OBJECT],
+    "disk": ANY_OBJECT, "revocable": ANY_OBJECT, "shared": ANY_OBJECT, "provider_id": ID,
+}
+ATTRIBUTE: dict = {"name": str, "type": frozenset({"SCALAR", "RANGES", "SET", "TEXT"}),
+                   "scalar": {"value": NUMBER}, "ranges": {"range": [{"begin": INTEGER, "end": INTEGER}]},
+                   "set": {"item": [str]}, "text": {"value": str}}
+FILTERS: dict = {"refuse_seconds": NUMBER}
+COMMAND: dict = {
+    "value": str, "shell": bool, "arguments": [str], "user": str,
+    "environment": {"variables": [{"name": str, "value": str, "type": str, "secret": ANY_OBJECT}]},
+    "uris": [{"value": str, "executable": bool, "extract": bool, "cache": bool, "output_file": str}],
+}
+CONTAINER: dict = {"type": frozenset({"DOCKER", "MESOS"}), "volumes": [ANY_OBJECT], "hostname": str,
+                   "docker": ANY_OBJECT, "mesos": ANY_OBJECT, "network_infos": [ANY_OBJECT],
+                   "linux_info": ANY_OBJECT, "rlimit_info": ANY_OBJECT, "tty_info": ANY_OBJECT}
+EXECUTOR: dict = {
+    "executor_id": ID, "framework_id": ID, "command": COMMAND, "container": CONTAINER, "resources": [RESOURCE],
+    "name": str, "source": str, "data": str, "type": frozenset({"UNKNOWN", "DEFAULT", "CUSTOM"}),
+    "labels": LABELS, "shutdown_grace_period": DURATION, "discovery": ANY_OBJECT,
+}
+TASK: dict = {
+    "name": str, "task_id": ID, "agent_id": ID, "resources": [RESOURCE], "executor": EXECUTOR,
+    "command": COMMAND, "container": CONTAINER, "health_check": ANY_OBJECT, "check": ANY_OBJECT,
+    "kill_policy": {"grace_period": DURATION}, "data": str, "labels": LABELS, "discovery": ANY_OBJECT,
+    "max_completion_time": DURATION, "limits": ANY_OBJECT,
+}
+OPERATION: dict = {
+    "type": frozenset({"UNKNOWN", "LAUNCH", "LAUNCH_GROUP", "RESERVE", "UNRESERVE", "CREATE", "DESTROY",
+                       "GROW_VOLUME", "SHRINK_VOLUME", "CREATE_DISK", "DESTROY_DISK"}),
+    "id": ID, "launch": {"task_infos": [TASK]},
+    "launch_group": {"executor": EXECUTOR, "task_group": {"tasks": [TASK]}},
+    "reserve": {"resources": [RESOURCE], "source": [RESOURCE]}, "unreserve": {"resources": [RESOURCE]},
+    "create": {"volumes": [RESOURCE]}, "destroy": {"volumes": [RESOURCE]},
+    "grow_volume": ANY_OBJECT, "shrink_volume": ANY_OBJECT, "create_disk": ANY_OBJECT, "destroy_disk": ANY_OBJECT,
+}
+FRAMEWORK_INFO: dict = {
+    "user": str, "name": str, "id": ID, "failover_timeout": NUMBER, "checkpoint": bool, "role": str,
+    "roles": [str], "hostname": str, "principal": str, "webui_url": str,
+    "capabilities": [{"type": str}], "labels": LABELS, "offer_filters": ANY_OBJECT,
+}
+TASK_STATUS: dict = {
+    "task_id": ID, "state": str, "message": str, "source": str, "reason": str, "data": str, "agent_id": ID,
+    "executor_id": ID, "timestamp": NUMBER, "uuid": str, "healthy": bool, "labels": LABELS,
+    "container_status": ANY_OBJECT, "unreachable_time": ANY_OBJECT, "check_status": ANY_OBJECT,
+    "limitation": ANY_OBJECT,
+}
+SCHEDULER_CALL: dict = {
+    "type": str, "framework_id": ID,
+    "subscribe": {"framework_info": FRAMEWORK_INFO, "suppressed_roles": [str], "offer_constraints": ANY_OBJECT},
+    "update_framework": {"framework_info": FRAMEWORK_INFO, "suppressed_roles": [str],
+                         "offer_constraints": ANY_OBJECT},
+    "accept": {"offer_ids": [ID], "operations": [OPERATION], "filters": FILTERS},
+    "decline": {"offer_ids": [ID], "filters": FILTERS},
+    "accept_inverse_offers": {"inverse_offer_ids": [ID], "filters": FILTERS},
+    "decline_inverse_offers": {"inverse_offer_ids": [ID], "filters": FILTERS},
+    "revive": {"role": str, "roles": [str]}, "suppress": {"roles": [str]},
+    "kill": {"task_id": ID, "agent_id": ID, "kill_policy": {"grace_period": DURATION}},
+    "shutdown": {"executor_id": ID, "agent_id": ID},
+    "acknowledge": {"agent_id": ID, "task_id": ID, "uuid": str},
+    "acknowledge_operation_status": {"agent_id": ID, "resource_provider_id": ID, "uuid": str, "operation_id": ID},
+    "reconcile": {"tasks": [{"task_id": ID, "agent_id": ID}]},
+    "reconcile_operations": {"operations": [ANY_OBJECT]},
+    "message": {"agent_id": ID, "executor_id": ID, "data": str},
+    "request": {"requests": [ANY_OBJECT]},
+}
+AGENT_TASK: dict = {
+    "task_id": ID, "framework_id": ID, "executor_id": ID, "agent_id": ID, "name": str, "state": str,
+    "resources": [RESOURCE], "labels": LABELS, "statuses": [TASK_STATUS], "status_update_state": str,
+    "status_update_uuid": str, "discovery": ANY_OBJECT, "container": CONTAINER, "health_check": ANY_OBJECT,
+    "kill_policy": {"grace_period": DURATION}, "user": str, "limits": ANY_OBJECT,
+}
+AGENT_UPDATE: dict = {"type": str, "agent_id": ID, "framework_id": ID, "status": TASK_STATUS, "latest_state": str}
+# docs/internal-protocol.md: what an agent sends the master.
+AGENT_CALL: dict = {
+    "type": str, "agent_id": ID, "framework_id": ID, "executor_id": ID, "ip": str, "version": str,
+    "agent_info": {"hostname": str, "port": INTEGER, "resources": [RESOURCE], "attributes": [ATTRIBUTE],
+                   "id": ID, "domain": ANY_OBJECT},
+    "frameworks": [FRAMEWORK_INFO], "executors": [{"framework_id": ID, "executor_info": EXECUTOR}],
+    "tasks": [AGENT_TASK], "updates": [AGENT_UPDATE], "latest_state": str, "data": str, "calls": [ANY_OBJECT],
+}
+# `status` is a TaskStatus in an UPDATE, the executor's raw wait status in an EXECUTOR_EXITED.
+AGENT_CALL_STATUS = {"UPDATE": TASK_STATUS, "EXECUTOR_EXITED": INTEGER}
+# The executor API's Call (executor.proto), as an agent reads it.
+EXECUTOR_CALL: dict = {
+    "type": str, "executor_id": ID, "framework_id": ID,
+    "subscribe": {"unacknowledged_tasks": [TASK], "unacknowledged_updates": [
+        {"framework_id": ID, "status": TASK_STATUS}]},
+    "update": {"status": TASK_STATUS}, "message": {"data": str},
+}
+
+
+def _numeric(value: Any, integral: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value) and (not integral or value.is_integer())
+    if isinstance(value, str):
+        try:
+            number = int(value) if integral else float(value)
+        except ValueError:
+            return False
+        return integral or math.isfinite(number)
+    return False
+
+
+def shape_error(value: Any, spec: Spec, path: str = "") -> str | None:
+    """Where `value` does not have the protobuf shape `spec` (`path: why`), or None.
+
+    A spec is a Python type (`str`, `bool`, `dict` for any object), `NUMBER`, `INTEGER`,
+    a frozenset of enum names, a one-item list (a repeated field of that spec) or a dict of
+    known fields (an object; other fields are ignored). A known field may not be null
+    (Mesos: "Not expecting a JSON null"). Iterative: depth is no risk."""
+    pending: list[tuple[Any, Spec, str]] = [(value, spec, path)]
+    while pending:
+        item, want, where = pending.pop()
+        name = where.lstrip(".") or "the call"
+        if isinstance(want, dict):
+            if not isinstance(item, dict):
+                return f"'{name}' is not an object"
+            pending.extend((item[key], sub, f"{where}.{key}") for key, sub in want.items() if key in item)
+        elif isinstance(want, list):
+            if not isinstance(item, list):
+                return f"'{name}' is not an array"
+            pending.extend((element, want[0], f"{where}[{i}]") for i, element in enumerate(item))
+        elif isinstance(want, frozenset):
+            if not isinstance(item, str) or item not in want:
+                return f"'{name}' is not one of {', '.join(sorted(want))}"
+        elif want is NUMBER or want is INTEGER:
+            if not _numeric(item, want is INTEGER):
+                return f"'{name}' is not {'an integer' if want is INTEGER else 'a number'}"
+        elif want is bool:
+            if not isinstance(item, bool):
+                return f"'{name}' is not a boolean"
+        elif not isinstance(item, want) or (want is int and isinstance(item, bool)):
+            return f"'{name}' is not {'a string' if want is str else 'an object' if want is dict else want.__name__}"
+    return None
+
+
+def agent_call_error(call: Any, path: str = "") -> str | None:
+    """`shape_error` of one call of the agents' protocol (docs/internal-protocol.md)."""
+    if not isinstance(call, dict):
+        return f"'{path.lstrip('.') or 'the call'}' is not an object"
+    status = AGENT_CALL_STATUS.get(call.get("type")) if isinstance(call.get("type"), str) else None
+    return shape_error(call, {**AGENT_CALL, "status": status} if status is not None else AGENT_CALL, path)

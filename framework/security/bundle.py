@@ -12,7 +12,9 @@ On first start, under `<work dir>/security/` (mode 0700, every file 0600):
 | `scheduler.secret` | the scheduler's framework secret | `--mesos-authentication-secret-file` |
 | `operator.secret` | the operator's secret alone | `curl -u "operator:$(cat ...)"` |
 | `executor.key` | the key executor tokens are signed with | agent `--executor-secret-key` |
-| `acls.json` | who may do what (permissive false) | master's and agents' `--acls` |
+| `acls.json` | who may do what (permissive false) | master's, agents' and scheduler's `--acls` |
+| `secrets.key` | the key the scheduler's secret store is sealed with | scheduler `--secrets-key-file` |
+| `secrets-acls.json` | who may write and reference which secrets | scheduler `--secrets-acls` |
 
 A restart reuses everything; a certificate is issued again only when it no
 longer covers the addresses asked for. Machines that cannot share files (the
@@ -124,12 +126,24 @@ class Bundle:
     def acls_file(self) -> Path:
         return self.directory / "acls.json"
 
+    @property
+    def secrets_key_file(self) -> Path:
+        """Fernet keys of the scheduler's secret store (docs/secrets.md); kept apart from its state."""
+        return self.directory / "secrets.key"
+
+    @property
+    def secrets_acls_file(self) -> Path:
+        return self.directory / "secrets-acls.json"
+
     def agent_credential_file(self, name: str) -> Path:
         return self.directory / f"agent-{name}.json"
 
     # -- creation --------------------------------------------------------------------
     def ensure(self, agents: Iterable[str] = ()) -> "Bundle":
-        """Every file but certificates (`certificate()` issues those), for these agents."""
+        """Every file but server certificates (`certificate()` issues those), for these agents.
+
+        The CA is made here too, so a client can be handed `ca.pem` before any server exists."""
+        self._ensure_ca()
         credentials = self._credentials()
         wanted = {OPERATOR: Role.ADMIN, VIEWER: Role.VIEWER, SCHEDULER: Role.ADMIN}
         wanted.update({f"agent-{name}": Role.ADMIN for name in agents})
@@ -141,7 +155,7 @@ class Bundle:
             write_private(self.credentials_file, json.dumps(credentials.to_json(), indent=2) + "\n")
         users = Credentials([Credential(OPERATOR, self._existing_secret(credentials, OPERATOR), Role.ADMIN),
                              Credential(VIEWER, self._existing_secret(credentials, VIEWER), Role.VIEWER)])
-        self._write_if_changed(self.users_file, json.dumps(users.to_json(), indent=2) + "\n")
+        self._write_if_missing(self.users_file, json.dumps(users.to_json(), indent=2) + "\n")
         self._write_if_changed(self.scheduler_secret_file, self._existing_secret(credentials, SCHEDULER))
         self._write_if_changed(self.operator_secret_file, self._existing_secret(credentials, OPERATOR))
         for name in agents:
@@ -151,7 +165,11 @@ class Bundle:
         if not self.executor_key_file.exists():
             write_private(self.executor_key_file,
                           _derived_text(self.seed, "executor-key").encode() if self.seed else new_key())
-        self._write_if_changed(self.acls_file, json.dumps(default_acls(), indent=2) + "\n")
+        self._write_if_missing(self.acls_file, json.dumps(default_acls(), indent=2) + "\n")
+        if not self.secrets_key_file.exists():  # never replaced: `dockyard secret rotate-key` changes it
+            key = base64.urlsafe_b64encode(_derived(self.seed, "secrets-key") if self.seed else secrets.token_bytes(32))
+            write_private(self.secrets_key_file, key + b"\n")
+        self._write_if_missing(self.secrets_acls_file, json.dumps(default_secret_acls(), indent=2) + "\n")
         return self
 
     def _new_secret(self, principal: str) -> str:
@@ -165,6 +183,12 @@ class Bundle:
     @staticmethod
     def _existing_secret(credentials: Credentials, principal: str) -> str:
         return credentials._by_principal[principal].secret  # noqa: SLF001 - our own file
+
+    @staticmethod
+    def _write_if_missing(path: Path, text: str) -> None:
+        """Files an operator may edit (users, ACLs): written once, then theirs."""
+        if not path.exists():
+            write_private(path, text)
 
     def _write_if_changed(self, path: Path, text: str) -> None:
         if not path.exists() or path.read_text() != text:
@@ -196,10 +220,12 @@ class Bundle:
                 "--acls", str(self.acls_file)]
 
     def scheduler_flags(self) -> list[str]:
-        """The framework's principal towards the master, and the API's users."""
+        """The framework's principal towards the master, the API's users and what they may run
+        tasks as, the secret store's key."""
         return ["--mesos-authentication-principal", SCHEDULER,
                 "--mesos-authentication-secret-file", str(self.scheduler_secret_file),
-                "--http-users", str(self.users_file)]
+                "--http-users", str(self.users_file), "--acls", str(self.acls_file),
+                "--secrets-key-file", str(self.secrets_key_file), "--secrets-acls", str(self.secrets_acls_file)]
 
     @property
     def operator(self) -> Identity:
@@ -315,8 +341,10 @@ def _valid_for_a_while(cert: object) -> bool:
 
 def default_acls() -> dict:
     """Least privilege for a generated cluster: the operator may do everything, the viewer may
-    look, the scheduler may register and run its tasks and read what it launched; agents only
-    register (that is authentication, not an ACL)."""
+    look, the scheduler may register and run its tasks and read what it launched. Tasks may run
+    as any user for the operator and the scheduler, as any but root for anyone else. Every other
+    principal in the credentials file is an agent's: the viewer and the scheduler may not register
+    agents (a fake agent is sent real tasks), anyone else may, so adding an agent needs no new rule."""
     operator_and_scheduler = {"values": [OPERATOR, SCHEDULER]}
     readers = {"values": [OPERATOR, VIEWER, SCHEDULER]}
     anyone = {"type": "ANY"}
@@ -324,7 +352,12 @@ def default_acls() -> dict:
     return {
         "permissive": False,
         "register_frameworks": [{"principals": operator_and_scheduler, "roles": anyone}],
-        "run_tasks": [{"principals": operator_and_scheduler, "users": anyone}],
+        "register_agents": [{"principals": {"values": [VIEWER, SCHEDULER]}, "agents": {"type": "NONE"}},
+                            {"principals": anyone, "agents": anyone}],
+        # The scheduler asks this of its API's callers, the master of frameworks (docs/security.md).
+        "run_tasks": [{"principals": operator_and_scheduler, "users": anyone},
+                      {"principals": {"type": "NONE"}, "users": {"values": ["root"]}},
+                      {"principals": anyone, "users": anyone}],
         "teardown_frameworks": [{"principals": operator, "framework_principals": anyone}],
         "view_frameworks": [{"principals": readers, "users": anyone}],
         "view_tasks": [{"principals": readers, "users": anyone}],
@@ -337,3 +370,12 @@ def default_acls() -> dict:
             "attach_containers_input", "attach_containers_output", "wait_nested_containers",
             "kill_nested_containers", "remove_nested_containers")},
     }
+
+
+def default_secret_acls() -> dict:
+    """The operator may write every secret and use it in apps and jobs; nobody else may (the
+    viewer may list their names and versions: that is the API's READ)."""
+    operator = {"values": [OPERATOR]}
+    return {"permissive": False,
+            "reference_secrets": [{"principals": operator, "paths": {"type": "ANY"}}],
+            "write_secrets": [{"principals": operator, "paths": {"type": "ANY"}}]}

@@ -18,6 +18,8 @@ mid-append) is cut off at load. Both files start with a header naming the format
 and its schema version, so a future dockyard can migrate (or refuse) an old data
 dir instead of misreading it. A data dir from the earlier one-file-per-key
 layout is imported on first open. One process at a time: the directory is locked.
+The state holds every spec (and their environments): the directory is 0700 and
+every file in it 0600, also those an older dockyard left readable.
 """
 from __future__ import annotations
 
@@ -42,6 +44,14 @@ MAGIC = "dockyard-store"
 _FRAME = struct.Struct(">II")  # payload length, crc32 of the payload
 COMPACT_MIN_BYTES = 4 << 20  # below this the journal is never compacted
 LOCK_WAIT_SECONDS = 10.0  # a predecessor still shutting down releases the lock soon
+FILE_MODE, DIR_MODE = 0o600, 0o700
+
+
+def _create(path: Path) -> int:
+    """A new file, private from its first byte (truncated if it exists)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # an existing file keeps its old mode through O_CREAT
+    return fd
 
 
 @dataclass(slots=True)
@@ -98,7 +108,8 @@ class EmbeddedStore(Store):
 
     def __init__(self, root: str | Path, fsync: bool = True) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(self.root, DIR_MODE)
         self.fsync = fsync
         self._lock = threading.RLock()
         self._lock_fd = self._take_directory_lock()
@@ -113,7 +124,7 @@ class EmbeddedStore(Store):
 
     # -- opening -----------------------------------------------------------------------------
     def _take_directory_lock(self) -> int:
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -139,6 +150,9 @@ class EmbeddedStore(Store):
             if stale.name != journal.name:  # left by a crash mid-compaction
                 stale.unlink()
         self._generation = generation
+        for existing in self.root.iterdir():  # left readable by an older dockyard
+            if existing.is_file() and existing.stat().st_mode & 0o077:
+                os.chmod(existing, FILE_MODE)
         self._fds[_SNAPSHOT] = os.open(snapshot, os.O_RDONLY) if snapshot.exists() else -1
         self._fds[_JOURNAL] = os.open(journal, os.O_RDWR | os.O_APPEND)
         self._journal_bytes = os.fstat(self._fds[_JOURNAL]).st_size
@@ -148,7 +162,7 @@ class EmbeddedStore(Store):
     def _start_journal(self, generation: int) -> None:
         record, _ = _frame({"format": MAGIC, "schema": SCHEMA_VERSION, "generation": generation})
         path = self.root / f"journal-{generation}"
-        with open(path, "wb") as out:
+        with os.fdopen(_create(path), "wb") as out:
             out.write(record)
             out.flush()
             os.fsync(out.fileno())
@@ -330,7 +344,7 @@ class EmbeddedStore(Store):
             generation = self._generation + 1
             temp = self.root / f".snapshot-{generation}"
             entries: dict[str, _Entry] = {}
-            with open(temp, "wb") as out:
+            with os.fdopen(_create(temp), "wb") as out:
                 record, _ = _frame({"format": MAGIC, "schema": SCHEMA_VERSION, "generation": generation})
                 out.write(record)
                 position = len(record)

@@ -7,24 +7,36 @@ app answers 409 listing the deployments that hold it.
 """
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from framework.security.gate import Access
-from scheduler.api.common import (ApiError, api_route, body_document, describe, embeds, error_response, flag, guard,
-                                  in_thread)
-from scheduler.api.sandbox import sandbox_finder
+from scheduler.api.common import (ApiError, EventStream, api_route, body_document, check_privileged, describe,
+                                  embeds, error_response, flag, in_thread, invalid, render_failure, request_limits,
+                                  sse_frame)
+from scheduler.api.sandbox import sandbox_finder, task_sandbox
 from scheduler.events import EVENT_TYPES
+from scheduler.run_as import check_run_as, task_user
 from scheduler.services.manager import Conflict, NotFound, ServiceManager
-from scheduler.services.specs import AppDefinition, normalise_id, parse_app
+from scheduler.services.specs import AppDefinition, AppSpecError, normalise_id, parse_app, privileged_paths
 
+log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
 READ, WRITE = Access.READ, Access.WRITE
+APP_REF = {"$ref": "#/components/schemas/AppDefinitionUpdate"}
+GROUP_SCHEMA = {  # the basics of Marathon's Group: a tree built from app ids
+    "type": "object",
+    "properties": {"id": {"type": "string", "maxLength": 255},
+                   "apps": {"type": "array", "items": APP_REF, "maxItems": 256},
+                   "scaleBy": {"type": "number", "minimum": 0}},
+}
+TASK_IDS_SCHEMA = {"type": "object", "required": ["ids"],
+                   "properties": {"ids": {"type": "array", "items": {"type": "string"}}}}
 
 
 def _app_id(request: Request) -> str:
@@ -32,6 +44,14 @@ def _app_id(request: Request) -> str:
         return normalise_id(request.path_params["app_id"])
     except ValueError as error:
         raise ApiError(422, "Object is not valid", [{"path": "/id", "errors": [str(error)]}]) from None
+
+
+def _object(document: Any, path: str = "") -> dict:
+    if not isinstance(document, dict):
+        raise ApiError(400, "Invalid JSON", [{"path": path or "/", "errors": ["error.expected.jsobject"]}])
+    if set(document) == {"version"} and not isinstance(document["version"], str):  # a rollback
+        raise invalid(f"{path}/version", "error.expected.jsstring")
+    return document
 
 
 def _deployment_result(deployment: Any, status: int = 200, body: dict | None = None,
@@ -42,9 +62,8 @@ def _deployment_result(deployment: Any, status: int = 200, body: dict | None = N
 
 
 def handle(handler: Any) -> Any:
-    """`guard`, plus Marathon's 409 body (`deployments`) for a locked app."""
-    guarded = guard(handler)
-
+    """`guard`, plus Marathon's 409 body (`deployments`) for a locked app. The handler runs
+    once: every other error is rendered from the exception it raised."""
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
@@ -53,8 +72,8 @@ def handle(handler: Any) -> Any:
             return error_response(409, str(error), **extra)
         except NotFound as error:
             return error_response(404, str(error))
-        except Exception:
-            return await guarded(request)
+        except Exception as error:  # rendered, never swallowed: the client sees the reason
+            return render_failure(request, error)
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
     wrapped.__dict__.update(handler.__dict__)
@@ -97,10 +116,36 @@ def routes(ctx: Any) -> list[Route]:
             raise NotFound(f"Task '{task_id}' does not exist")
         return record
 
+    def _document_privileged(app_id: str, document: dict) -> list[str]:
+        """What an update asks for that reaches past the container; a rollback (`{"version": v}`)
+        asks for what that version had."""
+        state = services.apps.get(app_id)
+        if state is not None and set(document) == {"version"}:
+            return privileged_paths(state.versions.get(str(document["version"])) or {})
+        return privileged_paths(document)
+
+    def _check_user(request: Request, path: str, user: Any) -> None:
+        """403 unless the caller may run tasks as `user` (the framework's when None)."""
+        named = user if isinstance(user, str) and user else None  # a malformed one is the parser's 422
+        check_run_as(request, [(path, task_user(named, ctx.config.mesos_user))])
+
+    def _document_user(app_id: str, document: dict, partial: bool) -> Any:
+        """The user an update leaves the app with: a rollback (`{"version": v}`) that version's,
+        a partial update without `user` the app's own."""
+        state = services.apps.get(app_id)
+        if state is None or (state.deleting and state.deployment is None):
+            return document.get("user")
+        if set(document) == {"version"}:
+            return (state.versions.get(str(document["version"])) or {}).get("user")
+        if "user" in document or not partial:
+            return document.get("user")
+        return state.app.user
+
     # -- apps -------------------------------------------------------------------------------
 
     @handle
-    @describe("List apps (embed=apps.tasks|apps.counts|apps.deployments|apps.lastTaskFailure|...)")
+    @describe("List apps (embed=apps.tasks|apps.counts|apps.deployments|apps.lastTaskFailure|...)",
+              query=("embed", "id", "cmd", "label"))
     async def list_apps(request: Request) -> Response:
         embed = embeds(request)
         wanted_id = request.query_params.get("id")
@@ -124,6 +169,8 @@ def routes(ctx: Any) -> list[Route]:
     async def create_app(request: Request) -> Response:
         document = await body_document(request)
         app = parse_app(document)
+        check_privileged(request, privileged_paths(app))
+        _check_user(request, "/user", app.user)
         state, deployment = await in_thread(services.create, app)
         ctx.events.publish("api_post_event", clientIp=request.client.host if request.client else "",
                            uri=request.url.path, appDefinition=state.app.out())
@@ -131,14 +178,26 @@ def routes(ctx: Any) -> list[Route]:
         return _deployment_result(deployment, 201, body, {"Location": f"/v2/apps{state.app.id}"})
 
     @handle
-    @describe("Update many apps")
+    @describe("Update many apps", request=AppDefinition, partial=True, array=True, query=("force", "partialUpdate"))
     async def update_apps(request: Request) -> Response:
         documents = await body_document(request)
         if not isinstance(documents, list):
             raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": ["error.expected.jsarray"]}])
+        if len(documents) > request_limits(request).max_items:
+            raise invalid("/", f"at most {request_limits(request).max_items} apps in one call")
+        apps = []
+        for index, document in enumerate(documents):
+            _object(document, f"/({index})")
+            try:
+                app_id = normalise_id(document.get("id"))
+            except ValueError as error:
+                raise invalid(f"/({index})/id", str(error)) from None
+            check_privileged(request, [f"/({index}){p}" for p in _document_privileged(app_id, document)])
+            _check_user(request, f"/({index})/user", _document_user(
+                app_id, document, request.method == "PATCH" or flag_default(request)))
+            apps.append((app_id, document))
         last = None
-        for document in documents:
-            app_id = normalise_id(str(document.get("id", "")))
+        for app_id, document in apps:
             _, last, _ = await in_thread(services.update, app_id, document,
                                          partial=request.method == "PATCH" or flag_default(request),
                                          force=flag(request, "force"))
@@ -150,22 +209,27 @@ def routes(ctx: Any) -> list[Route]:
         return request.query_params.get("partialUpdate", "true").lower() != "false"
 
     @handle
-    @describe("Show an app (tasks, counts, deployments and lastTaskFailure embedded)")
+    @describe("Show an app (tasks, counts, deployments and lastTaskFailure embedded)", query=("embed",))
     async def get_app(request: Request) -> Response:
         state = services.get(_app_id(request))
         return JSONResponse({"app": services.app_view(state, embeds(request), single=True)})
 
     @handle
-    @describe("Replace or patch an app (a new version); {\"version\": v} rolls back", request=AppDefinition)
+    @describe("Replace or patch an app (a new version); {\"version\": v} rolls back", request=AppDefinition,
+              partial=True, query=("force", "partialUpdate"))
     async def put_app(request: Request) -> Response:
         app_id = _app_id(request)
-        document = await body_document(request)
-        if not isinstance(document, dict):
-            raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": ["error.expected.jsobject"]}])
-        if "id" in document and normalise_id(str(document["id"])) != app_id:
-            raise ApiError(422, "Object is not valid",
-                           [{"path": "/id", "errors": ["the id in the body differs from the URL"]}])
+        document = _object(await body_document(request))
+        if "id" in document:
+            try:
+                same = normalise_id(document["id"]) == app_id
+            except ValueError as error:
+                raise invalid("/id", str(error)) from None
+            if not same:
+                raise invalid("/id", "the id in the body differs from the URL")
+        check_privileged(request, _document_privileged(app_id, document))
         partial = request.method == "PATCH" or flag_default(request)
+        _check_user(request, "/user", _document_user(app_id, document, partial))
         state, deployment, created = await in_thread(services.update, app_id, document, partial=partial,
                                                      force=flag(request, "force"))
         ctx.events.publish("api_post_event", clientIp=request.client.host if request.client else "",
@@ -173,13 +237,13 @@ def routes(ctx: Any) -> list[Route]:
         return _deployment_result(deployment, 201 if created else 200)
 
     @handle
-    @describe("Delete an app (its instances are stopped)")
+    @describe("Delete an app (its instances are stopped)", query=("force",))
     async def delete_app(request: Request) -> Response:
         deployment = await in_thread(services.delete, _app_id(request), flag(request, "force"))
         return _deployment_result(deployment)
 
     @handle
-    @describe("Restart every instance (rolling, following upgradeStrategy)")
+    @describe("Restart every instance (rolling, following upgradeStrategy)", query=("force",))
     async def restart_app(request: Request) -> Response:
         deployment = await in_thread(services.restart, _app_id(request), flag(request, "force"))
         return _deployment_result(deployment)
@@ -194,7 +258,7 @@ def routes(ctx: Any) -> list[Route]:
         return JSONResponse({"tasks": views})
 
     @handle
-    @describe("Kill an app's tasks (host=, scale=true lowers instances)")
+    @describe("Kill an app's tasks (host=, scale=true lowers instances)", query=("host", "scale", "force"))
     async def kill_app_tasks(request: Request) -> Response:
         state = services.get(_app_id(request))
         host = request.query_params.get("host")
@@ -206,7 +270,7 @@ def routes(ctx: Any) -> list[Route]:
         return JSONResponse({"tasks": [services.task_view(r, state) for r in records]})
 
     @handle
-    @describe("Kill one task (scale=true lowers instances)")
+    @describe("Kill one task (scale=true lowers instances)", query=("scale", "force"))
     async def kill_app_task(request: Request) -> Response:
         state = services.get(_app_id(request))
         record = record_of(request.path_params["task_id"])
@@ -234,7 +298,7 @@ def routes(ctx: Any) -> list[Route]:
     # -- tasks -------------------------------------------------------------------------------
 
     @handle
-    @describe("Every app task (status=running|staging|...)")
+    @describe("Every app task (status=running|staging|...)", query=("status",))
     async def list_tasks(request: Request) -> Response:
         wanted = {s.lower() for v in request.query_params.getlist("status") for s in v.split(",") if s}
         views = []
@@ -249,16 +313,19 @@ def routes(ctx: Any) -> list[Route]:
         return JSONResponse({"tasks": views})
 
     @handle
-    @describe("Kill tasks by id (scale=true lowers their apps' instances)")
+    @describe("Kill tasks by id (scale=true lowers their apps' instances)", request=TASK_IDS_SCHEMA,
+              query=("scale", "force"))
     async def delete_tasks(request: Request) -> Response:
         document = await body_document(request)
         ids = document.get("ids") if isinstance(document, dict) else None
         if not isinstance(ids, list):
             raise ApiError(400, "Invalid JSON", [{"path": "/ids", "errors": ["error.expected.jsarray"]}])
-        try:
-            records = [record_of(str(t)) for t in ids]
-        except NotFound as error:
-            raise ApiError(400, str(error)) from None
+        records = []
+        for index, task_id in enumerate(ids):
+            try:
+                records.append(record_of(str(task_id)))
+            except NotFound as error:
+                raise ApiError(400, str(error), [{"path": f"/ids({index})", "errors": [str(error)]}]) from None
         result = await in_thread(services.kill_tasks, [r.task_id for r in records], flag(request, "scale"),
                                  flag(request, "force"))
         if flag(request, "scale") and result:
@@ -273,7 +340,7 @@ def routes(ctx: Any) -> list[Route]:
         return JSONResponse([d.view() for d in list(services.deployments.values())])
 
     @handle
-    @describe("Cancel a deployment: roll back (200), or with force=true just stop (202)")
+    @describe("Cancel a deployment: roll back (200), or with force=true just stop (202)", query=("force",))
     async def delete_deployment(request: Request) -> Response:
         force = flag(request, "force")
         rollback = await in_thread(services.cancel, request.path_params["deployment_id"], force)
@@ -294,7 +361,7 @@ def routes(ctx: Any) -> list[Route]:
                 "version": max(versions) if versions else None, "enforceRole": False}
 
     @handle
-    @describe("The group tree")
+    @describe("The group tree", query=("embed",))
     async def get_group(request: Request) -> Response:
         raw = request.path_params.get("group_id", "").strip("/")
         group_id = "/" + raw if raw else "/"
@@ -302,40 +369,72 @@ def routes(ctx: Any) -> list[Route]:
             raise NotFound(f"Group '{group_id}' does not exist")
         return JSONResponse(group_view(group_id if group_id != "/" else "", embeds(request)))
 
+    def group_id_of(raw: Any, path: str) -> str:
+        """`/` or a normalised group id; 422 naming `path` for anything else."""
+        if raw is None or (isinstance(raw, str) and not raw.strip("/")):
+            return "/"
+        try:
+            return normalise_id(raw)
+        except ValueError as error:
+            raise invalid(path, str(error)) from None
+
     @handle
-    @describe("Create or update a group's apps (scaleBy, dryRun=true)")
+    @describe("Create or update a group's apps (scaleBy, dryRun=true)", request=GROUP_SCHEMA,
+              query=("force", "dryRun"))
     async def put_group(request: Request) -> Response:
         raw = request.path_params.get("group_id", "").strip("/")
-        document = await body_document(request)
-        if not isinstance(document, dict):
-            raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": ["error.expected.jsobject"]}])
-        group_id = "/" + (raw or str(document.get("id", "")).strip("/"))
-        deployments = []
+        document = _object(await body_document(request))
+        group_id = group_id_of(raw, "/id") if raw else group_id_of(document.get("id"), "/id")
+        prefix = group_id.rstrip("/") + "/"
+        limit = request_limits(request)
+        force, dry_run = flag(request, "force"), flag(request, "dryRun")
+        scaled: list[tuple[str, int]] = []
         if "scaleBy" in document:
-            factor = float(document["scaleBy"])
-            for app_id, state in list(services.apps.items()):
-                if app_id.startswith(group_id.rstrip("/") + "/"):
-                    deployments.append(await in_thread(services.scale, app_id,
-                                                       int(round(state.app.instances * factor)),
-                                                       flag(request, "force")))
-        members = []
-        for app in document.get("apps") or []:
-            app_id = str(app.get("id", ""))
-            if not app_id.startswith("/"):
-                app_id = group_id.rstrip("/") + "/" + app_id
-            members.append((normalise_id(app_id), app))
+            factor = document["scaleBy"]
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < float("inf"):
+                raise invalid("/scaleBy", "must be a non-negative number")
+            for app_id, state in sorted(list(services.apps.items())):
+                if app_id.startswith(prefix) and not state.deleting:
+                    wanted = state.app.instances * factor
+                    if wanted > limit.max_instances:
+                        raise invalid("/scaleBy", f"would scale {app_id} to {wanted:.0f} instances: "
+                                                  f"at most {limit.max_instances}")
+                    scaled.append((app_id, int(round(wanted))))
+        apps = document.get("apps")
+        if apps is None:
+            apps = []
+        if not isinstance(apps, list):
+            raise invalid("/apps", "error.expected.jsarray")
+        if len(apps) > limit.max_items:
+            raise invalid("/apps", f"at most {limit.max_items} apps in one call")
         # the whole group is checked before any of it is deployed: a bad member changes nothing
-        if flag(request, "dryRun"):
-            for app_id, app in members:
-                parse_app({**app, "id": app_id})
-        services.check_dependencies({app_id: list(app["dependencies"]) for app_id, app in members
-                                     if isinstance(app.get("dependencies"), list)})
-        for app_id, app in members if not flag(request, "dryRun") else []:
-            _, deployment, _ = await in_thread(services.update, app_id, {**app, "id": app_id}, partial=True,
-                                               force=flag(request, "force"))
-            deployments.append(deployment)
-        if flag(request, "dryRun"):
+        members: list[tuple[str, dict, AppDefinition]] = []
+        for index, app in enumerate(apps):
+            path = f"/apps({index})"
+            _object(app, path)
+            member_id = app.get("id")
+            if not isinstance(member_id, str) or not member_id.strip("/"):
+                raise invalid(f"{path}/id", "must be a non-empty path such as /group/app")
+            app_id = group_id_of(member_id if member_id.startswith("/") else prefix + member_id, f"{path}/id")
+            existing = services.apps.get(app_id)
+            base = existing.app if existing is not None and not existing.deleting else None
+            try:
+                parsed = parse_app({**app, "id": app_id}, base=base)
+            except AppSpecError as error:
+                raise AppSpecError([{**d, "path": path + d["path"].rstrip("/")} for d in error.details]) from None
+            check_privileged(request, [path + p for p in _document_privileged(app_id, app)])
+            _check_user(request, f"{path}/user", parsed.user)
+            members.append((app_id, app, parsed))
+        services.check_dependencies({app_id: parsed.dependencies for app_id, _, parsed in members})
+        if dry_run:
             return JSONResponse({"steps": []})
+        deployments = []
+        for app_id, instances in scaled:
+            deployments.append(await in_thread(services.scale, app_id, instances, force))
+        for app_id, app, _ in members:
+            _, deployment, _ = await in_thread(services.update, app_id, {**app, "id": app_id}, partial=True,
+                                               force=force)
+            deployments.append(deployment)
         if not deployments:
             return JSONResponse({"deploymentId": None, "version": None})
         status = 201 if request.method == "POST" else 200
@@ -356,7 +455,8 @@ def routes(ctx: Any) -> list[Route]:
     # -- queue, info, leader, events -------------------------------------------------------------
 
     @handle
-    @describe("Apps waiting to launch: backoff delay and the offers they saw (embed=lastUnusedOffers)")
+    @describe("Apps waiting to launch: backoff delay and the offers they saw (embed=lastUnusedOffers)",
+              query=("embed",))
     async def get_queue(request: Request) -> Response:
         last_unused = "lastUnusedOffers" in embeds(request)
         return JSONResponse({"queue": await in_thread(services.queue_view, last_unused)})
@@ -377,7 +477,7 @@ def routes(ctx: Any) -> list[Route]:
             "frameworkId": ctx.core.framework_id,
             "marathon_config": {"master": config.master, "framework_name": config.name, "hostname": config.ip,
                                 "checkpoint": True, "failover_timeout": 604800, "ha": bool(config.zk),
-                                "mesos_role": None, "mesos_user": None, "webui_url": None,
+                                "mesos_role": None, "mesos_user": config.mesos_user, "webui_url": None,
                                 "decline_offer_duration": 120000, "features": []},
             "zookeeper_config": {"zk": config.zk, "zk_timeout": 10000, "zk_session_timeout": 10000,
                                  "zk_max_versions": 50},
@@ -389,13 +489,14 @@ def routes(ctx: Any) -> list[Route]:
     async def leader(request: Request) -> Response:
         return JSONResponse({"leader": f"{ctx.config.ip}:{ctx.config.port}"})
 
+    @describe("Server-sent events with Marathon's event types (`event_type` filters)", query=("event_type",))
     async def events(request: Request) -> Response:
         """Server-sent events with Marathon's event types (`event_type` filters)."""
         types = [t for v in request.query_params.getlist("event_type") for t in v.split(",") if t]
         unknown = [t for t in types if t not in EVENT_TYPES]
         if unknown:
             return error_response(400, f"Unknown event type(s): {', '.join(unknown)}")
-        subscription = ctx.events.subscribe(types or None)
+        subscription = ctx.events.subscribe(types or None, max_bytes=request_limits(request).event_stream_bytes)
         client = request.client.host if request.client else ""
         attached = {"eventType": "event_stream_attached", "remoteAddress": client}
 
@@ -409,26 +510,27 @@ def routes(ctx: Any) -> list[Route]:
                 else:
                     yield b":\n\n"  # headers out now: the client knows it is attached
                 while True:
-                    event = await subscription.aget(KEEPALIVE_SECONDS)
-                    if event is None:
+                    item = await subscription.aget_encoded(KEEPALIVE_SECONDS)
+                    if subscription.overflowed:
+                        log.warning("event stream of %s dropped: it read too slowly", client or "?")
+                        return
+                    if item is None:
                         yield b"\n"  # keep-alive
                         continue
-                    yield f"event: {event['eventType']}\ndata: {json.dumps(event)}\n\n".encode()
-            except asyncio.CancelledError:
-                raise
+                    for piece in sse_frame(item[0]["eventType"], item[1]):
+                        yield piece
             finally:
                 subscription.close()
                 ctx.events.publish("event_stream_detached", remoteAddress=client)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return EventStream(stream())
 
     async def subscriptions_gone(request: Request) -> Response:
         """Removed in Marathon 1.5: the event stream replaces callbacks."""
         return error_response(404, "Event subscriptions are not supported; use /v2/events")
 
     @handle
-    @describe("dockyard: where an app's instances would go now, and why not (no launch)")
+    @describe("dockyard: where an app's instances would go now, and why not (no launch)", request=AppDefinition)
     async def plan_app(request: Request) -> Response:
         app = parse_app(await body_document(request))
         return JSONResponse(await in_thread(services.plan_preview, app))
@@ -444,8 +546,7 @@ def routes(ctx: Any) -> list[Route]:
             finder = sandbox_finder(ctx)
             directory = await in_thread(finder.executor_directory, url, ctx.core.framework_id, record.task_id)
             if directory:
-                relative = record.sandbox or "."
-                sandbox = directory if relative in (".", "") else f"{directory}/{relative}"
+                sandbox = task_sandbox(directory, record.sandbox)
         state = services.task_view(record)["state"]
         return JSONResponse({"id": record.task_id, "state": state, "sandbox": sandbox, "agentUrl": url})
 

@@ -9,21 +9,21 @@ Metronome's event names), filtered by `jobId`, `runId` and `event_type`.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from framework.security.gate import Access
-from scheduler.api.common import (ApiError, api_route, body_document, describe, embeds, error_response, flag, guard,
-                                  in_thread)
+from scheduler.api.common import (ApiError, EventStream, api_route, body_document, check_privileged, describe,
+                                  embeds, error_response, flag, guard, in_thread, request_limits, sse_frame)
 from scheduler.api.sandbox import resolve_sandboxes
-from scheduler.events import marathon_time
+from scheduler.events import encode, marathon_time
 from scheduler.jobs.manager import JOB_EVENT_TYPES, JobManager, NotFound
-from scheduler.jobs.specs import JobSpec, Schedule, parse_job, parse_schedule
+from scheduler.jobs.specs import JobSpec, Schedule, parse_job, parse_schedule, privileged_paths
+from scheduler.run_as import check_run_as, task_user
 
 
 def job_view(jobs: JobManager, spec: JobSpec, embed: set[str]) -> dict:
@@ -81,7 +81,7 @@ def routes(ctx: Any) -> list[Route]:
     jobs: JobManager = ctx.jobs
 
     @guard
-    @describe("List jobs (embed=activeRuns|schedules|history|historySummary)")
+    @describe("List jobs (embed=activeRuns|schedules|history|historySummary)", query=("embed",))
     async def list_jobs(request: Request) -> Response:
         embed = embeds(request)
         specs = sorted(jobs.jobs.values(), key=lambda s: s.id)
@@ -91,11 +91,13 @@ def routes(ctx: Any) -> list[Route]:
     @describe("Create a job", request=JobSpec, response=JobSpec, status=201)
     async def create_job(request: Request) -> Response:
         spec = parse_job(await body_document(request))
+        check_privileged(request, privileged_paths(spec))
+        check_run_as(request, [("/run/user", task_user(spec.run.user, ctx.config.mesos_user))])
         spec = await in_thread(jobs.create_job, spec)
         return JSONResponse(job_view(jobs, spec, set()), status_code=201)
 
     @guard
-    @describe("Show a job", response=JobSpec)
+    @describe("Show a job", response=JobSpec, query=("embed",))
     async def get_job(request: Request) -> Response:
         spec = jobs.get_job(request.path_params["job_id"])
         return JSONResponse(job_view(jobs, spec, embeds(request)))
@@ -110,17 +112,20 @@ def routes(ctx: Any) -> list[Route]:
             if document["id"] != job_id:
                 raise ApiError(422, "Object is not valid",
                                [{"path": "/id", "errors": [f"must match the URL ({job_id})"]}])
-        spec = await in_thread(jobs.put_job, parse_job(document))
+        spec = parse_job(document)
+        check_privileged(request, privileged_paths(spec))
+        check_run_as(request, [("/run/user", task_user(spec.run.user, ctx.config.mesos_user))])
+        spec = await in_thread(jobs.put_job, spec)
         return JSONResponse(job_view(jobs, spec, set()))
 
     @guard
-    @describe("Delete a job (stopCurrentJobRuns=true stops its active runs)")
+    @describe("Delete a job (stopCurrentJobRuns=true stops its active runs)", query=("stopCurrentJobRuns",))
     async def delete_job(request: Request) -> Response:
         await in_thread(jobs.delete_job, request.path_params["job_id"], flag(request, "stopCurrentJobRuns"))
         return JSONResponse({})
 
     @guard
-    @describe("List a job's active runs (all=true adds the kept finished runs)")
+    @describe("List a job's active runs (all=true adds the kept finished runs)", query=("all",))
     async def list_runs(request: Request) -> Response:
         job_id = request.path_params["job_id"]
         jobs.get_job(job_id)
@@ -208,6 +213,8 @@ def routes(ctx: Any) -> list[Route]:
                 out.append({"jobId": run.job_id, "runId": run.id, "tasks": pending, "waiting": run.waiting})
         return JSONResponse(out)
 
+    @describe("Server-sent events about jobs and runs (`jobId`, `runId`, `event_type` filter them)",
+              query=("jobId", "runId", "event_type"))
     async def events(request: Request) -> Response:
         """Server-sent events about jobs and runs (`jobId`, `runId`, `event_type` filter them)."""
         types = [t for v in request.query_params.getlist("event_type") for t in v.split(",") if t]
@@ -222,7 +229,8 @@ def routes(ctx: Any) -> list[Route]:
             return (job_id is None or event.get("jobId") == job_id) and \
                 (run_id is None or event.get("runId") == run_id)
 
-        subscription = jobs.events.subscribe(types or None, match=match)
+        subscription = jobs.events.subscribe(types or None, match=match,
+                                             max_bytes=request_limits(request).event_stream_bytes)
         client = request.client.host if request.client else ""
 
         async def stream() -> AsyncIterator[bytes]:
@@ -231,19 +239,23 @@ def routes(ctx: Any) -> list[Route]:
                             "remoteAddress": client}
                 yield f"event: event_stream_attached\ndata: {json.dumps(attached)}\n\n".encode()
                 while True:
-                    event = await subscription.aget(KEEPALIVE_SECONDS)
-                    if event is None:
+                    item = await subscription.aget_encoded(KEEPALIVE_SECONDS)
+                    if subscription.overflowed:
+                        return  # too slow a reader: the stream ends (EventStream says why)
+                    if item is None:
                         yield b":\n\n"  # keep-alive (an SSE comment)
                         continue
+                    event, data = item
                     if event["eventType"].startswith("job_run_"):
-                        event = await in_thread(with_sandboxes, ctx, jobs, event)
-                    yield f"event: {event['eventType']}\ndata: {json.dumps(event)}\n\n".encode()
-            except asyncio.CancelledError:
-                raise
+                        filled = await in_thread(with_sandboxes, ctx, jobs, event)
+                        if filled is not event:
+                            event, data = filled, encode(filled)
+                    for piece in sse_frame(event["eventType"], data):
+                        yield piece
             finally:
                 subscription.close()
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return EventStream(stream())
 
     job = "/v1/jobs/{job_id}"
     return [

@@ -76,6 +76,21 @@ class SandboxFinder:
             return known.get(task_id)
 
 
+def task_sandbox(directory: str, relative: str | None) -> str | None:
+    """The task's sandbox: `relative` (the executor's `dockyard.sandbox` label) below the
+    executor's directory (the agent's word), or None when the label would lead anywhere else.
+    The label comes from the executor, which runs beside the task, so it is not trusted to
+    name an absolute path or climb with `..` into another task's or framework's sandbox."""
+    relative = (relative or ".").strip()
+    if relative in (".", ""):
+        return directory
+    parts = relative.split("/")
+    if relative.startswith("/") or "\0" in relative or any(part in ("..", "") for part in parts):
+        log.warning("ignoring the sandbox label %r: not a path below the executor's directory", relative)
+        return None
+    return f"{directory}/{'/'.join(part for part in parts if part != '.')}"
+
+
 def sandbox_finder(ctx: Any) -> SandboxFinder:
     """The scheduler's one finder (made on first use: a client and its TLS context cost ~10 ms)."""
     finder = ctx.extras.get("sandbox_finder")
@@ -98,5 +113,4 @@ def resolve_sandboxes(ctx: Any, run: Any) -> None:
         directory = finder.executor_directory(url, ctx.core.framework_id, task.id)
         if directory is None:
             continue
-        relative = (record.sandbox if record is not None else None) or "."
-        task.sandbox = directory if relative in (".", "") else f"{directory}/{relative}"
+        task.sandbox = task_sandbox(directory, record.sandbox if record is not None else None)

@@ -29,6 +29,7 @@ from scheduler.jobs.runs import (ACTIVE, FAILED, INITIAL, STARTING, SUCCESS, Job
 from scheduler.jobs.specs import JobSpec, Schedule, SpecInvalid, timestamp
 from scheduler.placement.constraints import parse_one
 from scheduler.requests import TaskRequest
+from scheduler.secrets.refs import job_uses, sources
 from scheduler.tasks import State, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,11 @@ def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRe
     if image or r.volumes:
         container = {"type": "MESOS", "volumes": [
             {"container_path": v.container_path, "host_path": v.host_path, "mode": v.mode}
-            for v in r.volumes]}
+            for v in r.volumes if v.secret is None]}  # secret volumes: the core adds them, resolved
         if image:
             force = bool(r.docker.force_pull_image if r.docker else r.ucr.image.force_pull)
             container["mesos"] = {"image": {"type": "DOCKER", "docker": {"name": image}, "cached": not force}}
-    env = dict(r.env)
+    env = {name: value for name, value in r.env.items() if isinstance(value, str)}
     env.update({"DOCKYARD_JOB_ID": spec.id, "DOCKYARD_RUN_ID": run.id,
                 "DOCKYARD_INSTANCE_INDEX": str(index), "DOCKYARD_INSTANCES": str(run.instances),
                 "DOCKYARD_ATTEMPT": str(attempt)})
@@ -105,6 +106,7 @@ def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRe
         constraints=[parse_one(c.dump()) for c in r.placement.constraints],
         command=command, container=container, kill_grace_seconds=r.task_kill_grace_period_seconds,
         labels={**spec.labels, "dockyard.job": spec.id, "dockyard.run": run.id}, env=env,
+        secrets=job_uses(r),
     )
 
 
@@ -141,6 +143,7 @@ class JobManager:
         # Job events, apart from Marathon's /v2/events (whose clients reject unknown types).
         # Built only while someone listens: the status path pays one check otherwise.
         self.events = EventBus()
+        self.secrets: Any = None  # the scheduler's secrets (scheduler/secrets/store.py), set by main
         core.add_owner(OWNER_PREFIX, self.on_task_status)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -152,7 +155,13 @@ class JobManager:
                 raw, _ = self.store.get(f"/jobs/{job_id}")
                 if raw is None:
                     continue
-                self.jobs[job_id] = JobSpec.model_validate_json(raw)
+                try:
+                    self.jobs[job_id] = JobSpec.model_validate_json(raw)
+                except ValueError as error:  # one unreadable job must not stop the scheduler starting
+                    from scheduler.services.manager import quarantine
+
+                    quarantine(self.store, f"/jobs/{job_id}", raw, error)
+                    continue
                 state_raw, _ = self.store.get(f"/jobs/{job_id}/state")
                 self.states[job_id] = JobState.from_json(state_raw) if state_raw else JobState()
                 kept: list[JobRun] = []
@@ -240,6 +249,8 @@ class JobManager:
 
     def _save_job(self, spec: JobSpec) -> JobSpec:
         self._check_dependencies(spec)
+        if self.secrets is not None:  # each secret exists and the caller may reference it
+            self.secrets.check(sources(spec.run), lambda name: f"/run/secrets/{name}/source")
         now = self.clock()
         before = self.states.get(spec.id)
         state = before.copy() if before is not None else JobState()
@@ -250,8 +261,10 @@ class JobManager:
                 del state.schedule_checked[sid]
         # The schedule cursors first: stored alone (the spec's write refused, 503) they change
         # nothing a restart would act on; everything here changes only once both are stored.
+        raw = spec.model_dump_json(by_alias=True).encode()
+        JobSpec.model_validate_json(raw)  # what is stored loads again after a restart (else 422)
         self.store.put(f"/jobs/{spec.id}/state", state.to_json())
-        self.store.put(f"/jobs/{spec.id}", spec.model_dump_json(by_alias=True).encode())
+        self.store.put(f"/jobs/{spec.id}", raw)
         existed = spec.id in self.jobs
         self.jobs[spec.id] = spec
         self.states[spec.id] = state

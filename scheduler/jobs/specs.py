@@ -15,15 +15,22 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from framework import bodies
 from framework.errors import SpecError
+from scheduler import limits
+from scheduler.limits import INT32_MAX
 from scheduler.placement.constraints import ConstraintError, parse_one
+from scheduler.privileged import privileged_fields
 
 JOB_ID = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 SCHEDULE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MAX_ITEMS = 256  # any list in a spec (artifacts, volumes, constraints, args, dependencies...)
+MAX_SCHEDULES = 16
+MAX_CPUS = 1_000_000.0
+MAX_MB = 1e12
 
 
 class SpecInvalid(SpecError):
@@ -36,7 +43,8 @@ class SpecInvalid(SpecError):
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    # NaN and the infinities are refused: no JSON client could read such a spec back.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", allow_inf_nan=False)
 
     def dump(self) -> dict:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -49,7 +57,7 @@ class RestartPolicy(str, Enum):
 
 class Restart(Model):
     policy: RestartPolicy = RestartPolicy.NEVER
-    active_deadline_seconds: int | None = Field(None, alias="activeDeadlineSeconds", ge=1)
+    active_deadline_seconds: int | None = Field(None, alias="activeDeadlineSeconds", ge=1, le=INT32_MAX)
     backoff_seconds: float = Field(1.0, alias="backoffSeconds", ge=0, le=3600)
 
 
@@ -68,14 +76,14 @@ class ConstraintSpec(Model):
 
 
 class Placement(Model):
-    constraints: list[ConstraintSpec] = Field(default_factory=list)
+    constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 class Docker(Model):
     image: str = Field(min_length=1)
     force_pull_image: bool = Field(False, alias="forcePullImage")
     privileged: bool = False
-    parameters: list[dict] = Field(default_factory=list)
+    parameters: list[dict] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 class UcrImage(Model):
@@ -99,6 +107,13 @@ class Volume(Model):
     container_path: str = Field(alias="containerPath", min_length=1)
     host_path: str | None = Field(None, alias="hostPath")
     mode: str = "RW"
+    secret: str | None = None  # a file holding this secret of the run (docs/secrets.md)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Volume":
+        if self.secret is not None and self.host_path is not None:
+            raise ValueError("a volume takes either hostPath or secret, not both")
+        return self
 
     @field_validator("mode")
     @classmethod
@@ -108,22 +123,33 @@ class Volume(Model):
         return value
 
 
+class EnvSecret(Model):
+    """An environment variable whose value is one of the run's secrets: `{"secret": "pw"}`."""
+    secret: str = Field(min_length=1)
+
+
+class SecretDef(Model):
+    """Metronome's `run.secrets` entry: where in the secret store the value lives."""
+    source: str = Field(min_length=1)
+
+
 class Run(Model):
     cmd: str | None = None
-    args: list[str] | None = None
-    cpus: float = Field(1.0, ge=0.01)
-    mem: float = Field(128.0, ge=32)
-    disk: float = Field(0.0, ge=0)
-    gpus: float = Field(0.0, ge=0)
-    env: dict[str, str] = Field(default_factory=dict)
+    args: list[str] | None = Field(None, max_length=MAX_ITEMS)
+    cpus: float = Field(1.0, ge=0.01, le=MAX_CPUS)
+    mem: float = Field(128.0, ge=32, le=MAX_MB)
+    disk: float = Field(0.0, ge=0, le=MAX_MB)
+    gpus: float = Field(0.0, ge=0, le=INT32_MAX)
+    env: dict[str, str | EnvSecret] = Field(default_factory=dict)
+    secrets: dict[str, SecretDef] = Field(default_factory=dict, max_length=MAX_ITEMS)
     docker: Docker | None = None
     ucr: Ucr | None = None
-    volumes: list[Volume] = Field(default_factory=list)
-    artifacts: list[Artifact] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list, max_length=MAX_ITEMS)
+    artifacts: list[Artifact] = Field(default_factory=list, max_length=MAX_ITEMS)
     placement: Placement = Field(default_factory=Placement)
     restart: Restart = Field(default_factory=Restart)
-    max_launch_delay: int = Field(3600, alias="maxLaunchDelay", ge=1)
-    task_kill_grace_period_seconds: float = Field(3.0, alias="taskKillGracePeriodSeconds", ge=0)
+    max_launch_delay: int = Field(3600, alias="maxLaunchDelay", ge=1, le=INT32_MAX)
+    task_kill_grace_period_seconds: float = Field(3.0, alias="taskKillGracePeriodSeconds", ge=0, le=INT32_MAX)
     user: str | None = None
     instances: int = Field(1, ge=1, le=10000)
 
@@ -132,9 +158,15 @@ class Run(Model):
     def _plain_env(cls, value: Any) -> Any:
         if isinstance(value, dict):
             for name, item in value.items():
-                if isinstance(item, dict):
-                    raise ValueError(f"{name}: secrets are not supported; give a string value")
-            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+                if isinstance(item, dict) and set(item) != {"secret"}:
+                    raise ValueError(f'{name}: a value is a string or {{"secret": "<name>"}}')
+            return {str(k): v if isinstance(v, (str, dict, EnvSecret)) else json.dumps(v) for k, v in value.items()}
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_size(cls, value: dict[str, str | EnvSecret]) -> dict[str, str | EnvSecret]:
+        limits.check_env({k: v if isinstance(v, str) else v.secret for k, v in value.items()})
         return value
 
     @model_validator(mode="after")
@@ -156,13 +188,14 @@ class Schedule(Model):
     id: str = "default"
     cron: str
     timezone: str = "UTC"
-    starting_deadline_seconds: int = Field(900, alias="startingDeadlineSeconds", ge=1)
+    starting_deadline_seconds: int = Field(900, alias="startingDeadlineSeconds", ge=1, le=INT32_MAX)
     concurrency_policy: ConcurrencyPolicy = Field(ConcurrencyPolicy.ALLOW, alias="concurrencyPolicy")
     enabled: bool = True
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
+        limits.check_id_length(value)
         if not SCHEDULE_ID.match(value):
             raise ValueError("must be lowercase letters, digits and dashes")
         return value
@@ -185,7 +218,7 @@ class Schedule(Model):
 
 
 class Dependency(Model):
-    id: str
+    id: str = Field(max_length=1024)
 
 
 class JobSpec(Model):
@@ -193,15 +226,21 @@ class JobSpec(Model):
     description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     run: Run
-    schedules: list[Schedule] = Field(default_factory=list)
-    dependencies: list[Dependency] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list, max_length=MAX_SCHEDULES)
+    dependencies: list[Dependency] = Field(default_factory=list, max_length=MAX_ITEMS)
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
+        limits.check_id_length(value)
         if not JOB_ID.match(value):
             raise ValueError("must be dot-separated lowercase letters, digits and dashes")
         return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_size(cls, value: dict[str, str]) -> dict[str, str]:
+        return limits.check_labels(value)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> "JobSpec":
@@ -211,6 +250,29 @@ class JobSpec(Model):
         if any(d.id == self.id for d in self.dependencies):
             raise ValueError("a job cannot depend on itself")
         return self
+
+
+def secret_problems(run: Run) -> list[dict]:
+    """Metronome's checks of `run.secrets`: each referenced one defined and each defined one
+    referenced; a secret file only in a UCR (or image-less MESOS) container."""
+    referenced = [v.secret for v in run.env.values() if isinstance(v, EnvSecret)]
+    referenced += [v.secret for v in run.volumes if v.secret is not None]
+    details = []
+    undefined = sorted({name for name in referenced if name not in run.secrets})
+    if undefined:
+        details.append({"path": "/run/secrets", "errors": [
+            f"The following secrets are referenced, but undefined: {', '.join(undefined)}. "
+            f"Please add them to the secrets field."]})
+    unused = sorted(set(run.secrets) - set(referenced))
+    if unused:
+        details.append({"path": "/run/secrets", "errors": [
+            f"The following secrets are defined, but not referenced: {', '.join(unused)}. "
+            f"Please remove them from the secrets field."]})
+    for index, volume in enumerate(run.volumes):
+        if volume.secret is not None and (run.docker is not None or run.ucr is None):
+            details.append({"path": f"/run/volumes/{index}/secret",
+                            "errors": ["File based secrets are only supported by UCR"]})
+    return details
 
 
 def _path(location: tuple) -> str:
@@ -234,16 +296,24 @@ def details_from(error: ValidationError, prefix: str = "") -> list[dict]:
 
 def load_document(raw: bytes | str | dict) -> Any:
     """JSON or YAML text (or an already parsed dict); raises SpecError('/', ...) when neither."""
-    if isinstance(raw, dict):
-        return raw
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    if not isinstance(raw, (bytes, str)):
+        return raw  # already parsed (the API's body): the caller checks its shape
     try:
-        return json.loads(text)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as error:
+        raise SpecError("/", f"Invalid JSON or YAML: {error}") from None
+    depth = limits.current().max_json_depth
+    try:
+        return bodies.loads(text, depth)
+    except bodies.BodyError as error:
+        raise SpecError("/", error.message) from None
     except ValueError:
         pass
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        return bodies.yaml_loads(text, depth)
+    except bodies.BodyError as error:
+        raise SpecError(error.path, error.message) from None
+    except ValueError as error:
         raise SpecError("/", f"Invalid JSON or YAML: {error}") from None
 
 
@@ -252,9 +322,13 @@ def parse_job(raw: bytes | str | dict) -> JobSpec:
     if not isinstance(document, dict):
         raise SpecInvalid([{"path": "/", "errors": ["a job must be an object"]}])
     try:
-        return JobSpec.model_validate(document)
+        spec = JobSpec.model_validate(document)
     except ValidationError as error:
         raise SpecInvalid(details_from(error)) from None
+    problems = secret_problems(spec.run)
+    if problems:
+        raise SpecInvalid(problems)
+    return spec
 
 
 def parse_schedule(raw: bytes | str | dict) -> Schedule:
@@ -274,3 +348,8 @@ def timestamp(seconds: float | None) -> str | None:
     from datetime import timezone
 
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def privileged_paths(spec: JobSpec) -> list[str]:
+    """Fields of a job that reach past its container (scheduler/privileged.py decides who may)."""
+    return privileged_fields(spec.run.docker, spec.run.volumes, "/run/docker", "/run/volumes")

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from scheduler.requests import TaskRequest
+from scheduler.secrets.refs import app_uses
 from scheduler.services.specs import AppDefinition, HealthCheck
 
 PORT_NAMES_LABEL = "dockyard.portNames"  # comma-separated, read by the core for $PORT_<NAME>
@@ -61,7 +62,7 @@ def container_info(app: AppDefinition) -> dict[str, Any] | None:
 def _volumes(app: AppDefinition) -> list[dict[str, Any]]:
     assert app.container is not None
     return [{"container_path": v.containerPath, **({"host_path": v.hostPath} if v.hostPath else {}),
-             "mode": v.mode} for v in app.container.volumes]
+             "mode": v.mode} for v in app.container.volumes if v.secret is None]  # secrets: the core's
 
 
 def health_check_info(app: AppDefinition) -> dict[str, Any] | None:
@@ -106,7 +107,7 @@ def task_request(app: AppDefinition) -> TaskRequest:
     names = [p.name or "" for p in ports]
     if any(names):
         labels[PORT_NAMES_LABEL] = ",".join(names)
-    env = dict(app.env)
+    env = {name: value for name, value in app.env.items() if isinstance(value, str)}
     env.update({"MARATHON_APP_ID": app.id, "MARATHON_APP_VERSION": app.version or "",
                 "MARATHON_APP_RESOURCE_CPUS": f"{app.cpus:g}", "MARATHON_APP_RESOURCE_MEM": f"{app.mem:g}"})
     role = app.role or ((app.acceptedResourceRoles or ["*"])[0])
@@ -116,4 +117,4 @@ def task_request(app: AppDefinition) -> TaskRequest:
         required_ports=required, role=role, constraints=app.constraint_list(),
         command=command_info(app), container=container_info(app), health_check=health_check_info(app),
         kill_grace_seconds=app.taskKillGracePeriodSeconds if app.taskKillGracePeriodSeconds is not None else 3.0,
-        labels=labels, env=env)
+        labels=labels, env=env, secrets=app_uses(app))

@@ -27,6 +27,7 @@ from scheduler.services.deployments import Deployment
 from scheduler.services.instances import new_task_id, owner_of, task_request
 from scheduler.services.readiness import Probe, ReadinessProber
 from scheduler.services.reconcile import FAILURE_STATES, Backoff, Instance, healthy_and_ready, reconcile
+from scheduler.secrets.refs import sources
 from scheduler.services.specs import AppDefinition, parse_app
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,11 @@ class ServiceManager:
             for name in self.store.children(APPS_KEY):
                 raw, _ = self.store.get(f"{APPS_KEY}/{name}")
                 if raw:
-                    state = AppState.from_json(raw)
+                    try:
+                        state = AppState.from_json(raw)
+                    except Exception as error:  # one unreadable app must not stop the scheduler starting
+                        quarantine(self.store, f"{APPS_KEY}/{name}", raw, error)
+                        continue
                     self.apps[state.app.id] = state
                     if state.deployment is not None:
                         self.deployments[state.deployment.id] = state.deployment
@@ -244,8 +249,15 @@ class ServiceManager:
         if cycle:
             raise SpecError("/dependencies", "Dependency graph has cyclic dependencies: " + " -> ".join(cycle))
 
+    def check_secrets(self, app: AppDefinition) -> None:
+        """Each secret the app defines exists and its caller may reference it (scheduler/secrets)."""
+        secrets = getattr(self.ctx, "secrets", None)
+        if secrets is not None:
+            secrets.check(sources(app), lambda name: f"/secrets/{name}/source")
+
     def create(self, app: AppDefinition) -> tuple[AppState, Deployment]:
         self.check_dependencies({app.id: app.dependencies})
+        self.check_secrets(app)
         with self.lock:
             existing = self.apps.get(app.id)
             if existing is not None and not (existing.deleting and existing.deployment is None):
@@ -285,6 +297,7 @@ class ServiceManager:
 
     def _change(self, state: AppState, app: AppDefinition, force: bool) -> tuple[Deployment]:
         self._check_lock(state, force)
+        self.check_secrets(app)
         draft = state.draft()
         before = state.app.out()
         config_changed = not app.config_equal(state.app)
@@ -407,7 +420,9 @@ class ServiceManager:
     def _commit(self, live: AppState | None, draft: AppState) -> AppState:
         """Store a changed app, then make it live and announce it. Storing comes first, so a
         change the store refuses (StoreError, answered 503) leaves the app, its deployments
-        and the event stream as they were. A deployment the change replaces is cancelled."""
+        and the event stream as they were. A deployment the change replaces is cancelled.
+        What is stored must load again: a change that would not is refused (422)."""
+        loadable(draft.to_json())
         self._persist(draft)
         old = live.deployment if live is not None else None
         if live is None:
@@ -800,6 +815,32 @@ class ServiceManager:
                 port_ranges=free_ports, total_cpus=float(total.get("cpus", 0)),
                 total_mem=float(total.get("mem", 0)), total_disk=float(total.get("disk", 0))))
         return views
+
+
+def loadable(raw: bytes) -> None:
+    """Refuse (SpecError, 422) to store an app a restart could not read back (NaN included:
+    Python reads it, no JSON client does)."""
+    try:
+        json.loads(raw, parse_constant=_not_json)
+        AppState.from_json(raw)
+    except Exception as error:
+        raise SpecError("/", f"the app could not be read back once stored: {error}") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def quarantine(store: Any, key: str, raw: bytes, error: Exception) -> None:
+    """A record this scheduler cannot read: skipped, said at ERROR, and a copy kept under
+    `/quarantine/...` (the record itself stays: an app created again under its id replaces it)."""
+    aside = "/quarantine" + key
+    log.error("%s cannot be loaded, skipped (a copy is kept at %s): %s", key, aside, error)
+    try:
+        if store.get(aside)[0] is None:
+            store.put(aside, raw)
+    except Exception:
+        log.exception("%s could not be copied aside", key)
 
 
 def dependency_ids(app: AppDefinition) -> list[str]:

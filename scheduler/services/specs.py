@@ -8,22 +8,30 @@ dockyard's own extensions ride in `labels`.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from framework.errors import SpecError
+from scheduler import limits
+from scheduler.limits import INT32_MAX
 from scheduler.placement.constraints import Constraint, ConstraintError
+from scheduler.privileged import privileged_fields
 from scheduler.placement.constraints import parse as parse_constraints
 
 _SEGMENT = re.compile(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
+RESERVED_LAST_SEGMENTS = ("restart", "tasks", "versions")  # Marathon's: they would shadow API routes
 HEALTH_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP")
+MAX_ITEMS = 256  # any list in a spec (health checks, ports, volumes, constraints, args...)
+MAX_CPUS = 1_000_000.0
+MAX_MB = 1e12  # mem and disk, in MB
 
 
 class SpecModel(BaseModel):
     # Unknown input keys are ignored (Marathon's own behaviour for most of them); they
-    # never reach the output, where the client would choke on them.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # never reach the output, where the client would choke on them. NaN and the
+    # infinities are refused: no JSON client could read such a spec back.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
 
 class CommandCheck(SpecModel):
@@ -33,14 +41,14 @@ class CommandCheck(SpecModel):
 class HealthCheck(SpecModel):
     protocol: Literal["HTTP", "HTTPS", "TCP", "COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP"] = "HTTP"
     path: str | None = None
-    portIndex: int | None = Field(default=None, ge=0)
+    portIndex: int | None = Field(default=None, ge=0, le=MAX_ITEMS)
     port: int | None = Field(default=None, ge=0, le=65535)
     command: CommandCheck | None = None
-    gracePeriodSeconds: int = Field(default=300, ge=0)
-    intervalSeconds: int = Field(default=60, ge=0)
-    timeoutSeconds: int = Field(default=20, ge=0)
-    maxConsecutiveFailures: int = Field(default=3, ge=0)
-    delaySeconds: int = Field(default=15, ge=0)
+    gracePeriodSeconds: int = Field(default=300, ge=0, le=INT32_MAX)
+    intervalSeconds: int = Field(default=60, ge=0, le=INT32_MAX)
+    timeoutSeconds: int = Field(default=20, ge=0, le=INT32_MAX)
+    maxConsecutiveFailures: int = Field(default=3, ge=0, le=INT32_MAX)
+    delaySeconds: int = Field(default=15, ge=0, le=INT32_MAX)
     ignoreHttp1xx: bool = False
 
     @model_validator(mode="after")
@@ -78,9 +86,10 @@ class ReadinessCheck(SpecModel):
     protocol: Literal["HTTP", "HTTPS"] = "HTTP"
     path: str = "/"
     portName: str = "http-api"
-    intervalSeconds: int = Field(default=30, ge=1)
-    timeoutSeconds: int = Field(default=10, ge=1)
-    httpStatusCodesForReady: list[int] = Field(default_factory=lambda: [200])
+    intervalSeconds: int = Field(default=30, ge=1, le=INT32_MAX)
+    timeoutSeconds: int = Field(default=10, ge=1, le=INT32_MAX)
+    httpStatusCodesForReady: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [200], max_length=MAX_ITEMS)
     preserveLastResponse: bool = False
 
 
@@ -88,7 +97,7 @@ class PortDefinition(SpecModel):
     port: int = Field(default=0, ge=0, le=65535)
     protocol: str = "tcp"
     name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_ITEMS)
 
     def out(self) -> dict[str, Any]:
         data: dict[str, Any] = {"port": self.port, "protocol": self.protocol, "labels": self.labels}
@@ -104,21 +113,38 @@ class UpgradeStrategy(SpecModel):
 
 class UnreachableStrategy(SpecModel):
     """Marathon's unreachableStrategy: how long an UNREACHABLE instance still counts (issue 6)."""
-    inactiveAfterSeconds: float = Field(default=0.0, ge=0.0)
-    expungeAfterSeconds: float = Field(default=0.0, ge=0.0)
+    inactiveAfterSeconds: float = Field(default=0.0, ge=0.0, le=INT32_MAX)
+    expungeAfterSeconds: float = Field(default=0.0, ge=0.0, le=INT32_MAX)
 
 
 class Volume(SpecModel):
     containerPath: str
     hostPath: str | None = None
     mode: Literal["RO", "RW"] = "RW"
+    secret: str | None = None  # a file holding this secret of the app (docs/secrets.md)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Volume":
+        if self.secret is not None and self.hostPath is not None:
+            raise ValueError("a volume takes either hostPath or secret, not both")
+        return self
+
+
+class EnvSecret(SpecModel):
+    """An environment variable whose value is one of the app's secrets: `{"secret": "pw"}`."""
+    secret: str = Field(min_length=1)
+
+
+class SecretDef(SpecModel):
+    """Marathon's `secrets` entry: where in the secret store the value lives."""
+    source: str = Field(min_length=1)
 
 
 class DockerImage(SpecModel):
     image: str = Field(min_length=1)
     forcePullImage: bool = False
     privileged: bool = False
-    parameters: list[dict[str, str]] = Field(default_factory=list)
+    parameters: list[dict[str, str]] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 class PortMapping(SpecModel):
@@ -127,14 +153,14 @@ class PortMapping(SpecModel):
     servicePort: int = Field(default=0, ge=0, le=65535)
     protocol: Literal["tcp", "udp", "udp,tcp"] = "tcp"
     name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_ITEMS)
 
 
 class Container(SpecModel):
     type: Literal["MESOS", "DOCKER"] = "MESOS"
     docker: DockerImage | None = None
-    volumes: list[Volume] = Field(default_factory=list)
-    portMappings: list[PortMapping] | None = None
+    volumes: list[Volume] = Field(default_factory=list, max_length=MAX_ITEMS)
+    portMappings: list[PortMapping] | None = Field(default=None, max_length=MAX_ITEMS)
 
     @model_validator(mode="before")
     @classmethod
@@ -158,32 +184,34 @@ class Container(SpecModel):
 class AppDefinition(SpecModel):
     id: str
     cmd: str | None = None
-    args: list[str] | None = None
+    args: list[str] | None = Field(default=None, max_length=MAX_ITEMS)
     user: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str | EnvSecret] = Field(default_factory=dict)
+    secrets: dict[str, SecretDef] = Field(default_factory=dict, max_length=MAX_ITEMS)
     labels: dict[str, str] = Field(default_factory=dict)
-    instances: int = Field(default=1, ge=0)
-    cpus: float = Field(default=1.0, ge=0.001)
-    mem: float = Field(default=128.0, ge=0.0)
-    disk: float = Field(default=0.0, ge=0.0)
-    gpus: int = Field(default=0, ge=0)
+    instances: int = Field(default=1, ge=0, json_schema_extra=lambda schema: schema.update(
+        maximum=limits.current().max_instances))
+    cpus: float = Field(default=1.0, ge=0.001, le=MAX_CPUS)
+    mem: float = Field(default=128.0, ge=0.0, le=MAX_MB)
+    disk: float = Field(default=0.0, ge=0.0, le=MAX_MB)
+    gpus: int = Field(default=0, ge=0, le=INT32_MAX)
     container: Container | None = None
-    portDefinitions: list[PortDefinition] | None = None
+    portDefinitions: list[PortDefinition] | None = Field(default=None, max_length=MAX_ITEMS)
     requirePorts: bool = False
-    constraints: list[Any] = Field(default_factory=list)
-    healthChecks: list[HealthCheck] = Field(default_factory=list)
+    constraints: list[Any] = Field(default_factory=list, max_length=MAX_ITEMS)
+    healthChecks: list[HealthCheck] = Field(default_factory=list, max_length=MAX_ITEMS)
     readinessChecks: list[ReadinessCheck] = Field(default_factory=list, max_length=1)
     upgradeStrategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
-    backoffSeconds: float = Field(default=1.0, ge=0.0)
-    backoffFactor: float = Field(default=1.15, ge=1.0)
-    maxLaunchDelaySeconds: float = Field(default=300.0, ge=0.0)
+    backoffSeconds: float = Field(default=1.0, ge=0.0, le=INT32_MAX)
+    backoffFactor: float = Field(default=1.15, ge=1.0, le=INT32_MAX)
+    maxLaunchDelaySeconds: float = Field(default=300.0, ge=0.0, le=INT32_MAX)
     killSelection: Literal["YOUNGEST_FIRST", "OLDEST_FIRST"] = "YOUNGEST_FIRST"
     unreachableStrategy: UnreachableStrategy = Field(default_factory=UnreachableStrategy)
-    taskKillGracePeriodSeconds: float | None = Field(default=None, ge=0.0)
-    acceptedResourceRoles: list[str] | None = None
+    taskKillGracePeriodSeconds: float | None = Field(default=None, ge=0.0, le=INT32_MAX)
+    acceptedResourceRoles: list[str] | None = Field(default=None, max_length=MAX_ITEMS)
     role: str | None = None
-    dependencies: list[str] = Field(default_factory=list)
-    fetch: list[dict[str, Any]] = Field(default_factory=list)
+    dependencies: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    fetch: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
     version: str | None = None
 
     @field_validator("id")
@@ -191,13 +219,35 @@ class AppDefinition(SpecModel):
     def _id(cls, value: str) -> str:
         return normalise_id(value)
 
+    @field_validator("instances")
+    @classmethod
+    def _instances(cls, value: int) -> int:
+        ceiling = limits.current().max_instances
+        if value > ceiling:
+            raise ValueError(f"must be at most {ceiling} (the scheduler's --max-instances)")
+        return value
+
     @field_validator("env", mode="before")
     @classmethod
     def _env(cls, value: Any) -> Any:
-        # Marathon allows secret references ({"secret": "name"}); we keep plain strings.
+        # A secret reference ({"secret": "name"}) stays one; any other value becomes its text.
         if isinstance(value, dict):
-            return {k: (v if isinstance(v, str) else str(v)) for k, v in value.items()}
+            for name, item in value.items():
+                if isinstance(item, dict) and set(item) != {"secret"}:
+                    raise ValueError(f"{name}: a value is a string or {{\"secret\": \"<name>\"}}")
+            return {k: (v if isinstance(v, (str, dict, EnvSecret)) else str(v)) for k, v in value.items()}
         return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_size(cls, value: dict[str, str | EnvSecret]) -> dict[str, str | EnvSecret]:
+        limits.check_env({k: v if isinstance(v, str) else v.secret for k, v in value.items()})
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_size(cls, value: dict[str, str]) -> dict[str, str]:
+        return limits.check_labels(value)
 
     @model_validator(mode="after")
     def _command(self) -> "AppDefinition":
@@ -232,7 +282,8 @@ class AppDefinition(SpecModel):
         ports = self.portDefinitions if self.portDefinitions is not None else (
             [PortDefinition()] if self.container is None else [])
         data: dict[str, Any] = {
-            "id": self.id, "cmd": self.cmd, "args": self.args, "user": self.user, "env": dict(self.env),
+            "id": self.id, "cmd": self.cmd, "args": self.args, "user": self.user,
+            "env": {k: v if isinstance(v, str) else {"secret": v.secret} for k, v in self.env.items()},
             "instances": self.instances, "cpus": self.cpus, "mem": self.mem, "disk": self.disk,
             "gpus": self.gpus, "executor": "",
             "constraints": [c.to_marathon() for c in self.constraint_list()],
@@ -252,7 +303,7 @@ class AppDefinition(SpecModel):
             "requirePorts": self.requirePorts,
             "portDefinitions": [p.out() for p in ports],
             "networks": [{"mode": "host"}],
-            "secrets": {},
+            "secrets": {name: {"source": spec.source} for name, spec in self.secrets.items()},
         }
         if self.taskKillGracePeriodSeconds is not None:
             data["taskKillGracePeriodSeconds"] = self.taskKillGracePeriodSeconds
@@ -261,16 +312,47 @@ class AppDefinition(SpecModel):
         return data
 
 
+def secret_problems(app: AppDefinition) -> list[dict[str, Any]]:
+    """Every secret reference names a secret the app defines; a secret file needs an image (UCR)."""
+    details = []
+    for variable, value in app.env.items():
+        if isinstance(value, EnvSecret) and value.secret not in app.secrets:
+            details.append({"path": f"/env/{variable}",
+                            "errors": [f"references an undefined secret '{value.secret}'"]})
+    for index, volume in enumerate(app.container.volumes if app.container is not None else []):
+        if volume.secret is None:
+            continue
+        path = f"/container/volumes({index})/secret"
+        if volume.secret not in app.secrets:
+            details.append({"path": path, "errors": [f"references an undefined secret '{volume.secret}'"]})
+        elif app.container is None or app.container.docker is None:
+            details.append({"path": path, "errors": ["File based secrets are only supported by UCR: "
+                                                     "give the app a container image"]})
+    return details
+
+
 def normalise_id(value: str) -> str:
-    """`foo`, `/foo/` and `//foo` all become `/foo`; each segment is checked."""
+    """`foo`, `/foo/` and `//foo` all become `/foo`; each segment is checked (Marathon's PathId:
+    lowercase DNS-like segments, not ending in a reserved word), the whole within --max-id-length."""
     if not isinstance(value, str) or not value.strip("/"):
         raise ValueError("must be a non-empty path such as /group/app")
+    longest = limits.current().max_id_length
+    if len(value) > longest * 2:  # cheap refusal before splitting a huge string
+        raise ValueError(f"must be at most {longest} characters")
     segments = [s for s in value.strip().split("/") if s]
+    if not segments:
+        raise ValueError("must be a non-empty path such as /group/app")
     for segment in segments:
         if segment in (".", "..") or not _SEGMENT.match(segment):
-            raise ValueError(f"path contains an invalid segment {segment!r}: use lowercase letters, "
+            raise ValueError(f"path contains an invalid segment {segment[:64]!r}: use lowercase letters, "
                              "digits, hyphens and dots")
-    return "/" + "/".join(segments)
+    normal = "/" + "/".join(segments)
+    if len(normal) > longest:
+        raise ValueError(f"must be at most {longest} characters")
+    if segments[-1] in RESERVED_LAST_SEGMENTS:
+        raise ValueError(f"must not end with any of the following reserved keywords: "
+                         f"{', '.join(RESERVED_LAST_SEGMENTS)}")
+    return normal
 
 
 def _path(location: tuple[Any, ...]) -> str:
@@ -323,4 +405,23 @@ def parse_app(document: Any, base: AppDefinition | None = None, app_id: str | No
         app.constraint_list()
     except ConstraintError as error:
         raise AppSpecError([{"path": f"/{error.path}", "errors": [str(error)]}]) from None
+    problems = secret_problems(app)
+    if problems:
+        raise AppSpecError(problems)
     return app
+
+
+def privileged_paths(app: "AppDefinition | dict[str, Any]") -> list[str]:
+    """Fields of an app (parsed, or a raw document) that reach past its container
+    (scheduler/privileged.py decides who may have them)."""
+    container = app.get("container") if isinstance(app, dict) else app.container
+    if isinstance(container, dict):
+        docker = container.get("docker") or container.get("mesos")
+        volumes = container.get("volumes")
+    elif isinstance(container, Container):
+        docker, volumes = container.docker, container.volumes
+    else:
+        return []
+    return privileged_fields(docker if isinstance(docker, (dict, DockerImage)) else None,
+                             volumes if isinstance(volumes, list) else [], "/container/docker",
+                             "/container/volumes")

@@ -50,7 +50,7 @@ def test_task_sees_image_env_cwd_sandbox_and_is_confined(launches: Launches) -> 
     assert "init=init" in out and "pid=1 " not in out  # PID 1 is the init (tini), the task its child
     assert (Path(container.spec.sandbox) / "from-task").read_text() == "hello\n"
     assert "NoNewPrivs:\t1" in out and "Seccomp:\t2" in out
-    assert "CapEff:\t00000000a80425fb" in out  # the default set, nothing more
+    assert "CapEff:\t00000000a80405fb" in out  # Docker's default set less CAP_NET_RAW, nothing more
     procs = int(out.split("procs=")[1].split()[0])
     assert procs <= 6  # its own PID namespace: the init, sh, the subshell, ls, grep
     assert "ro-proc" in out and "rootfs-writable" in out and "ro-init" in out
@@ -76,7 +76,8 @@ def test_entrypoint_cmd_and_arguments(launches: Launches) -> None:
     assert default.wait(30).exit_code == 0
 
 
-def test_volumes_and_isolated_network(launches: Launches, tmp_path: Path) -> None:
+def test_volumes_and_isolated_network(launches: Launches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKYARD_ALLOWED_HOST_PATHS", str(tmp_path))  # the agent's --allowed-host-paths
     host_dir = tmp_path / "host-data"
     host_dir.mkdir()
     (host_dir / "in").write_text("from host\n")
@@ -96,10 +97,13 @@ def test_volumes_and_isolated_network(launches: Launches, tmp_path: Path) -> Non
     assert sorted(stdout_of(host).split()) == sorted(os.listdir("/sys/class/net"))
 
 
-def test_http_and_tcp_checks_of_a_container_with_its_own_network_probe_inside_it(launches: Launches) -> None:
+def test_http_and_tcp_checks_of_a_container_with_its_own_network_probe_inside_it(
+        launches: Launches, monkeypatch: pytest.MonkeyPatch) -> None:
     """As Mesos's checker enters the task's network namespace: a server on the loopback of a
     `none`-network container is healthy to the container's checks and unreachable from the host."""
     import threading
+
+    monkeypatch.setenv("DOCKYARD_ALLOWED_HOST_PATHS", str(launches.base))  # the agent's --allowed-host-paths
 
     from executor.health import build_check
     from tests.support.procs import free_port

@@ -27,8 +27,8 @@ def small(cmd: str, **run: object) -> dict:
     return {"cmd": cmd, "cpus": 0.1, "mem": 32, **run}
 
 
-def test_fails_twice_then_succeeds_under_on_failure(scheduler, tmp_path: Path) -> None:
-    counter = tmp_path / "attempts"
+def test_fails_twice_then_succeeds_under_on_failure(scheduler, task_dir: Path) -> None:
+    counter = task_dir / "attempts"
     cmd = (f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
            f"echo attempt $n; [ $n -ge 3 ] || exit 4")
     scheduler.call("POST", "/v1/jobs", {"id": "flaky", "run": small(
@@ -57,8 +57,8 @@ def test_active_deadline_kills_the_run(scheduler) -> None:
     assert time.time() - started < 20
 
 
-def test_array_job_instances_see_their_index(scheduler, tmp_path: Path) -> None:
-    out = tmp_path / "indexes"
+def test_array_job_instances_see_their_index(scheduler, task_dir: Path) -> None:
+    out = task_dir / "indexes"
     scheduler.call("POST", "/v1/jobs", {"id": "array", "run": small(
         f"echo $DOCKYARD_INSTANCE_INDEX/$DOCKYARD_INSTANCES >> {out}", instances=4)})
     run = scheduler.call("POST", "/v1/jobs/array/runs")
@@ -67,8 +67,8 @@ def test_array_job_instances_see_their_index(scheduler, tmp_path: Path) -> None:
     assert sorted(out.read_text().split()) == ["0/4", "1/4", "2/4", "3/4"]
 
 
-def test_diamond_of_dependencies_runs_in_order(scheduler, tmp_path: Path) -> None:
-    log = tmp_path / "order"
+def test_diamond_of_dependencies_runs_in_order(scheduler, task_dir: Path) -> None:
+    log = task_dir / "order"
     for job_id, parents in (("dia-a", []), ("dia-b", ["dia-a"]), ("dia-c", ["dia-a"]),
                             ("dia-d", ["dia-b", "dia-c"])):
         scheduler.call("POST", "/v1/jobs", {"id": job_id, "run": small(f"echo {job_id} >> {log}"),
@@ -187,7 +187,7 @@ def file_server(tmp_path: Path):
 
 
 def test_artifacts_are_fetched_into_the_sandbox_before_the_task_starts(cluster, scheduler, file_server,
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path, task_dir: Path) -> None:
     served, base = file_server
     (served / "tool.sh").write_text("#!/bin/sh\necho tool-ran\n")
     payload = tmp_path / "payload"
@@ -195,16 +195,16 @@ def test_artifacts_are_fetched_into_the_sandbox_before_the_task_starts(cluster, 
     (payload / "data" / "hello.txt").write_text("hello from tar\n")
     with tarfile.open(served / "data.tar.gz", "w:gz") as tar:
         tar.add(payload / "data", arcname="data")
-    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as zipped:
+    with zipfile.ZipFile(task_dir / "bundle.zip", "w") as zipped:  # a file:// URI: read as the task's user
         zipped.writestr("zipped/inside.txt", "hello from zip\n")
     (served / "big.bin").write_bytes(b"x" * 100_000)  # more than the agents' 64KB cache budget
-    out = tmp_path / "seen"
+    out = task_dir / "seen"
     scheduler.call("POST", "/v1/jobs", {"id": "fetching", "run": small(
         f"./tool.sh > {out}; cat data/hello.txt zipped/inside.txt >> {out}; ls >> {out}", artifacts=[
             {"uri": f"{base}/tool.sh", "executable": True},
             {"uri": f"{base}/data.tar.gz", "cache": True},
             {"uri": f"{base}/big.bin", "cache": True},
-            {"uri": (tmp_path / "bundle.zip").as_uri()}])})
+            {"uri": (task_dir / "bundle.zip").as_uri()}])})
     run = scheduler.call("POST", "/v1/jobs/fetching/runs")
     final = scheduler.wait_finished("fetching", run["id"])
     assert final["status"] == "SUCCESS", final
@@ -215,18 +215,18 @@ def test_artifacts_are_fetched_into_the_sandbox_before_the_task_starts(cluster, 
     assert not list(cluster.workdir.glob("agent*/fetcher-cache/*big.bin*"))  # over the budget: not kept
     # a URI that cannot be fetched fails the run before the command starts, and says which
     scheduler.call("POST", "/v1/jobs", {"id": "fetch-missing", "run": small(
-        f"touch {tmp_path / 'started'}", artifacts=[{"uri": f"{base}/nope.tar.gz"}])})
+        f"touch {task_dir / 'started'}", artifacts=[{"uri": f"{base}/nope.tar.gz"}])})
     missing = scheduler.call("POST", "/v1/jobs/fetch-missing/runs")
     failed = scheduler.wait_finished("fetch-missing", missing["id"])
     assert failed["status"] == "FAILED" and "nope.tar.gz" in failed["reason"], failed
-    assert "404" in failed["tasks"][0]["message"] and not (tmp_path / "started").exists()
+    assert "404" in failed["tasks"][0]["message"] and not (task_dir / "started").exists()
 
 
 def test_job_run_wait_streams_output_and_exits_with_task_code(scheduler, tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text("id: cli-job\nrun:\n  cmd: echo to-stdout; echo to-stderr >&2; exit 3\n"
                     "  cpus: 0.1\n  mem: 32\n")
-    done = subprocess.run(dockyard("job", "run", str(spec), "--wait", "--url", scheduler.url),
+    done = subprocess.run(dockyard("job", "run", str(spec), "--wait", "--config", str(scheduler.client_file)),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     assert "to-stdout" in done.stdout
@@ -241,11 +241,8 @@ def test_invalid_specs_answer_marathon_errors(scheduler) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         scheduler.call("GET", "/v1/jobs/nope")
     assert missing.value.code == 404
-    request = urllib.request.Request(scheduler.url + "/v1/jobs", data=b"{not json", method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with pytest.raises(urllib.error.HTTPError) as garbled:
-        urllib.request.urlopen(request, timeout=10)
-    assert garbled.value.code == 400 and json.loads(garbled.value.read())["message"] == "Invalid JSON"
+    code, _, garbled = scheduler.api.call("POST", "/v1/jobs", b"{not json")
+    assert code == 400 and json.loads(garbled)["message"] == "Invalid JSON"
     scheduler.call("POST", "/v1/jobs", {"id": "dup", "run": small("true")})
     with pytest.raises(urllib.error.HTTPError) as duplicate:
         scheduler.call("POST", "/v1/jobs", {"id": "dup", "run": small("true")})
@@ -256,34 +253,34 @@ def test_invalid_specs_answer_marathon_errors(scheduler) -> None:
 
 def test_plain_command_tasks_work_too_and_logs_are_readable(cluster, tmp_path: Path) -> None:
     """`--command-tasks`: no warm executor, the agent synthesises one per task."""
-    with SchedulerProcess.start(cluster.master_address, tmp_path, "--name", "dockyard-plain",
+    with SchedulerProcess.start(cluster, tmp_path, "--name", "dockyard-plain",
                                 "--command-tasks") as plain:
-        url = plain.url
+        config = ("--config", str(plain.client_file))
         spec = tmp_path / "job.json"
         spec.write_text(json.dumps({"id": "plain", "run": small("echo plain-output-$DOCKYARD_INSTANCE_INDEX")}))
-        started = subprocess.run(dockyard("job", "run", str(spec), "--json", "--url", url),
+        started = subprocess.run(dockyard("job", "run", str(spec), "--json", *config),
                                  capture_output=True, text=True, timeout=30)
         run_id = json.loads(started.stdout)["id"]
         wait_for(lambda: b'"SUCCESS"' in subprocess.run(
-            dockyard("job", "runs", "plain", "--json", "--url", url), capture_output=True, timeout=30).stdout,
+            dockyard("job", "runs", "plain", "--json", *config), capture_output=True, timeout=30).stdout,
             timeout=30, what="the plain run to succeed")
-        logs = subprocess.run(dockyard("job", "logs", run_id, "--url", url), capture_output=True, text=True,
+        logs = subprocess.run(dockyard("job", "logs", run_id, *config), capture_output=True, text=True,
                               timeout=30)
         assert "plain-output-0" in logs.stdout, logs.stderr
 
 
-def test_run_survives_a_scheduler_kill_and_finishes_once(cluster, tmp_path: Path) -> None:
+def test_run_survives_a_scheduler_kill_and_finishes_once(cluster, tmp_path: Path, task_dir: Path) -> None:
     """kill -9 the scheduler mid-run: the restarted one fails over, reconciles, finishes the run once."""
     name = ("--name", "dockyard-restart")
-    marker = tmp_path / "ran"
-    with SchedulerProcess.start(cluster.master_address, tmp_path, *name, log_name="first.log") as first:
+    marker = task_dir / "ran"
+    with SchedulerProcess.start(cluster, tmp_path, *name, log_name="first.log") as first:
         first.call("POST", "/v1/jobs", {"id": "survivor", "run": small(f"echo x >> {marker}; sleep 3")})
         run_id = first.call("POST", "/v1/jobs/survivor/runs")["id"]
         wait_for(lambda: first.call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "ACTIVE",
                  timeout=20, what="the run active")
         first.process.kill9()
     # the same data dir, a fresh port: the scheduler finds its framework id and runs in its store
-    with SchedulerProcess.start(cluster.master_address, tmp_path, *name, log_name="second.log") as second:
+    with SchedulerProcess.start(cluster, tmp_path, *name, log_name="second.log") as second:
         wait_for(lambda: second.call("GET", f"/v1/jobs/survivor/runs/{run_id}")["status"] == "SUCCESS",
                  timeout=30, what="the run to finish after the restart")
         history = second.call("GET", "/v1/jobs/survivor?embed=history")["history"]

@@ -26,7 +26,9 @@ def test_yaml_is_accepted() -> None:
     ({"id": "x", "run": {"cmd": "true", "placement": {"constraints": [
         {"attribute": "rack", "operator": "NEAR", "value": "a"}]}}}, "/run/placement/constraints/0",
      "unknown operator"),
-    ({"id": "x", "run": {"cmd": "true", "env": {"A": {"secret": "s"}}}}, "/run/env", "secrets"),
+    ({"id": "x", "run": {"cmd": "true", "env": {"A": {"secret": "s"}}}}, "/run/secrets",
+     "referenced, but undefined: s"),
+    ({"id": "x", "run": {"cmd": "true", "env": {"A": {"value": "s"}}}}, "/run/env", '{"secret": "<name>"}'),
     ({"id": "x"}, "/run", "required"),
 ])
 def test_errors_name_the_field(document: dict, path: str, fragment: str) -> None:

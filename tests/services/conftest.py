@@ -1,6 +1,7 @@
 """An embedded cluster (3 agents) and a scheduler process for the services tests."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import subprocess
@@ -21,6 +22,17 @@ class Marathon(SchedulerProcess):
     def wait_deployed(self, app_id: str, timeout: float = 30) -> dict:
         return self.wait_until(lambda: self.app(app_id), lambda app: not app["deployments"],
                                f"{app_id} deployed", timeout)
+
+    def sandbox(self, task_id: str) -> Path:
+        """Where a task's files are (the agents share this machine)."""
+        found = self.wait_until(lambda: self.call("GET", f"/dockyard/v1/tasks/{task_id}"),
+                                lambda task: task["sandbox"], f"the sandbox of {task_id}")
+        return Path(found["sandbox"])
+
+    def stdout(self, task_id: str) -> str:
+        """What a task printed so far."""
+        out = self.sandbox(task_id) / "stdout"
+        return out.read_text() if out.exists() else ""
 
 
 IMAGE = "busybox:test"
@@ -45,7 +57,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="package")
 def marathon(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Marathon]:
-    with Marathon.start(cluster.master_address, tmp_path_factory.mktemp("services-scheduler")) as m:
+    with Marathon.start(cluster, tmp_path_factory.mktemp("services-scheduler")) as m:
         yield m
 
 

@@ -13,7 +13,7 @@ def sleeper(app_id: str, instances: int = 2, **extra) -> dict:
 
 def test_create_scale_and_delete(marathon) -> None:
     status, body = marathon.status("POST", "/v2/apps", sleeper("/basic/sleep", 2))
-    assert status == 200 and body["id"] == "/basic/sleep" and body["deployments"]
+    assert status == 201 and body["id"] == "/basic/sleep" and body["deployments"]
     app = marathon.wait_deployed("/basic/sleep")
     assert app["tasksRunning"] == 2 and len(app["tasks"]) == 2
     assert all(t["state"] == "TASK_RUNNING" and t["ports"] for t in app["tasks"])
@@ -38,15 +38,14 @@ def test_validation_names_each_bad_field(marathon) -> None:
     assert {d["path"] for d in body["details"]} == {"/cpus", "/upgradeStrategy/minimumHealthCapacity"}
 
 
-def test_killed_instance_is_replaced_and_env_has_ports_and_host(marathon, tmp_path) -> None:
-    out = tmp_path / "env"
-    cmd = f"echo $HOST $PORT0 $PORTS $PORT_HTTP >> {out}; sleep 600"
+def test_killed_instance_is_replaced_and_env_has_ports_and_host(marathon) -> None:
+    cmd = "echo $HOST $PORT0 $PORTS $PORT_HTTP; sleep 600"
     marathon.call("POST", "/v2/apps", {"id": "/replace", "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1,
                                        "portDefinitions": [{"port": 0, "name": "http"}]})
     app = marathon.wait_deployed("/replace")
     task = app["tasks"][0]
-    wait_for(lambda: out.exists() and out.read_text().strip(), timeout=10, what="env written")
-    host, port0, ports, named = out.read_text().split()
+    printed = wait_for(lambda: marathon.stdout(task["id"]).strip(), timeout=10, what="env printed")
+    host, port0, ports, named = printed.split()
     assert host == task["host"] and int(port0) == task["ports"][0] and ports == port0 and named == port0
     marathon.call("DELETE", f"/v2/apps/replace/tasks/{task['id']}")
     wait_for(lambda: [t for t in marathon.app("/replace")["tasks"]
@@ -101,15 +100,14 @@ def test_unique_hostname_and_unplaceable_reasons(marathon) -> None:
 def test_groups_restart_and_filtered_event_stream(marathon) -> None:
     import json as jsonlib
 
-    import httpx
-
     seen: list[dict] = []
     attached = __import__("threading").Event()
 
     def listen() -> None:
-        with httpx.stream("GET", marathon.url + "/v2/events",
-                          params=[("event_type", "deployment_success"), ("event_type", "event_stream_attached")],
-                          headers={"Accept": "text/event-stream"}, timeout=30) as response:
+        with marathon.api.client(timeout=30) as client, client.stream(
+                "GET", "/v2/events",
+                params=[("event_type", "deployment_success"), ("event_type", "event_stream_attached")],
+                headers={"Accept": "text/event-stream"}) as response:
             for line in response.iter_lines():
                 if line.startswith("data:"):
                     event = jsonlib.loads(line[5:])
@@ -133,42 +131,41 @@ def test_groups_restart_and_filtered_event_stream(marathon) -> None:
     assert result["deploymentId"] and not before & {t["id"] for t in app["tasks"]} and app["tasksRunning"] == 1
     thread.join(10)
     assert {e["eventType"] for e in seen} == {"event_stream_attached", "deployment_success"}
-    text = __import__("urllib.request").request.urlopen(__import__("urllib.request").request.Request(
-        marathon.url + "/v2/tasks", headers={"Accept": "text/plain"})).read().decode()
+    status, _, body = marathon.api.call("GET", "/v2/tasks", headers={"Accept": "text/plain"})
+    text = body.decode()
+    assert status == 200, text
     assert "shop_web" in text
     marathon.call("DELETE", "/v2/groups/shop")
     wait_for(lambda: marathon.status("GET", "/v2/groups/shop")[0] == 404, timeout=20, what="group gone")
 
 
-def post_ready_httpd(marathon, app_id: str, tmp_path, *, port: str, timeout_seconds: int) -> None:
-    """One busybox httpd instance serving "ready", with an HTTP readiness check on it."""
-    www = tmp_path / "www"
-    www.mkdir()
-    (www / "index.html").write_text("ready\n")
+def post_ready_httpd(marathon, app_id: str, *, port: str, timeout_seconds: int) -> None:
+    """One busybox httpd instance serving "ready" from its sandbox, with an HTTP readiness check on it."""
     marathon.call("POST", "/v2/apps", {
-        "id": app_id, "cmd": f"exec busybox httpd -f -p {port} -h {www}", "cpus": 0.1, "mem": 32,
+        "id": app_id, "cmd": f"mkdir www && echo ready > www/index.html && exec busybox httpd -f -p {port} -h www",
+        "cpus": 0.1, "mem": 32,
         "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
         "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
                              "intervalSeconds": 1, "timeoutSeconds": timeout_seconds}]})
 
 
-def test_readiness_check_reaches_the_task_by_agent_address(marathon, tmp_path) -> None:
+def test_readiness_check_reaches_the_task_by_agent_address(marathon) -> None:
     """Agents here are named agent0, agent1, ... (no DNS): readiness must use the agent's address."""
-    post_ready_httpd(marathon, "/ready", tmp_path, port="$PORT0", timeout_seconds=1)
+    post_ready_httpd(marathon, "/ready", port="$PORT0", timeout_seconds=1)
     app = marathon.wait_deployed("/ready", timeout=40)
     assert app["tasksRunning"] == 1
     marathon.call("DELETE", "/v2/apps/ready?force=true")
 
 
-def test_fetch_puts_uris_in_the_sandbox_before_the_task_starts(marathon, tmp_path) -> None:
-    artifact = tmp_path / "config.txt"
+def test_fetch_puts_uris_in_the_sandbox_before_the_task_starts(marathon, task_dir) -> None:
+    """A local file is fetched with the task's user's permissions: one it may read."""
+    artifact = task_dir / "config.txt"
     artifact.write_text("fetched\n")
-    out = tmp_path / "seen"
     marathon.call("POST", "/v2/apps", {
-        "id": "/fetcher", "cmd": f"cat config.txt > {out}; sleep 600", "cpus": 0.1, "mem": 32,
+        "id": "/fetcher", "cmd": "cat config.txt; sleep 600", "cpus": 0.1, "mem": 32,
         "instances": 1, "fetch": [{"uri": f"file://{artifact}"}]})
-    marathon.wait_deployed("/fetcher")
-    wait_for(lambda: out.exists() and out.read_text() == "fetched\n", timeout=15, what="artifact read by the task")
+    task = marathon.wait_deployed("/fetcher")["tasks"][0]
+    wait_for(lambda: marathon.stdout(task["id"]) == "fetched\n", timeout=15, what="artifact read by the task")
     marathon.call("DELETE", "/v2/apps/fetcher?force=true")
 
 
@@ -192,18 +189,17 @@ def test_container_service_from_a_test_built_image_becomes_healthy(marathon) -> 
     marathon.call("DELETE", "/v2/apps/boxed?force=true")
 
 
-def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marathon, tmp_path) -> None:
+def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marathon, task_python) -> None:
     """Readiness GETs run off the services loop: /hung's instances accept connections and never
     answer (each probe hangs for its 30 s timeout); /brisk still finishes its deployment as soon
     as its own instance is ready."""
-    import sys
     import time
 
     # SO_REUSEADDR as any server: earlier tests' connections to these ports may sit in TIME_WAIT
     silent = ("import os, socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
               "s.bind(('127.0.0.1', int(os.environ['PORT0']))); s.listen(64); time.sleep(600)")
     marathon.call("POST", "/v2/apps", {
-        "id": "/hung", "cmd": f"exec {sys.executable} -c \"{silent}\"", "cpus": 0.1, "mem": 32, "instances": 4,
+        "id": "/hung", "cmd": f"exec {task_python} -c \"{silent}\"", "cpus": 0.1, "mem": 32, "instances": 4,
         "portDefinitions": [{"port": 0, "name": "http"}],
         "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
                              "intervalSeconds": 1, "timeoutSeconds": 30}]})
@@ -211,7 +207,7 @@ def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marath
     marathon.wait_until(lambda: marathon.app("/hung"),
                         lambda a: a["tasksRunning"] == 4 and all(port_open(t["ports"][0]) for t in a["tasks"]),
                         "4 /hung instances running and listening", timeout=60)
-    post_ready_httpd(marathon, "/brisk", tmp_path, port="127.0.0.1:$PORT0", timeout_seconds=30)
+    post_ready_httpd(marathon, "/brisk", port="127.0.0.1:$PORT0", timeout_seconds=30)
     marathon.wait_until(lambda: marathon.app("/brisk"), lambda a: a["tasksRunning"] == 1, "/brisk running",
                         timeout=60)
     running_at = time.monotonic()
@@ -226,10 +222,11 @@ def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marath
     marathon.call("DELETE", "/v2/apps/brisk?force=true")
 
 
-def test_an_app_waits_for_its_dependency_to_be_healthy(marathon, tmp_path) -> None:
+def test_an_app_waits_for_its_dependency_to_be_healthy(marathon, task_dir) -> None:
     """Marathon's `dependencies` (here relative: "db" in /deps): /deps/web launches nothing until
-    /deps/db is deployed and healthy; db's health is a file the test creates."""
-    ok = tmp_path / "db-ok"
+    /deps/db is deployed and healthy; db's health is a file the test creates (where db's check,
+    run as db's user, can see it)."""
+    ok = task_dir / "db-ok"
     db = {"id": "db", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 1,
           "healthChecks": [{"protocol": "COMMAND", "command": {"value": f"test -f {ok}"},
                             "gracePeriodSeconds": 0, "intervalSeconds": 1, "timeoutSeconds": 5,

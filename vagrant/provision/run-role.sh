@@ -139,6 +139,7 @@ if [[ -n $sec && $role != zookeeper ]]; then
     scheduler/*)
       argv+=(--mesos-authentication-principal dockyard
              --mesos-authentication-secret-file "$sec/scheduler.secret" --http-users "$sec/users.json"
+             --acls "$sec/acls.json" --secrets-key-file "$sec/secrets.key" --secrets-acls "$sec/secrets-acls.json"
              "${tls[@]}") ;;
   esac
 elif [[ ${DOCKYARD_INSECURE:-0} == 1 && $role != zookeeper && ( $impl == embedded || $role == scheduler ) ]]; then
