@@ -223,7 +223,7 @@ def test_request_schemas_state_every_rule_but_custom_ones(secured: tuple[Any, di
 def test_fuzz(secured: tuple[Any, dict[str, str]], schema: Any) -> None:
     _, auth = secured
     started = time.monotonic()
-    failures, calls = fuzz(schema, auth, examples=int(os.environ.get("DOCKYARD_FUZZ_EXAMPLES", "6")), seeded=True,
+    failures, calls = fuzz(schema, auth, examples=int(os.environ.get("DOCKYARD_FUZZ_EXAMPLES", "4")), seeded=True,
                            media_type="application/json")
     elapsed = time.monotonic() - started
     print(f"schemathesis: {calls} requests in {elapsed:.1f} s")
