@@ -115,7 +115,8 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 @click.option("--authenticate-http-readonly", is_flag=True,
               help="/state, /files/*, /monitor/statistics and /metrics need credentials (mesos-agent-readonly)")
 @click.option("--authenticate-http-readwrite", is_flag=True,
-              help="the operator API /api/v1 needs credentials (mesos-agent-readwrite)")
+              help="the agent's write endpoints need credentials (mesos-agent-readwrite); the embedded "
+                   "agent has no operator API (/api/v1) yet, so today this guards no route")
 @click.option("--authenticate-http-executors", is_flag=True,
               help="the executor API needs the executor's own token (mesos-agent-executor); "
                    "needs --executor-secret-key")
