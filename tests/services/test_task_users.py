@@ -101,13 +101,14 @@ def test_the_scheduler_asks_its_acls_who_may_run_tasks_as_whom(cluster, tmp_path
 
         assert as_alice.json("POST", "/v2/apps", {**app, "id": "/acl/mine", "user": "daemon"})[0] == 201
         # neither a patch asking for root, nor a rollback to a version of root, nor a group member
-        assert as_alice.json("PATCH", "/v2/apps/acl/mine", {"user": "root"})[0] == 403
-        assert scheduler.status("PUT", "/v2/apps/acl/mine", {"user": "root"})[0] == 200  # the operator may
+        # (force=true: each update may find the previous deployment still running, a 409 otherwise)
+        assert as_alice.json("PATCH", "/v2/apps/acl/mine?force=true", {"user": "root"})[0] == 403
+        assert scheduler.status("PUT", "/v2/apps/acl/mine?force=true", {"user": "root"})[0] == 200  # the operator may
         root_version = scheduler.call("GET", "/v2/apps/acl/mine")["app"]["version"]
-        scheduler.call("PUT", "/v2/apps/acl/mine", {"user": "daemon"})
-        status, body = as_alice.json("PUT", "/v2/apps/acl/mine", {"version": root_version})
+        scheduler.call("PUT", "/v2/apps/acl/mine?force=true", {"user": "daemon"})
+        status, body = as_alice.json("PUT", "/v2/apps/acl/mine?force=true", {"version": root_version})
         assert status == 403, body
-        status, body = as_alice.json("PUT", "/v2/apps/acl/mine", {"instances": 0})  # keeps daemon
+        status, body = as_alice.json("PUT", "/v2/apps/acl/mine?force=true", {"instances": 0})  # keeps daemon
         assert status == 200, body
         status, body = as_alice.json("POST", "/v2/groups", {"id": "/acl", "apps": [{**app, "id": "grouped"}]})
         assert status == 403 and body["details"][0]["path"] == "/apps(0)/user", body
