@@ -417,7 +417,7 @@ class Master(AgentSide):
             self.remove_framework(fw)
 
     def lookup(self, framework_id: str, stream_id: str | None, principal: str | None = None) -> Framework:
-        """Checks 9-12 of §1.1 for every call but SUBSCRIBE.
+        """The checks Mesos's master makes of every scheduler call but SUBSCRIBE (src/master/http.cpp `scheduler`).
 
         `principal` (the authenticated caller, None when frameworks are not
         authenticated) must be the framework's own, as master/http.cpp `scheduler`

@@ -76,7 +76,8 @@ def executor_environment(*, framework_id: str, executor_id: str, directory: Path
                          subscription_backoff_max: float = 2.0, http_command_executor: bool = True,
                          command_env: dict[str, str] | None = None,
                          inherit: dict[str, str] | None = None) -> dict[str, str]:
-    """The executor's environment, as reference §3 lists it, plus dockyard's own.
+    """The executor's environment, as Mesos's agent builds it (src/slave/slave.cpp `executorEnvironment`),
+    plus dockyard's own.
 
     Of the agent's environment (`inherit`), only INHERITED is passed on: no MESOS_*
     the agent itself inherited (an agent run as a task of another Mesos), so no token

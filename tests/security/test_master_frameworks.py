@@ -1,7 +1,7 @@
 """Framework principals and the local authorizer's ACLs on a real `dockyard master` process.
 
 What a Mesos master does (src/master/validation.cpp, http.cpp `scheduler`,
-master.cpp `_subscribe`, authorization.cpp; reference §2.2, §3):
+master.cpp `_subscribe`, src/authorizer/local/authorizer.cpp):
 
 * a SUBSCRIBE naming a principal other than the authenticated one is a 400; one
   naming none is registered under the authenticated one;
