@@ -86,17 +86,24 @@ def fetch_all(uris: list[dict], sandbox: Path, cache_dir: Path | None = None,
     return fetched
 
 
-def give_away(paths: list[Path], user: str | None) -> None:
-    """What the fetch made (files, unpacked trees) becomes `user`'s, as if Mesos's fetcher, which
-    runs as the task's user, had made it. Before the task starts, so nothing in it is the task's
-    yet; links are changed themselves, never followed."""
+def other_account(user: str | None) -> pwd.struct_passwd | None:
+    """`user`'s account when this root executor acts for a user other than root, else None
+    (nothing to switch or give away)."""
     if not user or os.geteuid() != 0:
-        return
+        return None
     try:
         account = pwd.getpwnam(user)
     except KeyError:
         raise FetchError(f"user {user!r} does not exist on this host") from None
-    if account.pw_uid == 0:
+    return None if account.pw_uid == 0 else account
+
+
+def give_away(paths: list[Path], user: str | None) -> None:
+    """What the fetch made (files, unpacked trees) becomes `user`'s, as if Mesos's fetcher, which
+    runs as the task's user, had made it. Before the task starts, so nothing in it is the task's
+    yet; links are changed themselves, never followed."""
+    account = other_account(user)
+    if account is None:
         return
     for path in paths:
         os.lchown(path, account.pw_uid, account.pw_gid)
@@ -174,19 +181,13 @@ def as_user(user: str | None) -> Iterator[None]:
     the raw setgroups syscall change the calling thread only (glibc's setuid and setgroups
     would change every thread of the executor); with a non-root fsuid the kernel drops the
     capabilities that bypass file permissions, and gives them back when it is 0 again."""
-    if not user or os.geteuid() != 0:
-        yield
-        return
-    try:
-        account = pwd.getpwnam(user)
-    except KeyError:
-        raise FetchError(f"user {user!r} does not exist on this host") from None
-    if account.pw_uid == 0:
+    account = other_account(user)
+    if account is None:
         yield
         return
     if _SYS_SETGROUPS is None:
         raise FetchError(f"cannot open files as {user} on {platform.machine()}")
-    groups = os.getgrouplist(user, account.pw_gid)
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
     saved = os.getgroups()
     _set_groups(groups)
     _libc.setfsgid(account.pw_gid)
