@@ -634,6 +634,12 @@ class Master(AgentSide):
             self._to_agent(agent, "RUN_TASK", {"framework_info": fw.info, "task": task})
         return available
 
+    def _refuse_group(self, fw: Framework, tasks: list[dict[str, Any]], reason: str, message: str) -> None:
+        """A task group is launched whole or not at all: every task gets the same TASK_ERROR."""
+        for task in tasks:
+            self._master_update(fw, _val(task.get("task_id")) or "", "TASK_ERROR", reason, message,
+                                agent_id=_val(task.get("agent_id")))
+
     def _launch_group(self, fw: Framework, agent: Agent, role: str, operation: dict[str, Any],
                       available: Resources, launched: set[str]) -> Resources:
         group = operation.get("launch_group") or {}
@@ -643,10 +649,7 @@ class Master(AgentSide):
         existing = agent.executors.get((fw.id, executor_id))
         refused = self._authorize_launch(fw, [{**task, "executor": executor} for task in tasks])
         if refused is not None:
-            for task in tasks:
-                self._master_update(fw, _val(task.get("task_id")) or "", "TASK_ERROR",
-                                    "REASON_TASK_GROUP_UNAUTHORIZED", refused,
-                                    agent_id=_val(task.get("agent_id")))
+            self._refuse_group(fw, tasks, "REASON_TASK_GROUP_UNAUTHORIZED", refused)
             return available
         if operation.get("id"):
             error: str | None = "The `id` field is not supported for LAUNCH_GROUP operations"
@@ -657,10 +660,7 @@ class Master(AgentSide):
                 existing_executor=existing.info if existing else None, offered=available,
                 framework_id=fw.id)
         if error is not None:
-            for task in tasks:
-                self._master_update(fw, _val(task.get("task_id")) or "", "TASK_ERROR",
-                                    "REASON_TASK_GROUP_INVALID", error,
-                                    agent_id=_val(task.get("agent_id")))
+            self._refuse_group(fw, tasks, "REASON_TASK_GROUP_INVALID", error)
             return available
         available = available - consumed
         if existing is None:
