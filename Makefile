@@ -5,7 +5,8 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEBS    := runc crun tini zookeeper busybox-static docker-registry skopeo iproute2 procps vagrant vagrant-libvirt debootstrap gcc libc6-dev
+DEBS    := runc crun tini zookeeper busybox-static docker-registry skopeo iproute2 procps vagrant vagrant-libvirt debootstrap gcc libc6-dev \
+           chromium chromium-driver haproxy umoci buildah
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow test-cgroup-v2 vm-debs bench bootstrap debs clean

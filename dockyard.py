@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-LOCAL_COMMANDS = {"master", "agent", "up", "status", "security"}
+LOCAL_COMMANDS = {"master", "agent", "up", "down", "status", "security"}
 EXECUTOR_COMMANDS = {"image"}
 LAB_COMMANDS = {"lab"}
 
@@ -20,6 +20,7 @@ jobs in layered OCI containers, on a real Mesos cluster or an embedded one.
 
 Cluster (embedded, Mesos-compatible):
   up          run a master, N agents and the scheduler on this machine
+  down        stop the cluster `up` started (from any terminal)
   status      show agents, resources, frameworks and tasks
   master      run an embedded master (scheduler and operator APIs on :5050)
   agent       run an embedded agent (executor and files APIs on :5051)
@@ -29,10 +30,11 @@ Cluster (embedded, Mesos-compatible):
 Framework:
   scheduler   run the dockyard scheduler (Marathon and Metronome APIs on :8080)
   app         deploy and manage services (Marathon apps)
-  task        list, kill and read the logs of tasks
+  task        list, kill, exec into and read the logs of tasks
   job         run and manage batch jobs (Metronome jobs)
   secret      store secrets for apps and jobs (never shown again, delivered in launches only)
-  image       pull, push, load and inspect OCI images on this agent
+  router      keep an HAProxy in step with the apps (marathon-lb's labels; docs/router.md)
+  image       build (from a Dockerfile), pull, push, load and inspect OCI images
 
 Run `dockyard COMMAND --help` for a command's options.
 """

@@ -8,7 +8,8 @@ setup(
     "in layered OCI containers, with an embedded single-machine cluster.",
     python_requires=">=3.11",
     packages=find_packages(include=["framework*", "scheduler*", "executor*"]),
-    package_data={"executor.containers.seccomp": ["*.json"]},  # the default seccomp profile
+    package_data={"framework.seccomp": ["*.json"],  # the default seccomp profile
+                  "scheduler.ui": ["templates/*.html", "static/*"]},
     py_modules=["dockyard"],
     install_requires=[
         "addict>=2.4",
@@ -28,6 +29,7 @@ setup(
         "tzdata>=2024.1",  # IANA time zones for job schedules, also on hosts without /usr/share/zoneinfo
         "PyJWT>=2.8",  # executor tokens (HS256, Mesos's claims)
         "cryptography>=42",  # the CA and certificates `up`, the lab and Vagrant generate
+        "Jinja2>=3.1",  # the web UI's templates
     ],
     extras_require={
         "test": [
@@ -36,6 +38,7 @@ setup(
             "marathon==0.13.0",
             "hypothesis>=6.100",  # property tests of the Mesos JSON calls (tests/local)
             "schemathesis>=4.0",  # the scheduler's OpenAPI document, fuzzed (tests/scheduler)
+            "selenium>=4.20",  # the web UI in headless Chromium (tests/ui)
         ],
     },
     entry_points={"console_scripts": ["dockyard = dockyard:main"]},

@@ -245,8 +245,8 @@ HOST_MODES = {"plain": "posix/cpu,posix/mem", "cgroups": "cgroups/cpu,cgroups/me
 
 
 def bench_host(scratch: Path, runs: int) -> dict:
-    """`true` as a host task under each agent --isolation (plain, cgroups: the default,
-    cgroups + PID namespace), interleaved."""
+    """`true` as a host task under each agent --isolation (plain, cgroups, cgroups + PID
+    namespace: the default), interleaved."""
     launcher = HostLauncher()
     samples: dict[str, dict[str, list[float]]] = {mode: {"wall": [], "cpu": []} for mode in HOST_MODES}
     saved = os.environ.get("DOCKYARD_ISOLATION")

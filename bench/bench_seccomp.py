@@ -29,7 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from executor.containers import bundle, seccomp  # noqa: E402
+from executor.containers import bundle  # noqa: E402
+from framework import seccomp  # noqa: E402
 from executor.containers.launcher import ContainerLauncher  # noqa: E402
 from executor.images.store import ImageStore  # noqa: E402
 from executor.launcher import LaunchSpec  # noqa: E402

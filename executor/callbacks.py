@@ -27,11 +27,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from executor.launcher import LaunchSpec, has_image, launcher_for, task_environment
+from executor.launcher import LaunchSpec, task_environment
+from executor.launchers import launcher_for
 from executor.task_runner import TERMINAL, StatusChecker, TaskRunner, grace_seconds
+from framework.isolation import has_image
 from framework.mesos.executor import TOKEN_ENV
 from framework.mesos.interface import Executor
 from framework.mesos.messages import new_uuid
+from framework.mesos.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +67,14 @@ def no_checkers(task: Any, runner: TaskRunner) -> list[StatusChecker]:
     return []
 
 
-def flat_resources(resources: list) -> tuple[dict[str, float], list[int]]:
-    scalars: dict[str, float] = {}
-    ports: list[int] = []
-    for resource in resources or []:
-        if resource.get("type", "SCALAR") == "SCALAR" and "scalar" in resource:
-            scalars[resource["name"]] = scalars.get(resource["name"], 0.0) + float(resource["scalar"]["value"])
-        elif resource.get("name") == "ports":
-            for span in (resource.get("ranges") or {}).get("range", []):
-                ports.extend(range(int(span["begin"]), int(span["end"]) + 1))
-    return scalars, ports
+def task_resources(resources: list) -> tuple[dict[str, float], list[int]]:
+    """A task's scalars (cpus, mem, disk, gpus: what its limits come from) and its ports in the
+    order it lists them: a health check's `port_index` counts in that order (the scheduler lists
+    them as the app's port definitions go), which `Resources`, a set, does not keep."""
+    ports = [port for resource in resources if resource.get("name") == "ports"
+             for span in (resource.get("ranges") or {}).get("range") or []
+             for port in range(int(span["begin"]), int(span["end"]) + 1)]
+    return dict(Resources(resources).scalars()), ports
 
 
 class DockyardExecutor(Executor):
@@ -172,14 +173,17 @@ class DockyardExecutor(Executor):
         except ValueError as error:
             self._status(task_id, "TASK_FAILED", f"Invalid task: {error}", "REASON_TASK_INVALID", None)
             return
-        scalars, ports = flat_resources(task.get("resources") or [])
+        scalars, ports = task_resources(task.get("resources") or [])
         env = task_environment(self.environ)
         env.update({"MESOS_SANDBOX": str(sandbox), "MESOS_TASK_ID": task_id})
         if task_id != self.executor_id:
             env["MESOS_DIRECTORY"] = str(sandbox)
+        from executor.containers.records import new_container_id
+
         spec = LaunchSpec(task_id=task_id, command=command, env=env, sandbox=sandbox, resources=scalars,
                           ports=ports, container=container, work_dir=self.work_dir,
-                          user=command.get("user") or self.framework_user)
+                          user=command.get("user") or self.framework_user,
+                          container_id=new_container_id(self.work_dir, task_id))
         try:
             launcher = self.launcher(spec)
         except Exception as error:  # no launcher for this container: fail the task, keep serving
@@ -192,12 +196,13 @@ class DockyardExecutor(Executor):
                             send_starting=(self.single_task or bool(spec.command.get("uris"))
                                            or has_image(spec.container)))
         runner.checkers = list(self.checkers(task, runner))
-        # -- health checks (issue 4, services engineer): the task's Mesos HealthCheck joins the
-        # runner's status-checker chain; it reports health changes and kills after too many failures.
+        # The task's Mesos HealthCheck joins the runner's status-checker chain: it reports
+        # health changes and kills after too many failures.
         try:
-            from executor.health import checkers_for
+            from executor.health import check_checkers, checkers_for
 
             runner.checkers.extend(checkers_for(task.get("health_check"), runner))
+            runner.checkers.extend(check_checkers(task.get("check"), runner))
         except ValueError as error:
             self._status(task_id, "TASK_FAILED", f"Invalid health check: {error}", "REASON_TASK_INVALID", None)
             return
@@ -210,13 +215,13 @@ class DockyardExecutor(Executor):
         runner.start()
 
     def _notify(self, runner: TaskRunner, state: str, message: str | None, reason: str | None,
-                healthy: bool | None) -> None:
-        self._status(runner.task_id, state, message, reason, healthy)
+                healthy: bool | None, check_status: dict | None = None) -> None:
+        self._status(runner.task_id, state, message, reason, healthy, check_status)
         if state in TERMINAL:
             self._task_ended(runner, state)
 
     def _status(self, task_id: str, state: str, message: str | None, reason: str | None,
-                healthy: bool | None) -> None:
+                healthy: bool | None, check_status: dict | None = None) -> None:
         relative = os.path.relpath(self.task_sandbox(task_id), self.sandbox)
         status: dict[str, Any] = {
             "task_id": {"value": task_id}, "state": state, "source": "SOURCE_EXECUTOR",
@@ -229,10 +234,24 @@ class DockyardExecutor(Executor):
             status["reason"] = reason
         if healthy is not None:
             status["healthy"] = healthy
+        if check_status is not None:
+            status["check_status"] = check_status
+        container = self._container_id(task_id)
+        if container is not None:
+            status["container_status"] = {"container_id": container}
         try:
             self.driver.sendStatusUpdate(status)
         except Exception:
             log.exception("status update %s for %s refused", state, task_id)
+
+    def _container_id(self, task_id: str) -> dict | None:
+        """The task's ContainerID, nested in this executor's own (as Mesos's default executor names
+        its tasks' containers): what a debug session is launched under (docs/exec.md)."""
+        runner = self.runners.get(task_id)
+        parent = getattr(self.driver, "container_id", None)
+        if runner is None or not runner.spec.container_id or not parent or not parent.get("value"):
+            return None
+        return {"value": runner.spec.container_id, "parent": {"value": str(parent["value"])}}
 
     def _task_ended(self, runner: TaskRunner, state: str) -> None:
         with self.lock:

@@ -23,7 +23,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from executor.containers.launcher import teardown, work_tag
+from executor.containers.records import teardown, work_tag
 from executor.containers.rootfs import mounts_under, unmount
 from executor.containers.runtime import RUNTIMES, Runtime
 from executor.containers.state import read_json

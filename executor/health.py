@@ -1,4 +1,4 @@
-"""Health checks run next to the task: MESOS_HTTP, MESOS_TCP and COMMAND (standard library).
+"""Health checks and Mesos checks run next to the task: HTTP, TCP and COMMAND (standard library).
 
 A check is a callable returning `(healthy, reason)`; an exception it raises counts
 as unhealthy with the exception as the reason. `HealthChecker` runs one check on
@@ -11,16 +11,25 @@ failures reach the limit (0 = never kill).
 Failures during the grace period do not count, until the first success ends it
 (Mesos's rule: a slow starter is not killed for being slow).
 
+A Mesos check (TaskInfo.check, Marathon's app `check`) only reports: `MesosChecker`
+runs it after its delay, every interval, and sends each new result as a
+TASK_RUNNING status with `check_status` (REASON_TASK_CHECK_STATUS_UPDATED), as
+Mesos's checker does: an HTTP status code, whether a TCP connection opened, a
+command's exit code; no result when it could not tell (a timeout, no answer).
+
 A COMMAND check of a task with an image runs inside the task's container (`runc
-exec`), as Mesos runs it; of a command task, on the host in its sandbox. An HTTP or
-TCP check of a container with its own network (`none`: loopback only) probes from
-inside that network namespace, as Mesos's checker enters the task's; with host
-networking the host's loopback is the task's.
+exec`), as Mesos runs it; of a command task, on the host in its sandbox, inside the
+task's PID and mount namespaces when it has them (the default), so a check reads no
+more of /proc than its task. An HTTP or TCP check of a container with its own network
+(`none`: loopback only) probes from inside that network namespace, as Mesos's checker
+enters the task's; with host networking the host's loopback is the task's.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -64,21 +73,37 @@ def tcp_check(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> Chec
 
 
 def command_check(command: str, env: dict[str, str] | None = None, timeout: float = 20.0,
-                  cwd: str | None = None, user: str | None = None) -> Check:
+                  cwd: str | None = None, user: str | None = None, task: Callable[[], Any] | None = None) -> Check:
     """Healthy when the shell command exits 0 within `timeout` seconds; run as the task's `user`,
-    as Mesos runs a check: a spec's check may do no more than its task."""
+    as Mesos runs a check: a spec's check may do no more than its task.
+
+    With `task` (the running host task, anything with `enter_argv`) the command runs inside
+    the task's PID and mount namespaces when it has them, so the check sees the task's
+    processes and /proc, never the host's. On a timeout its whole process group is killed.
+    """
     from executor.host import identity
 
     def check() -> tuple[bool, str]:
+        argv, switch = ["/bin/sh", "-c", command], identity(user)
+        target = task() if task is not None else None
+        entered = target.enter_argv(argv, user, cwd) if hasattr(target, "enter_argv") else None
+        if entered is not None:
+            argv, switch = entered, {}  # nsenter joins as root, then setpriv switches
+        child = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, start_new_session=True, **switch)
         try:
-            done = subprocess.run(["/bin/sh", "-c", command], env=env, cwd=cwd, timeout=timeout,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **identity(user))
+            _, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            child.communicate()
             return False, f"command timed out after {timeout:g}s"
-        if done.returncode == 0:
+        if child.returncode == 0:
             return True, "command exited 0"
-        error = done.stderr.decode(errors="replace").strip()[-200:]
-        return False, f"command exited {done.returncode}" + (f": {error}" if error else "")
+        error = stderr.decode(errors="replace").strip()[-200:]
+        return False, f"command exited {child.returncode}" + (f": {error}" if error else "")
     return check
 
 
@@ -236,13 +261,15 @@ class HealthChecker:
 
 def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, str] | None = None,
                 cwd: str | None = None, container: Callable[[], Any] | None = None,
-                network_pid: Callable[[], int | None] | None = None, user: str | None = None) -> Check:
+                network_pid: Callable[[], int | None] | None = None, user: str | None = None,
+                task: Callable[[], Any] | None = None) -> Check:
     """A Mesos HealthCheck JSON as a check callable (`port_index` resolved against `ports`).
 
     With `container` (the task runs in one; see `container_command_check`) a COMMAND check
-    runs inside it; otherwise on the host, in `cwd` with `env`, as `user`, next to the task. With
-    `network_pid` (the container has a network of its own) HTTP and TCP checks probe
-    from inside the network namespace of that process.
+    runs inside it; otherwise on the host, in `cwd` with `env`, as `user`, next to the task
+    `task()` and in its namespaces (see `command_check`). With `network_pid` (the container
+    has a network of its own) HTTP and TCP checks probe from inside the network namespace
+    of that process.
     """
     kind = str(health_check.get("type", "")).upper()
     timeout = float(health_check.get("timeout_seconds", 20.0))
@@ -271,26 +298,32 @@ def build_check(health_check: dict[str, Any], ports: list[int], env: dict[str, s
                for item in (command.get("environment") or {}).get("variables") or []}
         if container is not None:
             return container_command_check(command.get("value", "true"), container, own, timeout)
-        return command_check(command.get("value", "true"), {**(env or os.environ), **own}, timeout, cwd, user)
+        return command_check(command.get("value", "true"), {**(env or os.environ), **own}, timeout, cwd, user, task)
     raise ValueError(f"unsupported health check type {kind!r}")
+
+
+def _where_checks_run(runner: Any) -> dict[str, Any]:
+    """Where a task's checks run (the arguments `build_check` and `build_mesos_check` share): a
+    task with an image has its COMMAND checks run in its container (runner.process, once started),
+    its HTTP and TCP checks in its network when it has one of its own."""
+    from executor.containers.launcher import network_mode
+    from framework.isolation import has_image
+
+    spec = runner.spec
+    container = (lambda: runner.process) if has_image(spec.container) else None
+    network_pid = None
+    if container is not None and network_mode(spec.container) == "none":
+        network_pid = lambda: getattr(runner.process, "pid", 0) or None  # noqa: E731
+    return {"ports": list(spec.ports), "env": dict(spec.env), "cwd": str(spec.sandbox), "container": container,
+            "network_pid": network_pid, "user": getattr(spec, "user", None) or spec.command.get("user"),
+            "task": None if container is not None else (lambda: runner.process)}
 
 
 def checkers_for(health_check: dict[str, Any] | None, runner: Any) -> list[HealthChecker]:
     """The status checkers a task's HealthCheck asks for, reporting through the runner."""
     if not health_check:
         return []
-    from executor.launcher import has_image
-
-    from executor.containers.launcher import network_mode
-
-    spec = runner.spec
-    # A task with an image has its COMMAND check run in its container (runner.process, once started).
-    container = (lambda: runner.process) if has_image(spec.container) else None
-    network_pid = None
-    if container is not None and network_mode(spec.container) == "none":
-        network_pid = lambda: getattr(runner.process, "pid", 0) or None  # noqa: E731
-    check = build_check(health_check, list(spec.ports), dict(spec.env), str(spec.sandbox), container,
-                        network_pid, getattr(spec, "user", None) or spec.command.get("user"))
+    check = build_check(health_check, **_where_checks_run(runner))
 
     def report(healthy: bool, reason: str) -> None:
         if runner.state == RUNNING:
@@ -303,3 +336,137 @@ def checkers_for(health_check: dict[str, Any] | None, runner: Any) -> list[Healt
         delay_seconds=float(health_check.get("delay_seconds", 0.0)),
         max_failures=int(health_check.get("consecutive_failures", 3)),
     )]
+
+
+# -- Mesos checks (CheckInfo): results reported, never a kill -------------------------------------
+
+CHECK_REASON = "REASON_TASK_CHECK_STATUS_UPDATED"
+
+
+def http_status(port: int, path: str = "/", timeout: float = 20.0, host: str = "127.0.0.1") -> tuple[bool, Any]:
+    """Mesos's HTTP check result: the status code of any answer; none when nothing answered."""
+    url = f"http://{host}:{port}{path if path.startswith('/') else '/' + path}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "dockyard-check"}),
+                                    timeout=timeout) as response:
+            return True, {"status_code": response.status}
+    except urllib.error.HTTPError as error:
+        return True, {"status_code": error.code}
+    except OSError:
+        return True, {}
+
+
+def tcp_status(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> tuple[bool, Any]:
+    """Mesos's TCP check result: whether a connection opened."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, {"succeeded": True}
+    except OSError:
+        return True, {"succeeded": False}
+
+
+def _exit_code(reason: str, healthy: bool) -> dict[str, Any]:
+    """A COMMAND check's result from `command_check`'s answer: its exit code; none on a timeout."""
+    if healthy:
+        return {"exit_code": 0}
+    found = re.match(r"command exited (-?\d+)", reason)
+    return {"exit_code": int(found.group(1))} if found else {}
+
+
+def build_mesos_check(check: dict[str, Any], ports: list[int], env: dict[str, str] | None = None,
+                      cwd: str | None = None, container: Callable[[], Any] | None = None,
+                      network_pid: Callable[[], int | None] | None = None, user: str | None = None,
+                      task: Callable[[], Any] | None = None) -> Callable[[], dict[str, Any]]:
+    """A Mesos CheckInfo JSON as a callable answering its CheckStatusInfo, run where `build_check`
+    runs the same kind of health check. A port given as `port_index` is resolved against `ports`."""
+    kind = str(check.get("type", "")).upper()
+    timeout = float(check.get("timeout_seconds", 20.0))
+    probe: Callable[[], tuple[bool, Any]]
+    if kind in ("HTTP", "TCP"):
+        target = check.get(kind.lower()) or {}
+        port = int(target.get("port") or 0) or (ports[int(target.get("port_index", 0))]
+                                               if int(target.get("port_index", 0)) < len(ports) else 0)
+        if kind == "HTTP":
+            probe = lambda: http_status(port, target.get("path", "/"), timeout)  # noqa: E731
+        else:
+            probe = lambda: tcp_status(port, timeout)  # noqa: E731
+        if network_pid is not None:
+            probe = in_network_of(probe, network_pid)
+    elif kind == "COMMAND":
+        info = (check.get("command") or {}).get("command") or {}
+        line = info.get("value", "true") if info.get("shell", True) else shlex.join(info.get("arguments") or [])
+        own = {v["name"]: str(v.get("value", "")) for v in (info.get("environment") or {}).get("variables") or []}
+        run = (container_command_check(line, container, own, timeout) if container is not None
+               else command_check(line, {**(env or os.environ), **own}, timeout, cwd, user, task))
+
+        def exit_code() -> tuple[bool, Any]:
+            healthy, reason = run()
+            return True, _exit_code(reason, healthy)
+        probe = exit_code
+    else:
+        raise ValueError(f"unsupported check type {kind!r}")
+
+    def status() -> dict[str, Any]:
+        try:
+            _, result = probe()
+        except Exception:  # a check that cannot run has no result
+            result = {}
+        return {"type": kind, kind.lower(): result if isinstance(result, dict) else {}}
+    return status
+
+
+class MesosChecker:
+    """Runs a Mesos check on its own thread (delay, then every interval) and reports each change
+    of its result, as Mesos's checker does; a link of the runner's chain that never kills."""
+
+    def __init__(self, check: Callable[[], dict[str, Any]], *, report: Callable[[dict[str, Any]], None],
+                 delay_seconds: float = 15.0, interval_seconds: float = 10.0) -> None:
+        self.check = check
+        self.report = report
+        self.delay_seconds = delay_seconds
+        self.interval_seconds = max(interval_seconds, 0.05)
+        self.last: dict[str, Any] | None = None
+        self.checked = threading.Event()  # set after every check (tests wait on it)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def status(self) -> Verdict | None:
+        if self._thread is None:  # the runner polls once the task runs: start checking then
+            self._thread = threading.Thread(target=self._loop, name="check", daemon=True)
+            self._thread.start()
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        if self._stop.wait(self.delay_seconds):
+            return
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self.interval_seconds)
+
+    def run_once(self) -> None:
+        result = self.check()
+        if result != self.last:
+            self.last = result
+            try:
+                self.report(result)
+            except Exception:
+                log.exception("reporting a check result failed")
+        self.checked.set()
+
+
+def check_checkers(check: dict[str, Any] | None, runner: Any) -> list[MesosChecker]:
+    """The checker a task's Mesos CheckInfo asks for, reporting through the runner as TASK_RUNNING
+    with `check_status` (REASON_TASK_CHECK_STATUS_UPDATED)."""
+    if not check:
+        return []
+    probe = build_mesos_check(check, **_where_checks_run(runner))
+
+    def report(result: dict[str, Any]) -> None:
+        if runner.state == RUNNING:
+            runner.notify(runner, RUNNING, None, CHECK_REASON, None, check_status=result)
+
+    return [MesosChecker(probe, report=report, delay_seconds=float(check.get("delay_seconds", 15.0)),
+                         interval_seconds=float(check.get("interval_seconds", 10.0)))]

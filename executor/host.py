@@ -9,6 +9,8 @@ on the executor's start-up path.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import pwd
 import select
@@ -16,12 +18,15 @@ import signal
 import subprocess
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Iterator
 
-from executor.launcher import ExitInfo, LaunchSpec, command_env
+from executor.containers.gpus import GpuClaim, claim as claim_gpus
+from executor.launcher import ExitInfo, LaunchSpec, command_env, exit_info
+from framework.isolation import Isolators
 from framework.proctree import descendants, statistics
+
+log = logging.getLogger(__name__)
 
 # Launches under way at once. A burst of tasks started all together makes every one of
 # them late (each fork, exec and cgroup creation competes with all the others); a few at
@@ -39,26 +44,14 @@ def command_argv(command: dict) -> tuple[str, list[str]]:
     return value, list(command.get("arguments") or [value])
 
 
-
-def exit_info(status: int) -> ExitInfo:
-    """Translate a Popen return code (negative = signal) into the Mesos wording."""
-    if status < 0:
-        number = -status
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = str(number)
-        return ExitInfo(None, number, None, f"Command terminated with signal {name}")
-    return ExitInfo(status, None, None, f"Command exited with status {status}")
-
-
 class HostProcess:
     """A running host task: its leader's Popen plus the process group it leads."""
 
-    def __init__(self, popen: subprocess.Popen, isolation=None) -> None:
+    def __init__(self, popen: subprocess.Popen, isolation=None, gpu_claim: GpuClaim | None = None) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.isolation = isolation  # executor.containers.hostiso.HostIsolation, or None
+        self.gpu_claim = gpu_claim  # the agent's GPUs this task holds until it is destroyed
         self._exit: ExitInfo | None = None
         try:
             self._pidfd: int | None = os.pidfd_open(self.pid)
@@ -97,6 +90,15 @@ class HostProcess:
         if self.isolation is not None:
             self.isolation.signal(sig)  # everything in the task's cgroup
 
+    def enter_argv(self, argv: list[str], user: str | None = None, cwd: str | None = None) -> list[str] | None:
+        """How to run `argv` beside the task inside its PID and mount namespaces, as `user`
+        (a COMMAND health check); None when the task has no namespace of its own."""
+        if self.isolation is None or not self.isolation.pid_namespace:
+            return None
+        if self._exit is not None or self.popen.poll() is not None:
+            raise ProcessLookupError(f"task process {self.pid} has ended")
+        return self.isolation.enter_argv(argv, user if identity(user) else None, cwd)
+
     def stats(self) -> dict:
         if self.isolation is not None:
             return self.isolation.stats()
@@ -117,6 +119,8 @@ class HostProcess:
         self._close_pidfd()
         if self.isolation is not None:
             self.isolation.destroy()  # cgroup and record
+        if self.gpu_claim is not None:
+            self.gpu_claim.release()
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -181,16 +185,20 @@ class HostLauncher:
         switch = bool(user) and os.geteuid() == 0 and user != pwd.getpwuid(0).pw_name
         kwargs = as_user(user, spec.sandbox) if switch else {}
         isolation = None
+        gpu_claim = claim_gpus(spec.work_dir, float((spec.resources or {}).get("gpus", 0.0)))
+        if gpu_claim is not None:
+            env.update(gpu_claim.environment())
         isolators = Isolators.from_env()
-        if isolators.cgroups:
-            from executor.containers.hostiso import HostIsolation
-
-            if HostIsolation.available(isolators.pid_namespace):  # without root or cgroups: unisolated
-                isolation = HostIsolation.create(spec, isolators.pid_namespace)
-                argv, program = isolation.wrap(argv, program, user if switch else None), None
-                kwargs = {}  # setpriv switches, once the cgroups are joined
         popen = None
         try:
+            if isolators.cgroups:
+                from executor.containers.hostiso import HostIsolation
+
+                if HostIsolation.available():  # without root or cgroups: unisolated
+                    isolation = HostIsolation.create(spec, isolators.pid_namespace and _namespace_possible(),
+                                                     user=user if switch else None, gpu_claim=gpu_claim)
+                    argv, program = isolation.wrap(argv, program, user if switch else None), None
+                    kwargs = {}  # setpriv switches, once the cgroups are joined
             with open(Path(spec.sandbox) / "stdout", "ab") as out, \
                     open(Path(spec.sandbox) / "stderr", "ab") as err:
                 with unblocked_signals():
@@ -204,52 +212,21 @@ class HostLauncher:
                     popen.kill()
                     popen.wait()
                 isolation.destroy()
+            if gpu_claim is not None:
+                gpu_claim.release()
             raise
-        return HostProcess(popen, isolation)
+        return HostProcess(popen, isolation, gpu_claim)
 
 
-@dataclass(frozen=True)
-class Isolators:
-    """What a command task without an image gets, from the agent's `--isolation` (Mesos's names).
+@functools.lru_cache(maxsize=1)
+def _namespace_possible() -> bool:
+    """Whether this host has what a task's PID namespace needs; said once in the log when not,
+    since its tasks then share the host's /proc."""
+    from executor.containers.hostiso import HostIsolation
 
-    `cgroups/cpu,cgroups/mem` (the default): its own cgroups, with the task's cpus, mem,
-    pids and disk limits and OOM/disk limitation reasons. `namespaces/pid` adds a PID
-    namespace with its own /proc, under an init (the cost: two more execs and a
-    namespace per task). `posix/cpu,posix/mem` (Mesos's own default): a plain process
-    group. Tasks with an image always run in a full container whatever this says;
-    `namespaces/user` is for them only: their root is an unprivileged host user
-    (executor/containers/userns.py).
-    """
-
-    cgroups: bool = True
-    pid_namespace: bool = False
-    user_namespace: bool = False
-
-    DEFAULT: ClassVar[str] = "cgroups/cpu,cgroups/mem"
-    CGROUPS: ClassVar[tuple[str, ...]] = ("cgroups/cpu", "cgroups/mem", "cgroups/pids", "cgroups/all")
-    # accepted as Mesos spells them; in dockyard these are always on (disk/du, image containers)
-    # or only measure (posix/*)
-    ALWAYS: ClassVar[tuple[str, ...]] = ("posix/cpu", "posix/mem", "posix/disk", "disk/du", "filesystem/linux",
-                                         "filesystem/posix", "docker/runtime")
-
-    @classmethod
-    def parse(cls, text: str) -> "Isolators":
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        known = (*cls.CGROUPS, "namespaces/pid", "namespaces/user", *cls.ALWAYS)
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise ValueError(f"unknown isolator {unknown[0]!r} (known here: {', '.join(known)})")
-        found = cls(cgroups=any(name in cls.CGROUPS for name in names), pid_namespace="namespaces/pid" in names,
-                    user_namespace="namespaces/user" in names)
-        if found.pid_namespace and not found.cgroups:
-            raise ValueError("namespaces/pid needs a cgroups/ isolator too: the task's cgroup is how its "
-                             "processes are found, limited and killed")
-        return found
-
-    @classmethod
-    def from_env(cls) -> "Isolators":
-        """The agent's --isolation, which executors inherit as DOCKYARD_ISOLATION (checked there)."""
-        try:
-            return cls.parse(os.environ.get("DOCKYARD_ISOLATION", cls.DEFAULT))
-        except ValueError:
-            return cls.parse(cls.DEFAULT)
+    missing = HostIsolation.missing_for_namespace()
+    if missing:
+        log.warning("no PID namespace for host tasks: %s missing (util-linux, Debian's tini); they share "
+                    "the host's /proc, where a task can read the environment of another of its user",
+                    ", ".join(missing))
+    return not missing

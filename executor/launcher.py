@@ -1,10 +1,14 @@
 """The seam between running a task (task_runner) and isolating it (a launcher).
 
 The task runner drives a task's states; a launcher starts its process, either on
-the host (a command task) or inside a layered container (a task with an image).
+the host (a command task, executor/host.py) or inside a layered container (a task
+with an image, executor/containers/launcher.py); executor/launchers.py picks one.
+This module is what both sides share, and imports no launcher: what a launch is
+given, how an exit is reported, the environment a task starts from.
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +28,9 @@ class LaunchSpec:
     # command task runs as it and the fetcher opens local files as it; a container's process runs
     # as CommandInfo.user, else as its image's user. None: as the executor.
     user: str | None = None
+    # The id of the task's container (executor/containers/records.py), chosen before the launch so
+    # that every status of the task names it, TASK_STARTING included. None: the launcher picks one.
+    container_id: str | None = None
 
 
 @dataclass
@@ -54,25 +61,24 @@ class Launcher(Protocol):
     def launch(self, spec: LaunchSpec) -> Running: ...
 
 
-def has_image(container: dict | None) -> bool:
-    """True when a ContainerInfo names an image (MESOS `mesos.image` or DOCKER `docker.image`)."""
-    if not container:
-        return False
-    return bool((container.get("mesos") or {}).get("image") or (container.get("docker") or {}).get("image"))
+def exit_info(status: int) -> ExitInfo:
+    """A process's status as Popen gives it (negative: killed by that signal), in Mesos's words."""
+    if status < 0:
+        number = -status
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
+        return ExitInfo(None, number, None, f"Command terminated with signal {name}")
+    return ExitInfo(status, None, None, f"Command exited with status {status}")
 
 
-def launcher_for(spec: LaunchSpec) -> Launcher:
-    """The container launcher for a task with an image, the host launcher otherwise.
-
-    Imports are lazy: a command task never pays for the container machinery.
-    """
-    if has_image(spec.container):
-        from executor.containers.launcher import ContainerLauncher  # type: ignore[import-not-found]
-
-        return ContainerLauncher()
-    from executor.host import HostLauncher
-
-    return HostLauncher()
+def describe_exit(status: int) -> ExitInfo:
+    """The status of a task run under an init (tini, a runtime), in Mesos's words: above 128
+    it is how the init says its child died of signal status-128."""
+    if status > 128 and status - 128 < 65:
+        return exit_info(128 - status)
+    return exit_info(status)
 
 
 # What a task never inherits from its executor: the executor's token for the agent

@@ -252,3 +252,22 @@ async def read_body(receive: Receive, max_bytes: int = DEFAULT_MAX_BYTES) -> byt
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def accepts(header: str | None, media: str) -> bool:
+    """libprocess's `Request::acceptsMediaType`: no header accepts anything; `*/*`, `type/*`, q>0."""
+    if header is None or not header.strip():
+        return True
+    kind = media.split("/")[0]
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        quality = 1.0
+        for param in fields[1:]:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        if quality > 0 and fields[0].lower() in (media, f"{kind}/*", "*/*"):
+            return True
+    return False

@@ -6,12 +6,31 @@ class DockyardError(Exception):
     """Base of every error dockyard raises on purpose."""
 
 
+class NotFound(DockyardError):
+    """What a request names does not exist: an app, a job, a run, a secret (404)."""
+
+
+class Conflict(DockyardError):
+    """A request clashes with the current state: an id taken, an object still in use (409)."""
+
+
+class Forbidden(DockyardError):
+    """The caller may not do this (403); `details` names the refused fields when there are any."""
+
+    def __init__(self, message: str, details: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class MesosError(DockyardError):
     """A Mesos API call failed or the master answered with an error."""
 
 
 class SpecError(DockyardError):
-    """A job or app spec is invalid; `field` names the offending path (rendered as 422)."""
+    """A job or app spec is invalid; `field` names the offending path (rendered as 422), and
+    `details`, when set, every offending path (Marathon's `[{"path", "errors"}]`)."""
+
+    details: list[dict] | None = None
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -40,8 +59,8 @@ class StoreError(DockyardError):
     """State could not be read or written."""
 
 
-class ConflictError(StoreError):
-    """A versioned write lost a race: somebody else wrote first."""
+class ConflictError(StoreError, Conflict):
+    """A versioned write lost a race: somebody else wrote first (a conflict, not an outage)."""
 
 
 class LeadershipError(DockyardError):

@@ -23,6 +23,21 @@ def _stat_fields(pid: int | str) -> list[bytes] | None:
     return stat[stat.rfind(b")") + 2:].split()
 
 
+def start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat field 22): with
+    the pid it names one process, whatever later reuses the number. None when the process is
+    gone or a zombie (its pid names nothing that runs)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def same_process(pid: int, start: int | None) -> bool:
+    """Whether `pid` runs and is still the process that `start_time` saw start at `start`."""
+    return start is not None and start_time(pid) == start
+
+
 def descendants(root: int) -> list[int]:
     """Every live descendant of `root`, including those that left its process group."""
     children: dict[int, list[int]] = {}

@@ -1,4 +1,4 @@
-"""What every part of a running scheduler shares, built once by `scheduler.main`.
+"""What every part of a running scheduler shares, built once by `scheduler.lifecycle`.
 
 Handlers and workloads receive this instead of importing globals, so a test
 can build a context around a real store and a driver of its choosing.
@@ -9,11 +9,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from framework.mesos.scheduler import MesosSchedulerDriver
 from framework.store import Store
 from scheduler.core import Core
 from scheduler.events import EventBus
+from scheduler.jobs.manager import JobManager
 from scheduler.limits import Limits
+from scheduler.secrets.store import SecretsOff, SecretStore
 from scheduler.security import SchedulerSecurity
+from scheduler.services.manager import ServiceManager
 
 
 @dataclass
@@ -47,8 +51,9 @@ class Context:
     core: Core
     events: EventBus
     clock: Callable[[], float] = time.time
-    jobs: Any = None        # scheduler.jobs.manager.JobManager
-    services: Any = None    # scheduler.services.ServiceManager, when present
-    driver: Any = None
-    secrets: Any = None     # scheduler.secrets: SecretStore, or SecretsOff without a key file
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Each None only in a context a test builds without it; scheduler/lifecycle.py sets them all.
+    jobs: JobManager | None = None
+    services: ServiceManager | None = None
+    driver: MesosSchedulerDriver | None = None
+    secrets: SecretStore | SecretsOff | None = None   # SecretsOff without a key file
+    extras: dict[str, Any] = field(default_factory=dict)  # per-route helpers made on first use

@@ -1,4 +1,5 @@
-"""An in-process event bus with Marathon's event types, feeding `/v2/events` (SSE).
+"""An in-process event bus, feeding the SSE streams (scheduler/api/sse.py): Marathon's event
+types on `/v2/events`, and the jobs manager's own bus on `/v1/events`.
 
 Publishers (the core, services, jobs) call `publish` from any thread; each
 subscriber gets its own bounded queue, so a slow SSE client drops its own

@@ -5,7 +5,7 @@ down: an app of a million instances grew it past 24 GB, a 50 MB body or 10,000
 levels of JSON nesting were read and parsed whole, forty event-stream clients
 that never read held a copy of every event, and slow connections held file
 descriptors until none were left. The numbers are flags of `dockyard scheduler`
-(`scheduler/cli.py`); `configure` makes them the process's own before any spec
+(`scheduler/cli/scheduler.py`); `configure` makes them the process's own before any spec
 is read, so the store never holds a spec this process would refuse to load.
 """
 from __future__ import annotations

@@ -25,6 +25,7 @@ class TaskRequest:
     command: dict = field(default_factory=dict)  # Mesos CommandInfo JSON
     container: dict | None = None  # Mesos ContainerInfo JSON
     health_check: dict | None = None  # Mesos HealthCheck JSON, run by the executor
+    check: dict | None = None  # Mesos CheckInfo JSON (`port_index` until launch), run by the executor
     kill_grace_seconds: float = 3.0
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)

@@ -23,8 +23,8 @@ from typing import Iterable
 
 from starlette.requests import Request
 
+from framework.errors import Forbidden
 from framework.security.gate import principal_name
-from scheduler.api.common import ApiError
 
 FORBIDDEN = "Not Authorized to perform this action!"  # Marathon's 403 message
 
@@ -51,4 +51,4 @@ def check_run_as(request: Request, users: Iterable[tuple[str, str]]) -> None:
     """403 naming each (path, user) the caller may not run tasks as; the spec is not stored."""
     details = [{"path": path, "errors": [why]} for path, user in users if (why := refused(request, user))]
     if details:
-        raise ApiError(403, f"{FORBIDDEN} {details[0]['errors'][0]}", details)
+        raise Forbidden(f"{FORBIDDEN} {details[0]['errors'][0]}", details)

@@ -54,7 +54,7 @@ _unattributed: list[str] = []
 @pytest.fixture(autouse=True)
 def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test whose clusters or tmp_path leave task cgroups, overlay mounts or runtime
-    containers behind (issue 6). Autouse, so it is torn down after the test's own fixtures."""
+    containers behind. Autouse, so it is torn down after the test's own fixtures."""
     _unattributed.extend(leaks.take())  # left by a module-scoped cluster: reported at the end
     yield
     found = leaks.take()
@@ -66,7 +66,7 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
             found += [f"{tmp_path}: {item}" for item in own]
             leaks.clean(dirs)
     if found:
-        pytest.fail("left behind (issue 6: no orphaned containers, mounts or cgroups):\n  "
+        pytest.fail("left behind (no orphaned containers, mounts or cgroups may survive a test):\n  "
                     + "\n  ".join(found), pytrace=False)
 
 
@@ -90,7 +90,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                     found.append(f"clean-up failed: {error!r}")
     if found:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        text = "left behind by this session (issue 6):\n  " + "\n  ".join(found)
+        text = "left behind by this session:\n  " + "\n  ".join(found)
         if reporter is not None:
             reporter.write_line(text, red=True)
         else:

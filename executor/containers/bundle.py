@@ -14,10 +14,11 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from executor.containers import seccomp
-from executor.containers.policy import ContainerPolicy
+from executor.containers.gpus import Device
 from executor.containers.rootfs import secure_join
 from executor.launcher import command_env
+from framework import seccomp
+from framework.container_policy import ContainerPolicy
 from framework.errors import ContainerError
 
 SANDBOX = "/mnt/mesos/sandbox"
@@ -110,12 +111,13 @@ class IdMap:
 @dataclass(frozen=True)
 class Security:
     """How a container is confined. The defaults are the hardened ones; only the agent's
-    flags (executor.containers.policy) loosen them."""
+    flags (framework/container_policy.py) loosen them."""
 
-    seccomp: str = "default"  # "default", "unconfined" or a profile file (executor.containers.seccomp)
+    seccomp: str = "default"  # "default", "unconfined" or a profile file (framework.seccomp)
     privileged: bool = False  # every capability, every device, no seccomp, no masked paths
     id_map: IdMap | None = None  # a user namespace (--isolation namespaces/user)
     pids_limit: int = 4096
+    devices: tuple[Device, ...] = ()  # host devices the container gets (its GPUs, executor/containers/gpus.py)
 
 
 @dataclass
@@ -362,8 +364,12 @@ def runtime_config(process: ProcessSpec, sandbox: Path, cgroups_path: str, volum
     linux: dict = {
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path,
-        "resources": {"devices": [{"allow": privileged, "access": "rwm"}],
+        "resources": {"devices": [{"allow": privileged, "access": "rwm"},
+                                  *({"allow": True, "type": "c", "major": d.major, "minor": d.minor, "access": "rwm"}
+                                    for d in security.devices)],
                       "pids": {"limit": security.pids_limit}},
+        "devices": [{"path": d.path, "type": "c", "major": d.major, "minor": d.minor, "fileMode": 0o666,
+                     "uid": 0, "gid": 0} for d in security.devices],
         "maskedPaths": [] if privileged else masked_paths(),
         "readonlyPaths": [] if privileged else READONLY,
     }

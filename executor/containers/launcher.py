@@ -3,53 +3,41 @@
 launch():  image (pulled if missing) -> cgroup with limits -> overlay rootfs
            (shared layers + upper dir in the sandbox) -> config.json -> `runtime run`.
 destroy(): kill -> wait -> runtime delete -> unmount -> remove cgroup -> remove
-           upper dir, bundle and state (one ordered, idempotent path, also used by
-           clean-up after a crash, from the persisted state file).
+           upper dir, bundle and state (records.teardown: one ordered, idempotent
+           path, also used by clean-up after a crash, from the persisted state file).
 A limit watcher (limits.py) turns an OOM kill or a full disk into a Mesos limitation reason.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
+import dataclasses
 import logging
 import os
-import re
-import shutil
 import signal as signals
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from executor.containers import bundle
+from executor.containers.gpus import GpuClaim, claim as claim_gpus
 from executor.containers.limits import LimitWatcher
-from executor.containers.policy import ContainerPolicy, is_privileged
-from executor.containers.rootfs import mount_overlay, pin_bind, unmount
+from executor.containers.records import new_container_id, teardown
+from executor.containers.rootfs import mount_overlay, pin_bind
 from executor.containers.runtime import Runtime, last_error
 from executor.containers.state import State, check_move, write_json
-from executor.host import Isolators
-from executor.launcher import ExitInfo, LaunchSpec
+from executor.launcher import ExitInfo, LaunchSpec, describe_exit
 from executor.secrets import SecretMount, has_secrets
-from framework.mesos.secrets import volume_secrets, without_secret_volumes
 from framework import cgroups
+from framework.container_policy import ContainerPolicy, is_privileged
 from framework.errors import ContainerError, DockyardError
+from framework.isolation import Isolators
+from framework.mesos.secrets import volume_secrets, without_secret_volumes
+from framework.proctree import start_time
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PIDS = 4096
 START_TIMEOUT = 60.0
-
-
-@functools.lru_cache(maxsize=64)
-def work_tag(work_dir: Path) -> str:
-    """A short tag of the agent's work dir in every id we make, so clean-up only takes ours."""
-    return hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:6]
-
-
-def new_container_id(work_dir: Path, task_id: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", task_id)[:32].strip("._-") or "task"
-    return f"dy-{work_tag(work_dir)}-{slug}-{uuid.uuid4().hex[:6]}"
 
 
 def pids_limit(value: object) -> int:
@@ -93,106 +81,13 @@ def network_mode(container: dict | None) -> str:
     return "host"
 
 
-def describe_exit(status: int) -> ExitInfo:
-    """The runtime's status as Mesos words it: >128 means init died of signal status-128."""
-    if status < 0:
-        number = -status
-    elif status > 128 and status - 128 < 65:
-        number = status - 128
-    else:
-        return ExitInfo(status, None, None, f"Command exited with status {status}")
-    try:
-        name = signals.Signals(number).name
-    except ValueError:
-        name = str(number)
-    return ExitInfo(None, number, None, f"Command terminated with signal {name}")
-
-
-def teardown(record: dict, wait_for: subprocess.Popen | None = None) -> None:
-    """Remove everything a container record names, in order; safe to repeat.
-
-    kill -> wait -> runtime delete -> unmount -> remove cgroup -> remove upper dir,
-    bundle and the record itself (last, so a crash half-way is retried next time).
-    """
-    errors: list[str] = []
-    group = None
-    if record.get("cgroup"):
-        spec = record["cgroup"]
-        try:
-            layout = cgroups.detect()
-            group = cgroups.Cgroup(spec["paths"], layout, [Path(p) for p in spec.get("extra", [])])
-        except DockyardError as error:
-            errors.append(str(error))
-    if group is not None and record.get("kind") != "host":  # a host task's cgroup: remove() kills if busy
-        group.kill(signals.SIGKILL)
-    runner = record.get("runner_pid")
-    if wait_for is not None:
-        try:
-            wait_for.wait(15)
-        except subprocess.TimeoutExpired:
-            wait_for.kill()
-            wait_for.wait(5)
-    elif runner and _same_process(runner, record.get("runner_start")):
-        try:
-            os.kill(runner, signals.SIGKILL)
-        except ProcessLookupError:
-            pass
-    runtime = None
-    if record.get("runtime"):
-        try:
-            runtime = Runtime(record["runtime"], Path(record["work_dir"]))
-            runtime.delete(record["id"])
-        except DockyardError as error:
-            errors.append(str(error))
-    directory = Path(record["dir"])
-    if record.get("kind") != "host":  # a host task mounts nothing of its own
-        try:
-            unmount(directory)
-        except DockyardError as error:
-            errors.append(str(error))
-    if group is not None:
-        try:
-            group.remove()
-        except DockyardError as error:
-            errors.append(str(error))
-    if record.get("upper_root"):
-        shutil.rmtree(record["upper_root"], ignore_errors=True)
-    if errors:
-        raise ContainerError(f"clean-up of {record['id']} incomplete: {'; '.join(errors)}")
-    for child in directory.iterdir() if directory.exists() else []:
-        if child.name != "state.json":
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() and not child.is_symlink() \
-                else child.unlink(missing_ok=True)
-    (directory / "state.json").unlink(missing_ok=True)
-    try:
-        directory.rmdir()  # emptied above: one call, where rmtree would list it again
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-        return data[data.rfind(b")") + 2:].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _same_process(pid: int, start: str | None) -> bool:
-    """The pid is alive and is still the process we started (PID reuse guard)."""
-    return start is not None and _start_time(pid) == start
-
-
 class Container:
     """A running container (the `Running` protocol)."""
 
     def __init__(self, spec: LaunchSpec, runtime_name: str = "runc") -> None:
         self.spec = spec
         self.work_dir = Path(spec.work_dir)
-        self.id = new_container_id(self.work_dir, spec.task_id)
+        self.id = spec.container_id or new_container_id(self.work_dir, spec.task_id)
         self.dir = self.work_dir / "containers" / self.id
         self.bundle = self.dir / "bundle"
         self.rootfs = self.bundle / "rootfs"
@@ -210,6 +105,7 @@ class Container:
         self.image = None
         self.layers: list[str] = []
         self._exit: ExitInfo | None = None
+        self.gpu_claim: GpuClaim | None = None  # the agent's GPUs it holds (ContainerLauncher.launch)
         self._lock = threading.RLock()
         self._record: dict = {}
 
@@ -272,7 +168,8 @@ class Container:
             from executor.containers import userns
 
             id_map = userns.id_map()
-        return bundle.Security(policy.seccomp, privileged, id_map, pids_limit(extension.get("pids_limit")))
+        devices = tuple(self.gpu_claim.devices) if self.gpu_claim is not None else ()
+        return bundle.Security(policy.seccomp, privileged, id_map, pids_limit(extension.get("pids_limit")), devices)
 
     def _prepare(self, layer_dirs: list[Path]) -> None:
         resources = self.spec.resources or {}
@@ -349,7 +246,7 @@ class Container:
         with open(sandbox / "stdout", "ab") as out, open(sandbox / "stderr", "ab") as err:
             self.popen = self.runtime.run(self.id, self.config_dir, out, err, pid_file, log)
         self._record["runner_pid"] = self.popen.pid
-        self._record["runner_start"] = _start_time(self.popen.pid)
+        self._record["runner_start"] = start_time(self.popen.pid)
         deadline = time.monotonic() + START_TIMEOUT
         delay = 0.0005
         while True:
@@ -442,6 +339,8 @@ class Container:
             self._save()
             teardown(self._record, wait_for=self.popen)
             self._move(State.DESTROYED)
+            if self.gpu_claim is not None:
+                self.gpu_claim.release()
 
 
 class ContainerLauncher:
@@ -463,4 +362,14 @@ class ContainerLauncher:
                    or os.environ.get("DOCKYARD_RUNTIME") or "runc")
         Path(spec.sandbox).mkdir(parents=True, exist_ok=True)
         store = ImageStore(spec.work_dir, budget_bytes=self.budget_bytes, registry=RegistrySource.from_env())
-        return Container(spec, runtime).start(store)
+        gpu_claim = claim_gpus(spec.work_dir, float((spec.resources or {}).get("gpus", 0.0)))
+        if gpu_claim is not None:
+            spec = dataclasses.replace(spec, env={**spec.env, **gpu_claim.environment()})
+        container = Container(spec, runtime)
+        container.gpu_claim = gpu_claim
+        try:
+            return container.start(store)
+        except BaseException:
+            if gpu_claim is not None:
+                gpu_claim.release()
+            raise

@@ -7,9 +7,11 @@
 
 What it is not: no RUN steps (nothing executes at build time), no cache, and the
 layers sit in memory while the image is written, so it is meant for images of a
-few hundred MB at most. Layers hold exactly what they are given; the same input
-gives the same digests. Entries the store would refuse (device nodes, sockets)
-are refused here, by name, rather than shipped.
+few hundred MB at most. Dockerfiles are built by `executor/images/dockerfile/`
+(docs/images.md), which shares this module's constants and `BuildError`. Layers
+hold exactly what they are given; the same input gives the same digests. Entries
+the store would refuse (device nodes, sockets) are refused here, by name, rather
+than shipped.
 
 Debian's `busybox-static` gives a complete userland in one static binary, which
 is what `busybox_entries` lays out: /bin/busybox, a symlink per applet, a root

@@ -14,141 +14,32 @@ import logging
 import os
 import shlex
 import shutil
-import signal
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.containers.policy import ContainerPolicy
 from framework.local import checkpoint, sandbox
 from framework.local.agent_link import VERSION, MasterAccess, MasterLink
+from framework.local.agent_model import (
+    COMPLETED_KEPT, AgentConfig, ExecutorCallError, ExecutorRecord, FrameworkRecord, TaskRecord, event,
+    raw_wait_status,
+)
+from framework.local.agent_processes import (
+    ContainerReaper, containers_in, kill_processes_in, kill_sandbox_processes, task_sandbox,
+)
 from framework.local.agent_security import AgentSecurity, verify_executor_claims
+from framework.local.nested import NestedContainers
 from framework.local.master_security import executor_user
-from framework.mesos import recordio
-from framework.mesos.messages import TERMINAL_STATES, dumps, new_uuid
-from framework.mesos.resources import Resources, attribute_value
+from framework.mesos.messages import TERMINAL_STATES, new_uuid
+from framework.mesos.processio import invalid_container_id, root_value
 from framework.mesos.secrets import checkpointed
-from framework.proctree import descendants, kill_tree, statistics
+from framework.proctree import kill_tree, same_process, start_time
 from framework.security.authn import Principal
 
 log = logging.getLogger(__name__)
 
-COMPLETED_KEPT = 200  # completed tasks/executors/frameworks kept for /state
 UPDATES_COMPACT_LINES = 10000  # status.updates lines before acknowledged ones are dropped
-_SCRIPT = Path(__file__).resolve().parents[2] / "dockyard.py"
-
-
-def dockyard_argv(*args: str) -> list[str]:
-    """argv running `dockyard ARGS` with this Python, from this checkout when there is one."""
-    if _SCRIPT.exists():
-        return [sys.executable, str(_SCRIPT), *args]
-    return [sys.executable, "-m", "dockyard", *args]
-
-
-@dataclass
-class AgentConfig:
-    master: str
-    ip: str = "127.0.0.1"
-    port: int = 5051
-    work_dir: Path = Path("/tmp/dockyard-agent")
-    resources: Resources = field(default_factory=Resources)
-    attributes: list[dict] = field(default_factory=list)
-    hostname: str = "localhost"
-    executor_command: list[str] = field(default_factory=lambda: dockyard_argv("executor"))
-    registration_timeout: float = 60.0  # --executor-registration-timeout
-    reregistration_timeout: float = 5.0  # --executor-reregistration-timeout (after agent restart)
-    shutdown_grace: float = 5.0  # --executor-shutdown-grace-period
-    recovery_timeout: float = 900.0
-    subscription_backoff_max: float = 2.0
-    cleanup: bool = True
-    # A task its executor reported terminal must be gone this many seconds later; what is
-    # left of it (processes, container) is destroyed then.
-    terminal_task_grace: float = 3.0
-    security: AgentSecurity = field(default_factory=AgentSecurity)
-    # What container tasks may ask for (--allowed-host-paths, --allow-privileged, --seccomp-profile).
-    container_policy: ContainerPolicy = field(default_factory=ContainerPolicy)
-
-
-@dataclass
-class TaskRecord:
-    info: dict
-    framework_id: str
-    executor_id: str
-    state: str = "TASK_STAGING"
-    delivered: bool = False  # LAUNCH sent to the executor
-    checkpointed: bool = False  # task.json written; later states go to task.updates
-    statuses: list[dict] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.info["task_id"]["value"]
-
-
-@dataclass
-class ExecutorRecord:
-    info: dict
-    framework_id: str
-    container_id: str
-    directory: Path
-    command_executor: bool
-    launched: float = field(default_factory=time.time)
-    process: asyncio.subprocess.Process | None = None
-    pid: int | None = None  # the executor's pid (also for one recovered after an agent restart)
-    stream: asyncio.Queue | None = None  # events to the subscribed executor; None: not subscribed
-    queued: list[dict] = field(default_factory=list)  # LAUNCH / LAUNCH_GROUP events awaiting SUBSCRIBE
-    tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    completed: collections.deque = field(default_factory=lambda: collections.deque(maxlen=COMPLETED_KEPT))
-    terminating: str | None = None  # why the agent is ending it (a Mesos reason), if it is
-    terminated: bool = False
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.info["executor_id"]["value"]
-
-
-@dataclass
-class FrameworkRecord:
-    info: dict
-    executors: dict[str, ExecutorRecord] = field(default_factory=dict)
-    completed: collections.deque = field(default_factory=lambda: collections.deque(maxlen=COMPLETED_KEPT))
-
-    @property
-    def id(self) -> str:
-        return self.info["id"]["value"]
-
-    @property
-    def checkpoint(self) -> bool:
-        return bool(self.info.get("checkpoint", False))
-
-    @property
-    def partition_aware(self) -> bool:
-        return any(c.get("type") == "PARTITION_AWARE" for c in self.info.get("capabilities") or [])
-
-
-class ExecutorCallError(Exception):
-    """An executor API call the agent refuses; `status` is the HTTP answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def raw_wait_status(returncode: int) -> int:
-    """asyncio's returncode back to the raw waitpid() value Mesos reports in FAILURE."""
-    return -returncode if returncode < 0 else (returncode & 0xFF) << 8
-
-
-def event(kind: str, **payload: Any) -> bytes:
-    body: dict[str, Any] = {"type": kind}
-    if payload:
-        body[kind.lower()] = payload
-    return recordio.encode(dumps(body))
-
 
 class Agent:
     """The agent's state and everything that changes it; single-threaded (asyncio)."""
@@ -166,14 +57,12 @@ class Agent:
                                on_record=self._on_master_record, on_registered=self._on_registered,
                                access=master_access(config.security))
         self._exit_waiters: set[asyncio.Task] = set()
-        # Dead executors whose containers await `dockyard executor --cleanup --sandbox` (one
-        # clean-up process at a time takes every sandbox queued meanwhile).
-        self._reap_pending: list[tuple[Path, asyncio.Future]] = []
-        self._reaper: asyncio.Task | None = None
+        self.reaper = ContainerReaper(config.work_dir)
         self._reaping = False  # on between the start-up clean-up and stop(), which clean all
         # Tasks reported terminal while their executor runs on, checked after the grace period.
         self._ended_tasks: list[tuple[FrameworkRecord, ExecutorRecord, str]] = []
         self._ended_check: asyncio.TimerHandle | None = None
+        self.nested = NestedContainers(self)  # debug sessions and nested containers (agent_api.py)
 
     @property
     def agent_id(self) -> str | None:
@@ -189,20 +78,21 @@ class Agent:
                     if not e.terminated]
             if keep:
                 log.info("clean-up keeps the containers of %d recovered executor(s)", len(keep))
-            await self._cleanup_leftovers(*(a for d in keep for a in ("--keep", d)))
+            await self.reaper.clean_up(*(a for d in keep for a in ("--keep", d)))
             self._reaping = True
         await self.link.start()
 
     async def stop(self) -> None:
         """Graceful shutdown: end every executor, then tell the master we are gone."""
         self._reaping = False  # the clean-up below takes every container at once
+        await self.nested.close()
         for framework in list(self.frameworks.values()):
             for executor in list(framework.executors.values()):
                 self._destroy(executor, "REASON_AGENT_REMOVED")
         if self._exit_waiters:
             await asyncio.wait(self._exit_waiters, timeout=5.0)
-        if self.config.cleanup:  # issue 6: nothing of ours runs any more: leave no cgroups/mounts behind
-            await self._cleanup_leftovers()
+        if self.config.cleanup:  # nothing of ours runs any more: leave no cgroups/mounts behind
+            await self.reaper.clean_up()
         await self.link.stop(unregister=True)
 
     def close_streams(self) -> None:
@@ -211,40 +101,6 @@ class Agent:
             for executor in framework.executors.values():
                 if executor.stream is not None:
                     executor.stream.put_nowait(None)
-
-    async def _cleanup_leftovers(self, *options: str) -> None:
-        """Run `dockyard executor --cleanup WORK_DIR [OPTIONS]` once (mounts, cgroups a crash left)."""
-        argv = dockyard_argv("executor", "--cleanup", str(self.config.work_dir), *options)
-        try:
-            process = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
-            code = await asyncio.wait_for(process.wait(), 120)
-        except (OSError, asyncio.TimeoutError) as error:
-            log.warning("executor clean-up %s failed: %s", argv, error)
-            return
-        if code != 0:
-            log.warning("executor clean-up %s exited with %s", argv, code)
-
-    async def _reap(self, directory: Path) -> None:
-        """Destroy the containers (cgroups, mounts, runtime state) of a dead executor's tasks.
-
-        A Mesos containerizer destroys an executor's containers as soon as the executor
-        ends; ours run under the executor, so one that was killed leaves them running.
-        """
-        future = asyncio.get_running_loop().create_future()
-        self._reap_pending.append((directory, future))
-        if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap_batches())
-        await future
-
-    async def _reap_batches(self) -> None:
-        while self._reap_pending:
-            batch, self._reap_pending = self._reap_pending, []
-            try:
-                await self._cleanup_leftovers(*(a for d, _ in batch for a in ("--sandbox", str(d))))
-            finally:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
 
     # -- registration ---------------------------------------------------------------------
     def agent_info(self) -> dict:
@@ -650,12 +506,16 @@ class Agent:
         status["agent_id"] = {"value": self.agent_id}
         status["executor_id"] = {"value": executor_id}
         status.setdefault("timestamp", time.time())
+        status["container_status"] = container_status(status.get("container_status"), executor.container_id)
         latest = status["state"]
         if task is not None:
+            task.container = status["container_status"]["container_id"]
             task.state = latest
-            task.statuses.append({"state": latest, "timestamp": status["timestamp"]})
+            task.statuses.append({"state": latest, "timestamp": status["timestamp"],
+                                  "container_status": status["container_status"]})
             if latest in TERMINAL_STATES:
                 executor.completed.append(executor.tasks.pop(task_id))
+                self.nested.task_ended(executor, task_id)
                 self._task_ended(framework, executor, task_id)
             self._checkpoint_task(framework, executor, task)
         self._forward(framework_id, status, latest, task_id)
@@ -708,7 +568,7 @@ class Agent:
                         ", ".join(str(d) for d in sandboxes))
             self.counters["ended_tasks_destroyed"] += 1
         for directory in sorted({Path(c) for c in containers}):
-            task = asyncio.create_task(self._reap(directory))
+            task = asyncio.create_task(self.reaper.reap(directory))
             self._exit_waiters.add(task)
             task.add_done_callback(self._exit_waiters.discard)
 
@@ -738,7 +598,7 @@ class Agent:
 
     def _updates_file(self) -> Path | None:
         """Unacknowledged status updates, as Mesos's status update manager checkpoints them:
-        resent after the agent restarts, so an update taken in is never lost (issue 6)."""
+        resent after the agent restarts, so an update taken in is never lost."""
         if not self.agent_id:
             return None
         return sandbox.meta_dir(self.config.work_dir, self.agent_id) / "status.updates"
@@ -780,6 +640,7 @@ class Agent:
         if executor.terminated:
             return
         executor.terminated = True
+        self.nested.executor_gone(executor)
         for timer in executor.timers:
             timer.cancel()
         if executor.stream is not None:
@@ -803,7 +664,7 @@ class Agent:
     async def _report_after_reap(self, framework: FrameworkRecord, executor: ExecutorRecord,
                                  wait_status: int | None, reason: str | None, message: str | None) -> None:
         try:
-            await self._reap(executor.directory)
+            await self.reaper.reap(executor.directory)
         finally:
             self._report_gone(framework, executor, wait_status, reason, message)
 
@@ -895,7 +756,7 @@ class Agent:
                     task = TaskRecord(saved["info"], framework.id, executor.id, state, delivered=True,
                                       checkpointed=True)
                     executor.tasks[task.id] = task
-            if start_time(executor.pid) == run.get("start_time") and executor.pid is not None:
+            if executor.pid is not None and same_process(executor.pid, run.get("start_time")):
                 live += 1
                 self._watch_recovered(framework, executor)
             else:
@@ -945,210 +806,17 @@ class Agent:
             checkpoint.write_new(directory / "task.json", {"info": checkpointed(task.info), "state": task.state})
             task.checkpointed = True
 
-    # -- sandboxes ----------------------------------------------------------------------------------
-    def sandbox_user(self, path: Path) -> str | None:
-        """Whose sandbox `path` is, for the `access_sandboxes` ACL: the executor's command user,
-        else its framework's user; None when the path names no framework the agent knows."""
-        try:
-            parts = path.relative_to(self.config.work_dir.resolve()).parts
-        except ValueError:
-            return None
-        if len(parts) < 4 or parts[0] != "slaves" or parts[2] != "frameworks":
-            return None
-        framework_id = parts[3]
-        executor_id = parts[5] if len(parts) >= 6 and parts[4] == "executors" else None
-        frameworks = [f for f in (self.frameworks.get(framework_id), *self.completed_frameworks)
-                      if f is not None and f.id == framework_id]
-        for framework in frameworks:
-            if executor_id is not None:
-                executors = [framework.executors.get(executor_id)]
-                executors += [e for e in framework.completed if e.id == executor_id]
-                for executor in executors:
-                    if executor is not None and (executor.info.get("command") or {}).get("user"):
-                        return str(executor.info["command"]["user"])
-            if framework.info.get("user"):
-                return str(framework.info["user"])
-        return None
 
-    # -- views ------------------------------------------------------------------------------------
-    def state(self) -> dict:
-        """The legacy agent `/state` JSON."""
-        return {
-            "version": VERSION,
-            "id": self.agent_id or "",
-            "pid": self.address.pid,
-            "hostname": self.config.hostname,
-            "start_time": self.start_time,
-            "master_hostname": (self.link.master or "").split(":")[0],
-            "resources": self.config.resources.flat(),
-            "attributes": {a["name"]: attribute_value(a) for a in self.config.attributes},
-            "flags": {"master": self.config.master, "work_dir": str(self.config.work_dir),
-                      "port": str(self.config.port), "hostname": self.config.hostname,
-                      "executor_registration_timeout": f"{self.config.registration_timeout:g}secs",
-                      "executor_shutdown_grace_period": f"{self.config.shutdown_grace:g}secs"},
-            "frameworks": [self._framework_json(f) for f in self.frameworks.values()],
-            "completed_frameworks": [self._framework_json(f) for f in self.completed_frameworks],
-        }
-
-    def _framework_json(self, framework: FrameworkRecord) -> dict:
-        info = framework.info
-        return {
-            "id": framework.id, "name": info.get("name", ""), "user": info.get("user", ""),
-            "hostname": info.get("hostname", ""), "role": info.get("role", "*"),
-            "checkpoint": framework.checkpoint,
-            "executors": [self._executor_json(e) for e in framework.executors.values()],
-            "completed_executors": [self._executor_json(e) for e in framework.completed],
-        }
-
-    def _executor_json(self, executor: ExecutorRecord) -> dict:
-        def task_json(task: TaskRecord) -> dict:
-            return {
-                "id": task.id, "name": task.info.get("name", ""), "framework_id": task.framework_id,
-                "executor_id": "" if executor.command_executor else executor.id,
-                "slave_id": self.agent_id or "", "state": task.state,
-                "resources": Resources(task.info.get("resources", [])).flat(),
-                "statuses": task.statuses, "labels": task.info.get("labels", {}).get("labels", []),
-            }
-        queued = {t for q in executor.queued for t in q["tasks"]}
-        return {
-            "id": executor.id, "name": executor.info.get("name", ""),
-            "source": executor.info.get("source", ""), "container": executor.container_id,
-            "directory": str(executor.directory),
-            "resources": (Resources(executor.info.get("resources", []))
-                          + sum((Resources(t.info.get("resources", [])) for t in executor.tasks.values()),
-                                Resources())).flat(),
-            "tasks": [task_json(t) for t in executor.tasks.values() if t.id not in queued],
-            "queued_tasks": [task_json(t) for t in executor.tasks.values() if t.id in queued],
-            "completed_tasks": [task_json(t) for t in executor.completed],
-        }
-
-    def monitor_statistics(self) -> list[dict]:
-        """`/monitor/statistics`: usage per live executor (its whole process tree)."""
-        out = []
-        for framework in self.frameworks.values():
-            for executor in framework.executors.values():
-                if executor.pid is None or executor.terminated:
-                    continue
-                pids = [executor.pid, *descendants(executor.pid)]
-                stats = container_statistics(executor.pid, pids)
-                limits = Resources(executor.info.get("resources", [])) + sum(
-                    (Resources(t.info.get("resources", [])) for t in executor.tasks.values()), Resources())
-                stats["cpus_limit"] = limits.scalar("cpus")
-                stats["mem_limit_bytes"] = int(limits.scalar("mem") * 1024 * 1024)
-                out.append({
-                    "executor_id": executor.id, "executor_name": executor.info.get("name", ""),
-                    "framework_id": framework.id, "source": executor.info.get("source", ""),
-                    "container_id": executor.container_id, "statistics": stats,
-                })
-        return out
-
-    def summary(self) -> dict[str, float]:
-        """Numbers for /metrics and /metrics/snapshot."""
-        tasks: collections.Counter = collections.Counter()
-        executors = 0
-        for framework in self.frameworks.values():
-            for executor in framework.executors.values():
-                executors += 1
-                for task in executor.tasks.values():
-                    tasks[task.state] += 1
-        return {
-            "slave/registered": 1.0 if self.link.registered.is_set() else 0.0,
-            "slave/uptime_secs": time.time() - self.start_time,
-            "slave/frameworks_active": float(len(self.frameworks)),
-            "slave/executors_running": float(executors),
-            "slave/tasks_staging": float(tasks["TASK_STAGING"]),
-            "slave/tasks_starting": float(tasks["TASK_STARTING"]),
-            "slave/tasks_running": float(tasks["TASK_RUNNING"]),
-            "slave/tasks_killing": float(tasks["TASK_KILLING"]),
-            "slave/status_updates_pending": float(len(self.pending_updates)),
-            **{f"slave/{name}": float(value) for name, value in self.counters.items()},
-        }
-
-
-def container_statistics(executor_pid: int, pids: list[int]) -> dict:
-    """Cgroup numbers when the executor has a cgroup of its own, /proc sums otherwise.
-
-    A host executor shares the agent's cgroup, whose numbers would describe the
-    whole agent, so those are not used.
-    """
-    try:
-        from framework.errors import ContainerError  # first: the except clause below names it
-        from framework import cgroups
-
-        layout = cgroups.detect()  # raises ContainerError on a host without usable cgroups
-        controller = "" if layout.version == 2 else "memory"
-        if cgroups.own_cgroup(controller, executor_pid) != cgroups.own_cgroup(controller, os.getpid()):
-            found = cgroups.stats_for_pid(executor_pid)
-            if found:
-                return dict(found)
-    except (ImportError, OSError, RuntimeError, ValueError, KeyError, ContainerError):
-        pass
-    return statistics(pids)
-
-
-def start_time(pid: int | None) -> int | None:
-    """A process's start time in clock ticks since boot: with the pid, it names one process."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(b")") + 2:].split()[19])
-
-
-def kill_sandbox_processes(directory: Path) -> int:
-    """SIGKILL every process working inside `directory`: host tasks an executor left behind."""
-    return kill_processes_in([directory])
-
-
-def task_sandbox(executor_directory: Path, task_id: str) -> Path | None:
-    """`tasks/<task_id>/` of an executor sandbox (dockyard's executor runs each task there)."""
-    if not task_id or task_id in (".", "..") or "/" in task_id or "\0" in task_id:
-        return None
-    return executor_directory / "tasks" / task_id
-
-
-def kill_processes_in(directories: list[Path]) -> int:
-    """SIGKILL every process whose working directory is inside one of `directories` (one /proc scan)."""
-    prefixes = [str(d) for d in directories]
-    killed = 0
-    own = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == own:
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if any(cwd == prefix or cwd.startswith(prefix + "/") for prefix in prefixes):
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-    return killed
-
-
-def containers_in(work_dir: Path, directories: list[Path]) -> list[str]:
-    """The task sandboxes among `directories` that still have a container record.
-
-    Records are `<work_dir>/containers/<id>/state.json`, written by dockyard's
-    executor (executor/containers/state.py) with the task's `sandbox`; a record
-    is removed last when a container is destroyed.
-    """
-    wanted = {str(d) for d in directories}
-    found = []
-    try:
-        entries = list(os.scandir(work_dir / "containers"))
-    except OSError:
-        return []
-    for entry in entries:
-        record = checkpoint.read_json(Path(entry.path) / "state.json")
-        if isinstance(record, dict) and record.get("sandbox") in wanted:
-            found.append(str(record["sandbox"]))
-    return found
+def container_status(reported: Any, executor_container: str) -> dict:
+    """A status's ContainerStatus as Mesos's agent forwards it (slave.cpp `statusUpdate`): the
+    ContainerID the executor named when it descends from the executor's own container (a task's
+    container, as the default executor reports), else the executor's container."""
+    status = dict(reported) if isinstance(reported, dict) else {}
+    named = status.get("container_id")
+    if not (isinstance(named, dict) and invalid_container_id(named) is None
+            and root_value(named) == executor_container):
+        status["container_id"] = {"value": executor_container}
+    return status
 
 
 def master_access(security: AgentSecurity) -> MasterAccess:

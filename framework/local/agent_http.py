@@ -1,12 +1,14 @@
 """The agent's HTTP surface: executor API, files API, /state, monitor, health, metrics.
 
 Handlers translate HTTP to calls on `Agent` and back; the rules live there.
-The executor API answers as the real agent does (reference §3, §8.12).
+The executor API answers as the real agent does (src/slave/http.cpp, `Http::executor`).
 
 Every route says who may call it (framework/security/gate.py): READ for the
-views (realm `mesos-agent-readonly`), EXECUTOR for the executor API (realm
-`mesos-agent-executor`, executor tokens only), OPEN for `/health`; the agent's
-flags decide which levels authenticate (framework/local/agent_security.py).
+views (realm `mesos-agent-readonly`), WRITE for the debug API `/api/v1`
+(realm `mesos-agent-readwrite`, framework/local/agent_api.py), EXECUTOR for the
+executor API (realm `mesos-agent-executor`, executor tokens only), OPEN for
+`/health`; the agent's flags decide which levels authenticate
+(framework/local/agent_security.py).
 
 Executor calls are read under limits (framework/bodies.py): at most
 `MAX_BODY_BYTES` (413), nested at most `MAX_JSON_DEPTH` deep, no NaN or
@@ -27,8 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from framework import bodies
-from framework.local.agent import Agent, ExecutorCallError
+from framework.local import agent_api, agent_views
+from framework.local.agent import Agent
+from framework.local.agent_model import ExecutorCallError
 from framework.local.files_api import FilesApi
+from framework.local.nested_io import coalesced
 from framework.local.validation import EXECUTOR_CALL, shape_error
 from framework.mesos.messages import valid_uuid
 from framework.security.acls import ALLOW_ALL
@@ -36,9 +41,10 @@ from framework.security.gate import Access, principal_name, principal_of, route
 
 log = logging.getLogger(__name__)
 
-CALL_TYPES = {"SUBSCRIBE", "UPDATE", "MESSAGE", "HEARTBEAT"}
+CALL_TYPES = {"SUBSCRIBE", "UPDATE", "MESSAGE", "HEARTBEAT", "UNKNOWN"}
 MAX_BODY_BYTES = 16 << 20  # a status update's `data` may be large; nothing an executor sends is larger
 MAX_JSON_DEPTH = 64
+JSON, PROTOBUF = "application/json", "application/x-protobuf"
 
 
 def text(status: int, message: str) -> PlainTextResponse:
@@ -46,44 +52,57 @@ def text(status: int, message: str) -> PlainTextResponse:
 
 
 def _id_value(obj: object) -> str | None:
-    """`obj["value"]` of a Mesos ID message, when `obj` is one (a non-empty string value)."""
+    """`obj["value"]` of a Mesos ID message, when `obj` is one (a string value)."""
     value = obj.get("value") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) else None
+
+
+def missing_fields(call: dict) -> list[str]:
+    """The proto2 `required` fields of executor.proto's Call the JSON lacks (stout's conversion
+    refuses such a call before anything validates it)."""
+    missing = [f"{name}.value" if isinstance(call.get(name), dict) else name
+               for name in ("executor_id", "framework_id") if _id_value(call.get(name)) is None]
+    update = call.get("update")
+    if isinstance(update, dict):
+        status = update.get("status")
+        if not isinstance(status, dict):
+            missing.append("update.status")
+        else:
+            if _id_value(status.get("task_id")) is None:
+                missing.append("update.status.task_id")
+            if "state" not in status:
+                missing.append("update.status.state")
+    if isinstance(call.get("message"), dict) and "data" not in call["message"]:
+        missing.append("message.data")
+    return missing
 
 
 def validate_call(call: dict) -> str | None:
-    """Mesos's validateExecutorCall: the reason a call is malformed, or None."""
+    """src/common/validation.cpp `validateExecutorCall`: the reason a call is malformed, or None."""
     kind = call.get("type")
-    if not isinstance(kind, str) or kind not in CALL_TYPES:
-        return "Expecting 'type' to be present"
-    if _id_value(call.get("executor_id")) is None:
-        return "Expecting 'executor_id' to be present"
-    if _id_value(call.get("framework_id")) is None:
-        return "Expecting 'framework_id' to be present"
-    if kind == "SUBSCRIBE" and not isinstance(call.get("subscribe", {}), dict):
+    if kind not in CALL_TYPES:
+        return "Expecting 'type' to be present"  # an unknown enum value is dropped by the conversion
+    executor_id, framework_id = call["executor_id"]["value"], call["framework_id"]["value"]
+    if kind == "SUBSCRIBE" and not isinstance(call.get("subscribe"), dict):
         return "Expecting 'subscribe' to be present"
     if kind == "MESSAGE" and not isinstance(call.get("message"), dict):
         return "Expecting 'message' to be present"
-    if kind == "MESSAGE" and not isinstance(call["message"].get("data", ""), str):
-        return "Expecting 'message.data' to be bytes (base64)"
     if kind == "UPDATE":
-        update = call.get("update")
-        if not isinstance(update, dict) or not isinstance(update.get("status"), dict):
+        if not isinstance(call.get("update"), dict):
             return "Expecting 'update' to be present"
-        status = update["status"]
-        if _id_value(status.get("task_id")) is None or not isinstance(status.get("state"), str) \
-                or not status["state"]:
-            return "Missing required fields in 'update.status'"
+        status = call["update"]["status"]
         if "uuid" not in status:
             return "Expecting 'uuid' to be present"
         if not isinstance(status["uuid"], str) or not valid_uuid(status["uuid"]):
             return "Not a valid UUID"
-        if status.get("source", "SOURCE_MASTER") != "SOURCE_EXECUTOR":
-            return f"Received Call from executor with invalid source {str(status.get('source', 'SOURCE_MASTER'))[:64]}"
+        if "executor_id" in status and _id_value(status["executor_id"]) != executor_id:
+            return (f"ExecutorID in Call: {executor_id} does not match ExecutorID in TaskStatus: "
+                    f"{_id_value(status['executor_id'])}")
+        if status.get("source") != "SOURCE_EXECUTOR":
+            return (f"Received Call from executor {executor_id} of framework {framework_id} with invalid "
+                    f"source, expecting 'SOURCE_EXECUTOR'")
         if status["state"] == "TASK_STAGING":
-            return "Received TASK_STAGING from executor"
-        if "executor_id" in status and _id_value(status["executor_id"]) != call["executor_id"]["value"]:
-            return "ExecutorID in Call does not match ExecutorID in TaskStatus"
+            return f"Received TASK_STAGING from executor {executor_id} of framework {framework_id} which is not allowed"
     return None
 
 
@@ -94,7 +113,7 @@ class AgentMetrics:
         self.agent = agent
 
     def collect(self):  # noqa: ANN201 - prometheus-client's protocol
-        for name, value in self.agent.summary().items():
+        for name, value in agent_views.summary(self.agent).items():
             metric = "dockyard_agent_" + name.removeprefix("slave/").replace("/", "_").lower()
             yield GaugeMetricFamily(metric, f"Mesos agent metric {name}", value=value)
 
@@ -104,7 +123,7 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
 
     def may_read_sandbox(request: Request, path: Path) -> bool:
         """Mesos's `access_sandboxes`: object = the executor's user, else its framework's."""
-        return security.acls.authorized("access_sandboxes", principal_name(request), agent.sandbox_user(path))
+        return security.acls.authorized("access_sandboxes", principal_name(request), agent_views.sandbox_user(agent, path))
 
     files = FilesApi(agent.config.work_dir) if security.acls is ALLOW_ALL else \
         FilesApi(agent.config.work_dir, authorize=may_read_sandbox)
@@ -112,46 +131,60 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
     registry.register(AgentMetrics(agent))
 
     async def executor_api(request: Request) -> Response:
+        """src/slave/http.cpp `Http::executor`: method, body, conversion, validation, then (SUBSCRIBE)
+        `Accept`, and only then the framework and executor lookups and the token's claims."""
         if request.method != "POST":
-            return text(405, "Expecting 'POST'")
+            return PlainTextResponse(f"405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received "
+                                     f"'{request.method}'.", status_code=405, headers={"Allow": "POST"})
         content_type = request.headers.get("content-type")
         if content_type is None:
             return text(400, "Expecting 'Content-Type' to be present")
-        if content_type != "application/json":
-            return text(415, "Expecting 'Content-Type' of application/json")
-        accept = request.headers.get("accept", "*/*")
-        if not any(a.strip().split(";")[0] in ("*/*", "application/*", "application/json")
-                   for a in accept.split(",")):
-            return text(406, "Expecting 'Accept' to allow application/json")
+        if content_type not in (JSON, PROTOBUF):
+            return text(415, f"Expecting 'Content-Type' of {JSON} or {PROTOBUF}")
         try:
-            call = bodies.loads(await bodies.read_body(request.receive, MAX_BODY_BYTES), MAX_JSON_DEPTH)
-            if not isinstance(call, dict):
-                raise ValueError("not an object")
+            body = await bodies.read_body(request.receive, MAX_BODY_BYTES)
         except bodies.BodyTooLarge as error:
             return text(413, error.message)
-        except (ValueError, UnicodeDecodeError) as error:
-            return text(400, f"Failed to parse body into Call: {error}")
+        if content_type == PROTOBUF:  # no executor.proto here: answered as a body Mesos cannot parse
+            if body:
+                return text(400, "Failed to parse body into Call protobuf")
+            call: object = {}
+        else:
+            try:
+                call = bodies.loads(body, MAX_JSON_DEPTH)
+            except (ValueError, UnicodeDecodeError) as error:
+                return text(400, f"Failed to parse body into JSON: {error}")
+        if not isinstance(call, dict):
+            return text(400, "Failed to convert JSON into Call protobuf: expected an object")
         problem = shape_error(call, EXECUTOR_CALL)
+        if problem is None and missing_fields(call):
+            problem = "Missing required fields: " + ", ".join(missing_fields(call))
         if problem:
             return text(400, f"Failed to convert JSON into Call protobuf: {problem}")
         problem = validate_call(call)
         if problem:
-            return text(400, f"Failed to validate executor::Call: {problem}")
-        if call["type"] == "HEARTBEAT":
-            return Response(status_code=202)
+            return text(400, f"Failed to validate Executor::Call: {problem}")
+        if call["type"] == "SUBSCRIBE":
+            accept = request.headers.get("accept", "*/*")
+            if not any(a.strip().split(";")[0] in ("*/*", "application/*", JSON) for a in accept.split(",")):
+                return text(406, f"Expecting 'Accept' to allow '{PROTOBUF}' or '{JSON}'")
+        elif call["type"] == "HEARTBEAT":
+            return Response(status_code=202)  # before any lookup, as Mesos: its ids may be dummies
         framework_id, executor_id = call["framework_id"]["value"], call["executor_id"]["value"]
         try:
-            # Before anything else happens: a token acts for its own executor only.
+            agent.lookup(framework_id, executor_id)
             agent.check_principal(principal_of(request), framework_id, executor_id)
             if call["type"] == "SUBSCRIBE":
                 queue = agent.subscribe(framework_id, executor_id, call.get("subscribe") or {})
                 _, executor = agent.lookup(framework_id, executor_id)
-                return StreamingResponse(stream(executor, queue), media_type="application/json")
+                return StreamingResponse(stream(executor, queue), media_type=JSON)
             agent.require_subscribed(framework_id, executor_id)
             if call["type"] == "UPDATE":
                 agent.update(framework_id, executor_id, call["update"]["status"])
-            else:
+            elif call["type"] == "MESSAGE":
                 agent.message(framework_id, executor_id, call["message"].get("data", ""))
+            else:
+                return text(501, "501 Not Implemented.")
         except ExecutorCallError as error:
             return text(error.status, error.message)
         return Response(status_code=202)
@@ -162,22 +195,18 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
                 record = await queue.get()
                 if record is None:
                     return
-                batch = [record]
-                while not queue.empty():  # coalesce what is ready into one chunk
-                    more = queue.get_nowait()
-                    if more is None:
-                        yield b"".join(batch)
-                        return
-                    batch.append(more)
-                yield b"".join(batch)
+                chunk, ended = coalesced(queue, record)  # what is ready, in one chunk
+                yield chunk
+                if ended:
+                    return
         finally:
             agent.unsubscribed(executor, queue)
 
     async def state(request: Request) -> Response:
-        return JSONResponse(agent.state())
+        return JSONResponse(agent_views.state(agent))
 
     async def monitor(request: Request) -> Response:
-        return JSONResponse(agent.monitor_statistics())
+        return JSONResponse(agent_views.monitor_statistics(agent))
 
     async def health(request: Request) -> Response:
         return Response(status_code=200)
@@ -186,7 +215,7 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
     async def snapshot(request: Request) -> Response:
-        return JSONResponse(agent.summary())
+        return JSONResponse(agent_views.summary(agent))
 
     read, get = Access.READ, ["GET"]
     executor_methods = ["GET", "POST", "PUT", "DELETE"]
@@ -209,7 +238,8 @@ def build_app(agent: Agent, lifespan=None) -> Starlette:  # noqa: ANN001
         route("/metrics", metrics, methods=get, access=read),
         route("/metrics/snapshot", snapshot, methods=get, access=read),
     ]
+    routes += agent_api.routes(agent.nested)  # the debug API: sessions, attach, nested containers
     app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(bodies.BodyLimit, max_bytes=MAX_BODY_BYTES)])
+                    middleware=[Middleware(agent_api.StreamingBodyLimit, max_bytes=MAX_BODY_BYTES)])
     app.state.gate = security.gate()
     return app

@@ -17,9 +17,9 @@ from typing import NoReturn
 
 import click
 
-from executor.containers.policy import ContainerPolicy
-from executor.host import Isolators
+from framework.container_policy import ContainerPolicy
 from framework.errors import SecurityError
+from framework.isolation import Isolators
 from framework.local.agent import Agent, AgentConfig, default_hostname
 from framework.local.agent_security import AgentSecurity
 from framework.local.machine import agent_resources
@@ -97,7 +97,8 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
                    "0 disables caching")
 @click.option("--isolation", default=Isolators.DEFAULT, show_default=True, envvar="DOCKYARD_ISOLATION",
               help="what command tasks without an image get, in Mesos's isolator names: cgroups/cpu,cgroups/mem "
-                   "(own cgroups and limits), namespaces/pid (a PID namespace too), posix/cpu,posix/mem "
+                   "(own cgroups and limits), namespaces/pid (a PID namespace and /proc of their own: without "
+                   "it a task can read the environment of others of its user), posix/cpu,posix/mem "
                    "(a plain process group). Tasks with an image always run in a full container; "
                    "namespaces/user gives theirs a user namespace (root inside, an unprivileged host user outside)")
 @click.option("--allowed-host-paths", default="", envvar="DOCKYARD_ALLOWED_HOST_PATHS", metavar="DIR,...",
@@ -115,8 +116,8 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 @click.option("--authenticate-http-readonly", is_flag=True,
               help="/state, /files/*, /monitor/statistics and /metrics need credentials (mesos-agent-readonly)")
 @click.option("--authenticate-http-readwrite", is_flag=True,
-              help="the agent's write endpoints need credentials (mesos-agent-readwrite); the embedded "
-                   "agent has no operator API (/api/v1) yet, so today this guards no route")
+              help="the debug API (/api/v1: task exec and attach, nested containers) needs credentials "
+                   "(mesos-agent-readwrite)")
 @click.option("--authenticate-http-executors", is_flag=True,
               help="the executor API needs the executor's own token (mesos-agent-executor); "
                    "needs --executor-secret-key")
@@ -134,6 +135,9 @@ def serve(config: AgentConfig, log_level: str = "info") -> None:
 @click.option("--tls-require-client-cert", is_flag=True, help="mutual TLS: callers must present a certificate")
 @click.option("--insecure", is_flag=True,
               help="serve a non-loopback --ip without authentication or TLS anyway")
+@click.option("--http-heartbeat-interval", default=10.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="seconds between HEARTBEAT records on a quiet `task exec` session (Mesos's "
+                   "--http_heartbeat_interval); clients give up on a silent stream after 30")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: str | None, attributes: str,
@@ -144,7 +148,8 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
                   http_credentials: str | None, authenticate_http_readonly: bool, authenticate_http_readwrite: bool,
                   authenticate_http_executors: bool, executor_secret_key: str | None, credential: str | None,
                   acls: str | None, tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
-                  tls_require_client_cert: bool, insecure: bool, log_level: str) -> None:
+                  tls_require_client_cert: bool, insecure: bool, http_heartbeat_interval: float,
+                  log_level: str) -> None:
     """Run an embedded Mesos agent: offers this machine's resources and runs executors."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent %(name)s: %(message)s")
@@ -175,6 +180,7 @@ def agent_command(master: str, ip: str, port: int, work_dir: Path, resources: st
         registration_timeout=executor_registration_timeout,
         reregistration_timeout=executor_reregistration_timeout, shutdown_grace=executor_shutdown_grace_period,
         cleanup=not no_cleanup, security=security, container_policy=policy,
+        http_heartbeat_interval=http_heartbeat_interval,
     )
     if executor_command:
         config.executor_command = shlex.split(executor_command)

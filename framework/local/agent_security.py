@@ -5,8 +5,7 @@ What Mesos's agent does, with its flag names (src/slave/flags.cpp, slave.cpp
 
 - `--authenticate-http-readonly`: `/state`, `/files/*`, `/monitor/statistics`,
   `/metrics*` need HTTP Basic from `--http-credentials` (realm `mesos-agent-readonly`);
-- `--authenticate-http-readwrite`: write endpoints (realm `mesos-agent-readwrite`); Mesos's
-  `/api/v1` is one, and the embedded agent does not serve it yet, so no route uses the realm;
+- `--authenticate-http-readwrite`: `/api/v1`, the debug API (realm `mesos-agent-readwrite`);
 - `--authenticate-http-executors`: the executor API needs the executor's own
   token (realm `mesos-agent-executor`, Bearer only), and the token's claims must
   name the framework, executor and *current* container of the call;

@@ -7,9 +7,17 @@ agent, roles in DRF order, then that role's frameworks in DRF order; the first
 framework that wants the agent's free resources for the role gets all of them
 (one offer per agent and role). Offered and used resources both count as
 allocated, as in Mesos; they return through `recover`.
+
+Two filters of Mesos's allocator (src/master/allocator/mesos/hierarchical.cpp) apply
+on top: an agent with `gpus` is offered only to frameworks with the GPU_RESOURCES
+capability (`--filter_gpu_resources`, on by default in Mesos), and roles with a quota
+(UPDATE_QUOTA) are served in Mesos's two stages: first the roles whose guarantees
+are not yet met, up to those guarantees; then everyone, each role within its limits,
+and never eating into the headroom the unmet guarantees still need.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
@@ -22,6 +30,17 @@ MIN_MEM = 32.0
 MAX_REFUSE_SECONDS = 365 * 86400.0
 DRF_NAMES = ("cpus", "mem", "disk", "gpus")
 _NOTHING = Resources()  # immutable, so one shared empty value will do
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A role's quota (master.proto QuotaConfig): scalar guarantees and limits by resource name.
+
+    A name without a limit is unlimited; guarantees are what the role is offered before
+    anyone else and what other roles may not take while the role has not got it."""
+
+    guarantees: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 class Allocation(NamedTuple):
@@ -50,6 +69,7 @@ class _Agent:
     free: Resources
     reserved_roles: frozenset[str]
     active: bool = True
+    has_gpus: bool = False
     allocations: dict[tuple[str, str], Resources] = field(default_factory=dict)
     # (framework_id, role) -> refusal filters. Kept on the agent so that the
     # cycle looks at filters only for agents that have some.
@@ -62,6 +82,7 @@ class _Framework:
     roles: tuple[str, ...]
     active: bool = True
     suppressed: set[str] = field(default_factory=set)
+    gpu_aware: bool = False  # GPU_RESOURCES: may be offered agents that have gpus
     # role -> scalar name -> allocated amount (DRF input)
     allocated: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -77,6 +98,7 @@ class Allocator:
         self._total: dict[str, float] = {}
         self._random = random.Random(seed)
         self._shuffle = shuffle
+        self._quotas: dict[str, Quota] = {}
 
     # -- agents ------------------------------------------------------------------
     def add_agent(self, agent_id: str, total: Resources,
@@ -84,7 +106,8 @@ class Allocator:
         """Add an agent; `used` maps (framework_id, role) to resources its tasks hold."""
         if agent_id in self._agents:
             self.remove_agent(agent_id)
-        agent = _Agent(agent_id, total, total, frozenset(total.roles() - {UNRESERVED}))
+        agent = _Agent(agent_id, total, total, frozenset(total.roles() - {UNRESERVED}),
+                       has_gpus=total.scalar("gpus") > 0)
         self._agents[agent_id] = agent
         self._add_total(total, +1)
         for (framework_id, role), resources in (used or {}).items():
@@ -107,16 +130,17 @@ class Allocator:
 
     # -- frameworks --------------------------------------------------------------
     def add_framework(self, framework_id: str, roles: Iterable[str], *, active: bool = True,
-                      suppressed: Iterable[str] = ()) -> None:
+                      suppressed: Iterable[str] = (), gpu_aware: bool = False) -> None:
         existing = self._frameworks.get(framework_id)
         if existing is not None:
             existing.roles = tuple(roles)
             existing.active = active
             existing.suppressed = set(suppressed)
+            existing.gpu_aware = gpu_aware
             for role in existing.roles:
                 self._role_allocated.setdefault(role, {})
             return
-        fw = _Framework(framework_id, tuple(roles), active, set(suppressed))
+        fw = _Framework(framework_id, tuple(roles), active, set(suppressed), gpu_aware)
         self._frameworks[framework_id] = fw
         for role in fw.roles:
             self._role_allocated.setdefault(role, {})
@@ -154,6 +178,27 @@ class Allocator:
             if agent.filters:
                 for key in [k for k in agent.filters if k[0] == framework_id and k[1] in targets]:
                     del agent.filters[key]
+
+    # -- quota ---------------------------------------------------------------------
+    def update_quota(self, role: str, quota: Quota | None) -> None:
+        """Set a role's quota; None (or no guarantees and no limits) is Mesos's default quota."""
+        if quota is None or (not quota.guarantees and not quota.limits):
+            self._quotas.pop(role, None)
+        else:
+            self._quotas[role] = quota
+
+    def quotas(self) -> dict[str, Quota]:
+        return dict(self._quotas)
+
+    def consumed(self, role: str) -> dict[str, float]:
+        """What a role and its sub-roles hold (offered or used): its quota consumption."""
+        out: dict[str, float] = {}
+        prefix = role + "/"
+        for name, amounts in self._role_allocated.items():
+            if name == role or name.startswith(prefix):
+                for resource, amount in amounts.items():
+                    out[resource] = out.get(resource, 0.0) + amount
+        return out
 
     def suppressed_roles(self, framework_id: str) -> set[str]:
         fw = self._frameworks.get(framework_id)
@@ -222,6 +267,8 @@ class Allocator:
             return []
         if self._shuffle:
             self._random.shuffle(agents)
+        if self._quotas:
+            return self._allocate_with_quota(now, agents)
         total = {k: v for k, v in self._total.items() if k in DRF_NAMES and v > 0}
         role_members: dict[str, list[_Framework]] = {}
         for fw in self._frameworks.values():
@@ -267,6 +314,8 @@ class Allocator:
                     continue  # nothing allocatable (this includes `available` empty)
                 members = role_members[role]
                 for index, fw in enumerate(members):
+                    if agent.has_gpus and not fw.gpu_aware:
+                        continue  # hierarchical.cpp: GPU agents only for GPU_RESOURCES frameworks
                     framework_id = fw.framework_id
                     akey = (framework_id, role)
                     if agent_filters and akey in agent_filters and \
@@ -303,6 +352,147 @@ class Allocator:
                         _bubble_right(roles, role, role_share)
                     break
         return results
+
+    def _allocate_with_quota(self, now: float, agents: list[_Agent]) -> list[Allocation]:
+        """A cycle while some role has a quota (hierarchical.cpp `__allocate`, its two stages).
+
+        Slower than the plain cycle (shares are recomputed per decision), which runs
+        whenever no quota is set. Consumption is what a role (and its sub-roles) holds,
+        offered or used."""
+        members_by_role: dict[str, list[_Framework]] = {}
+        for fw in self._frameworks.values():
+            if fw.active:
+                for role in fw.roles:
+                    if role not in fw.suppressed:
+                        members_by_role.setdefault(role, []).append(fw)
+        if not members_by_role:
+            return []
+        required = self._required_headroom()
+        available = self._available_headroom()
+        results: list[Allocation] = []
+
+        def grant(agent: _Agent, fw: _Framework, role: str, resources: Resources) -> None:
+            self._allocate(agent, fw.framework_id, role, resources)
+            for name, amount in resources.for_role(UNRESERVED).scalars().items():
+                available[name] = available.get(name, 0.0) - amount
+            results.append(Allocation(fw.framework_id, agent.agent_id, role, resources))
+
+        # Stage 1: roles with unmet guarantees, up to those guarantees (plus what comes with them).
+        for agent in agents:
+            for role in self._sorted_roles(r for r in members_by_role if self._unmet(r)):
+                unmet = self._unmet(role)
+                if not unmet or agent.free.empty:
+                    continue
+                for fw in self._sorted_members(members_by_role[role], role):
+                    offer = self._stage_one(agent, fw, role, unmet, required, available, now)
+                    if offer is not None:
+                        for name, amount in offer.for_role(UNRESERVED).scalars().items():
+                            if name in required:
+                                required[name] = max(0.0, required[name] - min(amount, unmet.get(name, 0.0)))
+                        grant(agent, fw, role, offer)
+                        break
+        # Stage 2: every role, within its limits, leaving the headroom unmet guarantees need.
+        for agent in agents:
+            for role in self._sorted_roles(members_by_role):
+                if agent.free.empty:
+                    break
+                for fw in self._sorted_members(members_by_role[role], role):
+                    offer = self._stage_two(agent, fw, role, required, available, now)
+                    if offer is not None:
+                        grant(agent, fw, role, offer)
+                        break
+        return results
+
+    def _eligible(self, agent: _Agent, fw: _Framework, role: str, offer: Resources, now: float) -> bool:
+        """Allocatable (Mesos's minimum), GPU-aware where needed, and not refused by a filter."""
+        scalars = offer.scalars()
+        if scalars.get("cpus", 0.0) < MIN_CPUS and scalars.get("mem", 0.0) < MIN_MEM:
+            return False
+        if agent.has_gpus and not fw.gpu_aware:
+            return False
+        key = (fw.framework_id, role)
+        return not (key in agent.filters and _filtered(agent.filters, key, offer, now))
+
+    def _stage_one(self, agent: _Agent, fw: _Framework, role: str, unmet: dict[str, float],
+                   required: dict[str, float], available: dict[str, float], now: float) -> Resources | None:
+        free = agent.free.allocatable_to(role)
+        reserved = free.for_role(role) if role != UNRESERVED else Resources()
+        unreserved = free.for_role(UNRESERVED)
+        limit = self._limit_headroom(role)
+        scalars = unreserved.scalar_part()
+        guaranteed = scalars.named(unmet).capped({n: min(unmet[n], limit.get(n, math.inf)) for n in unmet})
+        offer = reserved + guaranteed
+        if offer.empty:
+            return None
+        # With resources toward its guarantee come those quota says nothing about: the non-scalar
+        # ones (ports), and other scalars as far as the headroom others need allows.
+        others = scalars.named(scalars.names() - set(unmet))
+        caps = {n: min(available.get(n, 0.0) - required.get(n, 0.0), limit.get(n, math.inf))
+                for n in others.names() if n in required or n in limit}
+        offer = offer + (unreserved - scalars) + others.capped(caps)
+        return offer if self._eligible(agent, fw, role, offer, now) else None
+
+    def _stage_two(self, agent: _Agent, fw: _Framework, role: str, required: dict[str, float],
+                   available: dict[str, float], now: float) -> Resources | None:
+        free = agent.free.allocatable_to(role) if agent.reserved_roles else agent.free
+        reserved = free.for_role(role) if role != UNRESERVED else Resources()
+        unreserved = free.for_role(UNRESERVED)
+        limit = self._limit_headroom(role)
+        surplus = {n: available.get(n, 0.0) - required[n] for n in required if required[n] > 0}
+        caps = {n: min(limit.get(n, math.inf), surplus.get(n, math.inf)) for n in set(limit) | set(surplus)}
+        offer = reserved + unreserved.capped(caps)
+        if offer.empty:
+            return None
+        return offer if self._eligible(agent, fw, role, offer, now) else None
+
+    def _unmet(self, role: str) -> dict[str, float]:
+        """What a role's guarantees still miss, by resource name."""
+        quota = self._quotas.get(role)
+        if quota is None or not quota.guarantees:
+            return {}
+        consumed = self.consumed(role)
+        return {n: g - consumed.get(n, 0.0) for n, g in quota.guarantees.items() if g - consumed.get(n, 0.0) > 1e-9}
+
+    def _limit_headroom(self, role: str) -> dict[str, float]:
+        """How much more a role may hold under its own limits and its ancestors' (hierarchical)."""
+        out: dict[str, float] = {}
+        parts = role.split("/")
+        for depth in range(1, len(parts) + 1):
+            ancestor = "/".join(parts[:depth])
+            quota = self._quotas.get(ancestor)
+            if quota is None:
+                continue
+            consumed = self.consumed(ancestor)
+            for name, limit in quota.limits.items():
+                left = max(0.0, limit - consumed.get(name, 0.0))
+                out[name] = min(out.get(name, left), left)
+        return out
+
+    def _required_headroom(self) -> dict[str, float]:
+        """The unreserved scalars all unmet guarantees still need (hierarchical.cpp `requiredHeadroom`)."""
+        required: dict[str, float] = {}
+        for role in self._quotas:
+            for name, amount in self._unmet(role).items():
+                required[name] = required.get(name, 0.0) + amount
+        return required
+
+    def _available_headroom(self) -> dict[str, float]:
+        """Unreserved scalars free on active agents (hierarchical.cpp `availableHeadroom`)."""
+        available: dict[str, float] = {}
+        for agent in self._agents.values():
+            if agent.active:
+                for name, amount in agent.free.for_role(UNRESERVED).scalars().items():
+                    available[name] = available.get(name, 0.0) + amount
+        return available
+
+    def _sorted_roles(self, roles: Iterable[str]) -> list[str]:
+        total = {k: v for k, v in self._total.items() if k in DRF_NAMES and v > 0}
+        return sorted(roles, key=lambda r: (_share(self._role_allocated.get(r, {}), total)
+                                            / self._role_weights.get(r, 1.0), r))
+
+    def _sorted_members(self, members: list[_Framework], role: str) -> list[_Framework]:
+        total = {k: v for k, v in self._total.items() if k in DRF_NAMES and v > 0}
+        return sorted(members, key=lambda f: (_share(f.allocated.get(role, {}), total), f.framework_id))
 
     # -- introspection (metrics, tests) ----------------------------------------------
     def total(self) -> dict[str, float]:

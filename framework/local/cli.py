@@ -1,9 +1,10 @@
-"""`dockyard master|agent|up|status`: the embedded cluster's command group."""
+"""`dockyard master|agent|up|down|status`: the embedded cluster's command group."""
 from __future__ import annotations
 
 import click
 
 from framework.local.agent_main import agent_command
+from framework.local.down import down_command
 from framework.local.master_main import master_command
 from framework.local.status import status_command
 from framework.local.supervisor import up_command
@@ -18,5 +19,6 @@ def cli() -> None:
 cli.add_command(master_command)
 cli.add_command(agent_command)
 cli.add_command(up_command)
+cli.add_command(down_command)
 cli.add_command(status_command)
 cli.add_command(security_command)

@@ -1,10 +1,16 @@
 """`make demo`: an embedded cluster with a sample service and a sample job, and where to look.
 
-It builds a busybox image into a local archive directory (the agents' image source,
-as Mesos's `--docker_registry` directory), starts `dockyard up --agents 2`, deploys
-`examples/web-container.json` through the
-Marathon API and runs `examples/hello-job.json` through the Metronome API, prints
-where everything listens, and keeps the cluster up until Ctrl-C.
+It starts `dockyard up --agents 2`, builds the busybox image `busybox:demo` into
+the image store of each of its agents (`dockyard image build --load`, as the
+README does), deploys `examples/web-container.json` through the Marathon API and
+runs `examples/hello-job.json` through the Metronome API, prints where everything
+listens, and keeps the cluster up until Ctrl-C. The image stays in the agents'
+stores, so a later `dockyard up` in the same directory runs the container example
+as it is, with no image source to configure.
+
+`up` dies with the demo however the demo ends (lifeline.py), and output to a
+pipe whose reader is gone (`make demo | tee log`, Ctrl-C) never stops the demo
+from stopping the cluster.
 
 It speaks to the scheduler over HTTP only: `framework/` imports nothing from the
 scheduler, the demo included. The cluster is secured as `up` secures it; the demo
@@ -26,7 +32,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from framework.local import lifeline
+from framework.local.up_record import ClusterRecord
+
 REPO = Path(__file__).resolve().parents[2]
+output = lifeline.Output()
 EXAMPLES = REPO / "examples"
 
 
@@ -72,8 +82,12 @@ def wait(what: str, probe, timeout: float, supervisor: subprocess.Popen) -> Any:
     raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def say(text: str = "") -> None:
+    output.write(lambda: print(text))
+
+
 def step(text: str) -> None:
-    print(f"==> {text}", flush=True)
+    say(f"==> {text}")
 
 
 def run(work_dir: Path, agents: int, master_port: int, agent_port: int, scheduler_port: int,
@@ -83,27 +97,28 @@ def run(work_dir: Path, agents: int, master_port: int, agent_port: int, schedule
     log_path = work_dir / "up.log"
     work_dir.mkdir(parents=True, exist_ok=True)
     step(f"starting an embedded cluster: 1 master, {agents} agents, the scheduler (log: {log_path})")
-    images = work_dir / "images"
-    step("building the demo image busybox:demo from Debian's busybox-static")
-    images.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, str(REPO / "dockyard.py"), "image", "build", "--busybox",
-                    "--tag", "busybox:demo", "--output", str(images / "busybox:demo.tar")],
-                   check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
     log = open(log_path, "ab")
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    environment.pop("DOCKYARD_WORK_DIR", None)  # the image build below is for this cluster's agents
     supervisor = subprocess.Popen(
         [sys.executable, str(REPO / "dockyard.py"), "up", "--agents", str(agents),
          "--work-dir", str(work_dir), "--master-port", str(master_port),
          "--agent-port", str(agent_port), "--scheduler-port", str(scheduler_port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), "DOCKYARD_DOCKER_REGISTRY": str(images)},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment,
+        preexec_fn=lifeline.die_with_parent(),
     )
     try:
         client_file = work_dir / "client.json"
-        wait("the cluster's credentials", lambda: client_file.exists(), 60, supervisor)
+        wait("the cluster's record", lambda: _recorded_by(work_dir, supervisor.pid) and client_file.exists(),
+             60, supervisor)
         Client.load(client_file)
         wait("the master", lambda: call("GET", f"{master}/health") is None or True, 60, supervisor)
         wait(f"{agents} agents to register",
              lambda: len(call("GET", f"{master}/state")["slaves"]) >= agents, 60, supervisor)
+        step("building the image busybox:demo from Debian's busybox-static into each agent's store")
+        subprocess.run([sys.executable, str(REPO / "dockyard.py"), "image", "build", "--busybox",
+                        "--tag", "busybox:demo", "--load"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env={**environment, "DOCKYARD_CONFIG": str(client_file)})
         wait("the scheduler", lambda: call("GET", f"{scheduler}/v2/info", timeout=2), 60, supervisor)
 
         service = json.loads((EXAMPLES / "web-container.json").read_text())
@@ -118,35 +133,42 @@ def run(work_dir: Path, agents: int, master_port: int, agent_port: int, schedule
         app = wait("the service to be healthy", lambda: _healthy(scheduler, service), 90, supervisor)
         finished = wait("the job run to finish", lambda: _run_done(scheduler, job["id"], run_info["id"]),
                         60, supervisor)
-        print()
-        print(f"  master      {master}/state          (operator API: POST {master}/api/v1)")
-        print(f"  scheduler   {scheduler}/v2/apps     (Marathon API) and {scheduler}/v1/jobs (Metronome API)")
+        say()
+        say(f"  master      {master}/state          (operator API: POST {master}/api/v1)")
+        say(f"  scheduler   {scheduler}/v2/apps     (Marathon API) and {scheduler}/v1/jobs (Metronome API)")
         for task in app["tasks"]:
             addresses = task.get("ipAddresses") or [{"ipAddress": task["host"]}]
             url = f"http://{addresses[0]['ipAddress']}:{task['ports'][0]}/"
             with urllib.request.urlopen(url, timeout=5) as response:
                 answer = response.read().decode(errors="replace").strip()
-            print(f"  service     {url}   (on {task['host']}) says: {answer}")
-        print(f"  job run     {job['id']} {run_info['id']}: {finished['status']}")
-        print()
-        print(f"  credentials {client_file}: the CLI reads it when run in {work_dir.parent} (else give")
-        print(f"              --config {client_file}); curl: -u \"operator:$(cat "
-              f"{work_dir / 'security' / 'operator.secret'})\"")
-        print("  try:  .venv/bin/dockyard status")
-        print("        .venv/bin/dockyard app list")
-        print(f"        .venv/bin/dockyard job runs {job['id']}")
-        print(f"        .venv/bin/dockyard job logs {job['id']} {run_info['id']}")
-        print()
+            say(f"  service     {url}   (on {task['host']}) says: {answer}")
+        say(f"  job run     {job['id']} {run_info['id']}: {finished['status']}")
+        say()
+        say(f"  credentials {client_file}: the CLI reads it when run in {work_dir.parent} (else give")
+        say(f"              --config {client_file}); curl: -u \"operator:$(cat "
+            f"{work_dir / 'security' / 'operator.secret'})\"")
+        say("  try:  .venv/bin/dockyard status")
+        say("        .venv/bin/dockyard app list")
+        say("        .venv/bin/dockyard image ls")
+        say(f"        .venv/bin/dockyard job runs {job['id']}")
+        say(f"        .venv/bin/dockyard job logs {job['id']} {run_info['id']}")
+        say("  stop:  Ctrl-C here, or .venv/bin/dockyard down from another terminal")
+        say()
         if not hold:
             return 0
         step("the cluster stays up; press Ctrl-C to stop it")
         signal.signal(signal.SIGTERM, _interrupt)
-        supervisor.wait()
+        signal.signal(signal.SIGHUP, _interrupt)
+        while supervisor.poll() is None and not output.lost:  # nobody reading any more: stop
+            time.sleep(0.5)
         return supervisor.returncode or 0
     except KeyboardInterrupt:
         return 0
-    except DemoError as error:
-        print(f"demo failed: {error}\n(see {log_path})", file=sys.stderr)
+    except (DemoError, subprocess.CalledProcessError) as error:
+        log.flush()
+        said = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:])
+        message = f"demo failed: {error}\n{said}\n(see {log_path})"
+        output.write(lambda: print(message, file=sys.stderr))
         return 1
     finally:
         step("stopping the cluster")
@@ -160,8 +182,14 @@ def run(work_dir: Path, agents: int, master_port: int, agent_port: int, schedule
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """Treat SIGTERM like Ctrl-C, so the cluster is stopped the same way."""
+    """Treat SIGTERM and SIGHUP like Ctrl-C, so the cluster is stopped the same way."""
     raise KeyboardInterrupt
+
+
+def _recorded_by(work_dir: Path, pid: int) -> bool:
+    """This `up` (not one before it in the same work dir) has written its cluster.json."""
+    record = ClusterRecord.load(work_dir)
+    return record is not None and record.up.pid == pid
 
 
 def _healthy(scheduler: str, service: dict) -> dict | None:

@@ -4,21 +4,18 @@ One asyncio event loop owns a `Master`; every method runs on that loop, so no
 locks. HTTP handlers (`master_http.py`) parse a request, call one method here,
 and render what it returns. The agent-facing half (docs/internal-protocol.md)
 is in `master_agents.py`, the records in `master_model.py`, the allocator in
-`allocator.py`. Behaviour follows the real Mesos master as recorded
-in the team's protocol reference (section numbers in comments refer to it).
+`allocator.py`. Behaviour follows the real Mesos master (src/master/master.cpp and
+src/master/http.cpp; comments name the function followed).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 import uuid as uuidlib
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from framework.mesos.messages import TERMINAL_STATES
 from framework.mesos.resources import Resources
 from framework.local import validation
 from framework.local.allocator import Allocator
@@ -28,68 +25,19 @@ from framework.local.master_model import (VERSION, Agent, Executor, Framework, H
                                          Offer, Stream, Task)
 from framework.local.master_model import id_obj as _id, id_value as _val
 from framework.local.master_agents import AgentSide
+from framework.local.master_drain import Draining
+from framework.local.master_quota import QuotaSide
+from framework.local.master_config import MasterConfig, advertised_ip, ip_as_int
+from framework.local.master_updates import TaskUpdates
 from framework.local.registry import Registry
 
 log = logging.getLogger("dockyard.master")
 
 MAX_COMPLETED_FRAMEWORKS = 50
-MAX_UPDATE_RETRY = 600.0
 DEFAULT_REFUSE_SECONDS = 5.0
 
 
-@dataclass
-class MasterConfig:
-    ip: str = "127.0.0.1"
-    port: int = 5050
-    work_dir: str = "."
-    hostname: str | None = None
-    zk: str | None = None
-    zk_session_timeout: float = 10.0  # Mesos --zk_session_timeout
-    allocation_interval: float = 1.0
-    heartbeat_interval: float = 15.0
-    status_update_retry: float = 10.0
-    agent_ping_interval: float = 5.0
-    agent_ping_timeout: float = 75.0
-    # How long a new leader waits for agents of its registry to re-register.
-    agent_reregister_timeout: float = 120.0
-    # Delay that batches prompt allocations (freed resources, subscribe, revive).
-    allocation_batch: float = 0.002
-    # Mesos --offer_timeout: rescind offers outstanding longer than this (None: never).
-    offer_timeout: float | None = None
-    # Security (docs/security.md), Mesos's flags; all off by default, as in Mesos.
-    credentials: str | None = None              # --credentials: Mesos's JSON file
-    authenticate_http_frameworks: bool = False  # realm mesos-master-scheduler
-    http_framework_authenticators: str = "basic"
-    authenticate_http_readonly: bool = False    # realm mesos-master-readonly
-    authenticate_http_readwrite: bool = False   # realm mesos-master-readwrite
-    authenticate_agents: bool = False           # realm dockyard-master-agents
-    acls: str | None = None                     # --acls: the local authorizer's JSON
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_ca: str | None = None
-    tls_require_client_cert: bool = False
-    insecure: bool = False                      # serve a network address open, knowingly
-
-
-def ip_as_int(ip: str) -> int:
-    """MasterInfo.ip: the IPv4 address in network order, read as a host-order uint32."""
-    try:
-        return int.from_bytes(socket.inet_aton(ip), "little")
-    except OSError:
-        return 0
-
-
-def advertised_ip(ip: str) -> str:
-    """The address others should use: a wildcard bind advertises this host's address."""
-    if ip not in ("0.0.0.0", ""):
-        return ip
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-
-
-class Master(AgentSide):
+class Master(AgentSide, TaskUpdates, Draining, QuotaSide):
     """The embedded master's whole state; the HTTP layer calls into it."""
 
     def __init__(self, config: MasterConfig, *, clock: Callable[[], float] = time.monotonic,
@@ -142,6 +90,11 @@ class Master(AgentSide):
         self.recovering: dict[str, dict[str, Any]] = {}
         self._registry_writer: Any = None
         self._recovery_timer: asyncio.TimerHandle | None = None
+        # Operator maintenance (master_drain.py) and quota (master_quota.py), by agent id and role.
+        self.deactivated: set[str] = set()
+        self.drain_infos: dict[str, dict[str, Any]] = {}
+        self.drain_started: dict[str, float] = {}
+        self.quotas: dict[str, dict[str, Any]] = {}
         # Operator API SUBSCRIBE: callables told of changes, `(event_type, subject)`.
         self.observers: list[Callable[[str, Any], None]] = []
 
@@ -256,7 +209,8 @@ class Master(AgentSide):
             "url": {"scheme": self.agent_scheme,
                     "address": {"hostname": agent.hostname, "ip": agent.ip, "port": agent.port},
                     "path": "/slave(1)"},
-            "resources": offer.resources.to_json(allocation_role=role),
+            "resources": offer.resources.to_json(
+                allocation_role=role, refined="RESERVATION_REFINEMENT" in fw.capabilities),
             "attributes": agent.info.get("attributes") or [],
             "executor_ids": [_id(e.executor_id) for (fid, _), e in agent.executors.items()
                              if fid == fw.id],
@@ -300,16 +254,20 @@ class Master(AgentSide):
 
     # ------------------------------------------------------------- scheduler API
     def subscribe(self, call: dict[str, Any]) -> Stream:
-        """SUBSCRIBE (§1.4): a stream that starts with SUBSCRIBED or carries one ERROR."""
+        """SUBSCRIBE (`Master::Http::scheduler`, `Master::subscribe`): a stream that starts with SUBSCRIBED or carries one ERROR."""
         subscribe = call["subscribe"]
         info = dict(subscribe["framework_info"])
         suppressed = list(subscribe.get("suppressed_roles") or [])
         stream = Stream()
         self.counters["calls/SUBSCRIBE"] += 1
-        error = validation.validate_framework_info(info, suppressed)
+        # The order of Mesos's `Master::subscribe` and `_subscribe`: FrameworkInfo, a removed
+        # framework, the suppressed roles, authorization, then what may not change.
+        error = validation.validate_framework_info(info)
         framework_id = _val(info.get("id"))
         if error is None and framework_id in self.completed_frameworks:
             error = "Framework has been removed"
+        if error is None:
+            error = validation.suppressed_roles_error(validation.framework_roles(info), suppressed)
         if error is None:
             error = self._authorize_registration(info)
         fw = self.frameworks.get(framework_id) if framework_id else None
@@ -361,7 +319,8 @@ class Master(AgentSide):
         fw.active = True
         fw.unregistered_time = None
         fw.calls["SUBSCRIBE"] += 1
-        self.allocator.add_framework(fw.id, fw.roles, active=True, suppressed=suppressed)
+        self.allocator.add_framework(fw.id, fw.roles, active=True, suppressed=suppressed,
+                                     gpu_aware="GPU_RESOURCES" in fw.capabilities)
         self._send(fw, {"type": "SUBSCRIBED", "subscribed": {
             "framework_id": _id(fw.id),
             "heartbeat_interval_seconds": float(self.config.heartbeat_interval),
@@ -386,7 +345,7 @@ class Master(AgentSide):
         return registration_refused(_val(info.get("id")) or "", roles)
 
     def stream_closed(self, stream: Stream) -> None:
-        """A scheduler's connection ended: deactivate, start the failover timer (§1.4)."""
+        """A scheduler's connection ended: deactivate, start the failover timer (`Master::exited`)."""
         stream.closed = True
         for fw in self.frameworks.values():
             if fw.stream is stream:
@@ -486,7 +445,8 @@ class Master(AgentSide):
     def update_framework(self, fw: Framework, update: dict[str, Any]) -> tuple[int, Any]:
         info = dict(update["framework_info"])
         suppressed = list(update.get("suppressed_roles") or [])
-        error = validation.validate_framework_info(info, suppressed)
+        error = validation.validate_framework_info(info) or \
+            validation.suppressed_roles_error(validation.framework_roles(info), suppressed)
         if error:
             return 400, error
         error = validation.framework_update_error(fw.info, info)
@@ -499,7 +459,8 @@ class Master(AgentSide):
         fw.info = info
         fw.roles = validation.framework_roles(info)
         fw.capabilities = validation.capabilities(info)
-        self.allocator.add_framework(fw.id, fw.roles, active=True, suppressed=suppressed)
+        self.allocator.add_framework(fw.id, fw.roles, active=True, suppressed=suppressed,
+                                     gpu_aware="GPU_RESOURCES" in fw.capabilities)
         for offer_id in list(fw.offers):
             offer = self.offers[offer_id]
             if offer.role not in fw.roles:
@@ -552,12 +513,12 @@ class Master(AgentSide):
         return None
 
     def accept(self, fw: Framework, accept: dict[str, Any]) -> None:
-        """ACCEPT (§1.5, §8.3, §8.5): validate offers, run operations in order."""
+        """ACCEPT (`Master::accept`, `Master::_accept`): validate offers, run operations in order."""
         offer_ids = [_val(o) or "" for o in accept.get("offer_ids") or []]
         operations = accept.get("operations") or []
         error = self._validate_offers(fw, offer_ids)
         if error is not None:
-            # Every still-valid offer named is discarded, without RESCIND (§8.10).
+            # Every still-valid offer named is discarded, without RESCIND (`Master::accept`).
             for offer_id in dict.fromkeys(offer_ids):
                 offer = self.offers.get(offer_id)
                 if offer is not None:
@@ -617,7 +578,8 @@ class Master(AgentSide):
                 error, consumed = validation.validate_task(
                     task, agent_id=agent.id, known_task=task_id in fw.tasks or task_id in launched,
                     has_executor=executor_id is not None and (fw.id, executor_id) in agent.executors,
-                    offered=available, framework_id=fw.id)
+                    offered=available, framework_id=fw.id,
+                    unreachable_task=task_id in fw.unreachable_tasks)
             if error is not None:
                 self._master_update(fw, task_id, "TASK_ERROR", "REASON_TASK_INVALID", error,
                                     agent_id=_val(task.get("agent_id")))
@@ -658,7 +620,7 @@ class Master(AgentSide):
             error, consumed = validation.validate_task_group(
                 executor, tasks, agent_id=agent.id, known_tasks=set(fw.tasks) | launched,
                 existing_executor=existing.info if existing else None, offered=available,
-                framework_id=fw.id)
+                framework_id=fw.id, unreachable_tasks=fw.unreachable_tasks.keys())
         if error is not None:
             self._refuse_group(fw, tasks, "REASON_TASK_GROUP_INVALID", error)
             return available
@@ -702,115 +664,6 @@ class Master(AgentSide):
         agent.tasks.add((fw.id, task_id))
         return task
 
-    # ------------------------------------------------------------ kill / reconcile
-    def kill(self, fw: Framework, kill: dict[str, Any]) -> None:
-        task_id = _val(kill.get("task_id")) or ""
-        task = fw.tasks.get(task_id)
-        if task is not None and not task.terminal:
-            payload: dict[str, Any] = {"framework_id": _id(fw.id), "task_id": _id(task_id)}
-            if "kill_policy" in kill:
-                payload["kill_policy"] = kill["kill_policy"]
-            self._to_agent(self.agents.get(task.agent_id), "KILL_TASK", payload)
-            return
-        if task is not None:
-            return  # terminal, waiting for its ACK: nothing to kill
-        # Unknown task: answered as an explicit reconciliation of that task (§8.4).
-        self.reconcile(fw, [{"task_id": kill["task_id"], **(
-            {"agent_id": kill["agent_id"]} if "agent_id" in kill else {})}])
-
-    def reconcile(self, fw: Framework, tasks: list[dict[str, Any]]) -> None:
-        """Explicit and implicit reconciliation (§6.1); answers carry no uuid."""
-        if not tasks:
-            for task in list(fw.tasks.values()) + list(fw.unreachable_tasks.values()):
-                self._reconcile_known(fw, task)
-            return
-        for entry in tasks:
-            task_id = _val(entry.get("task_id")) or ""
-            agent_id = _val(entry.get("agent_id"))
-            task = fw.tasks.get(task_id) or fw.unreachable_tasks.get(task_id)
-            if task is not None:
-                self._reconcile_known(fw, task)
-            elif (agent_id in self.recovering) if agent_id is not None else bool(self.recovering):
-                continue  # its agent may still come back with it: no answer yet (§6.1)
-            elif agent_id is not None and agent_id in self.agents:
-                self._master_update(fw, task_id, "TASK_GONE", "REASON_RECONCILIATION",
-                                    "Reconciliation: Task is unknown to the agent",
-                                    agent_id=agent_id)
-            elif agent_id is not None and agent_id in self.unreachable_agents:
-                self._master_update(
-                    fw, task_id, "TASK_UNREACHABLE", "REASON_RECONCILIATION",
-                    "Reconciliation: Task is unreachable", agent_id=agent_id,
-                    extra={"unreachable_time": {"nanoseconds": int(
-                        self.unreachable_agents[agent_id] * 1e9)}})
-            else:
-                self._master_update(fw, task_id, "TASK_UNKNOWN", "REASON_RECONCILIATION",
-                                    "Reconciliation: Task is unknown", agent_id=agent_id)
-
-    def _reconcile_known(self, fw: Framework, task: Task) -> None:
-        state = task.status_update_state or task.state
-        extra: dict[str, Any] = {}
-        if task.executor_id:
-            extra["executor_id"] = _id(task.executor_id)
-        latest = task.latest_status()
-        if latest is not None and "healthy" in latest:
-            extra["healthy"] = latest["healthy"]
-        if task.unreachable_time is not None:
-            extra["unreachable_time"] = {"nanoseconds": int(task.unreachable_time * 1e9)}
-        self._master_update(fw, task.task_id, state, "REASON_RECONCILIATION",
-                            "Reconciliation: Latest task state", agent_id=task.agent_id,
-                            extra=extra)
-
-    # ------------------------------------------------------------ status updates
-    def _forward(self, task: Task, reset: bool = False) -> None:
-        """Send the oldest unacknowledged update of `task`; retry until ACKed."""
-        if not task.pending:
-            return
-        fw = self.frameworks.get(task.framework_id)
-        status = task.pending[0]
-        task.status_update_state = status["state"]
-        task.status_update_uuid = status.get("uuid")
-        if fw is not None:
-            self._send(fw, {"type": "UPDATE", "update": {"status": status}})
-        if task.retry is not None:
-            task.retry.cancel()
-        if reset or task.retry_delay <= 0:
-            task.retry_delay = self.config.status_update_retry
-        else:
-            task.retry_delay = min(task.retry_delay * 2, MAX_UPDATE_RETRY)
-        task.retry = self._loop().call_later(task.retry_delay, self._retry, task,
-                                             status.get("uuid"))
-
-    def _retry(self, task: Task, uuid: str | None) -> None:
-        task.retry = None
-        if task.pending and task.pending[0].get("uuid") == uuid:
-            self._forward(task)
-
-    def acknowledge(self, fw: Framework, ack: dict[str, Any]) -> None:
-        agent_id = _val(ack.get("agent_id")) or ""
-        task_id = _val(ack.get("task_id")) or ""
-        uuid = str(ack.get("uuid"))
-        agent = self.agents.get(agent_id)
-        task = fw.tasks.get(task_id)
-        if agent is None or task is None or not task.pending or \
-                task.pending[0].get("uuid") != uuid:
-            self.counters["invalid_status_update_acknowledgements"] += 1
-            if agent is not None:
-                self._to_agent(agent, "ACKNOWLEDGE", {"framework_id": _id(fw.id),
-                                                       "task_id": _id(task_id), "uuid": uuid})
-            return
-        self.counters["valid_status_update_acknowledgements"] += 1
-        status = task.pending.popleft()
-        if task.retry is not None:
-            task.retry.cancel()
-            task.retry = None
-        task.retry_delay = 0.0
-        self._to_agent(agent, "ACKNOWLEDGE", {"framework_id": _id(fw.id),
-                                               "task_id": _id(task_id), "uuid": uuid})
-        if status["state"] in TERMINAL_STATES and not task.pending:
-            self._remove_task(fw, task)
-        else:
-            self._forward(task)
-
     def _release(self, task: Task) -> None:
         """Give a task's resources back to the allocator (once), and re-offer promptly."""
         if task.released:
@@ -831,6 +684,8 @@ class Master(AgentSide):
             agent.tasks.discard((fw.id, task.task_id))
         if completed:
             fw.completed_tasks.append(task)
+        if agent is not None:
+            self.check_drained(agent)
 
     def may_tear_down(self, fw: Framework, principal: str | None) -> bool:
         """`teardown_frameworks` for the caller and the target framework's principal

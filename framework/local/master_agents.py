@@ -138,7 +138,7 @@ class AgentSide:
                       reregistered_time=now)
         # Marked unreachable (by this master, or by an earlier leader: the registry keeps it):
         # as Mesos, tasks of frameworks that are not PARTITION_AWARE were reported TASK_LOST
-        # and get killed now (issue 6).
+        # and get killed now (`Master::_reregisterSlave`).
         was_removed = self.unreachable_agents.pop(agent_id, None) is not None
         used, shutdown = self._adopt(agent, call)
         self.agents[agent_id] = agent
@@ -151,7 +151,7 @@ class AgentSide:
             self._to_agent(agent, "SHUTDOWN_FRAMEWORK", {"framework_id": _id(fid)})
         for update in call.get("updates") or []:
             self._agent_update(agent, update)
-        if was_removed:  # issue 6: see above
+        if was_removed:  # see above
             self._drop_unreported(agent, call)
             for fid, tid in list(agent.tasks):
                 fw = self.frameworks.get(fid)
@@ -159,6 +159,7 @@ class AgentSide:
                 if fw is not None and not fw.partition_aware and task is not None and not task.terminal:
                     self._to_agent(agent, "KILL_TASK", {"framework_id": _id(fid), "task_id": _id(tid)})
             self._announce_reregistered(agent, call)
+        self.admitted_while_draining(agent)
         log.info("re-registered agent %s at %s:%s", agent_id, ip, port)
         self.request_allocation([agent_id])
         return agent.stream  # type: ignore[return-value]
@@ -166,7 +167,7 @@ class AgentSide:
     def _drop_unreported(self: "Master", agent: Agent, call: dict[str, Any]) -> None:
         """Unreachable tasks of a returning agent that it does not report never reached it
         (launched as the link broke) or ended meanwhile: TASK_DROPPED (TASK_LOST for other
-        frameworks), as `_reconnect` does, instead of staying unreachable for ever (issue 6)."""
+        frameworks), as `_reconnect` does, instead of staying unreachable for ever."""
         reported = _reported(call)
         for fw in self.frameworks.values():
             for tid, task in list(fw.unreachable_tasks.items()):
@@ -228,6 +229,7 @@ class AgentSide:
             self._to_agent(agent, "SHUTDOWN_FRAMEWORK", {"framework_id": _id(fid)})
         for update in call.get("updates") or []:
             self._agent_update(agent, update)
+        self.admitted_while_draining(agent)
         self.request_allocation([agent.id])
         return agent.stream
 
@@ -248,7 +250,8 @@ class AgentSide:
                                validation.capabilities(fw_info), now, active=False,
                                recovered=True)
                 self.frameworks[fid] = fw
-                self.allocator.add_framework(fid, fw.roles, active=False)
+                self.allocator.add_framework(fid, fw.roles, active=False,
+                                             gpu_aware="GPU_RESOURCES" in fw.capabilities)
         for entry in list(call.get("executors") or []) + list(call.get("tasks") or []):
             fid = _val(entry.get("framework_id")) or ""
             if fid and fid not in self.frameworks and fid not in self.completed_frameworks:
@@ -395,7 +398,7 @@ class AgentSide:
         task.seen_uuids.add(uuid)
         status["agent_id"] = _id(agent.id)
         self.counters["messages/status_update"] += 1
-        latest = str(call.get("latest_state") or status["state"])
+        latest = self.drain_rewrite(agent, fw, status, str(call.get("latest_state") or status["state"]))
         changed = task.state != latest
         task.state = latest
         task.statuses.append({k: v for k, v in status.items() if k not in ("data",)})
@@ -425,7 +428,7 @@ class AgentSide:
                 self._send(fw, {"type": "FAILURE", "failure": failure})
 
     def remove_agent(self: "Master", agent: Agent, message: str, unreachable: bool = True) -> None:
-        """Agent gone (ping timeout, replaced, shut down): its tasks are lost (§2, §8.16)."""
+        """Agent gone (ping timeout, replaced, shut down): its tasks are lost (`Master::markUnreachable`, `Master::removeSlave`)."""
         log.info("removing agent %s: %s", agent.id, message)
         self.agents.pop(agent.id, None)
         for offer in [o for o in self.offers.values() if o.agent_id == agent.id]:

@@ -1,6 +1,6 @@
 """The embedded master's HTTP edge: Starlette routes, content negotiation, streams.
 
-Handlers stay thin: check the request the way the real master does (§0, §1.1),
+Handlers stay thin: check the request the way the real master does (`Master::Http::scheduler`),
 call one `Master` method, render. The order of the checks is the real master's,
 because frameworks observe it (a 400 versus a 403 tells them different things).
 
@@ -44,70 +44,56 @@ log = logging.getLogger("dockyard.master.http")
 
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
-# A real master also speaks protobuf; this one does not (docs/architecture.md): say so plainly.
-JSON_ONLY = (f"The dockyard embedded master supports only Content-Type: {JSON}; {PROTOBUF} (which a "
-             f"real Mesos master also accepts) is not supported: send the call as JSON")
+# A real master also speaks protobuf; this one has no Mesos .proto messages to decode it with
+# (docs/mesos-compatibility.md), so it answers such a body as Mesos answers one it cannot parse.
+UNPARSABLE_PROTOBUF = "Failed to parse body into Call protobuf"
+UNSUPPORTED_MEDIA = f"Expecting 'Content-Type' of {JSON} or {PROTOBUF}"
 NOT_ACCEPTABLE = (f"Expecting 'Accept' to allow '{JSON}': the dockyard embedded master answers only in JSON "
                   f"({PROTOBUF} is not supported)")
 HEARTBEAT = recordio.encode(dumps({"type": "HEARTBEAT"}))
 # An agent re-registering with thousands of tasks, or an ACCEPT launching them, is several MB.
 MAX_BODY_BYTES = 64 << 20
 MAX_JSON_DEPTH = 64
-# mesos::master::Call::Type (master.proto): a type outside it is not a Call (400); one in it that
-# this master does not serve is 501, as Mesos answers what it does not implement.
-OPERATOR_CALL_TYPES = frozenset({
-    "GET_HEALTH", "GET_FLAGS", "GET_VERSION", "GET_METRICS", "GET_LOGGING_LEVEL", "SET_LOGGING_LEVEL",
-    "LIST_FILES", "READ_FILE", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS", "GET_EXECUTORS",
-    "GET_OPERATIONS", "GET_TASKS", "GET_ROLES", "GET_WEIGHTS", "UPDATE_WEIGHTS", "GET_MASTER", "SUBSCRIBE",
-    "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME",
-    "SHRINK_VOLUME", "GET_MAINTENANCE_STATUS", "GET_MAINTENANCE_SCHEDULE", "UPDATE_MAINTENANCE_SCHEDULE",
-    "START_MAINTENANCE", "STOP_MAINTENANCE", "DRAIN_AGENT", "DEACTIVATE_AGENT", "REACTIVATE_AGENT",
-    "GET_QUOTA", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA", "TEARDOWN", "MARK_AGENT_GONE",
-})
 
 
 FORBIDDEN = "403 Forbidden."  # libprocess's `Forbidden()` body
+NOT_IMPLEMENTED = "501 Not Implemented."  # libprocess's `NotImplemented()` body
 
 
 def _text(status: int, message: str = "") -> Response:
     return Response(message, status_code=status, media_type="text/plain; charset=utf-8")
 
 
+def _method_not_allowed(method: str) -> Response:
+    """libprocess's `MethodNotAllowed({"POST"}, method)`: the allowed methods in `Allow` and the body."""
+    return Response(f"405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{method}'.",
+                    status_code=405, headers={"Allow": "POST"}, media_type="text/plain; charset=utf-8")
+
+
 def _accepts_json(request: Request) -> bool:
     """True when `Accept` is absent or allows application/json."""
-    header = request.headers.get("accept")
-    if header is None or not header.strip():
-        return True
-    for part in header.split(","):
-        fields = [f.strip() for f in part.split(";")]
-        media = fields[0].lower()
-        quality = 1.0
-        for param in fields[1:]:
-            if param.startswith("q="):
-                try:
-                    quality = float(param[2:])
-                except ValueError:
-                    quality = 0.0
-        if quality > 0 and media in (JSON, "application/*", "*/*"):
-            return True
-    return False
+    return bodies.accepts(request.headers.get("accept"), JSON)
 
 
 async def _read_json(request: Request) -> Any:
-    """Step 4 of §1.1: Content-Type exactly application/json, then a parsable body."""
+    """After redirection and authentication (`Master::Http::scheduler`, `Master::Http::api`):
+    Content-Type exactly application/json (else 415; protobuf is answered as a body Mesos cannot
+    parse: an empty one is an empty Call, anything else 400), then a parsable body."""
     ctype = request.headers.get("content-type")
     if ctype is None:
         raise HttpError(400, "Expecting 'Content-Type' to be present")
-    if ctype.split(";")[0].strip().lower() == PROTOBUF:
-        raise HttpError(415, JSON_ONLY)
-    if ctype != JSON:
-        raise HttpError(415, f"Expecting 'Content-Type' of {JSON} (exactly; {PROTOBUF} is not supported "
-                             f"by the dockyard embedded master), received '{ctype}'")
+    if ctype not in (JSON, PROTOBUF):
+        raise HttpError(415, UNSUPPORTED_MEDIA)
     try:
         body = await bodies.read_body(request.receive, MAX_BODY_BYTES)
-        return bodies.loads(body, MAX_JSON_DEPTH)
     except bodies.BodyTooLarge as error:
         raise HttpError(413, error.message) from None
+    if ctype == PROTOBUF:
+        if body:
+            raise HttpError(400, UNPARSABLE_PROTOBUF)
+        return {}
+    try:
+        return bodies.loads(body, MAX_JSON_DEPTH)
     except (ValueError, UnicodeDecodeError) as error:  # BodyError (too deep) included
         raise HttpError(400, f"Failed to parse body into JSON: {error}") from None
 
@@ -127,7 +113,7 @@ class MasterHttp:
 
     # -- leadership ----------------------------------------------------------------
     def _not_leader(self, request: Request) -> Response | None:
-        """Step 1 of §1.1: 307 to the leader (protocol-relative), 503 when none is known."""
+        """First of all (`Master::Http::scheduler`): 307 to the leader (protocol-relative), 503 when none is known."""
         if self.master.leading:
             return None
         leader = self.master.leader_info
@@ -142,8 +128,7 @@ class MasterHttp:
         if redirect is not None:
             return redirect
         if request.method != "POST":
-            return Response(f"Expecting 'POST', received '{request.method}'", status_code=405,
-                            headers={"Allow": "POST"}, media_type="text/plain; charset=utf-8")
+            return _method_not_allowed(request.method)
         try:
             call = validation.parse_call(await _read_json(request))
         except HttpError as error:
@@ -220,41 +205,59 @@ class MasterHttp:
 
     # -- operator API ----------------------------------------------------------------
     async def operator_api(self, request: Request) -> Response:
+        """`Master::Http::api`: leader, method, body, conversion, validation, then `Accept`."""
         redirect = self._not_leader(request)
         if redirect is not None:
             return redirect
         if request.method != "POST":
-            return _text(405, f"Expecting 'POST', received '{request.method}'")
+            return _method_not_allowed(request.method)
         try:
-            body = await _read_json(request)
+            call = validation.parse_operator_call(await _read_json(request))
         except HttpError as error:
             return _text(error.status, error.message)
+        except validation.CallError as error:
+            return _text(400, str(error))
+        problem = validation.validate_operator_call(call)
+        if problem is not None:
+            return _text(400, f"Failed to validate master::Call: {problem}")
         if not _accepts_json(request):
             return _text(406, NOT_ACCEPTABLE)
-        kind = body.get("type") if isinstance(body, dict) else None
-        if kind is None:
-            return _text(400, "Failed to validate master::Call: Expecting 'type' to be present")
-        if not isinstance(kind, str) or kind not in OPERATOR_CALL_TYPES:
-            return _text(400, f"Failed to convert JSON into Call protobuf: unknown type {str(kind)[:64]!r}")
-        if kind == "SUBSCRIBE":
-            stream = self.subscribers.subscribe(self.views(request))
-            return self._stream(request, stream, self.master.config.heartbeat_interval,
-                                self.subscribers.closed, {})
-        if kind == "TEARDOWN":
-            teardown = body.get("teardown")
-            framework_id = teardown.get("framework_id") if isinstance(teardown, dict) else None
-            fid = framework_id.get("value") if isinstance(framework_id, dict) else None
-            fw = self.master.frameworks.get(fid) if isinstance(fid, str) else None
-            if fw is None:
-                return _text(400, f"Framework {fid} not found")
-            if not self.master.may_tear_down(fw, principal_name(request)):
-                return _text(403, FORBIDDEN)
-            self.master.remove_framework(fw)
-            return Response(status_code=200)
-        answer = operator.operator_call(self.master, str(kind), self.views(request))
-        if answer is None:
-            return _text(501, f"Operator call {kind} is not served by the embedded master")
-        return JSONResponse(answer)
+        kind = call["type"]
+        principal = principal_name(request)
+        try:
+            if kind == "UNKNOWN":
+                return _text(501, NOT_IMPLEMENTED)
+            if kind == "SUBSCRIBE":
+                stream = self.subscribers.subscribe(self.views(request))
+                return self._stream(request, stream, self.master.config.heartbeat_interval,
+                                    self.subscribers.closed, {})
+            if kind == "TEARDOWN":
+                fid = call["teardown"]["framework_id"]["value"]
+                fw = self.master.frameworks.get(fid)
+                if fw is None:
+                    return _text(400, f"Framework {fid} not found")
+                if not self.master.may_tear_down(fw, principal):
+                    return _text(403, FORBIDDEN)
+                self.master.remove_framework(fw)
+            elif kind == "DRAIN_AGENT":
+                self.master.drain_agent(call["drain_agent"], principal)
+            elif kind == "DEACTIVATE_AGENT":
+                self.master.deactivate_agent(call["deactivate_agent"]["agent_id"]["value"], principal)
+            elif kind == "REACTIVATE_AGENT":
+                self.master.reactivate_agent(call["reactivate_agent"]["agent_id"]["value"], principal)
+            elif kind == "UPDATE_QUOTA":
+                self.master.update_quota(call["update_quota"], principal)
+            elif kind == "GET_QUOTA":
+                return JSONResponse({"type": "GET_QUOTA",
+                                     "get_quota": {"status": self.master.quota_status(principal)}})
+            else:
+                answer = operator.operator_call(self.master, kind, self.views(request))
+                if answer is None:
+                    return _text(501, f"Operator call {kind} is not served by the embedded master")
+                return JSONResponse(answer)
+        except HttpError as error:
+            return _text(error.status, error.message)
+        return Response(status_code=200)
 
     # -- plain endpoints ---------------------------------------------------------------
     async def health(self, request: Request) -> Response:
@@ -285,7 +288,8 @@ class MasterHttp:
         redirect = self._not_leader(request)  # as Mesos: read-only views come from the leader
         if redirect is not None:
             return redirect
-        return JSONResponse({"tasks": operator.legacy_tasks(self.master, self.views(request))})
+        return JSONResponse({"tasks": operator.legacy_tasks(self.master, self.views(request),
+                                                            dict(request.query_params))})
 
     async def redirect(self, request: Request) -> Response:
         leader = self.master.leader_info

@@ -32,7 +32,7 @@ from framework.security.gate import OPEN_GATE, Access, Gate
 from framework.security.tls import Tls, TlsError
 
 if TYPE_CHECKING:
-    from framework.local.master import MasterConfig
+    from framework.local.master_config import MasterConfig
 
 SCHEDULER_REALM = "mesos-master-scheduler"
 READONLY_REALM = "mesos-master-readonly"

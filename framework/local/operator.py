@@ -1,7 +1,7 @@
 """What the master shows operators: the v1 operator API, legacy `/state`, metrics.
 
 Rendering only: functions read the `Master` and return JSON-ready dicts. The v1
-responses always carry their top-level arrays, even when empty (§5); legacy
+responses always carry their top-level arrays, even when empty (src/master/http.cpp, `Master::Http::api`); legacy
 endpoints use flat resources and flat string ids. Views of frameworks, tasks and
 executors take the caller's `Views` (the `view_*` ACLs): what it may not see is
 left out, as Mesos filters (src/master/http.cpp), never refused.
@@ -9,7 +9,7 @@ left out, as Mesos filters (src/master/http.cpp), never refused.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
 from framework.mesos.messages import TERMINAL_STATES
@@ -82,7 +82,8 @@ def agent_json(master: Master, agent: Agent) -> dict[str, Any]:
     used = master.used_by_agent(agent)
     offered = master.offered_on_agent(agent.id)
     return {
-        "agent_info": agent.info, "active": agent.connected, "deactivated": False,
+        "agent_info": agent.info, "active": agent.connected and agent.id not in master.deactivated,
+        **master.drain_view(agent.id),  # deactivated, drain_info, estimated_drain_start_time
         "version": agent.version, "pid": agent.pid,
         "registered_time": _ns(agent.registered_time),
         **({"reregistered_time": _ns(agent.reregistered_time)} if agent.reregistered_time else {}),
@@ -298,14 +299,25 @@ def legacy_task(task: Task) -> dict[str, Any]:
         "executor_id": task.executor_id if task.executor_id and "executor" in task.info else "",
         "slave_id": task.agent_id, "state": task.state, "resources": task.resources.flat(),
         "role": task.role,
-        "statuses": [{"state": s.get("state"), "timestamp": s.get("timestamp"),
-                      **({"healthy": s["healthy"]} if "healthy" in s else {})}
-                     for s in task.statuses],
+        "statuses": [legacy_status(s) for s in task.statuses],
     }
     for key in ("labels", "discovery", "container", "health_check"):
         if key in task.info:
             value = redacted(task.info[key])
             out[key] = value.get("labels", []) if key == "labels" else value
+    return out
+
+
+def legacy_status(status: dict[str, Any]) -> dict[str, Any]:
+    """A TaskStatus in `/state` and `/tasks` (src/common/http.cpp `model(const TaskStatus&)`): its
+    ContainerStatus too, which names the container `task exec` launches a session under."""
+    out: dict[str, Any] = {"state": status.get("state"), "timestamp": status.get("timestamp")}
+    if isinstance(status.get("labels"), dict):
+        out["labels"] = status["labels"].get("labels", [])
+    if isinstance(status.get("container_status"), dict):
+        out["container_status"] = status["container_status"]
+    if "healthy" in status:
+        out["healthy"] = status["healthy"]
     return out
 
 
@@ -359,9 +371,19 @@ def legacy_agent(master: Master, agent: Agent) -> dict[str, Any]:
         "resources": agent.total.flat(), "used_resources": used.flat(),
         "offered_resources": master.offered_on_agent(agent.id).flat(),
         "reserved_resources": reserved, "unreserved_resources": agent.total.for_role("*").flat(),
-        "active": agent.connected, "deactivated": False, "version": agent.version,
+        "active": agent.connected and agent.id not in master.deactivated,
+        **_legacy_drain(master, agent.id), "version": agent.version,
         "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
     }
+
+
+def _legacy_drain(master: Master, agent_id: str) -> dict[str, Any]:
+    """`/state`'s drain fields of an agent (master/readonly_handler.cpp `SlaveWriter`)."""
+    view = master.drain_view(agent_id)
+    started = view.pop("estimated_drain_start_time", None)
+    if started is not None:
+        view["estimated_drain_start_time_seconds"] = started["nanoseconds"] / 1e9
+    return view
 
 
 def legacy_frameworks(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
@@ -378,13 +400,48 @@ def legacy_agents(master: Master) -> list[dict[str, Any]]:
     return [legacy_agent(master, a) for a in master.agents.values()]
 
 
-def legacy_tasks(master: Master, views: Views = ALL_VISIBLE) -> list[dict[str, Any]]:
-    """`/tasks`: active and completed tasks of active frameworks the caller may see."""
-    tasks = []
-    for fw in master.frameworks.values():
-        tasks.extend(legacy_task(t) for t in fw.tasks.values() if views.task(t.info, fw.info))
-        tasks.extend(legacy_task(t) for t in fw.completed_tasks if views.task(t.info, fw.info))
-    return tasks
+TASK_LIMIT = 100  # /tasks answers at most this many unless `limit` says otherwise (master/constants.hpp)
+
+
+def _query_int(value: str | None, default: int) -> int:
+    """`numify<int>` of a query parameter: the default when absent or not an integer."""
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _first_timestamp(task: Task) -> float | None:
+    return task.statuses[0].get("timestamp") if task.statuses else None
+
+
+def legacy_tasks(master: Master, views: Views = ALL_VISIBLE, query: Mapping[str, str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """`/tasks` (master/readonly_handler.cpp `tasks`): the running, unreachable and completed tasks of
+    active and completed frameworks the caller may see, sorted by their first status's time
+    (`order=asc|desc`, descending by default; tasks without a status last, or first when
+    ascending), then `offset` and `limit` (100 by default). `framework_id` and `task_id`
+    select, as Mesos's IDAcceptor does."""
+    query = query or {}
+    limit = _query_int(query.get("limit"), TASK_LIMIT)
+    offset = _query_int(query.get("offset"), 0)
+    framework_id, task_id = query.get("framework_id"), query.get("task_id")
+    selected: list[Task] = []
+    for fw in list(master.frameworks.values()) + list(master.completed_frameworks.values()):
+        if framework_id is not None and fw.id != framework_id or not views.framework(fw.info):
+            continue
+        for task in [*fw.tasks.values(), *fw.unreachable_tasks.values(), *fw.completed_tasks]:
+            if (task_id is None or task.task_id == task_id) and views.task(task.info, fw.info):
+                selected.append(task)
+    ascending = query.get("order") == "asc"
+    stamped = sorted((t for t in selected if t.statuses), key=lambda t: float(_first_timestamp(t) or 0.0),
+                     reverse=not ascending)
+    unstamped = [t for t in selected if not t.statuses]
+    ordered = unstamped + stamped if ascending else stamped + unstamped
+    if offset < 0:  # a size_t in Mesos: a negative offset is past every task
+        return []
+    end = len(ordered) if limit < 0 else offset + limit  # a negative limit is a huge size_t
+    return [legacy_task(t) for t in ordered[offset:end]]
 
 
 def legacy_state(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
@@ -395,8 +452,10 @@ def legacy_state(master: Master, views: Views = ALL_VISIBLE) -> dict[str, Any]:
         "start_time": master.start_time, "id": master.id, "pid": master.info["pid"],
         "hostname": master.hostname,
         "capabilities": [c["type"] for c in master.info["capabilities"]],
-        "activated_slaves": sum(1 for a in master.agents.values() if a.connected),
-        "deactivated_slaves": sum(1 for a in master.agents.values() if not a.connected),
+        "activated_slaves": sum(1 for a in master.agents.values()
+                                if a.connected and a.id not in master.deactivated),
+        "deactivated_slaves": sum(1 for a in master.agents.values()
+                                  if not a.connected or a.id in master.deactivated),
         "unreachable_slaves": len(master.unreachable_agents),
         "flags": {k: str(v) for k, v in flags(master).items()},
         "slaves": legacy_agents(master),
@@ -423,10 +482,12 @@ def snapshot(master: Master) -> dict[str, float]:
         "master/frameworks_disconnected": sum(1 for f in master.frameworks.values()
                                               if not f.connected),
         "master/frameworks_inactive": sum(1 for f in master.frameworks.values() if not f.active),
-        "master/slaves_active": sum(1 for a in master.agents.values() if a.connected),
+        "master/slaves_active": sum(1 for a in master.agents.values()
+                                    if a.connected and a.id not in master.deactivated),
         "master/slaves_connected": sum(1 for a in master.agents.values() if a.connected),
         "master/slaves_disconnected": sum(1 for a in master.agents.values() if not a.connected),
-        "master/slaves_inactive": 0.0,
+        "master/slaves_inactive": float(sum(1 for a in master.agents.values()
+                                            if not a.connected or a.id in master.deactivated)),
         "master/slaves_unreachable": float(len(master.unreachable_agents)),
         "master/outstanding_offers": float(len(master.offers)),
         "master/valid_status_update_acknowledgements":

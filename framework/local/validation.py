@@ -7,9 +7,9 @@ The caller decides how the error travels: 400, an ERROR event, or TASK_ERROR.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from framework.mesos.messages import valid_uuid
+from framework.mesos.messages import invalid_id, valid_uuid
 from framework.mesos.resources import Resources
 
 CALL_TYPES = frozenset({
@@ -155,29 +155,35 @@ def framework_update_error(old: Mapping[str, Any], new: Mapping[str, Any], *,
     return None
 
 
-def invalid_id(value: str) -> str | None:
-    """Client-chosen ids: non-empty, <= 255 chars, not `.`/`..`, no `/`, `\\`, control chars."""
-    if not value:
-        return "ID must not be empty"
-    if len(value) > 255:
-        return "ID must not be greater than 255 characters"
-    if value in (".", ".."):
-        return "'.' and '..' are not allowed"
-    if any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value):
-        return "'/', '\\' and control characters are not allowed"
-    return None
+ROLE_INVALID_CHARACTERS = "\x09\x0a\x0b\x0c\x0d\x20\x7f"
 
 
 def invalid_role(role: str) -> str | None:
-    if not role:
-        return "Empty role name is invalid"
-    if role in (".", ".."):
-        return f"Role '{role}' cannot be '.' or '..'"
-    if role.startswith("-"):
-        return f"Role '{role}' cannot start with '-'"
-    if any(c.isspace() for c in role):
-        return f"Role '{role}' cannot contain whitespace"
+    """A role name (src/common/roles.cpp `validate`): hierarchical, '/'-separated components."""
+    if role == "*":
+        return None
+    if role.startswith("/"):
+        return f"Role '{role}' cannot start with a slash"
+    if role.endswith("/"):
+        return f"Role '{role}' cannot end with a slash"
+    if "//" in role:
+        return f"Role '{role}' cannot contain two adjacent slashes"
+    components = [c for c in role.split("/") if c]
+    if not components:
+        return "Role names cannot be the empty string"
+    for component in components:
+        if component in (".", "..", "*"):
+            return f"Role '{role}' cannot include '{component}' as a component"
+        if component.startswith("-"):
+            return f"Role component '{component}' is invalid because it starts with a dash"
+        if any(c in ROLE_INVALID_CHARACTERS for c in component):
+            return f"Role component '{component}' is invalid because it contains backspace or whitespace"
     return None
+
+
+def stringify_set(items: Iterable[str]) -> str:
+    """stout's `stringify` of a set: `{ a, b }`."""
+    return "{ " + ", ".join(sorted(items)) + " }"
 
 
 def capabilities(info: Mapping[str, Any]) -> set[str]:
@@ -190,37 +196,47 @@ def framework_roles(info: Mapping[str, Any]) -> tuple[str, ...]:
     return (info.get("role") or "*",)
 
 
-def validate_framework_info(info: Mapping[str, Any], suppressed: list[str]) -> str | None:
-    """FrameworkInfo problems the master reports as an ERROR event (then closes)."""
-    caps = capabilities(info)
+def validate_framework_info(info: Mapping[str, Any]) -> str | None:
+    """FrameworkInfo problems the master reports as an ERROR event, in the order of
+    src/master/validation.cpp `framework::validate`: roles, id, failover timeout."""
+    multi = "MULTI_ROLE" in capabilities(info)
+    if multi and "role" in info:
+        return "'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable"
+    if not multi and info.get("roles"):
+        return "'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable"
+    if multi:
+        roles = list(info.get("roles") or [])
+        duplicates = {role for role in roles if roles.count(role) > 1}
+        if duplicates:
+            return f"'FrameworkInfo.roles' contains duplicate items: {stringify_set(duplicates)}"
+        for role in roles:
+            error = invalid_role(role)
+            if error:
+                return f"'FrameworkInfo.roles' contains invalid role: {error}"
+    else:
+        error = invalid_role(info.get("role", "*"))
+        if error:
+            return f"'FrameworkInfo.role' is not a valid role: {error}"
     framework_id = _id_value(info.get("id"))
-    if framework_id is not None:
+    if framework_id:
         error = invalid_id(framework_id)
         if error:
-            return f"Invalid FrameworkID: {error}"
-    multi = "MULTI_ROLE" in caps
-    if info.get("roles") and not multi:
-        return "'FrameworkInfo.roles' is set but MULTI_ROLE capability is not specified"
-    if multi and "role" in info:
-        return "'FrameworkInfo.role' must not be set when MULTI_ROLE capability is specified"
-    roles = framework_roles(info)
-    if len(set(roles)) != len(roles):
-        return "'FrameworkInfo.roles' contains duplicate items"
-    for role in roles:
-        error = invalid_role(role)
-        if error:
-            return f"Invalid role: {error}"
+            return error
     timeout = info.get("failover_timeout", 0.0)
     try:
         timeout_value = float(timeout)
     except (TypeError, ValueError):
-        return "Invalid failover_timeout"
-    if not math.isfinite(timeout_value) or timeout_value < 0 or timeout_value > 2**63 / 1e9:
-        return f"Invalid failover_timeout: {timeout}"
+        timeout_value = math.nan
+    if not math.isfinite(timeout_value) or abs(timeout_value) * 1e9 >= 2**63:  # `Duration::create`
+        return f"The framework failover_timeout ({timeout_value:g}) is invalid"
+    return None
+
+
+def suppressed_roles_error(roles: Iterable[str], suppressed: Iterable[str]) -> str | None:
+    """src/master/validation.cpp `validateSuppressedRoles`, checked after the master's own checks."""
     extra = set(suppressed) - set(roles)
     if extra:
-        return (f"Suppressed roles {sorted(extra)} are not contained in the "
-                f"set of roles {sorted(roles)}")
+        return f"Suppressed roles {stringify_set(extra)} are not contained in the set of roles"
     return None
 
 
@@ -237,14 +253,17 @@ def _resources_of(obj: Mapping[str, Any]) -> Resources:
 
 def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
                   has_executor: bool, offered: Resources,
-                  framework_id: str) -> tuple[str | None, Resources]:
-    """A LAUNCH task, in the master's order. Returns (error, resources it consumes)."""
+                  framework_id: str, unreachable_task: bool = False) -> tuple[str | None, Resources]:
+    """A LAUNCH task, in the master's order (src/master/validation.cpp `task::internal::validateTask`,
+    then `validateExecutor`). Returns (error, resources it consumes)."""
     task_id = _id_value(task.get("task_id")) or ""
     error = invalid_id(task_id)
     if error:
-        return f"TaskID '{task_id}' contains invalid characters", Resources()
+        return error, Resources()
     if known_task:
         return f"Task has duplicate ID: {task_id}", Resources()
+    if unreachable_task:
+        return f"Task reuses the ID of an unreachable task: {task_id}", Resources()
     task_agent = _id_value(task.get("agent_id")) or ""
     if task_agent != agent_id:
         return (f"Task uses invalid agent {task_agent} while agent {agent_id} is expected",
@@ -257,6 +276,8 @@ def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
         total = _resources_of(task)
     except (ValueError, KeyError, TypeError) as error_:
         return f"Task uses invalid resources: {error_}", Resources()
+    if fractional_gpus(total):
+        return f"Task uses invalid resources: {GPUS_NOT_WHOLE}", Resources()
     executor = task.get("executor")
     if (executor is not None) == ("command" in task):
         return ("Task should have at least one (but not both) of CommandInfo or "
@@ -271,13 +292,25 @@ def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
             return "'ExecutorInfo.command' must be set", Resources()
         if not has_executor:
             try:
-                total = total + _resources_of(executor)
+                executor_resources = _resources_of(executor)
             except (ValueError, KeyError, TypeError) as error_:
                 return f"Executor uses invalid resources: {error_}", Resources()
+            if fractional_gpus(executor_resources):
+                return f"Executor uses invalid resources: {GPUS_NOT_WHOLE}", Resources()
+            total = total + executor_resources
     if not offered.contains(total):
         return (f"Total resources {total} required by task and its executor is more than "
                 f"available {offered}"), Resources()
     return None, total
+
+
+GPUS_NOT_WHOLE = "Invalid 'gpus' resource: The 'gpus' resource must be an unsigned integer"
+
+
+def fractional_gpus(resources: Resources) -> bool:
+    """src/common/validation.cpp `validateGpus`: GPUs come whole."""
+    gpus = resources.scalar("gpus")
+    return gpus != int(gpus)
 
 
 def _validate_executor(executor: Mapping[str, Any], framework_id: str) -> str | None:
@@ -291,7 +324,7 @@ def _validate_executor(executor: Mapping[str, Any], framework_id: str) -> str | 
         return "'ExecutorInfo.executor_id' must be set"
     error = invalid_id(executor_id)
     if error:
-        return f"ExecutorID '{executor_id}' contains invalid characters"
+        return error
     fid = _id_value(executor.get("framework_id"))
     if fid is None:
         return "'ExecutorInfo.framework_id' must be set"
@@ -305,7 +338,8 @@ def _validate_executor(executor: Mapping[str, Any], framework_id: str) -> str | 
 
 def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, Any]], *,
                         agent_id: str, known_tasks: set[str], existing_executor: Any,
-                        offered: Resources, framework_id: str) -> tuple[str | None, Resources]:
+                        offered: Resources, framework_id: str,
+                        unreachable_tasks: Iterable[str] = ()) -> tuple[str | None, Resources]:
     """A LAUNCH_GROUP, in the master's order. Returns (error, resources it consumes)."""
     if not tasks:
         return "Task group is empty", Resources()
@@ -313,10 +347,13 @@ def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, An
     total = Resources()
     for task in tasks:
         task_id = _id_value(task.get("task_id")) or ""
-        if invalid_id(task_id):
-            return f"TaskID '{task_id}' contains invalid characters", Resources()
+        error = invalid_id(task_id)
+        if error:
+            return error, Resources()
         if task_id in known_tasks or task_id in seen:
             return f"Task has duplicate ID: {task_id}", Resources()
+        if task_id in unreachable_tasks:
+            return f"Task reuses the ID of an unreachable task: {task_id}", Resources()
         seen.add(task_id)
         task_agent = _id_value(task.get("agent_id")) or ""
         if task_agent != agent_id:
@@ -536,3 +573,89 @@ def agent_call_error(call: Any, path: str = "") -> str | None:
         return f"'{path.lstrip('.') or 'the call'}' is not an object"
     status = AGENT_CALL_STATUS.get(call.get("type")) if isinstance(call.get("type"), str) else None
     return shape_error(call, {**AGENT_CALL, "status": status} if status is not None else AGENT_CALL, path)
+
+
+# -- the operator API's Call (master.proto) --------------------------------------------------
+# mesos::master::Call::Type: a name outside it is dropped by the JSON conversion (unset, as
+# stout ignores an unknown enum value of an optional field), and the call then has no type.
+OPERATOR_CALL_TYPES = frozenset({
+    "UNKNOWN", "GET_HEALTH", "GET_FLAGS", "GET_VERSION", "GET_METRICS", "GET_LOGGING_LEVEL",
+    "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "GET_STATE", "GET_AGENTS", "GET_FRAMEWORKS",
+    "GET_EXECUTORS", "GET_OPERATIONS", "GET_TASKS", "GET_ROLES", "GET_WEIGHTS", "UPDATE_WEIGHTS",
+    "GET_MASTER", "SUBSCRIBE", "RESERVE_RESOURCES", "UNRESERVE_RESOURCES", "CREATE_VOLUMES",
+    "DESTROY_VOLUMES", "GROW_VOLUME", "SHRINK_VOLUME", "GET_MAINTENANCE_STATUS",
+    "GET_MAINTENANCE_SCHEDULE", "UPDATE_MAINTENANCE_SCHEDULE", "START_MAINTENANCE",
+    "STOP_MAINTENANCE", "DRAIN_AGENT", "DEACTIVATE_AGENT", "REACTIVATE_AGENT", "GET_QUOTA",
+    "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA", "TEARDOWN", "MARK_AGENT_GONE",
+})
+# Calls whose payload must be present (src/master/validation.cpp `master::call::validate`).
+OPERATOR_PAYLOADS = frozenset({
+    "GET_METRICS", "SET_LOGGING_LEVEL", "LIST_FILES", "READ_FILE", "UPDATE_WEIGHTS", "RESERVE_RESOURCES",
+    "UNRESERVE_RESOURCES", "CREATE_VOLUMES", "DESTROY_VOLUMES", "GROW_VOLUME", "SHRINK_VOLUME",
+    "UPDATE_MAINTENANCE_SCHEDULE", "START_MAINTENANCE", "STOP_MAINTENANCE", "DRAIN_AGENT",
+    "DEACTIVATE_AGENT", "REACTIVATE_AGENT", "UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA", "TEARDOWN",
+    "MARK_AGENT_GONE",
+})
+PROTOBUF_DURATION: dict = {"seconds": INTEGER, "nanos": INTEGER}  # google.protobuf.Duration
+AGENT_ONLY: dict = {"agent_id": ID}
+# The payloads of the calls this master serves, with their proto2 `required` fields.
+OPERATOR_CALL: dict = {
+    "type": str,
+    "teardown": {"framework_id": ID},
+    "drain_agent": {"agent_id": ID, "max_grace_period": PROTOBUF_DURATION, "mark_gone": bool},
+    "deactivate_agent": AGENT_ONLY, "reactivate_agent": AGENT_ONLY, "mark_agent_gone": AGENT_ONLY,
+    "update_quota": {"force": bool, "quota_configs": [{"role": str, "guarantees": ANY_OBJECT,
+                                                       "limits": ANY_OBJECT}]},
+}
+OPERATOR_REQUIRED = {"teardown": ("framework_id",), "drain_agent": ("agent_id",),
+                     "deactivate_agent": ("agent_id",), "reactivate_agent": ("agent_id",),
+                     "mark_agent_gone": ("agent_id",)}
+
+
+def parse_operator_call(body: Any) -> dict[str, Any]:
+    """A master::Call converted from JSON as Mesos converts it: CallError (400) when the JSON is
+    not one; an unknown `type` is dropped."""
+    if not isinstance(body, dict):
+        raise CallError("Failed to convert JSON into Call protobuf: expected an object")
+    shape = shape_error({k: v for k, v in body.items() if k != "type"}, OPERATOR_CALL)
+    if shape is None:
+        shape = _quota_maps_error(body.get("update_quota"))
+    if shape is not None:
+        raise CallError(f"Failed to convert JSON into Call protobuf: {shape}")
+    call = dict(body)
+    if not isinstance(call.get("type"), str) or call["type"] not in OPERATOR_CALL_TYPES:
+        call.pop("type", None)
+    missing = [f"{payload}.{name}" for payload, fields in OPERATOR_REQUIRED.items()
+               if isinstance(call.get(payload), dict)
+               for name in fields if _id_value(call[payload].get(name)) is None]
+    quota = call.get("update_quota")
+    if isinstance(quota, dict):
+        missing += [f"update_quota.quota_configs[{i}].role"
+                    for i, config in enumerate(quota.get("quota_configs") or []) if "role" not in config]
+    if missing:
+        raise CallError("Failed to convert JSON into Call protobuf: Missing required fields: "
+                        + ", ".join(missing))
+    return call
+
+
+def _quota_maps_error(update: Any) -> str | None:
+    """`guarantees` and `limits` are protobuf maps of resource name to Value.Scalar."""
+    if not isinstance(update, dict):
+        return None
+    for i, config in enumerate(update.get("quota_configs") or []):
+        for field in ("guarantees", "limits"):
+            for name, scalar in (config.get(field) or {}).items():
+                problem = shape_error(scalar, {"value": NUMBER}, f"update_quota.quota_configs[{i}].{field}.{name}")
+                if problem is not None:
+                    return problem
+    return None
+
+
+def validate_operator_call(call: Mapping[str, Any]) -> str | None:
+    """src/master/validation.cpp `master::call::validate`: a type, and the payload it needs."""
+    kind = call.get("type")
+    if kind is None:
+        return "Expecting 'type' to be present"
+    if kind in OPERATOR_PAYLOADS and not isinstance(call.get(kind.lower()), dict):
+        return f"Expecting '{kind.lower()}' to be present"
+    return None

@@ -17,7 +17,8 @@ import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from framework.zkclient import kazoo_client
+from framework.zkclient import SCHEMES, ZkUrl, parse_zk_url
+from framework.zkgroup import GroupWatch, Member
 
 log = logging.getLogger(__name__)
 
@@ -28,29 +29,28 @@ Listener = Callable[["str | None"], None]
 
 
 def parse_master_info(data: bytes | str) -> tuple[str, dict]:
-    """Return ("host:port", info) from a MasterInfo JSON blob.
+    """Return ("host:port", info) from a MasterInfo JSON blob; ValueError when it names no master.
 
     Prefers `address.ip`, then `address.hostname`, then the legacy `ip`
     (IPv4 as a network-order uint32 read as a host integer), then `hostname`.
     """
     info = json.loads(data)
+    if not isinstance(info, dict):
+        raise ValueError("MasterInfo is not a JSON object")
     address = info.get("address") or {}
+    if not isinstance(address, dict):
+        raise ValueError("MasterInfo's address is not a JSON object")
     port = address.get("port") or info.get("port") or DEFAULT_PORT
     host = address.get("ip") or address.get("hostname")
     if not host and info.get("ip"):
-        host = socket.inet_ntoa(struct.pack("<I", int(info["ip"])))
+        try:
+            host = socket.inet_ntoa(struct.pack("<I", int(info["ip"])))
+        except struct.error as error:
+            raise ValueError(f"MasterInfo ip {info['ip']!r}: {error}") from error
     host = host or info.get("hostname")
     if not host:
         raise ValueError("MasterInfo has no address")
     return f"{host}:{int(port)}", info
-
-
-def sequence_of(child: str) -> int | None:
-    """Sequence number of a `json.info_<seq>` child, None for anything else."""
-    if not child.startswith(LEADER_PREFIX):
-        return None
-    digits = child[len(LEADER_PREFIX):]
-    return int(digits) if digits.isdigit() else None
 
 
 def static_address(uri: str) -> str:
@@ -73,8 +73,8 @@ class MasterDetector:
     """Tracks the leading master of one master URI; thread-safe.
 
     `leader()` answers "host:port" or None; `wait()` blocks until one is known;
-    `on_change(cb)` calls `cb(leader_or_None)` on every change (from a kazoo
-    thread for zk:// URIs, so callbacks must not block).
+    `on_change(cb)` calls `cb(leader_or_None)` on every change (for zk:// URIs from
+    the thread that follows the masters, so callbacks must not block).
     """
 
     def __init__(self, uri: str, *, zk_timeout: float = 10.0) -> None:
@@ -86,10 +86,9 @@ class MasterDetector:
         self._info: dict | None = None
         self._closed = False
         self._zk: Any = None
-        self._zk_args: dict | None = None
-        self._client_for_watch: Any = None
-        self._watching_children = False
-        if uri.startswith(("zk://", "zoo://")):
+        self._url: ZkUrl | None = None
+        self._group: GroupWatch | None = None
+        if uri.startswith(SCHEMES):
             self._start_zk(uri, zk_timeout)
         else:
             self._leader = static_address(uri)
@@ -98,7 +97,7 @@ class MasterDetector:
 
     @property
     def is_zk(self) -> bool:
-        return self._zk_args is not None
+        return self._url is not None
 
     def leader(self) -> str | None:
         with self._lock:
@@ -131,6 +130,8 @@ class MasterDetector:
                 return
             self._closed = True
             self._changed.notify_all()
+        if self._group is not None:
+            self._group.stop()
         if self._zk is not None:
             try:
                 self._zk.stop()
@@ -147,64 +148,40 @@ class MasterDetector:
     # -- ZooKeeper ----------------------------------------------------------
 
     def _start_zk(self, uri: str, timeout: float) -> None:
-        rest = uri.split("://", 1)[1]
-        auth = None
-        if "@" in rest.split("/", 1)[0]:
-            credentials, rest = rest.split("@", 1)
-            auth = [("digest", credentials)]
-        hosts, slash, path = rest.partition("/")
-        self._path = "/" + path.rstrip("/") if slash and path.strip("/") else "/"
-        self._zk_args = {"hosts": hosts, "timeout": timeout, "auth_data": auth}
-        self._zk = self._connect()
+        self._url = parse_zk_url(uri)
+        self._timeout = timeout
+        self._zk = self._connect(self._url)
         if self._zk is None:
             # ZooKeeper unreachable now: keep trying in the background, as Mesos
             # detectors do; until then there is simply no known leader.
-            threading.Thread(target=self._connect_until_closed, name="zk-detector-connect",
+            threading.Thread(target=self._connect_until_closed, args=(self._url,), name="zk-detector-connect",
                              daemon=True).start()
 
-    def _connect(self) -> Any:
-        """A started KazooClient watching the path, or None when ZooKeeper did not answer."""
+    def _connect(self, url: ZkUrl) -> Any:
+        """A started KazooClient following the masters, or None when ZooKeeper did not answer."""
         from kazoo.handlers.threading import KazooTimeoutError
-        from kazoo.protocol.states import KazooState
 
-        client = kazoo_client(**self._zk_args)
-
-        expired = threading.Event()
-
-        def on_state(state: str) -> None:
-            if state == KazooState.LOST:
-                # Session gone: ephemeral nodes we saw may be stale. No leader until the
-                # new session has read them again.
-                expired.set()
-                self._set(None, None)
-            elif state == KazooState.CONNECTED and expired.is_set():
-                # The watches re-arm by themselves but stay silent when the children did
-                # not change (the same master still leads): read them here (a listener
-                # must not block kazoo's connection thread).
-                expired.clear()
-                client.handler.spawn(self._reread, client)
-
-        client.add_listener(on_state)
+        client = url.client(self._timeout)
         try:
-            client.start(timeout=self._zk_args["timeout"])
+            client.start(timeout=self._timeout)
         except KazooTimeoutError:
-            log.warning("ZooKeeper at %s did not answer; retrying", self._zk_args["hosts"])
+            log.warning("ZooKeeper at %s did not answer; retrying", url.servers)
             return None
-        self._client_for_watch = client
-        # A DataWatch fires on creation too, so a path that does not exist yet
-        # (no master ever started) is picked up when the first master registers.
-        client.DataWatch(self._path, self._on_path)
+        # A path that does not exist yet (no master ever started) is followed once it does.
+        self._group = GroupWatch(client, url.path, LEADER_PREFIX, parse_master_info, self._on_masters).start()
         return client
 
-    def _connect_until_closed(self) -> None:
+    def _connect_until_closed(self, url: ZkUrl) -> None:
         delay = 0.5
         while not self._closed:
-            client = self._connect()
+            client = self._connect(url)
             if client is not None:
                 with self._lock:
                     if not self._closed:
                         self._zk = client
                         return
+                if self._group is not None:
+                    self._group.stop()
                 client.stop()
                 client.close()
                 return
@@ -212,45 +189,12 @@ class MasterDetector:
                 self._changed.wait_for(lambda: self._closed, delay)
             delay = min(delay * 2, 10.0)
 
-    def _reread(self, client: Any) -> None:
-        from kazoo.exceptions import KazooException
-
-        try:
-            children = client.get_children(self._path)
-        except KazooException as error:  # path gone (its DataWatch says so) or cut off again
-            log.info("cannot re-read masters in %s after a new session: %s", self._path, error)
-            return
-        self._on_children(children)
-
-    def _on_path(self, data: Any, stat: Any) -> bool | None:
-        if self._closed:
-            return False
-        if stat is None:
-            self._watching_children = False
+    def _on_masters(self, masters: list[Member[tuple[str, dict]]] | None) -> None:
+        """The lowest readable `json.info_` member leads; None while our session is lost."""
+        if masters:
+            self._set(*masters[0].data)
+        else:
             self._set(None, None)
-            return None
-        if not self._watching_children:
-            self._watching_children = True
-            self._client_for_watch.ChildrenWatch(self._path, self._on_children)
-        return None
-
-    def _on_children(self, children: list[str]) -> bool | None:
-        if self._closed:
-            return False
-        contenders = sorted((seq, child) for child in children
-                            if (seq := sequence_of(child)) is not None)
-        for _, child in contenders:
-            node = self._path.rstrip("/") + "/" + child
-            try:
-                data, _ = self._client_for_watch.get(node)
-                leader, info = parse_master_info(data)
-            except Exception as error:  # node gone in between, or garbage: try the next one
-                log.warning("cannot read master info from %s: %s", node, error)
-                continue
-            self._set(leader, info)
-            return None
-        self._set(None, None)
-        return None
 
     def _set(self, leader: str | None, info: dict | None) -> None:
         with self._changed:

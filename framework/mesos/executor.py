@@ -220,6 +220,7 @@ class MesosExecutorDriver:
         self.checkpoint = self.env.checkpoint
         self.grace_shutdown_period = self.env.shutdown_grace_period
         self.executor_info: Any = None
+        self.container_id: dict | None = None  # from SUBSCRIBED: the ContainerID the agent runs us in
         self.framework_info: Any = None
         self.agent_info: Any = None
         self.kill_policies: dict[str, Any] = {}   # task id -> KillPolicy sent with KILL
@@ -600,6 +601,7 @@ class MesosExecutorDriver:
                 framework_info.get("id", self.framework_id) != self.framework_id:
             log.error("SUBSCRIBED for another executor: %s", payload)
         first = self.executor_info is None
+        self.container_id = payload.get("container_id")  # the executor's own ContainerID
         self.executor_info = self._wrap(executor_info)
         self.framework_info = self._wrap(framework_info)
         self.agent_info = self._wrap(agent_info)

@@ -99,3 +99,16 @@ def seconds_to_duration(seconds: float) -> str:
         if seconds >= size and float(seconds) % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds * 1000)}ms"
+
+
+def invalid_id(value: str) -> str | None:
+    """Client-chosen ids (src/common/validation.cpp `validateID`): what is wrong, in Mesos's words."""
+    if not value:
+        return "ID must not be empty"
+    if len(value) > 255:
+        return "ID must not be greater than 255 characters"
+    if value in (".", ".."):
+        return f"'{value}' is disallowed"
+    if any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"'{value}' contains invalid characters"
+    return None

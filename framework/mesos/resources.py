@@ -137,6 +137,17 @@ class Resources:
             items[key] = _add_value(items[key], value) if key in items else value
         return cls._from_items({k: v for k, v in items.items() if not _is_empty(v)})
 
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any], role: str = UNRESERVED) -> "Resources":
+        """Read the legacy `/state` shape that `flat()` writes back into resources:
+        `{"cpus": 1.0, "ports": "[31000-31009]", "s": "{a, b}"}` (numbers or text)."""
+        items: dict[tuple[str, str], Value] = {}
+        for name, raw in flat.items():
+            value = _parse_value(str(raw).strip(), f"{name}:{raw}")
+            if not _is_empty(value):
+                items[(str(name), role)] = value
+        return cls._from_items(items)
+
     # -- queries -----------------------------------------------------------------
     @property
     def empty(self) -> bool:
@@ -268,8 +279,13 @@ class Resources:
         return ";".join(parts)
 
     # -- rendering ---------------------------------------------------------------
-    def to_json(self, allocation_role: str | None = None) -> list[dict[str, Any]]:
-        """Resource dicts in the legacy (non-RESERVATION_REFINEMENT) form, `role` set.
+    def to_json(self, allocation_role: str | None = None, *, refined: bool = False) -> list[dict[str, Any]]:
+        """Resource dicts, by default in the pre-RESERVATION_REFINEMENT form: `role` always set
+        (`*` when unreserved). `refined` gives the post-refinement form a framework with the
+        RESERVATION_REFINEMENT capability is offered (src/common/resources_utils.cpp
+        `upgradeResource`): no `role`, a `reservations` stack for a reserved resource. A
+        dockyard reservation is an agent's (`--resources "cpus(role):2"`), so STATIC, which the
+        old form carries without a `reservation` field (`downgradeResource`).
 
         `allocation_role` adds `allocation_info` (offers to MULTI_ROLE frameworks).
         """
@@ -285,13 +301,38 @@ class Resources:
             else:
                 resource["type"] = "SET"
                 resource["set"] = {"item": sorted(value)}
-            resource["role"] = role
-            if role != UNRESERVED:
-                resource["reservation"] = {}
+            if not refined:
+                resource["role"] = role
+            elif role != UNRESERVED:
+                resource["reservations"] = [{"type": "STATIC", "role": role}]
             if allocation_role is not None:
                 resource["allocation_info"] = {"role": allocation_role}
             out.append(resource)
         return out
+
+    def scalar_part(self) -> "Resources":
+        """Only the scalar resources (what quota and headroom count)."""
+        return Resources._from_items({k: v for k, v in self._items.items() if isinstance(v, float)})
+
+    def named(self, names: Iterable[str]) -> "Resources":
+        """Only the resources with one of these names."""
+        wanted = set(names)
+        return Resources._from_items({k: v for k, v in self._items.items() if k[0] in wanted})
+
+    def capped(self, caps: Mapping[str, float]) -> "Resources":
+        """The same resources with each scalar named in `caps` cut down to at most that amount
+        (over all roles, taken in role order): Mesos's `shrinkResources` for quota."""
+        left = dict(caps)
+        items: dict[tuple[str, str], Value] = {}
+        for key, value in sorted(self._items.items()):
+            name = key[0]
+            if isinstance(value, float) and name in left:
+                value = _fixed(min(value, max(0.0, left[name])))
+                left[name] -= value
+                if _is_empty(value):
+                    continue
+            items[key] = value
+        return Resources._from_items(items)
 
     def flat(self) -> dict[str, Any]:
         """The legacy `/state` shape: `{"cpus": 1.0, "mem": 128.0, "ports": "[1-2]"}`."""
@@ -449,3 +490,15 @@ def attribute_value(attribute: Mapping[str, Any]) -> str:
     if kind == "SET":
         return "{" + ",".join(attribute.get("set", {}).get("item", [])) + "}"
     return str(attribute.get("text", {}).get("value", ""))
+
+
+def attribute_text(value: Any) -> str:
+    """An attribute's value in a master's `/state` as the same text `attribute_value` gives.
+
+    The embedded master writes every value as text; a Mesos master writes a SCALAR as a
+    JSON number (src/common/http.cpp, `model(const Attributes&)`), which reads back here
+    as `attribute_value` would have written it (`3`, not `3.0`).
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{float(value):g}"
+    return str(value)

@@ -105,6 +105,11 @@ ACTIONS: dict[str, str] = {
     "kill_nested_containers": "users",
     "remove_nested_containers": "users",
     "register_agents": "agents",                    # ANY or NONE: agents are not named
+    "get_quotas": "roles",                          # GET_QUOTA: each quota's role (filters)
+    "update_quotas": "roles",                       # UPDATE_QUOTA: each config's role
+    "drain_agents": "agents",                       # DRAIN_AGENT: ANY or NONE
+    "deactivate_agents": "agents",                  # DEACTIVATE_AGENT: ANY or NONE
+    "reactivate_agents": "agents",                  # REACTIVATE_AGENT: ANY or NONE
 }
 
 # Actions of Mesos's acls.proto that no dockyard server performs: a file written for a Mesos
@@ -112,13 +117,13 @@ ACTIONS: dict[str, str] = {
 # in neither table is a typo and refuses the file.
 MESOS_ONLY_ACTIONS = frozenset({
     "reserve_resources", "unreserve_resources", "create_volumes", "destroy_volumes", "resize_volumes",
-    "update_weights", "get_endpoints", "get_quotas", "update_quotas", "access_mesos_logs", "view_roles",
+    "update_weights", "get_endpoints", "access_mesos_logs", "view_roles",
     "view_flags", "view_containers", "set_log_level", "update_maintenance_schedules",
     "get_maintenance_schedules", "start_maintenances", "stop_maintenances", "get_maintenance_statuses",
     "mark_agents_gone", "launch_standalone_containers", "kill_standalone_containers",
     "wait_standalone_containers", "remove_standalone_containers", "view_standalone_containers",
     "modify_resource_provider_configs", "view_resource_providers", "mark_resource_providers_gone",
-    "prune_images", "drain_agents", "deactivate_agents", "reactivate_agents",
+    "prune_images",
 })
 
 

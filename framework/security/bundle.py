@@ -363,6 +363,10 @@ def default_acls() -> dict:
         "view_tasks": [{"principals": readers, "users": anyone}],
         "view_executors": [{"principals": readers, "users": anyone}],
         "access_sandboxes": [{"principals": readers, "users": anyone}],
+        "get_quotas": [{"principals": readers, "roles": anyone}],
+        "update_quotas": [{"principals": operator, "roles": anyone}],
+        **{action: [{"principals": operator, "agents": anyone}]
+           for action in ("drain_agents", "deactivate_agents", "reactivate_agents")},
         **{action: [{"principals": operator, "users": anyone}] for action in (
             "launch_nested_container_sessions_as_user",
             "launch_nested_container_sessions_under_parent_with_user",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from typing import Callable, TypeVar
-from urllib.parse import urlparse
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (BadVersionError, ConnectionLoss, KazooException, NodeExistsError, NoNodeError,
@@ -25,19 +24,12 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from framework.errors import ConflictError, StoreError
 from framework.store.base import ABSENT, Store, check_key
-from framework.zkclient import kazoo_client
+from framework.zkclient import parse_zk_url
 
 T = TypeVar("T")
 # Errors that mean "not connected right now", not "the operation is wrong": worth a retry.
 RETRYABLE = (ConnectionLoss, OperationTimeoutError, SessionExpiredError, KazooTimeoutError)
-
-
-def parse_zk_url(url: str) -> tuple[str, str]:
-    """`zk://h1:2181,h2:2181/dockyard` -> ("h1:2181,h2:2181", "/dockyard")."""
-    parsed = urlparse(url)
-    if parsed.scheme != "zk" or not parsed.netloc:
-        raise StoreError(f"not a zk:// URL: {url!r}")
-    return parsed.netloc, parsed.path.rstrip("/") or "/dockyard"
+DEFAULT_ROOT = "/dockyard"  # the state's path when the URL names none
 
 
 class ZooKeeperStore(Store):
@@ -60,13 +52,16 @@ class ZooKeeperStore(Store):
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 15.0) -> "ZooKeeperStore":
-        hosts, root = parse_zk_url(url)
-        client = kazoo_client(hosts, timeout)
+        try:
+            zk = parse_zk_url(url, default_path=DEFAULT_ROOT)
+        except ValueError as error:
+            raise StoreError(str(error)) from error
+        client = zk.client(timeout)
         try:
             client.start(timeout=timeout)
         except Exception as error:  # kazoo raises its own timeout type
-            raise StoreError(f"cannot reach ZooKeeper at {hosts}: {error}") from error
-        return cls(client, root, owns_client=True)
+            raise StoreError(f"cannot reach ZooKeeper at {zk.servers}: {error}") from error
+        return cls(client, zk.path, owns_client=True)
 
     def _on_state(self, state: str) -> None:
         """Kazoo's connection listener (its own thread): track whether calls can succeed."""

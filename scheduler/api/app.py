@@ -1,4 +1,4 @@
-"""The scheduler's HTTP app: Metronome and Marathon routes, `/ping`, `/metrics`, `/openapi.json`.
+"""The scheduler's HTTP app: Metronome and Marathon routes (`/ping` among them), `/metrics`, `/openapi.json`.
 
 The OpenAPI document is generated from the mounted routes and the pydantic
 models their handlers declare (`common.describe`), so it cannot drift from
@@ -11,7 +11,6 @@ probe `/health`); `/metrics` and `/openapi.json` are for viewers.
 """
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -20,18 +19,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from framework.bodies import BodyLimit, json_render
 from framework.security.gate import Access
-from scheduler import limits as scheduler_limits
-from scheduler.api import metronome
+from scheduler.api import marathon, metronome
 from scheduler.api.common import api_route
+from scheduler.api.errors import render_refusal
+from scheduler.context import Context
 from scheduler.secrets import api as secrets_api
-
-log = logging.getLogger(__name__)
-
+from scheduler.ui import ui_routes
 
 BOOLEAN = {"type": "boolean"}
 TEXT = {"type": "string", "maxLength": 1024}
@@ -39,7 +37,8 @@ TEXT = {"type": "string", "maxLength": 1024}
 QUERY: dict[str, dict] = {
     "force": BOOLEAN, "scale": BOOLEAN, "dryRun": BOOLEAN, "partialUpdate": BOOLEAN, "all": BOOLEAN,
     "stopCurrentJobRuns": BOOLEAN, "embed": TEXT, "id": TEXT, "cmd": TEXT, "label": TEXT, "host": TEXT,
-    "status": TEXT, "event_type": TEXT, "jobId": TEXT, "runId": TEXT,
+    "status": TEXT, "event_type": TEXT, "jobId": TEXT, "runId": TEXT, "wipe": BOOLEAN, "backup": TEXT,
+    "restore": TEXT,
 }
 ERROR_SCHEMA = {
     "type": "object", "required": ["message"],
@@ -131,36 +130,18 @@ def openapi(routes: list[BaseRoute], title: str = "dockyard scheduler",
             "security": [{"basic": []}]}
 
 
-def health_state(ctx: Any) -> dict:
+def health_state(ctx: Context) -> dict:
     """What `/health` says of a leading (or the only) scheduler; healthy when `subscribed`."""
     core = ctx.core
-    reconciled = getattr(core, "reconciled", None)
     state = {"subscribed": core.subscribed.is_set(), "frameworkId": core.framework_id,
-             "reconciled": reconciled.is_set() if reconciled is not None else None}
-    failure = getattr(core, "failure", None)
-    if failure:
-        state.update(subscribed=False, error=failure)
+             "reconciled": core.reconciled.is_set()}
+    if core.failure:
+        state.update(subscribed=False, error=core.failure)
     return state
 
 
-def build_app(ctx: Any) -> Starlette:
-    routes: list[BaseRoute] = []
-    if ctx.jobs is not None:
-        routes += metronome.routes(ctx)
-    routes += secrets_api.routes(ctx)
-    try:
-        from scheduler.api import marathon
-    except ImportError:
-        marathon = None  # the services engineer's module; absent until it lands
-    if marathon is not None:
-        try:
-            routes += marathon.routes(ctx)
-        except Exception:  # a broken Marathon API must not take the jobs API down with it
-            log.exception("Marathon routes failed to load")
-
-    async def ping(request: Request) -> Response:
-        """Liveness: `pong`, as Marathon answers."""
-        return PlainTextResponse("pong")
+def build_app(ctx: Context) -> Starlette:
+    routes: list[BaseRoute] = [*metronome.routes(ctx), *secrets_api.routes(ctx), *marathon.routes(ctx)]
 
     async def health(request: Request) -> Response:
         """200 once subscribed to a master; 503 before, and for good once the master removed us."""
@@ -171,7 +152,7 @@ def build_app(ctx: Any) -> Starlette:
         """Prometheus text exposition."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    own = [api_route("/ping", ping, ["GET"], Access.OPEN), api_route("/health", health, ["GET"], Access.OPEN),
+    own = [api_route("/health", health, ["GET"], Access.OPEN),
            api_route("/metrics", metrics, ["GET"], Access.READ)]
     document: dict[str, Any] = {}
 
@@ -182,24 +163,15 @@ def build_app(ctx: Any) -> Starlette:
         return JSONResponse(document)
 
     own.append(api_route("/openapi.json", openapi_json, ["GET"], Access.READ))
-    limits = getattr(ctx.config, "limits", None) or scheduler_limits.current()
-    app = Starlette(routes=own + routes, middleware=[
+    limits = ctx.config.limits
+    app = Starlette(routes=own + routes + ui_routes(ctx), middleware=[
         Middleware(BodyLimit, max_bytes=limits.max_request_bytes, render=json_render,
-                   body_timeout=limits.body_timeout)], exception_handlers={HTTPException: _http_error})
+                   body_timeout=limits.body_timeout)], exception_handlers={HTTPException: render_refusal})
     app.state.gate = ctx.config.security.gate
     app.state.security = ctx.config.security
     app.state.limits = limits
-    app.state.halted = lambda: getattr(ctx.core, "failure", None)
+    app.state.halted = lambda: ctx.core.failure
     return app
-
-
-async def _http_error(request: Request, error: Exception) -> Response:
-    """Starlette's own refusals (no such route, a method the route does not serve) in Marathon's
-    shape, as every other answer of this API."""
-    status = getattr(error, "status_code", 500)
-    detail = getattr(error, "detail", "") or "error"
-    message = f"{detail}: {request.method} {request.url.path}"[:500]
-    return JSONResponse({"message": message}, status_code=status, headers=getattr(error, "headers", None))
 
 
 def _models() -> tuple[type, ...]:

@@ -1,99 +1,57 @@
-"""Error rendering and request helpers shared by every API module.
+"""What every scheduler API module shares: route tables, request reading, flags.
 
-Errors keep Marathon's shape (`{"message", "details"?}`) because existing
-clients parse it: 400 "Invalid JSON", 422 "Object is not valid" with a
-`details` entry per field path, 404 and 409 with a message.
+An API module declares its routes as a table of `Endpoint`s (path, handler, methods,
+access decision); `serve(table, ctx)` makes them Starlette routes behind the gate
+(framework/security/gate.py), each handler called with the request and the
+scheduler's `Context`. Handlers only translate: they read the request, call the
+domain, render; whatever they raise is answered by `errors.render_failure`.
 """
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
 
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Send
 
 from framework import bodies
-from framework.errors import ConflictError, DockyardError, SpecError, StoreError
+from framework.security import origin
 from framework.security.gate import Access, access_of, principal_name
 from framework.security.gate import route as gated_route
+from scheduler import limits, privileged
+from scheduler.api.errors import INVALID, ApiError, bad_json, error_response, render_failure
 from scheduler.secrets.refs import acting_as
 
 Handler = Callable[[Request], Awaitable[Response]]
-log = logging.getLogger(__name__)
+ContextHandler = Callable[[Request, Any], Awaitable[Response]]
+Described = TypeVar("Described", Handler, ContextHandler)
 
 
-class ApiError(DockyardError):
-    """An answer other than success, raised by handlers and rendered by `guard`."""
+@dataclass(frozen=True)
+class Endpoint:
+    """One row of a route table: `handler(request, ctx)` serves `methods` on `path`."""
 
-    def __init__(self, status: int, message: str, details: list[dict] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-        self.extra = extra
-
-
-def error_response(status: int, message: str, details: list[dict] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"message": message, **extra}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse(body, status_code=status)
+    path: str
+    handler: ContextHandler
+    methods: tuple[str, ...]
+    access: Access | Mapping[str, Access]
 
 
-def invalid(path: str, *errors: str) -> ApiError:
-    return ApiError(422, "Object is not valid", [{"path": path, "errors": list(errors)}])
+def serve(table: tuple[Endpoint, ...], ctx: Any) -> list[Route]:
+    """The routes of a table, each handler given `ctx` (the scheduler's Context)."""
+    return [api_route(row.path, _with_context(row.handler, ctx), list(row.methods), row.access) for row in table]
 
 
-def validation_details(error: ValidationError) -> list[dict]:
-    """Marathon's `details` from a pydantic error: one entry per `/path`, messages kept."""
-    grouped: dict[str, list[str]] = {}
-    for item in error.errors(include_url=False):
-        parts: list[str] = []
-        for part in item["loc"]:
-            if isinstance(part, int):
-                parts[-1:] = [f"{parts[-1]}({part})"] if parts else [f"({part})"]
-            elif not str(part).startswith("function-"):
-                parts.append(str(part))
-        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        grouped.setdefault("/" + "/".join(parts), []).append(message)
-    return [{"path": path, "errors": errors} for path, errors in grouped.items()]
+def _with_context(handler: ContextHandler, ctx: Any) -> Handler:
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        return await handler(request, ctx)
 
-
-def render_error(error: Exception) -> JSONResponse:
-    """Translate the domain's errors at the boundary; anything else is a 500."""
-    if isinstance(error, ApiError):
-        return error_response(error.status, error.message, error.details, **error.extra)
-    if isinstance(error, bodies.BodyError):
-        message = {400: "Invalid JSON", 408: "Request Timeout", 413: "Request Entity Too Large"}.get(
-            error.status, "Object is not valid")
-        response = error_response(error.status, message, [{"path": error.path, "errors": [error.message]}])
-        if error.status in (408, 413):  # the rest of the body is not read: the connection cannot go on
-            response.headers["Connection"] = "close"
-        return response
-    if isinstance(error, ValidationError):  # a stored or computed spec that no longer validates
-        return error_response(422, "Object is not valid", validation_details(error))
-    details = getattr(error, "details", None)
-    if isinstance(error, SpecError):
-        if error.field == "/" and error.message.startswith("Invalid JSON"):
-            return error_response(400, "Invalid JSON", [{"path": "/", "errors": [error.message]}])
-        return error_response(422, "Object is not valid",
-                              details or [{"path": error.field, "errors": [error.message]}])
-    kind = type(error).__name__
-    if kind == "NotFound":
-        return error_response(404, str(error))
-    if kind == "Forbidden":
-        return error_response(403, str(error))
-    if kind == "Conflict" or isinstance(error, ConflictError):
-        return error_response(409, str(error))
-    if isinstance(error, StoreError):  # the store is down, not the request wrong: try again later
-        return error_response(503, f"state store unavailable: {error}")
-    return error_response(500, f"{kind}: {error}")
+    return endpoint
 
 
 def api_route(path: str, endpoint: Handler, methods: list[str],
@@ -103,11 +61,12 @@ def api_route(path: str, endpoint: Handler, methods: list[str],
     READ: viewers and admins (GETs, event streams); WRITE: admins (what changes state).
     While the scheduler cannot act (`app.state.halted()` says why: the master removed
     our framework), WRITE calls answer 503 with that reason instead of pretending.
+    An error the endpoint raises is answered in Marathon's shape (scheduler/api/errors.py).
     """
-    return gated_route(path, _unless_halted(endpoint, access), methods=methods, access=access)
+    return gated_route(path, _served(endpoint, access), methods=methods, access=access)
 
 
-def _unless_halted(endpoint: Handler, access: Access | Mapping[str, Access]) -> Handler:
+def _served(endpoint: Handler, access: Access | Mapping[str, Access]) -> Handler:
     @functools.wraps(endpoint)
     async def handler(request: Request) -> Response:
         if access_of(handler, request.method) == Access.WRITE:
@@ -115,53 +74,68 @@ def _unless_halted(endpoint: Handler, access: Access | Mapping[str, Access]) -> 
             reason = halted() if halted is not None else None
             if reason:
                 return error_response(503, reason)
-        with acting_as(principal_name(request)):  # whom the secrets a change references are checked for
-            return await endpoint(request)
+            refused = origin.cross_site(request.headers)
+            if refused:
+                return error_response(403, refused)
+        try:
+            with acting_as(principal_name(request)):  # whom the secrets a change references are checked for
+                response = await endpoint(request)
+        except Exception as error:  # rendered, never swallowed: the client sees the reason
+            response = render_failure(request, error)
+        return _with_warnings(request, response)
 
     handler.access = access  # type: ignore[attr-defined]
     return handler
 
 
-def render_failure(request: Request, error: Exception) -> JSONResponse:
-    """The answer to a handler's exception (`render_error`); a 5xx is logged with its traceback."""
-    response = render_error(error)
-    if response.status_code >= 500 and response.status_code != 503:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+MAX_WARNINGS = 50  # warnings in one answer
+
+
+def warn(request: Request, messages: Iterable[str]) -> None:
+    """Keep `messages` (unknown fields in a spec, say) for the answer to `request`.
+
+    Marathon ignores fields it does not know; so do we, but the answer says so:
+    a `Warning: 199 dockyard "..."` header each, and a `warnings` list in a JSON object body."""
+    kept = getattr(request.state, "warnings", [])
+    request.state.warnings = [*kept, *(m for m in messages if m not in kept)]
+
+
+def _with_warnings(request: Request, response: Response) -> Response:
+    messages = getattr(request.state, "warnings", None)
+    if not messages:
+        return response
+    if len(messages) > MAX_WARNINGS:  # a body of a thousand unknown keys gets a bounded answer
+        messages = [*messages[:MAX_WARNINGS], f"... and {len(messages) - MAX_WARNINGS} more unknown field(s)"]
+    messages = [m if len(m) <= 300 else m[:297] + "..." for m in messages]
+    for message in messages:
+        quoted = message.replace("\\", "\\\\").replace('"', '\\"')
+        quoted = quoted.encode("ascii", "backslashreplace").decode()  # header values are Latin-1: keep them ASCII
+        response.headers.append("Warning", f'199 dockyard "{quoted}"')
+    if (response.media_type or "").startswith("application/json") and response.body.lstrip().startswith(b"{"):
+        document = json.loads(response.body)
+        document["warnings"] = [*document.get("warnings", []), *messages]
+        response.body = json.dumps(document, separators=(",", ":")).encode()
+        response.headers["content-length"] = str(len(response.body))
     return response
-
-
-def guard(handler: Handler) -> Handler:
-    """Wrap a handler so every domain error becomes Marathon's error answer."""
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as error:  # rendered, never swallowed: the client sees the reason
-            return render_failure(request, error)
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    wrapped.__dict__.update(handler.__dict__)
-    return wrapped
 
 
 def describe(summary: str, request: type | dict | None = None, response: type | None = None,
              status: int = 200, *, partial: bool = False, array: bool = False,
-             query: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+             query: tuple[str, ...] = ()) -> Callable[[Described], Described]:
     """Attach OpenAPI facts to a handler (read by `scheduler.api.app.openapi`).
 
     `request`: the body's pydantic model, or a JSON schema (`$ref`s to models named in
     `components`); `partial`: every field optional (a partial update); `array`: a list
     of them; `query`: the query parameters the handler reads (`app.QUERY` types them)."""
-    def mark(handler: Handler) -> Handler:
+    def mark(handler: Described) -> Described:
         handler.__dict__["openapi"] = {"summary": summary, "request": request, "response": response,
                                        "status": status, "partial": partial, "array": array, "query": query}
         return handler
     return mark
 
 
-def request_limits(request: Request) -> Any:
-    """The app's limits (scheduler/limits.py), else the process's."""
-    from scheduler import limits
-
+def request_limits(request: Request) -> limits.Limits:
+    """The app's limits (scheduler/limits.py), else the process's (an app a test made bare)."""
     return getattr(request.app.state, "limits", None) or limits.current()
 
 
@@ -173,7 +147,7 @@ async def body_document(request: Request) -> Any:
     limit = request_limits(request)
     raw = b"".join([chunk async for chunk in _limited_stream(request, limit.max_request_bytes)])
     if not raw.strip():
-        raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": ["empty body"]}])
+        raise bad_json("/", "empty body")
     kind = request.headers.get("content-type", "")
     if "yaml" not in kind:
         try:
@@ -187,9 +161,9 @@ async def body_document(request: Request) -> Any:
     except bodies.BodyError:
         raise
     except ValueError as error:
-        raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": [str(error)[:500]]}]) from None
+        raise bad_json("/", str(error)[:500]) from None
     if "yaml" not in kind and not isinstance(document, (dict, list)):
-        raise ApiError(400, "Invalid JSON", [{"path": "/", "errors": [why[:500]]}])
+        raise bad_json("/", why[:500])
     return document
 
 
@@ -206,65 +180,73 @@ async def _limited_stream(request: Request, max_bytes: int) -> Any:
 def check_privileged(request: Request, paths: list[str]) -> None:
     """422 naming each field that reaches past the container, unless the caller may have them
     (scheduler/privileged.py)."""
-    from scheduler import privileged
-
     if paths and not privileged.may_run_privileged(request):
-        raise ApiError(422, "Object is not valid", privileged.details(paths))
+        raise ApiError(422, INVALID, privileged.details(paths))
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 def flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() in ("1", "true", "yes")
 
 
-def embeds(request: Request) -> set[str]:
-    """`embed=a&embed=b` or `embed=a,b`, prefixes like `job.` dropped."""
+def embeds(request: Request, *, prefixed: bool = False) -> set[str]:
+    """`embed=a&embed=b` or `embed=a,b`, prefixes like `job.` dropped (kept with `prefixed`)."""
     out = set()
     for value in request.query_params.getlist("embed"):
         for item in value.split(","):
             item = item.strip()
-            out.add(item.split(".", 1)[1] if "." in item else item)
+            out.add(item.split(".", 1)[1] if "." in item and not prefixed else item)
     return out
+
+
+def negotiate(accept: str | None, offered: list[str]) -> str | None:
+    """The first of `offered` media types an `Accept` header takes, its best-rated range first
+    (JAX-RS's variant selection, which Marathon's resources rely on); no `Accept` takes anything.
+    None when it takes none of them. An offer may be a range itself (`text/*`)."""
+    ranges: list[tuple[float, int, str, str]] = []
+    for order, part in enumerate((accept or "*/*").split(",")):
+        kind, *params = [p.strip() for p in part.split(";")]
+        if "/" not in kind:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        major, minor = kind.lower().split("/", 1)
+        ranges.append((quality, order, major, minor))
+    for quality, _, major, minor in sorted(ranges, key=lambda r: (-r[0], r[1])):
+        if quality <= 0:
+            continue
+        for offer in offered:
+            o_major, o_minor = offer.split("/", 1)
+            if major in ("*", o_major) or o_major == "*":
+                if minor in ("*", o_minor) or o_minor == "*":
+                    return offer
+    return None
+
+
+PING_VARIANTS = ["text/plain", "text/html", "application/json", "text/*"]
+
+
+def ping_answer(accept: str | None) -> tuple[int, bytes, str | None]:
+    """Marathon 1.5+'s `/ping` (SystemResource.ping): `"pong"` as JSON to a client that wants
+    JSON, `pong` as text to one that takes text (text/plain for `*/*` or no Accept), and 204
+    with no body to one that takes neither. (status, body, content type)."""
+    chosen = negotiate(accept, PING_VARIANTS)
+    if chosen == "application/json":
+        return 200, b'"pong"', "application/json"
+    if chosen is not None:
+        return 200, b"pong", "text/plain" if chosen.endswith("/*") else chosen
+    return 204, b"", None
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run blocking domain code (locks, store I/O) off the event loop."""
     return await run_in_threadpool(fn, *args, **kwargs)
-
-
-SSE_PIECE = 64 << 10  # what one write hands the transport: a large event never sits there whole
-SSE_WRITE_TIMEOUT = 30.0
-
-
-class EventStream(StreamingResponse):
-    """Server-sent events to one client, written in `SSE_PIECE` pieces, each within
-    `write_timeout` seconds. A client that reads nothing for that long is dropped (the
-    connection closed): otherwise its stalled write would hold the stream open for good."""
-
-    def __init__(self, frames: AsyncIterator[bytes], write_timeout: float = SSE_WRITE_TIMEOUT) -> None:
-        super().__init__(frames, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        self.write_timeout = write_timeout
-
-    async def stream_response(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        frames = self.body_iterator
-        try:
-            async for frame in frames:
-                view = memoryview(frame)
-                for start in range(0, len(view), SSE_PIECE):
-                    piece = bytes(view[start:start + SSE_PIECE])
-                    try:
-                        await asyncio.wait_for(send({"type": "http.response.body", "body": piece, "more_body": True}),
-                                               self.write_timeout)
-                    except asyncio.TimeoutError:
-                        log.warning("dropping an event-stream client that read nothing for %g s", self.write_timeout)
-                        return
-        finally:
-            aclose = getattr(frames, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def sse_frame(event_type: str, data: bytes) -> list[bytes]:
-    """One SSE event as pieces (`data` is shared by every stream, never copied into a frame)."""
-    return [f"event: {event_type}\ndata: ".encode(), data, b"\n\n"]

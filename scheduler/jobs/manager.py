@@ -19,14 +19,15 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
-from framework.errors import DockyardError, StoreError
+from framework.errors import Conflict, NotFound, StoreError
 from framework.store import Store
 from scheduler.core import Core
 from scheduler.events import EventBus
 from scheduler.jobs import dependencies, schedules
 from scheduler.jobs.runs import (ACTIVE, FAILED, INITIAL, STARTING, SUCCESS, JobRun, RunTask, new_run_id,
                                  task_ended, task_id_for)
-from scheduler.jobs.specs import JobSpec, Schedule, SpecInvalid, timestamp
+from scheduler.jobs.specs import JobSpec, Schedule, SpecInvalid
+from scheduler.mesos_json import launch as mesos
 from scheduler.placement.constraints import parse_one
 from scheduler.requests import TaskRequest
 from scheduler.secrets.refs import job_uses, sources
@@ -38,14 +39,6 @@ NOT_RUNNING_YET = frozenset({"PENDING", "TASK_STAGING", "TASK_STARTING"})  # max
 # The jobs event stream (`GET /v1/events`) uses Metronome's event names (its model/Event.scala).
 JOB_EVENT_TYPES = frozenset({"job_created", "job_updated", "job_deleted", "job_run_started",
                              "job_run_updated", "job_run_finished", "job_run_failed"})
-
-
-class NotFound(DockyardError):
-    """A job, run or schedule that does not exist (404)."""
-
-
-class Conflict(DockyardError):
-    """The request clashes with current state (409)."""
 
 
 @dataclass
@@ -75,26 +68,14 @@ class JobState:
 def task_request(spec: JobSpec, run: JobRun, index: int, attempt: int) -> TaskRequest:
     """What the core launches for one instance of a run."""
     r = spec.run
-    if r.cmd:
-        command: dict[str, Any] = {"value": r.cmd, "shell": True}
-    elif r.args:
-        command = {"value": r.args[0], "arguments": list(r.args), "shell": False}
-    else:
-        command = {"shell": False}
-    if r.user:
-        command["user"] = r.user
-    if r.artifacts:
-        command["uris"] = [{"value": a.uri, "executable": a.executable, "extract": a.extract,
-                            "cache": a.cache} for a in r.artifacts]
-    container = None
+    command = mesos.command_info(
+        shell=r.cmd or None, args=r.args or (), user=r.user,
+        uris=[mesos.uri_info(a.uri, extract=a.extract, executable=a.executable, cache=a.cache) for a in r.artifacts])
     image = r.docker.image if r.docker else (r.ucr.image.id if r.ucr else None)
-    if image or r.volumes:
-        container = {"type": "MESOS", "volumes": [
-            {"container_path": v.container_path, "host_path": v.host_path, "mode": v.mode}
-            for v in r.volumes if v.secret is None]}  # secret volumes: the core adds them, resolved
-        if image:
-            force = bool(r.docker.force_pull_image if r.docker else r.ucr.image.force_pull)
-            container["mesos"] = {"image": {"type": "DOCKER", "docker": {"name": image}, "cached": not force}}
+    container = mesos.container_info(
+        image=image, force_pull=bool(r.docker.force_pull_image if r.docker else r.ucr and r.ucr.image.force_pull),
+        volumes=[mesos.volume_info(v.container_path, v.host_path, v.mode)
+                 for v in r.volumes if v.secret is None])  # secret volumes: the core adds them, resolved
     env = {name: value for name, value in r.env.items() if isinstance(value, str)}
     env.update({"DOCKYARD_JOB_ID": spec.id, "DOCKYARD_RUN_ID": run.id,
                 "DOCKYARD_INSTANCE_INDEX": str(index), "DOCKYARD_INSTANCES": str(run.instances),
@@ -119,7 +100,7 @@ class JobManager:
                  history_limit: int = 50, tick_seconds: float = 0.25,
                  unreachable_seconds: float | None = None) -> None:
         self.store = store
-        # How long a run waits for a task on an unreachable agent before retrying it (issue 6):
+        # How long a run waits for a task on an unreachable agent before retrying it:
         # long enough that a short partition heals with the run done once, not twice.
         self.unreachable_seconds = unreachable_seconds if unreachable_seconds is not None else \
             float(os.environ.get("DOCKYARD_JOB_UNREACHABLE_SECONDS", "300"))
@@ -158,7 +139,7 @@ class JobManager:
                 try:
                     self.jobs[job_id] = JobSpec.model_validate_json(raw)
                 except ValueError as error:  # one unreadable job must not stop the scheduler starting
-                    from scheduler.services.manager import quarantine
+                    from scheduler.services.app_state import quarantine
 
                     quarantine(self.store, f"/jobs/{job_id}", raw, error)
                     continue
@@ -561,7 +542,7 @@ class JobManager:
             self._emit_run("job_run_updated", run)
 
     def _give_up_unreachable(self, run: JobRun, now: float) -> None:
-        """Retry a task whose agent stayed unreachable past `unreachable_seconds` (issue 6).
+        """Retry a task whose agent stayed unreachable past `unreachable_seconds`.
 
         Until then the run waits: a task that comes back RUNNING just carries on."""
         waiting = [t for t in run.tasks if t.status in ("TASK_UNREACHABLE", "TASK_UNKNOWN")
@@ -699,36 +680,13 @@ class JobManager:
         else:
             self.store.put(key, value)
 
-    # -- API views ------------------------------------------------------------------
+    # -- what the API shows (rendered by scheduler/api/metronome_views.py) ------------
 
-    def history(self, job_id: str) -> dict:
+    def job_state(self, job_id: str) -> JobState:
+        """A copy of the job's counts and schedule bookkeeping (empty for an unknown job)."""
         with self._lock:
-            summary = self.history_summary(job_id)
-            runs = list(reversed(self.kept.get(job_id, {}).values()))  # newest first
-
-            def entry(run: JobRun) -> dict:
-                return {"id": run.id, "createdAt": timestamp(run.created_at),
-                        "finishedAt": timestamp(run.completed_at)}
-            summary["successfulFinishedRuns"] = [entry(r) for r in runs if r.status == SUCCESS]
-            summary["failedFinishedRuns"] = [entry(r) for r in runs if r.status == FAILED]
-            return summary
-
-    def history_summary(self, job_id: str) -> dict:
-        with self._lock:
-            state = self.states.get(job_id) or JobState()
-            return {"successCount": state.success_count, "failureCount": state.failure_count,
-                    "lastSuccessAt": timestamp(state.last_success_at),
-                    "lastFailureAt": timestamp(state.last_failure_at)}
-
-    def schedule_view(self, job_id: str, schedule: Schedule) -> dict:
-        out = schedule.dump()
-        nxt = self.next_fire(job_id, schedule)
-        if nxt is not None:
-            out["nextRunAt"] = timestamp(nxt)
-        stats = self.states.get(job_id, JobState()).schedule_stats.get(schedule.id)
-        if stats:
-            out["stats"] = {k: (timestamp(v) if k.endswith("At") else v) for k, v in stats.items()}
-        return out
+            state = self.states.get(job_id)
+            return state.copy() if state is not None else JobState()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until `predicate()` holds (checked whenever a run moves), or the timeout."""

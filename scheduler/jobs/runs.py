@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from scheduler.jobs.specs import RestartPolicy, Run, timestamp
+from scheduler.jobs.specs import RestartPolicy, Run, metronome_time, timestamp
 
 INITIAL, STARTING, ACTIVE, SUCCESS, FAILED = "INITIAL", "STARTING", "ACTIVE", "SUCCESS", "FAILED"
 FINISHED_STATUSES = frozenset({SUCCESS, FAILED})
@@ -57,6 +57,18 @@ class RunTask:
                "agentId": self.agent_id, "host": self.host, "agentUrl": self.agent_url,
                "sandbox": self.sandbox, "message": self.message}
         return {k: v for k, v in out.items() if v is not None and v != ""}
+
+    def metronome(self, indexed: bool = False) -> dict:
+        """Metronome's JobRunTask (`id`, `startedAt`, `completedAt` once ended, `status`); a task
+        not launched yet is TASK_CREATED, as Metronome names it. `indexed`: an array job's task
+        says which instance it is (`index`, dockyard's)."""
+        out = {"id": self.id, "startedAt": metronome_time(self.started_at or self.created_at)}
+        if self.completed_at is not None:
+            out["completedAt"] = metronome_time(self.completed_at)
+        out["status"] = "TASK_CREATED" if self.status == "PENDING" else self.status
+        if indexed:
+            out["index"] = self.index
+        return out
 
 
 @dataclass(slots=True)
@@ -135,6 +147,18 @@ class JobRun:
         if self.deadline_at:
             out["deadlineAt"] = timestamp(self.deadline_at)
         return {k: v for k, v in out.items() if v is not None}
+
+    def metronome(self) -> dict:
+        """Metronome's JobRun as its API writes it (JobRunWrites: `id`, `jobId`, `status`,
+        `createdAt`, `completedAt` (null while running), `tasks`); an array job adds `instances`
+        and each task's `index`, dockyard's only extension a job can make it show."""
+        out: dict[str, Any] = {"id": self.id, "jobId": self.job_id, "status": self.status,
+                               "createdAt": metronome_time(self.created_at),
+                               "completedAt": metronome_time(self.completed_at),
+                               "tasks": [t.metronome(self.instances > 1) for t in self.tasks]}
+        if self.instances > 1:
+            out["instances"] = self.instances
+        return out
 
 
 def task_id_for(run: JobRun, index: int, attempt: int) -> str:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from framework import bodies
 from framework.errors import SpecError
-from scheduler import limits
+from scheduler import limits, spec_fields
 from scheduler.limits import INT32_MAX
 from scheduler.placement.constraints import ConstraintError, parse_one
 from scheduler.privileged import privileged_fields
@@ -350,6 +350,39 @@ def timestamp(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def metronome_time(seconds: float | None) -> str | None:
+    """Metronome's time format (its DateTimeFormat, `yyyy-MM-dd'T'HH:mm:ss.SSSZ`): UTC with
+    milliseconds and a `+0000` offset."""
+    if seconds is None:
+        return None
+    from datetime import timezone
+
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
 def privileged_paths(spec: JobSpec) -> list[str]:
     """Fields of a job that reach past its container (scheduler/privileged.py decides who may)."""
     return privileged_fields(spec.run.docker, spec.run.volumes, "/run/docker", "/run/volumes")
+
+
+# Fields of Metronome's job and schedule JSON (jobspec.schema.json, schedulespec.schema.json)
+# that dockyard accepts and does not use, and the read-only ones its answers embed (a
+# client may send a job back as it read it): known, so never reported.
+METRONOME_ALSO_KNOWN: dict[type, dict[str, Any]] = {
+    JobSpec: {"activeRuns": None, "history": None, "historySummary": None},
+    Run: {"networks": None},
+    Ucr: {"privileged": None},
+    Schedule: {"nextRunAt": None},
+}
+
+
+def unknown_fields(document: Any) -> list[str]:
+    """What a job names that no field of Metronome's job is, each with the nearest known name:
+    `unknown field 'run.memory' (did you mean 'run.mem'?)`. The job is still accepted
+    (Metronome's API ignores them too); the API answers these as warnings."""
+    return spec_fields.unknown_fields(document, JobSpec, METRONOME_ALSO_KNOWN)
+
+
+def unknown_schedule_fields(document: Any) -> list[str]:
+    """The same for a schedule posted on its own (`/v1/jobs/{id}/schedules`)."""
+    return spec_fields.unknown_fields(document, Schedule, METRONOME_ALSO_KNOWN)

@@ -1,7 +1,8 @@
 """Placement: pure functions deciding which agent runs which task, and why not.
 
 Public surface: `place`, `Plan`, `AgentView`, `Placed`, `Assignment`, `Constraint`,
-`parse_constraints`, `PlacementReport`, `Reason`, `Rejection`.
+`parse_constraints`, `PlacementReport`, `Reason`, `Rejection`; `refusal` says how long
+an offer the plan leaves unused is declined for.
 """
 from scheduler.placement.constraints import Constraint, ConstraintError, Operator
 from scheduler.placement.constraints import parse as parse_constraints

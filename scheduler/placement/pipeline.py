@@ -28,7 +28,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from scheduler.placement import scoring
+from scheduler.placement import refusal, scoring
 from scheduler.placement.constraints import Constraint, FieldCounts, Operator, field_value, matches
 from scheduler.placement.feasible import (
     AgentSlot,
@@ -47,10 +47,6 @@ from scheduler.placement.views import AgentView, Assignment, Placed
 from scheduler.requests import TaskRequest
 
 DEFAULT_LIMIT = {"binpack": 2, "spread": 4, "firstfit": 1}
-# Offer refusal the core may use: long when no waiting task could use the agent even
-# if the cluster changed, short when something may free up.
-REFUSE_UNRESOLVABLE_SECONDS = 300.0
-REFUSE_DEFAULT_SECONDS = 5.0
 STRATEGY_LABEL = "dockyard.strategy"
 EXPLAIN_SAMPLE = 128  # agents looked at to explain an ask that fits nowhere (an even sample)
 _EPS = 1e-9
@@ -72,12 +68,10 @@ class Plan:
     def used_agents(self) -> set[str]:
         return {a.agent_id for a in self.assignments}
 
-    def refuse_seconds(self) -> float:
-        """How long an unused offer may be declined for (Mesos filter refuse_seconds)."""
-        waiting = [self.reports[r.owner] for r in self.unplaced if r.owner in self.reports]
-        if waiting and not any(report.resolvable for report in waiting):
-            return REFUSE_UNRESOLVABLE_SECONDS
-        return REFUSE_DEFAULT_SECONDS
+    def refuse_seconds(self, waiting: bool = True, *, holding: bool = False) -> float:
+        """How long this round's unused offers may be declined for (`refusal.py` says why)."""
+        reports = [self.reports[r.owner] for r in self.unplaced if r.owner in self.reports]
+        return refusal.refuse_seconds(waiting, reports, holding=holding)
 
 
 class FitIndex:

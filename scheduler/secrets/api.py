@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from framework.errors import SpecError
 from framework.security.gate import Access, principal_name
-from scheduler.api.common import ApiError, api_route, describe, flag, guard, in_thread
+from scheduler.api.common import api_route, describe, flag, in_thread
+from scheduler.api.errors import ApiError
 from scheduler.secrets.store import FEATURE_OFF, MAX_VALUE_BYTES, SecretStore
 
 PREFIX = "/secrets/v1/secret/default"
@@ -61,7 +62,6 @@ async def _value(request: Request) -> bytes:
 
 
 def routes(ctx: Any) -> list[Route]:
-    @guard
     @describe("A secret's metadata (never its value); ?list=true: the secrets below a path")
     async def get_secret(request: Request) -> Response:
         store = _store(ctx)
@@ -71,7 +71,6 @@ def routes(ctx: Any) -> list[Route]:
             return JSONResponse({"array": [m.path for m in metas], "secrets": [m.to_api() for m in metas]})
         return JSONResponse(store.get(path).to_api())
 
-    @guard
     @describe("Create a secret, or write a new version of it", status=201)
     async def put_secret(request: Request) -> Response:
         store = _store(ctx)
@@ -79,7 +78,6 @@ def routes(ctx: Any) -> list[Route]:
         meta, created = await in_thread(store.put, request.path_params["path"], value, principal_name(request))
         return JSONResponse(meta.to_api(), status_code=201 if created else 200)
 
-    @guard
     @describe("Write a new version of an existing secret")
     async def patch_secret(request: Request) -> Response:
         store = _store(ctx)
@@ -88,14 +86,12 @@ def routes(ctx: Any) -> list[Route]:
                                   must_exist=True)
         return JSONResponse(meta.to_api())
 
-    @guard
     @describe("Remove a secret", status=204)
     async def delete_secret(request: Request) -> Response:
         store = _store(ctx)
         await in_thread(store.delete, request.path_params["path"], principal_name(request))
         return Response(status_code=204)
 
-    @guard
     @describe("Seal every secret again with the current key of --secrets-key-file")
     async def rotate_key(request: Request) -> Response:
         store = _store(ctx)
@@ -110,7 +106,6 @@ def routes(ctx: Any) -> list[Route]:
                                  prune=bool(options.get("prune")))
         return JSONResponse(result)
 
-    @guard
     @describe("Which version of which secret each task of an app (appId=) or a job (jobId=) was given")
     async def usage(request: Request) -> Response:
         app_id, job_id = request.query_params.get("appId"), request.query_params.get("jobId")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from framework.errors import DockyardError, SecurityError, SpecError
+from framework.errors import DockyardError, Forbidden, NotFound, SecurityError, SpecError
 from framework.store import ABSENT, Store
 from scheduler.secrets.acl import ALLOW_ALL, SecretAcls
 from scheduler.secrets.crypto import Keyring, generate_key, read_key_file, write_key_file
@@ -34,14 +34,6 @@ MAX_PATH = 255
 _PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 FEATURE_OFF = ("Feature secrets is not enabled. Enable with --secrets-key-file FILE "
                "(dockyard's --enable_features secrets)")
-
-
-class NotFound(DockyardError):
-    """No secret at that path (rendered 404 by name, scheduler/api/common.py)."""
-
-
-class Forbidden(DockyardError):
-    """The caller may not reference or write that path (rendered 403 by name)."""
 
 
 class SecretUnavailable(DockyardError):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from scheduler.mesos_json import launch as mesos
+from scheduler.mesos_json.launch import PORT_NAMES_LABEL
 from scheduler.requests import TaskRequest
 from scheduler.secrets.refs import app_uses
 from scheduler.services.specs import AppDefinition, HealthCheck
-
-PORT_NAMES_LABEL = "dockyard.portNames"  # comma-separated, read by the core for $PORT_<NAME>
 
 
 def owner_of(app_id: str) -> str:
@@ -26,43 +26,26 @@ def new_task_id(app_id: str) -> str:
 
 
 def command_info(app: AppDefinition) -> dict[str, Any]:
-    if app.cmd is not None:
-        command: dict[str, Any] = {"shell": True, "value": app.cmd}
-    elif app.args:
-        command = {"shell": False, "value": app.args[0], "arguments": list(app.args)}
-    else:
-        command = {"shell": False}  # the image's entrypoint
-    if app.user:
-        command["user"] = app.user
-    if app.fetch:  # Marathon's fetch: the executor's fetcher puts them in the sandbox first
-        command["uris"] = [
-            {"value": item["uri"], "extract": item.get("extract", True),
-             "executable": item.get("executable", False), "cache": item.get("cache", False),
-             **({"output_file": item["destPath"]} if item.get("destPath") else {})}
-            for item in app.fetch if item.get("uri")
-        ]
-    return command
+    """`cmd`, else `args`, else the image's entrypoint; with Marathon's `fetch` as URIs (the
+    executor's fetcher puts them in the sandbox first)."""
+    return mesos.command_info(
+        shell=app.cmd, args=app.args or (), user=app.user,
+        uris=[mesos.uri_info(item["uri"], extract=item.get("extract", True),
+                             executable=item.get("executable", False), cache=item.get("cache", False),
+                             output_file=item.get("destPath"))
+              for item in app.fetch if item.get("uri")])
 
 
 def container_info(app: AppDefinition) -> dict[str, Any] | None:
     """MESOS (or DOCKER, run the same way) with an image -> Mesos ContainerInfo."""
     container = app.container
-    if container is None or container.docker is None:
-        if container is not None and container.volumes:
-            return {"type": "MESOS", "volumes": _volumes(app)}
+    if container is None:
         return None
-    return {
-        "type": "MESOS",
-        "mesos": {"image": {"type": "DOCKER", "docker": {"name": container.docker.image},
-                            "cached": not container.docker.forcePullImage}},
-        "volumes": _volumes(app),
-    }
-
-
-def _volumes(app: AppDefinition) -> list[dict[str, Any]]:
-    assert app.container is not None
-    return [{"container_path": v.containerPath, **({"host_path": v.hostPath} if v.hostPath else {}),
-             "mode": v.mode} for v in app.container.volumes if v.secret is None]  # secrets: the core's
+    volumes = [mesos.volume_info(v.containerPath, v.hostPath, v.mode)
+               for v in container.volumes if v.secret is None]  # secret volumes: the core's
+    docker = container.docker
+    return mesos.container_info(image=docker.image if docker is not None else None,
+                                force_pull=docker is not None and docker.forcePullImage, volumes=volumes)
 
 
 def health_check_info(app: AppDefinition) -> dict[str, Any] | None:
@@ -84,7 +67,7 @@ def health_check_info(app: AppDefinition) -> dict[str, Any] | None:
     }
     if check.protocol == "COMMAND":
         info["type"] = "COMMAND"
-        info["command"] = {"shell": True, "value": check.command.value if check.command else "true"}
+        info["command"] = mesos.command_info(shell=check.command.value if check.command else "true")
         return info
     target: dict[str, Any] = {"port": check.port or 0}
     if check.port is None:
@@ -116,5 +99,6 @@ def task_request(app: AppDefinition) -> TaskRequest:
         cpus=app.cpus, mem=app.mem, disk=app.disk, gpus=float(app.gpus), ports=len(ports),
         required_ports=required, role=role, constraints=app.constraint_list(),
         command=command_info(app), container=container_info(app), health_check=health_check_info(app),
+        check=app.check.check_info() if app.check is not None else None,
         kill_grace_seconds=app.taskKillGracePeriodSeconds if app.taskKillGracePeriodSeconds is not None else 3.0,
         labels=labels, env=env, secrets=app_uses(app))

@@ -10,117 +10,33 @@ this thread.
 """
 from __future__ import annotations
 
-import json
 import logging
-import posixpath
+import math
 import socket
 import threading
 import time
 import urllib.error
-from dataclasses import dataclass, field, replace
+import uuid
 from typing import Any, Callable
 
-from framework.errors import DockyardError, SpecError, StoreError
+from framework.errors import Conflict, NotFound, SpecError, StoreError
 from scheduler.events import marathon_time
 from scheduler.services import deployments as dep
-from scheduler.services.deployments import Deployment
+from scheduler.services.dependencies import absolute_ids, dependency_ids, find_cycle
+from scheduler.services.deployments import AppLocked, Deployment, plan_json
+from scheduler.services.groups import GroupTree, ancestors, inside
 from scheduler.services.instances import new_task_id, owner_of, task_request
 from scheduler.services.readiness import Probe, ReadinessProber
-from scheduler.services.reconcile import FAILURE_STATES, Backoff, Instance, healthy_and_ready, reconcile
+from scheduler.services.reconcile import (FAILURE_STATES, Instance, healthy_and_ready, past_expunge_after,
+                                          past_inactive_after, reconcile)
 from scheduler.secrets.refs import sources
+from scheduler.services.app_state import APPS_KEY, AppState, Waiting, _key, loadable, quarantine
 from scheduler.services.specs import AppDefinition, parse_app
 
 log = logging.getLogger(__name__)
 
-APPS_KEY = "/services/apps"
 TICK_SECONDS = 0.5
 MAX_VERSIONS = 50
-
-
-class NotFound(DockyardError):
-    """Rendered as 404 (by name, see scheduler.api.common.render_error)."""
-
-
-class Conflict(DockyardError):
-    """Rendered as 409; `deployments` lists the deployments holding the lock."""
-
-    def __init__(self, message: str, deployments: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.deployments = deployments or []
-
-
-@dataclass
-class AppState:
-    app: AppDefinition
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> definition
-    instances: dict[str, str] = field(default_factory=dict)  # task id -> app version
-    backoff: Backoff = field(default_factory=Backoff)
-    last_failure: dict[str, Any] | None = None
-    version_info: dict[str, str] = field(default_factory=dict)
-    deleting: bool = False
-    frozen: bool = False  # a deployment was force-cancelled: stay where it stopped
-    deployment: Deployment | None = None
-    waiting_since: str | None = None
-    # Not persisted: what this scheduler saw since it started.
-    killing: set[str] = field(default_factory=set)
-    ready: dict[str, bool] = field(default_factory=dict)
-    checked_at: dict[str, float] = field(default_factory=dict)
-    health: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def draft(self) -> "AppState":
-        """A copy of the stored part, to change and store before the live state adopts it
-        (`ServiceManager._commit`). Changes replace `app` with a new definition."""
-        return AppState(app=self.app, versions=dict(self.versions), instances=dict(self.instances),
-                        backoff=replace(self.backoff), last_failure=self.last_failure,
-                        version_info=dict(self.version_info), deleting=self.deleting, frozen=self.frozen,
-                        deployment=self.deployment)
-
-    def adopt(self, draft: "AppState") -> None:
-        for name in STORED_FIELDS:
-            setattr(self, name, getattr(draft, name))
-
-    def to_json(self) -> bytes:
-        return json.dumps({
-            "app": self.app.model_dump(), "versions": self.versions, "instances": self.instances,
-            "backoff": {"delay": self.backoff.delay, "until": self.backoff.until},
-            "lastTaskFailure": self.last_failure, "versionInfo": self.version_info,
-            "deleting": self.deleting, "frozen": self.frozen,
-            "deployment": _deployment_json(self.deployment),
-        }).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> "AppState":
-        data = json.loads(raw)
-        app = AppDefinition.model_validate(data["app"])
-        return cls(app=app, versions=data.get("versions", {}), instances=data.get("instances", {}),
-                   backoff=Backoff(**data.get("backoff", {})), last_failure=data.get("lastTaskFailure"),
-                   version_info=data.get("versionInfo", {}), deleting=data.get("deleting", False),
-                   frozen=data.get("frozen", False), deployment=_deployment_from(data.get("deployment")))
-
-
-STORED_FIELDS = ("app", "versions", "instances", "backoff", "last_failure", "version_info", "deleting",
-                 "frozen", "deployment")
-
-
-def _deployment_json(deployment: Deployment | None) -> dict[str, Any] | None:
-    """A running deployment survives a scheduler restart (or a new leader) with its app."""
-    if deployment is None or deployment.finished:
-        return None
-    return {"id": deployment.id, "appId": deployment.app_id, "version": deployment.version,
-            "actions": deployment.actions, "current": deployment.current, "original": deployment.original,
-            "target": deployment.target, "startedAt": deployment.started_at}
-
-
-def _deployment_from(data: dict[str, Any] | None) -> Deployment | None:
-    if not data:
-        return None
-    return Deployment(app_id=data["appId"], version=data["version"], actions=list(data["actions"]),
-                      original=data.get("original"), target=data.get("target"), id=data["id"],
-                      current=int(data.get("current", 0)), started_at=float(data.get("startedAt", 0.0)))
-
-
-def _key(app_id: str) -> str:
-    return f"{APPS_KEY}/{app_id.strip('/').replace('/', ':')}"
 
 
 def _is_ip(text: str) -> bool:
@@ -139,7 +55,10 @@ class ServiceManager:
         self.events = ctx.events
         self.clock = clock or ctx.clock or time.time
         self.apps: dict[str, AppState] = {}
-        self.deployments: dict[str, Deployment] = {}
+        self.deployments: dict[str, Deployment] = {}  # by its own id (a group change's parts share a plan id)
+        self.plans: dict[str, list[Deployment]] = {}  # plan id -> its parts, until the last one ends
+        self.failed_plans: set[str] = set()  # announced failed already: said once
+        self.groups = GroupTree()
         self.lock = threading.RLock()
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -162,6 +81,21 @@ class ServiceManager:
                     self.apps[state.app.id] = state
                     if state.deployment is not None:
                         self.deployments[state.deployment.id] = state.deployment
+                        if state.deployment.plan_id:
+                            self.plans.setdefault(state.deployment.plan_id, []).append(state.deployment)
+                    self._recall_health(state)
+            self.groups.load(self.store)
+
+    def _recall_health(self, state: AppState) -> None:
+        """Health as the task records kept it, so that a restarted or new leader shows a healthy
+        instance healthy at once (a router keeps sending it traffic), not only after the
+        executor's next health status."""
+        if not state.app.healthChecks:
+            return
+        for record in self.records(state.app.id):
+            if record.healthy is not None:
+                state.health.setdefault(record.task_id, {"alive": record.healthy,
+                                                         "consecutiveFailures": 0 if record.healthy else 1})
 
     def start(self) -> None:
         if self.thread is None:
@@ -213,13 +147,11 @@ class ServiceManager:
         return out
 
     def _inactive(self, app: Any, record: Any) -> bool:
-        """UNREACHABLE for longer than the app's inactiveAfterSeconds: start a replacement.
-
-        If it comes back RUNNING it counts again, and the surplus is scaled down (issue 6)."""
+        """UNREACHABLE past the app's inactiveAfterSeconds: start a replacement (reconcile.py says
+        what happens when it comes back)."""
         if record.state.value not in ("TASK_UNREACHABLE", "TASK_UNKNOWN") or not record.history:
             return False
-        since = record.history[-1][1]
-        return self.clock() - since >= app.unreachableStrategy.inactiveAfterSeconds
+        return past_inactive_after(app, self.clock() - record.history[-1][1])
 
     # -- changes (the API calls these) --------------------------------------------------------
 
@@ -233,9 +165,7 @@ class ServiceManager:
         """One deployment per app: 409 unless forced (`_commit` then cancels the old one)."""
         current = state.deployment
         if current is not None and not current.finished and not force:
-            raise Conflict("App is locked by one or more deployments. Override with the option "
-                           "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
-                           [current.id])
+            raise AppLocked([current.public_id])
 
     def check_dependencies(self, proposed: dict[str, list[str]]) -> None:
         """Refuse (422 on `/dependencies`) what would make the apps' dependencies a cycle, as
@@ -245,7 +175,7 @@ class ServiceManager:
             graph = {app_id: dependency_ids(state.app) for app_id, state in self.apps.items()
                      if not state.deleting}
         graph.update({app_id: absolute_ids(app_id, deps) for app_id, deps in proposed.items()})
-        cycle = _find_cycle(graph)
+        cycle = find_cycle(graph)
         if cycle:
             raise SpecError("/dependencies", "Dependency graph has cyclic dependencies: " + " -> ".join(cycle))
 
@@ -255,18 +185,24 @@ class ServiceManager:
         if secrets is not None:
             secrets.check(sources(app), lambda name: f"/secrets/{name}/source")
 
-    def create(self, app: AppDefinition) -> tuple[AppState, Deployment]:
+    def create(self, app: AppDefinition, *, version: str | None = None,
+               plan_id: str | None = None) -> tuple[AppState, Deployment]:
+        """A new app; with `plan_id`, as a part of a group change (announced with its plan)."""
         self.check_dependencies({app.id: app.dependencies})
         self.check_secrets(app)
         with self.lock:
             existing = self.apps.get(app.id)
             if existing is not None and not (existing.deleting and existing.deployment is None):
                 raise Conflict(f"An app with id [{app.id}] already exists.")
-            app.version = self._new_version(None)
+            if self.groups.groups.get(app.id) is not None:
+                raise Conflict(f"A group with id [{app.id}] already exists.")
+            app.version = version or self._new_version(None)
             draft = AppState(app=app, versions={app.version: app.model_dump()})
             draft.version_info = {"lastScalingAt": app.version, "lastConfigChangeAt": app.version}
-            deployment = self._deploy(draft, None, app.out(), dep.actions_for(None, app.out(), True))
-            return self._commit(None, draft), deployment
+            deployment = self._deploy(draft, None, app.out(), dep.actions_for(None, app.out(), True), plan_id)
+            state = self._commit(None, draft, announce=plan_id is None)
+            self._make_groups(ancestors(app.id), app.version)
+            return state, deployment
 
     def update(self, app_id: str, document: dict[str, Any], *, partial: bool = True,
                force: bool = False) -> tuple[AppState, Deployment, bool]:
@@ -295,30 +231,32 @@ class ServiceManager:
             app = state.app.model_copy(update={"instances": max(instances, 0)})
             return self._change(state, app, force)[0]
 
-    def _change(self, state: AppState, app: AppDefinition, force: bool) -> tuple[Deployment]:
+    def _change(self, state: AppState, app: AppDefinition, force: bool, *, version: str | None = None,
+                plan_id: str | None = None) -> tuple[Deployment]:
         self._check_lock(state, force)
         self.check_secrets(app)
         draft = state.draft()
         before = state.app.out()
         config_changed = not app.config_equal(state.app)
         if config_changed:
-            app.version = self._new_version(state)
+            app.version = version or self._new_version(state)
             draft.version_info["lastConfigChangeAt"] = app.version
             draft.backoff.reset()  # a new version starts with a clean slate (Marathon)
         else:
-            app.version = self._scaled_version(draft)
+            app.version = self._scaled_version(draft, version)
         draft.version_info["lastScalingAt"] = app.version
         draft.app = app
         draft.versions[app.version] = app.model_dump()
         self._trim_versions(draft)
         draft.frozen = False
-        deployment = self._deploy(draft, before, app.out(), dep.actions_for(before, app.out(), config_changed))
-        self._commit(state, draft)
+        deployment = self._deploy(draft, before, app.out(), dep.actions_for(before, app.out(), config_changed),
+                                  plan_id)
+        self._commit(state, draft, announce=plan_id is None)
         return (deployment,)
 
-    def _scaled_version(self, draft: AppState) -> str:
+    def _scaled_version(self, draft: AppState, version: str | None = None) -> str:
         """Scaling makes a new app version, but running instances stay current: relabel them."""
-        version = self._new_version(draft)
+        version = version or self._new_version(draft)
         for task_id, old in list(draft.instances.items()):
             if old == draft.app.version:
                 draft.instances[task_id] = version
@@ -343,14 +281,14 @@ class ServiceManager:
             self._commit(state, draft)
         return deployment
 
-    def delete(self, app_id: str, force: bool = False) -> Deployment:
+    def delete(self, app_id: str, force: bool = False, *, plan_id: str | None = None) -> Deployment:
         with self.lock:
             state = self.get(app_id)
             self._check_lock(state, force)
             draft = state.draft()
             draft.deleting = True
-            deployment = self._deploy(draft, state.app.out(), None, [dep.STOP])
-            self._commit(state, draft)
+            deployment = self._deploy(draft, state.app.out(), None, [dep.STOP], plan_id)
+            self._commit(state, draft, announce=plan_id is None)
         return deployment
 
     def kill_tasks(self, task_ids: list[str], scale: bool = False, force: bool = False) -> list[Any]:
@@ -377,20 +315,33 @@ class ServiceManager:
         return deployments if scale else records
 
     def reset_delay(self, app_id: str) -> None:
+        """`DELETE /v2/queue/{id}/delay` (Marathon's QueueResource.resetDelay): an app with
+        instances still to launch starts its backoff over; any other answers 404."""
         with self.lock:
-            state = self.get(app_id)
-            if state.backoff.until <= self.clock():
-                raise NotFound(f"There is no delay for app '{app_id}'")
+            state = self.apps.get(app_id)
+            if state is None or not any(w.state is state for w in self.waiting()):
+                raise NotFound(f"Application {app_id} not found in tasks queue.")
             draft = state.draft()
             draft.backoff.reset()
             self._commit(state, draft)
 
     def cancel(self, deployment_id: str, force: bool = False) -> Deployment | None:
-        """DELETE /v2/deployments/{id}: roll back (a new deployment), or with force just stop."""
+        """DELETE /v2/deployments/{id}: roll back (a new deployment), or with force just stop.
+        A group change's deployment is cancelled in every app it holds, rolled back as one."""
         with self.lock:
-            deployment = self.deployments.get(deployment_id)
-            if deployment is None:
+            parts = [d for d in list(self.deployments.values()) if d.public_id == deployment_id]
+            if not parts:
                 raise NotFound(f"DeploymentPlan {deployment_id} does not exist")
+            if len(parts) == 1 and parts[0].plan_id is None:
+                return self._cancel_part(parts[0], force, None)
+            plan_id = str(uuid.uuid4())
+            rollbacks = [r for part in parts if (r := self._cancel_part(part, force, plan_id)) is not None]
+            if rollbacks:
+                self._announce_plan(plan_id, rollbacks)
+            return rollbacks[-1] if rollbacks else None
+
+    def _cancel_part(self, deployment: Deployment, force: bool, plan_id: str | None) -> Deployment | None:
+        with self.lock:
             state = self.apps[deployment.app_id]
             draft = state.draft()
             draft.deployment = None  # `_commit` cancels it
@@ -399,25 +350,29 @@ class ServiceManager:
                 draft.frozen = True
             elif deployment.original is None:  # it created the app: rolling back removes it
                 draft.deleting = True
-                rollback = self._deploy(draft, deployment.target, None, [dep.STOP])
+                rollback = self._deploy(draft, deployment.target, None, [dep.STOP], plan_id)
             else:
                 app = parse_app(deployment.original)
                 app.version = deployment.original.get("version")
                 draft.app = app
                 draft.deleting = False
-                rollback = self._deploy(draft, deployment.target, app.out(), [dep.RESTART])
-            self._commit(state, draft)
+                rollback = self._deploy(draft, deployment.target, app.out(), [dep.RESTART], plan_id)
+            self._commit(state, draft, announce=plan_id is None)
         return rollback
 
-    def _deploy(self, draft: AppState, before: dict | None, after: dict | None, actions: list[str]) -> Deployment:
-        """The deployment of a change being prepared; `_commit` starts and announces it."""
+    def _deploy(self, draft: AppState, before: dict | None, after: dict | None, actions: list[str],
+                plan_id: str | None = None) -> Deployment:
+        """The deployment of a change being prepared; `_commit` starts and announces it. With
+        `plan_id` it is a part of a group change, announced once for all (`_announce_plan`)."""
         version = (after or before or {}).get("version") or marathon_time(self.clock())
         deployment = Deployment(app_id=draft.app.id, version=version, actions=actions, original=before,
-                                target=after, started_at=self.clock())
+                                target=after, started_at=self.clock(), plan_id=plan_id)
         draft.deployment = deployment
+        if plan_id is not None:
+            self.plans.setdefault(plan_id, []).append(deployment)
         return deployment
 
-    def _commit(self, live: AppState | None, draft: AppState) -> AppState:
+    def _commit(self, live: AppState | None, draft: AppState, announce: bool = True) -> AppState:
         """Store a changed app, then make it live and announce it. Storing comes first, so a
         change the store refuses (StoreError, answered 503) leaves the app, its deployments
         and the event stream as they were. A deployment the change replaces is cancelled.
@@ -434,8 +389,9 @@ class ServiceManager:
             self._announce_end(old, "canceled")
         if new is not None and new is not old:
             self.deployments[new.id] = new
-            self.events.publish("deployment_info", plan=new.plan(),
-                                currentStep={"actions": [{"action": new.actions[0], "app": live.app.id}]})
+            if announce:
+                self.events.publish("deployment_info", plan=new.plan(),
+                                    currentStep={"actions": [{"action": new.actions[0], "app": live.app.id}]})
         self.wake.set()
         return live
 
@@ -446,13 +402,155 @@ class ServiceManager:
                 self._persist(state)
         self._announce_end(deployment, status)
 
+    def _announce_plan(self, plan_id: str, parts: list[Deployment]) -> None:
+        """The one `deployment_info` of a group change."""
+        plan = plan_json(plan_id, parts[0].version, parts)
+        self.events.publish("deployment_info", plan=plan, currentStep=plan["steps"][0] if plan["steps"] else {})
+
     def _announce_end(self, deployment: Deployment, status: str) -> None:
         deployment.status = status
         self.deployments.pop(deployment.id, None)
+        if deployment.plan_id is not None:
+            self._part_ended(deployment, status)
+            return
         if status == "success":
             self.events.publish("deployment_success", id=deployment.id, plan=deployment.plan())
         else:
             self.events.publish("deployment_failed", id=deployment.id, plan=deployment.plan())
+
+    def _part_ended(self, part: Deployment, status: str) -> None:
+        """A group change is announced failed at its first part that fails (once), and
+        successful when its last part succeeded."""
+        plan_id = part.plan_id or part.id
+        parts = self.plans.get(plan_id, [part])
+        if status != "success" and plan_id not in self.failed_plans:
+            self.failed_plans.add(plan_id)
+            self.events.publish("deployment_failed", id=plan_id, plan=plan_json(plan_id, part.version, parts))
+        if any(not p.finished for p in parts):
+            return
+        self.plans.pop(plan_id, None)
+        if plan_id in self.failed_plans:
+            self.failed_plans.discard(plan_id)
+        else:
+            self.events.publish("deployment_success", id=plan_id, plan=plan_json(plan_id, part.version, parts))
+
+    # -- groups (Marathon's /v2/groups; scheduler/services/groups.py) -------------------------
+
+    def app_ids(self) -> list[str]:
+        """The apps clients see (not those being removed)."""
+        return sorted(i for i, s in list(self.apps.items()) if not s.deleting)
+
+    def _make_groups(self, group_ids: list[str], version: str | None) -> None:
+        """Groups an app (or a group) lives in exist from now on, as in Marathon's tree."""
+        missing = [g for g in group_ids if g not in self.groups.groups]
+        for group_id in missing:
+            self.groups.groups[group_id] = {"dependencies": [], "version": version}
+        if missing:
+            self.groups.persist(self.store)
+
+    def _plan_version(self, states: list[AppState]) -> str:
+        """One version for every app a group change touches, later than each of theirs."""
+        latest = max((s.app.version or "" for s in states), default="")
+        now = self.clock()
+        version = marathon_time(now)
+        while version <= latest:
+            now += 0.001
+            version = marathon_time(now)
+        return version
+
+    def deploy_group(self, group_id: str, targets: dict[str, AppDefinition], keep: set[str],
+                     groups: dict[str, list[str]] | None, force: bool = False) -> tuple[str, str]:
+        """One deployment for a group change: `targets` created or replaced, `keep` left as they
+        are, every other app under `group_id` stopped and removed. `groups` (id -> dependencies)
+        are the groups under `group_id` afterwards (None: all of them go, `group_id` too).
+        Answers (deployment id, version); a change that changes no app still has both."""
+        with self.lock:
+            live = {i: s for i, s in self.apps.items() if not s.deleting}
+            under = [i for i in live if inside(i, group_id)]
+            removed = [i for i in under if i not in targets and i not in keep]
+            changed = {i: a for i, a in targets.items()
+                       if i not in live or not (a.config_equal(live[i].app) and a.instances == live[i].app.instances)}
+            clash = [g for g in changed if g in self.groups.groups and (groups is None or g not in groups)]
+            if clash:
+                raise Conflict(f"A group with id [{clash[0]}] already exists.")
+            for app_id in [*changed, *removed]:
+                if app_id in live:
+                    self._check_lock(live[app_id], force)
+            self.check_dependencies({i: a.dependencies for i, a in changed.items()})
+            for app in changed.values():
+                self.check_secrets(app)
+            version = self._plan_version([live[i] for i in [*changed, *removed] if i in live])
+            plan_id = str(uuid.uuid4())
+            parts: list[Deployment] = []
+            for app_id, app in changed.items():
+                app.id = app_id
+                if app_id in live:
+                    parts.append(self._change(live[app_id], app, force, version=version, plan_id=plan_id)[0])
+                else:
+                    parts.append(self.create(app, version=version, plan_id=plan_id)[1])
+            for app_id in removed:
+                parts.append(self.delete(app_id, force, plan_id=plan_id))
+            self._set_groups(group_id, groups, version)
+            if parts:
+                self._announce_plan(plan_id, parts)
+            self._keep_version(version)
+            return plan_id, version
+
+    def scale_group(self, group_id: str, factor: float, force: bool = False) -> tuple[str, str]:
+        """Marathon's `scaleBy`: every app under the group to ceil(instances * factor), as one deployment."""
+        with self.lock:
+            targets = {i: s.app.model_copy(update={"instances": math.ceil(s.app.instances * factor)})
+                       for i, s in self.apps.items() if not s.deleting and inside(i, group_id)}
+            keep = {i for i in self.app_ids() if not inside(i, group_id)}
+            return self.deploy_group(group_id, targets, keep, self._groups_under(group_id), force)
+
+    def delete_group(self, group_id: str, force: bool = False) -> tuple[str, str]:
+        """Every app under the group stopped and removed, and the group (and its subgroups) with them."""
+        with self.lock:
+            if not self.groups.exists(group_id, self.app_ids()):
+                raise NotFound(f"Group '{group_id}' does not exist")
+            return self.deploy_group(group_id, {}, set(), None if group_id != "/" else {}, force)
+
+    def rollback_group(self, group_id: str, version: str, force: bool = False) -> tuple[str, str]:
+        """`{"version": v}`: the group's subtree back to what it was at version `v`."""
+        with self.lock:
+            snapshot = self.groups.snapshot_at(group_id, version)
+            if snapshot is None:
+                raise SpecError("/version", f"Group {group_id} not available in version {version}")
+            targets = {i: AppDefinition.model_validate(d) for i, d in snapshot["apps"].items()
+                       if inside(i, group_id)}
+            groups = {g: list(d) for g, d in snapshot["groups"].items() if g == group_id or inside(g, group_id)}
+            return self.deploy_group(group_id, targets, set(), groups, force)
+
+    def _groups_under(self, group_id: str) -> dict[str, list[str]]:
+        return {g: d for g, d in self.groups.dependencies().items() if g == group_id or inside(g, group_id)}
+
+    def _set_groups(self, group_id: str, groups: dict[str, list[str]] | None, version: str) -> None:
+        """The groups under `group_id` become `groups` (None: none, `group_id` itself gone too)."""
+        tree = self.groups.groups
+        for old in [g for g in tree if g == group_id or inside(g, group_id)]:
+            if groups is None or old not in groups:
+                del tree[old]
+        for gid, dependencies in (groups or {}).items():
+            if gid == "/":
+                continue
+            record = tree.get(gid)
+            if record is None or record.get("dependencies") != dependencies:
+                tree[gid] = {"dependencies": dependencies, "version": version}
+        for gid in groups or {}:
+            for parent in ancestors(gid + "/x"):
+                tree.setdefault(parent, {"dependencies": [], "version": version})
+        for gid in [group_id, *ancestors(group_id)]:  # a change in a group is a change of its parents
+            if gid in tree:
+                tree[gid]["version"] = version
+        self.groups.persist(self.store)
+
+    def _keep_version(self, version: str) -> None:
+        """The whole tree as it is now, kept as Marathon keeps root group versions: a group's
+        versions are those in which it exists (`GET .../versions`), and a rollback finds it there."""
+        apps = {i: s.app.model_dump() for i, s in self.apps.items() if not s.deleting}
+        self.groups.record(self.store, {"id": "/", "version": version, "apps": apps,
+                                        "groups": self.groups.dependencies()})
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -520,7 +618,8 @@ class ServiceManager:
         """The app's `dependencies` (absolute ids) not yet at their target: their deployment
         finished and `instances` of them running, healthy and ready. A missing one counts."""
         waiting = []
-        for dependency in dependency_ids(state.app):
+        through_groups = self.groups.group_dependency_ids(state.app.id, self.app_ids())
+        for dependency in dict.fromkeys([*dependency_ids(state.app), *through_groups]):
             other = self.apps.get(dependency)
             if other is None or other.deleting or (other.deployment is not None and not other.deployment.finished):
                 waiting.append(dependency)
@@ -592,6 +691,8 @@ class ServiceManager:
                 runSpecVersion=version, timestamp=marathon_time(now))
             if "healthy" in status:
                 self._health_changed(state, record, bool(status["healthy"]), status, now, version)
+            if isinstance(status.get("check_status"), dict):
+                state.checks[record.task_id] = status["check_status"]
             if record.terminal:
                 requested = record.task_id in state.killing
                 state.killing.discard(record.task_id)
@@ -600,6 +701,7 @@ class ServiceManager:
                 state.checked_at.pop(record.task_id, None)
                 self.readiness.forget(record.task_id)
                 health = state.health.pop(record.task_id, None)
+                state.checks.pop(record.task_id, None)
                 if record.healthy is False and not requested:
                     self.events.publish("unhealthy_instance_kill_event", appId=app_id, taskId=record.task_id,
                                         instanceId=record.task_id, version=version,
@@ -627,9 +729,7 @@ class ServiceManager:
         """Back RUNNING after being unreachable for at least the app's expungeAfterSeconds."""
         if len(record.history) < 2 or record.history[-2][0] not in ("TASK_UNREACHABLE", "TASK_UNKNOWN"):
             return False
-        strategy = app.unreachableStrategy
-        away = now - record.history[-2][1]
-        return away >= max(strategy.expungeAfterSeconds, strategy.inactiveAfterSeconds)
+        return past_expunge_after(app, now - record.history[-2][1])
 
     def _health_changed(self, state: AppState, record: Any, alive: bool, status: dict, now: float,
                         version: str) -> None:
@@ -655,7 +755,7 @@ class ServiceManager:
             self.events.publish("instance_health_changed_event", instanceId=record.task_id,
                                 runSpecId=state.app.id, runSpecVersion=version, healthy=alive)
 
-    # -- views (Marathon JSON) -----------------------------------------------------------------
+    # -- what the API shows (rendered by scheduler/api/marathon_views.py) ---------------------------
 
     def address_of(self, record: Any) -> str:
         """The agent's IP (marathon-lb reads ipAddresses[0]): from the agent's URL, no DNS."""
@@ -666,67 +766,8 @@ class ServiceManager:
             return host
         return record.hostname or ""
 
-    def task_view(self, record: Any, state: AppState | None = None) -> dict[str, Any]:
-        app_id = record.owner[4:]
-        state = state or self.apps.get(app_id)
-        version = (state.instances.get(record.task_id) if state else None) or (state.app.version if state else "")
-        value = record.state.value
-        if value in ("PENDING", "LAUNCHED"):
-            value = "TASK_STAGING"
-        results = []
-        if state is not None and state.app.healthChecks and record.task_id in state.health:
-            health = state.health[record.task_id]
-            results.append({"alive": bool(health.get("alive")),
-                            "consecutiveFailures": health.get("consecutiveFailures", 0),
-                            "firstSuccess": health.get("firstSuccess"), "lastSuccess": health.get("lastSuccess"),
-                            "lastFailure": health.get("lastFailure"),
-                            "lastFailureCause": health.get("lastFailureCause"),
-                            "instanceId": record.task_id})
-        agent = self.core.agent(record.agent_id) if record.agent_id else None
-        definition = state.app if state else None
-        service_ports = [p.port for p in definition.port_definitions()] if definition else []
-        return {
-            "id": record.task_id, "appId": app_id, "host": record.hostname or "",
-            "ports": list(record.ports), "servicePorts": service_ports[:len(record.ports)] or service_ports,
-            "slaveId": record.agent_id or "",
-            "stagedAt": marathon_time(record.launched_at or record.created_at),
-            "startedAt": marathon_time(record.started_at) if record.started_at else None,
-            "version": version, "state": value,
-            "ipAddresses": [{"ipAddress": self.address_of(record), "protocol": "IPv4"}] if record.hostname else [],
-            "healthCheckResults": results,
-            "localVolumes": [],
-            **({"region": agent["attributes"].get("region")} if agent and agent.get("attributes", {}).get("region") else {}),
-            **({"zone": agent["attributes"].get("zone")} if agent and agent.get("attributes", {}).get("zone") else {}),
-        }
-
-    def app_view(self, state: AppState, embed: set[str], *, single: bool = False) -> dict[str, Any]:
-        data = state.app.out()
-        records = self.records(state.app.id)
-        running = [r for r in records if r.state.value == "TASK_RUNNING"]
-        data["tasksStaged"] = sum(1 for r in records if r.state.value in ("PENDING", "LAUNCHED", "TASK_STAGING",
-                                                                           "TASK_STARTING"))
-        data["tasksRunning"] = len(running)
-        if state.app.healthChecks:
-            data["tasksHealthy"] = sum(1 for r in running if r.healthy is True)
-            data["tasksUnhealthy"] = sum(1 for r in running if r.healthy is False)
-        else:
-            data["tasksHealthy"] = data["tasksUnhealthy"] = 0
-        data["deployments"] = [{"id": state.deployment.id}] if state.deployment and not state.deployment.finished else []
-        data["versionInfo"] = dict(state.version_info)
-        if single or "tasks" in embed:
-            data["tasks"] = [self.task_view(r, state) for r in records]
-        if single or "lastTaskFailure" in embed:
-            if state.last_failure:
-                data["lastTaskFailure"] = state.last_failure
-        if "readiness" in embed:
-            data["readinessCheckResults"] = [
-                {"name": state.app.readinessChecks[0].name, "taskId": t, "ready": ok, "lastResponse": None}
-                for t, ok in state.ready.items()] if state.app.readinessChecks else []
-        if "taskStats" in embed:
-            data["taskStats"] = {}
-        return data
-
-    def queue_view(self, last_unused: bool = False) -> list[dict[str, Any]]:
+    def waiting(self) -> list[Waiting]:
+        """The apps with instances still to launch (Marathon's launch queue), oldest state first."""
         now = self.clock()
         out = []
         with self.lock:
@@ -736,29 +777,15 @@ class ServiceManager:
                 continue
             live = [i for i in self.instances(state) if i.live]
             pending = [i for i in live if i.state == "PENDING"]
-            missing = max(state.app.instances - len(live), 0)
-            count = len(pending) + missing
-            if count <= 0:
-                continue
-            report = self.core.placement_report(owner_of(state.app.id))
-            time_left = state.backoff.time_left(now)
-            item: dict[str, Any] = {
-                "app": self.app_view(state, set()), "count": count,
-                "delay": {"timeLeftSeconds": round(time_left, 3), "overdue": time_left <= 0},
-                "since": state.waiting_since or marathon_time(now),
-                "processedOffersSummary": (report.processed_offers_summary()
-                                           if report is not None else _empty_summary()),
-            }
-            if last_unused:
-                item["lastUnusedOffers"] = [
-                    {"offer": {"id": "", "agentId": u["agentId"], "hostname": u["hostname"], "resources": [],
-                               "attributes": []}, "reason": u["reason"], "timestamp": marathon_time(now)}
-                    for u in (report.unused if report is not None else [])]
-            out.append(item)
+            count = len(pending) + max(state.app.instances - len(live), 0)
+            if count > 0:
+                out.append(Waiting(state=state, count=count, delay_left=state.backoff.time_left(now),
+                                   since=state.waiting_since or marathon_time(now),
+                                   report=self.core.placement_report(owner_of(state.app.id))))
         return out
 
-    def plan_preview(self, app: AppDefinition) -> dict[str, Any]:
-        """`app deploy --dry-run`: where the instances would go now, and why not."""
+    def plan_preview(self, app: AppDefinition) -> tuple[int, Any]:
+        """`app deploy --dry-run`: (agents considered, the placement `Plan`) for the instances now."""
         from scheduler.placement import Placed, place
 
         requests = [task_request(app) for _ in range(app.instances)]
@@ -769,21 +796,13 @@ class ServiceManager:
         placed = [Placed(r.owner, r.agent_id or "", r.hostname or "",
                          (self.core.agent(r.agent_id) or {}).get("attributes", {}) if r.agent_id else {})
                   for r in self.core.tasks("") if not r.terminal and r.agent_id and r.owner != own]
-        plan = place(requests, agents, placed)
-        return {
-            "app": app.out(), "agents": len(agents),
-            "assignments": [{"taskId": a.request.task_id, "agentId": a.agent_id, "host": a.hostname,
-                             "ports": a.ports, "scores": {k: round(v, 4) for k, v in a.scores.items()}}
-                            for a in plan.assignments],
-            "unplaced": len(plan.unplaced),
-            "reports": {owner: report.to_json() for owner, report in plan.reports.items()},
-        }
+        return len(agents), place(requests, agents, placed)
 
     def _agent_views(self) -> list[Any]:
         """Free resources per agent from the master's `/state` (what offers would say), read as
         the scheduler (its principal; TLS verified with its CA)."""
         from framework.security.peer import Peer
-        from scheduler.placement import AgentView
+        from scheduler.mesos_json import agent_views_from_state
 
         master = str(getattr(self.ctx.config, "master", "") or "")
         if master.startswith("zk://"):  # the leading master, as the driver found it
@@ -799,97 +818,7 @@ class ServiceManager:
             return []
         except (OSError, ValueError):
             return []
-        views = []
-        for agent in state.get("slaves") or []:
-            total, used = agent.get("resources") or {}, agent.get("used_resources") or {}
-            ports = _ranges(total.get("ports")) if total.get("ports") else []
-            taken = _ranges(used.get("ports")) if used.get("ports") else []
-            free_ports = [r for r in ports if not any(b <= r[0] and r[1] <= e for b, e in taken)]
-            views.append(AgentView(
-                agent_id=agent.get("id", ""), hostname=agent.get("hostname", ""),
-                attributes={k: str(v) for k, v in (agent.get("attributes") or {}).items()},
-                cpus=float(total.get("cpus", 0)) - float(used.get("cpus", 0)),
-                mem=float(total.get("mem", 0)) - float(used.get("mem", 0)),
-                disk=float(total.get("disk", 0)) - float(used.get("disk", 0)),
-                gpus=float(total.get("gpus", 0)) - float(used.get("gpus", 0)),
-                port_ranges=free_ports, total_cpus=float(total.get("cpus", 0)),
-                total_mem=float(total.get("mem", 0)), total_disk=float(total.get("disk", 0))))
-        return views
-
-
-def loadable(raw: bytes) -> None:
-    """Refuse (SpecError, 422) to store an app a restart could not read back (NaN included:
-    Python reads it, no JSON client does)."""
-    try:
-        json.loads(raw, parse_constant=_not_json)
-        AppState.from_json(raw)
-    except Exception as error:
-        raise SpecError("/", f"the app could not be read back once stored: {error}") from None
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def quarantine(store: Any, key: str, raw: bytes, error: Exception) -> None:
-    """A record this scheduler cannot read: skipped, said at ERROR, and a copy kept under
-    `/quarantine/...` (the record itself stays: an app created again under its id replaces it)."""
-    aside = "/quarantine" + key
-    log.error("%s cannot be loaded, skipped (a copy is kept at %s): %s", key, aside, error)
-    try:
-        if store.get(aside)[0] is None:
-            store.put(aside, raw)
-    except Exception:
-        log.exception("%s could not be copied aside", key)
-
-
-def dependency_ids(app: AppDefinition) -> list[str]:
-    return absolute_ids(app.id, app.dependencies)
-
-
-def absolute_ids(app_id: str, dependencies: list[str]) -> list[str]:
-    """`dependencies` as absolute app ids: relative ones ("db", "../db") are resolved against
-    the app's group, as Marathon resolves a PathId."""
-    group = posixpath.dirname(app_id.rstrip("/")) or "/"
-    return [posixpath.normpath(posixpath.join(group, d)) if not d.startswith("/") else posixpath.normpath(d)
-            for d in dependencies if d]
-
-
-def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
-    """One cycle of app ids (first id repeated at the end), or [] (depth-first, iterative)."""
-    done: set[str] = set()
-    for root in sorted(graph):
-        if root in done:
-            continue
-        path: list[str] = []
-        on_path: set[str] = set()
-        stack: list[tuple[str, int]] = [(root, 0)]
-        while stack:
-            node, index = stack.pop()
-            if index == 0:
-                path.append(node)
-                on_path.add(node)
-            children = graph.get(node, [])
-            if index < len(children):
-                stack.append((node, index + 1))
-                child = children[index]
-                if child in on_path:
-                    return path[path.index(child):] + [child]
-                if child not in done:
-                    stack.append((child, 0))
-            else:
-                done.add(node)
-                on_path.discard(path.pop())
-    return []
-
-
-def _ranges(text: str) -> list[tuple[int, int]]:
-    out = []
-    for part in str(text).strip("[]").split(","):
-        if "-" in part:
-            begin, end = part.strip().split("-")
-            out.append((int(begin), int(end)))
-    return out
+        return agent_views_from_state(state)
 
 
 def _failure_message(record: Any) -> str:
@@ -911,10 +840,4 @@ def _condition(state: str) -> str:
             "TASK_GONE": "Gone", "TASK_UNREACHABLE": "Unreachable", "TASK_UNKNOWN": "Unknown"}.get(state, state)
 
 
-def _empty_summary() -> dict[str, Any]:
-    from scheduler.placement.report import PlacementReport
-
-    return PlacementReport("").processed_offers_summary()
-
-
-__all__ = ["AppState", "Conflict", "NotFound", "ServiceManager", "new_task_id"]
+__all__ = ["AppState", "ServiceManager", "Waiting", "new_task_id"]

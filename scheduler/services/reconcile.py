@@ -9,6 +9,16 @@ Rolling upgrades follow Marathon: keep at least ceil(n * minimumHealthCapacity)
 instances healthy, never run more than n + floor(n * maximumOverCapacity) at once;
 old instances die only as new ones become healthy (and ready, when the app has a
 readiness check).
+
+Unreachable instances follow Marathon's unreachableStrategy (defaults 300 s and
+600 s, as UnreachableEnabled in Marathon's state/UnreachableStrategy.scala). An
+instance on a lost agent still counts until it has been unreachable for
+inactiveAfterSeconds; then it is inactive and a replacement starts. If it comes
+back RUNNING before expungeAfterSeconds, it counts again and the app, one over,
+is scaled down in killSelection order (Marathon's ScaleAppUpdateStepImpl asks for
+the scale check, ScalingProposition picks): with YOUNGEST_FIRST the replacement
+goes and the original stays. Back after expungeAfterSeconds, it was expunged and
+is killed, as Marathon kills a task it no longer knows.
 """
 from __future__ import annotations
 
@@ -35,7 +45,7 @@ class Instance:
     started_at: float | None = None
     created_at: float = 0.0
     killing: bool = False  # a kill was already asked for
-    inactive: bool = False  # UNREACHABLE past unreachableStrategy.inactiveAfterSeconds: replaced
+    inactive: bool = False  # UNREACHABLE past unreachableStrategy.inactiveAfterSeconds (see `past_inactive_after`)
 
     @property
     def live(self) -> bool:
@@ -80,6 +90,19 @@ class Diff:
     wait_until: float | None = None  # backoff: starts held until then
     done: bool = False  # the app is at its target: right version, count, healthy and ready
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def past_inactive_after(app: AppDefinition, unreachable_for: float) -> bool:
+    """Unreachable this long, the instance no longer counts: a replacement starts."""
+    return unreachable_for >= app.unreachableStrategy.inactiveAfterSeconds
+
+
+def past_expunge_after(app: AppDefinition, unreachable_for: float) -> bool:
+    """Unreachable this long, the instance is given up for good: killed if it comes back.
+
+    Never before it was inactive: Marathon expunges only instances it has replaced."""
+    strategy = app.unreachableStrategy
+    return unreachable_for >= max(strategy.expungeAfterSeconds, strategy.inactiveAfterSeconds)
 
 
 def healthy_and_ready(app: AppDefinition, instance: Instance) -> bool:

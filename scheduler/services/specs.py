@@ -13,10 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from framework.errors import SpecError
-from scheduler import limits
+from scheduler import limits, spec_fields
 from scheduler.limits import INT32_MAX
 from scheduler.placement.constraints import Constraint, ConstraintError
 from scheduler.privileged import privileged_fields
+from scheduler.services import validation
+from scheduler.services.checks import AppCheck
 from scheduler.placement.constraints import parse as parse_constraints
 
 _SEGMENT = re.compile(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
@@ -112,9 +114,10 @@ class UpgradeStrategy(SpecModel):
 
 
 class UnreachableStrategy(SpecModel):
-    """Marathon's unreachableStrategy: how long an UNREACHABLE instance still counts (issue 6)."""
-    inactiveAfterSeconds: float = Field(default=0.0, ge=0.0, le=INT32_MAX)
-    expungeAfterSeconds: float = Field(default=0.0, ge=0.0, le=INT32_MAX)
+    """Marathon's unreachableStrategy, with its defaults (UnreachableEnabled in Marathon's
+    state/UnreachableStrategy.scala); scheduler/services/reconcile.py applies it."""
+    inactiveAfterSeconds: float = Field(default=300.0, ge=0.0, le=INT32_MAX)
+    expungeAfterSeconds: float = Field(default=600.0, ge=0.0, le=INT32_MAX)
 
 
 class Volume(SpecModel):
@@ -200,6 +203,7 @@ class AppDefinition(SpecModel):
     requirePorts: bool = False
     constraints: list[Any] = Field(default_factory=list, max_length=MAX_ITEMS)
     healthChecks: list[HealthCheck] = Field(default_factory=list, max_length=MAX_ITEMS)
+    check: AppCheck | None = None  # Marathon 1.6+ app-level Mesos check (scheduler/services/checks.py)
     readinessChecks: list[ReadinessCheck] = Field(default_factory=list, max_length=1)
     upgradeStrategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
     backoffSeconds: float = Field(default=1.0, ge=0.0, le=INT32_MAX)
@@ -309,6 +313,8 @@ class AppDefinition(SpecModel):
             data["taskKillGracePeriodSeconds"] = self.taskKillGracePeriodSeconds
         if self.role is not None:
             data["role"] = self.role
+        if self.check is not None:
+            data["check"] = self.check.out()
         return data
 
 
@@ -385,13 +391,35 @@ class AppSpecError(SpecError):
         self.details = details
 
 
+READ_ONLY_FIELDS = ("tasks", "deployments", "tasksRunning", "tasksStaged", "tasksHealthy", "tasksUnhealthy",
+                    "lastTaskFailure", "versionInfo", "taskStats", "readinessCheckResults")
+# Fields of Marathon's AppDefinition (docs/rest-api/public/api/v2/types/app.raml and
+# appContainer.raml) that dockyard accepts and does not use: known, so never reported.
+MARATHON_ALSO_KNOWN: dict[type, dict[str, Any]] = {
+    AppDefinition: {**{name: None for name in READ_ONLY_FIELDS},
+                    **{name: None for name in ("executor", "ipAddress", "networks", "ports", "residency", "uris",
+                                               "storeUrls", "tty")}},
+    Container: {"mesos": DockerImage, "appc": None, "linuxInfo": None},
+    DockerImage: {"credential": None, "pullConfig": None, "network": None, "portMappings": list[PortMapping]},
+    PortMapping: {"networkNames": None},
+    Volume: {"persistent": None, "external": None},
+    HealthCheck: {"ipProtocol": None},
+}
+
+
+def unknown_fields(document: Any) -> list[str]:
+    """What an app definition names that no field of Marathon's AppDefinition is, each with the
+    nearest known name: `unknown field 'instnaces' (did you mean 'instances'?)`. The app is
+    still accepted (Marathon ignores unknown keys); the API answers these as warnings."""
+    return spec_fields.unknown_fields(document, AppDefinition, MARATHON_ALSO_KNOWN)
+
+
 def parse_app(document: Any, base: AppDefinition | None = None, app_id: str | None = None) -> AppDefinition:
     """Validate an AppDefinition (merged over `base` for a partial update)."""
     if not isinstance(document, dict):
         raise SpecError("/", "Invalid JSON: expected an object")
     data = dict(document)
-    for key in ("tasks", "deployments", "tasksRunning", "tasksStaged", "tasksHealthy", "tasksUnhealthy",
-                "lastTaskFailure", "versionInfo", "taskStats", "readinessCheckResults"):
+    for key in READ_ONLY_FIELDS:
         data.pop(key, None)  # read-only fields a client may send back
     if base is not None:
         data = {**base.model_dump(exclude_none=True), **data}
@@ -405,7 +433,7 @@ def parse_app(document: Any, base: AppDefinition | None = None, app_id: str | No
         app.constraint_list()
     except ConstraintError as error:
         raise AppSpecError([{"path": f"/{error.path}", "errors": [str(error)]}]) from None
-    problems = secret_problems(app)
+    problems = secret_problems(app) + validation.problems(app, data)
     if problems:
         raise AppSpecError(problems)
     return app

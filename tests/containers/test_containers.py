@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from executor import cleanup
-from executor.containers.launcher import work_tag
+from executor.containers.records import work_tag
 from executor.containers.limits import DISK, MEMORY
 from framework import cgroups
 from framework.errors import ContainerError

@@ -1,15 +1,16 @@
-"""Command tasks without an image: host filesystem, own cgroups and limits, a PID namespace if asked."""
+"""Command tasks without an image: host filesystem, own cgroups and limits, and (by default) a PID
+namespace of their own, so no task sees another's processes or their environment."""
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from executor.containers.hostiso import HostIsolation
-from executor.containers.launcher import describe_exit
 from executor.containers.limits import MEMORY
-from executor.launcher import LaunchSpec
+from executor.launcher import LaunchSpec, describe_exit
 from tests.containers.conftest import traces
 
 pytestmark = pytest.mark.root
@@ -184,3 +185,112 @@ def test_a_shell_task_starts_as_under_sh_c_in_its_cgroups(tmp_path: Path, pid_na
     finally:
         iso.destroy()
     assert traces(tmp_path / "work", iso.id) == []
+
+
+HELD = "s3cret-held-by-one-task-only"
+# Every /proc/<pid>/environ the task may read, one variable a line; then its view of /proc.
+READ_ALL_ENVIRONS = ("for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' 2>/dev/null <\"$f\"; done "
+                     "| grep -E '^(DB_PASSWORD|READER_MARK)=' | sort -u")
+
+
+def _as_nobody(tmp_path: Path, task_id: str, command: dict) -> LaunchSpec:
+    return LaunchSpec(task_id=task_id, command=command, env={"PATH": "/usr/bin:/bin"}, sandbox=tmp_path / task_id,
+                      resources={"cpus": 0.5, "mem": 32}, work_dir=tmp_path / "work", user="nobody")
+
+
+def _holder(tmp_path: Path):
+    """A host task as nobody holding a SECRET environment variable; running once it returns."""
+    from executor.host import HostLauncher
+    from framework.mesos.secrets import value_secret
+    from tests.support.procs import wait_for
+
+    holder = HostLauncher().launch(_as_nobody(tmp_path, "holder", {
+        "value": "echo ready; exec sleep 60",
+        "environment": {"variables": [{"name": "DB_PASSWORD", "type": "SECRET",
+                                       "secret": value_secret(HELD.encode())}]}}))
+    wait_for(lambda: "ready" in (tmp_path / "holder" / "stdout").read_text(), timeout=10, what="the holder")
+    return holder
+
+
+@pytest.mark.parametrize("isolation, leaks", [(None, False), ("cgroups/cpu,cgroups/mem", True)],
+                         ids=["default", "without-namespaces-pid"])
+def test_host_tasks_of_one_user_cannot_read_each_others_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolation: str | None, leaks: bool) -> None:
+    """Two host tasks as nobody: the second reads every /proc/<pid>/environ it can. By default
+    each host task has its own PID namespace and /proc, so the first's secret is out of its
+    sight; the agent's `--isolation` without namespaces/pid shares the host's /proc (the
+    caveat docs/secrets.md states), where the same reader finds it."""
+    from executor.host import HostLauncher
+    from framework.proctree import descendants
+
+    if isolation is None:
+        monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
+    else:
+        monkeypatch.setenv("DOCKYARD_ISOLATION", isolation)
+    holder = _holder(tmp_path)
+    try:
+        # The secret is in the holder's environment, where the host sees it.
+        assert any(f"DB_PASSWORD={HELD}".encode() in _environ(pid) for pid in [holder.pid, *descendants(holder.pid)])
+        reader = HostLauncher().launch(_as_nobody(tmp_path, "reader", {
+            "value": READ_ALL_ENVIRONS, "environment": {"variables": [{"name": "READER_MARK", "value": "1"}]}}))
+        info = reader.wait(20)
+        reader.destroy()
+        assert info is not None and info.exit_code == 0, (info, (tmp_path / "reader" / "stderr").read_text())
+        seen = (tmp_path / "reader" / "stdout").read_text().split()
+        assert "READER_MARK=1" in seen, seen  # it does read environments: its own
+        assert (f"DB_PASSWORD={HELD}" in seen) is leaks, seen
+    finally:
+        holder.destroy()
+
+
+def test_a_host_tasks_command_check_sees_only_its_tasks_processes(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A COMMAND health check runs beside its task, as its task's user, in its task's PID
+    namespace: a check can read no more of the host's processes than its task."""
+    from executor.health import checkers_for
+    from executor.host import HostLauncher
+    from executor.task_runner import TaskRunner
+
+    monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
+    holder = _holder(tmp_path)
+    runner = TaskRunner("checked", _as_nobody(tmp_path, "checked", {"value": "exec sleep 60"}), HostLauncher(),
+                        lambda *update: None).start()
+    try:
+        assert runner.started.wait(10)
+        check = checkers_for({"type": "COMMAND", "command": {"value": (
+            f"{READ_ALL_ENVIRONS} >seen; id -un >>seen; cat /proc/1/comm >>seen; "
+            "! grep -q DB_PASSWORD seen && grep -qx tini-static seen && grep -qx nobody seen")},
+            "timeout_seconds": 10}, runner)[0].check
+        assert check() == (True, "command exited 0"), (tmp_path / "checked" / "seen").read_text()
+    finally:
+        runner.kill(0)
+        runner.join(10)
+        holder.destroy()
+
+
+@pytest.mark.parametrize("script, exit_code, signal_name", [
+    ("exit 3", 3, None), ("exit 130", 130, None), ("exit 255", 255, None),
+    ("kill -SEGV $$", None, "SIGSEGV"), ("kill -USR1 $$", None, "SIGUSR1")])
+def test_a_host_tasks_exit_passes_its_pid_namespace_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            script: str, exit_code: int | None,
+                                                            signal_name: str | None) -> None:
+    """The init of the task's namespace exits 128+N for a task killed by signal N; an `exit 130`
+    is still an exit with status 130, not a SIGINT."""
+    from executor.host import HostLauncher
+
+    monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
+    process = HostLauncher().launch(_as_nobody(tmp_path, "exits", {"value": script}))
+    info = process.wait(20)
+    process.destroy()
+    assert info is not None
+    assert (info.exit_code, info.signal and signal.Signals(info.signal).name) == (exit_code, signal_name), info
+    assert info.message == (f"Command exited with status {exit_code}" if signal_name is None
+                            else f"Command terminated with signal {signal_name}")
+    assert traces(tmp_path / "work", process.isolation.id) == []
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""

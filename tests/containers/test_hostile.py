@@ -19,7 +19,8 @@ from typing import Iterator
 import pytest
 
 from executor.containers import bundle, userns
-from executor.containers.launcher import DEFAULT_PIDS, work_tag
+from executor.containers.launcher import DEFAULT_PIDS
+from executor.containers.records import work_tag
 from executor.images.build import build_image, busybox_entries, file, image_config, layer_tar
 from executor.images.store import ImageStore
 from framework import cgroups

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from executor.containers.hostiso import HostIsolation
-from executor.containers.launcher import describe_exit
 from executor.containers.limits import MEMORY
-from executor.launcher import LaunchSpec
+from executor.launcher import LaunchSpec, describe_exit
 from tests.containers.conftest import traces
 
 pytestmark = pytest.mark.root

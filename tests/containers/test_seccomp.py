@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.containers import bundle, seccomp
+from executor.containers import bundle
+from framework import seccomp
 from framework.errors import ContainerError
 from tests.containers.conftest import Launches, stdout_of
 

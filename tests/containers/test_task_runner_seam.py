@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from executor.containers.launcher import ContainerLauncher
-from executor.launcher import LaunchSpec, launcher_for
+from executor.launcher import LaunchSpec
+from executor.launchers import launcher_for
 from executor.task_runner import TaskRunner
 from tests.containers.conftest import traces
 

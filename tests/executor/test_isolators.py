@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from executor.host import Isolators
+from framework.isolation import Isolators
 
 
-def test_the_default_is_cgroups_without_a_pid_namespace() -> None:
-    assert Isolators.parse(Isolators.DEFAULT) == Isolators(cgroups=True, pid_namespace=False)
+def test_the_default_is_cgroups_and_a_pid_namespace() -> None:
+    """Host tasks of one user must not read each other's /proc/<pid>/environ (their secrets)."""
+    assert Isolators.parse(Isolators.DEFAULT) == Isolators(cgroups=True, pid_namespace=True) == Isolators()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -31,7 +32,7 @@ def test_unknown_names_and_a_pid_namespace_without_cgroups_are_refused() -> None
 
 def test_executors_read_it_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
-    assert Isolators.from_env() == Isolators(True, False)
+    assert Isolators.from_env() == Isolators(True, True)
     monkeypatch.setenv("DOCKYARD_ISOLATION", "cgroups/cpu,namespaces/pid")
     assert Isolators.from_env() == Isolators(True, True)
     monkeypatch.setenv("DOCKYARD_ISOLATION", "posix/cpu")

@@ -16,13 +16,14 @@ from executor.task_runner import TaskRunner
 DAEMON = 1
 
 
-@pytest.mark.parametrize("isolation", ["posix/cpu,posix/mem", "cgroups/cpu,cgroups/mem"], ids=["plain", "cgroups"])
+@pytest.mark.parametrize("isolation", ["posix/cpu,posix/mem", "cgroups/cpu,cgroups/mem",
+                                       "cgroups/cpu,cgroups/mem,namespaces/pid"], ids=["plain", "cgroups", "pid"])
 def test_a_host_task_runs_as_its_user_with_only_that_users_groups(tmp_path: Path, isolation: str,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Never with root's group or supplementary groups; the sandbox the executor made becomes the user's."""
     monkeypatch.setenv("DOCKYARD_ISOLATION", isolation)
     sandbox = tmp_path / "sandbox"
-    spec = LaunchSpec(task_id=f"as-daemon-{isolation[:5].strip('/')}",
+    spec = LaunchSpec(task_id=f"as-daemon-{isolation.count('/')}",
                       command={"value": "id -u; id -g; id -G; touch mine"}, env={"PATH": "/usr/bin:/bin"},
                       sandbox=sandbox, user="daemon")
     states: list[str] = []
@@ -84,6 +85,27 @@ def test_a_command_health_check_runs_as_the_tasks_user(tmp_path: Path) -> None:
     assert command_check("test $(id -u) = 1 && test $(id -g) = 1", {"PATH": "/usr/bin:/bin"}, 5, str(tmp_path),
                          "daemon")() == (True, "command exited 0")
     assert command_check("test $(id -u) = 0", {"PATH": "/usr/bin:/bin"}, 5, str(tmp_path), "daemon")()[0] is False
+
+
+def test_a_command_check_in_its_tasks_pid_namespace_runs_as_the_tasks_user(task_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entering the task's namespaces takes root; the check's command itself runs as the task's
+    user, with that user's groups only, in the task's sandbox."""
+    from executor.health import command_check
+
+    monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
+    spec = LaunchSpec(task_id="checked-as-daemon", command={"value": "exec sleep 30"},
+                      env={"PATH": "/usr/bin:/bin"}, sandbox=task_dir / "sandbox", work_dir=task_dir / "work",
+                      user="daemon")
+    process = HostLauncher().launch(spec)
+    try:
+        check = command_check('test "$(id -u) $(id -g) $(id -G) $(pwd)" = "1 1 1 $MESOS_SANDBOX" '
+                              '&& test "$(cat /proc/1/comm)" = tini-static',
+                              {"PATH": "/usr/bin:/bin", "MESOS_SANDBOX": str(spec.sandbox)}, 5, str(spec.sandbox),
+                              "daemon", lambda: process)
+        assert check() == (True, "command exited 0")
+    finally:
+        process.destroy()
 
 
 def test_what_is_fetched_belongs_to_the_tasks_user(tmp_path: Path, task_dir: Path) -> None:

@@ -39,7 +39,9 @@ SMALL_AGENT = "cpus:4;mem:4096;disk:10000;ports:[31000-31200]"
 def call(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0, *,
          identity: Identity | None = None, context: ssl.SSLContext | None = None) -> tuple[int, Any, dict]:
     """(status, JSON or text, headers with lower-case names); connection errors raise OSError."""
-    status, headers, raw = security.call(method, url, identity, body, context=context, timeout=timeout)
+    # Dockyard-Detail: runs with their tasks' attempts and messages, as the CLI reads them
+    status, headers, raw = security.call(method, url, identity, body, headers={"Dockyard-Detail": "true"},
+                                         context=context, timeout=timeout)
     try:
         payload = json.loads(raw) if raw.strip() else None
     except ValueError:
@@ -444,7 +446,7 @@ def check_no_orphans(deployment: Deployment) -> list[str]:
 def check_no_orphan_containers(deployment: Deployment) -> list[str]:
     """Every task container (its record, and so its cgroup, overlay and runtime state) belongs
     to a live executor, and no task cgroup of an agent is without a container record."""
-    from executor.containers.launcher import work_tag
+    from executor.containers.records import work_tag
     from tests.support import leaks
 
     live_dirs = live_executor_dirs(deployment)
@@ -649,7 +651,7 @@ def run_fault_loop(deployment: Deployment, workload: Workload, kinds: Iterable[s
 
     `at_least_once`: for a framework that is not PARTITION_AWARE (Mesos reports TASK_LOST
     for tasks that in fact run on), list work done twice under "duplicated_work" instead
-    of failing; dockyard is partition-aware (issue 6), so its tests leave this off.
+    of failing; dockyard is partition-aware, so its tests leave this off.
     """
     faults = Faults(deployment, random.Random(seed))
     problems: list[str] = []
@@ -689,7 +691,7 @@ def run_fault_loop(deployment: Deployment, workload: Workload, kinds: Iterable[s
 class NetnsNetwork:
     """A private bridge with the host on `.1` and nodes, each in its own network namespace.
 
-    The one place tests cut a network (issue 6): a node's `cut()` downs its link, so
+    The one place tests cut a network: a node's `cut()` downs its link, so
     the processes inside keep running and only lose everything outside. Needs root.
     Addresses live only on this bridge; `remove()` deletes the namespaces, veths and
     the bridge, and is idempotent.

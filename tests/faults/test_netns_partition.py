@@ -1,4 +1,4 @@
-"""A real network cut (issue 6): the agent in its own network namespace loses its link.
+"""A real network cut: the agent in its own network namespace loses its link.
 
 The master sees the agent stop answering pings, reports its task TASK_UNREACHABLE
 (dockyard is PARTITION_AWARE); the task itself runs on. When the link comes back

@@ -1,4 +1,4 @@
-"""Partitions with real processes (issue 6): an agent frozen past the master's ping timeout.
+"""Partitions with real processes: an agent frozen past the master's ping timeout.
 
 dockyard is PARTITION_AWARE, so the master reports the frozen agent's tasks as
 TASK_UNREACHABLE; when the agent thaws and re-registers they come back RUNNING

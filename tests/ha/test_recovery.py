@@ -115,8 +115,11 @@ def test_an_executor_that_died_with_its_agent_is_reported(deploy) -> None:
 
 def test_an_agent_gone_past_its_timeout_has_its_work_replaced(deploy) -> None:
     d = deploy(agents=2, agent_ping_interval=0.5, agent_ping_timeout=3.0)
+    # Replaced as soon as it is unreachable (Marathon's default would wait 300 s first).
     status, payload = d.api("POST", "/v2/apps", {"id": "/replaced", "cmd": "sleep 600", "cpus": 0.1,
-                                                 "mem": 32, "instances": 1})
+                                                 "mem": 32, "instances": 1,
+                                                 "unreachableStrategy": {"inactiveAfterSeconds": 0,
+                                                                         "expungeAfterSeconds": 0}})
     assert status == 201, payload
 
     def instance() -> dict | None:

@@ -1,4 +1,4 @@
-"""Run accounting under HA faults (issue 6): every attempt of a run is counted once.
+"""Run accounting under HA faults: every attempt of a run is counted once.
 
 Unit level, as tests/scheduler/test_core_jobs.py: the real core, store and jobs
 manager, a driver that records, the test's clock, and the Mesos statuses written
@@ -120,8 +120,8 @@ def test_the_soak_incident_retries_per_policy_and_never_counts_an_attempt_twice(
     jobs.tick(clock.now + 60)
     assert run.status == "SUCCESS" and [t.attempt for t in run.tasks] == [1, 2, 3]
     assert [t.counted_as for t in run.tasks] == ["TASK_GONE", "TASK_FAILED", "TASK_FINISHED"]
-    summary = jobs.history_summary("batch")
-    assert (summary["successCount"], summary["failureCount"]) == (1, 0)
+    counts = jobs.job_state("batch")
+    assert (counts.success_count, counts.failure_count) == (1, 0)
 
 
 @pytest.mark.parametrize("late", ["TASK_DROPPED", "TASK_LOST", "TASK_KILLED", "TASK_GONE", "TASK_FAILED"])
@@ -139,7 +139,7 @@ def test_a_late_terminal_status_of_a_finished_task_is_ignored(world, late: str) 
     assert len(driver.named("acknowledgeStatusUpdate")) == acks + 1, "acknowledged, then ignored"
     assert core.get(task_id).state == State.FINISHED
     assert run.status == "SUCCESS" and len(run.tasks) == 1 and run.tasks[0].status == "TASK_FINISHED"
-    assert jobs.history_summary("batch")["failureCount"] == 0
+    assert jobs.job_state("batch").failure_count == 0
 
 
 def test_a_failed_task_is_retried_once_whatever_else_is_said_of_it(world) -> None:
@@ -215,7 +215,7 @@ def test_a_task_finished_after_we_gave_it_up_is_recorded_and_not_retried_again(w
     assert "counted it as TASK_LOST" in run.tasks[0].message
     core.handle_status(update(second, "TASK_FINISHED", "Command exited with status 0"))
     assert run.status == "SUCCESS" and [t.attempt for t in run.tasks] == [1, 2]
-    assert jobs.history_summary("batch")["successCount"] == 1
+    assert jobs.job_state("batch").success_count == 1
 
 
 def test_a_task_given_up_under_never_fails_the_run_once_and_its_late_end_is_recorded(world) -> None:
@@ -227,8 +227,8 @@ def test_a_task_given_up_under_never_fails_the_run_once_and_its_late_end_is_reco
     core.handle_status(update(first, "TASK_KILLED", "killed", agent="S0"))
     kept = jobs.get_run("batch", run.id)
     assert kept.status == "FAILED" and kept.tasks[0].status == "TASK_KILLED" and len(kept.tasks) == 1
-    summary = jobs.history_summary("batch")
-    assert (summary["successCount"], summary["failureCount"]) == (0, 1)
+    counts = jobs.job_state("batch")
+    assert (counts.success_count, counts.failure_count) == (0, 1)
 
 
 def test_a_give_up_survives_a_scheduler_failover(world, tmp_path: Path) -> None:
@@ -255,5 +255,5 @@ def test_a_give_up_survives_a_scheduler_failover(world, tmp_path: Path) -> None:
     running(core2, second, "S1")
     core2.handle_status(update(second, "TASK_FINISHED", "Command exited with status 0"))
     assert run2.status == "SUCCESS" and [t.attempt for t in run2.tasks] == [1, 2]
-    summary = jobs2.history_summary("batch")
-    assert (summary["successCount"], summary["failureCount"]) == (1, 0)
+    counts = jobs2.job_state("batch")
+    assert (counts.success_count, counts.failure_count) == (1, 0)

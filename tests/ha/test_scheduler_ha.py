@@ -5,8 +5,7 @@ import json
 
 from kazoo.client import KazooClient
 
-from framework.store.zk import parse_zk_url
-from scheduler.leader import current_leader
+from scheduler.leader import current_leader, election_url
 from tests.faults.harness import Deployment
 from tests.ha.conftest import job
 from tests.support.procs import wait_for
@@ -108,14 +107,14 @@ def test_kill9_of_the_leader_fails_over_without_losing_or_doubling_tasks(deploy)
 def test_a_leader_that_loses_its_node_stops_acting(deploy) -> None:
     d = deploy(agents=1)
     old = d.wait_leader()
-    hosts, root = parse_zk_url(d.scheduler_zk)
-    client = KazooClient(hosts=hosts)
+    election = election_url(d.scheduler_zk)
+    client = KazooClient(hosts=election.servers)
     client.start(timeout=10)
     try:
-        members = sorted(client.get_children(f"{root}/leader"))
-        data, _ = client.get(f"{root}/leader/{members[0]}")
+        members = sorted(client.get_children(election.path))
+        data, _ = client.get(f"{election.path}/{members[0]}")
         assert json.loads(data)["address"] == old.address
-        client.delete(f"{root}/leader/{members[0]}")
+        client.delete(f"{election.path}/{members[0]}")
     finally:
         client.stop()
         client.close()
@@ -155,7 +154,7 @@ def test_state_survives_a_zookeeper_restart(deploy) -> None:
 
 
 def test_a_leader_whose_session_expires_exits_and_returns_as_a_follower(deploy) -> None:
-    """Issue 6: a leader frozen past its ZooKeeper session timeout (10 s) is replaced; when it
+    """A leader frozen past its ZooKeeper session timeout (10 s) is replaced; when it
     wakes it must not act: it exits (code 3) and, restarted by its supervisor, follows. Its app
     keeps exactly its instances throughout."""
     import os

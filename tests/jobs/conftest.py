@@ -1,7 +1,10 @@
 """One embedded cluster and one scheduler process for the job tests (real processes)."""
 from __future__ import annotations
 
-from typing import Iterator
+import io
+import json
+import urllib.error
+from typing import Any, Iterator
 
 import pytest
 
@@ -9,8 +12,19 @@ from tests.support.cluster import Cluster
 from tests.support.scheduler import SchedulerProcess
 
 
+DETAIL = {"Dockyard-Detail": "true"}
+
+
 class Scheduler(SchedulerProcess):
-    """The shared scheduler process plus the run look-ups the job tests repeat."""
+    """The shared scheduler process plus the run look-ups the job tests repeat. Its calls ask
+    for dockyard's detail (`Dockyard-Detail`), as the CLI does: exit codes, attempts, reasons."""
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        status, headers, raw = self.api.call(method, path, body, headers=DETAIL)
+        if status >= 400:
+            raise urllib.error.HTTPError(self.url + path, status, raw.decode(errors="replace")[:300],
+                                         headers, io.BytesIO(raw))  # type: ignore[arg-type]
+        return json.loads(raw) if raw.strip() else None
 
     def run(self, job_id: str, run_id: str) -> dict:
         return self.call("GET", f"/v1/jobs/{job_id}/runs/{run_id}")

@@ -48,6 +48,8 @@ def roles(report: dict) -> dict[str, dict]:
 def test_up_status_partition_heal_kill_start_down(lab: Lab) -> None:
     done = lab.up("--agents", "2", "--dockyard-cmd", STANDIN)
     assert "control" in done.stdout and "agent2" in done.stdout
+    # The line that points the host's CLI at the lab, ready to paste.
+    assert f"export DOCKYARD_CONFIG={lab.dir / 'client.json'}" in done.stdout.splitlines()[-1]
     report = lab.status()
     assert report["phase"] == "up"
     assert [node["name"] for node in report["nodes"]] == ["control", "agent1", "agent2"]

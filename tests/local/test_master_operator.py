@@ -1,7 +1,7 @@
 """The embedded master's operator event stream, offer timeout, partition-aware
 re-registration and roles, against real `dockyard master` (and agent) processes.
 
-Reference §5 (operator API), §6.3 (`--offer_timeout`); Mesos sends
+As Mesos's operator API (src/master/http.cpp, `Master::Http::api`) and `--offer_timeout`; Mesos sends
 REASON_AGENT_REREGISTERED updates to PARTITION_AWARE frameworks when an agent
 it had reported unreachable comes back.
 """

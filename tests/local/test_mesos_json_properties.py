@@ -24,8 +24,8 @@ from framework.local.agent import Agent, AgentConfig
 from framework.local.agent_http import CALL_TYPES as EXECUTOR_CALL_TYPES
 from framework.local.agent_http import build_app as agent_app
 from framework.local.master import Master, MasterConfig
-from framework.local.master_http import OPERATOR_CALL_TYPES, create_app
-from framework.local.validation import CALL_TYPES, PAYLOADS
+from framework.local.master_http import create_app
+from framework.local.validation import CALL_TYPES, OPERATOR_CALL_TYPES, PAYLOADS
 
 # Seeded (derandomized) and bounded for `make test`; DOCKYARD_PROPERTY_EXAMPLES=5000 hunts further.
 EXAMPLES = settings(max_examples=int(os.environ.get("DOCKYARD_PROPERTY_EXAMPLES", "150")), deadline=None,

@@ -124,7 +124,7 @@ def test_status_without_a_master_says_so() -> None:
 
 
 def test_up_stopped_by_sigterm_leaves_no_container_behind(tmp_path: Path) -> None:
-    """Issue 6: SIGTERM to `dockyard up` with tasks running, one agent killed beforehand (its
+    """SIGTERM to `dockyard up` with tasks running, one agent killed beforehand (its
     executors outlive it): no process, cgroup, mount or container record of the cluster is left."""
     from tests.support import leaks
     from tests.faults.harness import our_processes

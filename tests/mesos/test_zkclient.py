@@ -1,4 +1,6 @@
-"""A ZooKeeper server that takes a connection and never answers must not hold our client
+"""How every process reads a zk:// URL and opens a client.
+
+A ZooKeeper server that takes a connection and never answers must not hold our client
 for a whole session timeout (a ZooKeeper that is starting does this now and then; a
 leading master then stepped down although ZooKeeper was back within a second)."""
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Callable, Iterator
 import pytest
 from kazoo.client import KazooClient
 
-from framework.zkclient import HANDSHAKE_SECONDS, RETRY_MAX_DELAY, kazoo_client
+from framework.zkclient import HANDSHAKE_SECONDS, RETRY_MAX_DELAY, ZkUrl, kazoo_client, parse_zk_url
 
 
 def serve(on_connect: Callable[[socket.socket], None]) -> socket.socket:
@@ -96,3 +98,27 @@ def test_the_pause_between_rounds_of_attempts_stops_growing_at_the_cap() -> None
     late = [t - started for t in attempts if t - started > 5]  # the pause has reached its cap by now
     marks = [5.0, *late, ended]
     assert max(b - a for a, b in zip(marks, marks[1:])) < RETRY_MAX_DELAY * 1.4 + 0.5, [round(t, 1) for t in late]
+
+
+@pytest.mark.parametrize("url, default, expected", [
+    ("zk://h1:2181,h2:2181/mesos", "/", ZkUrl("h1:2181,h2:2181", "/mesos")),
+    ("zk://h:2181/a/b/", "/", ZkUrl("h:2181", "/a/b")),
+    ("zk://h:2181", "/dockyard", ZkUrl("h:2181", "/dockyard")),
+    ("zk://h:2181/", "/", ZkUrl("h:2181", "/")),
+    ("zk://user:p@ss@h:2181/mesos", "/", ZkUrl("h:2181", "/mesos", "user:p@ss")),  # as Mesos: the last @
+    ("zoo://h:2181/mesos", "/", ZkUrl("h:2181", "/mesos")),  # pymesos's spelling
+])
+def test_zk_urls_read_as_mesos_reads_them(url: str, default: str, expected: ZkUrl) -> None:
+    assert parse_zk_url(url, default_path=default) == expected
+
+
+@pytest.mark.parametrize("url", ["http://h:2181/mesos", "h:2181/mesos", "zk:///mesos", "zk://user:pw@/mesos"])
+def test_what_is_no_zk_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_zk_url(url)
+
+
+def test_the_urls_credentials_authenticate_the_client() -> None:
+    client = parse_zk_url("zk://user:secret@10.0.0.1:2181/mesos").client(timeout=10.0)
+    assert client.auth_data == {("digest", "user:secret")}
+    assert not parse_zk_url("zk://10.0.0.1:2181/mesos").client(timeout=10.0).auth_data

@@ -1,7 +1,7 @@
 from collections import Counter
 
 from scheduler.placement import Placed, Reason, place
-from scheduler.placement.pipeline import REFUSE_UNRESOLVABLE_SECONDS
+from scheduler.placement import refusal
 
 from tests.placement.helpers import agent, request, requests
 
@@ -74,7 +74,7 @@ def test_filtered_and_exhausted_are_kept_apart_with_numbers():
 def test_unresolvable_everywhere_suggests_a_long_refusal():
     plan = place([request(cpus=16)], [agent(0), agent(1)], [])
     assert not plan.reports["app:/web"].resolvable
-    assert plan.refuse_seconds() == REFUSE_UNRESOLVABLE_SECONDS
+    assert plan.refuse_seconds() == refusal.UNRESOLVABLE_SECONDS
 
 
 def test_identical_failures_are_coalesced():

@@ -15,7 +15,7 @@ import pytest
 
 from framework.errors import StoreError
 from framework.store import open_store
-from scheduler.api.common import render_error
+from scheduler.api.errors import render_error
 from scheduler.core import Core, CoreConfig
 from scheduler.jobs.manager import JobManager
 from scheduler.jobs.specs import SpecInvalid, parse_job
@@ -133,7 +133,7 @@ def test_submit_revives_and_launch_acks_after_store(world) -> None:
     finish(core, info["task_id"]["value"], "TASK_FINISHED", "Command exited with status 0")
     assert len(driver.named("acknowledgeStatusUpdate")) == 3
     assert run.status == "SUCCESS" and run.tasks[0].exit_code == 0
-    assert jobs.history_summary("hello")["successCount"] == 1
+    assert jobs.job_state("hello").success_count == 1
     assert core.get(info["task_id"]["value"]).state == State.FINISHED
 
 
@@ -167,7 +167,7 @@ def test_never_policy_fails_once_with_exit_code(world) -> None:
     finish(core, task_id, "TASK_FAILED", "Command exited with status 7")
     core.handle_status(status(task_id, "TASK_FAILED", "Command exited with status 7"))  # a resend
     assert run.status == "FAILED" and run.tasks[0].exit_code == 7
-    assert jobs.history_summary("bad")["failureCount"] == 1
+    assert jobs.job_state("bad").failure_count == 1
 
 
 def test_active_deadline_kills_at_the_deadline(world) -> None:
@@ -185,7 +185,7 @@ def test_active_deadline_kills_at_the_deadline(world) -> None:
     assert run.status == "FAILED" and "activeDeadlineSeconds" in run.reason
     assert driver.named("killTask")[0][0] == {"value": task_id}
     core.handle_status(status(task_id, "TASK_KILLED"))
-    assert run.tasks[0].status == "TASK_KILLED" and jobs.history_summary("slow")["failureCount"] == 1
+    assert run.tasks[0].status == "TASK_KILLED" and jobs.job_state("slow").failure_count == 1
 
 
 def test_array_job_instances_see_their_index(world) -> None:
@@ -343,7 +343,7 @@ def test_a_status_the_store_cannot_keep_is_not_acknowledged_and_counts_when_rese
     core.handle_status(status(task_id, "TASK_FINISHED", "Command exited with status 0"))  # the master resends
     assert len(driver.named("acknowledgeStatusUpdate")) == acks + 1
     assert stored_state(core, task_id) == "TASK_FINISHED"
-    assert run.status == "SUCCESS" and jobs.history_summary("j")["successCount"] == 1
+    assert run.status == "SUCCESS" and jobs.job_state("j").success_count == 1
     assert [s for s, _ in core.get(task_id).history].count("TASK_FINISHED") == 1
 
 
@@ -419,13 +419,13 @@ def test_a_stop_the_store_cannot_keep_leaves_the_run_running_and_can_be_sent_aga
         jobs.stop_run("s", run.id)
     assert jobs.get_run("s", run.id) is run and run.status == "ACTIVE" and jobs.active_runs("s") == [run]
     assert not driver.named("killTask"), "killed the task of a run that still counts as running"
-    assert jobs.history_summary("s")["failureCount"] == 0
+    assert jobs.job_state("s").failure_count == 0
     assert (_stored(store, f"/jobs/s/runs/{run.id}"), _stored(store, "/jobs/s/state")) == (stored_run, stored_counts)
     store.down = False
     jobs.stop_run("s", run.id)
     assert run.status == "FAILED" and not jobs.active_runs("s") and jobs.finished_runs("s") == [run]
     assert [ids for ids, *_ in driver.named("killTask")] == [{"value": task_id}]
-    assert jobs.history_summary("s")["failureCount"] == 1
+    assert jobs.job_state("s").failure_count == 1
 
 
 def test_a_job_delete_the_store_cannot_keep_leaves_the_job_and_its_runs(flaky) -> None:
@@ -474,6 +474,6 @@ def test_a_finish_stored_for_the_task_but_not_its_run_is_caught_up_at_the_next_s
     restarted.load()
     jobs2 = JobManager(store, restarted, clock=core.clock)
     jobs2.load()
-    assert jobs2.get_run("c", run.id).status == "SUCCESS" and jobs2.history_summary("c")["successCount"] == 1
+    assert jobs2.get_run("c", run.id).status == "SUCCESS" and jobs2.job_state("c").success_count == 1
     assert json.loads(store.get(f"/jobs/c/runs/{run.id}")[0])["status"] == "SUCCESS"
     restarted.stop()

@@ -24,11 +24,12 @@ import pytest
 from framework.security.bundle import Bundle
 from framework.store import open_store
 from scheduler import limits as scheduler_limits
+from scheduler.api import marathon_views
 from scheduler.api.app import build_app
 from scheduler.context import SchedulerConfig
 from scheduler.events import EventBus
 from scheduler.limits import Limits
-from scheduler.main import build_context
+from scheduler.lifecycle import build_context
 from scheduler.security import load_security
 from tests.support.security import authorization
 
@@ -248,7 +249,7 @@ def test_a_failure_after_creating_does_not_run_the_handler_again(api: Api, monke
         raise RuntimeError("rendering failed")
 
     monkeypatch.setattr(services, "create", counting_create)
-    monkeypatch.setattr(services, "app_view", broken_view)
+    monkeypatch.setattr(marathon_views, "app_view", broken_view)
     status, body, _ = api.call("POST", "/v2/apps", app("/once/only"))
     assert status == 500 and "rendering failed" in body["message"]  # not a 409 from a second run
     assert len(created) == 1

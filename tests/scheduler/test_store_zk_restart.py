@@ -1,4 +1,4 @@
-"""The ZooKeeper store rides out a ZooKeeper restart instead of failing writes (issue 6)."""
+"""The ZooKeeper store rides out a ZooKeeper restart instead of failing writes."""
 from __future__ import annotations
 
 import threading

@@ -53,7 +53,7 @@ def test_sandbox_acls_decide_by_the_executors_user(bundle: Bundle, tmp_path: Pat
     for directory in (root_dir, nobody_dir):
         directory.mkdir(parents=True)
         (directory / "stdout").write_text("out\n")
-    from framework.local.agent import ExecutorRecord
+    from framework.local.agent_model import ExecutorRecord
 
     framework.executors["as-root"] = ExecutorRecord({"executor_id": {"value": "as-root"}, "command": {}}, "F",
                                                     "c1", root_dir, False)

@@ -64,8 +64,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-def read_pid(path: Path) -> int:
-    return int(wait_for(lambda: path.exists() and path.read_text().strip(), 20, what=f"{path}"))  # type: ignore[arg-type]
+def working_in(directory: Path) -> int:
+    """The host pid of the one process working in `directory` (a task in its own PID namespace
+    cannot tell its host pid, so `echo $$` would name a pid of the namespace)."""
+    def found() -> int | None:
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and Path(f"/proc/{entry.name}/cwd").resolve() == directory \
+                        and "sleep" in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(entry.name)
+            except OSError:
+                continue
+        return None
+    return wait_for(found, 20, what=f"the process working in {directory}")  # type: ignore[return-value]
 
 
 def sandbox_of(cluster: Cluster, executor_id: str) -> Path:
@@ -83,12 +94,12 @@ def lie(cluster: Cluster, framework: RawFramework, executor_id: str, task_id: st
 def test_a_warm_executors_task_reported_finished_is_killed_and_its_neighbour_lives(framework: RawFramework,
                                                                                   cluster: Cluster) -> None:
     warm = executor_info("warm-liar", argv=dockyard("executor"), env={"DOCKYARD_EXECUTOR_IDLE_TIMEOUT": "60"})
-    framework.launch(framework.offer(), [task_for(warm, "lied-about", "echo $$ > pid; exec sleep 600"),
-                                         task_for(warm, "neighbour", "echo $$ > pid; exec sleep 600")])
+    framework.launch(framework.offer(), [task_for(warm, "lied-about", "exec sleep 600"),
+                                         task_for(warm, "neighbour", "exec sleep 600")])
     framework.wait_state("lied-about", "TASK_RUNNING")
     framework.wait_state("neighbour", "TASK_RUNNING")
     sandbox = sandbox_of(cluster, "warm-liar")
-    victim, neighbour = read_pid(sandbox / "tasks" / "lied-about" / "pid"), read_pid(sandbox / "tasks" / "neighbour" / "pid")
+    victim, neighbour = working_in(sandbox / "tasks" / "lied-about"), working_in(sandbox / "tasks" / "neighbour")
     assert lie(cluster, framework, "warm-liar", "lied-about", "TASK_FINISHED") == 202
     assert framework.wait_terminal("lied-about")["state"] == "TASK_FINISHED"
     reported = time.monotonic()
@@ -102,10 +113,10 @@ def test_a_warm_executors_task_reported_finished_is_killed_and_its_neighbour_liv
 
 
 def test_a_command_executor_that_outlives_its_task_is_shut_down(framework: RawFramework, cluster: Cluster) -> None:
-    framework.launch(framework.offer(), [command_task("echo $$ > pid; exec sleep 600", task_id="lone-liar")])
+    framework.launch(framework.offer(), [command_task("exec sleep 600", task_id="lone-liar")])
     framework.wait_state("lone-liar", "TASK_RUNNING")
     sandbox = sandbox_of(cluster, "lone-liar")
-    pid = read_pid(sandbox / "pid")
+    pid = working_in(sandbox)
     assert lie(cluster, framework, "lone-liar", "lone-liar", "TASK_FAILED") == 202
     wait_for(lambda: not alive(pid), GRACE + 15, what="the task and its executor to be ended")
 

@@ -36,7 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from framework.local import supervisor
-from framework.local.agent import dockyard_argv
+from framework.local.agent_model import dockyard_argv
 from framework.local.agent_security import EXECUTOR_REALM, READONLY_REALM as AGENT_READONLY
 from framework.local.agent_security import READWRITE_REALM as AGENT_READWRITE
 from framework.local.master_security import AGENT_REALM, READONLY_REALM, READWRITE_REALM, SCHEDULER_REALM
@@ -149,7 +149,7 @@ def agent_server(config: Any) -> Server:
 
 def scheduler_server(config: Any) -> Server:
     from scheduler.api.app import build_app
-    from scheduler.main import build_context
+    from scheduler.lifecycle import build_context
 
     ctx = build_context(config)
     return Server(

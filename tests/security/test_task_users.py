@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from framework.errors import Forbidden
 from framework.local.sandbox import create_sandbox
 from framework.security.acls import Acls
 from framework.security.authn import Principal
 from framework.security.bundle import OPERATOR, SCHEDULER, VIEWER, default_acls
-from scheduler.api.common import ApiError
+from scheduler.api.errors import render_error
 from scheduler.run_as import check_run_as, refused
 
 
@@ -40,12 +41,12 @@ def test_without_acls_every_caller_may_ask_for_any_user() -> None:
 
 def test_a_refusal_is_a_403_naming_the_caller_the_user_and_each_field() -> None:
     acls = Acls.from_json(default_acls())
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(Forbidden) as caught:
         check_run_as(_request(acls, "alice"),  # type: ignore[arg-type]
                      [("/apps(0)/user", "daemon"), ("/apps(1)/user", "root")])
     error = caught.value
     why = "Principal 'alice' may not run tasks as user 'root' (run_tasks in the scheduler's --acls)"
-    assert error.status == 403 and error.message == f"Not Authorized to perform this action! {why}"
+    assert render_error(error).status_code == 403 and str(error) == f"Not Authorized to perform this action! {why}"
     assert error.details == [{"path": "/apps(1)/user", "errors": [why]}]
     check_run_as(_request(acls, OPERATOR), [("/user", "root")])  # type: ignore[arg-type]
 

@@ -63,12 +63,14 @@ def marathon(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(autouse=True)
 def _no_app_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test that used the scheduler, delete what it left (also when it failed) and wait
-    until every app is gone: its processes would hold ports, and survive the cluster's stop."""
+    """After a test that used the scheduler, delete what it left (also when it failed: apps and
+    the groups that stay once their apps are gone) and wait until every app is gone: its
+    processes would hold ports, and survive the cluster's stop."""
     yield
     if "marathon" not in request.fixturenames:
         return
     marathon = request.getfixturevalue("marathon")
+    marathon.status("DELETE", "/v2/groups?force=true")  # the root group: every app and group, as in Marathon
     for app in marathon.call("GET", "/v2/apps")["apps"]:
         marathon.status("DELETE", f"/v2/apps/{app['id'].strip('/')}?force=true")
     # /v2/tasks still lists the live tasks of an app being deleted (/v2/apps no longer does)

@@ -146,7 +146,8 @@ def post_ready_httpd(marathon, app_id: str, *, port: str, timeout_seconds: int) 
         "cpus": 0.1, "mem": 32,
         "instances": 1, "portDefinitions": [{"port": 0, "name": "http"}],
         "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
-                             "intervalSeconds": 1, "timeoutSeconds": timeout_seconds}]})
+                             # Marathon refuses a timeout that is not shorter than the interval
+                             "intervalSeconds": timeout_seconds + 1, "timeoutSeconds": timeout_seconds}]})
 
 
 def test_readiness_check_reaches_the_task_by_agent_address(marathon) -> None:
@@ -202,12 +203,12 @@ def test_a_slow_readiness_endpoint_does_not_delay_another_apps_deployment(marath
         "id": "/hung", "cmd": f"exec {task_python} -c \"{silent}\"", "cpus": 0.1, "mem": 32, "instances": 4,
         "portDefinitions": [{"port": 0, "name": "http"}],
         "readinessChecks": [{"name": "ready", "protocol": "HTTP", "path": "/", "portName": "http",
-                             "intervalSeconds": 1, "timeoutSeconds": 30}]})
+                             "intervalSeconds": 31, "timeoutSeconds": 30}]})
     # four running and listening (not refusing), so that from now on every probe of /hung hangs
     marathon.wait_until(lambda: marathon.app("/hung"),
                         lambda a: a["tasksRunning"] == 4 and all(port_open(t["ports"][0]) for t in a["tasks"]),
                         "4 /hung instances running and listening", timeout=60)
-    post_ready_httpd(marathon, "/brisk", port="127.0.0.1:$PORT0", timeout_seconds=30)
+    post_ready_httpd(marathon, "/brisk", port="127.0.0.1:$PORT0", timeout_seconds=1)
     marathon.wait_until(lambda: marathon.app("/brisk"), lambda a: a["tasksRunning"] == 1, "/brisk running",
                         timeout=60)
     running_at = time.monotonic()

@@ -21,7 +21,7 @@ def test_deploy_list_logs_and_dry_run(marathon, tmp_path: Path) -> None:
     spec = tmp_path / "hello.yaml"
     spec.write_text("id: /cli/hello\ncmd: echo hello-from-$PORT0; sleep 600\ncpus: 0.1\nmem: 32\ninstances: 2\n")
     done = cli(marathon, "app", "deploy", str(spec))
-    assert "deployment finished" in done.stderr
+    assert "/cli/hello: 2/2 running - deployed" in done.stderr
     apps = json.loads(cli(marathon, "app", "list", "--json").stdout)
     assert [a["tasksRunning"] for a in apps if a["id"] == "/cli/hello"] == [2]
     tasks = json.loads(cli(marathon, "task", "list", "/cli/hello", "--json").stdout)
@@ -31,7 +31,7 @@ def test_deploy_list_logs_and_dry_run(marathon, tmp_path: Path) -> None:
     assert sorted(line.split()[0] for line in listed[1:]) == sorted(t["id"] for t in tasks)  # whole IDs
     wait_for(lambda: f"hello-from-{task['ports'][0]}" in cli(marathon, "task", "logs", task["id"]).stdout,
              timeout=15, what="the task's stdout")
-    assert "running 2" in cli(marathon, "app", "show", "/cli/hello").stdout
+    assert "2/2 running" in cli(marathon, "app", "show", "/cli/hello").stdout
 
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"id": "/cli/big", "cmd": "sleep 1", "cpus": 0.1, "mem": 64, "instances": 4,

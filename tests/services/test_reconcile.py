@@ -1,7 +1,7 @@
 """The reconciler is pure: these tests drive whole rolling upgrades by hand."""
 import pytest
 
-from scheduler.services.reconcile import Backoff, Instance, reconcile
+from scheduler.services.reconcile import Backoff, Instance, past_expunge_after, past_inactive_after, reconcile
 from scheduler.services.specs import parse_app
 
 
@@ -97,7 +97,8 @@ def test_never_over_maximum_capacity():
 
 
 def test_readiness_gates_old_instance_kills():
-    spec = app(min_health=1.0, max_over=1.0, readinessChecks=[{"portName": "http"}])
+    spec = app(min_health=1.0, max_over=1.0, readinessChecks=[{"portName": "http"}],
+               portDefinitions=[{"port": 0, "name": "http"}])
     instances = running(4, "v1") + running(4, "v2")  # new are healthy but not ready
     old_ready = [Instance(i.task_id, i.version, i.state, True, ready=True, started_at=i.started_at)
                  for i in instances[:4]]
@@ -131,7 +132,7 @@ def test_deleting_stops_everything_and_is_done_when_nothing_lives():
 
 
 def test_an_unreachable_instance_counts_until_it_is_inactive():
-    """Within inactiveAfterSeconds the app waits for it; past it a replacement starts (issue 6)."""
+    """Within inactiveAfterSeconds the app waits for it; past it a replacement starts."""
     spec = app(instances=1)
     waiting = [Instance("v2-0", "v2", "TASK_UNREACHABLE", started_at=0.0)]
     assert reconcile(spec, waiting, Backoff(), now=0).start == 0
@@ -149,4 +150,15 @@ def test_an_instance_back_from_a_partition_makes_a_surplus_that_is_killed():
 def test_unreachable_strategy_round_trips_through_the_spec():
     spec = app(unreachableStrategy={"inactiveAfterSeconds": 30, "expungeAfterSeconds": 60})
     assert spec.unreachableStrategy.inactiveAfterSeconds == 30
-    assert app().unreachableStrategy.inactiveAfterSeconds == 0
+
+
+def test_unreachable_strategy_defaults_are_marathons():
+    """300 s until a replacement starts, 600 s until a returning original is killed rather than kept."""
+    spec = app()
+    assert (spec.unreachableStrategy.inactiveAfterSeconds, spec.unreachableStrategy.expungeAfterSeconds) == (300, 600)
+    assert not past_inactive_after(spec, 299) and past_inactive_after(spec, 300)
+    assert not past_expunge_after(spec, 599) and past_expunge_after(spec, 600)
+    eager = app(unreachableStrategy={"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0})
+    assert past_inactive_after(eager, 0) and past_expunge_after(eager, 0)
+    never_before_inactive = app(unreachableStrategy={"inactiveAfterSeconds": 60, "expungeAfterSeconds": 10})
+    assert not past_expunge_after(never_before_inactive, 30)

@@ -70,7 +70,7 @@ def test_task_request_translation():
 
 
 def test_dependencies_resolve_against_the_apps_group():
-    from scheduler.services.manager import dependency_ids
+    from scheduler.services.dependencies import dependency_ids
 
     app = parse_app({"id": "/shop/web/front", "cmd": "x", "dependencies": ["db", "../cache", "/infra/dns"]})
     assert dependency_ids(app) == ["/shop/web/db", "/shop/cache", "/infra/dns"]
@@ -78,10 +78,10 @@ def test_dependencies_resolve_against_the_apps_group():
 
 
 def test_dependency_cycles_are_found() -> None:
-    from scheduler.services.manager import _find_cycle
+    from scheduler.services.dependencies import find_cycle
 
-    assert _find_cycle({"/a": ["/b"], "/b": ["/c"], "/c": ["/a"]}) == ["/a", "/b", "/c", "/a"]
-    assert _find_cycle({"/a": ["/a"]}) == ["/a", "/a"]
-    assert _find_cycle({"/x": ["/a"], "/a": ["/b"], "/b": ["/a"]}) == ["/a", "/b", "/a"]
-    assert _find_cycle({"/web": ["/db", "/cache"], "/cache": ["/db"], "/db": []}) == []  # a diamond is fine
-    assert _find_cycle({"/web": ["/missing"]}) == []
+    assert find_cycle({"/a": ["/b"], "/b": ["/c"], "/c": ["/a"]}) == ["/a", "/b", "/c", "/a"]
+    assert find_cycle({"/a": ["/a"]}) == ["/a", "/a"]
+    assert find_cycle({"/x": ["/a"], "/a": ["/b"], "/b": ["/a"]}) == ["/a", "/b", "/a"]
+    assert find_cycle({"/web": ["/db", "/cache"], "/cache": ["/db"], "/db": []}) == []  # a diamond is fine
+    assert find_cycle({"/web": ["/missing"]}) == []

@@ -1,4 +1,4 @@
-"""A change the state store cannot keep is refused whole (issue 2: nothing half-made).
+"""A change the state store cannot keep is refused whole (nothing half-made).
 
 The manager runs over the embedded store with writes switched off at an exact moment
 (`FlakyStore`), the one fault a real store cannot be timed to give. A refused call
@@ -12,12 +12,13 @@ from typing import Any, Callable
 
 import pytest
 
-from framework.errors import StoreError
+from framework.errors import NotFound, StoreError
 from framework.store import open_store
-from scheduler.api.common import render_error
+from scheduler.api.errors import render_error
 from scheduler.context import Context, SchedulerConfig
 from scheduler.events import EventBus
-from scheduler.services.manager import NotFound, ServiceManager, _key
+from scheduler.services.app_state import _key
+from scheduler.services.manager import ServiceManager
 from scheduler.services.specs import parse_app
 from tests.scheduler.test_core_jobs import FlakyStore, make_world
 

@@ -109,6 +109,9 @@ class RawFramework:
 
     def offer(self, agent_hostname: str | None = None, timeout: float = 20.0) -> dict:
         """An offer not yet used (from the named agent, if given)."""
+        if getattr(self, "suppressed", False):
+            self.suppressed = False
+            self.call({"type": "REVIVE"})
         used = {o for e in self.events if e["type"] == "_USED" for o in e["ids"]}
 
         def usable(event: dict) -> bool:
@@ -123,6 +126,20 @@ class RawFramework:
                     self.events.append({"type": "_USED", "ids": [offer["id"]["value"]]})
                 return offer
         raise AssertionError("unreachable")
+
+    def decline_all(self, refuse_seconds: float = 60.0) -> None:
+        """Give back every offer held and not used, and take no more until `offer()`, so that another
+        framework of the same cluster gets them (this client never declines by itself)."""
+        used = {o for e in self.events if e["type"] == "_USED" for o in e["ids"]}
+        held = [o["id"] for e in self.events if e["type"] == "OFFERS" for o in e["offers"]["offers"]
+                if o["id"]["value"] not in used]
+        self.call({"type": "SUPPRESS"})  # and no new offers until `offer()` asks again
+        self.suppressed = True
+        if held:
+            with self.cond:
+                self.events.append({"type": "_USED", "ids": [o["value"] for o in held]})
+            self.call({"type": "DECLINE", "decline": {"offer_ids": held,
+                                                      "filters": {"refuse_seconds": refuse_seconds}}})
 
     def launch(self, offer: dict, tasks: list[dict]) -> None:
         for task in tasks:

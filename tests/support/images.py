@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 from executor.images.build import (BUSYBOX, BuiltImage, Entry, build_image, directory, file,
                                    hardlink, image_config, layer_tar, symlink)
 from executor.images.build import busybox_entries as _busybox_entries
 
 __all__ = ["APPLETS", "BUSYBOX", "BuiltImage", "Entry", "busybox_entries", "busybox_image", "directory", "file",
-           "hardlink", "layer_tar", "random_file_entries", "skopeo_copy", "skopeo_inspect", "symlink"]
+           "hardlink", "layer_tar", "random_file_entries", "skopeo_copy", "skopeo_inspect", "symlink", "cli_archive"]
 
 APPLETS = ["sh", "cat", "ls", "echo", "env", "pwd", "id", "sleep", "dd", "head", "yes", "httpd", "wc",
            "mkdir", "rm", "touch", "test", "true", "false", "grep", "hostname", "ps", "kill", "stat",
@@ -69,3 +70,17 @@ def skopeo_inspect(ref: str, raw: bool = False, creds: str | None = None) -> dic
     if result.returncode != 0:
         raise RuntimeError(f"skopeo inspect {ref} failed: {result.stderr.strip()}")
     return json.loads(result.stdout)
+
+
+def cli_archive(directory: Path, tag: str, rootfs: Path | None = None, timeout: float = 120) -> Path:
+    """`dockyard image build --busybox` (plus `rootfs`'s files) saved as `<directory>/<tag>.tar`: what an
+    agent's `--docker-registry DIR` loads, made the way a user makes it."""
+    from tests.support.procs import dockyard
+
+    archive = directory / f"{tag}.tar"
+    extra = ["--from-rootfs", str(rootfs)] if rootfs is not None else []
+    built = subprocess.run(dockyard("image", "build", "--tag", tag, "--busybox", *extra, "--cmd", "/bin/sh",
+                                    "--output", str(archive)), capture_output=True, text=True, timeout=timeout)
+    if built.returncode != 0:
+        raise RuntimeError(f"dockyard image build failed: {built.stderr}")
+    return archive

@@ -2,7 +2,7 @@
 
 Issue 6 promises that no container, mount or cgroup outlives what it ran for.
 Everything here is attributed to one agent work dir, never guessed: a task
-cgroup is named `dy-<work_tag(work_dir)>-...` (executor/containers/launcher.py),
+cgroup is named `dy-<work_tag(work_dir)>-...` (executor/containers/records.py),
 overlay roots are mounted below `<work_dir>/containers/`, and runc/crun keep
 their state under `<work_dir>/runtime/<name>/`. So other users of the machine
 (other test sessions, benchmarks) are never counted.
@@ -73,7 +73,7 @@ def _mount_points() -> list[str]:
 
 def leftovers(work_dirs: Iterable[Path]) -> list[str]:
     """Cgroups, mounts, runtime containers and container records of these work dirs."""
-    from executor.containers.launcher import work_tag
+    from executor.containers.records import work_tag
 
     dirs = [Path(d).resolve() for d in work_dirs if Path(d).exists()]
     if not dirs:

@@ -52,7 +52,8 @@ def _say(line: str) -> None:
               "registers there and agents and scheduler find it through zk://.")
 @click.option("--subnet", default=labs.DEFAULT_SUBNET, show_default=True,
               help="Private IPv4 subnet of the lab bridge.")
-@click.option("--agent-resources", default="", help='e.g. "cpus:2;mem:2048;ports:[31000-32000]"')
+@click.option("--agent-resources", default="", help='e.g. "cpus:2;mem:2048;ports:[31000-32000]"; cpus, mem '
+              "and disk left out are an Nth of this machine's for each of N agents")
 @click.option("--dockyard-cmd", default=None, help="How nodes call dockyard "
               "[default: this interpreter and checkout].")
 @click.option("--wait/--no-wait", default=True, show_default=True,

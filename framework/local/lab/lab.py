@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from framework.local import machine
 from framework.security import client as client_settings
 from framework.security.bundle import Bundle
 
@@ -215,8 +216,9 @@ def _role_settings(state: LabState, node: Node, role: str, options: UpOptions) -
         settings["DOCKYARD_ZK"] = f"zk://{zk_hosts}/dockyard"
     if role == "agent":
         settings["DOCKYARD_ATTRIBUTES"] = f"node:{node.name}"
-        if options.agent_resources:
-            settings["DOCKYARD_RESOURCES"] = options.agent_resources
+        # The nodes share one machine: each offers its share of it (a network, and so ports, of its own).
+        agents = sum(1 for each in state.nodes.values() if "agent" in each.roles)
+        settings["DOCKYARD_RESOURCES"] = machine.with_share(options.agent_resources, agents, Path(state.dir))
     if options.extra and options.extra.get(role):
         settings["DOCKYARD_EXTRA_ARGS"] = options.extra[role]
     if options.insecure:

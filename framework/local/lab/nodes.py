@@ -1,4 +1,11 @@
-"""Processes inside a node's namespace, started with `ip netns exec`.
+"""Processes inside a node's namespace.
+
+A node's process enters the node's network namespace and sees the node's
+`/etc/netns/<netns>/` files (its `hosts`) over `/etc`, as `ip netns exec` gives;
+but it keeps the host's `/sys`, where `ip netns exec` mounts a fresh sysfs that
+hides `/sys/fs/cgroup`: an agent there would find no cgroups and run its tasks
+with no limits at all. A lab node is a machine of its own to the tasks, and
+their cgroup limits hold as on any agent.
 
 A started process is detached (own session, output in a log file) so it
 outlives `lab up`. Stopping a node asks the kernel which processes live in its
@@ -15,40 +22,41 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from framework.proctree import same_process, start_time
+
 from . import LabError
-from .network import netns_pids
+from .network import NETNS_DIR, NETNS_ETC, netns_pids
 from .state import Proc
+
+# In a mount namespace of its own (slave: the host's later mounts still show), bind the node's
+# /etc files, then enter the node's network namespace and exec the program: its pid is ours.
+_ENTER = ('etc=$1 net=$2; shift 2; for file in "$etc"/*; do [ -e "$file" ] && '
+          'mount --bind "$file" "/etc/${file##*/}"; done; exec nsenter --net="$net" -- "$@"')
+
+
+def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
+    """`argv` run inside node namespace `netns` (see the module docstring)."""
+    return ["unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", _ENTER, "lab-node",
+            str(NETNS_ETC / netns), str(NETNS_DIR / netns), *argv]
 
 
 # Children started by this process, kept so their exit status is collected.
 _children: list[subprocess.Popen] = []
 
 
-def start_time(pid: int) -> int | None:
-    """Kernel start time of `pid` in clock ticks, None if gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
-
-
 def alive(proc: Proc) -> bool:
     """Running and the same process we started (not a reused PID)."""
-    return start_time(proc.pid) == proc.start_time
+    return same_process(proc.pid, proc.start_time)
 
 
 def start(node: str, netns: str, role: str, argv: Sequence[str], log: Path,
           env: dict[str, str] | None = None, env_file: str = "") -> Proc:
-    """Start `argv` in `netns`; `ip netns exec` execs it, so the PID is the program's."""
+    """Start `argv` in `netns`; each step execs the next, so the PID is the program's."""
     log.parent.mkdir(parents=True, exist_ok=True)
     merged = dict(os.environ)
     merged.update(env or {})
     with open(log, "ab") as out:
-        child = subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdout=out,
+        child = subprocess.Popen(in_netns(netns, argv), stdout=out,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  env=merged, start_new_session=True, close_fds=True)
     began = start_time(child.pid)

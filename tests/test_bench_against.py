@@ -1,0 +1,34 @@
+"""`python -m bench.against`: this checkout against a revision, in one run, as ratios."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.against import compare, numbers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_figures_are_medians_of_each_tree_and_their_ratio() -> None:
+    runs = {"base": [{"rate": 100, "p": {"p99": 2.0}, "label": "x"}, {"rate": 200, "p": {"p99": 4.0}},
+                     {"rate": 300, "p": {"p99": 6.0}}],
+            "this": [{"rate": 150, "p": {"p99": 4.0}}, {"rate": 100, "p": {"p99": 4.0}},
+                     {"rate": 200, "p": {"p99": 2.0}}]}
+    figures = compare(runs)
+    assert figures["rate"] == {"base": 200.0, "this": 150.0, "ratio": 0.75}
+    assert figures["p.p99"] == {"base": 4.0, "this": 4.0, "ratio": 1.0}
+    assert "label" not in figures
+    assert dict(numbers({"ok": True, "n": 3})) == {"n": 3.0}  # booleans are not figures
+
+
+def test_a_real_benchmark_against_head_runs_both_trees(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.against", "HEAD", "nosuch", "--rounds", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert line["benchmark"] == "nosuch" and len(line["errors"]) == 2, line
+    assert "unknown benchmark" in line["errors"][0]
+    listed = subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "bench-against-" not in listed  # the scratch tree is gone
