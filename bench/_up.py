@@ -149,8 +149,11 @@ class Up:
         return self.settings.httpx_options() if self.security != "insecure" else {}
 
     def client(self, timeout: float = 30.0, **options: Any) -> httpx.Client:
-        """A client of the scheduler's API (base_url set); reuse it: it keeps its connections."""
-        client = httpx.Client(base_url=self.url, timeout=timeout, **{**self.client_options(), **options})
+        """A client of the scheduler's API (base_url set); reuse it: it keeps its connections.
+        It asks for dockyard's run details (each task's host, attempts) beside Metronome's shapes."""
+        headers = {"Dockyard-Detail": "true", **options.pop("headers", {})}
+        client = httpx.Client(base_url=self.url, timeout=timeout, headers=headers,
+                              **{**self.client_options(), **options})
         self._clients.append(client)
         return client
 
