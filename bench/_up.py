@@ -9,6 +9,9 @@ Security as `up` has it (docs/security.md), chosen by `security=`:
 * `"tls"` (`up --tls`): the same and TLS on every connection;
 * `"insecure"` (`up --insecure`): the open cluster.
 
+Every agent's `--resources` and `--isolation` can be set with
+`$DOCKYARD_BENCH_RESOURCES` and `$DOCKYARD_BENCH_ISOLATION` (to split a figure by cause).
+
 The default is `$DOCKYARD_BENCH_SECURITY`, else `"auth"`. The scheduler we start gets the
 flags `up` would give it (from the bundle `up` generated), and we call the cluster as
 `WORK_DIR/client.json` says (the operator's principal and secret; the CA with TLS),
@@ -101,7 +104,8 @@ class Up:
         self.workdir = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
         self.agents = agents
         self.job_history = job_history
-        self.resources = resources
+        self.resources = resources or os.environ.get("DOCKYARD_BENCH_RESOURCES")  # every agent's
+        self.isolation = os.environ.get("DOCKYARD_BENCH_ISOLATION")  # every agent's --isolation
         self.scheduler_args = scheduler_args
         self.procs: list[subprocess.Popen] = []
         self._clients: list[httpx.Client] = []
@@ -177,6 +181,8 @@ class Up:
                 "--no-scheduler", *UP_FLAGS[self.security]]
         if self.resources:
             argv += ["--resources", self.resources]
+        if self.isolation:
+            argv += ["--isolation", self.isolation]
         # `up --insecure` writes client.json without making its work dir first (only the security
         # bundle makes it), so a fresh work dir must exist beforehand.
         self.cluster_dir.mkdir(parents=True, exist_ok=True)
