@@ -38,6 +38,7 @@ class RawFramework:
         self.cond = threading.Condition()
         self.client = master.client()
         self._stop = False
+        self.suppressed = False  # after decline_all(), until offer() revives
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -109,7 +110,7 @@ class RawFramework:
 
     def offer(self, agent_hostname: str | None = None, timeout: float = 20.0) -> dict:
         """An offer not yet used (from the named agent, if given)."""
-        if getattr(self, "suppressed", False):
+        if self.suppressed:
             self.suppressed = False
             self.call({"type": "REVIVE"})
         used = {o for e in self.events if e["type"] == "_USED" for o in e["ids"]}
