@@ -8,14 +8,17 @@ STAMP   := $(VENV)/.installed
 DEBS    := runc crun tini zookeeper busybox-static docker-registry skopeo iproute2 procps vagrant vagrant-libvirt debootstrap gcc libc6-dev \
            chromium chromium-driver haproxy umoci buildah
 PYTEST_ARGS ?=
+# Most tests wait on real processes, so two workers finish the suite in about half the time even
+# on two cores; tests sharing a host resource are kept in one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow test-cgroup-v2 vm-debs bench bootstrap debs clean
 
 demo: bootstrap
-	$(BIN)/python -m framework.local.demo
+	$(BIN)/python -m framework.local.cluster.demo
 
 test: bootstrap
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-slow: bootstrap vm-debs
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
@@ -23,7 +26,7 @@ test-slow: bootstrap vm-debs
 # The cgroup v2 code path, in a small guest booted with cgroup_no_v1=all (tests/support/vm.py):
 # qemu here, a Debian kernel downloaded (not installed) into /var/cache/dockyard/vm.
 test-cgroup-v2: bootstrap vm-debs
-	$(BIN)/python -m pytest -m slow tests/containers/test_cgroup_v2_vm.py -s $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow tests/containers/test_cgroup_v2_vm.py tests/exec/test_cgroup_v2_vm.py -s $(PYTEST_ARGS)
 
 vm-debs:
 	@dpkg-query -W -f='$${Status}' qemu-system-x86 2>/dev/null | grep -q "ok installed" || \

@@ -9,6 +9,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["framework*", "scheduler*", "executor*"]),
     package_data={"framework.seccomp": ["*.json"],  # the default seccomp profile
+                  "executor.containers": ["hostinit.c"],  # built on the agent (hostinit.py)
                   "scheduler.ui": ["templates/*.html", "static/*"]},
     py_modules=["dockyard"],
     install_requires=[
@@ -35,6 +36,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.5",  # `make test` runs the suite in two workers
             "marathon==0.13.0",
             "hypothesis>=6.100",  # property tests of the Mesos JSON calls (tests/local)
             "schemathesis>=4.0",  # the scheduler's OpenAPI document, fuzzed (tests/scheduler)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from framework.local.allocator import (DRF_NAMES, MIN_CPUS, MIN_MEM, Allocation, Allocator,
+from framework.local.master.allocator import (DRF_NAMES, MIN_CPUS, MIN_MEM, Allocation, Allocator,
                                        _filtered, _share)
 
 

@@ -17,7 +17,10 @@ over the rounds; `secure_over_insecure_tasks_per_s` (burst tasks/s) and
 `secure_over_insecure_paced_p50` are the medians of the rounds' own ratios, and
 `rounds` keeps every round's figures (a round that failed says why there and is
 left out). With `auth` in DOCKYARD_BENCH_E2E_MODES too (authentication, no TLS),
-`auth_over_insecure_*` separates what TLS costs from what authentication costs.
+`auth_over_insecure_*` separates what TLS costs from what authentication costs; with
+`insecure_without_pidns` (the insecure cluster, its agents' --isolation without
+namespaces/pid), `insecure_without_pidns_over_insecure_*` is what host tasks' own PID
+namespaces cost, or rather its inverse.
 `cpu_ms_per_task` splits a task's CPU (both phases) by process; `executor_reaped`
 is the tasks' own processes. Before measuring, warm-up runs go on until every
 agent has run a task, so no executor starts inside a measured phase.
@@ -47,9 +50,13 @@ import httpx
 from bench._up import Up, cpu_by_role, quantile, rss_kb
 
 TASK = {"cmd": "true", "cpus": 0.01, "mem": 32}
-# our name -> bench._up.Up(security=...); `auth` (authentication without TLS, what `up` runs
-# on loopback without --tls) is not run unless DOCKYARD_BENCH_E2E_MODES names it
-MODES = {"secure": "tls", "insecure": "insecure", "auth": "auth"}
+# our name -> (bench._up.Up(security=...), every agent's --isolation: None for the default or
+# $DOCKYARD_BENCH_ISOLATION). `auth` (authentication without TLS, what `up` runs on loopback
+# without --tls) and `insecure_without_pidns` (host tasks without a PID namespace of their own,
+# what the default namespaces/pid isolator costs) are not run unless DOCKYARD_BENCH_E2E_MODES
+# names them.
+MODES = {"secure": ("tls", None), "insecure": ("insecure", None), "auth": ("auth", None),
+         "insecure_without_pidns": ("insecure", "cgroups/cpu,cgroups/mem")}
 TARGETS = {"tasks_per_s": 100, "p50_ms": 100, "p99_ms": 1000,
            "secure_over_insecure_tasks_per_s": ">= 0.9", "secure_over_insecure_paced_p50": "<= 1.2"}
 
@@ -108,9 +115,12 @@ def warm_up(client: httpx.Client, agents: int, where: object) -> dict:
     raise RuntimeError(f"after 5 warm-up runs only {sorted(hosts)} ran tasks (logs under {where})")
 
 
-def measure(security: str, count: int, paced_rate: float) -> dict[str, Any]:
-    """One cluster (`bench._up.Up(security=...)`): the burst, then the paced runs."""
-    with Up(agents=2, job_history=count + 100, security=security) as up:
+def measure(security: str, count: int, paced_rate: float, isolation: str | None = None) -> dict[str, Any]:
+    """One cluster (`bench._up.Up(security=...)`, its agents' --isolation if given): the burst,
+    then the paced runs."""
+    cluster = Up(agents=2, job_history=count + 100, security=security)
+    cluster.isolation = isolation or cluster.isolation
+    with cluster as up:
         client = up.client()  # one keep-alive connection (and TLS session) for every call below
         warm = warm_up(client, up.agents, up.workdir)
         # Phase 1: every task at once (one array run of `count` instances).
@@ -159,6 +169,7 @@ def measure(security: str, count: int, paced_rate: float) -> dict[str, Any]:
     tasks = len(done) + len(paced_latency)
     return {
         "up": {"tls": ["--tls"], "insecure": ["--insecure"]}.get(security, []),
+        "isolation": up.isolation,
         "burst": {"finished": len(done), "tasks_per_s": round(rate, 1),
                   "p50_ms": round(quantile(done, 0.5) * 1000, 1), "p99_ms": round(quantile(done, 0.99) * 1000, 1),
                   "last_finish_s": round(span, 3), "tasks_per_agent": dict(sorted(per_agent.items()))},
@@ -199,6 +210,7 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     roles = sorted({role for result in results for role in result["cpu_ms_per_task"]})
     return {
         "up": results[0]["up"],
+        "isolation": results[0]["isolation"],
         "burst": {name: med("burst", name) for name in ("tasks_per_s", "p50_ms", "p99_ms", "finished")},
         "paced": {name: med("paced", name) for name in ("tasks_per_s", "p50_ms", "p99_ms", "finished")},
         "cpu_ms_per_task": {role: _median([r["cpu_ms_per_task"].get(role, 0.0) for r in results]) for role in roles},
@@ -227,7 +239,8 @@ def run() -> dict:
         outcome: dict[str, Any] = {}
         for mode in order:
             try:
-                outcome[mode] = measure(MODES[mode], count, paced_rate)
+                security, isolation = MODES[mode]
+                outcome[mode] = measure(security, count, paced_rate, isolation)
             except Exception as error:  # noted, and the round left out of that mode's figures
                 outcome[mode] = {"error": f"{type(error).__name__}: {error}"}
         per_round.append(outcome)

@@ -31,7 +31,7 @@ import statistics
 import time
 
 from bench._allocator_reference import ReferenceAllocator
-from framework.local.allocator import Allocation, Allocator
+from framework.local.master.allocator import Allocation, Allocator
 from framework.mesos.resources import Resources
 
 ROLES = ("*", "dev", "ops")
@@ -122,7 +122,7 @@ def run(agents: int = 1000, frameworks: int = 10, cycles: int = 50, seed: int = 
                     "frameworks": frameworks, "cycles": cycles,
                     "baseline": "bench/_allocator_reference.py (textbook DRF, same results)"}
     gc.collect()
-    gc.freeze()  # what framework/local/master_main.py does before serving
+    gc.freeze()  # what framework/local/master/main.py does before serving
     try:
         _phases(result, agents, frameworks, cycles, seed)
     finally:

@@ -15,21 +15,30 @@ second) on a fixed service port:
   `healthCheckResults[0].firstSuccess`) to the first answer it gives through the
   router (target: at most 1 s);
 * a rolling upgrade of 10 instances, then a scale from 10 to 1, under about 100
-  requests a second through the router: failed requests (target 0). The scheduler
-  does not drain an instance in the router before killing it yet, so what keeps
-  this at 0 is HAProxy retrying a refused connection on another instance.
+  requests a second through the router: failed requests (target 0), and for each
+  instance replaced or removed, from its kill to its leaving rotation (target: before
+  the kill). The scheduler drains an instance first (it marks it draining, the router
+  puts its server in HAProxy's DRAIN state and reports it out of rotation, then the
+  scheduler kills it), so the figure is how long before its kill each instance stopped
+  getting requests: its server's state polled from HAProxy's runtime API every few
+  milliseconds, the kill as the scheduler's event stream announced it (the first
+  TASK_KILLING or TASK_KILLED). The app's service port is 0: the scheduler assigns it.
 
     .venv/bin/python -m bench router
 """
 from __future__ import annotations
 
 import http.client
+import json
+import multiprocessing
 import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,6 +52,10 @@ TARGET_P50_RATIO = 1.3
 TARGET_HEALTHY_TO_TRAFFIC_S = 1.0
 ROLLING_INSTANCES = 10
 LOAD_RATE = 100.0
+# `$DOCKYARD_BENCH_ROUTER_DRAIN_SECONDS=0` turns drain before kill off (the app's dockyard.drainSeconds),
+# for the figures without it.
+DRAIN = ({"dockyard.drainSeconds": os.environ["DOCKYARD_BENCH_ROUTER_DRAIN_SECONDS"]}
+         if os.environ.get("DOCKYARD_BENCH_ROUTER_DRAIN_SECONDS") else {})
 
 # One write per answer with Nagle off, as a real server does: headers and body in two small
 # writes would meet the client's delayed ACK and cost the direct path 40 ms.
@@ -81,11 +94,102 @@ def task_python() -> str:
 
 
 def app(service_port: int, instances: int, version: str = "v1") -> dict[str, Any]:
-    return {"id": "/bench/router", "cmd": f"exec {task_python()} -c '{SERVER}'", "cpus": 0.01, "mem": 32,
+    """The benchmark's app; `service_port` 0: the scheduler assigns one. 0.1 CPU each: the one
+    instance left by the scale-down serves the whole load (at 0.01 its CPU quota, 1 ms every
+    100 ms, held each request about 100 ms)."""
+    return {"id": "/bench/router", "cmd": f"exec {task_python()} -c '{SERVER}'", "cpus": 0.1, "mem": 32,
             "instances": instances, "env": {"VERSION": version}, "backoffSeconds": 0.2,
             "portDefinitions": [{"port": service_port}], "healthChecks": [HEALTH],
             "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 0.2},
-            "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_MODE": "http"}}
+            "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_MODE": "http", **DRAIN}}
+
+
+def _poll_rotation(socket_path: str, stop: Any, out: Any) -> None:
+    """When each server left HAProxy's rotation ("ip:port" -> the first time it was seen not UP),
+    polled every 2 ms; run in a process of its own, so the client under measurement does not
+    share an interpreter lock with it."""
+    from scheduler.router.runtime import RuntimeApi
+
+    runtime = RuntimeApi(socket_path, timeout=2)
+    serving: set[str] = set()
+    left: dict[str, float] = {}
+    while not stop.is_set():
+        try:
+            now_serving = {s.address for s in runtime.stats() if s.status in ("UP", "no check")}
+        except Exception:  # HAProxy reloading: look again
+            now_serving = serving
+        now = time.time()
+        for address in serving - now_serving:
+            left.setdefault(address, now)  # the first time: a later instance may get its port
+        serving = now_serving
+        stop.wait(0.002)
+    out.put(left)
+
+
+def retried(work_dir: Path) -> dict[str, int]:
+    """HAProxy's connection retries and redispatches so far (every backend of the current worker):
+    a request sent to an instance that is gone is retried, a second later, on another."""
+    import csv
+    import io
+
+    from scheduler.router.runtime import RuntimeApi
+
+    text = RuntimeApi(work_dir / "haproxy.sock", timeout=5).command("show stat").lstrip("# ")
+    rows = [r for r in csv.DictReader(io.StringIO(text)) if r.get("svname") == "BACKEND"]
+    return {"retries": sum(int(r.get("wretr") or 0) for r in rows),
+            "redispatches": sum(int(r.get("wredis") or 0) for r in rows)}
+
+
+class Rotation:
+    """When each server left HAProxy's rotation (polled from the runtime API), and when the
+    scheduler announced each task's kill (its event stream): per task, how long before its
+    kill it stopped getting requests (negative: after)."""
+
+    def __init__(self, up: Up, work_dir: Path) -> None:
+        context = multiprocessing.get_context("fork")
+        self.stop, self.out = context.Event(), context.Queue()
+        self.poller = context.Process(target=_poll_rotation, args=(str(work_dir / "haproxy.sock"), self.stop,
+                                                                   self.out), daemon=True)
+        self.events = httpx.Client(base_url=up.url, timeout=httpx.Timeout(10, read=60), **up.client_options())
+        self.left: dict[str, float] = {}  # "ip:port" -> when it first left rotation
+        self.killed: dict[str, float] = {}  # task id -> when its kill was announced
+        self.stopping = threading.Event()
+        self.follower = threading.Thread(target=self._follow, daemon=True)
+
+    def _follow(self) -> None:
+        try:
+            with self.events.stream("GET", "/v2/events", params={"event_type": "status_update_event"},
+                                    headers={"Accept": "text/event-stream"}) as response:
+                for line in response.iter_lines():
+                    if self.stopping.is_set():
+                        return
+                    if line.startswith("data:"):
+                        event = json.loads(line[5:])
+                        if event["taskStatus"] in ("TASK_KILLING", "TASK_KILLED"):
+                            self.killed.setdefault(event["taskId"], epoch(event["timestamp"]))
+        except httpx.HTTPError:
+            pass
+
+    def __enter__(self) -> "Rotation":
+        self.poller.start()
+        self.follower.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.left = self.out.get(timeout=30)
+        self.poller.join(10)
+        self.stopping.set()
+        self.events.close()
+
+    def before_kill(self, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Of `tasks` that were killed: seconds from leaving rotation to the kill (min, median, max)."""
+        margins = [self.killed[t["id"]] - self.left[f"{t['ipAddresses'][0]['ipAddress']}:{t['ports'][0]}"]
+                   for t in tasks if t["id"] in self.killed
+                   and f"{t['ipAddresses'][0]['ipAddress']}:{t['ports'][0]}" in self.left]
+        return {"instances": len(margins), "min": round(min(margins), 3) if margins else None,
+                "median": round(quantile(margins, 0.5), 3) if margins else None,
+                "max": round(max(margins), 3) if margins else None}
 
 
 class Router:
@@ -157,7 +261,9 @@ def failed(load: SteadyLoad) -> dict[str, Any]:
     already another process's) counts as failed too."""
     foreign = [body for status, body in load.answers if status == 200 and not body.split(" ", 1)[0].isdigit()]
     return {"requests": load.total, "failed": len(load.failures) + sum(load.answers[(200, b)] for b in foreign),
-            "failures_sample": (load.failures + [f"not the app: {b[:40]!r}" for b in foreign])[:3]}
+            "failures_sample": (load.failures + [f"not the app: {b[:40]!r}" for b in foreign])[:3],
+            "request_ms": {"p50": round(quantile(load.durations, 0.5) * 1000, 1),
+                           "max": round(max(load.durations, default=0.0) * 1000, 1)}}
 
 
 def measure_latency(direct_port: int, router_port: int, path: str = "/", blocks: int = LATENCY_BLOCKS
@@ -212,7 +318,7 @@ def deployed(client: httpx.Client, count: int, version: str | None = None) -> li
 
 def run() -> dict[str, Any]:
     """The whole benchmark (what `python -m bench router` calls): one JSON-able dict."""
-    service_port, http_port = free_ports(1)[0], free_ports(1)[0]
+    http_port = free_ports(1)[0]
     # Host ports of our own, away from 31000+ where other clusters on this machine run tasks.
     begin = random.randrange(21000, 29800, 200)
     with Up(agents=1, resources=f"cpus:8;mem:8192;ports:[{begin}-{begin + 199}]") as up:
@@ -220,7 +326,9 @@ def run() -> dict[str, Any]:
         router = Router(up, http_port)
         try:
             wait("the router", lambda: router.status().get("haproxy", {}).get("running"), timeout=30)
-            client.post("/v2/apps", json=app(service_port, 3)).raise_for_status()
+            created = client.post("/v2/apps", json=app(0, 3))
+            created.raise_for_status()
+            service_port = created.json()["portDefinitions"][0]["port"]
             tasks = deployed(client, 3)
             wait("3 instances in the router", lambda: router.serving() == {t["ports"][0] for t in tasks}, 30)
             latency = measure_latency(tasks[0]["ports"][0], service_port)
@@ -230,18 +338,25 @@ def run() -> dict[str, Any]:
             client.put("/v2/apps/bench/router", json={"instances": ROLLING_INSTANCES}).raise_for_status()
             deployed(client, ROLLING_INSTANCES)
             wait("10 instances in the router", lambda: len(router.serving()) == ROLLING_INSTANCES, 30)
-            with SteadyLoad(service_port) as rolling:
+            old = deployed(client, ROLLING_INSTANCES)
+            before = retried(router.work_dir)
+            with SteadyLoad(service_port) as rolling, Rotation(up, router.work_dir) as rolled:
                 started = time.monotonic()
-                client.put("/v2/apps/bench/router", json=app(service_port, ROLLING_INSTANCES, "v2")
-                           ).raise_for_status()
-                deployed(client, ROLLING_INSTANCES, version="v2")
+                client.put("/v2/apps/bench/router", json=app(0, ROLLING_INSTANCES, "v2")).raise_for_status()
+                new = deployed(client, ROLLING_INSTANCES, version="v2")
                 rolling_seconds = time.monotonic() - started
-            with SteadyLoad(service_port) as scale_down:
+                wait("every replaced instance's kill", lambda: all(t["id"] in rolled.killed for t in old), 30)
+            middle = retried(router.work_dir)
+            with SteadyLoad(service_port) as scale_down, Rotation(up, router.work_dir) as scaled:
+                started = time.monotonic()
                 time.sleep(1.0)
                 client.put("/v2/apps/bench/router", json={"instances": 1}).raise_for_status()
-                deployed(client, 1)
+                kept = deployed(client, 1)
                 wait("1 instance in the router", lambda: len(router.serving()) == 1, 30)
                 time.sleep(1.0)
+                scale_seconds = time.monotonic() - started
+            removed = [t for t in new if t["id"] != kept[0]["id"]]
+            after = retried(router.work_dir)
             counts = router.status().get("counts", {})
         finally:
             router.stop()
@@ -250,19 +365,22 @@ def run() -> dict[str, Any]:
         "latency_of_a_1ms_request": latency_1ms,
         "healthy_to_traffic_s": delays, "healthy_to_traffic_max_s": max(delays),
         "rolling_upgrade": {"instances": ROLLING_INSTANCES, "seconds": round(rolling_seconds, 1),
-                            **failed(rolling)},
-        "scale_down_10_to_1": failed(scale_down),
+                            **failed(rolling), "haproxy": {k: middle[k] - before[k] for k in before},
+                            "out_of_rotation_before_kill_s": rolled.before_kill(old)},
+        "scale_down_10_to_1": {"seconds": round(scale_seconds, 1), **failed(scale_down), "haproxy": {k: after[k] - middle[k] for k in middle},
+                               "out_of_rotation_before_kill_s": scaled.before_kill(removed)},
         "router_counts": counts,
         "load_average": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
         "targets": {f"p50_ratio<={TARGET_P50_RATIO}": latency["p50_ratio"] <= TARGET_P50_RATIO,
                     f"healthy_to_traffic<={TARGET_HEALTHY_TO_TRAFFIC_S}s":
                         max(delays) <= TARGET_HEALTHY_TO_TRAFFIC_S,
                     "rolling_upgrade_failed==0": failed(rolling)["failed"] == 0,
-                    "scale_down_failed==0": failed(scale_down)["failed"] == 0},
+                    "scale_down_failed==0": failed(scale_down)["failed"] == 0,
+                    "out_of_rotation_before_kill": all(
+                        (m["min"] or 0) > 0 and m["instances"] == want for m, want in
+                        ((rolled.before_kill(old), ROLLING_INSTANCES), (scaled.before_kill(removed), len(removed))))},
     }
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps({"benchmark": "router", **run()}, indent=2))

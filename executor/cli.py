@@ -33,7 +33,7 @@ def agent_work_dirs(work_dir: str | None) -> dict[str, str]:
     """name -> work dir of the agents whose stores a command acts on (see the module docstring)."""
     if work_dir:
         return {"": work_dir}
-    from framework.local.up_record import ClusterRecord
+    from framework.local.cluster.up_record import ClusterRecord
     from framework.security.client import find
 
     settings = find()

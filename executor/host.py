@@ -97,7 +97,7 @@ class HostProcess:
             return None
         if self._exit is not None or self.popen.poll() is not None:
             raise ProcessLookupError(f"task process {self.pid} has ended")
-        return self.isolation.enter_argv(argv, user if identity(user) else None, cwd)
+        return self.isolation.enter_argv(argv, self.pid, user if identity(user) else None, cwd)
 
     def stats(self) -> dict:
         if self.isolation is not None:
@@ -195,10 +195,11 @@ class HostLauncher:
                 from executor.containers.hostiso import HostIsolation
 
                 if HostIsolation.available():  # without root or cgroups: unisolated
-                    isolation = HostIsolation.create(spec, isolators.pid_namespace and _namespace_possible(),
+                    namespace = isolators.pid_namespace and _namespace_possible(Path(spec.work_dir))
+                    isolation = HostIsolation.create(spec, namespace,
                                                      user=user if switch else None, gpu_claim=gpu_claim)
                     argv, program = isolation.wrap(argv, program, user if switch else None), None
-                    kwargs = {}  # setpriv switches, once the cgroups are joined
+                    kwargs = {}  # the wrapper switches (setpriv, dockyard-init), once the cgroups are joined
             with open(Path(spec.sandbox) / "stdout", "ab") as out, \
                     open(Path(spec.sandbox) / "stderr", "ab") as err:
                 with unblocked_signals():
@@ -218,15 +219,14 @@ class HostLauncher:
         return HostProcess(popen, isolation, gpu_claim)
 
 
-@functools.lru_cache(maxsize=1)
-def _namespace_possible() -> bool:
-    """Whether this host has what a task's PID namespace needs; said once in the log when not,
-    since its tasks then share the host's /proc."""
+@functools.lru_cache(maxsize=None)
+def _namespace_possible(work_dir: Path) -> bool:
+    """Whether this host can give a task of `work_dir` a PID namespace (building what it takes);
+    said once in the log when not, since its tasks then share the host's /proc."""
     from executor.containers.hostiso import HostIsolation
 
-    missing = HostIsolation.missing_for_namespace()
-    if missing:
-        log.warning("no PID namespace for host tasks: %s missing (util-linux, Debian's tini); they share "
-                    "the host's /proc, where a task can read the environment of another of its user",
-                    ", ".join(missing))
-    return not missing
+    problem = HostIsolation.namespace_unavailable(work_dir)
+    if problem:
+        log.warning("no PID namespace for host tasks: %s; they share the host's /proc, where a task can read "
+                    "the environment of another of its user", problem)
+    return not problem

@@ -30,8 +30,9 @@ class Isolators:
     task's cpus, mem, pids and disk limits and OOM/disk limitation reasons, and its own
     PID namespace with its own /proc, under an init, so that no task sees another's
     processes (a task reading /proc/<pid>/environ of another task of its user would read
-    its secrets). The namespace costs two more execs per task; without namespaces/pid a
-    task shares the host's /proc. `posix/cpu,posix/mem` (Mesos's own default): a plain
+    its secrets). The namespace costs a small program's exec and two forks per task
+    (executor/containers/hostinit.c); without namespaces/pid a task shares the host's
+    /proc. `posix/cpu,posix/mem` (Mesos's own default): a plain
     process group. Tasks with an image always run in a full container whatever this says;
     `namespaces/user` is for them only: their root is an unprivileged host user
     (executor/containers/userns.py).

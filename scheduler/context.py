@@ -31,6 +31,8 @@ class SchedulerConfig:
     executor_command: str | None = None
     warm_executor: bool = True
     job_history: int = 50
+    local_port_min: int = 10000  # service ports (scheduler/services/ports.py), Marathon's flags
+    local_port_max: int = 20000
     clock_file: str | None = None
     mesos_user: str = "nobody"  # FrameworkInfo.user: what tasks without a user run as (scheduler/run_as.py)
     secrets_key_file: str | None = None  # docs/secrets.md

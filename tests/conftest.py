@@ -50,6 +50,18 @@ def task_python() -> str:
 
 _unattributed: list[str] = []
 
+# Under `pytest -n` (make test), each test file runs in one worker, so a module's cluster starts
+# once; files that build network namespaces on the lab's subnet share one worker, one after
+# another, so two labs never share the subnet.
+_ONE_WORKER = {"tests/lab/": "lab-network", "tests/faults/": "lab-network"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        group = next((name for prefix, name in _ONE_WORKER.items() if path.startswith(prefix)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(autouse=True)
 def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:

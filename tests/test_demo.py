@@ -12,7 +12,7 @@ def test_demo_runs_a_container_service_and_a_job(tmp_path) -> None:
     master, scheduler = free_port(), free_port()
     agent = consecutive_free_ports(2)  # agent2 takes the next port
     result = subprocess.run(
-        [sys.executable, "-m", "framework.local.demo", "--no-hold", "--work-dir", str(tmp_path / "demo"),
+        [sys.executable, "-m", "framework.local.cluster.demo", "--no-hold", "--work-dir", str(tmp_path / "demo"),
          "--master-port", str(master), "--agent-port", str(agent), "--scheduler-port", str(scheduler)],
         cwd=REPO, capture_output=True, text=True, timeout=400,
     )
@@ -37,7 +37,7 @@ def test_demo_piped_into_tee_then_ctrl_c_leaves_nothing(tmp_path) -> None:
     agent = consecutive_free_ports(2)  # agent2 takes the next port
     work = tmp_path / "demo"
     demo = subprocess.Popen(
-        [sys.executable, "-m", "framework.local.demo", "--work-dir", str(work), "--master-port", str(master),
+        [sys.executable, "-m", "framework.local.cluster.demo", "--work-dir", str(work), "--master-port", str(master),
          "--agent-port", str(agent), "--scheduler-port", str(scheduler)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:

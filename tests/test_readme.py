@@ -19,7 +19,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from framework.local.preflight import is_free
+from framework.local.cluster.preflight import is_free
 from tests.local.test_up import consecutive_free_ports
 from tests.support.procs import REPO, Process, free_port, port_open, wait_for
 

@@ -3,10 +3,10 @@
 The host launcher (`executor/host.py`) keeps starting the process; this adds:
 
     iso = HostIsolation.create(spec, pid_namespace) # cgroup with the task's limits, watched from now on
-    argv = iso.wrap(argv)                           # sh JOIN+LIMIT task, or sh JOIN -> unshare -> tini -> sh LIMIT task
+    argv = iso.wrap(argv)                           # sh: join, limit, exec; or dockyard-init: namespaces too
     Popen(argv, ...)
-    iso.annotate(exit_info)                         # OOM/disk limitation -> Mesos reason; exact exit through the init
-    iso.enter_argv(argv, user, cwd)                 # a COMMAND check in the task's PID and mount namespaces
+    iso.annotate(exit_info)                         # OOM/disk limitation -> Mesos reason
+    iso.enter_argv(argv, leader, user, cwd)         # a COMMAND check in the task's PID and mount namespaces
     iso.stats(); iso.signal(sig); iso.destroy()     # cgroup readings; kill all; clean up
 
 The record under `<work_dir>/containers/<id>/state.json` lets `executor/cleanup.py`
@@ -20,60 +20,46 @@ import os
 import pwd
 import shlex
 import shutil
-import signal as signals
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from executor.containers import gpus
-from executor.containers.bundle import INIT_BINARY, init_ready
+from executor.containers import gpus, hostinit
 from executor.containers.gpus import GpuClaim
 from executor.containers.limits import LimitWatcher
 from executor.containers.records import new_container_id, teardown
 from executor.containers.state import write_json
-from executor.launcher import ExitInfo, LaunchSpec, describe_exit
+from executor.launcher import ExitInfo, LaunchSpec
 from framework import cgroups
 from framework.errors import ContainerError
-from framework.proctree import inner_pid
 
 log = logging.getLogger(__name__)
 
-UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 
-# The chain a host task runs under, each step exec'ing the next (unshare and tini only
-# with the agent's namespaces/pid isolator, on by default):
-#   sh     joins the task's cgroups (writing 0 to cgroup.procs moves the writer: cheaper
-#          than a Python preexec_fn, which forces a full fork of the executor); from
-#          here on every process of the task is in its cgroups, the helpers included.
-#          A shell task (`/bin/sh -c SCRIPT`, Mesos's default) that runs as the executor's
-#          user is this shell itself: the writes come first on its command line, then
-#          SCRIPT, with no exec between (one exec fewer, ~1 ms of CPU a task here). With
-#          a namespace this shell also points its stdout at the init's report (REPORT),
-#          keeping the task's stdout on fd 3;
-#   unshare  a new PID and mount namespace with its own /proc; it blocks SIGTERM and
-#          SIGINT itself and dies with its child (--kill-child);
-#   tini   PID 1 of the namespace. The kernel drops signals sent to a namespace's init
-#          unless it has a handler, so the task must not be init: tini forwards every
-#          signal to the task's process group (-g), reaps orphans, and exits with the
-#          task's status (128+N when signal N killed it, so `exit 130` would read as
-#          SIGINT: with -v it also says on its stdout whether its child exited or was
-#          killed, which `annotate` reads). The task starts with default signal
-#          dispositions and an empty mask;
-#   sh     (the last helper; the first one when there is no namespace) gives the task
-#          its stdout back (closing fd 3), writes the CPU limit, then execs the task. At
-#          0.01 cpu (1 ms per 100 ms period) the helpers' start-up under the quota would
-#          hold the task back a period or more before it even runs; written last, the
-#          quota starts full with the task's own exec.
-# A failed cgroup write exits 125 before anything of the task runs. The writes set no
-# shell variable, so a SCRIPT after them starts as under `sh -c SCRIPT`.
+# How a host task starts.
+# Without a PID namespace: a shell that joins the task's cgroups (writing 0 to cgroup.procs
+#   moves the writer: cheaper than a Python preexec_fn, which forces a full fork of the
+#   executor), writes the CPU limit and execs the task. A shell task (`/bin/sh -c SCRIPT`,
+#   Mesos's default) that runs as the executor's user is this shell itself: the writes come
+#   first on its command line, then SCRIPT, with no exec between. A failed write exits 125
+#   before anything of the task runs; the writes set no shell variable, so SCRIPT starts as
+#   under `sh -c SCRIPT`. Another user is switched to by setpriv, once the cgroups are joined.
+# With one (the agent's namespaces/pid isolator, on by default): dockyard-init (hostinit.c),
+#   which stays outside the task's cgroups, makes the namespaces, forks their init and then
+#   the task, which joins the cgroups, writes the CPU limit, switches user and execs. It
+#   reaps the task outside the task's CPU quota (a reaper under a quota of 0.01 cpu waits a
+#   100 ms period each time it wakes), lifts the quota for the namespace's end, and ends
+#   exactly as the task did.
+# Either way the CPU limit is written last: at 0.01 cpu (1 ms per 100 ms period) helpers
+# starting under the quota would hold the task back a period or more before it even runs.
 WRITE = 'echo {value} >{path} || exit 125; '
 EXEC = 'exec "$@"'
-REPORT = "init.out"  # what tini says of its child, in the task's record directory
-DIVERT = 'exec 3>&1 >{report}; '
-RESTORE = 'exec 1>&3 3>&-; '
+# The CPU quota lifted, once the task has ended, so that what is left of its namespace dies
+# at once (cgroup v1, v2).
+UNLIMITED = {"cpu.cfs_quota_us": "-1", "cpu.max": "max"}
 
 
 class HostIsolation:
@@ -81,27 +67,26 @@ class HostIsolation:
         self.spec = spec
         self.pid_namespace = pid_namespace
         self.work_dir = Path(spec.work_dir)
+        # dockyard-init, when the task gets a PID namespace (built for the agent's work dir)
+        self.init_program = hostinit.program(self.work_dir) if pid_namespace else None
         self.id = spec.container_id or new_container_id(self.work_dir, spec.task_id)
         self.dir = self.work_dir / "containers" / self.id
         self.group = cgroups.Cgroup.for_task(self.id)
         self.group.extra = []  # no runtime makes cgroups for it in other hierarchies: none to remove
         self.watcher: LimitWatcher | None = None
-        self.cpus: float | None = None  # written by the last helper (see LIMIT)
+        self.cpus: float | None = None  # written by the task's own process before its exec (wrap)
         self.destroyed = False
         self.record = {"id": self.id, "task_id": spec.task_id, "kind": "host", "work_dir": str(self.work_dir),
                        "dir": str(self.dir), "sandbox": str(spec.sandbox), "layers": [],
                        "cgroup": {"paths": self.group.paths, "extra": [str(p) for p in self.group.extra]},
-                       # How the agent starts a process beside the task (framework/local/nested.py):
+                       # How the agent starts a process beside the task (framework/local/agent/nested.py):
                        # in its namespaces when it has them, as its user (None: the executor's).
                        "pid_namespace": pid_namespace, "user": user}
 
     @classmethod
-    def available(cls, pid_namespace: bool = False) -> bool:
-        """Root and cgroups (and for a PID namespace unshare, nsenter and tini): otherwise host tasks run
-        unisolated."""
+    def available(cls) -> bool:
+        """Root and cgroups: otherwise host tasks run unisolated."""
         if os.geteuid() != 0:
-            return False
-        if pid_namespace and cls.missing_for_namespace():
             return False
         try:
             cgroups.detect()
@@ -110,9 +95,16 @@ class HostIsolation:
         return True
 
     @staticmethod
-    def missing_for_namespace() -> list[str]:
-        """The programs a PID namespace needs that this host lacks (util-linux's, Debian's tini)."""
-        return [path for path in (UNSHARE, NSENTER, INIT_BINARY) if not os.path.exists(path)]
+    def namespace_unavailable(work_dir: Path) -> str | None:
+        """Why tasks of `work_dir` cannot have a PID namespace here, or None when they can: what
+        checks enter it with (util-linux's nsenter), and dockyard-init, built now if need be."""
+        if not os.path.exists(NSENTER):
+            return f"{NSENTER} is missing (util-linux)"
+        try:
+            hostinit.program(work_dir)
+        except ContainerError as error:
+            return str(error)
+        return None
 
     @classmethod
     def create(cls, spec: LaunchSpec, pid_namespace: bool = False, pids: int = 4096,
@@ -130,7 +122,7 @@ class HostIsolation:
                 gpus.restrict(devices, gpu_claim)
             limits = cgroups.Limits.from_resources(spec.resources or {}, pids)
             self.cpus = limits.cpus
-            self.group.create(replace(limits, cpus=None))  # the CPU limit comes with the task (LIMIT)
+            self.group.create(replace(limits, cpus=None))  # the CPU limit comes with the task (wrap)
             self.watcher = LimitWatcher.watch(self.group, Path(spec.sandbox), spec.resources or {})
         except BaseException:
             self.destroy()  # half-made cgroups and the record go now, not at the next agent start
@@ -147,53 +139,46 @@ class HostIsolation:
         return directory
 
     def wrap(self, argv: list[str], program: str | None = None, user: str | None = None) -> list[str]:
-        """The task in its cgroups, under unshare and tini in a new PID namespace if asked.
+        """The task in its cgroups, and in a new PID and mount namespace if asked.
 
         `program` replaces argv[0] as what is executed; `user` (a host user name) is
-        switched to by `setpriv` after the cgroups are joined (inside the namespaces).
+        switched to after the cgroups are joined (inside the namespaces).
         """
         command = [program or argv[0], *argv[1:]]
-        script = command[2] if command[:2] == ["/bin/sh", "-c"] and len(command) == 3 and not user else None
         path = (self.spec.env or {}).get("PATH") or os.environ.get("PATH", "")
         found = os.access(command[0], os.X_OK) if "/" in command[0] else shutil.which(command[0], path=path)
         if not found:  # what Popen would have raised without the wrapper; nothing is left behind
             self.destroy()
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command[0])
+        joins = [d / "cgroup.procs" for d in self.group.all_dirs()]
+        limits = self.group.cpu_settings(self.cpus) if self.cpus else []
+        if self.init_program is not None:
+            releases = [(path, UNLIMITED[path.name]) for path, _ in limits if path.name in UNLIMITED]
+            options = [*(arg for path in joins for arg in ("--join", str(path))),
+                       *(arg for path, value in limits for arg in ("--limit", str(path), str(value))),
+                       *(arg for path, value in releases for arg in ("--release", str(path), value))]
+            if user:
+                account = pwd.getpwnam(user)
+                groups = os.getgrouplist(user, account.pw_gid)
+                options += ["--user", str(account.pw_uid), str(account.pw_gid), ",".join(map(str, groups))]
+            return [str(self.init_program), *options, "--", *command]
+        script = command[2] if command[:2] == ["/bin/sh", "-c"] and len(command) == 3 and not user else None
+        writes = _writes((path, "0") for path in joins) + _writes(limits)
+        if script is not None:
+            return ["/bin/sh", "-c", writes + script]
         if user:
             command = _switched(user, command)
-        join = _writes((d / "cgroup.procs", "0") for d in self.group.all_dirs())
-        limit = _writes(self.group.cpu_settings(self.cpus) if self.cpus else [])
-        if not self.pid_namespace:
-            if script is not None:
-                return ["/bin/sh", "-c", join + limit + script]
-            return ["/bin/sh", "-c", join + limit + EXEC, "dockyard-join", *command]
-        if script is not None:
-            command = ["/bin/sh", "-c", RESTORE + limit + script]
-        else:
-            command = ["/bin/sh", "-c", RESTORE + limit + EXEC, "dockyard-limit", *command]
-        divert = DIVERT.format(report=shlex.quote(str(self.dir / REPORT)))
-        return ["/bin/sh", "-c", join + divert + EXEC, "dockyard-join", UNSHARE, "--pid", "--fork", "--kill-child",
-                "--mount-proc", "--", INIT_BINARY, "-v", "-g", "--", *command]
+        return ["/bin/sh", "-c", writes + EXEC, "dockyard-join", *command]
 
     def annotate(self, info: ExitInfo) -> ExitInfo:
         """The exit with a Mesos limitation reason when a limit, not the task, ended it."""
-        if self.pid_namespace and info.exit_code is not None and info.exit_code > 128 and not self._exited():
-            info = describe_exit(info.exit_code)  # the init's way of saying "killed by signal N"
         return self.watcher.explain(info) if self.watcher is not None else info
 
-    def _exited(self) -> bool:
-        """Whether the init saw its child exit (rather than die of a signal), by its report.
-        Without one (its TINI_VERBOSITY silenced it) a status above 128 reads as a signal."""
-        try:
-            return "Main child exited normally" in (self.dir / REPORT).read_text(errors="replace")
-        except OSError:
-            return False
-
-    def enter_argv(self, argv: list[str], user: str | None = None, cwd: str | None = None) -> list[str]:
+    def enter_argv(self, argv: list[str], leader: int, user: str | None = None, cwd: str | None = None) -> list[str]:
         """`argv` run in the task's PID and mount namespaces (its /proc), in `cwd`, as `user` (a host
-        user to switch to, or None), for a task whose chain is alive: a COMMAND check sees what
-        its task sees and no more. ContainerError when the namespace is gone with its init."""
-        init = self._await_init(joining=True)
+        user to switch to, or None), for a task whose dockyard-init, `leader`, is alive: a COMMAND
+        check sees what its task sees and no more. ContainerError when the namespace is gone."""
+        init = self._init(leader)
         if init is None:
             raise ContainerError("the task's PID namespace is gone")
         if user:
@@ -201,32 +186,23 @@ class HostIsolation:
         return [NSENTER, f"--target={init}", "--pid", "--mount", *([f"--wd={cwd}"] if cwd else []), "--", *argv]
 
     def signal(self, sig: int) -> None:
-        if self.pid_namespace and sig != signals.SIGKILL:
-            self._await_init()
         self.group.kill(sig)
 
-    def _await_init(self, timeout: float = 5.0, joining: bool = False) -> int | None:
-        """The host pid of the namespace's init once it forwards signals, waiting while the
-        task's chain is still starting: the kernel drops a signal sent to a namespace's init
-        before it handles any, and until the init runs its /proc may not be mounted yet. A
-        kill or a check pays for this wait, not every launch. None when there is no init to
-        wait for. `joining`: the chain is alive, so a cgroup without processes means its first
-        shell has not joined yet (a kill finds that shell by the launcher's signal to the
-        process group instead, and it dies of it)."""
-        name = Path(INIT_BINARY).name
+    def _init(self, leader: int, timeout: float = 5.0) -> int | None:
+        """The host pid of the namespace's init, waiting while the task is still starting. The
+        init joins the task's cgroups once the namespace's /proc is mounted, and the task only
+        after it: a cgroup with processes but no init is a namespace that has ended. It is the
+        child of `leader` that is PID 1 one level down: a task may make PID namespaces of its
+        own, and name their first process as it likes, but entering those as root would run
+        the check's helpers in a file system of the task's making."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             procs = self.group.procs()
-            starting = joining and not procs
             for pid in procs:
-                running = _name(pid)
-                if running == name and inner_pid(pid) == 1:
-                    if init_ready(pid, name):
-                        return pid
-                    starting = True
-                elif running in ("sh", "unshare"):  # a helper not yet past its exec
-                    starting = True
-            if not starting:
+                status = _status(pid)
+                if status.get("PPid") == str(leader) and status.get("NSpid", "").split()[1:] == ["1"]:
+                    return pid
+            if procs:
                 return None
             time.sleep(0.001)
         return None
@@ -257,9 +233,10 @@ def _writes(settings: Iterable[tuple[Path, str]]) -> str:
                    for path, value in settings)
 
 
-def _name(pid: int) -> str:
+def _status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as fields (empty when the process is gone)."""
     try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return handle.read().strip()
+        with open(f"/proc/{pid}/status") as handle:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
     except OSError:
-        return ""
+        return {}

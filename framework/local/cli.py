@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import click
 
-from framework.local.agent_main import agent_command
-from framework.local.down import down_command
-from framework.local.master_main import master_command
-from framework.local.status import status_command
-from framework.local.supervisor import up_command
+from framework.local.agent.main import agent_command
+from framework.local.cluster.down import down_command
+from framework.local.master.main import master_command
+from framework.local.cluster.status import status_command
+from framework.local.cluster.supervisor import up_command
 from framework.security.cli import security_command
 
 

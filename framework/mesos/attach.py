@@ -49,14 +49,16 @@ import httpx
 from framework.errors import DockyardError
 from framework.mesos import processio, recordio
 from framework.mesos.detector import detect
+from framework.mesos.messages import TERMINAL_STATES
 from framework.security.client import ClientConfig
 
 HEARTBEAT_SECONDS = 10.0  # input heartbeats; the Mesos CLI gives up on a stream after 30 s of silence
 STDIN_CHUNK = 64 * 1024
-READ_TIMEOUT = 60.0  # the agent's output heartbeats come every 10 s (framework/local/agent_model.py)
+READ_TIMEOUT = 60.0  # the agent's output heartbeats come every 10 s (framework/local/agent/model.py)
 FOLLOW_SECONDS = 0.3  # how often `attach` looks for more of a file
 DEFAULT_MASTER = "127.0.0.1:5050"
 SWITCHBOARD_DISABLED = "I/O switchboard server was disabled for this container"
+MAX_RECORD = 64 << 20  # an output record larger than this is not an agent's (dockyard's are 1 MB at most)
 
 
 class AttachError(DockyardError):
@@ -81,7 +83,7 @@ class Connection:
     TLS verified with their CA when the master's URL says https (agents then speak it too)."""
 
     def __init__(self, settings: ClientConfig, master: str | None = None, read_timeout: float = READ_TIMEOUT) -> None:
-        from framework.local.status import master_scheme
+        from framework.local.cluster.status import master_scheme
 
         self.settings = settings
         self.master = master or settings.master or DEFAULT_MASTER
@@ -177,6 +179,8 @@ def locate(state: dict, task_id: str, scheme: str = "http") -> Target:
     if len(live) > 1:
         raise AttachError(f"{len(live)} frameworks run a task {task_id!r}: the id is ambiguous")
     framework, task = live[0]
+    if task.get("state") in TERMINAL_STATES:  # ended, its last update not yet acknowledged
+        raise AttachError(f"task {task_id} has ended ({task.get('state')}): nothing runs to exec into")
     if task.get("state") != "TASK_RUNNING":
         raise AttachError(f"task {task_id} is {task.get('state')}, not running yet")
     agent_id = task.get("slave_id", "")
@@ -215,8 +219,9 @@ class Agent:
             "Content-Type": processio.JSON, "Accept": processio.JSON})
 
     @contextlib.contextmanager
-    def output(self, call: dict, what: str) -> Iterator[Iterator[tuple[str, bytes]]]:
-        """A streaming call's output as (STDOUT|STDERR, bytes), as it arrives. The records are asked
+    def output(self, call: dict, what: str) -> Iterator[Iterator[tuple[str, memoryview]]]:
+        """A streaming call's output as (STDOUT|STDERR, its bytes), as it arrives; the bytes are good
+        until the next record is asked for. The records are asked
         for in protobuf, which carries the bytes as they are (JSON would need base64: three times
         slower to decode than the rest of the path costs); JSON ones are read too. Closing the
         connection (leaving this block) ends a session."""
@@ -245,8 +250,12 @@ class Agent:
         self.call({"type": "KILL_NESTED_CONTAINER", "kill_nested_container": {"container_id": cid, "signal": number}})
 
 
-def _output(stream: http.client.HTTPResponse, protobuf: bool) -> Iterator[tuple[str, bytes]]:
-    """The DATA of a RecordIO body, record by record (`<length>\\n<record>`)."""
+def _output(stream: http.client.HTTPResponse, protobuf: bool) -> Iterator[tuple[str, memoryview]]:
+    """The DATA of a RecordIO body, record by record (`<length>\\n<record>`). Each record is read
+    straight into one buffer, reused: what comes out is a view of it, good until the next record
+    is asked for (a fresh megabyte a record would cost the client more in page faults than the
+    bytes themselves do)."""
+    buffer = bytearray()
     while True:
         header = stream.readline(recordio.MAX_HEADER + 2)
         if not header:
@@ -254,12 +263,16 @@ def _output(stream: http.client.HTTPResponse, protobuf: bool) -> Iterator[tuple[
         if not header.rstrip(b"\n").isdigit():
             raise AttachError(f"the agent's stream is not RecordIO (a record starts {header[:20]!r})")
         size = int(header)
-        raw = stream.read(size)
-        if len(raw) < size:
+        if size > MAX_RECORD:
+            raise AttachError(f"the agent sent a record of {size} bytes, more than {MAX_RECORD}")
+        if size > len(buffer):
+            buffer = bytearray(max(size, min(2 * len(buffer), MAX_RECORD)))
+        record = memoryview(buffer)[:size]
+        if stream.readinto(record) < size:
             raise AttachError("the agent's stream ended inside a record")
-        data = processio.decoded_protobuf(raw) if protobuf else processio.decoded_data(json.loads(raw))
+        data = processio.decoded_protobuf(record) if protobuf else processio.decoded_data(json.loads(bytes(record)))
         if data is not None:
-            yield data
+            yield data[0], memoryview(data[1])
 
 
 # -- exec ------------------------------------------------------------------------------------------

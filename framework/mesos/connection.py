@@ -25,7 +25,7 @@ MAX_HEADERS = 100
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
     """(status, headers with lower-case names, will_close) of an answer's status line and
-    headers (the agent's asyncio client reads the same answers: framework/local/agent_link.py)."""
+    headers (the agent's asyncio client reads the same answers: framework/local/agent/link.py)."""
     lines = head.decode("latin-1").split("\n")
     parts = lines[0].split(None, 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():

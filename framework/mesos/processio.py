@@ -1,7 +1,7 @@
 """The agent debug API's messages: ContainerIDs, ProcessIO records and the calls that carry them.
 
 Shared by the agent, which serves `LAUNCH_NESTED_CONTAINER_SESSION`,
-`ATTACH_CONTAINER_INPUT` and `ATTACH_CONTAINER_OUTPUT` (framework/local/agent_api.py), and by
+`ATTACH_CONTAINER_INPUT` and `ATTACH_CONTAINER_OUTPUT` (framework/local/agent/api.py), and by
 the client that drives them (framework/mesos/attach.py), so both speak the same JSON
 (include/mesos/v1/agent/agent.proto `ProcessIO`, include/mesos/v1/mesos.proto `TTYInfo`).
 A ContainerID nests through `parent`; Mesos prints one as `parent.child`
@@ -85,16 +85,26 @@ def frame(message: dict) -> bytes:
     return recordio.encode(json.dumps(message, separators=(",", ":")).encode())
 
 
-def data_frame(kind: str, payload: bytes, protobuf: bool = False) -> bytes:
+def data_frame(kind: str, payload: bytes | memoryview, protobuf: bool = False) -> bytes:
     """`frame(data(kind, payload))` without building the dict: the output path's hot loop.
     `protobuf`: the record in protobuf, where the bytes travel as they are (no base64)."""
-    if protobuf:  # ProcessIO{type: DATA, data: Data{type: kind, data: payload}}, framed: one copy of payload
-        data = b"\x08%c\x12%s" % (DATA_TYPES.index(kind), _varint(len(payload)))
-        head = b"\x08\x01\x12%s" % _varint(len(data) + len(payload))
-        return b"".join((b"%d\n" % (len(head) + len(data) + len(payload)), head, data, payload))
+    if protobuf:
+        return b"".join((protobuf_data_prefix(kind, len(payload)), payload))
     encoded = base64.b64encode(payload)
     body = b'{"type":"DATA","data":{"type":"%s","data":"%s"}}' % (kind.encode(), encoded)
     return recordio.encode(body)
+
+
+MAX_DATA_PREFIX = 64  # the longest `protobuf_data_prefix`: a length of 20 digits, two tags and varints
+
+
+def protobuf_data_prefix(kind: str, size: int) -> bytes:
+    """What comes before `size` bytes of `kind` in a framed protobuf ProcessIO{type: DATA, data:
+    Data{type: kind, data: ...}}: written in front of output read into a buffer after room for it,
+    the record is made without copying the output."""
+    data = b"\x08%c\x12%s" % (DATA_TYPES.index(kind), _varint(size))
+    head = b"\x08\x01\x12%s" % _varint(len(data) + size)
+    return b"%d\n%s%s" % (len(head) + len(data) + size, head, data)
 
 
 def heartbeat_frame(interval: float, protobuf: bool = False) -> bytes:
@@ -114,14 +124,17 @@ def decoded_data(message: dict) -> tuple[str, bytes] | None:
     return str(payload.get("type", "")), base64.b64decode(payload.get("data", "") or "")
 
 
-def decoded_protobuf(raw: bytes) -> tuple[str, bytes] | None:
-    """`decoded_data` of a ProcessIO in protobuf (agent.proto: type = 1, data = 2 {type = 1, data = 2})."""
+def decoded_protobuf(raw: bytes | memoryview) -> tuple[str, memoryview] | None:
+    """`decoded_data` of a ProcessIO in protobuf (agent.proto: type = 1, data = 2 {type = 1, data = 2});
+    the bytes are a view of `raw`, not a copy."""
     fields = _fields(raw)
-    if fields.get(1) != 1 or not isinstance(fields.get(2), (bytes, memoryview)):
+    if fields.get(1) != 1 or not isinstance(fields.get(2), memoryview):
         return None
     data = _fields(fields[2])
     kind = data.get(1, 0)
-    return DATA_TYPES[kind] if isinstance(kind, int) and kind < len(DATA_TYPES) else "UNKNOWN", bytes(data.get(2, b""))
+    payload = data.get(2)
+    return (DATA_TYPES[kind] if isinstance(kind, int) and kind < len(DATA_TYPES) else "UNKNOWN",
+            payload if isinstance(payload, memoryview) else memoryview(b""))
 
 
 DATA_TYPES = ("UNKNOWN", "STDIN", "STDOUT", "STDERR")

@@ -54,6 +54,11 @@ GROUP_SCHEMA = {  # Marathon's GroupUpdate: nested groups and apps, scaleBy, or 
 TASK_ID = re.compile(r"^[a-z0-9._-]+[._](instance-)?[0-9a-f-]{8,}.*$")
 TASK_IDS_SCHEMA = {"type": "object", "required": ["ids"],
                    "properties": {"ids": {"type": "array", "items": {"type": "string"}}}}
+ROUTER_REPORT_SCHEMA = {"type": "object", "required": ["id"],  # scheduler/services/drain.py
+                        "properties": {"id": {"type": "string", "minLength": 1, "maxLength": 256},
+                                       "group": {"type": "string", "maxLength": 64},
+                                       "serving": {"type": "array", "items": {"type": "string"}},
+                                       "nextReportWithin": {"type": "number", "minimum": 0, "maximum": 3600}}}
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -635,6 +640,13 @@ async def task_files(request: Request, ctx: Context) -> Response:
     return JSONResponse({"id": record.task_id, "state": state, "sandbox": sandbox, "agentUrl": url})
 
 
+@describe("dockyard: a router says which instances it still serves (drain before kill; docs/router.md)",
+          request=ROUTER_REPORT_SCHEMA)
+async def router_report(request: Request, ctx: Context) -> Response:
+    """Any reader may report: a report only ends early a drain whose kill is decided already."""
+    return JSONResponse(ctx.services.router_report(await body_document(request)))
+
+
 APP = "/v2/apps/{app_id:path}"
 GROUP = "/v2/groups/{group_id:path}"
 ROUTES = (
@@ -677,4 +689,5 @@ ROUTES = (
     # A dry run: it changes nothing, so a viewer may ask where an app would go.
     Endpoint("/dockyard/v1/plan", plan_app, ("POST",), READ),
     Endpoint("/dockyard/v1/tasks/{task_id}", task_files, ("GET",), READ),
+    Endpoint("/dockyard/v1/routers", router_report, ("POST",), READ),
 )

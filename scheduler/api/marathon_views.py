@@ -11,6 +11,7 @@ from typing import Any
 
 from scheduler.events import marathon_time
 from scheduler.placement import PlacementReport, Plan
+from scheduler.services.admission import service_ports
 from scheduler.services.checks import check_result
 from scheduler.services import deployments as dep
 from scheduler.services.deployments import Deployment, merged_steps
@@ -23,8 +24,12 @@ GROUP_EMBEDS = frozenset({"group.apps", "group.pods", "group.groups"})  # Marath
 EPOCH = "1970-01-01T00:00:00.000Z"  # the version of a root group nothing changed yet
 
 
-def task_view(services: ServiceManager, record: Any, state: AppState | None = None) -> dict[str, Any]:
-    """One task as Marathon's EnrichedTask (`state` saves looking its app up again)."""
+def task_view(services: ServiceManager, record: Any, state: AppState | None = None,
+              draining: bool = False) -> dict[str, Any]:
+    """One task as Marathon's EnrichedTask (`state` saves looking its app up again). `host` is
+    the agent's hostname as Mesos names it (`$HOST`), `ipAddresses` the agent's IP; with
+    `draining` (`embed=apps.draining`, what routers ask) a task leaving rotation before its
+    kill says `"draining": true`, a key Marathon does not have and its clients refuse."""
     app_id = record.owner[4:]
     state = state or services.apps.get(app_id)
     version = (state.instances.get(record.task_id) if state else None) or (state.app.version if state else "")
@@ -42,26 +47,28 @@ def task_view(services: ServiceManager, record: Any, state: AppState | None = No
                         "instanceId": record.task_id})
     agent = services.core.agent(record.agent_id) if record.agent_id else None
     attributes = (agent or {}).get("attributes") or {}
-    service_ports = service_ports_of(state)
     checked = state.checks.get(record.task_id) if state is not None else None
     return {
         "id": record.task_id, "appId": app_id, "host": record.hostname or "",
-        "ports": list(record.ports), "servicePorts": service_ports[:len(record.ports)] or service_ports,
+        "ports": list(record.ports), "servicePorts": service_ports_of(state),
         "slaveId": record.agent_id or "",
         "stagedAt": marathon_time(record.launched_at or record.created_at),
         "startedAt": marathon_time(record.started_at) if record.started_at else None,
         "version": version, "state": value,
-        "ipAddresses": [{"ipAddress": services.address_of(record), "protocol": "IPv4"}] if record.hostname else [],
+        "ipAddresses": [{"ipAddress": services.address_of(record), "protocol": "IPv4"}] if record.agent_id else [],
         "healthCheckResults": results,
         "localVolumes": [],
         **({"region": attributes["region"]} if attributes.get("region") else {}),
         **({"zone": attributes["zone"]} if attributes.get("zone") else {}),
         **({"checkResult": check_result(checked)} if checked else {}),
+        **({"draining": True} if draining and services.drains.is_draining(record.task_id) else {}),
     }
 
 
 def service_ports_of(state: AppState | None) -> list[int]:
-    return [p.port for p in state.app.port_definitions()] if state is not None else []
+    """The app's service ports (Marathon's `servicePorts`): `portDefinitions[].port`, or the
+    container's `portMappings[].servicePort`."""
+    return service_ports(state.app) if state is not None else []
 
 
 def app_view(services: ServiceManager, state: AppState, embed: set[str], *, single: bool = False) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def app_view(services: ServiceManager, state: AppState, embed: set[str], *, sing
                            if state.deployment and not state.deployment.finished else [])
     data["versionInfo"] = dict(state.version_info)
     if single or "tasks" in embed:
-        data["tasks"] = [task_view(services, r, state) for r in records]
+        data["tasks"] = [task_view(services, r, state, "draining" in embed) for r in records]
     if (single or "lastTaskFailure" in embed) and state.last_failure:
         data["lastTaskFailure"] = state.last_failure
     if "readiness" in embed:
@@ -109,8 +116,10 @@ def _group(services: ServiceManager, group_id: str, apps: dict[str, AppState], g
     versions = [s.app.version or "" for i, s in apps.items() if inside(i, group_id)]
     versions += [r.get("version") or "" for g, r in list(services.groups.groups.items())
                  if g == group_id or inside(g, group_id)]
+    # No `enforceRole` (Marathon 1.9+ shows `false` here): dockyard enforces no group role, and the
+    # PyPI `marathon` client (0.13) cannot read a group that has the key (docs/mesos-compatibility.md).
     out: dict[str, Any] = {"id": group_id, "dependencies": list(groups.get(group_id, [])),
-                           "version": max(versions, default="") or EPOCH, "enforceRole": False}
+                           "version": max(versions, default="") or EPOCH}
     if "group.apps" in group_embeds:
         out["apps"] = [app_view(services, s, app_embeds) for i, s in apps.items() if parent_of(i) == group_id]
     if "group.groups" in group_embeds:
@@ -211,7 +220,7 @@ def planned_steps(services: ServiceManager, group_id: str, targets: dict[str, Ap
     """The steps a group change would take (`dryRun=true`), as Marathon's DeploymentPlan lists them."""
     live = {i: services.apps[i] for i in services.app_ids()}
     parts = []
-    for app_id, app in targets.items():
+    for app_id, app in services.admitted_targets(targets).items():
         state = live.get(app_id)
         if state is None:
             actions = dep.actions_for(None, app.out(), True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from framework.local.agent_model import dockyard_argv
+from framework.local.agent.model import dockyard_argv
 from framework.security import client as client_settings
 
 

@@ -54,6 +54,10 @@ def limit_options(command: Callable) -> Callable:
 @click.option("--warm-executor/--command-tasks", default=True, show_default=True,
               help="launch tasks through one warm dockyard executor per agent, or as plain command tasks")
 @click.option("--job-history", default=50, show_default=True, type=int, help="finished runs kept per job")
+@click.option("--local-port-min", default=10000, show_default=True, type=int,
+              help="lowest service port given to an app port asking for 0 (Marathon's flag; docs/router.md)")
+@click.option("--local-port-max", default=20000, show_default=True, type=int,
+              help="the service ports end below this one (Marathon's flag)")
 @click.option("--clock-file", default=None, hidden=True, help="tests only: read 'now' from this file")
 @click.option("--mesos-authentication-principal", "principal", default=None,
               help="our framework principal (FrameworkInfo.principal), as Marathon's flag")
@@ -84,7 +88,7 @@ def limit_options(command: Callable) -> Callable:
               help="who may reference and write which secret paths (docs/secrets.md)")
 def scheduler(master: str, ip: str, port: int, data_dir: str, zk: str | None, name: str,
               executor_command: str | None, warm_executor: bool, job_history: int,
-              clock_file: str | None, principal: str | None, secret_file: str | None,
+              local_port_min: int, local_port_max: int, clock_file: str | None, principal: str | None, secret_file: str | None,
               http_credentials: str | None, http_users: str | None, http_realm: str, tls_cert: str | None,
               tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool, insecure: bool,
               secrets_key_file: str | None, secrets_acls: str | None, allow_privileged: bool = False,
@@ -92,6 +96,9 @@ def scheduler(master: str, ip: str, port: int, data_dir: str, zk: str | None, na
     """Run the framework scheduler (REST API on --port)."""
     if not mesos_user.strip():
         raise click.BadParameter("must name a user", param_hint="--mesos-user")
+    if not 1 <= local_port_min < local_port_max <= 65536:
+        raise click.BadParameter("the service port range must lie within 1-65535 and hold a port: "
+                                 "--local-port-min < --local-port-max", param_hint="--local-port-min")
     from framework.errors import SecurityError
     from scheduler.context import SchedulerConfig
     from scheduler.main import serve
@@ -111,7 +118,8 @@ def scheduler(master: str, ip: str, port: int, data_dir: str, zk: str | None, na
         sys.exit(2)
     config = SchedulerConfig(master=master, ip=ip, port=port, data_dir=data_dir, zk=zk, name=name,
                              executor_command=executor_command, warm_executor=warm_executor,
-                             job_history=job_history, clock_file=clock_file, security=security,
+                             job_history=job_history, local_port_min=local_port_min,
+                             local_port_max=local_port_max, clock_file=clock_file, security=security,
                              secrets_key_file=secrets_key_file, secrets_acls=secrets_acls, limits=limits,
                              mesos_user=mesos_user)
     sys.exit(serve(config))

@@ -5,7 +5,8 @@
     render.py   a layout -> haproxy.cfg (Jinja2, every value checked; pure)
     runtime.py  HAProxy's runtime API and master CLI over their UNIX sockets
     haproxy.py  the HAProxy process: start, check, seamless reload, stop
-    client.py   the scheduler's apps and event stream, as any client
+    client.py   the scheduler's apps and event stream, as any client, and the router's reports
+    report.py   what the router reports: the instances it still serves (drain before kill; pure)
     router.py   the follower loop that ties them together
     status.py   status.json, and `router_status` for `dockyard router status`
     cli.py      the commands

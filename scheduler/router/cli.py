@@ -36,6 +36,9 @@ def _port(value: int, flag: str) -> int:
 @click.option("--stats-port", default=0, show_default=True, type=int,
               help="HAProxy's stats page (/) and Prometheus metrics (/metrics) on --stats-ip (0: none)")
 @click.option("--stats-ip", default="127.0.0.1", show_default=True)
+@click.option("--stats-credentials", default=None, metavar="FILE",
+              help="USER:PASSWORD lines, who may read the stats page and /metrics (HTTP Basic); default: the "
+                   "credentials the router itself uses with the scheduler, when it has some")
 @click.option("--work-dir", default=DEFAULT_WORK_DIR, show_default=True,
               help="haproxy.cfg, HAProxy's sockets and log, status.json")
 @click.option("--haproxy", "haproxy_binary", default="haproxy", show_default=True, help="the HAProxy binary")
@@ -51,7 +54,8 @@ def _port(value: int, flag: str) -> int:
 @click.option("--log-level", default=lambda: os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"), show_default="INFO")
 @click.pass_context
 def router(ctx: click.Context, url: str | None, config: str | None, group: str, bind_ip: str, http_port: int,
-           stats_port: int, stats_ip: str, work_dir: str, haproxy_binary: str, server_slots: int,
+           stats_port: int, stats_ip: str, stats_credentials: str | None, work_dir: str, haproxy_binary: str,
+           server_slots: int,
            resync_interval: float, hard_stop_after: int, stop_haproxy_on_exit: bool, log_level: str) -> None:
     """Keep an HAProxy in step with the scheduler's apps (marathon-lb's labels; docs/router.md)."""
     if ctx.invoked_subcommand is not None:
@@ -72,12 +76,14 @@ def router(ctx: click.Context, url: str | None, config: str | None, group: str, 
     try:
         settings = client_settings.load(config, url)
         haproxy = HAProxy(work_dir, binary=haproxy_binary)
-    except (SecurityError, HAProxyError) as error:
+        stats_users = _stats_users(stats_credentials, settings.auth)
+    except (SecurityError, HAProxyError, OSError) as error:
         click.echo(f"dockyard router: {error}", err=True)
         sys.exit(2)
     haproxy.work_dir.mkdir(parents=True, exist_ok=True)
     running = Router(RouterSettings(group=group, bind_ip=bind_ip, http_port=_port(http_port, "--http-port"),
                                     stats_ip=stats_ip, stats_port=_port(stats_port, "--stats-port"),
+                                    stats_users=stats_users,
                                     server_slots=server_slots, resync_interval=resync_interval,
                                     hard_stop_after=hard_stop_after),
                      SchedulerClient(settings), haproxy)
@@ -85,7 +91,9 @@ def router(ctx: click.Context, url: str | None, config: str | None, group: str, 
         signal.signal(number, lambda *_: running.stop())
     click.echo(f"dockyard router: group {group}, scheduler {settings.url} as {settings.identity()}; "
                f"HTTP routes on {bind_ip}:{http_port or '-'}"
-               + (f", HAProxy stats and /metrics on {stats_ip}:{stats_port}" if stats_port else "")
+               + (f", HAProxy stats and /metrics on {stats_ip}:{stats_port}"
+                  + (f" (for {', '.join(u for u, _ in stats_users)})" if stats_users else " (open)")
+                  if stats_port else "")
                + f"; work dir {haproxy.work_dir}", err=True)
     try:
         running.run()
@@ -93,6 +101,29 @@ def router(ctx: click.Context, url: str | None, config: str | None, group: str, 
         running.client.close()
         if stop_haproxy_on_exit:
             haproxy.stop()
+
+
+def _stats_users(path: str | None, own: tuple[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Who may read the stats page: the USER:PASSWORD lines of `path`, else the router's own
+    credentials. Each goes into haproxy.cfg (mode 0600), so it is held to what a token there may be."""
+    from framework.errors import SecurityError
+    from scheduler.router.render import TOKEN
+
+    pairs = []
+    if path is None:
+        pairs = [own] if own is not None else []
+    else:
+        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                user, _, password = line.strip().partition(":")
+                if not password:
+                    raise SecurityError(f"{path}:{number}: not USER:PASSWORD")
+                pairs.append((user, password))
+    for user, password in pairs:
+        if not (TOKEN.match(user) and TOKEN.match(password)) or ":" in user:
+            raise SecurityError(f"stats page credentials of '{user[:40]}': no spaces, quotes, '#' or backslashes "
+                                "(they would change haproxy.cfg)")
+    return tuple(pairs)
 
 
 @router.command()

@@ -1,12 +1,14 @@
-"""The router's view of the scheduler: the apps with their tasks, and the event stream.
+"""The router's view of the scheduler: the apps with their tasks, the event stream, and the
+reports a router sends back (the instances it still serves, for drain before kill).
 
 It connects as every dockyard client does (framework/security/client.py): the URL,
 credentials and CA of `--config FILE`, `$DOCKYARD_CONFIG` or `./.dockyard/client.json`,
-`--url` over them. Reading is all it needs, so the `viewer` principal will do.
+`--url` over them. Reading is all it needs, so the `viewer` principal will do: a report
+only ends early the drain of an instance whose kill the scheduler decided already.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import httpx
 
@@ -40,11 +42,22 @@ class SchedulerClient:
         response.raise_for_status()
 
     def apps(self) -> list[dict[str, Any]]:
-        """Every app with its tasks and readiness results (Marathon's embed names)."""
+        """Every app with its tasks and readiness results (Marathon's embed names), and which
+        tasks drain (dockyard's `apps.draining`: `"draining": true` on those tasks)."""
         response = self.http.get(f"{self.url}/v2/apps", params=[("embed", "apps.tasks"),
-                                                                 ("embed", "apps.readiness")])
+                                                                 ("embed", "apps.readiness"),
+                                                                 ("embed", "apps.draining")])
         self._check(response)
         return list(response.json().get("apps") or [])
+
+    def report(self, router_id: str, group: str, serving: Iterable[str], every: float) -> list[str]:
+        """Tell the scheduler which instances this router still serves; answers those it drains.
+        `every`: the next report comes within so many seconds (0: this router leaves)."""
+        response = self.http.post(f"{self.url}/dockyard/v1/routers",
+                                  json={"id": router_id, "group": group, "serving": sorted(serving),
+                                        "nextReportWithin": every})
+        self._check(response)
+        return [str(task) for task in response.json().get("draining") or []]
 
     def events(self) -> Iterator[str]:
         """The type of each event as it arrives, `event_stream_attached` first; returns when

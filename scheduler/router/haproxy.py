@@ -21,10 +21,14 @@ leaves traffic flowing), and a new router adopts it through master.sock. `stop()
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +36,21 @@ from scheduler.router.runtime import HAProxyError, Processes, RuntimeApi, ask, s
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 90  # sun_path is 108 bytes, and HAProxy binds "<path>.<pid>.tmp" first
+
+
+def socket_dir(work_dir: Path) -> Path:
+    """Where HAProxy's sockets live: the work directory, or, when its path is too long for a
+    socket address, a private directory named after it in the system's temp dir (the same one
+    for every router of that work directory, so a new router finds a running HAProxy)."""
+    if len(str(work_dir / "master.sock")) <= SOCKET_PATH_MAX:
+        return work_dir
+    digest = hashlib.sha256(str(work_dir).encode()).hexdigest()[:16]
+    short = Path(tempfile.gettempdir()) / f"dockyard-haproxy-{digest}"
+    short.mkdir(mode=0o700, exist_ok=True)
+    found = short.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+        raise HAProxyError(f"{short}, the directory for the sockets of {work_dir}, is not private to this user")
+    return short
 
 
 class InvalidConfig(HAProxyError):
@@ -50,15 +69,13 @@ class HAProxy:
         self.config = self.work_dir / "haproxy.cfg"
         self.candidate = self.work_dir / "haproxy.cfg.new"
         self.rejected = self.work_dir / "haproxy.cfg.rejected"
-        self.master_socket = self.work_dir / "master.sock"
-        self.admin_socket = self.work_dir / "haproxy.sock"
+        sockets = socket_dir(self.work_dir)
+        self.master_socket = sockets / "master.sock"
+        self.admin_socket = sockets / "haproxy.sock"
         self.pid_file = self.work_dir / "haproxy.pid"
         self.log_file = self.work_dir / "haproxy.log"
         self.runtime = RuntimeApi(self.admin_socket)
         self.child: subprocess.Popen | None = None
-        if len(str(self.master_socket)) > SOCKET_PATH_MAX:
-            raise HAProxyError(f"the router's work directory {self.work_dir} is too long for HAProxy's sockets "
-                               f"(at most {SOCKET_PATH_MAX - len('/master.sock')} characters)")
 
     # -- what runs ------------------------------------------------------------------------
 
@@ -81,7 +98,7 @@ class HAProxy:
         """Why HAProxy refuses `text` (written to haproxy.cfg.new), or None when it accepts it;
         raises HAProxyError when the check itself could not give an answer."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.candidate.write_text(text)
+        _write_private(self.candidate, text)
         try:
             result = subprocess.run([self.binary, "-c", "-f", str(self.candidate)], capture_output=True,
                                     text=True, timeout=30)
@@ -113,7 +130,7 @@ class HAProxy:
         except HAProxyError:
             self.config.replace(self.rejected)
             if previous is not None:
-                self.config.write_text(previous)
+                _write_private(self.config, previous)
             raise
 
     def _start(self) -> None:
@@ -158,7 +175,16 @@ class HAProxy:
     # -- stopping -------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop this work directory's HAProxy (ours or adopted); False when none ran."""
+        """Stop this work directory's HAProxy (ours or adopted); False when none ran. A private
+        socket directory (`socket_dir`) goes with it."""
+        try:
+            return self._stop(timeout)
+        finally:
+            sockets = self.master_socket.parent
+            if sockets != self.work_dir:
+                shutil.rmtree(sockets, ignore_errors=True)
+
+    def _stop(self, timeout: float) -> bool:
         found = self.processes()
         pid = found.master if found else None
         if pid is None and self.child is not None and self.child.poll() is None:
@@ -190,3 +216,11 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Mode 0600 from the start: the configuration may hold the stats page's credentials."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)

@@ -94,7 +94,7 @@ def read_ports(app: Any, taken_ports: Mapping[int, str] | None = None) -> tuple[
     per_port: dict[int, dict[str, tuple[str, str]]] = {}
     refused: set[int] = set()  # port indexes with an unsafe label (-1: HAPROXY_GROUP, so every port)
     for key, value in labels.items():
-        match = PORT_LABEL.match(key) if isinstance(key, str) else None
+        match = PORT_LABEL.fullmatch(key) if isinstance(key, str) else None
         if key != "HAPROXY_GROUP" and match is None:
             continue  # not ours, or marathon-lb's template labels: never written, so harmless
         index = int(match.group(1)) if match else -1

@@ -30,6 +30,7 @@ class RenderSettings:
     http_port: int = 80  # the shared port of vhost and path routes; 0: none
     stats_ip: str = "127.0.0.1"
     stats_port: int = 0  # HAProxy's stats page and Prometheus metrics (/metrics); 0: none
+    stats_users: tuple[tuple[str, str], ...] = ()  # (user, password) the stats page asks for; none: open
     admin_socket: str = "haproxy.sock"  # the runtime API (level admin; hands listeners over on reload)
     hard_stop_after: int = 60  # seconds an old worker may keep serving in-flight connections after a reload
     maxconn: int = 4096
@@ -58,11 +59,21 @@ defaults
   timeout http-keep-alive 10s
   timeout queue 10s
   timeout tunnel 1h
+{% if s.stats_port and s.stats_users %}
+
+userlist dockyard_stats_users
+{% for name, password in s.stats_users %}
+  user {{ name }} insecure-password {{ password }}
+{% endfor %}
+{% endif %}
 {% if s.stats_port %}
 
 frontend dockyard_stats
   bind {{ s.stats_ip }}:{{ s.stats_port }}
   mode http
+{% if s.stats_users %}
+  http-request auth realm dockyard-router unless { http_auth(dockyard_stats_users) }
+{% endif %}
   http-request use-service prometheus-exporter if { path /metrics }
   stats enable
   stats uri /

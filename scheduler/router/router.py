@@ -7,6 +7,10 @@ the runtime API when only servers changed, else by a checked reload. It also rea
 the apps at start, after every (re)attached stream (so a dropped stream loses
 nothing), every `resync_interval` seconds, and every second while an instance waits
 for its readiness check (no event says when that passes).
+
+After each pass it reports to the scheduler which instances it still serves (report.py),
+and again every `DRAIN_POLL` seconds while a draining instance still holds requests, so
+the scheduler kills an instance only once it is out of rotation here (drain before kill).
 """
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ from scheduler.router.client import Refused, SchedulerClient
 from scheduler.router.haproxy import HAProxy
 from scheduler.router.model import Layout, Model, Seen, build, lay_out, runtime_commands, servers_only
 from scheduler.router.render import UnsafeValue, render
+from scheduler.router.report import REPORT_EVERY, has_draining, serving
 from scheduler.router.runtime import HAProxyError
 from scheduler.router.settings import Counters, RouterSettings
 
 log = logging.getLogger(__name__)
 READINESS_POLL = 1.0
+DRAIN_POLL = 0.1
 RESOLVE_TTL = 30.0
 
 
@@ -64,6 +70,8 @@ class Router:
         self.counters = Counters()
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.router_id = f"{socket.gethostname()}:{haproxy.work_dir}"
+        self.reports = True  # False once the scheduler said it takes none (404)
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -164,29 +172,63 @@ class Router:
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    def report(self, every: float) -> bool:
+        """Tell the scheduler what this router still serves; True when an instance it drains
+        still holds requests here (look again in DRAIN_POLL)."""
+        if not self.reports:
+            return False
+        stats = []
+        if has_draining(self.layout) and self.haproxy.running():
+            try:
+                stats = self.haproxy.runtime.stats()
+            except HAProxyError as error:
+                log.debug("no sessions count for the draining servers: %s", error)
+        served, holding = serving(self.layout, stats)
+        try:
+            draining = self.client.report(self.router_id, self.settings.group, served, every)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code == 404:
+                self.reports = False
+                log.warning("the scheduler at %s takes no router reports: instances are killed without "
+                            "waiting for this router", self.client.url)
+            return False
+        except (httpx.HTTPError, OSError, ValueError, Refused) as error:
+            log.debug("report not sent: %s", error)
+            return False
+        return bool(holding & set(draining))
+
     def run(self) -> None:
         """Follow the scheduler until `stop()`."""
         threading.Thread(target=self.follow_events, name="router-events", daemon=True).start()
+        every = min(self.settings.resync_interval, REPORT_EVERY)
         wait = 0.0
         failures = 0
+        next_sync = 0.0
         while not self.stopping.is_set():
             self.wake.wait(wait)
             if self.stopping.is_set():
                 break
+            due = self.wake.is_set() or self.clock() >= next_sync
             self.wake.clear()
-            self.stopping.wait(self.settings.debounce)
-            try:
-                self.sync()
-                failures = 0
-                waiting = self.layout is not None and self.layout.model.unready
-                wait = READINESS_POLL if waiting else self.settings.resync_interval
-            except (httpx.HTTPError, OSError, ValueError, Refused) as error:
-                failures += 1
-                wait = min(0.5 * 2 ** min(failures, 4), 5.0)
-                reason = f"cannot read the apps from {self.client.url}: {error}"
-                self.counters.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: {reason}"
-                log.warning("%s; again in %g s", reason, wait)
-                self.write_status()
+            if due:
+                self.stopping.wait(self.settings.debounce)
+                try:
+                    self.sync()
+                    failures = 0
+                    waiting = self.layout is not None and self.layout.model.unready
+                    sync_in = READINESS_POLL if waiting else self.settings.resync_interval
+                except (httpx.HTTPError, OSError, ValueError, Refused) as error:
+                    failures += 1
+                    sync_in = min(0.5 * 2 ** min(failures, 4), 5.0)
+                    reason = f"cannot read the apps from {self.client.url}: {error}"
+                    self.counters.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: {reason}"
+                    log.warning("%s; again in %g s", reason, sync_in)
+                    self.write_status()
+                next_sync = self.clock() + sync_in
+            held = not failures and self.report(every)
+            wait = max(0.0, min(next_sync - self.clock(), DRAIN_POLL if held else every))
+        if not failures:
+            self.report(0)  # leaving: the scheduler waits for this router no more
 
     def stop(self) -> None:
         self.stopping.set()

@@ -16,6 +16,7 @@ class RouterSettings:
     http_port: int = 80
     stats_ip: str = "127.0.0.1"
     stats_port: int = 0
+    stats_users: tuple[tuple[str, str], ...] = ()  # who may read the stats page and /metrics; none: anyone
     server_slots: int = DEFAULT_SLOTS
     resync_interval: float = 30.0
     debounce: float = 0.02  # gather a burst of events into one read of the apps
@@ -28,7 +29,8 @@ class RouterSettings:
 
     def render_settings(self, admin_socket: Path) -> RenderSettings:
         return RenderSettings(bind_ip=self.bind_ip, http_port=self.http_port, stats_ip=self.stats_ip,
-                              stats_port=self.stats_port, admin_socket=str(admin_socket),
+                              stats_port=self.stats_port, stats_users=self.stats_users,
+                              admin_socket=str(admin_socket),
                               hard_stop_after=self.hard_stop_after)
 
 

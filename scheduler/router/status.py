@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scheduler.router.haproxy import socket_dir
 from scheduler.router.runtime import HAProxyError, RuntimeApi, show_proc
 from scheduler.router.settings import Counters, RouterSettings
 
@@ -67,8 +68,9 @@ def router_status(work_dir: Path | str) -> dict[str, Any]:
     document = json.loads((work_dir / FILE).read_text())
     live: dict[tuple[str, str], Any] = {}
     try:
-        processes = show_proc(work_dir / "master.sock", timeout=2.0)
-        live = {(s.backend, s.server): s for s in RuntimeApi(work_dir / "haproxy.sock", timeout=2.0).stats()}
+        sockets = socket_dir(work_dir.resolve())
+        processes = show_proc(sockets / "master.sock", timeout=2.0)
+        live = {(s.backend, s.server): s for s in RuntimeApi(sockets / "haproxy.sock", timeout=2.0).stats()}
         document["haproxy"] = {"running": True, "master": processes.master, "workers": list(processes.workers),
                                "oldWorkers": list(processes.old_workers), "reloads": processes.reloads,
                                "failedReloads": processes.failed}

@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import threading
 import time
-import urllib.error
 import uuid
 from typing import Any, Callable
 
 from framework.errors import Conflict, NotFound, SpecError, StoreError
 from scheduler.events import marathon_time
 from scheduler.services import deployments as dep
+from scheduler.services.addresses import AgentAddresses
+from scheduler.services.admission import admit, unassigned
 from scheduler.services.dependencies import absolute_ids, dependency_ids, find_cycle
 from scheduler.services.deployments import AppLocked, Deployment, plan_json
+from scheduler.services.drain import Drains, parse_report
 from scheduler.services.groups import GroupTree, ancestors, inside
+from scheduler.services.instance_events import draining_event, health_changed, last_failure, publish_status
 from scheduler.services.instances import new_task_id, owner_of, task_request
+from scheduler.services.ports import DEFAULT_MAX, DEFAULT_MIN, PortRange
+from scheduler.services.preview import plan_preview
 from scheduler.services.readiness import Probe, ReadinessProber
 from scheduler.services.reconcile import (FAILURE_STATES, Instance, healthy_and_ready, past_expunge_after,
                                           past_inactive_after, reconcile)
@@ -37,14 +41,6 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
 MAX_VERSIONS = 50
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        socket.inet_aton(text)
-        return True
-    except OSError:
-        return False
 
 
 class ServiceManager:
@@ -64,11 +60,17 @@ class ServiceManager:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.readiness = ReadinessProber(on_result=self.wake.set)
+        config = getattr(ctx, "config", None)
+        self.port_range = PortRange(getattr(config, "local_port_min", DEFAULT_MIN),
+                                    getattr(config, "local_port_max", DEFAULT_MAX))
+        self.drains = Drains()  # scheduler/services/drain.py
+        self.addresses = AgentAddresses(self.core, self.store)
         self.core.add_owner("app:", self._on_status)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def load(self) -> None:
+        self.addresses.load()
         with self.lock:
             for name in self.store.children(APPS_KEY):
                 raw, _ = self.store.get(f"{APPS_KEY}/{name}")
@@ -85,6 +87,12 @@ class ServiceManager:
                             self.plans.setdefault(state.deployment.plan_id, []).append(state.deployment)
                     self._recall_health(state)
             self.groups.load(self.store)
+            live = {i: s.app for i, s in self.apps.items() if not s.deleting}
+            for app_id, app in unassigned(live, self.port_range).items():  # stored before ports were assigned
+                state = self.apps[app_id]
+                state.app = app
+                state.versions[app.version or ""] = app.model_dump()
+                self._persist(state)
 
     def _recall_health(self, state: AppState) -> None:
         """Health as the task records kept it, so that a restarted or new leader shows a healthy
@@ -187,10 +195,13 @@ class ServiceManager:
 
     def create(self, app: AppDefinition, *, version: str | None = None,
                plan_id: str | None = None) -> tuple[AppState, Deployment]:
-        """A new app; with `plan_id`, as a part of a group change (announced with its plan)."""
+        """A new app; with `plan_id`, as a part of a group change (announced with its plan, and
+        admitted with it)."""
         self.check_dependencies({app.id: app.dependencies})
         self.check_secrets(app)
         with self.lock:
+            if plan_id is None:
+                (app,) = self._admit([app])
             existing = self.apps.get(app.id)
             if existing is not None and not (existing.deleting and existing.deployment is None):
                 raise Conflict(f"An app with id [{app.id}] already exists.")
@@ -223,6 +234,7 @@ class ServiceManager:
                 app = parse_app(document, base=state.app if partial else None, app_id=app_id)
             app.id = app_id
             self.check_dependencies({app_id: app.dependencies})
+            (app,) = self._admit([app])
             return (state, *self._change(state, app, force), False)  # type: ignore[return-value]
 
     def scale(self, app_id: str, instances: int, force: bool = False) -> Deployment:
@@ -253,6 +265,17 @@ class ServiceManager:
                                   plan_id)
         self._commit(state, draft, announce=plan_id is None)
         return (deployment,)
+
+    def _admit(self, changed: list[AppDefinition], in_group: bool = False) -> list[AppDefinition]:
+        """New definitions with their service ports, router and drain labels checked (admission.py)."""
+        held = {i: s.app for i, s in self.apps.items() if not s.deleting}
+        return admit(held, changed, self.port_range, in_group)
+
+    def admitted_targets(self, targets: dict[str, AppDefinition]) -> dict[str, AppDefinition]:
+        """A group change's apps (id -> definition), admitted together (`_admit`)."""
+        with self.lock:
+            apps = [app.model_copy(update={"id": app_id}) for app_id, app in targets.items()]
+            return dict(zip(targets, self._admit(apps, in_group=True)))
 
     def _scaled_version(self, draft: AppState, version: str | None = None) -> str:
         """Scaling makes a new app version, but running instances stay current: relabel them."""
@@ -309,8 +332,7 @@ class ServiceManager:
                     live = [t for t in ids if not self.core.get(t).terminal]
                     deployments.append(self.scale(app_id, state.app.instances - len(live), force=force))
                 for task_id in ids:
-                    state.killing.add(task_id)
-                    self.core.kill(task_id)
+                    self._retire(state, task_id, self.clock())
         self.wake.set()
         return deployments if scale else records
 
@@ -465,6 +487,7 @@ class ServiceManager:
         are the groups under `group_id` afterwards (None: all of them go, `group_id` too).
         Answers (deployment id, version); a change that changes no app still has both."""
         with self.lock:
+            targets = self.admitted_targets(targets)
             live = {i: s for i, s in self.apps.items() if not s.deleting}
             under = [i for i in live if inside(i, group_id)]
             removed = [i for i in under if i not in targets and i not in keep]
@@ -556,6 +579,8 @@ class ServiceManager:
 
     def tick(self) -> None:
         now = self.clock()
+        for drained in self.drains.over(now):
+            self.core.kill(drained.task_id)
         with self.lock:
             states = list(self.apps.values())
         probed: set[str] = set()
@@ -577,8 +602,7 @@ class ServiceManager:
             # until every app this one depends on is deployed, healthy and ready.
             diff.start, diff.stop = 0, []
         for task_id in diff.stop:
-            state.killing.add(task_id)
-            self.core.kill(task_id)
+            self._retire(state, task_id, now)
         if diff.start:
             requests = [task_request(state.app) for _ in range(diff.start)]
             for request in requests:
@@ -613,6 +637,25 @@ class ServiceManager:
                     self._remove(state)
             else:
                 self.wake.set()
+
+    def _retire(self, state: AppState, task_id: str, now: float) -> None:
+        """Kill an instance; a running one leaves the routers' rotation first (drain.py)."""
+        state.killing.add(task_id)
+        record = self.core.get(task_id)
+        running = record is not None and record.state.value == "TASK_RUNNING"
+        drain = self.drains.begin(task_id, state.app.id, state.app.labels, now) if running else None
+        if drain is None:
+            self.core.kill(task_id)
+            return
+        self.events.publish("instance_changed_event", **draining_event(
+            record, drain, state.instances.get(task_id, state.app.version or ""), self.address_of(record), now))
+
+    def router_report(self, document: Any) -> dict[str, Any]:
+        """`POST /dockyard/v1/routers`: a router says which instances it still serves."""
+        router_id, group, serving, every = parse_report(document)
+        draining = self.drains.report(router_id, group, serving, every, self.clock())
+        self.wake.set()
+        return {"draining": draining}
 
     def waiting_for(self, state: AppState) -> list[str]:
         """The app's `dependencies` (absolute ids) not yet at their target: their deployment
@@ -677,24 +720,18 @@ class ServiceManager:
         now = self.clock()
         with self.lock:
             state = self.apps.get(app_id)
-            if state is None:
+            if state is None:  # its app removed as this status came in: still say how the task ended
+                publish_status(self.events, record, app_id, "", self.address_of(record), now)
                 return
-            version = state.instances.get(record.task_id, state.app.version)
-            self.events.publish(
-                "status_update_event", slaveId=record.agent_id or "", taskId=record.task_id,
-                taskStatus=record.state.value, message=record.message or "", appId=app_id,
-                host=record.hostname or "", ipAddresses=[{"ipAddress": self.address_of(record), "protocol": "IPv4"}],
-                ports=list(record.ports), version=version)
-            self.events.publish(
-                "instance_changed_event", instanceId=record.task_id, condition=_condition(record.state.value),
-                runSpecId=app_id, agentId=record.agent_id or "", host=record.hostname or "",
-                runSpecVersion=version, timestamp=marathon_time(now))
+            version = state.instances.get(record.task_id, state.app.version) or ""
+            publish_status(self.events, record, app_id, version, self.address_of(record), now)
             if "healthy" in status:
-                self._health_changed(state, record, bool(status["healthy"]), status, now, version)
+                health_changed(self.events, state, record, bool(status["healthy"]), status, now, version)
             if isinstance(status.get("check_status"), dict):
                 state.checks[record.task_id] = status["check_status"]
             if record.terminal:
                 requested = record.task_id in state.killing
+                self.drains.forget([record.task_id])
                 state.killing.discard(record.task_id)
                 state.instances.pop(record.task_id, None)
                 state.ready.pop(record.task_id, None)
@@ -708,11 +745,7 @@ class ServiceManager:
                                         reason=record.message or "unhealthy", host=record.hostname or "",
                                         slaveId=record.agent_id or "")
                 if record.state.value in FAILURE_STATES or (record.state.value == "TASK_KILLED" and not requested):
-                    state.last_failure = {
-                        "appId": app_id, "host": record.hostname or "", "message": _failure_message(record),
-                        "state": record.state.value, "taskId": record.task_id, "instanceId": record.task_id,
-                        "slaveId": record.agent_id or "", "timestamp": marathon_time(now), "version": version,
-                    }
+                    state.last_failure = last_failure(record, app_id, version, now)
                 if record.state.value in FAILURE_STATES:
                     ran = (now - record.started_at) if record.started_at else None
                     state.backoff.failed(state.app, now, ran, bool(health and health.get("lastSuccess")))
@@ -731,40 +764,11 @@ class ServiceManager:
             return False
         return past_expunge_after(app, now - record.history[-2][1])
 
-    def _health_changed(self, state: AppState, record: Any, alive: bool, status: dict, now: float,
-                        version: str) -> None:
-        health = state.health.setdefault(record.task_id, {"consecutiveFailures": 0})
-        stamp = marathon_time(now)
-        before = health.get("alive")
-        health["alive"] = alive
-        if alive:
-            health["consecutiveFailures"] = 0
-            health.setdefault("firstSuccess", stamp)
-            health["lastSuccess"] = stamp
-            state.backoff.reset()  # a healthy run: the next failure starts from backoffSeconds
-        else:
-            health["consecutiveFailures"] = health.get("consecutiveFailures", 0) + 1
-            health["lastFailure"] = stamp
-            health["lastFailureCause"] = status.get("message") or "health check failed"
-            self.events.publish("failed_health_check_event", appId=state.app.id, taskId=record.task_id,
-                                instanceId=record.task_id, version=version,
-                                healthCheck=state.app.healthChecks[0].out() if state.app.healthChecks else {})
-        if before != alive:
-            self.events.publish("health_status_changed_event", appId=state.app.id, taskId=record.task_id,
-                                instanceId=record.task_id, version=version, alive=alive)
-            self.events.publish("instance_health_changed_event", instanceId=record.task_id,
-                                runSpecId=state.app.id, runSpecVersion=version, healthy=alive)
-
     # -- what the API shows (rendered by scheduler/api/marathon_views.py) ---------------------------
 
     def address_of(self, record: Any) -> str:
-        """The agent's IP (marathon-lb reads ipAddresses[0]): from the agent's URL, no DNS."""
-        agent = self.core.agent(record.agent_id) if record.agent_id else None
-        url = (agent or {}).get("url") or ""
-        host = url.split("://", 1)[-1].rsplit(":", 1)[0] if url else ""
-        if host and _is_ip(host):
-            return host
-        return record.hostname or ""
+        """The agent's IP (marathon-lb reads ipAddresses[0]; addresses.py)."""
+        return self.addresses.of(record)
 
     def waiting(self) -> list[Waiting]:
         """The apps with instances still to launch (Marathon's launch queue), oldest state first."""
@@ -785,59 +789,8 @@ class ServiceManager:
         return out
 
     def plan_preview(self, app: AppDefinition) -> tuple[int, Any]:
-        """`app deploy --dry-run`: (agents considered, the placement `Plan`) for the instances now."""
-        from scheduler.placement import Placed, place
-
-        requests = [task_request(app) for _ in range(app.instances)]
-        agents = self._agent_views()
-        # The app's own instances are what a rolling update replaces: constraints such as
-        # UNIQUE are checked against everything else, not against the old version.
-        own = owner_of(app.id)
-        placed = [Placed(r.owner, r.agent_id or "", r.hostname or "",
-                         (self.core.agent(r.agent_id) or {}).get("attributes", {}) if r.agent_id else {})
-                  for r in self.core.tasks("") if not r.terminal and r.agent_id and r.owner != own]
-        return len(agents), place(requests, agents, placed)
-
-    def _agent_views(self) -> list[Any]:
-        """Free resources per agent from the master's `/state` (what offers would say), read as
-        the scheduler (its principal; TLS verified with its CA)."""
-        from framework.security.peer import Peer
-        from scheduler.mesos_json import agent_views_from_state
-
-        master = str(getattr(self.ctx.config, "master", "") or "")
-        if master.startswith("zk://"):  # the leading master, as the driver found it
-            master = str(getattr(getattr(self.ctx, "driver", None), "master", None) or "")
-        if not master:
-            return []
-        security = getattr(self.ctx.config, "security", None)
-        peer = security.peer if security is not None else Peer()
-        try:
-            state = peer.get_json(f"{peer.base_url(master)}/state", timeout=5)
-        except urllib.error.HTTPError as error:
-            log.warning("the master refuses us its state (%s): the preview sees no agent", error)
-            return []
-        except (OSError, ValueError):
-            return []
-        return agent_views_from_state(state)
-
-
-def _failure_message(record: Any) -> str:
-    """The task's message, with the Mesos reason when it says more (an OOM kill says so);
-    TaskFailure has no reason field the `marathon` client would accept."""
-    message = record.message or ""
-    reason = record.reason or ""
-    if reason and reason not in ("REASON_COMMAND_EXECUTOR_FAILED", "REASON_EXECUTOR_TERMINATED"):
-        label = "out of memory" if reason == "REASON_CONTAINER_LIMITATION_MEMORY" else reason
-        return f"{message} ({label}: {reason})" if label != reason else f"{message} ({reason})"
-    return message
-
-
-def _condition(state: str) -> str:
-    return {"PENDING": "Scheduled", "LAUNCHED": "Provisioned", "TASK_STAGING": "Staging",
-            "TASK_STARTING": "Starting", "TASK_RUNNING": "Running", "TASK_KILLING": "Killing",
-            "TASK_FINISHED": "Finished", "TASK_FAILED": "Failed", "TASK_KILLED": "Killed",
-            "TASK_LOST": "Unreachable", "TASK_ERROR": "Error", "TASK_DROPPED": "Dropped",
-            "TASK_GONE": "Gone", "TASK_UNREACHABLE": "Unreachable", "TASK_UNKNOWN": "Unknown"}.get(state, state)
+        """`app deploy --dry-run`: (agents considered, the placement `Plan`); preview.py."""
+        return plan_preview(self.ctx, app)
 
 
 __all__ = ["AppState", "ServiceManager", "Waiting", "new_task_id"]

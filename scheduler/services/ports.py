@@ -10,8 +10,12 @@ port; it is not a host port and no task binds it. The rules follow Marathon's
   names (so an update that posts 0s again keeps its ports), else the lowest port of
   the range that no app holds (not a random one);
 * a fixed port is the app's as asked, inside the range or not, unless another app holds
-  it: "Requested service port P conflicts with a service port in app /other";
-* one app naming the same fixed port twice is refused ("Ports must be unique").
+  it: "Requested service port P conflicts with a service port in app /other" (Marathon
+  checks this for `portMappings` only; dockyard for `portDefinitions` too, since a router
+  can bind a port for one app alone);
+* one app naming the same fixed port twice is refused ("Ports must be unique");
+* a port another app's router binds instead of a service port (`HAPROXY_{n}_PORT`, passed
+  as `reserved`) is neither given to a 0 nor granted when asked for.
 
 Pure: no I/O and no clock. `ServicePorts` keeps who holds what as a plain
 `{app id: [ports]}` (`to_json` / `from_json`), so the scheduler stores it with the
@@ -62,13 +66,13 @@ def requested_ports(app: Mapping[str, Any]) -> list[tuple[str, int]]:
     container = app.get("container") or {}
     mappings = container.get("portMappings") if isinstance(container, Mapping) else None
     if mappings:
-        return [(f"/container/portMappings/{i}/servicePort", int(m.get("servicePort") or 0))
+        return [(f"/container/portMappings({i})/servicePort", int(m.get("servicePort") or 0))
                 for i, m in enumerate(mappings)]
     definitions = app.get("portDefinitions")
     if definitions is None:
         has_image = isinstance(container, Mapping) and bool(container.get("docker") or container.get("mesos"))
-        return [] if has_image else [("/portDefinitions/0/port", 0)]
-    return [(f"/portDefinitions/{i}/port", int(d.get("port") or 0)) for i, d in enumerate(definitions)]
+        return [] if has_image else [("/portDefinitions(0)/port", 0)]
+    return [(f"/portDefinitions({i})/port", int(d.get("port") or 0)) for i, d in enumerate(definitions)]
 
 
 def with_ports(app: Mapping[str, Any], ports: Sequence[int]) -> dict[str, Any]:
@@ -92,24 +96,30 @@ def owners(assigned: Mapping[str, Sequence[int]]) -> dict[int, str]:
 
 
 def assign(app_id: str, requested: Sequence[int], assigned: Mapping[str, Sequence[int]],
-           port_range: PortRange = PortRange(), paths: Sequence[str] | None = None) -> list[int]:
+           port_range: PortRange = PortRange(), paths: Sequence[str] | None = None,
+           reserved: Mapping[int, str] | None = None) -> list[int]:
     """The service ports of `app_id` asking for `requested` (0: any), given what every app
-    holds now (`assigned`, this app's previous ports included). Raises SpecError naming the
-    field (`paths[i]`, default `/portDefinitions/i/port`) of a fixed port another app holds
-    or this one names twice, and PortRangeExhausted when no port is left for a 0."""
-    paths = list(paths) if paths is not None else [f"/portDefinitions/{i}/port" for i in range(len(requested))]
+    holds now (`assigned`, this app's previous ports included) and the ports other apps'
+    routers bind (`reserved`: port -> the app whose router binds it). Raises SpecError naming the field
+    (`paths[i]`, default `/portDefinitions(i)/port`) of a fixed port another app holds or this
+    one names twice, and PortRangeExhausted when no port is left for a 0."""
+    paths = list(paths) if paths is not None else [f"/portDefinitions({i})/port" for i in range(len(requested))]
     held_by = owners({other: ports for other, ports in assigned.items() if other != app_id})
+    reserved = {port: what for port, what in (reserved or {}).items() if port not in held_by}
     fixed = [port for port in requested if port]
     for path, port in zip(paths, requested):
         if port and port in held_by:
             raise SpecError(path, f"Requested service port {port} conflicts with a service port "
                                   f"in app {held_by[port]}")
+        if port and port in reserved:
+            raise SpecError(path, f"Requested service port {port} conflicts with the router port of "
+                                  f"app {reserved[port]}")
     if len(fixed) != len(set(fixed)):
         twice = next(port for port in fixed if fixed.count(port) > 1)
         raise SpecError(paths[[i for i, p in enumerate(requested) if p == twice][1]],
                         f"Ports must be unique: service port {twice} is named twice")
     previous = [port for port in assigned.get(app_id, ()) if port in port_range and port not in fixed]
-    taken = set(held_by) | set(fixed) | set(previous)
+    taken = set(held_by) | set(reserved) | set(fixed) | set(previous)
     free = (port for port in port_range if port not in taken)
     out = []
     for port in requested:
@@ -151,19 +161,21 @@ class ServicePorts:
         return {"min": self.port_range.low, "max": self.port_range.high,
                 "apps": {app: list(ports) for app, ports in self.assigned.items()}}
 
-    def plan(self, app_id: str, requested: Sequence[int], paths: Sequence[str] | None = None) -> list[int]:
+    def plan(self, app_id: str, requested: Sequence[int], paths: Sequence[str] | None = None,
+             reserved: Mapping[int, str] | None = None) -> list[int]:
         """What `assign` would give, without recording it (validate before a deploy is accepted)."""
-        return assign(app_id, requested, self.assigned, self.port_range, paths)
+        return assign(app_id, requested, self.assigned, self.port_range, paths, reserved)
 
-    def assign(self, app_id: str, requested: Sequence[int], paths: Sequence[str] | None = None) -> list[int]:
-        ports = self.plan(app_id, requested, paths)
+    def assign(self, app_id: str, requested: Sequence[int], paths: Sequence[str] | None = None,
+               reserved: Mapping[int, str] | None = None) -> list[int]:
+        ports = self.plan(app_id, requested, paths, reserved)
         self.assigned[app_id] = list(ports)
         return ports
 
-    def assign_app(self, app: Mapping[str, Any]) -> dict[str, Any]:
+    def assign_app(self, app: Mapping[str, Any], reserved: Mapping[int, str] | None = None) -> dict[str, Any]:
         """An app's JSON with its service ports assigned (and recorded), ready to store."""
         asked = requested_ports(app)
-        ports = self.assign(app["id"], [port for _, port in asked], [path for path, _ in asked])
+        ports = self.assign(app["id"], [port for _, port in asked], [path for path, _ in asked], reserved)
         return with_ports(app, ports)
 
     def release(self, app_id: str) -> None:

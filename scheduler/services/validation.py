@@ -50,7 +50,7 @@ def problems(app: AppDefinition, document: dict[str, Any]) -> list[dict[str, Any
         fail("/check", CHECK_PORT_INDEX)
     _readiness(app, fail)
     _ports(app, fail)
-    if app.cmd is not None and not app.cmd.strip():  # Marathon refuses one character too (docs/mesos-compatibility.md)
+    if app.cmd is not None and len(app.cmd) <= 1:  # AppValidation's rule as written: `s.length() > 1`
         fail("/", EMPTY_CMD)
     labels = app.labels
     if labels.get(SINGLE_INSTANCE_LABEL) == "true":

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 import httpx
 from starlette.requests import Request
 
-from framework.local.status import summarize
+from framework.local.cluster.status import summarize
 
 STATE_SECONDS = 1.0
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pytest
 from marathon import MarathonApp, MarathonClient
+from marathon.exceptions import MarathonHttpError
 from marathon.models.group import MarathonGroup
 
 from tests.services.test_marathon_fidelity import SLEEP_GROUP
@@ -80,3 +81,29 @@ def test_kills_resets_and_ping(client: MarathonClient) -> None:
     assert all(q.delay.time_left_seconds == 0 for q in client.list_queue() if q.app.id == crashing.id)
     client.delete_app(crashing.id, force=True)
     client.delete_app(app.id, force=True)
+
+
+def test_groups_read_back_through_the_client(client: MarathonClient) -> None:
+    """`get_group` and `list_groups` build the client's MarathonGroup from every key of the answer:
+    one it does not know (`enforceRole`, which Marathon 1.9+ shows) made both raise TypeError."""
+    idle = {"id": "/readback/inner/idle", "cmd": "sleep 600", "cpus": 0.01, "mem": 16, "instances": 0}
+    client.create_group(MarathonGroup.from_json({"id": "/readback", "groups": [
+        {"id": "/readback/inner", "apps": [idle]}]}))
+    wait_for(lambda: settled(client), timeout=60, what="the group deployed")
+    group = client.get_group("/readback")
+    assert group.id == "/readback" and [g.id for g in group.groups] == ["/readback/inner"]
+    [app] = group.groups[0].apps
+    assert (app.id, app.cmd, app.instances) == ("/readback/inner/idle", "sleep 600", 0)
+    assert "/readback" in {g.id for g in client.list_groups()}
+    client.delete_group("/readback", force=True)
+    wait_for(lambda: "/readback" not in {g.id for g in client.list_groups()}, timeout=60, what="the group gone")
+
+
+def test_a_one_character_cmd_is_refused_as_marathon_refuses_it(client: MarathonClient) -> None:
+    """AppValidation: `cmd` must be longer than one character ("must not be an empty string")."""
+    with pytest.raises(MarathonHttpError) as refused:
+        client.create_app("terse", MarathonApp(cmd="x", mem=16, cpus=0.1, instances=0))
+    assert refused.value.status_code == 422
+    assert refused.value.error_details == [{"path": "/", "errors": ["must not be an empty string"]}]
+    assert client.create_app("terse", MarathonApp(cmd="ls", mem=16, cpus=0.1, instances=0)).cmd == "ls"
+    client.delete_app("terse", force=True)

@@ -9,8 +9,6 @@ and executors reporting OOM kills to a framework.
 """
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import pytest
 
 from tests.support import vm
@@ -64,16 +62,10 @@ def test_the_guest_is_cgroup_v2_only(guest_run: vm.GuestResult) -> None:
 
 
 def test_container_and_host_isolation_tests_pass_on_cgroup_v2(guest_run: vm.GuestResult) -> None:
-    report = guest_run.files.get("junit.xml")
+    report = vm.TestReport.of(guest_run)
     assert report, "the guest wrote no test report:\n" + guest_run.summary()
-    suite = ET.fromstring(report)
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
-    failed = [f"{case.get('classname')}::{case.get('name')}: "
-              + (case.find("failure") if case.find("failure") is not None else case.find("error")).get("message", "")
-              for case in suite.iter("testcase")
-              if case.find("failure") is not None or case.find("error") is not None]
+    counts = report.counts
     print(f"guest ({guest_run.accel}, boot {guest_run.boot_seconds}s, wall {guest_run.wall_seconds:.0f}s): {counts}")
-    assert counts["failures"] == 0 and counts["errors"] == 0, "\n".join(failed) + "\n" + guest_run.summary()
+    assert counts["failures"] == 0 and counts["errors"] == 0, "\n".join(report.failed) + "\n" + guest_run.summary()
     assert counts["tests"] - counts["skipped"] >= 10, counts
     assert guest_run.exit_code == 0, guest_run.summary()

@@ -159,7 +159,7 @@ def _cmdline(pid: int) -> bytes:
 
 def test_an_agent_with_namespaces_pid_gives_command_tasks_their_own_pid_namespace(tmp_path: Path) -> None:
     """--isolation reaches the executors: with namespaces/pid the task is PID 2 under an init
-    (tini, PID 1), and an early SIGTERM still ends it promptly (tini forwards it)."""
+    (dockyard-init, PID 1), and a SIGTERM still ends it promptly."""
     with Cluster(tmp_path, agents=1,
                  agent_args=["--isolation", "cgroups/cpu,cgroups/mem,namespaces/pid"]).start() as cluster:
         client = RawFramework(cluster.master_api()).start()
@@ -169,7 +169,7 @@ def test_an_agent_with_namespaces_pid_gives_command_tasks_their_own_pid_namespac
                                                         task_id="in-pid-ns")])
             assert client.wait_terminal("in-pid-ns", timeout=30)["state"] == "TASK_FINISHED"
             out = task_stdout(cluster, "in-pid-ns")
-            assert "pid=2 init=tini-static" in out and "ok" in out, out
+            assert "pid=2 init=dockyard-init" in out and "ok" in out, out
             client.launch(client.offer(), [command_task("exec sleep 60", task_id="killed-in-pid-ns")])
             client.wait_state("killed-in-pid-ns", "TASK_RUNNING", timeout=30)
             client.kill("killed-in-pid-ns")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -41,7 +43,7 @@ def run(iso: HostIsolation, script: str, sandbox: Path) -> tuple[subprocess.Pope
 @BOTH
 def test_host_task_gets_its_cgroup_and_limits_and_a_pid_namespace_when_asked(tmp_path: Path,
                                                                            pid_namespace: bool) -> None:
-    assert HostIsolation.available(pid_namespace)
+    assert HostIsolation.available()
     iso, sandbox = isolated(tmp_path, "host-task", {"cpus": 0.5, "mem": 32}, pid_namespace)
     try:
         popen, out = run(iso, "echo pid=$$; grep -e memory -e '^0::' /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; "
@@ -54,7 +56,8 @@ def test_host_task_gets_its_cgroup_and_limits_and_a_pid_namespace_when_asked(tmp
         else:  # the host's process table, the task under its own pid
             assert f"pid={popen.pid}" in out and visible > 5, out
         assert iso.stats()["mem_limit_bytes"] == 32 * 1024 * 1024
-        assert iso.stats()["cpus_limit"] == 0.5
+        # the CPU quota the task ran under (next test) is lifted as it ends, with a namespace to end
+        assert iso.stats().get("cpus_limit") == (None if pid_namespace else 0.5)
     finally:
         iso.destroy()
     iso.destroy()
@@ -86,7 +89,7 @@ def test_the_cpu_limit_comes_with_the_task_not_before_its_helpers(tmp_path: Path
                      for names, path in [line.split(":", 2)[1:]] for name in names.split(",")}
             for controller in ("cpu", "memory", "pids") if v1 else ("",):
                 assert iso.id in paths[controller], (controller, part)
-        assert iso.stats()["cpus_limit"] == 0.1
+        assert iso.stats().get("cpus_limit") == (None if pid_namespace else 0.1)
     finally:
         iso.destroy()
     assert traces(tmp_path / "work", iso.id) == []
@@ -259,7 +262,7 @@ def test_a_host_tasks_command_check_sees_only_its_tasks_processes(tmp_path: Path
         assert runner.started.wait(10)
         check = checkers_for({"type": "COMMAND", "command": {"value": (
             f"{READ_ALL_ENVIRONS} >seen; id -un >>seen; cat /proc/1/comm >>seen; "
-            "! grep -q DB_PASSWORD seen && grep -qx tini-static seen && grep -qx nobody seen")},
+            "! grep -q DB_PASSWORD seen && grep -qx dockyard-init seen && grep -qx nobody seen")},
             "timeout_seconds": 10}, runner)[0].check
         assert check() == (True, "command exited 0"), (tmp_path / "checked" / "seen").read_text()
     finally:
@@ -269,17 +272,20 @@ def test_a_host_tasks_command_check_sees_only_its_tasks_processes(tmp_path: Path
 
 
 @pytest.mark.parametrize("script, exit_code, signal_name", [
-    ("exit 3", 3, None), ("exit 130", 130, None), ("exit 255", 255, None),
-    ("kill -SEGV $$", None, "SIGSEGV"), ("kill -USR1 $$", None, "SIGUSR1")])
+    ("exit 3", 3, None), ("exit 130", 130, None), ("exit 137", 137, None), ("exit 255", 255, None),
+    ("kill -SEGV $$", None, "SIGSEGV"), ("kill -USR1 $$", None, "SIGUSR1"), ("kill -KILL $$", None, "SIGKILL")])
+@pytest.mark.parametrize("variables", [[], [{"name": "TINI_VERBOSITY", "value": "0"}]], ids=["", "TINI_VERBOSITY"])
 def test_a_host_tasks_exit_passes_its_pid_namespace_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             script: str, exit_code: int | None,
-                                                            signal_name: str | None) -> None:
-    """The init of the task's namespace exits 128+N for a task killed by signal N; an `exit 130`
-    is still an exit with status 130, not a SIGINT."""
+                                                            signal_name: str | None, variables: list[dict]) -> None:
+    """An `exit 130` is an exit with status 130, a task killed by SIGINT one that died of a
+    signal, whatever the task's environment says (an init that exits 128+N for signal N, and
+    says which on a channel the task's environment can silence, could not keep them apart)."""
     from executor.host import HostLauncher
 
     monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
-    process = HostLauncher().launch(_as_nobody(tmp_path, "exits", {"value": script}))
+    process = HostLauncher().launch(_as_nobody(tmp_path, "exits", {"value": script,
+                                                                   "environment": {"variables": variables}}))
     info = process.wait(20)
     process.destroy()
     assert info is not None
@@ -294,3 +300,98 @@ def _environ(pid: int) -> bytes:
         return Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_task_at_its_cpu_quota_is_reaped_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 0.01 cpu a process in the task's cgroups that wakes after the task used its 1 ms waits
+    for the next 100 ms period, even to die: what reaps the task, and passes its exit on, is
+    outside them (the namespace's init and the task are inside), and lifts the quota before
+    it ends the namespace, whatever the task left running there."""
+    import os
+
+    from executor.host import HostLauncher
+    from framework.proctree import descendants, inner_pid
+    from tests.support.procs import wait_for
+
+    monkeypatch.delenv("DOCKYARD_ISOLATION", raising=False)
+    launcher = HostLauncher()
+
+    def at_quota(name: str, script: str) -> LaunchSpec:
+        return LaunchSpec(task_id=name, command={"value": script}, env={"PATH": "/usr/bin:/bin"},
+                          sandbox=tmp_path / name, resources={"cpus": 0.01, "mem": 32}, work_dir=tmp_path / "work",
+                          user="nobody")
+
+    # A period is 100 ms; what this machine takes to start a process at all stands beside it (in
+    # an emulated guest, tens of times what it takes here, and the task's own start then spans
+    # periods: the same task without a namespace, its shell the executor's child, is the yardstick).
+    pace = min(_timed(lambda: subprocess.run(["true"], check=True)) for _ in range(5))
+    bound = 0.05 + 10 * pace
+    took: dict[str, list[float]] = {"cgroups/cpu,cgroups/mem": [], "cgroups/cpu,cgroups/mem,namespaces/pid": []}
+    for index, (isolation, times) in enumerate(took.items()):
+        monkeypatch.setenv("DOCKYARD_ISOLATION", isolation)
+        for round_ in range(5):
+            started = time.monotonic()
+            process = launcher.launch(at_quota(f"quota-{index}-{round_}", "true"))
+            info = process.wait(60)
+            times.append(time.monotonic() - started)
+            process.destroy()
+            assert info is not None and info.exit_code == 0, info
+    monkeypatch.delenv("DOCKYARD_ISOLATION")
+    plain, namespaced = (min(times) for times in took.values())
+    assert namespaced < plain + bound, (took, pace)
+
+    # Some ms of CPU (as many periods), a process left behind, then the end, over the quota.
+    burn = "i=0; while [ $i -lt {} ]; do i=$((i+1)); done"
+    lags = []
+    for round_ in range(3):
+        process = launcher.launch(at_quota(f"over-{round_}", f"{burn.format(6000)}; sleep 60 & {burn.format(600)}"))
+        task = wait_for(lambda: next((p for p in descendants(process.pid) if inner_pid(p) == 2), None), timeout=60,
+                        interval=0.001, what="the task's process")
+        while os.path.exists(f"/proc/{task}"):  # until dockyard-init has reaped it
+            time.sleep(0.001)
+        gone = time.monotonic()
+        info = process.wait(60)
+        lags.append(time.monotonic() - gone)
+        process.destroy()
+        assert info is not None and info.exit_code == 0, info
+    assert min(lags) < bound, (lags, pace)
+
+    process = launcher.launch(at_quota("quota-held", "echo ready; exec sleep 60"))
+    try:
+        wait_for(lambda: "ready" in (tmp_path / "quota-held" / "stdout").read_text(), timeout=60, what="the task")
+        inside = process.isolation.group.procs()
+        assert process.pid not in inside
+        assert sorted(inner_pid(pid) or 0 for pid in inside) == [1, 2], inside  # the init, the task
+    finally:
+        process.destroy()
+
+
+def test_the_namespace_program_is_built_once_and_run_only_from_roots_own_directory(tmp_path: Path) -> None:
+    """Every host task starts through it as root: a copy anyone else could have written is refused."""
+    import os
+    import stat
+
+    from executor.containers import hostinit
+    from framework.errors import ContainerError
+
+    program = hostinit.program(tmp_path / "work")
+    assert program.name == "dockyard-init" and program.parent.parent == tmp_path / "work" / "bin"
+    mode = program.stat().st_mode
+    assert program.stat().st_uid == 0 and stat.S_IMODE(mode) == 0o755
+    built = program.stat().st_mtime_ns
+    hostinit._built.clear()  # a new executor of the same agent: what is there is used
+    assert hostinit.program(tmp_path / "work") == program and program.stat().st_mtime_ns == built
+    hostinit._built.clear()
+    os.chmod(program.parent, 0o777)
+    with pytest.raises(ContainerError, match="not root's alone"):
+        hostinit.program(tmp_path / "work")
+    os.chmod(program.parent, 0o755)
+    os.chown(program, 65534, 65534)
+    with pytest.raises(ContainerError, match="not root's alone"):
+        hostinit.program(tmp_path / "work")
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started

@@ -207,7 +207,7 @@ def test_a_task_swapping_its_sandbox_for_links_gets_no_host_file_out(hostile: La
     from starlette.routing import Route
     from starlette.testclient import TestClient
 
-    from framework.local.files_api import FilesApi
+    from framework.local.agent.files_api import FilesApi
 
     agent_work = tmp_path / "agent"
     hostile.base = agent_work / "slaves" / "S1" / "frameworks" / "F1" / "executors" / "E1" / "runs"

@@ -92,7 +92,7 @@ def test_tasks_get_what_mesos_gives_them_and_their_own_env_only(framework: RawFr
 def test_an_executor_takes_only_the_agents_settings_from_its_environment(tmp_path: Path) -> None:
     """The agent's own variables stop at the executor too, but for its settings and what
     downloads need; an inherited token never passes."""
-    from framework.local.sandbox import AgentAddress, executor_environment
+    from framework.local.agent.sandbox import AgentAddress, executor_environment
 
     env = executor_environment(
         framework_id="F", executor_id="E", directory=tmp_path, agent_id="S", address=AgentAddress("127.0.0.1", 5051),

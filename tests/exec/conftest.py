@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from framework import cgroups
-from framework.local import checkpoint
+from framework.local.agent import checkpoint
 from framework.mesos import attach
 from framework.security.client import ClientConfig
 from tests.support.procs import dockyard
@@ -23,8 +23,12 @@ IMAGE_MARKER = "NAME=dockyard-exec-test-image"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def image_container(name: str = "busybox:exec") -> dict:
-    return {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": name}}}}
+def image_container(name: str = "busybox:exec", runtime: str | None = None) -> dict:
+    """A ContainerInfo with image `name`, run by `runtime` (dockyard's extension) when given."""
+    container: dict = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": name}}}}
+    if runtime:
+        container["dockyard"] = {"runtime": runtime}
+    return container
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +71,10 @@ def settings(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Clie
 
 
 def start_task(framework: RawFramework, task_id: str, command: str, *, mem: float = 64.0, image: bool = True,
-               user: str | None = None, env: dict[str, str] | None = None) -> dict:
+               user: str | None = None, env: dict[str, str] | None = None, runtime: str | None = None) -> dict:
     """Launch a task (busybox, or on the host) and wait until it runs; its TASK_RUNNING status."""
-    task = command_task(command, task_id=task_id, mem=mem, **({"container": image_container()} if image else {}))
+    task = command_task(command, task_id=task_id, mem=mem,
+                        **({"container": image_container(runtime=runtime)} if image else {}))
     if user:
         task["command"]["user"] = user
     if env:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from framework.mesos import processio
+from framework.security import tokens
 from tests.exec.conftest import start_task, task_record
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework
@@ -123,7 +124,8 @@ def test_a_session_and_its_exit_status(agent: httpx.Client, task: dict) -> None:
     ({"type": "WAIT_CONTAINER", "wait_container": {"container_id": {"value": "x"}}}, STREAM_OUT, 406,
      "Streaming response is not supported for WAIT_CONTAINER call"),
     ({"type": "GET_HEALTH"}, {"Accept": "application/json"}, 400, "Expecting 'Content-Type' to be present"),
-    ({"type": "GET_HEALTH"}, {"Content-Type": "application/x-protobuf"}, 415, "takes calls in application/json only"),
+    ({"type": "GET_HEALTH"}, {"Content-Type": "application/x-protobuf"}, 400,
+     "Failed to parse body into a protobuf object"),
     ({"type": "GET_HEALTH"}, {"Content-Type": "text/plain"}, 415, "Expecting 'Content-Type' of application/json"),
     ({"type": "GET_HEALTH"}, {"Content-Type": "application/recordio"}, 400,
      "Expecting 'Message-Content-Type' to be set for streaming requests"),
@@ -254,7 +256,9 @@ def test_who_may(cluster: Cluster, task: dict) -> None:
     call = json.dumps(processio.session_call(nested(task), ["true"]))
     anonymous = httpx.post(f"{api.url}/api/v1", content=call, headers=STREAM_OUT)
     assert anonymous.status_code == 401
-    assert anonymous.headers["www-authenticate"] == 'Basic realm="mesos-agent-readwrite"'
+    # Mesos's `basic,jwt` combined authenticator: operators and executors both
+    assert anonymous.headers["www-authenticate"] == ('Basic realm="mesos-agent-readwrite",'
+                                                     'Bearer realm="mesos-agent-readwrite"')
     assert cluster.bundle is not None
     viewer = httpx.post(f"{api.url}/api/v1", content=call, headers={**STREAM_OUT, **authorization(cluster.bundle.viewer)})
     assert (viewer.status_code, viewer.text) == (403, "403 Forbidden.")
@@ -262,6 +266,72 @@ def test_who_may(cluster: Cluster, task: dict) -> None:
         refused = httpx.post(f"{api.url}/api/v1", json={"type": kind, field: {"container_id": nested(task)}},
                              headers={**JSON, **authorization(cluster.bundle.viewer)})
         assert refused.status_code == 403
+
+
+def test_an_executor_token_reaches_below_its_own_container_only(cluster: Cluster, framework: RawFramework,
+                                                                task: dict) -> None:
+    """Mesos's default executor drives nested containers with its own token. Below its own
+    container it launches, waits for, kills and removes them and reads their output; under
+    another executor's container, as another user, or for input (which the ACLs keep for the
+    operator) it is refused; a token this agent did not sign does not authenticate."""
+    assert cluster.bundle is not None
+    key = cluster.bundle.executor_key_file.read_bytes()
+    other = start_task(framework, "api-other", "sleep 600")["container_status"]["container_id"]
+    url = f"{cluster.agent_api(0).url}/api/v1"
+
+    def bearer(parent: dict, signing_key: bytes = key) -> dict[str, str]:
+        """The token the agent gave the executor of task container `parent` (its own container)."""
+        executor_container = parent["parent"]["value"]
+        state = cluster.agent_api(0).get_json("/state")
+        framework_id, executor_id = next((f["id"], e["id"]) for f in state["frameworks"] for e in f["executors"]
+                                         if e["container"] == executor_container)
+        token = tokens.issue(signing_key, framework_id=framework_id, executor_id=executor_id,
+                             container_id=executor_container)
+        return {"Authorization": f"Bearer {token}"}
+
+    own = bearer(task)
+    with httpx.Client(headers=own, timeout=20) as executor:
+        cid = nested(task)
+        with executor.stream("POST", url, content=json.dumps(processio.session_call(cid, ["echo", "from-executor"])),
+                             headers=STREAM_OUT) as response:
+            assert response.status_code == 200
+            body = b"".join(response.iter_raw())
+        assert b"".join(d[1] for d in map(processio.decoded_data, _decode(body)) if d) == b"from-executor\n"
+        assert executor.post(url, json={"type": "WAIT_NESTED_CONTAINER", "wait_nested_container": {
+            "container_id": cid}}, headers=JSON).json()["wait_nested_container"]["exit_status"] == 0
+
+        background = nested(task)
+        launched = executor.post(url, json={"type": "LAUNCH_NESTED_CONTAINER", "launch_nested_container": {
+            "container_id": background, "command": {"value": "sleep 60"}}}, headers=JSON)
+        assert launched.status_code == 200, launched.text
+        assert executor.post(url, json={"type": "KILL_NESTED_CONTAINER", "kill_nested_container": {
+            "container_id": background}}, headers=JSON).status_code == 200
+        waited = executor.post(url, json={"type": "WAIT_NESTED_CONTAINER", "wait_nested_container": {
+            "container_id": background}}, headers=JSON)
+        assert waited.json()["wait_nested_container"]["exit_status"] == 9  # SIGKILL
+        assert executor.post(url, json={"type": "REMOVE_NESTED_CONTAINER", "remove_nested_container": {
+            "container_id": background}}, headers=JSON).status_code == 200
+
+        refused = [
+            executor.post(url, content=json.dumps(processio.session_call(nested(other), ["true"])), headers=STREAM_OUT),
+            executor.post(url, json={"type": "WAIT_NESTED_CONTAINER", "wait_nested_container": {
+                "container_id": nested(other)}}, headers=JSON),
+            executor.post(url, json={"type": "KILL_NESTED_CONTAINER", "kill_nested_container": {
+                "container_id": nested(other)}}, headers=JSON),
+            executor.post(url, content=frames(processio.input_start(nested(task))), headers=STREAM_IN),
+            executor.post(url, json={"type": "LAUNCH_NESTED_CONTAINER_SESSION", "launch_nested_container_session": {
+                "container_id": nested(task), "command": {"value": "id", "user": "daemon"}}}, headers=STREAM_OUT),
+        ]
+        assert [(r.status_code, r.text) for r in refused] == [(403, "403 Forbidden.")] * len(refused)
+    with httpx.Client(base_url=cluster.agent_api(0).url, headers=bearer(other), timeout=20) as neighbour:
+        assert session(neighbour, nested(other), ["true"])[0] == 200  # its own token reaches its own container
+
+    forged = httpx.post(url, content=json.dumps(processio.session_call(nested(task), ["true"])),
+                        headers={**STREAM_OUT, **bearer(task, b"k" * 48)})
+    assert forged.status_code == 401 and 'error="invalid_token"' in forged.headers["www-authenticate"]
+    log = (cluster.workdir / "agent0.log").read_text()
+    assert "launched as a session under task api-box (executor" in log
+    assert f'by {{"claims":{{"cid":"{task["parent"]["value"]}"' in log
 
 
 def test_what_the_mesos_cli_sends_and_what_the_agent_logs(agent: httpx.Client, cluster: Cluster,

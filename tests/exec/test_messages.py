@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from framework.local.agent import container_status
-from framework.local.agent_api import Refused, parse_call
-from framework.local.nested_io import input_error
+from framework.local.agent.model import container_status
+from framework.local.agent.api import Refused, parse_call
+from framework.local.agent.nested_io import input_error
 from framework.mesos import processio
 from framework.mesos.attach import AttachError, locate
 

@@ -100,7 +100,7 @@ def test_a_command_check_in_its_tasks_pid_namespace_runs_as_the_tasks_user(task_
     process = HostLauncher().launch(spec)
     try:
         check = command_check('test "$(id -u) $(id -g) $(id -G) $(pwd)" = "1 1 1 $MESOS_SANDBOX" '
-                              '&& test "$(cat /proc/1/comm)" = tini-static',
+                              '&& test "$(cat /proc/1/comm)" = dockyard-init',
                               {"PATH": "/usr/bin:/bin", "MESOS_SANDBOX": str(spec.sandbox)}, 5, str(spec.sandbox),
                               "daemon", lambda: process)
         assert check() == (True, "command exited 0")

@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -106,9 +108,17 @@ def assert_clean(lab: Lab) -> None:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    """A lab name that is torn down (and checked clean) whatever the test did."""
-    under_test = Lab(tmp_path / "labs")
-    yield under_test
-    under_test.run("down", timeout=120, check=False)
-    assert_clean(under_test)
+def lab() -> Iterator[Lab]:
+    """A lab name that is torn down (and checked clean) whatever the test did.
+
+    Its root is short, as the default /var/lib/dockyard-lab is: HAProxy's sockets then stay in the
+    router's work dir, which `lab down` removes (a path too long for a socket address puts them in
+    a directory of the host's temp dir, scheduler/router/haproxy.py)."""
+    root = Path(tempfile.mkdtemp(prefix="dyl-"))
+    under_test = Lab(root)
+    try:
+        yield under_test
+        under_test.run("down", timeout=120, check=False)
+        assert_clean(under_test)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,7 +1,8 @@
 """A stand-in for a dockyard role, used only by the lab plumbing tests.
 
-It takes a role's command line (`ROLE --ip IP --port PORT ...`), serves
-`/health` there and forks one child (as an agent forks executors), so the
+It takes a role's command line (`ROLE --ip IP --port PORT ...`; the router's
+`--stats-port` instead), serves `/health` there (and `/`, where the lab asks
+the router's stats page) and forks one child (as an agent forks executors), so the
 tests can check that the lab starts processes at the node's address and that
 `lab down` stops processes it never recorded. The end-to-end test runs the
 real master, agent and scheduler instead. Given the lab's `--tls-cert` and
@@ -24,7 +25,7 @@ def flag(args: list[str], name: str) -> str | None:
 def main(argv: list[str]) -> None:
     role, args = argv[0], argv[1:]
     ip = args[args.index("--ip") + 1]
-    port = int(args[args.index("--port") + 1])
+    port = int(flag(args, "--port") or flag(args, "--stats-port") or 0)
     if os.fork() == 0:           # a grandchild the lab never sees started
         os.setsid()
         while True:
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> None:
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             body = f"{role} {os.uname().nodename}\n".encode()
-            self.send_response(200 if self.path == "/health" else 404)
+            self.send_response(200 if self.path in ("/health", "/") else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -8,10 +8,13 @@ debootstraps, every run installs packages and dockyard with pip.
 """
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -117,8 +120,10 @@ def test_node_sh_provisions_an_agent_node(chroot: Path) -> None:
 
 
 def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None:
-    """Provision control in the chroot, then run its three units' commands in a namespace
-    node: ZooKeeper, the master registered in it, the scheduler finding the master there."""
+    """Provision control in the chroot, then run its four units' commands in a namespace
+    node: ZooKeeper, the master registered in it, the scheduler finding the master there, and
+    the router reading the apps with the client settings node.sh wrote (its HAProxy serving the
+    stats page to the operator)."""
     import socket
 
     from framework.local.lab import network, nodes
@@ -131,8 +136,11 @@ def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None
                 "DOCKYARD_ZK": "1", "DOCKYARD_MESOS": "auto", "DOCKYARD_SRC": "/vagrant",
                 "DOCKYARD_HOSTS": f"control={ip}"}
     in_chroot(chroot, "bash", "/vagrant/vagrant/provision/node.sh", "control", env=settings)
-    for role in ("zookeeper", "master", "scheduler"):
+    for role in ("zookeeper", "master", "scheduler", "router"):
         assert (chroot / f"etc/systemd/system/dockyard-{role}.service").exists()
+    client = chroot / "etc/dockyard/router-client.json"
+    assert client.stat().st_mode & 0o777 == 0o600
+    assert (chroot / "etc/dockyard/router.env").read_text().count(f"https://{ip}:8080") == 1
 
     mine = prefix("c" + secrets.token_hex(2))
     link = network.NodeLink(f"{mine}control", f"{mine}0", f"{ip}/24")
@@ -140,7 +148,7 @@ def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None
         network.add_bridge(f"{mine}br", f"10.216.{third}.1/24")
         network.add_netns(link.netns)
         network.plug(link, f"{mine}br")
-        for role in ("zookeeper", "master", "scheduler"):
+        for role in ("zookeeper", "master", "scheduler", "router"):
             nodes.start("control", link.netns, role,
                         ["chroot", str(chroot), "/usr/local/lib/dockyard/run-role.sh", role,
                          f"/etc/dockyard/{role}.env"], chroot.parent / f"{role}.log")
@@ -159,6 +167,20 @@ def test_node_sh_provisions_a_control_node_whose_roles_run(chroot: Path) -> None
         wait_for(ruok, timeout=120, what="ZooKeeper from the chroot")
         wait_for(lambda: frameworks() == ["dockyard"], timeout=120,
                  what="scheduler registered with the master through zk://")
+
+        def stats(auth: tuple[str, str] | None) -> int:
+            request = urllib.request.Request(f"http://{ip}:9090/")
+            if auth is not None:
+                request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        operator = (bundle.operator.principal, bundle.operator.secret)
+        wait_for(lambda: stats(operator) == 200, timeout=120, what="the router's HAProxy serving its stats page")
+        assert stats(None) == 401
     finally:
         nodes.stop_netns(link.netns)
         network.delete_link(link.host_if)

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +61,15 @@ def test_up_status_partition_heal_kill_start_down(lab: Lab) -> None:
     assert health(lab, control["ip"], 5050).startswith("master")
     assert health(lab, control["ip"], 8080).startswith("scheduler")
     assert health(lab, agent2["ip"], 5051).startswith("agent")
+    # The router is a control-node role: its stats page on the node's address (plain HTTP: HAProxy
+    # terminates no TLS), its HTTP port in the table and the URLs.
+    assert [role["role"] for role in control["roles"]] == ["master", "scheduler", "router"]
+    assert roles(report)["control/router"]["address"] == f"{control['ip']}:80"
+    assert report["urls"]["router"] == f"http://{control['ip']}:80"
+    assert report["urls"]["router_stats"] == f"http://{control['ip']}:9090/"
+    with urllib.request.urlopen(f"http://{control['ip']}:9090/health", timeout=5) as response:
+        assert response.read().decode().startswith("router")
+    assert f"router    http://{control['ip']}:80" in done.stdout
     # Nodes find each other by name (the lab writes each namespace's hosts file; certificates name
     # the node too).
     by_name = subprocess.run(["ip", "netns", "exec", agent1["netns"], "curl", "-sf", "-m", "5",
@@ -74,6 +84,17 @@ def test_up_status_partition_heal_kill_start_down(lab: Lab) -> None:
     assert not answers(agent2["ip"], 5051)
     lab.run("heal", "agent2")
     wait_for(lambda: lab.node("agent2")["roles"][0]["healthy"], timeout=20, what="healed agent2")
+
+    # Crashing the control node takes the router with the master and scheduler; `start` brings
+    # all three back.
+    before = {role["role"]: role["pid"] for role in control["roles"]}
+    lab.run("kill", "control")
+    assert network.netns_pids(control["netns"]) == []
+    assert not any(role["running"] for role in lab.node("control")["roles"])
+    started = lab.run("start", "control")
+    assert "master, scheduler, router" in started.stderr
+    after = {role["role"]: role for role in lab.node("control")["roles"]}
+    assert all(role["healthy"] and role["pid"] != before[name] for name, role in after.items())
 
     pid = agent1["roles"][0]["pid"]
     lab.run("kill", "agent1")
@@ -95,13 +116,36 @@ def test_up_status_partition_heal_kill_start_down(lab: Lab) -> None:
 def test_up_with_zookeeper_runs_it_on_the_control_node(lab: Lab) -> None:
     lab.up("--agents", "1", "--zk", "--dockyard-cmd", STANDIN)
     control = lab.node("control")
-    assert [role["role"] for role in control["roles"]] == ["zookeeper", "master", "scheduler"]
+    assert [role["role"] for role in control["roles"]] == ["zookeeper", "master", "scheduler", "router"]
     assert all(role["healthy"] for role in control["roles"])
     with socket.create_connection((control["ip"], 2181), timeout=5) as sock:
         sock.sendall(b"ruok")
         assert sock.recv(8) == b"imok"
     settings = (lab.dir / "agent1" / "agent.env").read_text()
     assert f'DOCKYARD_MASTER="zk://{control["ip"]}:2181/mesos"' in settings
+
+
+def test_up_without_the_router_leaves_it_out(lab: Lab) -> None:
+    done = lab.up("--agents", "1", "--no-router", "--dockyard-cmd", STANDIN)
+    report = lab.status()
+    control = report["nodes"][0]
+    assert [role["role"] for role in control["roles"]] == ["master", "scheduler"]
+    assert "router" not in report["urls"] and "router " not in done.stdout
+    assert not answers(control["ip"], 9090)
+    assert not (lab.dir / "control" / "router.env").exists()
+
+
+def test_router_settings_name_the_scheduler_and_the_lab_credentials(lab: Lab) -> None:
+    lab.up("--agents", "1", "--dockyard-cmd", STANDIN, "--router-args", "--group web")
+    control = lab.node("control")
+    settings = (lab.dir / "control" / "router.env").read_text()
+    assert f'DOCKYARD_SCHEDULER="https://{control["ip"]}:8080"' in settings
+    assert f'DOCKYARD_CLIENT_CONFIG="{lab.dir / "client.json"}"' in settings
+    assert 'DOCKYARD_EXTRA_ARGS="--group web"' in settings
+    argv = Path(f"/proc/{control['roles'][2]['pid']}/cmdline").read_bytes().decode().rstrip("\0").split("\0")
+    assert argv[argv.index("--ip") + 1] == control["ip"] and argv[argv.index("--stats-ip") + 1] == control["ip"]
+    assert argv[argv.index("--config") + 1] == str(lab.dir / "client.json")
+    assert argv[-2:] == ["--group", "web"]
 
 
 @pytest.mark.parametrize("step", ["netns:agent1", "plug:agent2",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.local import machine
+from framework.local.agent import machine
 from framework.local.lab import network
 from tests.support.procs import REPO, dockyard, wait_for
 from tests.support.security import Endpoint

@@ -61,6 +61,35 @@ def test_role_command_lines_embedded(tmp_path: Path) -> None:
         "--ip", "10.213.0.11", "--port", "8080", "--data-dir", "/w"]
 
 
+def test_router_command_line(tmp_path: Path) -> None:
+    """The router on the control node: every frontend and the stats page on the node's address,
+    the scheduler named by URL; secured, the client settings with its credentials and CA."""
+    common = ("DOCKYARD_CMD=dockyard", "DOCKYARD_IP=192.168.56.10", "DOCKYARD_HOSTNAME=control",
+              "DOCKYARD_WORK_DIR=/var/lib/dockyard/router", "DOCKYARD_PORT=80", "DOCKYARD_STATS_PORT=9090")
+    assert role_argv(tmp_path, "router", *common, "DOCKYARD_SCHEDULER=http://192.168.56.10:8080",
+                     "DOCKYARD_INSECURE=1") == [
+        "dockyard", "router", "--url", "http://192.168.56.10:8080", "--ip", "192.168.56.10",
+        "--http-port", "80", "--stats-ip", "192.168.56.10", "--stats-port", "9090",
+        "--work-dir", "/var/lib/dockyard/router"]  # no --insecure: the router has no server of its own to secure
+    secured = role_argv(tmp_path, "router", *common, "DOCKYARD_SCHEDULER=https://192.168.56.10:8080",
+                        "DOCKYARD_SECURITY_DIR=/etc/dockyard/security", "DOCKYARD_TLS_NAME=control",
+                        "DOCKYARD_MESOS=apache", "DOCKYARD_CLIENT_CONFIG=/etc/dockyard/router-client.json",
+                        "DOCKYARD_EXTRA_ARGS=--group *")
+    assert secured == [
+        "dockyard", "router", "--url", "https://192.168.56.10:8080", "--ip", "192.168.56.10",
+        "--http-port", "80", "--stats-ip", "192.168.56.10", "--stats-port", "9090",
+        "--work-dir", "/var/lib/dockyard/router", "--config", "/etc/dockyard/router-client.json",
+        "--group", "*"]
+    env_file = tmp_path / "router.env"
+    script("role-env.sh", "router", str(env_file), *common, "DOCKYARD_SECURITY_DIR=/s")
+    unsure = script("run-role.sh", "--print", "router", str(env_file), check=False)
+    assert unsure.returncode == 2 and "DOCKYARD_SCHEDULER" in unsure.stderr
+    script("role-env.sh", "router", str(env_file), *common, "DOCKYARD_SECURITY_DIR=/s",
+           "DOCKYARD_SCHEDULER=https://c:8080")
+    anonymous = script("run-role.sh", "--print", "router", str(env_file), check=False)
+    assert anonymous.returncode == 2 and "DOCKYARD_CLIENT_CONFIG" in anonymous.stderr
+
+
 def test_role_command_lines_apache_mesos(tmp_path: Path) -> None:
     argv = role_argv(tmp_path, "master", "DOCKYARD_MESOS=apache", "DOCKYARD_IP=192.168.56.10",
                      "DOCKYARD_WORK_DIR=/var/lib/dockyard/master", "DOCKYARD_HOSTNAME=control",
@@ -101,7 +130,7 @@ def test_hosts_block_is_replaced_not_appended(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
-@pytest.mark.parametrize("role", ["zookeeper", "master", "agent", "scheduler"])
+@pytest.mark.parametrize("role", ["zookeeper", "master", "agent", "scheduler", "router"])
 def test_units_are_written_into_a_root_and_verify(tmp_path: Path, role: str) -> None:
     root = tmp_path / "root"
     script("role-env.sh", role, str(root / "etc/dockyard" / f"{role}.env"), "DOCKYARD_IP=1.2.3.4")
@@ -110,10 +139,21 @@ def test_units_are_written_into_a_root_and_verify(tmp_path: Path, role: str) -> 
     assert unit == root / "etc/systemd/system" / f"dockyard-{role}.service"
     text = unit.read_text()
     assert f"ExecStart={PROVISION}/run-role.sh {role} /etc/dockyard/{role}.env" in text
-    assert ("KillMode=process" in text) == (role == "agent")
+    assert ("KillMode=process" in text) == (role == "agent")  # the router's HAProxy stops with its unit
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True, timeout=60)
     assert verify.returncode == 0 and "dockyard" not in verify.stderr, verify.stderr
+
+
+def test_router_unit_starts_after_the_scheduler_on_its_node(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    env = {"DOCKYARD_ROOT": str(root), "DOCKYARD_LIBEXEC": str(PROVISION)}
+    for role in ("scheduler", "router"):
+        script("role-env.sh", role, str(root / "etc/dockyard" / f"{role}.env"), "DOCKYARD_IP=1.2.3.4")
+        script("install-unit.sh", role, env=env)
+    unit = (root / "etc/systemd/system/dockyard-router.service").read_text()
+    assert "After=network-online.target dockyard-scheduler.service" in unit
+    assert "Restart=always" in unit
 
 
 def test_unit_without_settings_is_refused(tmp_path: Path) -> None:

@@ -46,13 +46,15 @@ def test_vagrantfile_validates_with_libvirt(tmp_path: Path) -> None:
 
 
 def test_vagrantfile_parses_for_every_provider(tmp_path: Path) -> None:
-    done = validate(tmp_path, "--ignore-provider", DOCKYARD_MESOS="embedded", DOCKYARD_ZK="0")
+    done = validate(tmp_path, "--ignore-provider", DOCKYARD_MESOS="embedded", DOCKYARD_ZK="0",
+                    DOCKYARD_ROUTER="0")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("name,value,message", [
     ("DOCKYARD_AGENTS", "0", "DOCKYARD_AGENTS must be a number from 1 to 20"),
     ("DOCKYARD_SUBNET", "8.8.8", "DOCKYARD_SUBNET must be three octets of a private range"),
+    ("DOCKYARD_ROUTER", "yes", "DOCKYARD_ROUTER must be 0 or 1"),
 ])
 def test_bad_settings_are_refused_by_name(tmp_path: Path, name: str, value: str,
                                           message: str) -> None:

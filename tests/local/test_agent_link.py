@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from framework.local.agent_link import CallFailed, Lanes, PostConnection
+from framework.local.agent.link import CallFailed, Lanes, PostConnection
 from tests.support.procs import free_port, raw_server, wait_for
 
 

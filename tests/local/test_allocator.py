@@ -1,7 +1,7 @@
 """The allocator alone: DRF order, filters (subset semantics), roles, suppression."""
 from __future__ import annotations
 
-from framework.local.allocator import Allocator
+from framework.local.master.allocator import Allocator
 from framework.mesos.resources import Resources
 
 AGENT = Resources.parse("cpus:4;mem:4096;disk:100;ports:[31000-31100]")

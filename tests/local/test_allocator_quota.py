@@ -1,7 +1,7 @@
 """The allocator's quota stages and GPU filter on their own (src/master/allocator/mesos/hierarchical.cpp)."""
 from __future__ import annotations
 
-from framework.local.allocator import Allocator, Quota
+from framework.local.master.allocator import Allocator, Quota
 from framework.mesos.resources import Resources
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from framework.local import checkpoint
+from framework.local.agent import checkpoint
 
 
 def test_appended_states_are_read_back_in_order(tmp_path: Path) -> None:

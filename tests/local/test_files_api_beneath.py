@@ -16,8 +16,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from framework.local import beneath
-from framework.local.files_api import FilesApi
+from framework.local.agent import beneath
+from framework.local.agent.files_api import FilesApi
 from scheduler.api.sandbox import task_sandbox
 
 SECRET = "root:$6$not-for-tasks:19000:0:99999:7:::\n"
@@ -113,8 +113,10 @@ def test_the_swap_race_never_leaks(client: TestClient, sandbox: Path, host_secre
         while not stop.is_set():
             os.rename(decoy, sandbox / "d.old")
             os.symlink(host_secret.parent, decoy)
+            time.sleep(0.0005)  # each state lasts long enough for reads to meet both, even under load
             os.unlink(decoy)
             os.rename(sandbox / "d.old", decoy)
+            time.sleep(0.0005)
             swaps += 1
 
     thread = threading.Thread(target=swapper)

@@ -4,7 +4,7 @@ answer is a 4xx (or a success), never a 5xx, and it comes at once.
 Calls are generated in the shape of the real ones (a known `type`, the payload it
 names, IDs as `{"value": ...}`) with random values at every level, plus raw bytes,
 deep nesting and non-finite numbers; they go straight to the ASGI apps
-(framework/local/master_http.py, agent_http.py). A stream a valid call opens
+(framework/local/master/routes.py, framework/local/agent/routes.py). A stream a valid call opens
 (SUBSCRIBE, an agent's REGISTER) is cut once its status is known.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework.local import master_http
-from framework.local.agent import Agent, AgentConfig
-from framework.local.agent_http import CALL_TYPES as EXECUTOR_CALL_TYPES
-from framework.local.agent_http import build_app as agent_app
-from framework.local.master import Master, MasterConfig
-from framework.local.master_http import create_app
-from framework.local.validation import CALL_TYPES, OPERATOR_CALL_TYPES, PAYLOADS
+from framework.local.master import routes as master_http
+from framework.local.agent.core import Agent, AgentConfig
+from framework.local.agent.routes import CALL_TYPES as EXECUTOR_CALL_TYPES
+from framework.local.agent.routes import build_app as agent_app
+from framework.local.master.core import Master, MasterConfig
+from framework.local.master.routes import create_app
+from framework.local.master.validation import CALL_TYPES, OPERATOR_CALL_TYPES, PAYLOADS
 
 # Seeded (derandomized) and bounded for `make test`; DOCKYARD_PROPERTY_EXAMPLES=5000 hunts further.
 EXAMPLES = settings(max_examples=int(os.environ.get("DOCKYARD_PROPERTY_EXAMPLES", "150")), deadline=None,
@@ -316,7 +316,7 @@ def test_hostile_bodies_are_4xx_at_once(master: Client, agent: Client, body: byt
 
 
 def test_a_body_past_the_limit_is_413_before_it_is_read(master: Client, agent: Client) -> None:
-    from framework.local import agent_http
+    from framework.local.agent import routes as agent_http
 
     huge = b"[" + b"1," * (master_http.MAX_BODY_BYTES // 2) + b"1]"
     assert master.post("/api/v1/scheduler", huge) == 413

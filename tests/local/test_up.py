@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.framework import RawFramework, command_task
-from tests.support.procs import Process, dockyard, free_port, port_open, wait_for
+from tests.support.procs import Process, dockyard, free_port, port_open, wait_for, worker_ports
 from tests.support.security import Endpoint
 
 
@@ -65,7 +65,7 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
     agent_port = consecutive_free_ports(2)
     up = Process(dockyard("up", "--agents", "2", "--no-scheduler", "--work-dir", str(tmp_path / "up"),
                           "--master-port", str(master_port), "--agent-port", str(agent_port),
-                          "--resources", "cpus:2;mem:2048;disk:1000;ports:[31000-31100]"),
+                          "--resources", worker_ports("cpus:2;mem:2048;disk:1000;ports:[31000-31100]")),
                  tmp_path / "up.log", env={"COLUMNS": "200"})
     master = f"127.0.0.1:{master_port}"
     work = tmp_path / "up"
@@ -134,7 +134,7 @@ def test_up_stopped_by_sigterm_leaves_no_container_behind(tmp_path: Path) -> Non
     work = tmp_path / "up"
     up = Process(dockyard("up", "--agents", "2", "--no-scheduler", "--work-dir", str(work),
                           "--master-port", str(master_port), "--agent-port", str(agent_port),
-                          "--resources", "cpus:2;mem:2048;disk:1000;ports:[31000-31100]"),
+                          "--resources", worker_ports("cpus:2;mem:2048;disk:1000;ports:[31000-31100]")),
                  tmp_path / "up.log")
     client = None
     try:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.local import machine
-from framework.local.up_record import ClusterRecord, Recorded
+from framework.local.agent import machine
+from framework.local.cluster.up_record import ClusterRecord, Recorded
 from tests.local.test_up import consecutive_free_ports, master_of, registered
 from tests.support.procs import REPO, Process, dockyard, free_port, port_open, wait_for
 

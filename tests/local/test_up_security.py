@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from framework.local import supervisor
+from framework.local.cluster import supervisor
 from tests.support.procs import Process, dockyard, free_port, wait_for
 
 RESOURCES = "cpus:1;mem:512;disk:100"

@@ -1,7 +1,9 @@
-"""Real HAProxy, real HTTP servers and a steady client for the router tests (loopback only)."""
+"""Real HAProxy, real HTTP servers and a steady client for the router tests (loopback only);
+for the cluster tests a module's own cluster, scheduler and router process (tests/router/cluster.py)."""
 from __future__ import annotations
 
 import http.server
+import random
 import shutil
 import socket
 import sys
@@ -12,6 +14,10 @@ from typing import Iterator
 import pytest
 
 from scheduler.router.haproxy import HAProxy
+from tests.router import cluster as pieces
+from tests.support.cluster import Cluster
+from tests.support.procs import wait_for
+from tests.support.scheduler import SchedulerProcess
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +87,47 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One agent whose host ports are a slice of 21000-29999 picked at random: the other tests'
+    clusters on this machine offer 31000 and up, and a port they hold would fail our instances."""
+    begin = random.randrange(21000, 29800, 200)
+    resources = f"cpus:8;mem:8192;disk:10000;ports:[{begin}-{begin + 199}]"
+    with Cluster(tmp_path_factory.mktemp("router-cluster"), agents=1, resources=resources).start() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def scheduler(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchedulerProcess]:
+    with SchedulerProcess.start(cluster, tmp_path_factory.mktemp("router-scheduler")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def router(scheduler: SchedulerProcess, tmp_path_factory: pytest.TempPathFactory,
+           haproxy_binary: str) -> Iterator[pieces.RouterProcess]:
+    work_dir = tmp_path_factory.mktemp("rt") / "router"
+    running = pieces.RouterProcess(scheduler, work_dir, free_ports(1)[0])
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+        HAProxy(work_dir, binary=haproxy_binary).stop()
+
+
+@pytest.fixture(autouse=True)
+def _python_for_tasks(task_python: str) -> None:
+    pieces.PYTHON = task_python
+
+
+@pytest.fixture(autouse=True)
+def _no_app_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "scheduler" not in request.fixturenames:
+        return
+    scheduler = request.getfixturevalue("scheduler")
+    for app in scheduler.call("GET", "/v2/apps")["apps"]:
+        scheduler.status("DELETE", f"/v2/apps/{app['id'].strip('/')}?force=true")
+    wait_for(lambda: not scheduler.call("GET", "/v2/tasks")["tasks"], timeout=60, what="every app's tasks ended")

@@ -2,7 +2,6 @@
 without a reload, seamless reloads, refused configurations kept aside, adoption by a new router."""
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -11,7 +10,7 @@ from scheduler.router.haproxy import HAProxy, InvalidConfig
 from scheduler.router.model import build
 from scheduler.router.router import Router
 from scheduler.router.settings import RouterSettings
-from scheduler.router.runtime import HAProxyError, show_proc
+from scheduler.router.runtime import show_proc
 from scheduler.router.status import router_status
 from tests.router.conftest import free_ports
 from tests.router.load import SteadyLoad, get
@@ -143,10 +142,21 @@ def test_status_merges_haproxys_view(haproxy, http_servers, ports):
     assert router_status(haproxy.work_dir)["haproxy"]["running"] is False
 
 
-def test_a_work_dir_too_long_for_unix_sockets_is_refused_up_front(tmp_path):
-    with pytest.raises(HAProxyError, match="too long"):
-        HAProxy(tmp_path / ("x" * 100))
-    assert not os.path.exists(tmp_path / ("x" * 100))
+def test_a_work_dir_too_long_for_unix_sockets_keeps_them_in_a_short_private_dir(tmp_path, haproxy_binary,
+                                                                                  http_servers, ports):
+    long_dir = tmp_path / ("x" * 100)
+    haproxy = HAProxy(long_dir, binary=haproxy_binary)
+    sockets = haproxy.master_socket.parent
+    try:
+        assert sockets != long_dir and len(str(haproxy.master_socket)) < 100
+        assert sockets.stat().st_mode & 0o777 == 0o700
+        service, http_port, _ = ports
+        router_on(haproxy, http_port).apply(build([app(http_servers[:1], service)]))
+        assert haproxy.running() and answers(service, 4) == {"one"}
+        assert HAProxy(long_dir, binary=haproxy_binary).running()  # a new router finds the same sockets
+    finally:
+        haproxy.stop()
+    assert not sockets.exists()  # stopping removes the private directory
 
 
 def test_an_open_connection_is_served_to_its_end_by_the_old_worker_after_a_reload(haproxy, http_servers, ports):
@@ -172,3 +182,17 @@ def test_an_open_connection_is_served_to_its_end_by_the_old_worker_after_a_reloa
         connection.close()
     wait_for(lambda: not show_proc(haproxy.master_socket).old_workers, timeout=15, what="the old worker gone")
     assert answers(other, 3) == {"two"}
+
+
+def test_the_stats_page_and_metrics_ask_for_the_credentials_given(haproxy, http_servers, ports):
+    service, http_port, stats = ports
+    router = router_on(haproxy, http_port, stats_port=stats, stats_users=(("operator", "s3cret_X-1"),))
+    assert router.apply(build([app([http_servers[0]], service)])) == "started"
+    for path in ("/;csv", "/metrics"):
+        assert get(stats, path)[0] == 401
+        assert get(stats, path, auth=("operator", "wrong"))[0] == 401
+    status, page = get(stats, "/;csv", auth=("operator", "s3cret_X-1"))
+    assert status == 200 and "dockyard_stats" in page
+    assert get(stats, "/metrics", auth=("operator", "s3cret_X-1"))[0] == 200
+    assert haproxy.config.stat().st_mode & 0o777 == 0o600  # it holds the password
+    assert answers(service, 2) == {"one"}  # the services themselves ask for nothing

@@ -47,8 +47,8 @@ def test_a_taken_fixed_port_is_refused_naming_the_port_and_its_owner():
     ports = ServicePorts()
     ports.assign("/owner", [10101])
     with pytest.raises(SpecError) as refused:
-        ports.assign("/thief", [0, 10101], paths=["/portDefinitions/0/port", "/portDefinitions/1/port"])
-    assert refused.value.field == "/portDefinitions/1/port"
+        ports.assign("/thief", [0, 10101], paths=["/portDefinitions(0)/port", "/portDefinitions(1)/port"])
+    assert refused.value.field == "/portDefinitions(1)/port"
     assert "Requested service port 10101 conflicts with a service port in app /owner" in refused.value.message
     assert ports.owner(10101) == "/owner" and "/thief" not in ports.assigned
     # the owner itself may keep naming it
@@ -64,7 +64,7 @@ def test_a_fixed_port_outside_the_range_is_the_apps_and_zeros_skip_taken_ones():
 def test_one_app_naming_a_port_twice_is_refused():
     with pytest.raises(SpecError) as refused:
         assign("/a", [10100, 10100], {})
-    assert refused.value.field == "/portDefinitions/1/port" and "unique" in refused.value.message
+    assert refused.value.field == "/portDefinitions(1)/port" and "unique" in refused.value.message
 
 
 def test_an_exhausted_range_says_so_and_records_nothing():
@@ -89,16 +89,24 @@ def test_range_must_hold_ports():
 
 
 def test_requested_ports_and_with_ports_read_and_write_the_app_json():
-    assert requested_ports({"id": "/a"}) == [("/portDefinitions/0/port", 0)]
+    assert requested_ports({"id": "/a"}) == [("/portDefinitions(0)/port", 0)]
     assert requested_ports({"id": "/a", "container": {"docker": {"image": "x"}}}) == []
     mapped = {"id": "/a", "container": {"docker": {"image": "x"},
                                         "portMappings": [{"containerPort": 80}, {"containerPort": 81,
                                                                                   "servicePort": 10200}]}}
-    assert requested_ports(mapped) == [("/container/portMappings/0/servicePort", 0),
-                                       ("/container/portMappings/1/servicePort", 10200)]
+    assert requested_ports(mapped) == [("/container/portMappings(0)/servicePort", 0),
+                                       ("/container/portMappings(1)/servicePort", 10200)]
     written = ServicePorts().assign_app(mapped)
     assert [m["servicePort"] for m in written["container"]["portMappings"]] == [10000, 10200]
     assert mapped["container"]["portMappings"][0].get("servicePort") is None  # the input is not changed
     assert with_ports({"id": "/a"}, [10007]) == {"id": "/a", "portDefinitions": [{"port": 10007}]}
     assert with_ports({"id": "/a", "portDefinitions": [{"port": 0, "name": "http"}]}, [10008])[
         "portDefinitions"] == [{"port": 10008, "name": "http"}]
+
+
+def test_ports_another_apps_router_binds_are_neither_given_nor_granted():
+    ports = ServicePorts(PortRange(10000, 10010))
+    assert ports.assign("/a", [0, 0], reserved={10000: "/lb", 10002: "/lb"}) == [10001, 10003]
+    with pytest.raises(SpecError) as refused:
+        ports.assign("/b", [10002], reserved={10002: "/lb"})
+    assert refused.value.message == "Requested service port 10002 conflicts with the router port of app /lb"

@@ -1,12 +1,13 @@
-"""`dockyard up --router`: the router runs beside the scheduler, follows its apps, and stops with
-the cluster (its HAProxy too)."""
+"""`dockyard up --router`: the router runs beside the scheduler, follows its apps, serves its stats
+page to the cluster's operator only, and stops with the cluster (its HAProxy too)."""
 from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from pathlib import Path
 
+from framework.security import client as client_settings
+from tests.router.load import get
 from tests.local.test_up import consecutive_free_ports
 from tests.local.test_up_lifecycle import down
 from tests.support.procs import Process, dockyard, free_port, port_open, wait_for
@@ -23,8 +24,10 @@ def test_up_runs_the_router_and_down_stops_it(tmp_path: Path) -> None:
     try:
         wait_for(lambda: "cluster up" in up.output(), 90, what="`up` to say the cluster is up")
         assert f"http://127.0.0.1:{http} (stats http://127.0.0.1:{stats}/)" in up.output()
-        with urllib.request.urlopen(f"http://127.0.0.1:{stats}/;csv", timeout=5) as page:
-            assert page.status == 200 and b"dockyard_stats" in page.read()
+        # the stats page asks for the credentials the router uses itself (client.json's operator)
+        assert get(stats, "/;csv")[0] == 401
+        status, page = get(stats, "/;csv", auth=client_settings.load(str(work / "client.json")).auth)
+        assert status == 200 and "dockyard_stats" in page
         status = subprocess.run(dockyard("router", "status", "--work-dir", str(work / "router"), "--json"),
                                 capture_output=True, text=True, timeout=30)
         assert status.returncode == 0, status.stderr

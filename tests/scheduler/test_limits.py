@@ -357,7 +357,7 @@ def test_an_older_readable_store_is_made_private(tmp_path: Path) -> None:
 
 
 def test_agent_checkpoints_are_private(tmp_path: Path) -> None:
-    from framework.local import checkpoint
+    from framework.local.agent import checkpoint
 
     meta = tmp_path / "meta" / "slaves" / "S1" / "frameworks" / "F"
     checkpoint.write_json(meta / "framework.info", {"a": 1})

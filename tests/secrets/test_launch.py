@@ -14,8 +14,8 @@ import pytest
 
 from executor.launcher import command_env
 from framework.errors import SpecError
-from framework.local.master_model import Task
-from framework.local.operator import legacy_task, task_json
+from framework.local.master.model import Task
+from framework.local.master.operator_api import legacy_task, task_json
 from framework.mesos.resources import Resources
 from framework.mesos.secrets import MARKER, SecretFormatError, checkpointed, redacted, value_secret
 from framework.store import open_store

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.local.agent import Agent, AgentConfig
-from framework.local.agent_http import build_app
-from framework.local.agent_security import AgentSecurity
+from framework.local.agent.core import Agent, AgentConfig
+from framework.local.agent.routes import build_app
+from framework.local.agent.security import AgentSecurity
 from framework.security.bundle import Bundle
 from tests.security.route_matrix import ask
 
@@ -53,7 +53,7 @@ def test_sandbox_acls_decide_by_the_executors_user(bundle: Bundle, tmp_path: Pat
     for directory in (root_dir, nobody_dir):
         directory.mkdir(parents=True)
         (directory / "stdout").write_text("out\n")
-    from framework.local.agent_model import ExecutorRecord
+    from framework.local.agent.model import ExecutorRecord
 
     framework.executors["as-root"] = ExecutorRecord({"executor_id": {"value": "as-root"}, "command": {}}, "F",
                                                     "c1", root_dir, False)

@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from framework.errors import SecurityError
-from framework.local.agent_link import CallFailed, MasterAccess, PostConnection
-from framework.local.agent_security import AgentSecurity, principal_json, verify_executor_claims
+from framework.local.agent.link import CallFailed, MasterAccess, PostConnection
+from framework.local.agent.security import AgentSecurity, principal_json, verify_executor_claims
 from framework.security import tokens
 from framework.security.authn import Principal
 from framework.security.bundle import Bundle

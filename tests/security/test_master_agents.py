@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 from kazoo.client import KazooClient
 
-from framework.local.registry import ZooKeeperRegistry
+from framework.local.master.registry import ZooKeeperRegistry
 from framework.security.bundle import Identity
 from tests.support.cluster import Cluster
 from tests.support.framework import RawFramework, command_task

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from framework.local import master_security, validation
-from framework.local.master import Master, MasterConfig
-from framework.local.master_http import create_app
-from framework.local.master_security import Views, executor_user, task_user
+from framework.local.master import security as master_security, validation
+from framework.local.master.core import Master, MasterConfig
+from framework.local.master.routes import create_app
+from framework.local.master.security import Views, executor_user, task_user
 from framework.security.acls import ALLOW_ALL, Acls
 from framework.security.gate import Access, access_of
 

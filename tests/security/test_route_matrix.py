@@ -1,7 +1,7 @@
 """Every route of every server x every kind of caller, against the route's access decision.
 
 The master's, the agent's and the scheduler's apps are built in-process from the
-very argv `dockyard up` gives them (framework/local/supervisor.py `plan`), parsed
+very argv `dockyard up` gives them (framework/local/cluster/supervisor.py `plan`), parsed
 by each component's own command; only the last step (uvicorn) is replaced, so
 the routes, realms, ACLs and gates are the ones a started cluster serves.
 Requests go straight to the ASGI apps (tests/security/route_matrix.py).
@@ -35,11 +35,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from framework.local import supervisor
-from framework.local.agent_model import dockyard_argv
-from framework.local.agent_security import EXECUTOR_REALM, READONLY_REALM as AGENT_READONLY
-from framework.local.agent_security import READWRITE_REALM as AGENT_READWRITE
-from framework.local.master_security import AGENT_REALM, READONLY_REALM, READWRITE_REALM, SCHEDULER_REALM
+from framework.local.cluster import supervisor
+from framework.local.agent.model import dockyard_argv
+from framework.local.agent.security import EXECUTOR_REALM, READONLY_REALM as AGENT_READONLY
+from framework.local.agent.security import READWRITE_REALM as AGENT_READWRITE
+from framework.local.master.security import AGENT_REALM, READONLY_REALM, READWRITE_REALM, SCHEDULER_REALM
 from framework.security import tokens
 from framework.security.bundle import SCHEDULER, Bundle
 from framework.security.gate import Access, route
@@ -69,7 +69,7 @@ def config_of(argv: list[str]) -> Any:
         target = "scheduler.main.serve"
     else:
         from framework.local.cli import cli
-        target = {"master": "framework.local.master_main._run", "agent": "framework.local.agent_main.serve"}[component]
+        target = {"master": "framework.local.master.main._run", "agent": "framework.local.agent.main.serve"}[component]
     environ = dict(os.environ)  # the agent's command exports settings for its executors
     try:
         with mock.patch(target, _capture):
@@ -113,9 +113,9 @@ class Server:
 
 
 def master_server(config: Any) -> Server:
-    from framework.local.master import Master
-    from framework.local.master_http import create_app
-    from framework.local.master_main import load_security
+    from framework.local.master.core import Master
+    from framework.local.master.routes import create_app
+    from framework.local.master.main import load_security
 
     security = load_security(config)
     app = create_app(Master(config, security=security), None, security.gate)
@@ -130,16 +130,18 @@ def master_server(config: Any) -> Server:
 
 
 def agent_server(config: Any) -> Server:
-    from framework.local.agent import Agent
-    from framework.local.agent_http import build_app
+    from framework.local.agent.core import Agent
+    from framework.local.agent.routes import build_app
 
     work_dir = Path(config.work_dir)
     app = build_app(Agent(config))
     files = [r.path for r in app.routes if isinstance(r, Route) and r.path.startswith("/files/")]
     return Server(
         "agent1", app,
-        table({Access.READ: PRINCIPALS, Access.WRITE: PRINCIPALS, Access.EXECUTOR: ("token",)}),
-        {Access.READ: f'Basic realm="{AGENT_READONLY}"', Access.WRITE: f'Basic realm="{AGENT_READWRITE}"',
+        # /api/v1 takes executor tokens too (Mesos's `basic,jwt`), each confined to its own container
+        table({Access.READ: PRINCIPALS, Access.WRITE: (*PRINCIPALS, "token"), Access.EXECUTOR: ("token",)}),
+        {Access.READ: f'Basic realm="{AGENT_READONLY}"',
+         Access.WRITE: f'Basic realm="{AGENT_READWRITE}",Bearer realm="{AGENT_READWRITE}"',
          Access.EXECUTOR: f'Bearer realm="{EXECUTOR_REALM}"'},
         json_body=False, open_routes={"/health", "/slave(1)/health"}, probe="/state",
         path_of=lambda case: case.path + (f"?path={work_dir}/slaves" if case.path.startswith("/files/") else ""),

@@ -53,7 +53,10 @@ def test_every_route_has_an_explicit_decision(secured: Any) -> None:
         if method == "GET" and path not in ("/ping", "/health"):
             assert access == Access.READ, (method, path)
         elif method != "GET" and path not in ("/dockyard/v1/plan", "/ui/new/app/preview"):  # dry runs change nothing
-            assert access == Access.WRITE, (method, path)
+            # A router's report may only end a drain sooner or hold it to its bound (docs/router.md),
+            # and routers, like marathon-lb, are readers.
+            expected = Access.READ if path == "/dockyard/v1/routers" else Access.WRITE
+            assert access == expected, (method, path)
 
 
 def test_a_viewer_is_told_why_in_marathons_words(secured: Any, bundle: Bundle) -> None:

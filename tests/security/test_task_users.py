@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from framework.errors import Forbidden
-from framework.local.sandbox import create_sandbox
+from framework.local.agent.sandbox import create_sandbox
 from framework.security.acls import Acls
 from framework.security.authn import Principal
 from framework.security.bundle import OPERATOR, SCHEDULER, VIEWER, default_acls

@@ -32,7 +32,7 @@ def test_create_scale_and_delete(marathon) -> None:
 
 
 def test_validation_names_each_bad_field(marathon) -> None:
-    status, body = marathon.status("POST", "/v2/apps", {"id": "/bad", "cmd": "x", "cpus": -1,
+    status, body = marathon.status("POST", "/v2/apps", {"id": "/bad", "cmd": "sleep 1", "cpus": -1,
                                                         "upgradeStrategy": {"minimumHealthCapacity": 2}})
     assert status == 422 and body["message"] == "Object is not valid"
     assert {d["path"] for d in body["details"]} == {"/cpus", "/upgradeStrategy/minimumHealthCapacity"}

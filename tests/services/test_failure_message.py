@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from scheduler.services.manager import _failure_message
+from scheduler.services.instance_events import failure_message as _failure_message
 
 
 def test_an_oom_kill_says_so_in_last_task_failure():

@@ -23,15 +23,15 @@ def test_defaults_are_filled_and_the_client_accepts_the_output():
 
 
 @pytest.mark.parametrize("document, paths", [
-    ({"id": "/x", "cmd": "a", "cpus": -1, "mem": "lots"}, {"/cpus", "/mem"}),
-    ({"id": "/x", "cmd": "a", "upgradeStrategy": {"minimumHealthCapacity": 2}},
+    ({"id": "/x", "cmd": "run", "cpus": -1, "mem": "lots"}, {"/cpus", "/mem"}),
+    ({"id": "/x", "cmd": "run", "upgradeStrategy": {"minimumHealthCapacity": 2}},
      {"/upgradeStrategy/minimumHealthCapacity"}),
     ({"id": "/x"}, {"/"}),
-    ({"id": "/x", "cmd": "a", "args": ["b"]}, {"/"}),
-    ({"id": "/Bad_Id", "cmd": "a"}, {"/id"}),
-    ({"id": "/x", "cmd": "a", "healthChecks": [{"protocol": "FTP"}]}, {"/healthChecks(0)/protocol"}),
-    ({"id": "/x", "cmd": "a", "constraints": [["rack", "NEAR", "a"]]}, {"/constraints(0)"}),
-    ({"id": "/x", "cmd": "a", "killSelection": "RANDOM"}, {"/killSelection"}),
+    ({"id": "/x", "cmd": "run", "args": ["b"]}, {"/"}),
+    ({"id": "/Bad_Id", "cmd": "run"}, {"/id"}),
+    ({"id": "/x", "cmd": "run", "healthChecks": [{"protocol": "FTP"}]}, {"/healthChecks(0)/protocol"}),
+    ({"id": "/x", "cmd": "run", "constraints": [["rack", "NEAR", "a"]]}, {"/constraints(0)"}),
+    ({"id": "/x", "cmd": "run", "killSelection": "RANDOM"}, {"/killSelection"}),
 ])
 def test_validation_names_each_bad_field(document, paths):
     with pytest.raises(AppSpecError) as info:
@@ -40,10 +40,10 @@ def test_validation_names_each_bad_field(document, paths):
 
 
 def test_partial_update_merges_over_the_current_definition():
-    base = parse_app({"id": "/x", "cmd": "a", "instances": 2, "env": {"A": "1"}})
+    base = parse_app({"id": "/x", "cmd": "run", "instances": 2, "env": {"A": "1"}})
     app = parse_app({"instances": 5}, base=base, app_id="/x")
-    assert (app.cmd, app.instances, app.env) == ("a", 5, {"A": "1"})
-    assert app.config_equal(base) and not parse_app({"cmd": "b"}, base=base).config_equal(base)
+    assert (app.cmd, app.instances, app.env) == ("run", 5, {"A": "1"})
+    assert app.config_equal(base) and not parse_app({"cmd": "rerun"}, base=base).config_equal(base)
 
 
 def test_task_request_translation():
@@ -72,9 +72,9 @@ def test_task_request_translation():
 def test_dependencies_resolve_against_the_apps_group():
     from scheduler.services.dependencies import dependency_ids
 
-    app = parse_app({"id": "/shop/web/front", "cmd": "x", "dependencies": ["db", "../cache", "/infra/dns"]})
+    app = parse_app({"id": "/shop/web/front", "cmd": "run", "dependencies": ["db", "../cache", "/infra/dns"]})
     assert dependency_ids(app) == ["/shop/web/db", "/shop/cache", "/infra/dns"]
-    assert dependency_ids(parse_app({"id": "/solo", "cmd": "x", "dependencies": ["db"]})) == ["/db"]
+    assert dependency_ids(parse_app({"id": "/solo", "cmd": "run", "dependencies": ["db"]})) == ["/db"]
 
 
 def test_dependency_cycles_are_found() -> None:

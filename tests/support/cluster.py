@@ -32,7 +32,7 @@ from framework.security.binding import is_loopback
 from framework.security.bundle import Bundle, Identity
 
 from . import leaks
-from .procs import Process, dockyard, free_port, wait_for
+from .procs import Process, dockyard, free_port, wait_for, worker_ports
 from .security import CERT_NAME, LOOPBACK_HOSTS, Endpoint, client_context
 
 DEFAULT_RESOURCES = "cpus:4;mem:4096;disk:10000"
@@ -184,9 +184,9 @@ class Cluster:
     def agent_resources(self, index: int) -> str:
         """Agents share this machine's ports: each gets its own slice unless the test set ports."""
         if "ports" in self.resources:
-            return self.resources
+            return worker_ports(self.resources)
         begin = 31000 + index * PORTS_PER_AGENT
-        return f"{self.resources};ports:[{begin}-{begin + PORTS_PER_AGENT - 1}]"
+        return worker_ports(f"{self.resources};ports:[{begin}-{begin + PORTS_PER_AGENT - 1}]")
 
     def start_agent(self, index: int = 0, wait: bool = True) -> Process:
         port = self.agent_ports[index]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,22 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def worker_ports(resources: str) -> str:
+    """`resources` with its task ports in 31000-32767 moved to this pytest-xdist worker's own
+    block (worker N: 1000 N lower), so two workers' clusters never hand a task the same host
+    port. Unchanged outside xdist and for worker 0."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    shift = 1000 * int(worker[2:]) if worker[2:].isdigit() else 0
+    if not shift:
+        return resources
+
+    def moved(match: re.Match) -> str:
+        low, high = int(match.group(1)), int(match.group(2))
+        return f"{low - shift}-{high - shift}" if 31000 <= low and high <= 32767 else match.group(0)
+
+    return re.sub(r"(?<=[\[,])(\d+)-(\d+)", moved, resources) if "ports:" in resources else resources
 
 
 def free_port() -> int:

@@ -67,6 +67,33 @@ class GuestResult:
                 f"--- output (tail) ---\n{tail}\n--- console (tail) ---\n{console}")
 
 
+@dataclass(frozen=True)
+class TestReport:
+    """What a pytest run in the guest wrote to `$VM_OUT/junit.xml` (`--junitxml`)."""
+
+    counts: dict[str, int]  # tests, failures, errors, skipped
+    failed: list[str]  # "class::name: message" of every failure and error
+    skipped: list[str]  # names of the tests skipped
+
+    @classmethod
+    def of(cls, result: GuestResult, name: str = "junit.xml") -> "TestReport | None":
+        import xml.etree.ElementTree as ET
+
+        report = result.files.get(name)
+        if not report:
+            return None
+        suite = ET.fromstring(report)
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        assert suite is not None
+        cases = list(suite.iter("testcase"))
+        problems = [(case, case.find("failure") if case.find("failure") is not None else case.find("error"))
+                    for case in cases]
+        return cls({key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")},
+                   [f"{case.get('classname')}::{case.get('name')}: {problem.get('message', '')}"
+                    for case, problem in problems if problem is not None],
+                   [str(case.get("name")) for case in cases if case.find("skipped") is not None])
+
+
 def check_host() -> None:
     """Raise Unavailable with the reason when this machine cannot boot the guest."""
     if os.geteuid() != 0:

@@ -12,6 +12,9 @@ debs=(python3 python3-venv ca-certificates iproute2 procps runc crun tini busybo
 if [[ ${DOCKYARD_WITH_ZOOKEEPER:-0} == 1 ]]; then
   debs+=(zookeeper default-jre-headless)
 fi
+if [[ ${DOCKYARD_WITH_ROUTER:-0} == 1 ]]; then
+  debs+=(haproxy)
+fi
 
 if [[ ! -f $src/setup.py ]]; then
   echo "install-dockyard.sh: no dockyard checkout at $src (set DOCKYARD_SRC)" >&2
@@ -28,6 +31,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [[ ${DOCKYARD_WITH_ROUTER:-0} == 1 ]]; then
+  # The router runs its own HAProxy (dockyard-router.service); Debian's would be a second one.
+  systemctl disable --now haproxy.service >/dev/null 2>&1 || true
 fi
 
 if [[ ! -x $prefix/bin/python ]]; then

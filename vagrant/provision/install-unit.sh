@@ -35,7 +35,14 @@ case $role in
     extra=$'KillMode=process\nDelegate=yes'
     ;;
   scheduler) ;;
-  *) echo "install-unit.sh: unknown role '$role' (zookeeper, master, agent, scheduler)" >&2; exit 2 ;;
+  router)
+    # Stopping the unit stops its HAProxy too (same cgroup); the router itself retries until
+    # the scheduler answers.
+    if [[ -e $root/etc/systemd/system/dockyard-scheduler.service ]]; then
+      after+=" dockyard-scheduler.service"
+    fi
+    ;;
+  *) echo "install-unit.sh: unknown role '$role' (zookeeper, master, agent, scheduler, router)" >&2; exit 2 ;;
 esac
 
 if [[ ! -f $root$etc/$role.env ]]; then

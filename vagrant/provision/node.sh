@@ -9,6 +9,7 @@
 #   DOCKYARD_CONTROL_IP  the control node's address            required
 #   DOCKYARD_HOSTS       "control=IP agent1=IP ..." for /etc/hosts
 #   DOCKYARD_ZK          1: ZooKeeper on the control node (default 1)
+#   DOCKYARD_ROUTER      1: the router (HAProxy following the apps) on the control node (default 1)
 #   DOCKYARD_MESOS       auto|apache|embedded (default auto, see install-mesos.sh)
 #   DOCKYARD_SRC         the checkout (default /vagrant)
 #   DOCKYARD_SEED_FILE   the seed every node derives the cluster's security from
@@ -32,17 +33,21 @@ for name in DOCKYARD_NODE DOCKYARD_IP DOCKYARD_CONTROL_IP; do
   fi
 done
 zk=${DOCKYARD_ZK:-1}
+router=0
+if [[ $kind == control ]]; then
+  router=${DOCKYARD_ROUTER:-1}
+fi
 etc=${DOCKYARD_ETC:-/etc/dockyard}
 data=${DOCKYARD_DATA:-/var/lib/dockyard}
 control=$DOCKYARD_CONTROL_IP
 
 read -r -a hosts <<<"${DOCKYARD_HOSTS:-}"
 "$here/hosts.sh" /etc/hosts "${hosts[@]}"
+with_zookeeper=0
 if [[ $kind == control && $zk == 1 ]]; then
-  DOCKYARD_WITH_ZOOKEEPER=1 "$here/install-dockyard.sh"
-else
-  "$here/install-dockyard.sh"
+  with_zookeeper=1
 fi
+DOCKYARD_WITH_ZOOKEEPER=$with_zookeeper DOCKYARD_WITH_ROUTER=$router "$here/install-dockyard.sh"
 impl=$("$here/install-mesos.sh")
 echo "node.sh: $DOCKYARD_NODE runs the $impl Mesos master/agent"
 
@@ -91,6 +96,23 @@ if [[ $kind == control ]]; then
   "$here/role-env.sh" scheduler "$etc/scheduler.env" "${common[@]}" "${scheduler_zk[@]}" \
     DOCKYARD_MASTER="$master_url" DOCKYARD_PORT=8080 DOCKYARD_WORK_DIR="$data/scheduler"
   "$here/install-unit.sh" scheduler
+  if [[ $router == 1 ]]; then
+    router_settings=(DOCKYARD_PORT=80 DOCKYARD_STATS_PORT=9090 DOCKYARD_WORK_DIR="$data/router")
+    if [[ ${DOCKYARD_INSECURE:-0} == 1 ]]; then
+      router_settings+=(DOCKYARD_SCHEDULER="http://$DOCKYARD_IP:8080")
+    else
+      # The router reads the apps as the operator, as the host's CLI does; the secret goes
+      # from the bundle into a 0600 file (a shell builtin writes it: it is on no command line).
+      scheduler_url="https://$DOCKYARD_IP:8080"
+      client="$etc/router-client.json"
+      rm -f "$client"
+      (umask 077; printf '{"url": "%s", "principal": "operator", "secret": "%s", "ca": "%s"}\n' \
+        "$scheduler_url" "$(cat "$etc/security/operator.secret")" "$etc/security/ca.pem" > "$client")
+      router_settings+=(DOCKYARD_SCHEDULER="$scheduler_url" DOCKYARD_CLIENT_CONFIG="$client")
+    fi
+    "$here/role-env.sh" router "$etc/router.env" "${common[@]}" "${router_settings[@]}"
+    "$here/install-unit.sh" router
+  fi
 else
   "$here/role-env.sh" agent "$etc/agent.env" "${common[@]}" \
     DOCKYARD_MASTER="$master_url" DOCKYARD_PORT=5051 DOCKYARD_WORK_DIR="$data/agent" \

@@ -18,8 +18,8 @@ file=$2
 shift 2
 
 case $role in
-  zookeeper|master|agent|scheduler) ;;
-  *) echo "role-env.sh: unknown role '$role' (zookeeper, master, agent, scheduler)" >&2; exit 2 ;;
+  zookeeper|master|agent|scheduler|router) ;;
+  *) echo "role-env.sh: unknown role '$role' (zookeeper, master, agent, scheduler, router)" >&2; exit 2 ;;
 esac
 
 body="# dockyard $role settings, written by role-env.sh

@@ -97,8 +97,16 @@ case $role in
       argv+=(--zk "$DOCKYARD_ZK")
     fi
     ;;
+  router)
+    # HAProxy following the scheduler's apps, on this node's address: HTTP virtual hosts on
+    # DOCKYARD_PORT, each app's service port, the stats page on DOCKYARD_STATS_PORT (docs/router.md).
+    need DOCKYARD_IP; need DOCKYARD_WORK_DIR; need DOCKYARD_SCHEDULER
+    argv=("${dockyard[@]}" router --url "$DOCKYARD_SCHEDULER" --ip "$DOCKYARD_IP"
+          --http-port "${DOCKYARD_PORT:-80}" --stats-ip "$DOCKYARD_IP"
+          --stats-port "${DOCKYARD_STATS_PORT:-9090}" --work-dir "$DOCKYARD_WORK_DIR")
+    ;;
   *)
-    echo "run-role.sh: unknown role '$role' (zookeeper, master, agent, scheduler)" >&2
+    echo "run-role.sh: unknown role '$role' (zookeeper, master, agent, scheduler, router)" >&2
     exit 2
     ;;
 esac
@@ -106,8 +114,13 @@ esac
 # Security (docs/security.md). DOCKYARD_SECURITY_DIR is a bundle made by `dockyard lab up`
 # or `dockyard security init`; DOCKYARD_TLS_NAME names this node's certificate in it (TLS
 # on). Without a bundle, DOCKYARD_INSECURE=1 is the explicit way to serve the lab open.
+# The router is a client of the scheduler: DOCKYARD_CLIENT_CONFIG names its client settings
+# (credentials and the bundle's CA; they also guard its stats page).
 sec=${DOCKYARD_SECURITY_DIR:-}
-if [[ -n $sec && $role != zookeeper ]]; then
+if [[ -n $sec && $role == router ]]; then
+  need DOCKYARD_CLIENT_CONFIG
+  argv+=(--config "$DOCKYARD_CLIENT_CONFIG")
+elif [[ -n $sec && $role != zookeeper ]]; then
   tls=()
   tls_env=()
   if [[ -n ${DOCKYARD_TLS_NAME:-} ]]; then
@@ -142,7 +155,7 @@ if [[ -n $sec && $role != zookeeper ]]; then
              --acls "$sec/acls.json" --secrets-key-file "$sec/secrets.key" --secrets-acls "$sec/secrets-acls.json"
              "${tls[@]}") ;;
   esac
-elif [[ ${DOCKYARD_INSECURE:-0} == 1 && $role != zookeeper && ( $impl == embedded || $role == scheduler ) ]]; then
+elif [[ ${DOCKYARD_INSECURE:-0} == 1 && $role != zookeeper && $role != router && ( $impl == embedded || $role == scheduler ) ]]; then
   argv+=(--insecure)
 fi
 

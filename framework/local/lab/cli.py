@@ -65,17 +65,24 @@ def _say(line: str) -> None:
               '"--agent-ping-interval 1 --agent-ping-timeout 5" for fast failure drills.')
 @click.option("--agent-args", default="", help="Extra flags for every agent.")
 @click.option("--scheduler-args", default="", help="Extra scheduler flags.")
+@click.option("--router/--no-router", default=True, show_default=True,
+              help="Run `dockyard router` (an HAProxy following the apps, docs/router.md) on the "
+              "control node: HTTP virtual hosts on :80, service ports, stats on :9090.")
+@click.option("--router-args", default="", help='Extra router flags, e.g. "--group internal".')
 @click.option("--insecure", is_flag=True, help="No authentication and no TLS: every API of the lab open "
               "to anyone on its network.")
 @click.pass_obj
 def up(obj: dict, agents: int, zk: bool, subnet: str, agent_resources: str,
        dockyard_cmd: str | None, wait: bool, timeout: float, keep_on_failure: bool,
-       master_args: str, agent_args: str, scheduler_args: str, insecure: bool) -> None:
+       master_args: str, agent_args: str, scheduler_args: str, router: bool, router_args: str,
+       insecure: bool) -> None:
     """Build the bridge and namespaces and start every role."""
-    extra = {"master": master_args, "agent": agent_args, "scheduler": scheduler_args}
+    extra = {"master": master_args, "agent": agent_args, "scheduler": scheduler_args,
+             "router": router_args}
     options = labs.UpOptions(agents=agents, zk=zk, subnet=subnet,
                              agent_resources=agent_resources, wait=wait, timeout=timeout,
                              keep_on_failure=keep_on_failure, extra=extra, insecure=insecure,
+                             router=router,
                              **({"dockyard_cmd": dockyard_cmd} if dockyard_cmd else {}))
     state = _run(lambda: labs.up(obj["name"], obj["root"], options, say=_say))
     _print_table(labs.status(state))
@@ -109,6 +116,9 @@ def _print_table(report: dict) -> None:
     if report.get("urls"):
         click.echo(f"master    {report['urls']['master']}")
         click.echo(f"scheduler {report['urls']['scheduler']}  (Marathon API: /v2/apps)")
+        if report["urls"].get("router"):
+            click.echo(f"router    {report['urls']['router']}  (apps' service ports on the same address; "
+                       f"stats {report['urls']['router_stats']})")
     if report.get("client_config"):
         click.echo(f"export DOCKYARD_CONFIG={report['client_config']}   # the CLI's URL and credentials")
     elif report.get("urls"):

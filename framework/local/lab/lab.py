@@ -3,7 +3,8 @@
 Layout of a lab named NAME on subnet S (default 10.213.0.0/24):
 
 - bridge `dy-NAME-br` with S's first address, on the host;
-- node `control` (S's 2nd address): ZooKeeper when asked, the master, the scheduler;
+- node `control` (S's 2nd address): ZooKeeper when asked, the master, the scheduler,
+  and the router (`dockyard router`, an HAProxy following the apps; `--no-router` leaves it out);
 - nodes `agent1..N` (S's 11th address on): one agent each.
 
 Roles are started through `vagrant/provision/run-role.sh` with an environment
@@ -12,14 +13,16 @@ file written by `role-env.sh`, the same scripts a Vagrant node runs under system
 Secured as `dockyard up` is (docs/security.md): a bundle under the lab's folder
 (`security/`), a certificate per node, authentication on every role and TLS on
 every connection (the nodes talk over a network, not loopback). The host's CLI
-uses the lab's `client.json`. `--insecure` serves the lab open instead.
+and the router use the lab's `client.json`. `--insecure` serves the lab open instead.
 """
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from framework.local import machine
+from framework.local.agent import machine
 from framework.security import client as client_settings
 from framework.security.bundle import Bundle
 
@@ -53,7 +56,9 @@ def _provision_dir() -> Path:
 
 PROVISION = _provision_dir()
 DEFAULT_SUBNET = "10.213.0.0/24"
-PORTS = {"zookeeper": 2181, "master": 5050, "agent": 5051, "scheduler": 8080}
+# The router's HTTP port (virtual hosts) and its stats page; service ports are the scheduler's 10000-20000.
+PORTS = {"zookeeper": 2181, "master": 5050, "agent": 5051, "scheduler": 8080, "router": 80,
+         "router-stats": 9090}
 CONTROL = "control"
 FAULT_ENV = "DOCKYARD_LAB_FAULT"   # "crash-after:STEP", to test recovery from a crash
 
@@ -70,6 +75,7 @@ class UpOptions:
     keep_on_failure: bool = False         # leave a failed lab up for inspection
     extra: dict[str, str] | None = None   # role -> DOCKYARD_EXTRA_ARGS
     insecure: bool = False                # no authentication, no TLS
+    router: bool = True                   # `dockyard router` on the control node
 
 
 def _fault(step: str) -> None:
@@ -101,7 +107,8 @@ def plan(name: str, root: Path | None, options: UpOptions) -> LabState:
         netns, host_if = _names(name, index)
         node_name = CONTROL if index == 0 else f"agent{index}"
         if index == 0:
-            roles = (["zookeeper"] if options.zk else []) + ["master", "scheduler"]
+            roles = (["zookeeper"] if options.zk else []) + ["master", "scheduler"] \
+                + (["router"] if options.router else [])
         else:
             roles = ["agent"]
         address = network.host_address(options.subnet, 2 if index == 0 else 10 + index)
@@ -124,6 +131,9 @@ def up(name: str, root: Path | None, options: UpOptions,
                        "run `dockyard lab down` first")
     state = plan(name, root, options)
     _check_subnet_free(options.subnet)
+    if options.router and shutil.which("haproxy") is None:
+        raise LabError("the router runs HAProxy, which is not installed (apt-get install haproxy); "
+                       "or leave the router out: --no-router")
     state.save()
     try:
         if not options.insecure:
@@ -214,6 +224,11 @@ def _role_settings(state: LabState, node: Node, role: str, options: UpOptions) -
         settings["DOCKYARD_MASTER"] = f"zk://{zk_hosts}/mesos" if state.zk else master
     if role == "scheduler" and state.zk:
         settings["DOCKYARD_ZK"] = f"zk://{zk_hosts}/dockyard"
+    if role == "router":
+        settings["DOCKYARD_SCHEDULER"] = service_url(state, control, "scheduler")
+        settings["DOCKYARD_STATS_PORT"] = str(PORTS["router-stats"])
+        if not options.insecure:
+            settings["DOCKYARD_CLIENT_CONFIG"] = str(client_file(state))
     if role == "agent":
         settings["DOCKYARD_ATTRIBUTES"] = f"node:{node.name}"
         # The nodes share one machine: each offers its share of it (a network, and so ports, of its own).
@@ -264,11 +279,12 @@ def start_role(state: LabState, node: Node, role: str, options: UpOptions) -> Pr
 
 
 def _start_roles(state: LabState, options: UpOptions, say: Callable[[str], None]) -> None:
-    """ZooKeeper, then the master, then agents and scheduler; each waited for in order."""
+    """ZooKeeper, then the master, then agents, the scheduler and the router (which retries until
+    the scheduler answers); the first two waited for before the next starts."""
     control = state.control()
     order = [(control, role) for role in ("zookeeper", "master") if role in control.roles]
     order += [(node, "agent") for node in state.nodes.values() if "agent" in node.roles]
-    order += [(control, "scheduler")]
+    order += [(control, role) for role in ("scheduler", "router") if role in control.roles]
     pending: list[Proc] = []
     for node, role in order:
         proc = start_role(state, node, role, options)
@@ -283,7 +299,9 @@ def _start_roles(state: LabState, options: UpOptions, say: Callable[[str], None]
 
 
 def service_url(state: LabState, node: Node, role: str) -> str:
-    return f"{'https' if secured(state) else 'http'}://{node.ip}:{state.ports[role]}"
+    """Where a role serves; the router's HAProxy serves plain HTTP (no TLS termination)."""
+    scheme = "https" if secured(state) and role not in ("router", "router-stats") else "http"
+    return f"{scheme}://{node.ip}:{state.ports[role]}"
 
 
 def _context(state: LabState) -> ssl.SSLContext | None:
@@ -300,11 +318,29 @@ def probe(state: LabState, node: Node, role: str, timeout: float = 1.0) -> bool:
                 return s.recv(8) == b"imok"
         except OSError:
             return False
+    if role == "router":
+        return _router_serves(state, node, timeout)
     try:
         with urllib.request.urlopen(service_url(state, node, role) + "/health",
                                     timeout=timeout, context=_context(state)) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
+        return False
+
+
+def _router_serves(state: LabState, node: Node, timeout: float) -> bool:
+    """The router's HAProxy shows its stats page to the router's own credentials: HAProxy runs
+    only once the router has read the apps from the scheduler, so this answers for both."""
+    request = urllib.request.Request(service_url(state, node, "router-stats") + "/")
+    if secured(state):
+        auth = client_settings.load(str(client_file(state))).auth
+        if auth is not None:
+            token = base64.b64encode(":".join(auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
@@ -367,6 +403,9 @@ def status(state: LabState) -> dict:
     if control:
         result["urls"] = {"master": service_url(state, control, "master"),
                           "scheduler": service_url(state, control, "scheduler")}
+        if "router" in control.roles:
+            result["urls"]["router"] = service_url(state, control, "router")
+            result["urls"]["router_stats"] = service_url(state, control, "router-stats") + "/"
         if secured(state):
             result["client_config"] = str(client_file(state))
     return result

@@ -1,0 +1,1 @@
+"""The embedded Mesos agent: executors, checkpoints and recovery, the files and debug APIs, nested containers."""

@@ -1,0 +1,1 @@
+"""Running an embedded cluster on one machine: `dockyard up`, `down`, `status` and `make demo`."""
