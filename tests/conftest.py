@@ -52,8 +52,9 @@ _unattributed: list[str] = []
 
 # Under `pytest -n` (make test), each test file runs in one worker, so a module's cluster starts
 # once; files that build network namespaces on the lab's subnet share one worker, one after
-# another, so two labs never share the subnet.
-_ONE_WORKER = {"tests/lab/": "lab-network", "tests/faults/": "lab-network"}
+# another, so two labs never share the subnet; so do the router's, whose HAProxys bind the
+# scheduler's default service ports (10000 and up) on the host.
+_ONE_WORKER = {"tests/lab/": "lab-network", "tests/faults/": "lab-network", "tests/router/": "router-ports"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -31,13 +31,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason="needs root: network namespaces"))
 
 
+def unused_subnet() -> str:
+    """A random 10.213.X.0/24 (100-199) that no interface of the host has an address in now."""
+    taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    for _ in range(100):
+        third = 100 + secrets.randbelow(100)
+        if f" 10.213.{third}." not in taken:
+            return f"10.213.{third}.0/24"
+    raise RuntimeError("every 10.213.100-199.0/24 subnet is in use on this host")
+
+
 class Lab:
     """A lab under test, driven through the real `dockyard lab` command line."""
 
     def __init__(self, root: Path) -> None:
         self.name = "t" + secrets.token_hex(3)
         self.root = root
-        self.subnet = f"10.213.{100 + secrets.randbelow(100)}.0/24"
+        self.subnet = unused_subnet()
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
             check: bool = True) -> subprocess.CompletedProcess:

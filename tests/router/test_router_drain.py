@@ -78,4 +78,7 @@ def test_an_app_port_asking_for_0_is_served_on_the_port_the_scheduler_assigned(s
     (service,) = {port for t in tasks for port in t["servicePorts"]}
     router.wait(lambda: len(router.serving("/assigned")) == 2, "2 servers in the router")
     assert {f["port"] for f in router.status()["frontends"] if f["backend"] == "assigned_0"} == {service}
-    assert {get(service)[1] for _ in range(8)} == {str(t["ports"][0]) for t in tasks}
+    expected = {str(t["ports"][0]) for t in tasks}
+    # HAProxy may take a moment to bring the new servers up once the router has sent them
+    wait_for(lambda: {get(service)[1] for _ in range(8)} == expected, timeout=10, what="both instances answering")
+    assert {get(service) for _ in range(8)} <= {(200, port) for port in expected}  # then steadily
