@@ -130,19 +130,26 @@ class MasterHttp:
         location = f"//{leader['hostname']}:{leader['port']}{request.url.path}"
         return Response(status_code=307, headers={"Location": location})
 
-    # -- scheduler API -------------------------------------------------------------
-    async def scheduler(self, request: Request) -> Response:
+    async def _leader_call(self, request: Request, parse: Callable[[Any], dict]) -> dict | Response:
+        """The steps both v1 APIs take before validation, in Mesos's order: a follower redirects,
+        then the method, then the body read and parsed into a call (or the answer to give)."""
         redirect = self._not_leader(request)
         if redirect is not None:
             return redirect
         if request.method != "POST":
             return _method_not_allowed(request.method)
         try:
-            call = validation.parse_call(await self._read_json(request))
+            return parse(await self._read_json(request))
         except HttpError as error:
             return _text(error.status, error.message)
         except validation.CallError as error:
             return _text(400, str(error))
+
+    # -- scheduler API -------------------------------------------------------------
+    async def scheduler(self, request: Request) -> Response:
+        call = await self._leader_call(request, validation.parse_call)
+        if isinstance(call, Response):
+            return call
         principal = principal_name(request)
         problem = validation.validate_call(call, principal)
         if problem is not None:
@@ -214,17 +221,9 @@ class MasterHttp:
     # -- operator API ----------------------------------------------------------------
     async def operator_api(self, request: Request) -> Response:
         """`Master::Http::api`: leader, method, body, conversion, validation, then `Accept`."""
-        redirect = self._not_leader(request)
-        if redirect is not None:
-            return redirect
-        if request.method != "POST":
-            return _method_not_allowed(request.method)
-        try:
-            call = validation.parse_operator_call(await self._read_json(request))
-        except HttpError as error:
-            return _text(error.status, error.message)
-        except validation.CallError as error:
-            return _text(400, str(error))
+        call = await self._leader_call(request, validation.parse_operator_call)
+        if isinstance(call, Response):
+            return call
         problem = validation.validate_operator_call(call)
         if problem is not None:
             return _text(400, f"Failed to validate master::Call: {problem}")

@@ -240,6 +240,19 @@ def suppressed_roles_error(roles: Iterable[str], suppressed: Iterable[str]) -> s
     return None
 
 
+def _placement_error(task: dict, agent_id: str) -> str | None:
+    """The checks a task and each task of a group share, in Mesos's order (master/validation.cpp):
+    its agent, its kill policy, then that it uses resources at all."""
+    task_agent = _id_value(task.get("agent_id")) or ""
+    if task_agent != agent_id:
+        return f"Task uses invalid agent {task_agent} while agent {agent_id} is expected"
+    if _grace_negative(task.get("kill_policy")):
+        return "Task's 'kill_policy.grace_period' must be non-negative"
+    if not task.get("resources"):
+        return "Task uses no resources"
+    return None
+
+
 def _grace_negative(policy: Any) -> bool:
     try:
         return int(policy["grace_period"]["nanoseconds"]) < 0
@@ -264,14 +277,9 @@ def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
         return f"Task has duplicate ID: {task_id}", Resources()
     if unreachable_task:
         return f"Task reuses the ID of an unreachable task: {task_id}", Resources()
-    task_agent = _id_value(task.get("agent_id")) or ""
-    if task_agent != agent_id:
-        return (f"Task uses invalid agent {task_agent} while agent {agent_id} is expected",
-                Resources())
-    if _grace_negative(task.get("kill_policy")):
-        return "Task's 'kill_policy.grace_period' must be non-negative", Resources()
-    if not task.get("resources"):
-        return "Task uses no resources", Resources()
+    problem = _placement_error(task, agent_id)
+    if problem is not None:
+        return problem, Resources()
     try:
         total = _resources_of(task)
     except (ValueError, KeyError, TypeError) as error_:
@@ -355,14 +363,9 @@ def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, An
         if task_id in unreachable_tasks:
             return f"Task reuses the ID of an unreachable task: {task_id}", Resources()
         seen.add(task_id)
-        task_agent = _id_value(task.get("agent_id")) or ""
-        if task_agent != agent_id:
-            return (f"Task uses invalid agent {task_agent} while agent {agent_id} is expected",
-                    Resources())
-        if _grace_negative(task.get("kill_policy")):
-            return "Task's 'kill_policy.grace_period' must be non-negative", Resources()
-        if not task.get("resources"):
-            return "Task uses no resources", Resources()
+        problem = _placement_error(task, agent_id)
+        if problem is not None:
+            return problem, Resources()
         if "executor" in task and task["executor"] != executor:
             return (f"The `ExecutorInfo` of task '{task_id}' is different from executor "
                     f"'{_id_value(executor.get('executor_id'))}'"), Resources()
