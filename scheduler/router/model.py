@@ -311,25 +311,30 @@ def lay_out(model: Model, previous: Layout | None, minimum: int = DEFAULT_SLOTS)
 def runtime_commands(previous: Layout, new: Layout) -> list[str]:
     """HAProxy runtime API commands that take the running `previous` to `new` (same shape).
 
-    An emptied slot goes to MAINT (no new connections; those open finish); a filled one
-    gets its address, then READY (or DRAIN). Emptying comes first, so no request goes
-    to an instance that left while another one arrives in its slot.
+    HAProxy applies them one at a time, so their order is what clients see in between:
+    servers come into rotation before others leave it (a rolling restart that drains the
+    old instances and brings the new ones in one pass never leaves a backend with no ready
+    server, which HAProxy would answer with 503). A slot given another instance goes to MAINT
+    before its new address, so no request reaches the newcomer under the old one's name; an
+    emptied slot goes to MAINT last (its open connections finish).
     """
-    empty, fill = [], []
+    readdress, fill, ready, drain, empty = [], [], [], [], []
     for backend, slots in new.slots.items():
         old = {slot.name: slot.server for slot in previous.slots.get(backend, ())}
         for slot in slots:
             before, after = old.get(slot.name), slot.server
+            name = f"{backend}/{slot.name}"
             if before == after:
                 continue
-            if after is None or (before is not None and before.endpoint != after.endpoint):
-                empty.append(f"set server {backend}/{slot.name} state maint")
             if after is None:
+                empty.append(f"set server {name} state maint")
                 continue
             if before is None or before.endpoint != after.endpoint:
-                fill.append(f"set server {backend}/{slot.name} addr {after.address} port {after.port}")
-            fill.append(f"set server {backend}/{slot.name} state {after.state}")
-    return empty + fill
+                if before is not None:
+                    readdress.append(f"set server {name} state maint")
+                fill.append(f"set server {name} addr {after.address} port {after.port}")
+            (ready if after.state == READY else drain).append(f"set server {name} state {after.state}")
+    return readdress + fill + ready + drain + empty
 
 
 def servers_only(new: Model, running: Layout) -> Model:

@@ -33,10 +33,15 @@ def pymesos_python() -> Path:
         return python
     if not PYTHON310.exists():
         pytest.skip(f"pymesos needs Python <= 3.10 and {PYTHON310} is absent")
-    subprocess.run([str(PYTHON310), "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "pymesos==0.3.15"], check=True, timeout=600)
-    subprocess.run(check, check=True)
-    return python
+    for attempt in (1, 2):  # http-parser compiles from source: a busy machine has failed it once
+        subprocess.run([str(PYTHON310), "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
+        install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-cache-dir", "pymesos==0.3.15"],
+                                 capture_output=True, text=True, timeout=600)
+        if install.returncode == 0:
+            subprocess.run(check, check=True)
+            return python
+    raise AssertionError(f"pip could not install pymesos==0.3.15 twice; the last time it said:\n"
+                         f"{(install.stdout + install.stderr)[-4000:]}")
 
 
 @pytest.fixture(scope="module")
