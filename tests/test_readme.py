@@ -88,17 +88,16 @@ def test_the_readme_session_runs_as_written(tmp_path: Path) -> None:
                  tmp_path / "up.log", env={"COLUMNS": "200"}, cwd=here)
     try:
         wait_for(lambda: "cluster up" in up.output(), timeout=90, what="`dockyard up` to say the cluster is up")
-        for name, port in (("master", master), ("agent1", agent), ("agent2", agent + 1),
-                           ("scheduler", scheduler)):
-            assert f"127.0.0.1:{port}" in up.output(), f"up prints where the {name} listens"
+        for name, address in (("master", f"127.0.0.1:{master}"), ("agent1", f"127.0.2.1:{agent}"),
+                              ("agent2", f"127.0.2.2:{agent + 1}"), ("scheduler", f"127.0.0.1:{scheduler}")):
+            assert address in up.output(), f"up prints where the {name} listens"
 
         assignments: list[str] = []
         commands = session(readme)
         assert commands[-1][0] == ".venv/bin/dockyard down", "the session ends by stopping the cluster"
         for command, shown in commands:
             for written, real in ports.items():
-                command = command.replace(f"localhost:{written}", f"localhost:{real}")
-                command = command.replace(f"127.0.0.1:{written}", f"127.0.0.1:{real}")
+                command = re.sub(rf"(localhost|127\.0\.[02]\.1):{written}\b", rf"\g<1>:{real}", command)
                 shown = [line.replace(f":{written}", f":{real}") for line in shown]
             done = subprocess.run(["bash", "-c", "\n".join([*assignments, command])], cwd=here,
                                   capture_output=True, text=True, timeout=300,
@@ -114,13 +113,14 @@ def test_the_readme_session_runs_as_written(tmp_path: Path) -> None:
             if command.startswith(".venv/bin/dockyard task list"):
                 listed = subprocess.run([str(here / ".venv/bin/dockyard"), "task", "list", "--json"], cwd=here,
                                         capture_output=True, text=True, timeout=60, env=environment)
-                on_agent1 = [t for t in json.loads(listed.stdout) if t["host"] == "agent1"]
+                on_agent1 = [t for t in json.loads(listed.stdout) if t["host"] == "127.0.2.1"]
                 ports["31000"] = str(on_agent1[0]["ports"][0])  # the README's example port, on agent1
             if command.startswith(".venv/bin/dockyard image ls"):
                 assert re.search(r"agent1 +docker.io/library/busybox:demo", said), said
                 assert re.search(r"agent2 +docker.io/library/busybox:demo", said), said
         assert up.popen.wait(60) == 0, up.output()[-3000:]
-        for port in (master, agent, agent + 1, scheduler):
-            assert not port_open(port), f"port {port} still served after `dockyard down`"
+        for port, host in ((master, "127.0.0.1"), (agent, "127.0.2.1"), (agent + 1, "127.0.2.2"),
+                           (scheduler, "127.0.0.1")):
+            assert not port_open(port, host), f"port {port} still served after `dockyard down`"
     finally:
         up.stop(timeout=30)

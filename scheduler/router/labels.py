@@ -7,7 +7,9 @@ marathon-lb's template overrides (`HAPROXY_0_BACKEND_HEAD`, ...) are ignored: fr
 is never written into HAProxy's configuration, so they cannot change it either.
 
 `validate_router_labels` is what the scheduler calls at deploy time (each problem a
-422 detail naming the label); `read_ports` is what the router's model uses, with the
+422 detail naming the label), with `route_clashes` for a virtual host and path another
+app of the same router group already has (HAProxy would send all of it to whichever
+route comes first: the other app would silently get nothing); `read_ports` is what the router's model uses, with the
 same checks, so a label that slipped past (an app stored before the checks existed)
 is left out of the configuration rather than written into it.
 """
@@ -189,3 +191,45 @@ def router_ports(app: Any) -> list[int]:
     """The ports a router binds for this app's ports (service port, or HAPROXY_{n}_PORT),
     whatever the groups: what the scheduler adds to `taken_ports` for the other apps."""
     return [port.bind_port for port in read_ports(app)[0] if port.bind_port]
+
+
+@dataclass(frozen=True)
+class RouteClaim:
+    """A request an app port asks the router for: Host `host` ("": any) under path prefix
+    `path` ("": any), on the routers of `groups`, by the label `label`."""
+
+    host: str
+    path: str
+    groups: frozenset[str]
+    label: str
+
+
+def route_claims(app: Any) -> list[RouteClaim]:
+    """The virtual host and path routes of an app's enabled ports."""
+    claims = []
+    for port in read_ports(app)[0]:
+        if not port.enabled or not (port.vhosts or port.paths):
+            continue
+        label = f"HAPROXY_{port.index}_{'VHOST' if port.vhosts else 'PATH'}"
+        claims += [RouteClaim(host, path, port.groups, label)
+                   for host in port.vhosts or ("",) for path in port.paths or ("",)]
+    return claims
+
+
+def route_clashes(app: Any, others: Mapping[str, list[RouteClaim]]) -> list[Problem]:
+    """A problem per label of `app` whose route another app (`others`: app id -> its claims)
+    or another port of the same app already has on a router group they share (apps with no
+    group share the routers that serve every app)."""
+    app_id = str(_as_json(app).get("id", ""))
+    problems: dict[str, str] = {}
+    mine: list[RouteClaim] = []
+    for claim in route_claims(app):
+        owners = [(owner, theirs) for owner, claims in others.items() if owner != app_id for theirs in claims]
+        owners += [(f"{app_id} (another of its ports)", theirs) for theirs in mine if theirs.label != claim.label]
+        for owner, theirs in owners:
+            shared = claim.groups & theirs.groups or not (claim.groups or theirs.groups)
+            if (theirs.host, theirs.path) == (claim.host, claim.path) and shared:
+                where = f"host {claim.host or '(any)'} and path {claim.path or '/'}"
+                problems.setdefault(_path(claim.label), f"{where} already go to app {owner} ({theirs.label})")
+        mine.append(claim)
+    return list(problems.items())

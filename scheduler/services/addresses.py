@@ -1,8 +1,8 @@
 """The address of a task's agent, as Marathon's `ipAddresses` and routers need it.
 
-A task keeps its agent's hostname (`host`, as Mesos offers name it, and `$HOST`);
-`dockyard up` names its agents `agent1`, `agent2`, ... which nothing resolves. The
-agent's IP comes from the URL it offered with (no DNS). The scheduler learns that URL
+A task keeps its agent's hostname (`host`, as Mesos offers name it, and `$HOST`),
+which need not resolve where the scheduler runs (a lab's node names resolve only
+inside the lab). The agent's IP comes from the URL it offered with (no DNS). The scheduler learns that URL
 only from offers, and a scheduler that has just restarted (or a new leader) may get none
 for a while (nothing to launch: offers suppressed), so each agent's address is kept in
 the store once learned: its tasks keep a routable address across restarts and failovers,

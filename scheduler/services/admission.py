@@ -4,7 +4,8 @@
   every app port asking for 0 gets one, an app keeps those it had, a fixed one another
   app holds (or another app's router binds) is refused naming the port and its owner.
 * Router labels (scheduler/router/labels.py, marathon-lb's `HAPROXY_*`): checked with the
-  app's service ports in place, against the ports other apps' routers bind.
+  app's service ports in place, against the ports other apps' routers bind and the
+  virtual host and path routes other apps of the same router group have.
 * The drain label (scheduler/services/drain.py).
 
 Apps being removed hold nothing: Marathon frees an app's service ports with the app.
@@ -32,6 +33,7 @@ def admit(held: Mapping[str, AppDefinition], changed: Sequence[AppDefinition], p
     documents = {app_id: app.model_dump() for app_id, app in held.items()}
     ports = ServicePorts.from_apps(documents.values(), port_range)
     binds = {app_id: router_labels.router_ports(document) for app_id, document in documents.items()}
+    routes = {app_id: router_labels.route_claims(document) for app_id, document in documents.items()}
     out = []
     for app in changed:
         prefix = f"/apps({app.id})" if in_group else ""
@@ -43,10 +45,13 @@ def admit(held: Mapping[str, AppDefinition], changed: Sequence[AppDefinition], p
         taken = {port: owner for port, owner in ports.owners().items() if owner != app.id} | others
         problems = [{"path": path, "errors": [message]}
                     for path, message in router_labels.validate_router_labels(document, taken)]
+        problems += [{"path": path, "errors": [message]}
+                     for path, message in router_labels.route_clashes(document, routes)]
         problems += drain.label_problems(app.labels)
         if problems:
             raise AppSpecError([{**problem, "path": prefix + problem["path"]} for problem in problems])
         binds[app.id] = router_labels.router_ports(document)
+        routes[app.id] = router_labels.route_claims(document)
         out.append(AppDefinition.model_validate(document))
     return out
 

@@ -707,7 +707,7 @@ class ServiceManager:
                 continue
             state.checked_at[record.task_id] = now
             state.ready.setdefault(record.task_id, False)
-            # The agent's address, not its hostname: `dockyard up` names agents agent1, agent2, ...
+            # The agent's address, not its hostname, which may resolve only inside its cluster
             url = f"{check.protocol.lower()}://{self.address_of(record)}:{record.ports[index]}{check.path}"
             self.readiness.submit(record.task_id, Probe(url, float(check.timeoutSeconds),
                                                         tuple(check.httpStatusCodesForReady)))

@@ -71,13 +71,16 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
     work = tmp_path / "up"
     try:
         state = wait_for(lambda: registered(work, 2), 30, what="two agents registered")
+        # each agent on an address of its own, which is its hostname: $HOST and Marathon's `host`
+        # reach its tasks with no DNS, and hostname:UNIQUE tells the two apart
         hosts = {agent["hostname"]: agent for agent in state["slaves"]}  # type: ignore[index]
-        assert set(hosts) == {"agent1", "agent2"}
-        assert hosts["agent1"]["attributes"] == {"agent": "agent1"}
-        assert hosts["agent2"]["port"] == agent_port + 1
+        assert set(hosts) == {"127.0.2.1", "127.0.2.2"}
+        assert hosts["127.0.2.1"]["attributes"] == {"agent": "agent1"}
+        assert hosts["127.0.2.2"]["port"] == agent_port + 1
+        assert all(socket.gethostbyname(host) == host for host in hosts)
         wait_for(lambda: "cluster up" in up.output(), 10, what="the table of listeners")
         table = up.output()
-        assert f"http://127.0.0.1:{master_port}" in table and f"http://127.0.0.1:{agent_port + 1}" in table
+        assert f"http://127.0.0.1:{master_port}" in table and f"http://127.0.2.2:{agent_port + 1}" in table
 
         assert master_of(work).identity is not None  # secured by default
         client = RawFramework(master_of(work), name="status-check").start()
@@ -89,14 +92,14 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
                                     text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
             assert result.returncode == 0, result.stderr
             summary = json.loads(result.stdout)
-            assert {a["hostname"] for a in summary["agents"]} == {"agent1", "agent2"}
+            assert {a["hostname"] for a in summary["agents"]} == {"127.0.2.1", "127.0.2.2"}
             busy = [a for a in summary["agents"] if a["used"]["cpus"] > 0]
             assert len(busy) == 1 and busy[0]["free"]["cpus"] < 2
             assert any(f["name"] == "status-check" and f["tasks"] == 1 for f in summary["frameworks"])
             assert [t["state"] for t in summary["tasks"] if t["id"] == "visible"] == ["TASK_RUNNING"]
             tables = subprocess.run(dockyard("status", "--master", master, *config), capture_output=True, text=True,
                                     timeout=30, env={**os.environ, "COLUMNS": "80"})
-            assert tables.returncode == 0 and "visible" in tables.stdout and "agent2" in tables.stdout
+            assert tables.returncode == 0 and "visible" in tables.stdout and "127.0.2.2" in tables.stdout
             for agent in summary["agents"]:  # whole, on the agent's own line: ready to copy
                 assert any(agent["hostname"] in line and agent["id"] in line for line in tables.stdout.splitlines())
         finally:
@@ -111,8 +114,8 @@ def test_up_runs_a_cluster_reports_deaths_and_stops_everything(tmp_path: Path) -
         code = up.stop(timeout=20)
     assert code == 0, up.output()[-2000:]
     assert "stopping the cluster" in up.output()
-    for port in (master_port, agent_port):
-        assert not port_open(port), f"port {port} still served after `dockyard up` stopped"
+    for port, host in ((master_port, "127.0.0.1"), (agent_port, "127.0.2.1")):
+        assert not port_open(port, host), f"port {port} still served after `dockyard up` stopped"
 
 
 def test_status_without_a_master_says_so() -> None:
@@ -140,8 +143,8 @@ def test_up_stopped_by_sigterm_leaves_no_container_behind(tmp_path: Path) -> Non
     try:
         wait_for(lambda: registered(work, 2), 30, what="two agents registered")
         client = RawFramework(master_of(work), name="left-running", checkpoint=True).start()
-        for agent in ("agent1", "agent2"):
-            client.launch(client.offer(agent), [command_task("sleep 600", task_id=f"on-{agent}")])
+        for agent, host in (("agent1", "127.0.2.1"), ("agent2", "127.0.2.2")):
+            client.launch(client.offer(host), [command_task("sleep 600", task_id=f"on-{agent}")])
             client.wait_state(f"on-{agent}", "TASK_RUNNING")
         assert any(i.startswith("cgroup ") for i in leaks.leftovers([work / "agent1", work / "agent2"])) \
             or os.geteuid() != 0

@@ -36,8 +36,10 @@ class Up:
         self.log = tmp_path / f"{name}.log"
 
     @property
-    def ports(self) -> list[int]:
-        return [self.master_port, *range(self.agent_port, self.agent_port + self.agents)]
+    def ports(self) -> list[tuple[int, str]]:
+        """(port, address): the master on loopback, agent N on its own 127.0.2.N."""
+        return [(self.master_port, "127.0.0.1"),
+                *((self.agent_port + i, f"127.0.2.{i + 1}") for i in range(self.agents))]
 
     def start(self) -> Process:
         process = Process(self.argv, self.log, env={"COLUMNS": "200"})
@@ -51,7 +53,8 @@ class Up:
         return record
 
     def all_gone(self) -> bool:
-        return not any(p.alive() for p in self.record().components) and not any(map(port_open, self.ports))
+        return not any(p.alive() for p in self.record().components) and \
+            not any(port_open(port, host) for port, host in self.ports)
 
 
 def down(work: Path) -> subprocess.CompletedProcess:

@@ -78,7 +78,8 @@ class Up:
 
     def url(self, component: str) -> str:
         port = {"master": self.master_port, "agent": self.agent_port, "scheduler": self.scheduler_port}[component]
-        return f"{'https' if self.context() else 'http'}://127.0.0.1:{port}"
+        host = "127.0.2.1" if component == "agent" else "127.0.0.1"  # the agent's own loopback address
+        return f"{'https' if self.context() else 'http'}://{host}:{port}"
 
     def start(self) -> "Up":
         self.starts += 1
@@ -105,7 +106,7 @@ class Up:
         state = json.loads(body)
         agents = [a["hostname"] for a in state["slaves"] if a.get("active")]
         frameworks = [f["name"] for f in state["frameworks"] if f.get("active")]
-        return agents == ["agent1"] and (not self.scheduler or frameworks == ["dockyard"])
+        return agents == ["127.0.2.1"] and (not self.scheduler or frameworks == ["dockyard"])
 
     def output(self) -> str:
         return self.process.output() if self.process else ""
@@ -223,7 +224,7 @@ def test_the_cli_works_unchanged(secure: Up, tmp_path: Path) -> None:
     status = cli(secure.root, "status", "--json")
     assert status.returncode == 0, status.stderr
     summary = json.loads(status.stdout)
-    assert [a["hostname"] for a in summary["agents"]] == ["agent1"]
+    assert [a["hostname"] for a in summary["agents"]] == ["127.0.2.1"]
     assert [f["name"] for f in summary["frameworks"]] == ["dockyard"]
     config = str(secure.client_file)
     for args, env in ((["--config", config], None), ([], {"DOCKYARD_CONFIG": config})):
@@ -257,7 +258,7 @@ def test_tls_serves_https_verified_by_the_ca(tls: Up, tmp_path: Path) -> None:
     apps = cli(tmp_path, "app", "list", "--json", env={"DOCKYARD_CONFIG": config})
     assert apps.returncode == 0 and json.loads(apps.stdout) == [], apps.stderr
     status = cli(tmp_path, "status", "--json", "--config", config)
-    assert status.returncode == 0 and json.loads(status.stdout)["agents"][0]["hostname"] == "agent1", status.stderr
+    assert status.returncode == 0 and json.loads(status.stdout)["agents"][0]["hostname"] == "127.0.2.1", status.stderr
 
 
 def test_a_restart_reuses_the_secrets_and_the_ca(tls: Up) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.router.labels import read_ports, router_ports, validate_router_labels
+from scheduler.router.labels import read_ports, route_claims, route_clashes, router_ports, validate_router_labels
 
 
 def app(labels: dict, ports: list[int] | None = None, **extra) -> dict:
@@ -74,6 +74,29 @@ def test_a_port_another_app_binds_is_refused():
 def test_two_ports_of_one_app_on_one_router_port_are_refused():
     problems = validate_router_labels(app({"HAPROXY_1_PORT": "10101"}, ports=[10101, 0]))
     assert paths(problems) == ["/labels/HAPROXY_1_PORT"]
+
+
+def test_a_virtual_host_and_path_another_app_of_the_group_has_are_refused():
+    def other(labels: dict, app_id: str = "/blog") -> dict:
+        return {app_id: route_claims({**app(labels), "id": app_id})}
+
+    taken = other({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "web.test,www.test", "HAPROXY_0_PATH": "/api"})
+    mine = app({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "WWW.test", "HAPROXY_0_PATH": "/api"})
+    assert route_clashes(mine, taken) == [
+        ("/labels/HAPROXY_0_VHOST", "host www.test and path /api already go to app /blog (HAPROXY_0_VHOST)")]
+    # another path, another group, a disabled port or an update of the owner itself: no clash
+    assert route_clashes(app({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "www.test",
+                              "HAPROXY_0_PATH": "/web"}), taken) == []
+    assert route_clashes(app({"HAPROXY_GROUP": "internal", "HAPROXY_0_VHOST": "www.test",
+                              "HAPROXY_0_PATH": "/api"}), taken) == []
+    assert route_clashes(app({"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "www.test", "HAPROXY_0_PATH": "/api",
+                              "HAPROXY_0_ENABLED": "false"}), taken) == []
+    assert route_clashes({**mine, "id": "/blog"}, taken) == []
+    # a path alone on any host, and two ports of one app on one route
+    paths_only = other({"HAPROXY_0_PATH": "/shop"}, "/shop")
+    assert paths(route_clashes(app({"HAPROXY_0_PATH": "/shop"}), paths_only)) == ["/labels/HAPROXY_0_PATH"]
+    assert paths(route_clashes(app({"HAPROXY_0_VHOST": "a.test", "HAPROXY_1_VHOST": "a.test"}, ports=[10101, 10102]),
+                               {})) == ["/labels/HAPROXY_1_VHOST"]
 
 
 def test_mode_follows_marathon_lb_defaults():

@@ -51,6 +51,20 @@ def test_a_router_port_taken_by_another_app_and_injection_through_the_id(maratho
     assert status == 422 and answer["details"][0]["path"] == "/id", answer
 
 
+def test_a_virtual_host_another_app_of_the_group_routes_is_refused_naming_it(marathon: Marathon) -> None:
+    marathon.call("POST", "/v2/apps", app("/site", {"HAPROXY_0_VHOST": "site.test"}))
+    details = refused(marathon, "POST", "/v2/apps", app("/copy", {"HAPROXY_0_VHOST": "site.test"}))
+    assert details == [{"path": "/labels/HAPROXY_0_VHOST",
+                        "errors": ["host site.test and path / already go to app /site (HAPROXY_0_VHOST)"]}]
+    assert marathon.status("GET", "/v2/apps/copy")[0] == 404
+    # the owner may change its own app, and another path on the host is another route
+    marathon.call("PUT", "/v2/apps/site", {"labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "site.test"}})
+    marathon.call("POST", "/v2/apps", app("/copy", {"HAPROXY_0_VHOST": "site.test", "HAPROXY_0_PATH": "/copy"}))
+    # once the owner is gone, the route is free
+    marathon.call("DELETE", "/v2/apps/site")
+    marathon.call("POST", "/v2/apps", app("/site2", {"HAPROXY_0_VHOST": "site.test"}))
+
+
 def test_updates_and_group_changes_are_checked_too(marathon: Marathon) -> None:
     marathon.call("POST", "/v2/apps", app("/kept", {"HAPROXY_0_VHOST": "kept.test"}))
     details = refused(marathon, "PUT", "/v2/apps/kept", {"labels": {"HAPROXY_0_VHOST": "kept test"}})

@@ -90,6 +90,7 @@ def who_answers(ip: str, port: int) -> str:
     return "another program answers there (not HTTP)"
 
 
-def taken_ports(ip: str, wanted: dict[int, str]) -> list[Taken]:
-    """The ports of `wanted` (port -> role) that cannot be bound, each with what holds it."""
-    return [Taken(port, role, who_answers(ip, port)) for port, role in wanted.items() if not is_free(ip, port)]
+def taken_ports(wanted: dict[int, tuple[str, str]]) -> list[Taken]:
+    """The ports of `wanted` (port -> (address, role)) that cannot be bound, each with what holds it."""
+    return [Taken(port, role, who_answers(address, port)) for port, (address, role) in wanted.items()
+            if not is_free(address, port)]

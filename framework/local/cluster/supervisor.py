@@ -156,9 +156,33 @@ class Security:
         return self.bundle.scheduler_flags() + tls
 
 
-def hosts_of(ip: str) -> list[str]:
-    """What a certificate for this machine's cluster must name: the bound address and loopback."""
-    hosts = {"127.0.0.1", "localhost", socket.gethostname()}
+def agent_address(ip: str, index: int) -> str:
+    """Where agent `index` listens, which is also its Mesos hostname (`$HOST`, Marathon's task
+    `host`): an address, so that whatever reads it (a router, marathon-lb, a user's curl)
+    reaches the agent's tasks without DNS, as Mesos agents started with
+    `--hostname_lookup=false` advertise their IP. On loopback each agent has one of its own
+    (127.0.2.N: all of 127/8 reaches this machine), so agents stay apart as separate
+    machines would be (a `hostname:UNIQUE` constraint spreads over them); on any other
+    address they share it, and the `agent` attribute tells them apart."""
+    return f"127.0.2.{index}" if is_loopback(ip) else ip
+
+
+def advertised(address: str) -> str:
+    """The hostname an agent listening on `address` gives: the address, or for a wildcard this
+    machine's own address."""
+    if address not in ("0.0.0.0", "::", ""):
+        return address
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def hosts_of(ip: str, agents: int = 0) -> list[str]:
+    """What a certificate for this machine's cluster must name: the bound address, loopback and
+    each agent's address."""
+    hosts = {"127.0.0.1", "localhost", socket.gethostname(),
+             *(agent_address(ip, index) for index in range(1, agents + 1))} - {"0.0.0.0", "::", ""}
     if ip not in ("0.0.0.0", "::", ""):
         hosts.add(ip)
     else:
@@ -176,7 +200,7 @@ def prepare_security(work_dir: Path, ip: str, agents: int, tls: bool, insecure: 
     bundle = Bundle(work_dir / "security").ensure(agents=[f"agent{i}" for i in range(1, agents + 1)])
     if not (tls or not is_loopback(ip)):
         return Security(bundle)
-    return Security(bundle, bundle.certificate("cluster", hosts_of(ip)))
+    return Security(bundle, bundle.certificate("cluster", hosts_of(ip, agents)))
 
 
 def write_client_settings(work_dir: Path, ip: str, master_port: int, scheduler_port: int,
@@ -209,14 +233,15 @@ def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int
                       work_dir / "logs" / "master.log", f"{scheme}://{master}", f"{scheme}://{master}/health",
                       tls=context)]
     for index in range(1, agents + 1):
-        port = agent_port + index - 1
-        argv = dockyard_argv("agent", "--master", master, "--ip", ip, "--port", str(port),
-                             "--work-dir", str(work_dir / f"agent{index}"), "--hostname", f"agent{index}",
+        port, address = agent_port + index - 1, agent_address(ip, index)
+        argv = dockyard_argv("agent", "--master", master, "--ip", address, "--port", str(port),
+                             "--work-dir", str(work_dir / f"agent{index}"), "--hostname", advertised(address),
                              "--attributes", f"agent:agent{index}", *security.flags("agent", f"agent{index}"))
         argv += ["--resources", agent_resources(resources, index, agents, work_dir)]
         argv += ["--isolation", isolation] if isolation else []
+        reach = "127.0.0.1" if address in ("0.0.0.0", "::") else address
         children.append(Child(f"agent{index}", argv, work_dir / "logs" / f"agent{index}.log",
-                              f"{scheme}://{ip}:{port}", f"{scheme}://{ip}:{port}/health", tls=context))
+                              f"{scheme}://{reach}:{port}", f"{scheme}://{reach}:{port}/health", tls=context))
     if scheduler:
         children.append(Child("scheduler", dockyard_argv("scheduler", "--master", master, "--ip", ip,
                                                          "--port", str(scheduler_port),
@@ -373,7 +398,7 @@ def run(children: list[Child], on_up: Callable[[], None] | None = None,
         clean_after_agents(started)
 
 
-def refuse_to_disturb(work_dir: Path, ip: str, wanted: dict[int, str]) -> None:
+def refuse_to_disturb(work_dir: Path, wanted: dict[int, tuple[str, str]]) -> None:
     """Stop here, before anything is written or started, if a cluster runs in the way."""
     record = ClusterRecord.load(work_dir)
     running = record.running() if record is not None else []
@@ -381,7 +406,7 @@ def refuse_to_disturb(work_dir: Path, ip: str, wanted: dict[int, str]) -> None:
         names = ", ".join(f"{p.name} (pid {p.pid})" for p in running)
         raise click.ClickException(f"a cluster started by `dockyard up` runs from {work_dir}: {names}. "
                                    f"Stop it first: `dockyard down --work-dir {work_dir}`")
-    taken = taken_ports(ip, wanted)
+    taken = taken_ports(wanted)
     if taken:
         raise click.ClickException(
             "cannot start the cluster:\n" + "\n".join(f"  {t}" for t in taken) +
@@ -389,17 +414,20 @@ def refuse_to_disturb(work_dir: Path, ip: str, wanted: dict[int, str]) -> None:
             "`dockyard up` started), or choose other ports: --master-port, --agent-port, --scheduler-port.")
 
 
-def ports_wanted(agents: int, master_port: int, agent_port: int, scheduler_port: int | None,
-                 router: tuple[int, int] | None = None) -> dict[int, str]:
-    """port -> the component that listens there; two components on one port is a usage error."""
-    wanted = [(master_port, "the master"), *((agent_port + i, f"agent{i + 1}") for i in range(agents))]
-    wanted += [(scheduler_port, "the scheduler")] if scheduler_port is not None else []
-    wanted += [(router[0], "the router"), (router[1], "the router's stats page")] if router is not None else []
-    ports: dict[int, str] = {}
-    for port, role in wanted:
+def ports_wanted(agents: int, ip: str, master_port: int, agent_port: int, scheduler_port: int | None,
+                 router: tuple[int, int] | None = None) -> dict[int, tuple[str, str]]:
+    """port -> (the address it is bound on, the component that listens there); two components
+    on one port is a usage error."""
+    wanted = [(master_port, ip, "the master"),
+              *((agent_port + i, agent_address(ip, i + 1), f"agent{i + 1}") for i in range(agents))]
+    wanted += [(scheduler_port, ip, "the scheduler")] if scheduler_port is not None else []
+    wanted += [(router[0], ip, "the router"), (router[1], "127.0.0.1", "the router's stats page")] \
+        if router is not None else []
+    ports: dict[int, tuple[str, str]] = {}
+    for port, address, role in wanted:
         if port in ports:
-            raise click.UsageError(f"{ports[port]} and {role} would both listen on port {port}")
-        ports[port] = role
+            raise click.UsageError(f"{ports[port][1]} and {role} would both listen on port {port}")
+        ports[port] = (address, role)
     return ports
 
 
@@ -408,7 +436,8 @@ def ports_wanted(agents: int, master_port: int, agent_port: int, scheduler_port:
 @click.option("--work-dir", default=".dockyard", show_default=True, type=click.Path(path_type=Path),
               help="logs, state, the security bundle (security/) and client.json")
 @click.option("--ip", default="127.0.0.1", show_default=True,
-              help="address every component binds; another than loopback turns TLS on")
+              help="address the master, scheduler and router bind, and the agents too unless it is loopback "
+                   "(then agent N binds 127.0.2.N, its hostname); another than loopback turns TLS on")
 @click.option("--master-port", default=5050, show_default=True, type=int)
 @click.option("--agent-port", default=5051, show_default=True, type=int, help="port of agent1; agent2 gets +1 ...")
 @click.option("--scheduler-port", default=8080, show_default=True, type=int)
@@ -439,8 +468,8 @@ def up_command(agents: int, work_dir: Path, ip: str, master_port: int, agent_por
     router = (router_http_port, router_stats_port) if with_router else None
     if agents < 1:
         raise click.UsageError("--agents must be at least 1")
-    refuse_to_disturb(work_dir, ip, ports_wanted(agents, master_port, agent_port,
-                                                 scheduler_port if scheduler else None, router))
+    refuse_to_disturb(work_dir, ports_wanted(agents, ip, master_port, agent_port,
+                                             scheduler_port if scheduler else None, router))
     try:
         security = prepare_security(work_dir, ip, agents, tls, insecure)
     except (SecurityError, OSError) as error:
