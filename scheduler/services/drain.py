@@ -109,6 +109,7 @@ class Drains:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.draining: dict[str, Draining] = {}
+        self.killed: set[str] = set()  # drained and killed, not yet ended: still out of rotation
         self.routers: dict[str, RouterReport] = {}
 
     def begin(self, task_id: str, app_id: str, labels: Mapping[str, str], now: float) -> Draining | None:
@@ -142,16 +143,20 @@ class Drains:
             ended = [d for d in self.draining.values() if now >= d.until or self._cleared(d, present)]
             for drain in ended:
                 del self.draining[drain.task_id]
+                self.killed.add(drain.task_id)
             return ended
 
     def forget(self, task_ids: Iterable[str]) -> None:
-        """Instances that ended by themselves: nothing to kill."""
+        """Instances that ended (by themselves: nothing to kill; or killed after their drain)."""
         with self.lock:
             for task_id in task_ids:
                 self.draining.pop(task_id, None)
+                self.killed.discard(task_id)
 
     def is_draining(self, task_id: str) -> bool:
-        return task_id in self.draining
+        """Out of rotation: draining, or drained and killed but not yet ended (a task stays
+        TASK_RUNNING until its executor answers the kill)."""
+        return task_id in self.draining or task_id in self.killed
 
     def _present(self, now: float) -> bool:
         return any(r.present(now) for r in self.routers.values())

@@ -17,7 +17,12 @@ def test_with_no_router_reporting_an_instance_is_killed_at_once_unless_the_app_n
     named = drains.begin("t2", "/web", {DRAIN_LABEL: "3"}, now=100.0)
     assert named is not None and (named.since, named.until, named.alone) == (100.0, 103.0, True)
     assert drains.is_draining("t2") and drains.over(102.9) == []
-    assert [d.task_id for d in drains.over(103.0)] == ["t2"] and not drains.is_draining("t2")
+    assert [d.task_id for d in drains.over(103.0)] == ["t2"]
+    # killed now, still out of rotation until its end arrives: a router must not take it back
+    # between the kill and its TASK_KILLING (it would send requests to a dying instance)
+    assert drains.is_draining("t2") and drains.over(104.0) == []
+    drains.forget(["t2"])
+    assert not drains.is_draining("t2")
 
 
 def test_a_drain_ends_once_every_present_router_reported_since_it_began_without_the_instance():

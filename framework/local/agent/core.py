@@ -71,6 +71,7 @@ class Agent:
     async def start(self) -> None:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         self.recover()
+        await self.nested.recover()
         if self.config.cleanup:
             # Everything a crash left, except the containers of executors that live on.
             keep = [str(e.directory) for f in self.frameworks.values() for e in f.executors.values()

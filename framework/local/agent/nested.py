@@ -17,7 +17,14 @@ asyncio loop:
   destroyed then. Its termination (the raw wait status) is kept for WAIT calls, on disk too
   for as long as its task's executor lives, as Mesos keeps it in its runtime directory;
 - a nested container launched outside a session without a TTY writes `stdout`/`stderr` files
-  in its own sandbox, `containers/<id>/` in its parent's (created without following a link).
+  in its own sandbox, `containers/<id>/` in its parent's (created without following a link);
+- every nested container is checkpointed when it starts (`nested/containers/<root>/<child>/`:
+  its cgroup, the pids of its process and of the reaper that waits for it, which writes the
+  process's wait status there when it ends), so an agent killed and restarted takes them back
+  as Mesos's containerizer does (containerizer.cpp `recover`): one launched outside a session
+  and without a TTY runs on and is waited for, killed and removed as before, one that ended
+  meanwhile answers WAIT with its real status; a session's (or a TTY's, whose terminal was the
+  agent's) is destroyed, its connection being gone, and so is one whose parent is gone.
 
 Every launch and every end is logged with who asked, the task and the container, never what
 went through the streams.
@@ -44,13 +51,13 @@ from framework.local.agent.security import principal_json
 from framework.local.master.security import executor_user, task_user
 from framework.local.agent.nested_entry import Entry, EntryError, entry, read_record
 from framework.local.agent.nested_io import (
-    Child, Reapers, close_fd, drain_outputs, exited, grow_pipe, input_error, inside, kill_pid, nonempty,
+    Adopted, Child, Reapers, close_fd, drain_outputs, exited, grow_pipe, input_error, inside, kill_pid, nonempty,
     program_name, read_into, remove_group, runtime_error, set_window, signal_pid, started_pid, termination_of,
-    write_fd,
+    termination_of_status, write_fd,
 )
 from framework.mesos import processio
 from framework.mesos.messages import TERMINAL_STATES
-from framework.proctree import descendants
+from framework.proctree import descendants, same_process, start_time
 from framework.security.authn import Principal
 
 
@@ -128,8 +135,10 @@ class Nested:
     principal: str | None
     program: str
     entry: Entry | None = None
-    process: Child | None = None  # what the agent started (the runtime's exec, or the host chain)
+    process: Child | Adopted | None = None  # what the agent started (a reaper, the runtime's exec, the host chain)
     main: asyncio.Future | None = None  # done when the process the runtime started has exited
+    pid: int | None = None  # the nested container's main process (the runtime's, or the host chain)
+    status_file: Path | None = None  # where its reaper writes its wait status
     stdin: int | None = None  # our end of its stdin (the terminal's master with a TTY)
     outputs: list[tuple[int, str]] = field(default_factory=list)  # (fd, STDOUT|STDERR) we read
     switchboard: bool = True
@@ -306,12 +315,17 @@ class NestedContainers:
         except EntryError as error:
             raise ApiError(400, f"Failed to launch nested container: {error}") from None
         nested.entry = plan
+        reaped = plan.detached or not nested.switchboard  # under a reaper, which leaves its status in a file
+        if reaped:
+            nested.status_file = self._container_dir(nested.key) / "status"
         try:
-            await asyncio.to_thread(self._prepare, plan)
+            await asyncio.to_thread(self._prepare, nested)
         except (OSError, DockyardError) as error:
+            await asyncio.to_thread(self._forget_launch, nested.key)
             raise ApiError(400, f"Failed to launch nested container: cannot make its cgroup: {error}") from None
         child: list[int] = []
         ours: list[int] = []
+        control = None
         try:
             if nested.tty:
                 master, slave = os.openpty()
@@ -340,8 +354,8 @@ class NestedContainers:
                 stdio = (null, out, err)
             for fd in ours:
                 os.set_blocking(fd, False)
-            if plan.detached:
-                popen, control = self.reapers.start(plan, stdio)
+            if reaped:
+                popen, control = self.reapers.start(plan, stdio, nested.status_file)
                 nested.process = Child(popen)
             else:
                 nested.process = Child(subprocess.Popen(
@@ -352,13 +366,14 @@ class NestedContainers:
                 close_fd(fd)
             nested.stdin, nested.outputs = None, []
             await asyncio.to_thread(remove_group, plan)
+            await asyncio.to_thread(self._forget_launch, nested.key)
             if isinstance(error, OSError):
                 raise ApiError(400, f"Failed to launch nested container: {error}") from None
             raise
         finally:
             for fd in child:
                 close_fd(fd)
-        if plan.detached:
+        if control is not None:
             try:
                 pid = await asyncio.wait_for(started_pid(control), START_TIMEOUT)
             except asyncio.TimeoutError:
@@ -368,14 +383,22 @@ class NestedContainers:
             if pid is None:
                 await self._not_started(nested)
             nested.main = exited(pid)
+            nested.pid = pid
             self.reapers.prepare()
         elif plan.pid_file is not None:
             await self._started(nested, plan)
+        else:
+            nested.pid = nested.process.pid
+        self._save_launch(nested)
 
-    def _prepare(self, plan: Entry) -> None:
-        plan.make_group()
-        if plan.pid_file is not None:
-            plan.pid_file.parent.mkdir(mode=0o700, exist_ok=True)
+    def _prepare(self, nested: Nested) -> None:
+        """Its cgroup, and its checkpoint before anything runs in it: an agent killed from here on
+        finds the cgroup to empty when it restarts."""
+        assert nested.entry is not None
+        self._save_launch(nested)
+        nested.entry.make_group()
+        if nested.entry.pid_file is not None:
+            nested.entry.pid_file.parent.mkdir(mode=0o700, exist_ok=True)
 
     async def _started(self, nested: Nested, plan: Entry) -> None:
         """Wait until the runtime has started the process (its pid file), or say why it could not."""
@@ -388,7 +411,8 @@ class NestedContainers:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.005)
         try:
-            nested.main = exited(int(plan.pid_file.read_text().split()[0]))
+            nested.pid = int(plan.pid_file.read_text().split()[0])
+            nested.main = exited(nested.pid)
         except (OSError, ValueError, IndexError):
             nested.main = None
 
@@ -403,6 +427,7 @@ class NestedContainers:
         said = runtime_error(drain_outputs(nested.outputs)) or f"exited with status {nested.process.returncode}"
         await self._teardown(nested)
         await nested.process.wait()
+        await asyncio.to_thread(self._forget_launch, nested.key)
         raise ApiError(400, f"Failed to launch nested container: {said}")
 
     # -- its life --------------------------------------------------------------------------------------
@@ -416,7 +441,7 @@ class NestedContainers:
             await nested.main
             await self._kill_rest(nested)
         returncode = await nested.process.wait()
-        nested.termination = termination_of(returncode, nested.entry.runtime if nested.entry else False)
+        nested.termination = self._termination(nested, returncode)
         await self._kill_rest(nested)  # the container ends with its main process, as a Mesos container does
         if pumps:
             if nested.reading.is_set():
@@ -451,8 +476,17 @@ class NestedContainers:
             if len(payload) == len(buffer) - processio.MAX_DATA_PREFIX and len(payload) < CHUNK:
                 buffer = bytearray(processio.MAX_DATA_PREFIX + CHUNK)  # bulk output: larger reads
 
+    def _termination(self, nested: Nested, returncode: int | None) -> dict | None:
+        """How it ended: the status its reaper wrote, else what the process it started says."""
+        status = read_status(nested.status_file) if nested.status_file is not None else None
+        if status is not None:
+            return termination_of_status(status)
+        if returncode is None:
+            return None
+        return termination_of(returncode, nested.status_file is not None or bool(nested.entry and nested.entry.runtime))
+
     async def _finish(self, nested: Nested) -> None:
-        termination = dict(nested.termination or {"exit_status": processio.wait_status(None, signals.SIGKILL)})
+        termination = dict(nested.termination or KILLED)
         termination["user"] = nested.place.user
         if not nested.place.executor.terminated:  # kept before any WAIT answers, as Mesos does
             self._checkpoint(nested.key, termination)
@@ -644,17 +678,48 @@ class NestedContainers:
             raise ApiError(404, f"Container {key} cannot be found")
         return {k: v for k, v in termination.items() if k != "user"}
 
-    # -- terminations that outlive the agent -------------------------------------------------------
+    # -- what outlives the agent ----------------------------------------------------------------------
+    def _container_dir(self, key: str) -> Path:
+        """A nested container's checkpoints, kept for its root container's life as Mesos keeps
+        `containers/<root>/containers/<child>/` in its runtime directory
+        (src/slave/containerizer/mesos/paths.hpp): `launch.json` while it runs, the `status` its
+        reaper writes when it ends, then `termination.json`, which WAIT answers from."""
+        return self.work_dir.joinpath("nested", "containers", *key.split("."))
+
     def _termination_path(self, key: str) -> Path:
-        """Where a nested container's termination is kept for its root container's life, as Mesos
-        keeps `containers/<root>/containers/<child>/termination` in its runtime directory
-        (src/slave/containerizer/mesos/paths.hpp): an agent restarted meanwhile still answers WAIT."""
-        return self.work_dir.joinpath("nested", "terminations", *key.split("."), "termination.json")
+        return self._container_dir(key) / "termination.json"
+
+    def _save_launch(self, nested: Nested) -> None:
+        """What an agent restarted meanwhile needs to take it back or end it: written before it
+        starts (its cgroup) and once it runs (the pids, each with its start time: a pid alone
+        may name another process by then). Small files, written on the loop."""
+        assert nested.entry is not None
+        saved: dict = {"cid": nested.cid, "session": nested.session, "tty": nested.tty, "user": nested.place.user,
+                       "principal": nested.principal, "program": nested.program, "entry": nested.entry.saved(),
+                       "launched": time.time() - (time.monotonic() - nested.started)}
+        if nested.pid is not None:
+            saved["pid"] = [nested.pid, start_time(nested.pid)]
+        if nested.status_file is not None and isinstance(nested.process, Child):
+            saved["reaper"] = [nested.process.pid, start_time(nested.process.pid)]
+        checkpoint.write_json(self._container_dir(nested.key) / "launch.json", saved)
+
+    def _forget_launch(self, key: str) -> None:
+        """A launch that failed leaves nothing behind."""
+        directory = self._container_dir(key)
+        for name in ("launch.json", "status"):
+            (directory / name).unlink(missing_ok=True)
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
 
     def _checkpoint(self, key: str, termination: dict) -> None:
-        """A small file, written on the loop: a thread's hand-over would cost more than the write."""
+        """A small file, written on the loop: a thread's hand-over would cost more than the write.
+        It replaces the launch's checkpoints: the container has ended."""
         try:
             checkpoint.write_json(self._termination_path(key), termination)
+            for name in ("launch.json", "status"):
+                (self._container_dir(key) / name).unlink(missing_ok=True)
         except OSError as error:
             log.warning("cannot checkpoint the termination of nested container %s: %s", key, error)
 
@@ -675,10 +740,13 @@ class NestedContainers:
         if signal == signals.SIGKILL:
             self._spawn_task(self.destroy(nested))
             return
-        # A runtime forwards what it gets to the process; nsenter does not, so its child gets it.
+        # A runtime (and a reaper) forwards what it gets to the process; nsenter does not, so its
+        # child gets it.
         target = nested.process.pid
-        if nested.entry is not None and not nested.entry.runtime and nested.place.record.get("pid_namespace"):
-            target = next(iter(descendants(target)), target)
+        if nested.entry is not None and not nested.entry.runtime:
+            target = nested.pid or target
+            if nested.place.record.get("pid_namespace"):
+                target = next(iter(descendants(target)), target)
         signal_pid(target, signal)
 
     async def remove(self, cid: dict) -> None:
@@ -689,6 +757,10 @@ class NestedContainers:
             raise ApiError(500, f"Parent container {processio.root_value(cid)} does not exist")
         self.ended.pop(key, None)
         self._termination_path(key).unlink(missing_ok=True)
+        try:
+            self._container_dir(key).rmdir()  # kept while a nested container below it has its own
+        except OSError:
+            pass
 
     async def destroy(self, nested: Nested) -> None:
         """Kill the nested container and everything in it; `_run` then cleans up."""
@@ -700,13 +772,96 @@ class NestedContainers:
             kill_pid(nested.process.pid)
 
     def executor_gone(self, executor: ExecutorRecord) -> None:
-        """The executor's containers are gone, and so are the nested ones under them, and what was
-        kept of those that ended."""
+        """The executor's containers are gone, and so are the nested ones under them (those a
+        previous run of the agent started too), and what was kept of those that ended."""
         for nested in list(self.running.values()):
             if nested.place.executor is executor:
                 self._spawn_task(self.destroy(nested))
         if executor.container_id:
-            shutil.rmtree(self._termination_path(executor.container_id).parent, ignore_errors=True)
+            self._drop_root(self._container_dir(executor.container_id))
+
+    def _drop_root(self, directory: Path) -> None:
+        """Destroy what the checkpoints below a root container's directory name, then forget them."""
+        left = [saved for _, saved in _launches(directory)
+                if not isinstance(saved.get("cid"), dict) or processio.container_key(saved["cid"]) not in self.running]
+        shutil.rmtree(directory, ignore_errors=True)
+        if left:
+            log.info("destroying %d nested container(s) a previous run of the agent left under %s, whose "
+                     "executor is gone", len(left), directory.name)
+            self._spawn_task(asyncio.to_thread(_destroy_saved_all, left))
+
+    # -- after an agent restart ---------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Take back the nested containers a previous run of the agent left (containerizer.cpp
+        `recover`), once the agent has recovered its executors: parents before their children.
+
+        One whose root container's executor is gone, or whose parent is, is destroyed; so is a
+        session's, or a TTY's (its terminal was the agent's). One launched outside a session
+        whose reaper still runs (the same process: its start time says so) runs on, watched
+        again; one that ended meanwhile is given the status its reaper wrote."""
+        top = self.work_dir / "nested" / "containers"
+        try:
+            roots = sorted(item for item in top.iterdir() if item.is_dir())
+        except OSError:
+            return
+        adopted = ended = destroyed = 0
+        for root in roots:
+            if self.owner({"value": root.name}) is None:
+                destroyed += len(_launches(root))
+                self._drop_root(root)
+                continue
+            for directory, saved in sorted(_launches(root), key=lambda found: len(found[0].parts)):
+                outcome = await self._recover_one(directory, saved)
+                adopted += outcome == "adopted"
+                ended += outcome == "ended"
+                destroyed += outcome == "destroyed"
+        if adopted or ended or destroyed:
+            log.info("recovered nested containers: %d running, %d ended while the agent was down, %d destroyed",
+                     adopted, ended, destroyed)
+
+    async def _recover_one(self, directory: Path, saved: dict) -> str:
+        cid = saved.get("cid")
+        if not isinstance(cid, dict) or "parent" not in cid:
+            await asyncio.to_thread(_destroy_saved_all, [saved])
+            shutil.rmtree(directory, ignore_errors=True)
+            return "destroyed"
+        key = processio.container_key(cid)
+        try:
+            place: Place | None = self.place(cid["parent"])
+        except ApiError:
+            place = None
+        reaper = _live(saved.get("reaper"))
+        status_file = directory / "status"
+        if place is not None and reaper is not None and not saved.get("session") and not saved.get("tty"):
+            self._adopt(cid, key, place, saved, reaper, status_file)
+            return "adopted"
+        status = read_status(status_file)  # before the kill: whether it had ended by itself
+        await asyncio.to_thread(_destroy_saved_all, [saved])
+        termination = termination_of_status(status) if status is not None else dict(KILLED)
+        if status is None:
+            why = ("its parent is gone" if place is None else "its session's connection is gone" if saved.get("session")
+                   else "its terminal was the agent's" if saved.get("tty") else "the agent stopped as it started")
+            termination["message"] = f"Container destroyed on agent recovery: {why}"
+        termination["user"] = place.user if place is not None else saved.get("user")
+        self._checkpoint(key, termination)  # and the status its reaper wrote as it was killed goes
+        log.info("nested container %s %s: %s", key, "ended while the agent was down" if status is not None
+                 else "destroyed on recovery", termination["message"])
+        return "ended" if status is not None else "destroyed"
+
+    def _adopt(self, cid: dict, key: str, place: Place, saved: dict, reaper: int, status_file: Path) -> None:
+        """Watch a running nested container again: its reaper's exit through a pidfd, its status
+        from the file the reaper writes."""
+        nested = Nested(cid, key, place, False, False, saved.get("principal"), str(saved.get("program") or "?"),
+                        switchboard=False)
+        nested.entry = Entry.restored(saved.get("entry") or {})
+        nested.process = Adopted(reaper)
+        nested.pid = _live(saved.get("pid"))
+        nested.main = exited(nested.pid) if nested.pid is not None else None
+        nested.status_file = status_file
+        nested.started = time.monotonic() - max(0.0, time.time() - float(saved.get("launched") or time.time()))
+        self.running[key] = nested
+        log.info("nested container %s under task %s recovered: it runs on", key, place.task.id)
+        self._spawn_task(self._run(nested))
 
     def task_ended(self, executor: ExecutorRecord, task_id: str) -> None:
         for nested in list(self.running.values()):
@@ -725,6 +880,61 @@ class NestedContainers:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+KILLED = termination_of(-signals.SIGKILL, False)  # how a destroyed container ends, when nothing says more
+
+
+def read_status(path: Path) -> int | None:
+    """The raw wait status a reaper wrote (framework/local/agent/nested_reaper.py), or None."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _live(saved: object) -> int | None:
+    """A checkpointed [pid, start time] when that process still runs, else None."""
+    if isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], int) and same_process(*saved):
+        return saved[0]
+    return None
+
+
+def _launches(root: Path) -> list[tuple[Path, dict]]:
+    """The launch checkpoints below a root container's directory, with their directories: the
+    nested containers that had not ended when they were written."""
+    found = []
+    for path in root.glob("**/launch.json"):
+        saved = checkpoint.read_json(path)
+        if isinstance(saved, dict) and not (path.parent / "termination.json").exists():
+            found.append((path.parent, saved))
+    return found
+
+
+def _destroy_saved_all(saved: list[dict]) -> None:
+    """Kill what checkpointed nested containers became, and remove their cgroups (in a thread);
+    their reapers, left without a process, write its status and go (else they are killed)."""
+    reapers = []
+    for one in saved:
+        main = _live(one.get("pid"))
+        if main is not None:
+            kill_pid(main)
+        reaper = _live(one.get("reaper"))
+        if reaper is not None:
+            reapers.append((reaper, one["reaper"][1]))
+        try:
+            plan = Entry.restored(one.get("entry") or {})
+        except DockyardError as error:
+            log.warning("cannot remove the cgroup of a nested container: %s", error)
+            continue
+        plan.kill_group()
+        remove_group(plan)
+    deadline = time.monotonic() + EXIT_GRACE
+    while reapers and time.monotonic() < deadline:
+        time.sleep(0.01)
+        reapers = [(pid, began) for pid, began in reapers if same_process(pid, began)]
+    for pid, _ in reapers:
+        kill_pid(pid)
 
 
 def caller_name(caller: Caller) -> str | None:

@@ -65,6 +65,19 @@ class Entry:
     cleanup: list[Path] = field(default_factory=list)  # files to remove with the cgroup
     detached: bool = False  # the runtime exits once the process runs: a reaper is its parent (nested_reaper.py)
 
+    def saved(self) -> dict:
+        """What an agent restarted meanwhile needs of it to end it: its cgroup and files."""
+        return {"group": self.group.paths if self.group is not None else None, "runtime": self.runtime,
+                "cleanup": [str(path) for path in self.cleanup]}
+
+    @classmethod
+    def restored(cls, saved: dict) -> "Entry":
+        """An entry as `saved` kept it: enough to kill what it became and remove its cgroup."""
+        paths = saved.get("group")
+        group = cgroups.Cgroup({str(k): str(v) for k, v in paths.items()}) if isinstance(paths, dict) else None
+        return cls([], None, None, bool(saved.get("runtime")), group,
+                   cleanup=[Path(str(path)) for path in saved.get("cleanup") or []])
+
     def make_group(self) -> None:
         if self.group is not None:
             for directory in self.group.dirs():

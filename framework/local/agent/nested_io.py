@@ -64,11 +64,14 @@ class Reapers:
     def __init__(self) -> None:
         self.warm: tuple[subprocess.Popen, socket.socket] | None = None
 
-    def start(self, plan: Entry, stdio: tuple[int, int, int]) -> tuple[subprocess.Popen, socket.socket]:
-        """A reaper running `plan`'s runtime with `stdio` (it exits as `runtime exec` would), and the
-        socket on which it says the pid of the process started (`started_pid`)."""
-        assert plan.pid_file is not None
-        request = json.dumps({"argv": plan.argv, "pid_file": str(plan.pid_file)}).encode()
+    def start(self, plan: Entry, stdio: tuple[int, int, int],
+              status_file: Path | None = None) -> tuple[subprocess.Popen, socket.socket]:
+        """A reaper running `plan` with `stdio` (it exits as `runtime exec` would), and the socket
+        on which it says the pid of the process started (`started_pid`); it writes the process's
+        wait status to `status_file`, when given, before it exits."""
+        request = json.dumps({"argv": plan.argv, "pid_file": str(plan.pid_file) if plan.pid_file else None,
+                              "env": plan.env, "cwd": plan.cwd,
+                              "status_file": str(status_file) if status_file else None}).encode()
         for attempt in (1, 2):
             popen, control = self.take()
             try:
@@ -119,6 +122,28 @@ class Reapers:
         finally:
             theirs.close()
         return popen, ours
+
+
+class Adopted:
+    """A reaper a previous run of the agent started (no longer our child): its exit is seen
+    through a pidfd, its status is not (the status file its process's end leaves says it)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None  # 0 once it has exited (how, the status file says)
+        self._exited = exited(pid)
+        if self._exited is not None:
+            self._exited.add_done_callback(lambda _: setattr(self, "returncode", 0))
+
+    async def wait(self) -> int | None:
+        """Once it has exited: None, its status being unknown here."""
+        if self._exited is None:  # before Linux 5.3
+            while os.path.exists(f"/proc/{self.pid}"):
+                await asyncio.sleep(0.1)
+        else:
+            await self._exited
+        self.returncode = 0
+        return None
 
 
 async def started_pid(control: socket.socket) -> int | None:
@@ -241,6 +266,11 @@ def termination_of(returncode: int, runtime: bool) -> dict:
     else:
         message = f"Command exited with status {code}"
     return {"exit_status": processio.wait_status(code, signal), "message": message}
+
+
+def termination_of_status(status: int) -> dict:
+    """The WAIT answer for a raw wait status, as a reaper's status file has it."""
+    return termination_of(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), False)
 
 
 def remove_group(plan: Entry) -> None:

@@ -20,6 +20,14 @@ stays an ordinary parent:
    this one's, the exit code, or 128+N when signal N killed it (the runtime's convention);
 4. every signal it gets (but SIGCHLD) is passed on to the process, as the runtime would.
 
+A message without a pid file runs its argv as the process itself (a host task's chain, with
+the message's environment and working directory), and says its pid at once. A message with
+a status file has the process's raw wait status written there (temp file, then rename) before
+this one exits: the agent may have been killed and restarted meanwhile, and a process that is
+not its child cannot be waited for, so that file is how it learns how the process ended, as
+Mesos's launch helper leaves `status` in the container's runtime directory
+(src/slave/containerizer/mesos/launch.cpp).
+
 Standard library only, started with `-I -S`: its start is on a session's path when no
 warm one is waiting.
 """
@@ -85,13 +93,18 @@ def main() -> int:
         return 0  # the agent went, or needs no more of this one
     try:
         request = json.loads(message)
-        argv, pid_file = [str(a) for a in request["argv"]], str(request["pid_file"])
+        argv = [str(a) for a in request["argv"]]
+        pid_file = str(request["pid_file"]) if request.get("pid_file") else None
+        status_file = str(request["status_file"]) if request.get("status_file") else None
+        env = {str(k): str(v) for k, v in request["env"].items()} if request.get("env") is not None else os.environ
         subreaper()
+        if request.get("cwd"):
+            os.chdir(str(request["cwd"]))
         for fd in fds:
             os.set_inheritable(fd, False)  # the runtime gets them as 0, 1 and 2 only
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
-        runtime = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        runtime = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         os.write(fds[2] if len(fds) > 2 else 2, f"cannot start the runtime: {error}\n".encode())
         return FAILED
     finally:
@@ -99,6 +112,8 @@ def main() -> int:
             os.close(fd)
     reaped: dict[int, int] = {}  # statuses of children reaped before we knew who they were
     main_pid: int | None = None
+    if pid_file is None:  # the process is the one just started
+        main_pid = _found(runtime, forwarder, control)
     while True:
         try:
             pid, status = os.wait()
@@ -106,23 +121,46 @@ def main() -> int:
             print("nested reaper: the process ended unseen", file=sys.stderr)
             return FAILED
         reaped[pid] = status
-        if pid == runtime:
+        if pid == runtime and pid_file is not None:
             if status != 0:
                 return exit_code(status)
             try:
                 with open(pid_file) as handle:
-                    main_pid = int(handle.read().split()[0])
+                    main_pid = _found(int(handle.read().split()[0]), forwarder, control)
             except (OSError, ValueError, IndexError) as error:
                 print(f"nested reaper: no pid in {pid_file}: {error}", file=sys.stderr)
                 return FAILED
-            forwarder.found(main_pid)
-            try:
-                control.send(b"%d" % main_pid)
-            except OSError:
-                pass  # the agent went: the process still gets its parent
-            control.close()
         if main_pid is not None and main_pid in reaped:
+            if status_file is not None:
+                _write_status(status_file, reaped[main_pid])
             return exit_code(reaped[main_pid])
+
+
+def _found(pid: int, forwarder: Forwarder, control: socket.socket) -> int:
+    """The process runs as `pid`: signals go to it, and the agent learns its pid."""
+    forwarder.found(pid)
+    try:
+        control.send(b"%d" % pid)
+    except OSError:
+        pass  # the agent went: the process still gets its parent
+    control.close()
+    return pid
+
+
+def _write_status(path: str, status: int) -> None:
+    """The raw wait status, whole or not at all: a temp file beside `path`, then a rename."""
+    temp = f"{path}.{os.getpid()}"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, b"%d" % status)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except FileNotFoundError:
+        pass  # its task's executor is gone, and what was kept of its nested containers with it
+    except OSError as error:
+        print(f"nested reaper: cannot write {path}: {error}", file=sys.stderr)
 
 
 if __name__ == "__main__":
