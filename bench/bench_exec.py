@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from framework.local import checkpoint  # noqa: E402
+from framework.local.agent import checkpoint  # noqa: E402
 from framework.mesos import attach  # noqa: E402
 from framework.security.client import ClientConfig  # noqa: E402
 from tests.support.cluster import Cluster  # noqa: E402

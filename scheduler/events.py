@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
+
+log = logging.getLogger(__name__)
 
 # Marathon's event types (docs/event-bus.md); publishers should use these names.
 EVENT_TYPES = frozenset({
@@ -148,12 +151,20 @@ class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[Subscription] = []
+        self._listeners: list[tuple[frozenset[str], Callable[[dict], None]]] = []
 
     def publish(self, event_type: str, **fields: Any) -> dict:
         """Deliver an event to every interested subscriber; returns the event."""
         event = {"eventType": event_type, "timestamp": marathon_time(), **fields}
         with self._lock:
             subscribers = list(self._subscribers)
+            listeners = list(self._listeners)
+        for types, listener in listeners:
+            if event_type in types:
+                try:
+                    listener(event)
+                except Exception:  # a listener's fault must not fail the publisher's change
+                    log.exception("event listener failed on %s", event_type)
         encoded: bytes | None = None
         for subscriber in subscribers:
             if subscriber.wants(event):
@@ -171,6 +182,18 @@ class EventBus:
             self._subscribers.append(subscription)
         return subscription
 
+    def listen(self, types: Iterable[str], listener: Callable[[dict], None]) -> None:
+        """Call `listener(event)` inside `publish`, on the publisher's thread, for each event of
+        `types`: for a consumer that only notes a few words of each (the UI's latest events),
+        which a queue and a reader thread would cost a thread switch per event. It must be quick
+        and should not raise (what it raises is logged)."""
+        with self._lock:
+            self._listeners.append((frozenset(types), listener))
+
+    def unlisten(self, listener: Callable[[dict], None]) -> None:
+        with self._lock:
+            self._listeners = [(types, known) for types, known in self._listeners if known != listener]
+
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             if subscription in self._subscribers:
@@ -178,5 +201,6 @@ class EventBus:
 
     @property
     def subscriber_count(self) -> int:
+        """Subscribers and listeners: while there are none, publishers need not build events."""
         with self._lock:
-            return len(self._subscribers)
+            return len(self._subscribers) + len(self._listeners)

@@ -17,6 +17,7 @@ library only: this module is on the executor's start-up path.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import re
 import stat
@@ -56,22 +57,34 @@ class Gpu:
 
 
 def agent_gpus(environ: dict[str, str] | None = None) -> list[Gpu]:
-    """The GPUs of this agent, by index (see the module's docstring for where they come from)."""
+    """The GPUs of this agent, by index (see the module's docstring for where they come from).
+
+    Asked on every task's launch, so both answers are kept: the devices variable's by its text,
+    the /dev listing for the executor's lifetime (as Mesos's nvidia isolator, which lists the
+    agent's GPUs once, at start-up)."""
     text = (environ if environ is not None else os.environ).get(DEVICES_ENV, "").strip()
-    if text:
-        gpus = []
-        for item in text.split(","):
-            match = re.fullmatch(r"\s*(\d+)\s*=\s*(\d+):(\d+)\s*", item)
-            if match is None:
-                raise ContainerError(f"{DEVICES_ENV}: {item!r} is not INDEX=MAJOR:MINOR")
-            index, major, minor = (int(group) for group in match.groups())
-            gpus.append(Gpu(index, Device(f"/dev/nvidia{index}", major, minor)))
-        return sorted(gpus, key=lambda gpu: gpu.index)
+    return list(_listed_gpus(text) if text else _device_gpus())
+
+
+@functools.lru_cache(maxsize=8)
+def _listed_gpus(text: str) -> tuple[Gpu, ...]:
+    gpus = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*=\s*(\d+):(\d+)\s*", item)
+        if match is None:
+            raise ContainerError(f"{DEVICES_ENV}: {item!r} is not INDEX=MAJOR:MINOR")
+        index, major, minor = (int(group) for group in match.groups())
+        gpus.append(Gpu(index, Device(f"/dev/nvidia{index}", major, minor)))
+    return tuple(sorted(gpus, key=lambda gpu: gpu.index))
+
+
+@functools.lru_cache(maxsize=1)
+def _device_gpus() -> tuple[Gpu, ...]:
     found = []
     for path in Path("/dev").glob("nvidia[0-9]*"):
         if re.fullmatch(r"nvidia\d+", path.name) and (device := _device(str(path))) is not None:
             found.append(Gpu(int(path.name[6:]), device))
-    return sorted(found, key=lambda gpu: gpu.index)
+    return tuple(sorted(found, key=lambda gpu: gpu.index))
 
 
 def _device(path: str) -> Device | None:

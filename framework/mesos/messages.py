@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid as uuidlib
 from typing import Any
@@ -101,6 +102,11 @@ def seconds_to_duration(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
+# What validateID refuses in an id: a path separator or a control character (checked on every
+# task, executor and container id a master or agent is sent, so one regex, not a loop per character).
+_INVALID_ID_CHARACTER = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
 def invalid_id(value: str) -> str | None:
     """Client-chosen ids (src/common/validation.cpp `validateID`): what is wrong, in Mesos's words."""
     if not value:
@@ -109,6 +115,6 @@ def invalid_id(value: str) -> str | None:
         return "ID must not be greater than 255 characters"
     if value in (".", ".."):
         return f"'{value}' is disallowed"
-    if any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in value):
+    if _INVALID_ID_CHARACTER.search(value):
         return f"'{value}' contains invalid characters"
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -345,8 +345,6 @@ def timestamp(seconds: float | None) -> str | None:
     """Marathon's time format: ISO-8601 UTC with milliseconds."""
     if seconds is None:
         return None
-    from datetime import timezone
-
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -355,8 +353,6 @@ def metronome_time(seconds: float | None) -> str | None:
     milliseconds and a `+0000` offset."""
     if seconds is None:
         return None
-    from datetime import timezone
-
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 

@@ -102,32 +102,29 @@ async def _frames(subscriptions: list[Subscription]) -> AsyncIterator[bytes]:
 
 
 class RecentEvents:
-    """The latest events of both buses, newest first, for the overview (one reader thread per bus)."""
+    """The latest events of both buses, newest first, for the overview. Noted as each is published
+    (a bus listener): a reader thread per bus would be woken on every task's every status."""
 
     def __init__(self, sources: Iterable[tuple[EventBus, frozenset[str]]], keep: int = RECENT) -> None:
         self.events: deque[dict[str, Any]] = deque(maxlen=keep)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._subscriptions = [bus.subscribe(types, maxsize=keep * 4) for bus, types in sources]
-        for subscription in self._subscriptions:
-            threading.Thread(target=self._read, args=(subscription,), name="ui-recent-events", daemon=True).start()
+        sources = list(sources)
+        self._buses = [bus for bus, _ in sources]
+        for bus, types in sources:
+            bus.listen(types, self._note)
 
-    def _read(self, subscription: Subscription) -> None:
-        while not self._stopping.is_set():
-            event = subscription.get(timeout=1.0)
-            if event is not None:
-                entry = {**touched(event), "at": time.time(), "message": _summary(event)}
-                with self._lock:
-                    self.events.appendleft(entry)
+    def _note(self, event: dict) -> None:
+        entry = {**touched(event), "at": time.time(), "message": _summary(event)}
+        with self._lock:
+            self.events.appendleft(entry)
 
     def latest(self, count: int = 20) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.events)[:count]
 
     def stop(self) -> None:
-        self._stopping.set()
-        for subscription in self._subscriptions:
-            subscription.close()
+        for bus in self._buses:
+            bus.unlisten(self._note)
 
 
 def _summary(event: dict) -> str:
