@@ -9,7 +9,7 @@ DEBS    := runc crun tini zookeeper busybox-static docker-registry skopeo iprout
            chromium chromium-driver haproxy umoci buildah
 PYTEST_ARGS ?=
 # Most tests wait on real processes, so two workers finish the suite in about half the time even
-# on two cores; tests sharing a host resource are kept in one worker (tests/conftest.py).
+# on two cores; each file, and tests sharing a host resource, stay in one worker (tests/conftest.py).
 TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow test-cgroup-v2 vm-debs bench bootstrap debs clean
@@ -18,7 +18,7 @@ demo: bootstrap
 	$(BIN)/python -m framework.local.cluster.demo
 
 test: bootstrap
-	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test-slow: bootstrap vm-debs
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

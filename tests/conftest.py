@@ -53,15 +53,26 @@ _unattributed: list[str] = []
 # Under `pytest -n` (make test), each test file runs in one worker, so a module's cluster starts
 # once; files that build network namespaces on the lab's subnet share one worker, one after
 # another, so two labs never share the subnet; so do the router's, whose HAProxys bind the
-# scheduler's default service ports (10000 and up) on the host.
+# scheduler's default service ports (10000 and up) on the host. (xdist's own `xdist_group`
+# marks do not work with pytest 9: xdist writes the group into a node id pytest no longer reads.)
 _ONE_WORKER = {"tests/lab/": "lab-network", "tests/faults/": "lab-network", "tests/router/": "router-ports"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = next((name for prefix, name in _ONE_WORKER.items() if path.startswith(prefix)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
+def work_unit(nodeid: str) -> str:
+    """The tests that run in one worker, one after another: a file, or a folder of `_ONE_WORKER`."""
+    path = nodeid.split("::")[0]
+    return next((name for prefix, name in _ONE_WORKER.items() if path.startswith(prefix)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(autouse=True)

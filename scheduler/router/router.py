@@ -11,6 +11,8 @@ for its readiness check (no event says when that passes).
 After each pass it reports to the scheduler which instances it still serves (report.py),
 and again every `DRAIN_POLL` seconds while a draining instance still holds requests, so
 the scheduler kills an instance only once it is out of rotation here (drain before kill).
+An instance a reload took out (its app deleted, say) counts as served while HAProxy's old
+workers live: they finish the requests they hold, which a kill would cut.
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ class Router:
         self.stopping = threading.Event()
         self.router_id = f"{socket.gethostname()}:{haproxy.work_dir}"
         self.reports = True  # False once the scheduler said it takes none (404)
+        self.behind: frozenset[str] = frozenset()  # instances a reload dropped: old workers may hold requests
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -122,6 +125,8 @@ class Router:
             self.refused = (shape, self.clock())
             reason = f"configuration not written: {error}" if isinstance(error, UnsafeValue) else str(error)
             return self._refused(layout, reason)
+        if self.layout is not None:
+            self.behind |= _task_ids(self.layout) - _task_ids(layout)
         self.layout = layout
         self.refused = None
         self.counters.reloads += 1
@@ -184,6 +189,8 @@ class Router:
             except HAProxyError as error:
                 log.debug("no sessions count for the draining servers: %s", error)
         served, holding = serving(self.layout, stats)
+        behind = self._held_by_old_workers()
+        served, holding = served | behind, holding | behind
         try:
             draining = self.client.report(self.router_id, self.settings.group, served, every)
         except httpx.HTTPStatusError as error:
@@ -196,6 +203,15 @@ class Router:
             log.debug("report not sent: %s", error)
             return False
         return bool(holding & set(draining))
+
+    def _held_by_old_workers(self) -> frozenset[str]:
+        """The instances reloads dropped, while HAProxy's old workers still run (they may hold
+        requests for them until those finish, or `hard-stop-after`)."""
+        if self.behind:
+            found = self.haproxy.processes()
+            if found is None or not found.old_workers:
+                self.behind = frozenset()
+        return self.behind
 
     def run(self) -> None:
         """Follow the scheduler until `stop()`."""
@@ -237,6 +253,10 @@ class Router:
     def write_status(self) -> None:
         rejected = str(self.haproxy.rejected) if self.refused is not None and self.haproxy.rejected.exists() else None
         status_file.write(self.haproxy.work_dir, self.layout, self.counters, self.settings, self.client.url, rejected)
+
+
+def _task_ids(layout: Layout) -> frozenset[str]:
+    return frozenset(slot.server.task_id for slots in layout.slots.values() for slot in slots if slot.server)
 
 
 def _shape(layout: Layout) -> tuple:

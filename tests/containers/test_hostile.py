@@ -166,10 +166,10 @@ def test_host_processes_are_out_of_sight_and_reach(hostile: Launches) -> None:
     script = (f"ls /proc | grep -c '^[0-9]'; kill -0 {me} && echo SIGNALLED; cat /proc/{me}/environ && echo READ; "
               f"probe ptrace={me} ptrace=1 process_vm_readv={me}; ps -o pid,comm | wc -l; echo done")
     out = run(hostile, script)
-    assert "SIGNALLED" not in out and "READ" not in out.split() and "done" in out
+    assert "SIGNALLED" not in out and "READ" not in out.split() and "done" in out, out
     assert int(out.split()[0]) <= 6, out  # its init, the shell, ls, grep
     found = probes(out)
-    assert found == {"ptrace": errno.EPERM, "process_vm_readv": errno.EPERM}
+    assert found == {"ptrace": errno.EPERM, "process_vm_readv": errno.EPERM}, out
 
 
 def test_the_agents_work_dir_and_the_host_root_are_unreachable(hostile: Launches) -> None:

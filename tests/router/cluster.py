@@ -17,13 +17,16 @@ from framework.security import client as client_settings
 from tests.support.procs import Process, wait_for
 from tests.support.scheduler import SchedulerProcess
 
-# GET / answers the instance's host port; GET /health answers 200 while the file `health` exists
+# GET / answers the instance's host port (GET /slow/S after S seconds); GET /health answers 200
+# while the file `health` exists
 # (relative paths: a task user may not reach its sandbox by its absolute path under root's tmp).
-SERVER = """import os, http.server as h
+SERVER = """import os, time, http.server as h
 PORT = os.environ["PORT0"]
 class H(h.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path.startswith("/slow/"):
+            time.sleep(float(self.path[6:]))
         ok = self.path != "/health" or os.path.exists("health")
         body = (PORT if ok else "sick").encode()
         self.send_response(200 if ok else 503)

@@ -5,6 +5,8 @@ scheduler kills it, and no request fails. The apps ask for service port 0: the s
 assigns one and the router serves it."""
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from tests.router.cluster import EventLog, RouterProcess, deploy, epoch, web_app
@@ -71,6 +73,34 @@ def test_restart_scale_down_and_delete_drain_before_each_kill(scheduler: Schedul
         drained, killed = drain_and_kill(events, last)
     assert drained <= killed < drained + NAMED_DRAIN / 3
     router.wait(lambda: router.backend("/drained") is None, "the deleted app's backend gone")
+
+
+def test_a_request_in_flight_when_its_app_is_deleted_finishes_before_the_kill(scheduler: SchedulerProcess,
+                                                                           router: RouterProcess) -> None:
+    """The deletion reloads HAProxy without the app; its old worker still holds the slow request,
+    so the router reports the instance served until that worker is gone, and the kill waits."""
+    tasks = deploy(scheduler, web_app("/deleted", 0, instances=1, **{"dockyard.drainSeconds": str(NAMED_DRAIN)}))
+    (service,) = tasks[0]["servicePorts"]
+    router.wait(lambda: len(router.serving("/deleted")) == 1, "1 server in the router")
+    wait_for(lambda: get(service)[0] == 200, timeout=10, what="the instance answering through the router")
+    answers: list[Any] = []
+    slow = threading.Thread(target=lambda: answers.append(_try(lambda: get(service, "/slow/3", timeout=20))))
+    with EventLog(scheduler, "instance_changed_event", "status_update_event") as events:
+        slow.start()
+        time.sleep(0.5)  # the request is in HAProxy and at the instance
+        scheduler.call("DELETE", "/v2/apps/deleted")
+        drained, killed = drain_and_kill(events, tasks[0]["id"])
+        slow.join(20)
+    assert answers == [(200, str(tasks[0]["ports"][0]))], answers
+    # the kill waited for the old worker (about 2.5 s more), not for the whole 30 s drain
+    assert drained + 1.5 < killed < drained + NAMED_DRAIN / 2, (drained, killed)
+
+
+def _try(call: Any) -> Any:
+    try:
+        return call()
+    except Exception as error:  # the answer the test asserts on: the request's failure, shown
+        return repr(error)
 
 
 def test_an_app_port_asking_for_0_is_served_on_the_port_the_scheduler_assigned(scheduler, router) -> None:
