@@ -62,6 +62,7 @@ class RoundAnswer:
     declines: list[dict] = field(default_factory=list)
     refuse: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)  # task id -> why it cannot launch
+    submissions: int = 0  # how many submissions had come when it was decided
 
 
 class Core:
@@ -88,6 +89,7 @@ class Core:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._received: dict[int, float] = {}  # id(status) -> when the driver handed it over
+        self._submissions = 0  # submit_many calls so far: work newer than a refusal needs a REVIVE
 
     @property
     def driver(self) -> Driver | None:
@@ -212,11 +214,12 @@ class Core:
                 records.append(self.records.queued(request, now))
                 self.queue.add(request)
             self.queue.count()
+            self._submissions += 1
             holding = bool(self.offers)
         if holding:  # place on the offers in hand now; the round REVIVEs if they are not enough
             self.post("offers", [])
         else:
-            self.suppression.sync()
+            self.suppression.sync(new_work=True)
         return records
 
     def withdraw(self, task_id: str, message: str = "Withdrawn before launch") -> bool:
@@ -368,6 +371,7 @@ class Core:
             # No offers at all: the held ones went to an earlier round; if work waits, ask anew.
             starved = not offers and bool(self.queue)
             answer = self._offer_round(offers)
+            answer.submissions = self._submissions
         self._fail_refused(answer.refused)
         self.suppression.sync(force_revive=starved)
         self._send_answer(answer)
@@ -447,41 +451,46 @@ class Core:
     def _send_answer(self, answer: RoundAnswer) -> None:
         filters = {"refuse_seconds": answer.refuse}
         for ids, infos in answer.launches:
-            self.outbox.after_sync(self._accept, ids, infos, filters)
+            self.outbox.after_sync(self._accept, ids, infos, filters, answer.submissions)
         if answer.declines:
-            self.outbox.send(self._decline, answer.declines, filters)
+            self.outbox.send(self._decline, answer.declines, filters, answer.submissions)
 
     def _release_held(self) -> None:
         """DECLINE the offers held past their time (for long: REVIVE clears that), then
         SUPPRESS if nothing waits."""
         with self._lock:
             declines = self.offers.expired()
+            submissions = self._submissions
         if declines:
             OFFERS.labels("declined_idle").inc(len(declines))
-            self.outbox.send(self._decline, declines, {"refuse_seconds": refusal.refuse_seconds(waiting=False)})
+            self.outbox.send(self._decline, declines, {"refuse_seconds": refusal.refuse_seconds(waiting=False)},
+                             submissions)
         self.suppression.sync()
 
-    def _accept(self, ids: list[dict], infos: list[dict], filters: dict) -> None:
+    def _accept(self, ids: list[dict], infos: list[dict], filters: dict, submissions: int) -> None:
         """ACCEPT (outbox thread); if the master never got it, say so: owners decide."""
         operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
         if not self.outbox.call("acceptOffers", ids, operations, filters):
             for info in infos:
                 self._apply(self._scheduler_status(info["task_id"]["value"], State.DROPPED, "ACCEPT call failed"))
             return
-        self._revive_if_late(filters)
+        self._revive_if_late(filters, submissions)
 
-    def _decline(self, ids: list[dict], filters: dict) -> None:
+    def _decline(self, ids: list[dict], filters: dict, submissions: int) -> None:
         """DECLINE (outbox thread)."""
         self.outbox.call("declineOffer", ids, filters)
-        self._revive_if_late(filters)
+        self._revive_if_late(filters, submissions)
 
-    def _revive_if_late(self, filters: dict) -> None:
-        """After an ACCEPT or DECLINE that refused the rest for long, REVIVE if work arrived
-        while it waited in the outbox: that work's REVIVE reached the master first, and
-        the refusal would hide those agents from it until a nudge."""
+    def _revive_if_late(self, filters: dict, submissions: int) -> None:
+        """After an ACCEPT or DECLINE that refused the rest for long: the master now hides those
+        agents, so the next submission REVIVEs (`Suppression.refused_for_long`), and so does
+        work submitted since the answer was decided (its own REVIVE reached the master before
+        this refusal). Work that was already waiting when the refusal was decided (a task no
+        agent can take) does not: that is what the refusal is for."""
         if filters.get("refuse_seconds", 0) > refusal.WAITING_SECONDS:
+            self.suppression.refused_for_long()
             with self._lock:
-                late = bool(self.queue)
+                late = self._submissions != submissions and bool(self.queue)
             if late:
                 self.suppression.sync(force_revive=True)
 
