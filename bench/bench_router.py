@@ -75,7 +75,7 @@ class H(h.BaseHTTPRequestHandler):
         self.wfile.write(BODY)
     def log_message(self, *args):
         pass
-h.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT0"])), H).serve_forever()
+h.ThreadingHTTPServer(("", int(os.environ["PORT0"])), H).serve_forever()  # the router reaches it at the agent address, health checks at 127.0.0.1
 """
 HEALTH = {"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 30, "intervalSeconds": 1,
           "timeoutSeconds": 2, "maxConsecutiveFailures": 3, "delaySeconds": 0}
@@ -238,9 +238,9 @@ def epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def latencies(port: int, count: int, path: str = "/") -> list[float]:
+def latencies(port: int, count: int, path: str = "/", host: str = "127.0.0.1") -> list[float]:
     """Seconds per GET, sequential, over one keep-alive connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection = http.client.HTTPConnection(host, port, timeout=10)
     out = []
     try:
         for _ in range(count):
@@ -266,15 +266,16 @@ def failed(load: SteadyLoad) -> dict[str, Any]:
                            "max": round(max(load.durations, default=0.0) * 1000, 1)}}
 
 
-def measure_latency(direct_port: int, router_port: int, path: str = "/", blocks: int = LATENCY_BLOCKS
+def measure_latency(instance: tuple[str, int], router_port: int, path: str = "/", blocks: int = LATENCY_BLOCKS
                     ) -> dict[str, Any]:
-    """Direct and routed GETs of `path` in alternating blocks: p50/p99 of each, ratios, and
-    what the hop adds at the median."""
+    """Direct (to the instance's address and port) and routed GETs of `path` in alternating
+    blocks: p50/p99 of each, ratios, and what the hop adds at the median."""
     direct: list[float] = []
     routed: list[float] = []
-    latencies(direct_port, 50, path), latencies(router_port, 50, path)  # warm both paths
+    host, direct_port = instance
+    latencies(direct_port, 50, path, host), latencies(router_port, 50, path)  # warm both paths
     for _ in range(blocks):
-        direct += latencies(direct_port, LATENCY_BLOCK_REQUESTS, path)
+        direct += latencies(direct_port, LATENCY_BLOCK_REQUESTS, path, host)
         routed += latencies(router_port, LATENCY_BLOCK_REQUESTS, path)
 
     def ms(values: list[float], q: float) -> float:
@@ -331,8 +332,9 @@ def run() -> dict[str, Any]:
             service_port = created.json()["portDefinitions"][0]["port"]
             tasks = deployed(client, 3)
             wait("3 instances in the router", lambda: router.serving() == {t["ports"][0] for t in tasks}, 30)
-            latency = measure_latency(tasks[0]["ports"][0], service_port)
-            latency_1ms = measure_latency(tasks[0]["ports"][0], service_port, "/work", blocks=3)
+            instance = (tasks[0]["ipAddresses"][0]["ipAddress"], tasks[0]["ports"][0])
+            latency = measure_latency(instance, service_port)
+            latency_1ms = measure_latency(instance, service_port, "/work", blocks=3)
             delays = healthy_to_traffic(client, service_port, start=3)
 
             client.put("/v2/apps/bench/router", json={"instances": ROLLING_INSTANCES}).raise_for_status()
