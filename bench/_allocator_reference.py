@@ -19,15 +19,9 @@ class ReferenceAllocator(Allocator):
     """Same state and bookkeeping as `Allocator`; only the cycle is naive."""
 
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
-        if agent_ids is None:
-            agents = [a for a in self._agents.values() if a.active and not a.free.empty]
-        else:
-            agents = [a for a in (self._agents.get(i) for i in agent_ids)
-                      if a is not None and a.active and not a.free.empty]
-        if not agents or not self._frameworks:
+        agents = self._cycle_agents(agent_ids)
+        if not agents:
             return []
-        if self._shuffle:
-            self._random.shuffle(agents)
         total = {k: v for k, v in self._total.items() if k in DRF_NAMES and v > 0}
         members: dict[str, list] = {}
         for fw in self._frameworks.values():

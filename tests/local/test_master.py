@@ -415,6 +415,24 @@ def test_launch_group_reaches_agent(master: Master) -> None:
     assert all(t["executor"] == executor for t in run["task_group"]["tasks"])
 
 
+def test_a_group_task_with_part_of_a_gpu_is_refused_as_a_lone_task_is(master: Master) -> None:
+    """src/master/validation.cpp checks a task group's resources as a task's: whole GPUs only."""
+    agent = FakeAgent(master)
+    fw = Framework(master)
+    offer = fw.offers()[0]
+    executor = {"type": "DEFAULT", "executor_id": {"value": "gx"}, "framework_id": {"value": fw.id},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+    half = task_info("half", agent.id)
+    half["resources"].append({"name": "gpus", "type": "SCALAR", "scalar": {"value": 0.5}})
+    fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [{
+        "type": "LAUNCH_GROUP", "launch_group": {"executor": executor, "task_group": {"tasks": [half]}}}]})
+    status = fw.update()
+    assert (status["state"], status["message"]) == (
+        "TASK_ERROR", "Task uses invalid resources: Invalid 'gpus' resource: The 'gpus' resource must be an "
+                      "unsigned integer")
+
+
 # --------------------------------------------------------------------------- updates & ACK
 def _running_task(master: Master, agent: FakeAgent, fw: Framework, task_id: str = "t1") -> str:
     offer = fw.offers()[0]

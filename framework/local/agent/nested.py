@@ -703,13 +703,16 @@ class NestedContainers:
             saved["reaper"] = [nested.process.pid, start_time(nested.process.pid)]
         checkpoint.write_json(self._container_dir(nested.key) / "launch.json", saved)
 
+    def _drop_launch(self, key: str) -> None:
+        """The launch's checkpoints: the container ended, or never started."""
+        for name in ("launch.json", "status"):
+            (self._container_dir(key) / name).unlink(missing_ok=True)
+
     def _forget_launch(self, key: str) -> None:
         """A launch that failed leaves nothing behind."""
-        directory = self._container_dir(key)
-        for name in ("launch.json", "status"):
-            (directory / name).unlink(missing_ok=True)
+        self._drop_launch(key)
         try:
-            directory.rmdir()
+            self._container_dir(key).rmdir()
         except OSError:
             pass
 
@@ -718,8 +721,7 @@ class NestedContainers:
         It replaces the launch's checkpoints: the container has ended."""
         try:
             checkpoint.write_json(self._termination_path(key), termination)
-            for name in ("launch.json", "status"):
-                (self._container_dir(key) / name).unlink(missing_ok=True)
+            self._drop_launch(key)
         except OSError as error:
             log.warning("cannot checkpoint the termination of nested container %s: %s", key, error)
 

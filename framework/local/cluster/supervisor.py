@@ -167,10 +167,13 @@ def agent_address(ip: str, index: int) -> str:
     return f"127.0.2.{index}" if is_loopback(ip) else ip
 
 
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
 def advertised(address: str) -> str:
-    """The hostname an agent listening on `address` gives: the address, or for a wildcard this
-    machine's own address."""
-    if address not in ("0.0.0.0", "::", ""):
+    """The address others reach a component listening on `address` at (an agent's hostname):
+    the address, or for a wildcard this machine's own address."""
+    if address not in WILDCARDS:
         return address
     try:
         return socket.gethostbyname(socket.gethostname())
@@ -178,19 +181,16 @@ def advertised(address: str) -> str:
         return "127.0.0.1"
 
 
+def reachable(address: str) -> str:
+    """Where this machine reaches a component listening on `address`."""
+    return "127.0.0.1" if address in WILDCARDS else address
+
+
 def hosts_of(ip: str, agents: int = 0) -> list[str]:
-    """What a certificate for this machine's cluster must name: the bound address, loopback and
-    each agent's address."""
-    hosts = {"127.0.0.1", "localhost", socket.gethostname(),
-             *(agent_address(ip, index) for index in range(1, agents + 1))} - {"0.0.0.0", "::", ""}
-    if ip not in ("0.0.0.0", "::", ""):
-        hosts.add(ip)
-    else:
-        try:
-            hosts.add(socket.gethostbyname(socket.gethostname()))
-        except OSError:
-            pass
-    return sorted(hosts)
+    """What a certificate for this machine's cluster must name: loopback, the bound address
+    and each agent's address."""
+    return sorted({"127.0.0.1", "localhost", socket.gethostname(), advertised(ip),
+                   *(advertised(agent_address(ip, index)) for index in range(1, agents + 1))})
 
 
 def prepare_security(work_dir: Path, ip: str, agents: int, tls: bool, insecure: bool) -> Security:
@@ -207,7 +207,7 @@ def write_client_settings(work_dir: Path, ip: str, master_port: int, scheduler_p
                           security: Security) -> Path:
     """WORK_DIR/client.json: where the CLI finds this cluster and who it is there (written open
     too, so a file left from an earlier secured run never points the CLI at the wrong setting)."""
-    host = "127.0.0.1" if ip in ("0.0.0.0", "::", "") else ip
+    host = reachable(ip)
     settings = {"url": f"{security.scheme}://{host}:{scheduler_port}",
                 "master": f"{security.scheme}://{host}:{master_port}"}
     if security.bundle is not None:
@@ -239,9 +239,9 @@ def plan(agents: int, work_dir: Path, ip: str, master_port: int, agent_port: int
                              "--attributes", f"agent:agent{index}", *security.flags("agent", f"agent{index}"))
         argv += ["--resources", agent_resources(resources, index, agents, work_dir)]
         argv += ["--isolation", isolation] if isolation else []
-        reach = "127.0.0.1" if address in ("0.0.0.0", "::") else address
-        children.append(Child(f"agent{index}", argv, work_dir / "logs" / f"agent{index}.log",
-                              f"{scheme}://{reach}:{port}", f"{scheme}://{reach}:{port}/health", tls=context))
+        url = f"{scheme}://{reachable(address)}:{port}"
+        children.append(Child(f"agent{index}", argv, work_dir / "logs" / f"agent{index}.log", url, f"{url}/health",
+                              tls=context))
     if scheduler:
         children.append(Child("scheduler", dockyard_argv("scheduler", "--master", master, "--ip", ip,
                                                          "--port", str(scheduler_port),

@@ -251,6 +251,20 @@ class Allocator:
             self._allocate(agent, framework_id, role, resources)
 
     # -- the cycle -----------------------------------------------------------------
+    def _cycle_agents(self, agent_ids: Iterable[str] | None) -> list[_Agent]:
+        """The active agents with something free (all, or the given ones), in this cycle's
+        order; none while no framework is there to offer to."""
+        if not self._frameworks:
+            return []
+        if agent_ids is None:
+            agents = [a for a in self._agents.values() if a.active and not a.free.empty]
+        else:
+            agents = [a for a in (self._agents.get(i) for i in agent_ids)
+                      if a is not None and a.active and not a.free.empty]
+        if self._shuffle:
+            self._random.shuffle(agents)
+        return agents
+
     def allocate(self, now: float, agent_ids: Iterable[str] | None = None) -> list[Allocation]:
         """Run one allocation cycle over all agents (or the given ones).
 
@@ -258,15 +272,9 @@ class Allocator:
         keeps DRF shares up to date incrementally (an allocation only adds, so a
         share can only grow by what was added) instead of recomputing them.
         """
-        if agent_ids is None:
-            agents = [a for a in self._agents.values() if a.active and not a.free.empty]
-        else:
-            agents = [a for a in (self._agents.get(i) for i in agent_ids)
-                      if a is not None and a.active and not a.free.empty]
-        if not agents or not self._frameworks:
+        agents = self._cycle_agents(agent_ids)
+        if not agents:
             return []
-        if self._shuffle:
-            self._random.shuffle(agents)
         if self._quotas:
             return self._allocate_with_quota(now, agents)
         total = {k: v for k, v in self._total.items() if k in DRF_NAMES and v > 0}

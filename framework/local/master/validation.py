@@ -260,8 +260,15 @@ def _grace_negative(policy: Any) -> bool:
         return False
 
 
-def _resources_of(obj: Mapping[str, Any]) -> Resources:
-    return Resources(obj.get("resources") or [])
+def _checked_resources(info: Mapping[str, Any], whose: str) -> tuple[Resources, str | None]:
+    """A TaskInfo's or ExecutorInfo's resources, or why they are invalid (`whose`: "Task", "Executor")."""
+    try:
+        resources = Resources(info.get("resources") or [])
+    except (ValueError, KeyError, TypeError) as error:
+        return Resources(), f"{whose} uses invalid resources: {error}"
+    if fractional_gpus(resources):
+        return Resources(), f"{whose} uses invalid resources: {GPUS_NOT_WHOLE}"
+    return resources, None
 
 
 def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
@@ -280,12 +287,9 @@ def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
     problem = _placement_error(task, agent_id)
     if problem is not None:
         return problem, Resources()
-    try:
-        total = _resources_of(task)
-    except (ValueError, KeyError, TypeError) as error_:
-        return f"Task uses invalid resources: {error_}", Resources()
-    if fractional_gpus(total):
-        return f"Task uses invalid resources: {GPUS_NOT_WHOLE}", Resources()
+    total, problem = _checked_resources(task, "Task")
+    if problem is not None:
+        return problem, Resources()
     executor = task.get("executor")
     if (executor is not None) == ("command" in task):
         return ("Task should have at least one (but not both) of CommandInfo or "
@@ -299,12 +303,9 @@ def validate_task(task: Mapping[str, Any], *, agent_id: str, known_task: bool,
         if "command" not in executor:
             return "'ExecutorInfo.command' must be set", Resources()
         if not has_executor:
-            try:
-                executor_resources = _resources_of(executor)
-            except (ValueError, KeyError, TypeError) as error_:
-                return f"Executor uses invalid resources: {error_}", Resources()
-            if fractional_gpus(executor_resources):
-                return f"Executor uses invalid resources: {GPUS_NOT_WHOLE}", Resources()
+            executor_resources, problem = _checked_resources(executor, "Executor")
+            if problem is not None:
+                return problem, Resources()
             total = total + executor_resources
     if not offered.contains(total):
         return (f"Total resources {total} required by task and its executor is more than "
@@ -369,10 +370,10 @@ def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, An
         if "executor" in task and task["executor"] != executor:
             return (f"The `ExecutorInfo` of task '{task_id}' is different from executor "
                     f"'{_id_value(executor.get('executor_id'))}'"), Resources()
-        try:
-            total = total + _resources_of(task)
-        except (ValueError, KeyError, TypeError) as error_:
-            return f"Task uses invalid resources: {error_}", Resources()
+        resources, problem = _checked_resources(task, "Task")
+        if problem is not None:
+            return problem, Resources()
+        total = total + resources
     error = _validate_executor(executor, framework_id)
     if error:
         return error, Resources()
@@ -383,10 +384,9 @@ def validate_task_group(executor: Mapping[str, Any], tasks: list[Mapping[str, An
     if existing_executor is not None and existing_executor != executor:
         return "ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID",\
             Resources()
-    try:
-        executor_resources = _resources_of(executor)
-    except (ValueError, KeyError, TypeError) as error_:
-        return f"Executor uses invalid resources: {error_}", Resources()
+    executor_resources, problem = _checked_resources(executor, "Executor")
+    if problem is not None:
+        return problem, Resources()
     executor_id = _id_value(executor.get("executor_id"))
     cpus = executor_resources.scalar("cpus")
     if cpus < MIN_EXECUTOR_CPUS:
