@@ -62,7 +62,6 @@ class RoundAnswer:
     declines: list[dict] = field(default_factory=list)
     refuse: float = 0.0
     refused: dict[str, str] = field(default_factory=dict)  # task id -> why it cannot launch
-    submissions: int = 0  # how many submissions had come when it was decided
 
 
 class Core:
@@ -89,7 +88,6 @@ class Core:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._received: dict[int, float] = {}  # id(status) -> when the driver handed it over
-        self._submissions = 0  # submit_many calls so far: work newer than a refusal needs a REVIVE
 
     @property
     def driver(self) -> Driver | None:
@@ -214,7 +212,6 @@ class Core:
                 records.append(self.records.queued(request, now))
                 self.queue.add(request)
             self.queue.count()
-            self._submissions += 1
             holding = bool(self.offers)
         if holding:  # place on the offers in hand now; the round REVIVEs if they are not enough
             self.post("offers", [])
@@ -371,7 +368,6 @@ class Core:
             # No offers at all: the held ones went to an earlier round; if work waits, ask anew.
             starved = not offers and bool(self.queue)
             answer = self._offer_round(offers)
-            answer.submissions = self._submissions
         self._fail_refused(answer.refused)
         self.suppression.sync(force_revive=starved)
         self._send_answer(answer)
@@ -451,46 +447,44 @@ class Core:
     def _send_answer(self, answer: RoundAnswer) -> None:
         filters = {"refuse_seconds": answer.refuse}
         for ids, infos in answer.launches:
-            self.outbox.after_sync(self._accept, ids, infos, filters, answer.submissions)
+            self.outbox.after_sync(self._accept, ids, infos, filters)
         if answer.declines:
-            self.outbox.send(self._decline, answer.declines, filters, answer.submissions)
+            self.outbox.send(self._decline, answer.declines, filters)
 
     def _release_held(self) -> None:
         """DECLINE the offers held past their time (for long: REVIVE clears that), then
         SUPPRESS if nothing waits."""
         with self._lock:
             declines = self.offers.expired()
-            submissions = self._submissions
         if declines:
             OFFERS.labels("declined_idle").inc(len(declines))
-            self.outbox.send(self._decline, declines, {"refuse_seconds": refusal.refuse_seconds(waiting=False)},
-                             submissions)
+            self.outbox.send(self._decline, declines, {"refuse_seconds": refusal.refuse_seconds(waiting=False)})
         self.suppression.sync()
 
-    def _accept(self, ids: list[dict], infos: list[dict], filters: dict, submissions: int) -> None:
+    def _accept(self, ids: list[dict], infos: list[dict], filters: dict) -> None:
         """ACCEPT (outbox thread); if the master never got it, say so: owners decide."""
         operations = [{"type": "LAUNCH", "launch": {"task_infos": infos}}]
         if not self.outbox.call("acceptOffers", ids, operations, filters):
             for info in infos:
                 self._apply(self._scheduler_status(info["task_id"]["value"], State.DROPPED, "ACCEPT call failed"))
             return
-        self._revive_if_late(filters, submissions)
+        self._revive_if_late(filters)
 
-    def _decline(self, ids: list[dict], filters: dict, submissions: int) -> None:
+    def _decline(self, ids: list[dict], filters: dict) -> None:
         """DECLINE (outbox thread)."""
         self.outbox.call("declineOffer", ids, filters)
-        self._revive_if_late(filters, submissions)
+        self._revive_if_late(filters)
 
-    def _revive_if_late(self, filters: dict, submissions: int) -> None:
+    def _revive_if_late(self, filters: dict) -> None:
         """After an ACCEPT or DECLINE that refused the rest for long: the master now hides those
-        agents, so the next submission REVIVEs (`Suppression.refused_for_long`), and so does
-        work submitted since the answer was decided (its own REVIVE reached the master before
-        this refusal). Work that was already waiting when the refusal was decided (a task no
-        agent can take) does not: that is what the refusal is for."""
+        agents, so the next submission REVIVEs (`Suppression.refused_for_long`); if work waits
+        now, REVIVE at once (work that came while the answer waited in the outbox sent its
+        REVIVE before this refusal; work that was waiting gets every agent in one round again,
+        so what it reports names them all)."""
         if filters.get("refuse_seconds", 0) > refusal.WAITING_SECONDS:
             self.suppression.refused_for_long()
             with self._lock:
-                late = self._submissions != submissions and bool(self.queue)
+                late = bool(self.queue)
             if late:
                 self.suppression.sync(force_revive=True)
 

@@ -217,19 +217,19 @@ def test_unplaceable_run_says_why(world) -> None:
 
 def test_work_after_an_unplaceable_run_revives_the_agents_its_refusal_hid(world) -> None:
     """A run no agent can take gets its offers declined for long (they are hidden from us
-    until the refusal ends); it is stopped, and new work comes: it must REVIVE, or it waits
-    the whole refusal out while the framework is not even suppressed. The waiting run itself
-    does not revive (that is what the refusal is for)."""
+    until the refusal ends); it is stopped while that refusal still waits in the outbox, and new
+    work comes: it must REVIVE, or it waits the whole refusal out while the framework is not
+    even suppressed."""
     clock, core, driver, jobs = world
     jobs.create_job(parse_job({"id": "huge", "run": {"cmd": "true", "cpus": 0.1, "mem": 1_000_000}}))
     run = jobs.start_run("huge")
     core.handle_offers([offer(1)])
     ids, filters = driver.named("declineOffer")[-1]
     assert filters["refuse_seconds"] > 60 and not launched(driver)
-    revives = len(driver.named("reviveOffers"))
-    jobs.tick()
-    assert len(driver.named("reviveOffers")) == revives, "the unplaceable run alone revives nothing"
     jobs.stop_run("huge", run.id)
+    # the outbox sends a last round's DECLINE only now: nothing waits, so nothing revives yet
+    core._decline([{"value": "O1"}], dict(filters))
+    revives = len(driver.named("reviveOffers"))
     jobs.create_job(parse_job({"id": "small", "run": {"cmd": "true", "cpus": 0.1, "mem": 64}}))
     jobs.start_run("small")
     assert len(driver.named("reviveOffers")) == revives + 1
