@@ -48,19 +48,35 @@ def numbers(result: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
         yield prefix.rstrip("."), float(result)
 
 
+def with_totals(result: Any) -> Any:
+    """`result` with a `cpu_ms_per_task_total` beside every `cpu_ms_per_task` (the sum over
+    processes), for trees whose benchmark does not print one: the figure a change of where
+    the work happens cannot move."""
+    if isinstance(result, dict):
+        result = {key: with_totals(value) for key, value in result.items()}
+        per_task = result.get("cpu_ms_per_task")
+        if isinstance(per_task, dict) and "cpu_ms_per_task_total" not in result:
+            result["cpu_ms_per_task_total"] = round(sum(v for v in per_task.values()
+                                                        if isinstance(v, (int, float))), 3)
+    return result
+
+
 def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Medians per tree and the ratio this/base for each figure both trees reported."""
-    medians: dict[str, dict[str, float]] = {}
+    """Medians per tree, the ratio this/base, and each tree's range over its rounds (how far
+    one round strays: a ratio inside the ranges' overlap is noise), for every figure both
+    trees reported."""
+    samples: dict[str, dict[str, list[float]]] = {}
     for tree, results in runs.items():
-        samples: dict[str, list[float]] = {}
+        samples[tree] = {}
         for result in results:
-            for path, value in numbers(result):
-                samples.setdefault(path, []).append(value)
-        medians[tree] = {path: statistics.median(values) for path, values in samples.items()}
+            for path, value in numbers(with_totals(result)):
+                samples[tree].setdefault(path, []).append(value)
     figures = {}
-    for path in sorted(set(medians["base"]) & set(medians["this"])):
-        base, this = medians["base"][path], medians["this"][path]
-        figures[path] = {"base": base, "this": this, "ratio": round(this / base, 3) if base else None}
+    for path in sorted(set(samples["base"]) & set(samples["this"])):
+        base, this = statistics.median(samples["base"][path]), statistics.median(samples["this"][path])
+        figures[path] = {"base": base, "this": this, "ratio": round(this / base, 3) if base else None,
+                         "base_range": [min(samples["base"][path]), max(samples["base"][path])],
+                         "this_range": [min(samples["this"][path]), max(samples["this"][path])]}
     return figures
 
 

@@ -22,8 +22,11 @@ left out). With `auth` in DOCKYARD_BENCH_E2E_MODES too (authentication, no TLS),
 namespaces/pid), `insecure_without_pidns_over_insecure_*` is what host tasks' own PID
 namespaces cost, or rather its inverse.
 `cpu_ms_per_task` splits a task's CPU (both phases) by process; `executor_reaped`
-is the tasks' own processes. Before measuring, warm-up runs go on until every
-agent has run a task, so no executor starts inside a measured phase.
+is the tasks' own processes; `cpu_ms_per_task_total` adds them up (the median of each
+round's sum), the figure to compare revisions by: it follows the machine's load far less
+than latency does, and work moved from one process to another leaves it as it was.
+Before measuring, warm-up runs go on until every agent has run a task, so no executor
+starts inside a measured phase.
 
 Reading it: with all 500 submitted at the same instant, the last task cannot finish
 before 500 / throughput seconds, so the burst's p50 and p99 measure the queue; the
@@ -214,6 +217,8 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         "burst": {name: med("burst", name) for name in ("tasks_per_s", "p50_ms", "p99_ms", "finished")},
         "paced": {name: med("paced", name) for name in ("tasks_per_s", "p50_ms", "p99_ms", "finished")},
         "cpu_ms_per_task": {role: _median([r["cpu_ms_per_task"].get(role, 0.0) for r in results]) for role in roles},
+        # all processes together: what moving work between them cannot change
+        "cpu_ms_per_task_total": _median([sum(r["cpu_ms_per_task"].values()) for r in results]),
         "scheduler_rss_kb": med("scheduler_rss_kb"),
     }
 

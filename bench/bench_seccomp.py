@@ -70,7 +70,7 @@ def _launch(work: Path, scratch: Path, name: str, command: str, profile: str) ->
     return time.perf_counter() - started, container
 
 
-def run(bench_dir: Path | None = None, runs: int = 31) -> dict:
+def run(bench_dir: Path | None = None, runs: int = 101) -> dict:
     bench_dir = Path(bench_dir or DEFAULT_DIR)
     bench_dir.mkdir(parents=True, exist_ok=True)
     work = _store(bench_dir)
@@ -135,7 +135,7 @@ def run(bench_dir: Path | None = None, runs: int = 31) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--runs", type=int, default=31)
+    parser.add_argument("--runs", type=int, default=101)
     args = parser.parse_args()
     result = {"benchmark": "seccomp", **run(args.bench_dir, args.runs)}
     print(json.dumps(result))

@@ -1,12 +1,13 @@
 """`dockyard executor`: the process a Mesos agent starts for dockyard's tasks.
 
-Reads its orders from the `MESOS_*` environment (reference §3) and talks to the
-agent through the v1 executor API. Standard library and addict only on this
-path: it is on every cold task start.
+Reads its orders from the `MESOS_*` environment the agent sets (read in
+framework/mesos/executor.py, as Mesos's src/executor/executor.cpp reads them) and
+talks to the agent through the v1 executor API. Standard library and addict only on
+this path: it is on every cold task start.
 
 `dockyard executor --cleanup WORK_DIR` is the agent's start-up janitor: it
 removes mounts, cgroups and runtime state a killed agent or executor left
-behind (executor/cleanup.py, when present).
+behind (executor/cleanup.py).
 """
 from __future__ import annotations
 

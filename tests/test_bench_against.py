@@ -17,10 +17,23 @@ def test_figures_are_medians_of_each_tree_and_their_ratio() -> None:
             "this": [{"rate": 150, "p": {"p99": 4.0}}, {"rate": 100, "p": {"p99": 4.0}},
                      {"rate": 200, "p": {"p99": 2.0}}]}
     figures = compare(runs)
-    assert figures["rate"] == {"base": 200.0, "this": 150.0, "ratio": 0.75}
-    assert figures["p.p99"] == {"base": 4.0, "this": 4.0, "ratio": 1.0}
+    assert figures["rate"] == {"base": 200.0, "this": 150.0, "ratio": 0.75,
+                               "base_range": [100.0, 300.0], "this_range": [100.0, 200.0]}
+    assert figures["p.p99"]["base"] == 4.0 and figures["p.p99"]["ratio"] == 1.0
     assert "label" not in figures
     assert dict(numbers({"ok": True, "n": 3})) == {"n": 3.0}  # booleans are not figures
+
+
+def test_cpu_per_task_gets_its_sum_over_processes_in_both_trees() -> None:
+    """A benchmark that splits CPU per task by process gets the total beside it, also from a
+    tree whose benchmark predates the total: work moved between processes cancels out."""
+    runs = {"base": [{"mode": {"cpu_ms_per_task": {"agent": 2.0, "master": 1.0}}}],
+            "this": [{"mode": {"cpu_ms_per_task": {"agent": 1.0, "master": 1.5, "executor": 0.25}}}]}
+    figures = compare(runs)
+    assert figures["mode.cpu_ms_per_task_total"]["base"] == 3.0
+    assert figures["mode.cpu_ms_per_task_total"]["this"] == 2.75
+    assert figures["mode.cpu_ms_per_task_total"]["ratio"] == round(2.75 / 3.0, 3)
+    assert "mode.cpu_ms_per_task.executor" not in figures  # only figures both trees have
 
 
 def scratch_trees() -> set[str]:

@@ -35,7 +35,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from framework import bodies
-from framework.local.agent.nested import ApiError, NestedContainers
+from framework.local.agent.nested import NestedContainers
+from framework.local.agent.nested_model import ApiError
 from framework.local.master.validation import COMMAND, CONTAINER, shape_error
 from framework.mesos import processio, recordio
 from framework.security.gate import Access, principal_of, route

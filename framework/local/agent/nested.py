@@ -18,7 +18,7 @@ asyncio loop:
   for as long as its task's executor lives, as Mesos keeps it in its runtime directory;
 - a nested container launched outside a session without a TTY writes `stdout`/`stderr` files
   in its own sandbox, `containers/<id>/` in its parent's (created without following a link);
-- every nested container is checkpointed when it starts (`nested/containers/<root>/<child>/`:
+- every nested container is checkpointed when it starts (framework/local/agent/nested_checkpoints.py:
   its cgroup, the pids of its process and of the reaper that waits for it, which writes the
   process's wait status there when it ends), so an agent killed and restarted takes them back
   as Mesos's containerizer does (containerizer.cpp `recover`): one launched outside a session
@@ -40,16 +40,19 @@ import signal as signals
 import subprocess
 import time
 import tty as ttys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, NoReturn, Protocol
 
 from framework.errors import DockyardError
-from framework.local.agent import beneath, checkpoint
+from framework.local.agent import beneath
 from framework.local.agent.model import AgentConfig, ExecutorRecord, FrameworkRecord, TaskRecord
 from framework.local.agent.security import principal_json
-from framework.local.master.security import executor_user, task_user
+from framework.local.master.security import executor_user
+from framework.local.agent.nested_checkpoints import (
+    KILLED, NestedCheckpoints, destroy_saved_all, launches, live, read_status,
+)
 from framework.local.agent.nested_entry import Entry, EntryError, entry, read_record
+from framework.local.agent.nested_model import FORBIDDEN, ApiError, Caller, Nested, Place, Stream
 from framework.local.agent.nested_io import (
     Adopted, Child, Reapers, close_fd, drain_outputs, exited, grow_pipe, input_error, inside, kill_pid, nonempty,
     program_name, read_into, remove_group, runtime_error, set_window, signal_pid, started_pid, termination_of,
@@ -57,9 +60,8 @@ from framework.local.agent.nested_io import (
 )
 from framework.mesos import processio
 from framework.mesos.messages import TERMINAL_STATES
-from framework.proctree import descendants, same_process, start_time
+from framework.proctree import descendants, start_time
 from framework.security.authn import Principal
-
 
 
 class Agent(Protocol):
@@ -69,11 +71,11 @@ class Agent(Protocol):
     counters: collections.Counter
     frameworks: dict[str, FrameworkRecord]
 
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # largest read of a process's output: one record
 FIRST_READ = 64 << 10  # a stream's reads until one fills it: an interactive session's buffer stays small
-STREAM_QUEUE = 4  # records for one output stream: one a pump (stdout, stderr) at a time, and the end
 MAX_NESTED = 256  # nested containers an agent runs at once
 KEPT_TERMINATIONS = 1024  # ended nested containers whose exit WAIT still answers
 START_TIMEOUT = 30.0
@@ -81,74 +83,11 @@ EXIT_GRACE = 2.0  # after its output ends, how long a process may take to exit b
 INPUT_LINGER = 1.0  # an input stream still open when the output ends is answered this much later
 SWITCHBOARD_DISABLED = "I/O switchboard server was disabled for this container"
 
-
-class ApiError(Exception):
-    """A call the agent refuses: `status` and the body Mesos would send."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-FORBIDDEN = ApiError(403, "403 Forbidden.")
-Caller = Principal | str | None  # who calls: a principal's name, or an executor token's claims
 # What an executor's token may do below its own container with no ACL saying so: the calls
 # Mesos's default executor makes (src/authorizer/local/authorizer.cpp, `getObjectApprover`).
 EXECUTOR_ACTIONS = frozenset({"launch_nested_containers", "launch_nested_container_sessions",
                               "wait_nested_containers", "kill_nested_containers", "remove_nested_containers",
                               "attach_containers_output"})
-
-
-@dataclass
-class Place:
-    """A task's container, where nested containers under it run."""
-
-    framework: FrameworkRecord
-    executor: ExecutorRecord
-    task: TaskRecord
-    record: dict  # the executor's container record (framework/local/agent/nested_entry.py)
-    key: str  # the task container's ContainerID, printed as Mesos prints it
-
-    @property
-    def user(self) -> str:
-        """Whom the ACLs ask about: the user the task (and its nested processes) run as."""
-        return str(self.record.get("user") or task_user(self.task.info, self.framework.info))
-
-
-@dataclass
-class Stream:
-    """One attached output stream: frames to send, None when the output has ended."""
-
-    protobuf: bool = False  # its records in protobuf, else JSON
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(STREAM_QUEUE))
-    closed: bool = False
-
-
-@dataclass
-class Nested:
-    cid: dict
-    key: str  # the ContainerID as Mesos prints it: root.child.grandchild
-    place: Place
-    session: bool  # ends with its client's connection
-    tty: bool
-    principal: str | None
-    program: str
-    entry: Entry | None = None
-    process: Child | Adopted | None = None  # what the agent started (a reaper, the runtime's exec, the host chain)
-    main: asyncio.Future | None = None  # done when the process the runtime started has exited
-    pid: int | None = None  # the nested container's main process (the runtime's, or the host chain)
-    status_file: Path | None = None  # where its reaper writes its wait status
-    stdin: int | None = None  # our end of its stdin (the terminal's master with a TTY)
-    outputs: list[tuple[int, str]] = field(default_factory=list)  # (fd, STDOUT|STDERR) we read
-    switchboard: bool = True
-    streams: list[Stream] = field(default_factory=list)
-    reading: asyncio.Event = field(default_factory=asyncio.Event)  # the first output stream attached
-    ended: asyncio.Event = field(default_factory=asyncio.Event)  # exited, drained, streams closed
-    input_attached: bool = False
-    destroying: bool = False
-    termination: dict | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 class NestedContainers:
@@ -160,6 +99,7 @@ class NestedContainers:
         self.ended: collections.OrderedDict[str, dict] = collections.OrderedDict()  # key -> termination
         self._tasks: set[asyncio.Task] = set()
         self.reapers = Reapers()
+        self.checkpoints = NestedCheckpoints(agent.config.work_dir)
 
     @property
     def work_dir(self) -> Path:
@@ -317,11 +257,11 @@ class NestedContainers:
         nested.entry = plan
         reaped = plan.detached or not nested.switchboard  # under a reaper, which leaves its status in a file
         if reaped:
-            nested.status_file = self._container_dir(nested.key) / "status"
+            nested.status_file = self.checkpoints.status_file(nested.key)
         try:
             await asyncio.to_thread(self._prepare, nested)
         except (OSError, DockyardError) as error:
-            await asyncio.to_thread(self._forget_launch, nested.key)
+            await asyncio.to_thread(self.checkpoints.forget_launch, nested.key)
             raise ApiError(400, f"Failed to launch nested container: cannot make its cgroup: {error}") from None
         child: list[int] = []
         ours: list[int] = []
@@ -366,7 +306,7 @@ class NestedContainers:
                 close_fd(fd)
             nested.stdin, nested.outputs = None, []
             await asyncio.to_thread(remove_group, plan)
-            await asyncio.to_thread(self._forget_launch, nested.key)
+            await asyncio.to_thread(self.checkpoints.forget_launch, nested.key)
             if isinstance(error, OSError):
                 raise ApiError(400, f"Failed to launch nested container: {error}") from None
             raise
@@ -427,7 +367,7 @@ class NestedContainers:
         said = runtime_error(drain_outputs(nested.outputs)) or f"exited with status {nested.process.returncode}"
         await self._teardown(nested)
         await nested.process.wait()
-        await asyncio.to_thread(self._forget_launch, nested.key)
+        await asyncio.to_thread(self.checkpoints.forget_launch, nested.key)
         raise ApiError(400, f"Failed to launch nested container: {said}")
 
     # -- its life --------------------------------------------------------------------------------------
@@ -489,7 +429,7 @@ class NestedContainers:
         termination = dict(nested.termination or KILLED)
         termination["user"] = nested.place.user
         if not nested.place.executor.terminated:  # kept before any WAIT answers, as Mesos does
-            self._checkpoint(nested.key, termination)
+            self.checkpoints.save_termination(nested.key, termination)
         self.ended[nested.key] = termination  # before the streams end: their clients WAIT next
         while len(self.ended) > KEPT_TERMINATIONS:
             self.ended.popitem(last=False)
@@ -679,20 +619,10 @@ class NestedContainers:
         return {k: v for k, v in termination.items() if k != "user"}
 
     # -- what outlives the agent ----------------------------------------------------------------------
-    def _container_dir(self, key: str) -> Path:
-        """A nested container's checkpoints, kept for its root container's life as Mesos keeps
-        `containers/<root>/containers/<child>/` in its runtime directory
-        (src/slave/containerizer/mesos/paths.hpp): `launch.json` while it runs, the `status` its
-        reaper writes when it ends, then `termination.json`, which WAIT answers from."""
-        return self.work_dir.joinpath("nested", "containers", *key.split("."))
-
-    def _termination_path(self, key: str) -> Path:
-        return self._container_dir(key) / "termination.json"
-
     def _save_launch(self, nested: Nested) -> None:
         """What an agent restarted meanwhile needs to take it back or end it: written before it
         starts (its cgroup) and once it runs (the pids, each with its start time: a pid alone
-        may name another process by then). Small files, written on the loop."""
+        may name another process by then)."""
         assert nested.entry is not None
         saved: dict = {"cid": nested.cid, "session": nested.session, "tty": nested.tty, "user": nested.place.user,
                        "principal": nested.principal, "program": nested.program, "entry": nested.entry.saved(),
@@ -701,36 +631,13 @@ class NestedContainers:
             saved["pid"] = [nested.pid, start_time(nested.pid)]
         if nested.status_file is not None and isinstance(nested.process, Child):
             saved["reaper"] = [nested.process.pid, start_time(nested.process.pid)]
-        checkpoint.write_json(self._container_dir(nested.key) / "launch.json", saved)
-
-    def _drop_launch(self, key: str) -> None:
-        """The launch's checkpoints: the container ended, or never started."""
-        for name in ("launch.json", "status"):
-            (self._container_dir(key) / name).unlink(missing_ok=True)
-
-    def _forget_launch(self, key: str) -> None:
-        """A launch that failed leaves nothing behind."""
-        self._drop_launch(key)
-        try:
-            self._container_dir(key).rmdir()
-        except OSError:
-            pass
-
-    def _checkpoint(self, key: str, termination: dict) -> None:
-        """A small file, written on the loop: a thread's hand-over would cost more than the write.
-        It replaces the launch's checkpoints: the container has ended."""
-        try:
-            checkpoint.write_json(self._termination_path(key), termination)
-            self._drop_launch(key)
-        except OSError as error:
-            log.warning("cannot checkpoint the termination of nested container %s: %s", key, error)
+        self.checkpoints.save_launch(nested.key, saved)
 
     def _checkpointed(self, cid: dict) -> dict | None:
         """The termination kept for `cid`, while its root container lives (MesosContainerizerProcess::wait)."""
         if "parent" not in cid or self.owner(cid) is None:
             return None
-        termination = checkpoint.read_json(self._termination_path(processio.container_key(cid)))
-        return termination if isinstance(termination, dict) and "exit_status" in termination else None
+        return self.checkpoints.termination(processio.container_key(cid))
 
     def kill(self, cid: dict, signal: int) -> None:
         key = processio.container_key(cid)
@@ -758,11 +665,7 @@ class NestedContainers:
         if self.owner(cid) is None:
             raise ApiError(500, f"Parent container {processio.root_value(cid)} does not exist")
         self.ended.pop(key, None)
-        self._termination_path(key).unlink(missing_ok=True)
-        try:
-            self._container_dir(key).rmdir()  # kept while a nested container below it has its own
-        except OSError:
-            pass
+        self.checkpoints.remove(key)
 
     async def destroy(self, nested: Nested) -> None:
         """Kill the nested container and everything in it; `_run` then cleans up."""
@@ -780,17 +683,17 @@ class NestedContainers:
             if nested.place.executor is executor:
                 self._spawn_task(self.destroy(nested))
         if executor.container_id:
-            self._drop_root(self._container_dir(executor.container_id))
+            self._drop_root(self.checkpoints.directory(executor.container_id))
 
     def _drop_root(self, directory: Path) -> None:
         """Destroy what the checkpoints below a root container's directory name, then forget them."""
-        left = [saved for _, saved in _launches(directory)
+        left = [saved for _, saved in launches(directory)
                 if not isinstance(saved.get("cid"), dict) or processio.container_key(saved["cid"]) not in self.running]
         shutil.rmtree(directory, ignore_errors=True)
         if left:
             log.info("destroying %d nested container(s) a previous run of the agent left under %s, whose "
                      "executor is gone", len(left), directory.name)
-            self._spawn_task(asyncio.to_thread(_destroy_saved_all, left))
+            self._spawn_task(asyncio.to_thread(destroy_saved_all, left))
 
     # -- after an agent restart ---------------------------------------------------------------------------
     async def recover(self) -> None:
@@ -801,18 +704,13 @@ class NestedContainers:
         session's, or a TTY's (its terminal was the agent's). One launched outside a session
         whose reaper still runs (the same process: its start time says so) runs on, watched
         again; one that ended meanwhile is given the status its reaper wrote."""
-        top = self.work_dir / "nested" / "containers"
-        try:
-            roots = sorted(item for item in top.iterdir() if item.is_dir())
-        except OSError:
-            return
         adopted = ended = destroyed = 0
-        for root in roots:
+        for root in self.checkpoints.roots():
             if self.owner({"value": root.name}) is None:
-                destroyed += len(_launches(root))
+                destroyed += len(launches(root))
                 self._drop_root(root)
                 continue
-            for directory, saved in sorted(_launches(root), key=lambda found: len(found[0].parts)):
+            for directory, saved in sorted(launches(root), key=lambda found: len(found[0].parts)):
                 outcome = await self._recover_one(directory, saved)
                 adopted += outcome == "adopted"
                 ended += outcome == "ended"
@@ -824,7 +722,7 @@ class NestedContainers:
     async def _recover_one(self, directory: Path, saved: dict) -> str:
         cid = saved.get("cid")
         if not isinstance(cid, dict) or "parent" not in cid:
-            await asyncio.to_thread(_destroy_saved_all, [saved])
+            await asyncio.to_thread(destroy_saved_all, [saved])
             shutil.rmtree(directory, ignore_errors=True)
             return "destroyed"
         key = processio.container_key(cid)
@@ -832,20 +730,20 @@ class NestedContainers:
             place: Place | None = self.place(cid["parent"])
         except ApiError:
             place = None
-        reaper = _live(saved.get("reaper"))
+        reaper = live(saved.get("reaper"))
         status_file = directory / "status"
         if place is not None and reaper is not None and not saved.get("session") and not saved.get("tty"):
             self._adopt(cid, key, place, saved, reaper, status_file)
             return "adopted"
         status = read_status(status_file)  # before the kill: whether it had ended by itself
-        await asyncio.to_thread(_destroy_saved_all, [saved])
+        await asyncio.to_thread(destroy_saved_all, [saved])
         termination = termination_of_status(status) if status is not None else dict(KILLED)
         if status is None:
             why = ("its parent is gone" if place is None else "its session's connection is gone" if saved.get("session")
                    else "its terminal was the agent's" if saved.get("tty") else "the agent stopped as it started")
             termination["message"] = f"Container destroyed on agent recovery: {why}"
         termination["user"] = place.user if place is not None else saved.get("user")
-        self._checkpoint(key, termination)  # and the status its reaper wrote as it was killed goes
+        self.checkpoints.save_termination(key, termination)  # and the status its reaper wrote as it was killed goes
         log.info("nested container %s %s: %s", key, "ended while the agent was down" if status is not None
                  else "destroyed on recovery", termination["message"])
         return "ended" if status is not None else "destroyed"
@@ -857,7 +755,7 @@ class NestedContainers:
                         switchboard=False)
         nested.entry = Entry.restored(saved.get("entry") or {})
         nested.process = Adopted(reaper)
-        nested.pid = _live(saved.get("pid"))
+        nested.pid = live(saved.get("pid"))
         nested.main = exited(nested.pid) if nested.pid is not None else None
         nested.status_file = status_file
         nested.started = time.monotonic() - max(0.0, time.time() - float(saved.get("launched") or time.time()))
@@ -882,61 +780,6 @@ class NestedContainers:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-KILLED = termination_of(-signals.SIGKILL, False)  # how a destroyed container ends, when nothing says more
-
-
-def read_status(path: Path) -> int | None:
-    """The raw wait status a reaper wrote (framework/local/agent/nested_reaper.py), or None."""
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _live(saved: object) -> int | None:
-    """A checkpointed [pid, start time] when that process still runs, else None."""
-    if isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], int) and same_process(*saved):
-        return saved[0]
-    return None
-
-
-def _launches(root: Path) -> list[tuple[Path, dict]]:
-    """The launch checkpoints below a root container's directory, with their directories: the
-    nested containers that had not ended when they were written."""
-    found = []
-    for path in root.glob("**/launch.json"):
-        saved = checkpoint.read_json(path)
-        if isinstance(saved, dict) and not (path.parent / "termination.json").exists():
-            found.append((path.parent, saved))
-    return found
-
-
-def _destroy_saved_all(saved: list[dict]) -> None:
-    """Kill what checkpointed nested containers became, and remove their cgroups (in a thread);
-    their reapers, left without a process, write its status and go (else they are killed)."""
-    reapers = []
-    for one in saved:
-        main = _live(one.get("pid"))
-        if main is not None:
-            kill_pid(main)
-        reaper = _live(one.get("reaper"))
-        if reaper is not None:
-            reapers.append((reaper, one["reaper"][1]))
-        try:
-            plan = Entry.restored(one.get("entry") or {})
-        except DockyardError as error:
-            log.warning("cannot remove the cgroup of a nested container: %s", error)
-            continue
-        plan.kill_group()
-        remove_group(plan)
-    deadline = time.monotonic() + EXIT_GRACE
-    while reapers and time.monotonic() < deadline:
-        time.sleep(0.01)
-        reapers = [(pid, began) for pid, began in reapers if same_process(pid, began)]
-    for pid, _ in reapers:
-        kill_pid(pid)
 
 
 def caller_name(caller: Caller) -> str | None:
