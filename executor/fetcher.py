@@ -38,6 +38,8 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
 
+from framework.errors import DockyardError
+
 log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is given up
@@ -47,7 +49,7 @@ DEFAULT_CACHE_SIZE = 2 << 30  # Mesos's --fetcher_cache_size default: 2GB
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-class FetchError(RuntimeError):
+class FetchError(DockyardError, RuntimeError):
     """A URI could not be fetched or unpacked; the task fails with this message."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 from executor.launcher import ExitInfo, Launcher, LaunchSpec, Running
+from framework.errors import DockyardError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ MOVES: dict[str, frozenset[str]] = {
 }
 
 
-class IllegalMove(RuntimeError):
+class IllegalMove(DockyardError, RuntimeError):
     """A transition the table does not allow."""
 
     def __init__(self, source: str, target: str) -> None:

@@ -18,6 +18,8 @@ from typing import Any, Awaitable, Callable, MutableMapping
 
 import yaml
 
+from framework.errors import DockyardError
+
 DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_MAX_DEPTH = 64
 
@@ -32,7 +34,7 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
-class BodyError(ValueError):
+class BodyError(DockyardError, ValueError):
     """A body refused before it is understood; `status` is the answer (400, 408, 413 or 422),
     `path` the `/field` at fault when one is known."""
 

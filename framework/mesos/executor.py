@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from addict import Dict
 
+from framework.errors import DockyardError
 from framework.security.tls import Tls, TlsError
 
 from .connection import Connection
@@ -60,7 +61,7 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "secs": 1.0, "mins": 60.0,
           "hrs": 3600.0, "days": 86400.0, "weeks": 604800.0}
 
 
-class ExecutorDriverError(RuntimeError):
+class ExecutorDriverError(DockyardError, RuntimeError):
     """A call to the agent failed or was refused."""
 
 

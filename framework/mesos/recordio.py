@@ -5,10 +5,12 @@ decoder buffers and yields whole records only.
 """
 from __future__ import annotations
 
+from framework.errors import DockyardError
+
 MAX_HEADER = 20  # a uint64 in decimal fits in 20 digits
 
 
-class RecordIOError(ValueError):
+class RecordIOError(DockyardError, ValueError):
     """The stream is not valid RecordIO."""
 
 

@@ -16,10 +16,12 @@ import base64
 import binascii
 from typing import Any, Iterable
 
+from framework.errors import DockyardError
+
 MARKER = "***"  # what views show instead of a secret's bytes
 
 
-class SecretFormatError(ValueError):
+class SecretFormatError(DockyardError, ValueError):
     """A SECRET variable or volume that cannot be delivered (shape, encoding, NUL byte)."""
 
 

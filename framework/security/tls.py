@@ -24,12 +24,14 @@ import ssl
 from dataclasses import dataclass
 from typing import Mapping
 
+from framework.errors import DockyardError
+
 log = logging.getLogger(__name__)
 
 _TRUE, _FALSE = {"true", "1"}, {"false", "0"}
 
 
-class TlsError(ValueError):
+class TlsError(DockyardError, ValueError):
     """A TLS setting that cannot be used (a missing key, an unreadable file)."""
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import jwt
 
-from framework.errors import SecurityError
+from framework.errors import DockyardError, SecurityError
 
 CLAIMS = ("cid", "eid", "fid")
 MIN_KEY_BYTES = 32  # HS256 keys shorter than the hash are weak (RFC 7518 section 3.2)
 
 
-class TokenError(Exception):
+class TokenError(DockyardError):
     """A token that does not authenticate; the message is what a 401 describes."""
 
 

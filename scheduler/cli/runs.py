@@ -15,6 +15,7 @@ from typing import Callable
 import click
 import httpx
 
+from framework.errors import DockyardError
 from framework.security.client import ClientConfig
 from scheduler.cli import placement
 from scheduler.cli.client import Api, err_console
@@ -117,7 +118,7 @@ class RunEvents:
         self.client.close()
 
 
-class StreamBroken(Exception):
+class StreamBroken(DockyardError):
     """The jobs event stream ended."""
 
 
@@ -174,7 +175,7 @@ class RunPrinter:
                 pump(tails(self.files, task, self.tails, self.settings))
 
 
-class Unplaceable(Exception):
+class Unplaceable(DockyardError):
     """The run waited past the grace for resources that no agent will ever have."""
 
     def __init__(self, run: dict, reason: str) -> None:

@@ -18,6 +18,8 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
+from framework.errors import DockyardError
+
 
 class Operator(str, Enum):
     UNIQUE = "UNIQUE"
@@ -37,7 +39,7 @@ STATIC_OPERATORS = frozenset({Operator.LIKE, Operator.UNLIKE, Operator.IS})
 _ALIASES = {"EQ": "IS", "EQUALS": "IS"}
 
 
-class ConstraintError(ValueError):
+class ConstraintError(DockyardError, ValueError):
     """A constraint that cannot be understood; `path` says where in the spec."""
 
     def __init__(self, message: str, path: str = "") -> None:

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 
 import httpx
 
+from framework.errors import Forbidden
 from framework.security.client import ClientConfig
 
 # The events after which what the router serves may have changed; the others (jobs,
@@ -25,7 +26,7 @@ EVENT_TYPES = (
 STREAM_READ_TIMEOUT = 35.0  # the scheduler writes a keep-alive every 10 s
 
 
-class Refused(Exception):
+class Refused(Forbidden):
     """The scheduler answered 401 or 403: who we were and where that came from, in one line."""
 
 

@@ -15,12 +15,13 @@ from typing import Any
 
 import jinja2
 
+from framework.errors import DockyardError
 from scheduler.router.model import DRAIN, Layout
 
 TOKEN = re.compile(r"^[A-Za-z0-9_.:/%@!$&()*+,;=~\[\]-]{1,1024}$")
 
 
-class UnsafeValue(ValueError):
+class UnsafeValue(DockyardError, ValueError):
     """A value would change the configuration's structure if written."""
 
 

@@ -12,11 +12,13 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from framework.errors import DockyardError
+
 # Answers of `set server` that mean it was done; anything else is HAProxy saying why not.
 DONE_MARKERS = ("changed from", "no need to change")
 
 
-class HAProxyError(Exception):
+class HAProxyError(DockyardError):
     """HAProxy refused or did not answer a runtime command."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 import httpx
 from starlette.requests import Request
 
+from framework.errors import MesosError
 from framework.local.cluster.status import summarize
 
 STATE_SECONDS = 1.0
@@ -26,7 +27,7 @@ TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 TAIL_BYTES = 64 * 1024
 
 
-class Unreadable(Exception):
+class Unreadable(MesosError):
     """The master or an agent would not answer: why, for the page, and the status to answer
     with (404: no such file; 403: refused to this caller; 502: unreachable or failing)."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from framework.errors import DockyardError
+
 APP_FIELDS: dict[str, tuple[str, ...]] = {  # input -> the JSON paths whose errors it shows
     "id": ("/id",), "cmd": ("/cmd", "/args"), "instances": ("/instances",), "cpus": ("/cpus",), "mem": ("/mem",),
 }
@@ -23,7 +25,7 @@ JOB_DEFAULTS = {"id": "", "run": {"cmd": "", "cpus": 0.1, "mem": 64}}
 JSON_FIELD = "definition"
 
 
-class FormError(ValueError):
+class FormError(DockyardError, ValueError):
     """The form's JSON is not a JSON object: said next to the JSON field."""
 
 

@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from framework.errors import DockyardError
 from framework import bodies
 from framework.local.agent.nested import NestedContainers
 from framework.local.agent.nested_model import ApiError
@@ -94,7 +95,7 @@ NESTED_ONLY = {"LAUNCH_NESTED_CONTAINER", "LAUNCH_NESTED_CONTAINER_SESSION", "WA
                "KILL_NESTED_CONTAINER", "REMOVE_NESTED_CONTAINER"}
 
 
-class Refused(Exception):
+class Refused(DockyardError):
     """A request answered before it reaches a container: status and body."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:

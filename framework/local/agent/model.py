@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.container_policy import ContainerPolicy
+from framework.errors import DockyardError
 from framework.local.agent.security import AgentSecurity
 from framework.mesos import recordio
 from framework.mesos.messages import dumps
@@ -118,7 +119,7 @@ class FrameworkRecord:
         return any(c.get("type") == "PARTITION_AWARE" for c in self.info.get("capabilities") or [])
 
 
-class ExecutorCallError(Exception):
+class ExecutorCallError(DockyardError):
     """An executor API call the agent refuses; `status` is the HTTP answer."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from framework import cgroups
-from framework.errors import DockyardError
+from framework.errors import ContainerError, DockyardError
 from framework.local.agent import checkpoint
 
 RUNTIMES = ("runc", "crun")
@@ -48,7 +48,7 @@ INITS = ("dockyard-init", "tini", "tini-static")  # a host task's namespace init
 START_WAIT = 5.0
 
 
-class EntryError(Exception):
+class EntryError(ContainerError):
     """The task's container cannot be entered; the message says why (a 400 for the caller)."""
 
 

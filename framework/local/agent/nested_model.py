@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from framework.errors import DockyardError
 from framework.local.agent.model import ExecutorRecord, FrameworkRecord, TaskRecord
 from framework.local.agent.nested_entry import Entry
 from framework.local.agent.nested_io import Adopted, Child
@@ -19,7 +20,7 @@ STREAM_QUEUE = 4  # records for one output stream: one a pump (stdout, stderr) a
 Caller = Principal | str | None  # who calls: a principal's name, or an executor token's claims
 
 
-class ApiError(Exception):
+class ApiError(DockyardError):
     """A call the agent refuses: `status` and the body Mesos would send."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from framework.errors import DockyardError
 from framework.local.cluster import lifeline
 from framework.local.cluster.up_record import ClusterRecord
 
@@ -40,7 +41,7 @@ output = lifeline.Output()
 EXAMPLES = REPO / "examples"
 
 
-class DemoError(RuntimeError):
+class DemoError(DockyardError, RuntimeError):
     """The demo could not bring something up; the message says what and where to look."""
 
 

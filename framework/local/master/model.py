@@ -11,6 +11,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from framework.errors import DockyardError
 from framework.mesos import recordio
 from framework.mesos.messages import TERMINAL_STATES, dumps
 from framework.mesos.resources import Resources
@@ -37,7 +38,7 @@ class Stream:
             self.queue.put_nowait(None)
 
 
-class HttpError(Exception):
+class HttpError(DockyardError):
     """A call refused with an HTTP status (the handler renders it)."""
 
     def __init__(self, status: int, message: str = "") -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
+from framework.errors import DockyardError
 from framework.mesos.messages import invalid_id, valid_uuid
 from framework.mesos.resources import Resources
 
@@ -44,7 +45,7 @@ MIN_EXECUTOR_CPUS = 0.01
 MIN_EXECUTOR_MEM = 32.0
 
 
-class CallError(ValueError):
+class CallError(DockyardError, ValueError):
     """A call the master refuses with 400; the message is the response body."""
 
 
