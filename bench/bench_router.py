@@ -8,8 +8,10 @@ second) on a fixed service port:
   and through the router's service port, in alternating blocks in the same run;
   p50 and p99 of each and their ratios (target: p50 through the router at most 1.3x).
   The instance answers `/` at once (about 0.1-0.2 ms here), so the ratio is nearly all
-  HAProxy's extra loopback hop; `latency_of_a_1ms_request` repeats it on `/work`, which
-  sleeps 1 ms first, for the ratio a service doing some work sees;
+  HAProxy's extra loopback hop; `bare_haproxy_p50_ratio` is the same through an HAProxy
+  with nothing but one frontend and that instance, in the same alternating blocks: the
+  least any HAProxy hop costs here. `latency_of_a_1ms_request` repeats it on `/work`,
+  which sleeps 1 ms first, for the ratio a service doing some work sees;
 * healthy to traffic: the app scaled up by one, three times, under a steady client
   through the router; from the new instance's first passing health check (its
   `healthCheckResults[0].firstSuccess`) to the first answer it gives through the
@@ -35,6 +37,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -266,26 +269,75 @@ def failed(load: SteadyLoad) -> dict[str, Any]:
                            "max": round(max(load.durations, default=0.0) * 1000, 1)}}
 
 
+BARE_HAPROXY = """global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend bare
+  bind 127.0.0.1:{port}
+  default_backend instance
+backend instance
+  server one {host}:{instance_port}
+"""
+
+
+class BareHAProxy:
+    """HAProxy with nothing but a frontend and the one instance (one thread, no header
+    rewriting, no retries): the least any HAProxy hop costs here, measured beside the router
+    so that its ratio shows how much of the router's is HAProxy's own."""
+
+    def __init__(self, instance: tuple[str, int]) -> None:
+        self.instance = instance
+        self.port = free_ports(1)[0]
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "BareHAProxy":
+        self.dir = tempfile.TemporaryDirectory(prefix="bench-bare-haproxy-")
+        config = Path(self.dir.name) / "haproxy.cfg"
+        host, instance_port = self.instance
+        config.write_text(BARE_HAPROXY.format(port=self.port, host=host, instance_port=instance_port))
+        self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait("the bare HAProxy", lambda: latencies(self.port, 1), timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(10)
+        self.dir.cleanup()
+
+
 def measure_latency(instance: tuple[str, int], router_port: int, path: str = "/", blocks: int = LATENCY_BLOCKS
                     ) -> dict[str, Any]:
-    """Direct (to the instance's address and port) and routed GETs of `path` in alternating
-    blocks: p50/p99 of each, ratios, and what the hop adds at the median."""
+    """Direct (to the instance's address and port), routed, and through a bare HAProxy
+    (`BareHAProxy`) GETs of `path` in alternating blocks: p50/p99 of each, ratios, and what
+    the hop adds at the median."""
     direct: list[float] = []
     routed: list[float] = []
+    bare: list[float] = []
     host, direct_port = instance
-    latencies(direct_port, 50, path, host), latencies(router_port, 50, path)  # warm both paths
-    for _ in range(blocks):
-        direct += latencies(direct_port, LATENCY_BLOCK_REQUESTS, path, host)
-        routed += latencies(router_port, LATENCY_BLOCK_REQUESTS, path)
+    with BareHAProxy(instance) as floor:
+        for port, address in ((direct_port, host), (router_port, "127.0.0.1"), (floor.port, "127.0.0.1")):
+            latencies(port, 50, path, address)  # warm every path
+        for _ in range(blocks):
+            direct += latencies(direct_port, LATENCY_BLOCK_REQUESTS, path, host)
+            routed += latencies(router_port, LATENCY_BLOCK_REQUESTS, path)
+            bare += latencies(floor.port, LATENCY_BLOCK_REQUESTS, path)
 
     def ms(values: list[float], q: float) -> float:
         return round(quantile(values, q) * 1000, 3)
     return {"path": path, "requests_each": len(direct),
             "direct_ms": {"p50": ms(direct, 0.5), "p99": ms(direct, 0.99)},
             "router_ms": {"p50": ms(routed, 0.5), "p99": ms(routed, 0.99)},
+            "bare_haproxy_ms": {"p50": ms(bare, 0.5), "p99": ms(bare, 0.99)},
             "added_p50_ms": round((quantile(routed, 0.5) - quantile(direct, 0.5)) * 1000, 3),
             "p50_ratio": round(quantile(routed, 0.5) / quantile(direct, 0.5), 3),
-            "p99_ratio": round(quantile(routed, 0.99) / quantile(direct, 0.99), 3)}
+            "p99_ratio": round(quantile(routed, 0.99) / quantile(direct, 0.99), 3),
+            "bare_haproxy_p50_ratio": round(quantile(bare, 0.5) / quantile(direct, 0.5), 3)}
 
 
 def healthy_to_traffic(client: httpx.Client, service_port: int, start: int, times: int = 3) -> list[float]:
