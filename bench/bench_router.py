@@ -301,7 +301,11 @@ class BareHAProxy:
         config.write_text(BARE_HAPROXY.format(port=self.port, host=host, instance_port=instance_port))
         self.process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        wait("the bare HAProxy", lambda: latencies(self.port, 1), timeout=10)
+        try:
+            wait("the bare HAProxy", lambda: latencies(self.port, 1), timeout=10)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
