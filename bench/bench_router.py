@@ -10,7 +10,8 @@ second) on a fixed service port:
   The instance answers `/` at once (about 0.1-0.2 ms here), so the ratio is nearly all
   HAProxy's extra loopback hop; `bare_haproxy_p50_ratio` is the same through an HAProxy
   with nothing but one frontend and that instance, in the same alternating blocks: the
-  least any HAProxy hop costs here. `latency_of_a_1ms_request` repeats it on `/work`,
+  least any HAProxy hop costs here (`router_over_bare_haproxy_p50`: what the router's
+  configuration adds to it). `latency_of_a_1ms_request` repeats it on `/work`,
   which sleeps 1 ms first, for the ratio a service doing some work sees;
 * healthy to traffic: the app scaled up by one, three times, under a steady client
   through the router; from the new instance's first passing health check (its
@@ -341,7 +342,8 @@ def measure_latency(instance: tuple[str, int], router_port: int, path: str = "/"
             "added_p50_ms": round((quantile(routed, 0.5) - quantile(direct, 0.5)) * 1000, 3),
             "p50_ratio": round(quantile(routed, 0.5) / quantile(direct, 0.5), 3),
             "p99_ratio": round(quantile(routed, 0.99) / quantile(direct, 0.99), 3),
-            "bare_haproxy_p50_ratio": round(quantile(bare, 0.5) / quantile(direct, 0.5), 3)}
+            "bare_haproxy_p50_ratio": round(quantile(bare, 0.5) / quantile(direct, 0.5), 3),
+            "router_over_bare_haproxy_p50": round(quantile(routed, 0.5) / quantile(bare, 0.5), 3)}
 
 
 def healthy_to_traffic(client: httpx.Client, service_port: int, start: int, times: int = 3) -> list[float]:

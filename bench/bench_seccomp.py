@@ -125,6 +125,7 @@ def run(bench_dir: Path | None = None, runs: int = 101) -> dict:
         "launch_to_exit_ratio": round(median["exit"]["default"] / median["exit"]["unconfined"], 3),
         "filtered_cpu_median_ms": round(statistics.median(cpu["default"]) * 1000, 1),
         "unfiltered_cpu_median_ms": round(statistics.median(cpu["unconfined"]) * 1000, 1),
+        "added_cpu_median_ms": round((statistics.median(cpu["default"]) - statistics.median(cpu["unconfined"])) * 1000, 1),
         "target_ratio": TARGET_RATIO,
         "within_target": ratio <= TARGET_RATIO,
         "profile_rules": len(rules["syscalls"]),
