@@ -346,6 +346,19 @@ def _fresh_offer(frameworks: list[Framework], used: set[str]) -> tuple[Framework
 
 
 # --------------------------------------------------------------------------- task validation
+
+
+def group_executor(framework_id: str | None = None) -> dict:
+    """The DEFAULT executor of a LAUNCH_GROUP (without `framework_id` when none is given)."""
+    executor = {"type": "DEFAULT", "executor_id": {"value": "gx"},
+                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                              {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]}
+    if framework_id is not None:
+        executor["framework_id"] = {"value": framework_id}
+    return executor
+
+
 def test_launch_validation_errors(master: Master) -> None:
     agent = FakeAgent(master)
     fw = Framework(master)
@@ -384,10 +397,7 @@ def test_launch_validation_errors(master: Master) -> None:
     # LAUNCH_GROUP without ExecutorInfo.framework_id: every task REASON_TASK_GROUP_INVALID
     offer = fw.offers(timeout=3)[0]
     group = {"type": "LAUNCH_GROUP", "launch_group": {
-        "executor": {"type": "DEFAULT", "executor_id": {"value": "gx"},
-                     "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                                   {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
-                                   {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]},
+        "executor": group_executor(),
         "task_group": {"tasks": [task_info("g1", agent.id), task_info("g2", agent.id)]}}}
     fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [group]})
     for _ in range(2):
@@ -401,10 +411,7 @@ def test_launch_group_reaches_agent(master: Master) -> None:
     agent = FakeAgent(master)
     fw = Framework(master)
     offer = fw.offers()[0]
-    executor = {"type": "DEFAULT", "executor_id": {"value": "gx"}, "framework_id": {"value": fw.id},
-                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
-                              {"name": "disk", "type": "SCALAR", "scalar": {"value": 10}}]}
+    executor = group_executor(fw.id)
     tasks = [{k: v for k, v in task_info(t, agent.id).items()} for t in ("g1", "g2")]
     fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [{
         "type": "LAUNCH_GROUP", "launch_group": {"executor": executor,
@@ -420,9 +427,7 @@ def test_a_group_task_with_part_of_a_gpu_is_refused_as_a_lone_task_is(master: Ma
     agent = FakeAgent(master)
     fw = Framework(master)
     offer = fw.offers()[0]
-    executor = {"type": "DEFAULT", "executor_id": {"value": "gx"}, "framework_id": {"value": fw.id},
-                "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
-                              {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}]}
+    executor = group_executor(fw.id)
     half = task_info("half", agent.id)
     half["resources"].append({"name": "gpus", "type": "SCALAR", "scalar": {"value": 0.5}})
     fw.call("ACCEPT", accept={"offer_ids": [offer["id"]], "operations": [{
